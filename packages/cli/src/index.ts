@@ -1,0 +1,1 @@
+export { validateFile, formatReport } from "./commands/Validate.js"

@@ -1,0 +1,19 @@
+/** The `mcp` operator CLI: parses the command line and runs the chosen command. */
+import { Command, ValidationError } from "@effect/cli"
+import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { Effect } from "effect"
+import { validate } from "./commands/Validate.js"
+
+const mcp = Command.make("mcp").pipe(
+  Command.withDescription("MCP: deploy and run containers on a small fleet of nodes"),
+  Command.withSubcommands([validate])
+)
+
+const cli = Command.run(mcp, { name: "mcp", version: "0.1.0" })
+
+cli(process.argv).pipe(
+  // @effect/cli already printed the usage problem; exit 2 without a second, JSON-shaped report.
+  Effect.catchIf(ValidationError.isValidationError, () => Effect.sync(() => { process.exitCode = 2 })),
+  Effect.provide(NodeContext.layer),
+  NodeRuntime.runMain({ disableErrorReporting: false })
+)

@@ -1,0 +1,116 @@
+/**
+ * Errors that cross the wire. Each is a Schema.TaggedError so the client receives an instance of
+ * the same class; each message says what failed and what to do about it.
+ */
+import { Schema } from "effect"
+import { Problem } from "./Validation.js"
+
+export class InvalidDefinition extends Schema.TaggedError<InvalidDefinition>()("InvalidDefinition", {
+  service: Schema.String,
+  problems: Schema.Array(Problem)
+}) {
+  override get message() {
+    return `service definition "${this.service}" is invalid:\n` + this.problems.map((p) => `  ${p.path}: ${p.message}`).join("\n")
+  }
+}
+
+/** A request payload that is not what the RPC expects (names the field and the fix). */
+export class InvalidRequest extends Schema.TaggedError<InvalidRequest>()("InvalidRequest", {
+  problems: Schema.Array(Problem)
+}) {
+  override get message() {
+    return `invalid request: ` + this.problems.map((p) => `${p.path}: ${p.message}`).join("; ")
+  }
+}
+
+export class ServiceNotFound extends Schema.TaggedError<ServiceNotFound>()("ServiceNotFound", {
+  service: Schema.String
+}) {
+  override get message() {
+    return `service "${this.service}" is not deployed here; check the name with mcp ps`
+  }
+}
+
+export class NodeNotFound extends Schema.TaggedError<NodeNotFound>()("NodeNotFound", {
+  node: Schema.String
+}) {
+  override get message() {
+    return `node "${this.node}" is not known; list nodes with mcp node list`
+  }
+}
+
+export class PlacementFailed extends Schema.TaggedError<PlacementFailed>()("PlacementFailed", {
+  service: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `cannot place service "${this.service}": ${this.reason}`
+  }
+}
+
+export class NodeUnreachable extends Schema.TaggedError<NodeUnreachable>()("NodeUnreachable", {
+  node: Schema.String,
+  addresses: Schema.Array(Schema.String),
+  reason: Schema.String
+}) {
+  override get message() {
+    return `node "${this.node}" did not answer at ${this.addresses.join(", ")}: ${this.reason}`
+  }
+}
+
+export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", {
+  reason: Schema.String
+}) {
+  override get message() {
+    return `unauthorized: ${this.reason}`
+  }
+}
+
+export class Forbidden extends Schema.TaggedError<Forbidden>()("Forbidden", {
+  principal: Schema.String,
+  role: Schema.String,
+  rpc: Schema.String
+}) {
+  override get message() {
+    return `${this.principal} (role ${this.role}) may not call ${this.rpc}; ask an admin for a token with the user or admin role`
+  }
+}
+
+/** The peer speaks another protocol version and lacks (or no longer has) what was asked. */
+export class VersionSkew extends Schema.TaggedError<VersionSkew>()("VersionSkew", {
+  rpc: Schema.String,
+  localVersion: Schema.Int,
+  remoteVersion: Schema.Int
+}) {
+  get olderSide(): "local" | "remote" {
+    return this.localVersion < this.remoteVersion ? "local" : "remote"
+  }
+  override get message() {
+    const older = this.olderSide === "remote" ? "the remote side" : "this side"
+    return `${this.rpc} is not available: protocol version ${this.localVersion} here, ${this.remoteVersion} remote; ${older} is older, run mcp agent upgrade`
+  }
+}
+
+/** A deploy step failed; the saga compensated what it had done before reporting this. */
+export class DeployFailed extends Schema.TaggedError<DeployFailed>()("DeployFailed", {
+  service: Schema.String,
+  step: Schema.String,
+  reason: Schema.String,
+  retryable: Schema.Boolean
+}) {
+  override get message() {
+    return `deploy of "${this.service}" failed at ${this.step}: ${this.reason} (rolled back${this.retryable ? "; retrying may succeed" : ""})`
+  }
+}
+
+/** An external system (engine, proxy, CA, DNS) failed; `peer` names it. */
+export class PeerFailed extends Schema.TaggedError<PeerFailed>()("PeerFailed", {
+  peer: Schema.String,
+  operation: Schema.String,
+  reason: Schema.String,
+  retryable: Schema.Boolean
+}) {
+  override get message() {
+    return `${this.peer} failed to ${this.operation}: ${this.reason}`
+  }
+}

@@ -1,0 +1,379 @@
+/**
+ * The service definition an operator writes in TOML: what to run, where, and how it is reached.
+ * Field names are the file's own (snake_case) so that decode and encode are one schema.
+ */
+import { FastCheck, Schema } from "effect"
+import { Hostname } from "./Hostname.js"
+import { ImageRef, parseImage } from "./Image.js"
+import { ComponentName, NodeName, RouteName, ServiceName } from "./Names.js"
+
+/** An optional key that may be absent but never `undefined`, like a TOML key. */
+const optional = <S extends Schema.Schema.All>(schema: S) => Schema.optionalWith(schema, { exact: true })
+
+/** A literal choice whose message replaces the per-member "Expected ..." lines. */
+const choice = <const L extends ReadonlyArray<string>>(literals: L, explain: string) =>
+  Schema.Literal(...literals).annotations({
+    message: (issue) => ({ message: `must be ${explain}, got ${formatActual(issue.actual)}`, override: true })
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Field-level schemas. Each refinement's message names what is wrong and how to write it.
+
+export const Port = Schema.Int.pipe(
+  Schema.between(1, 65535),
+  Schema.annotations({
+    identifier: "Port",
+    message: (issue) => `must be a whole number from 1 to 65535, got ${formatActual(issue.actual)}`
+  })
+)
+
+export const RouteMode = choice(["l4", "l7"], `"l4" (TLS passed through to the service) or "l7" (TLS terminated by the proxy)`)
+export type RouteMode = typeof RouteMode.Type
+
+export const Tier = choice(["core", "worker"], `"core" (runs on the master node) or "worker" (placed on a worker)`)
+export type Tier = typeof Tier.Type
+
+export const RestartPolicy = choice(["no", "always", "on-failure", "unless-stopped"], `one of "no", "always", "on-failure", "unless-stopped"`)
+export type RestartPolicy = typeof RestartPolicy.Type
+
+/** A duration written as a number and a unit: `500ms`, `10s`, `2m`, `1h`. */
+export const Duration = Schema.String.pipe(
+  Schema.pattern(/^[1-9][0-9]{0,5}(ms|s|m|h)$/, {
+    message: (issue) => `must be a duration such as "500ms", "10s" or "2m", got ${formatActual(issue.actual)}`
+  }),
+  Schema.annotations({ identifier: "Duration" })
+)
+
+const UNIT_MILLIS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const
+
+export const durationMillis = (d: string): number => {
+  const m = /^([0-9]+)(ms|s|m|h)$/.exec(d)
+  if (m === null) throw new Error(`not a duration: ${d}`)
+  return Number(m[1]) * UNIT_MILLIS[m[2] as keyof typeof UNIT_MILLIS]
+}
+
+const relativePathProblem = (p: string): string | undefined => {
+  if (p.length === 0) return "is empty"
+  if (p.startsWith("/")) return `"${p}" is absolute; give a path relative to the workspace`
+  if (p.split("/").includes("..")) return `"${p}" climbs out with ".."; give a path inside the workspace`
+  return undefined
+}
+
+// Generators for property tests: filtering random strings would almost never hit these formats.
+const segment = (fc: typeof FastCheck) => fc.stringMatching(/^[a-z][a-z0-9-]{0,7}$/)
+const absolutePath = (fc: typeof FastCheck) => fc.array(segment(fc), { minLength: 1, maxLength: 3 }).map((s) => `/${s.join("/")}`)
+
+const RelativePath = Schema.String.pipe(
+  Schema.filter((p) => relativePathProblem(p) ?? true),
+  Schema.annotations({ arbitrary: () => (fc) => fc.array(segment(fc), { minLength: 1, maxLength: 3 }).map((s) => s.join("/")) })
+)
+
+/** `host-path:container-path[:options]`; the host path is absolute and never climbs out with `..`. */
+export const volumeProblem = (v: string): string | undefined => {
+  const parts = v.split(":")
+  if (parts.length < 2 || parts.length > 3) {
+    return `volume "${v}" must be "host-path:container-path" or "host-path:container-path:options", e.g. "/srv/app:/srv/app:ro"`
+  }
+  const [host, container] = parts as [string, string]
+  if (!host.startsWith("/")) return `volume "${v}" has a relative host path "${host}"; use an absolute path such as "/srv/${host.replace(/^\.?\/*/, "")}"`
+  if (host.split("/").includes("..")) return `volume "${v}" climbs out of its host path with ".."; name the directory directly`
+  if (!container.startsWith("/")) return `volume "${v}" has a relative container path "${container}"; use an absolute path`
+  if (container.split("/").includes("..")) return `volume "${v}" has ".." in its container path; name the directory directly`
+  return undefined
+}
+
+export const Volume = Schema.String.pipe(
+  Schema.filter((v) => volumeProblem(v) ?? true),
+  Schema.annotations({
+    arbitrary: () => (fc) =>
+      fc.tuple(absolutePath(fc), absolutePath(fc), fc.constantFrom("", ":ro", ":z")).map(([h, c, o]) => `${h}:${c}${o}`)
+  })
+)
+
+export const EnvEntry = Schema.String.pipe(
+  Schema.filter((e) =>
+    /^[A-Za-z_][A-Za-z0-9_]*=/.test(e)
+      ? true
+      : `env entry ${JSON.stringify(e)} must be "KEY=VALUE" with KEY made of letters, digits and "_", e.g. "LOG_LEVEL=info"`
+  ),
+  Schema.annotations({
+    arbitrary: () => (fc) => fc.tuple(fc.stringMatching(/^[A-Z_][A-Z0-9_]{0,8}$/), fc.string({ maxLength: 12 })).map(([k, v]) => `${k}=${v}`)
+  })
+)
+
+/** Docker-style port publishing: `[ip:]host-port:container-port[/tcp|/udp]`. */
+export const portMappingProblem = (p: string): string | undefined => {
+  const m = /^(?:(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):)?(\d+):(\d+)(?:\/(tcp|udp))?$/.exec(p)
+  if (m === null) return `port mapping "${p}" must be "[ip:]host-port:container-port[/tcp|udp]", e.g. "127.0.0.1:8080:80"`
+  for (const n of [m[2]!, m[3]!]) {
+    const port = Number(n)
+    if (port < 1 || port > 65535) return `port mapping "${p}" has port ${n} outside 1-65535`
+  }
+  return undefined
+}
+
+export const PortMapping = Schema.String.pipe(
+  Schema.filter((p) => portMappingProblem(p) ?? true),
+  Schema.annotations({
+    arbitrary: () => (fc) =>
+      fc
+        .tuple(fc.constantFrom("", "127.0.0.1:"), fc.integer({ min: 1, max: 65535 }), fc.integer({ min: 1, max: 65535 }), fc.constantFrom("", "/tcp", "/udp"))
+        .map(([ip, h, c, proto]) => `${ip}${h}:${c}${proto}`)
+  })
+)
+
+const NetworkName = Schema.String.pipe(
+  Schema.annotations({ arbitrary: () => (fc) => fc.constantFrom("bridge", "host", "none", "mcpnet") }),
+  Schema.pattern(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, {
+    message: (issue) => `network ${formatActual(issue.actual)} is not a valid network name (letters, digits, "_", ".", "-")`
+  })
+)
+
+const UserSpec = Schema.String.pipe(
+  Schema.pattern(/^([a-z_][a-z0-9_-]{0,31}|[0-9]{1,10})(:([a-z_][a-z0-9_-]{0,31}|[0-9]{1,10}))?$/, {
+    message: (issue) => `user ${formatActual(issue.actual)} must be "uid", "uid:gid" or a user name, e.g. "0:0"`
+  }),
+  Schema.annotations({ arbitrary: () => (fc) => fc.constantFrom("0:0", "1000", "1000:1000", "www-data") })
+)
+
+const ImageTag = Schema.String.pipe(
+  Schema.pattern(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/),
+  Schema.filter((t) => (t === "latest" ? `"latest" is not a version; pin one, e.g. "v1.0.0"` : true)),
+  Schema.annotations({ arbitrary: () => (fc) => fc.tuple(fc.nat(9), fc.nat(30)).map(([a, b]) => `v${a}.${b}.0`) })
+)
+
+// ---------------------------------------------------------------------------------------------
+// Structure.
+
+export const HealthCheck = Schema.Struct({
+  kind: choice(["http", "tcp", "exec"], `"http", "tcp" or "exec"`),
+  /** http: the path to GET; any 2xx or 3xx answer is healthy. */
+  path: optional(Schema.String.pipe(Schema.pattern(/^\//, { message: () => `must start with "/", e.g. "/healthz"` }))),
+  /** http/tcp: the route whose port is checked (default: the component's only route). */
+  route: optional(RouteName),
+  /** http/tcp for components without routes: the host port to check. */
+  port: optional(Port),
+  /** exec: the command run inside the container; exit 0 is healthy. */
+  command: optional(Schema.Array(Schema.String)),
+  interval: Schema.optionalWith(Duration, { exact: true, default: () => "10s" }),
+  timeout: Schema.optionalWith(Duration, { exact: true, default: () => "2s" }),
+  retries: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 100)), { exact: true, default: () => 3 })
+})
+export type HealthCheck = typeof HealthCheck.Type
+
+export const Route = Schema.Struct({
+  /** Names the route and its env var `$PORT_<NAME>`; at most one route per component is unnamed (`$PORT`). */
+  name: optional(RouteName),
+  /** The listener port on the node's proxy. */
+  port: Port,
+  mode: RouteMode,
+  /** Default `<service>.<internal zone>`. */
+  hostname: optional(Hostname),
+  /** Publish through an edge node; the hostname must be outside the internal zone. */
+  public: Schema.optionalWith(Schema.Boolean, { exact: true, default: () => false }),
+  /** L7 only: the proxy re-encrypts to a backend that speaks TLS itself. */
+  backend_tls: Schema.optionalWith(Schema.Boolean, { exact: true, default: () => false })
+})
+export type Route = typeof Route.Type
+
+/** For `[components]` written where `[[components]]` is meant: the value is a table, not a list of them. */
+const tablesMessage = (header: string) => `must be a list of tables; start each entry with ${header} (double brackets)`
+
+const uniqueNames = <A>(
+  items: ReadonlyArray<A>,
+  nameOf: (a: A) => string | undefined,
+  what: string
+): Array<{ index: number; message: string }> => {
+  const seen = new Map<string, number>()
+  const problems: Array<{ index: number; message: string }> = []
+  items.forEach((item, index) => {
+    const name = nameOf(item)
+    if (name === undefined) return
+    const first = seen.get(name)
+    if (first !== undefined) problems.push({ index, message: `${what} "${name}" is already used at index ${first}; give each ${what.replace(/ name$/, "")} its own name` })
+    else seen.set(name, index)
+  })
+  return problems
+}
+
+const ComponentFields = Schema.Struct({
+  name: ComponentName,
+  /** Required unless the service sets `version`, in which case it is derived from the registry. */
+  image: optional(ImageRef),
+  volumes: optional(Schema.Array(Volume)),
+  cmd: optional(Schema.Array(Schema.String)),
+  env: optional(Schema.Array(EnvEntry)),
+  network: optional(NetworkName),
+  user: optional(UserSpec),
+  restart: optional(RestartPolicy),
+  /** Published as given, in addition to the ports the agent allocates for routes. */
+  ports: optional(Schema.Array(PortMapping)),
+  health: optional(HealthCheck),
+  routes: optional(Schema.Array(Route).annotations({ message: () => tablesMessage("[[components.routes]]") }))
+})
+type ComponentShape = typeof ComponentFields.Type
+
+export const Component = ComponentFields.pipe(
+  Schema.filter((c) => {
+    const routes = c.routes ?? []
+    const issues: Array<Schema.FilterIssue> = uniqueNames(routes, (r) => r.name, "route name").map((p) => ({
+      path: ["routes", p.index, "name"],
+      message: p.message
+    }))
+    const unnamed = routes.flatMap((r, i) => (r.name === undefined ? [i] : []))
+    for (const i of unnamed.slice(1)) {
+      issues.push({
+        path: ["routes", i],
+        message: `component "${c.name}" has ${unnamed.length} routes without a name; name them (e.g. name = "grpc", which sets $PORT_GRPC), only one may use $PORT`
+      })
+    }
+    routes.forEach((r, i) => {
+      if (r.backend_tls && r.mode === "l4") {
+        issues.push({ path: ["routes", i, "backend_tls"], message: `backend_tls applies to l7 routes; an l4 route already passes TLS through to the service` })
+      }
+    })
+    const h = c.health
+    if (h !== undefined) {
+      if (h.kind === "http" && h.path === undefined) issues.push({ path: ["health", "path"], message: `an http check needs a path, e.g. path = "/healthz"` })
+      if (h.kind === "exec" && (h.command === undefined || h.command.length === 0)) {
+        issues.push({ path: ["health", "command"], message: `an exec check needs a command, e.g. command = ["cat", "/tmp/ready"]` })
+      }
+      if (h.kind !== "exec") {
+        if (h.route !== undefined && !routes.some((r) => r.name === h.route)) {
+          issues.push({ path: ["health", "route"], message: `no route named "${h.route}" in component "${c.name}"; name one of its routes` })
+        }
+        if (h.route === undefined && h.port === undefined && routes.length !== 1) {
+          issues.push({
+            path: ["health"],
+            message: routes.length === 0
+              ? `a ${h.kind} check on a component without routes needs port = <host port>`
+              : `component "${c.name}" has ${routes.length} routes; say which one to check with route = "<name>"`
+          })
+        }
+      }
+    }
+    return issues
+  }),
+  Schema.annotations({ arbitrary: (from) => (fc) => from(fc).map(repairComponent) })
+)
+export type Component = typeof Component.Type
+
+/** Makes a generated component consistent, for property tests: what the filter above checks. */
+const repairComponent = (c: ComponentShape): ComponentShape => {
+  const used = new Set<string>()
+  let unnamedSeen = false
+  const routes = (c.routes ?? []).map((r, i) => {
+    let name = r.name
+    if (name === undefined ? unnamedSeen : used.has(name)) name = `r${i}` as RouteName
+    if (name === undefined) unnamedSeen = true
+    else used.add(name)
+    const { name: _dropped, ...rest } = r
+    // A public route needs a hostname outside the internal zone; generated labels never form one.
+    const hostname = r.public && r.hostname === undefined ? { hostname: "public.example.com" as Hostname } : {}
+    return { ...rest, ...hostname, ...(name === undefined ? {} : { name }), backend_tls: r.mode === "l4" ? false : r.backend_tls }
+  })
+  const repaired: ComponentShape = { ...c, ...(c.routes === undefined ? {} : { routes }) }
+  const h = c.health
+  if (h === undefined) return repaired
+  const { path: _p, route: _r, port: _q, command: _c, ...base } = h
+  const target = routes.find((r) => r.name !== undefined)
+  const health: HealthCheck =
+    h.kind === "exec"
+      ? { ...base, command: h.command !== undefined && h.command.length > 0 ? h.command : ["true"] }
+      : {
+          ...base,
+          ...(h.kind === "http" ? { path: h.path ?? "/" } : {}),
+          ...(routes.length === 1 ? {} : target?.name !== undefined ? { route: target.name } : { port: h.port ?? 8080 })
+        }
+  return { ...repaired, health }
+}
+
+export const BuildSection = Schema.Struct({
+  /** Image repository name -> Dockerfile path relative to the service's source directory. */
+  images: optional(Schema.Record({ key: Schema.String, value: RelativePath }))
+})
+
+const ServiceFields = Schema.Struct({
+  name: ServiceName,
+  /** Pin to a node; otherwise placement decides from the tier. */
+  node: optional(NodeName),
+  tier: Schema.optionalWith(Tier, { exact: true, default: () => "worker" as const }),
+  /** Whether MCP keeps the service running. */
+  active: Schema.optionalWith(Schema.Boolean, { exact: true, default: () => true }),
+  /** Source directory relative to the workspace (default: the service name). */
+  path: optional(RelativePath),
+  /** Version applied to components whose image is derived rather than written out. */
+  version: optional(ImageTag),
+  build: optional(BuildSection),
+  components: Schema.Array(Component).annotations({ message: () => tablesMessage("[[components]]") }).pipe(
+    Schema.minItems(1, { message: () => `a service needs at least one [[components]] table with a name and an image` })
+  )
+})
+type ServiceShape = typeof ServiceFields.Type
+
+export const ServiceDefinition = ServiceFields.pipe(
+  Schema.filter((s) => {
+    const issues: Array<Schema.FilterIssue> = uniqueNames(s.components, (c) => c.name, "component name").map((p) => ({
+      path: ["components", p.index, "name"],
+      message: p.message
+    }))
+    s.components.forEach((c, i) => {
+      if (c.image === undefined && s.version === undefined) {
+        issues.push({
+          path: ["components", i, "image"],
+          message: `is missing; write image = "registry/name:v1.0.0", or set a service-level version so the image is derived`
+        })
+      }
+    })
+    const repositories = new Set(s.components.map((c, i) => imageRepository(s.name, c, i)))
+    for (const key of Object.keys(s.build?.images ?? {})) {
+      if (!repositories.has(key)) {
+        issues.push({
+          path: ["build", "images", key],
+          message: `no component runs an image named "${key}"; the key is the repository part of a component's image (${[...repositories].map((r) => `"${r}"`).join(", ")})`
+        })
+      }
+    }
+    return issues
+  }),
+  Schema.annotations({ arbitrary: (from) => (fc) => from(fc).map(repairService) })
+)
+export type ServiceDefinition = typeof ServiceDefinition.Type
+
+/** Makes a generated definition consistent, for property tests: unique names, known build keys. */
+const repairService = (s: ServiceShape): ServiceShape => {
+  const components = s.components.map((c, i) => ({ ...c, name: `${c.name.slice(0, 55)}-${i}` as ComponentName }))
+  const repositories = components.map((c, i) => imageRepository(s.name, c, i))
+  const images = Object.values(s.build?.images ?? {})
+  const build = s.build === undefined ? {} : { build: { images: Object.fromEntries(images.map((path, i) => [repositories[i % repositories.length]!, path])) } }
+  const { build: _b, ...rest } = s
+  return { ...rest, ...build, components }
+}
+/** The definition as written in a file, before defaults. */
+export type ServiceDefinitionEncoded = typeof ServiceDefinition.Encoded
+
+/**
+ * The repository a component's image comes from: the one in its image, or by convention
+ * `<service>` for the first component and `<service>-<component>` for the others.
+ */
+export const imageRepository = (
+  service: string,
+  component: { readonly name: string; readonly image?: string },
+  index: number
+): string => {
+  if (component.image !== undefined) {
+    const parsed = parseImage(component.image)
+    if (typeof parsed !== "string") return parsed.repository
+  }
+  return index === 0 ? service : `${service}-${component.name}`
+}
+
+/** The image a component runs: the one it names, or `<registry>/<repository>:<version>`. */
+export const resolveImage = (def: ServiceDefinition, index: number, registry: string): string => {
+  const component = def.components[index]!
+  if (component.image !== undefined) return component.image
+  return `${registry}/${imageRepository(def.name, component, index)}:${def.version}`
+}
+
+const formatActual = (actual: unknown): string =>
+  actual === undefined ? "nothing" : typeof actual === "string" ? JSON.stringify(actual) : String(actual)

@@ -1,0 +1,11 @@
+/** The pure core of MCP: schemas, validation, health and placement. No IO. */
+export * as Errors from "./Errors.js"
+export * as Health from "./Health.js"
+export * as Hostname from "./Hostname.js"
+export * as Image from "./Image.js"
+export * as Names from "./Names.js"
+export * as Node from "./Node.js"
+export * as Placement from "./Placement.js"
+export * as PortEnv from "./PortEnv.js"
+export * as ServiceDefinition from "./ServiceDefinition.js"
+export * as Validation from "./Validation.js"
