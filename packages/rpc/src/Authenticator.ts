@@ -1,0 +1,30 @@
+/**
+ * The Authenticator port: turns a bearer token into a Principal or a typed Unauthorized.
+ * Real layers: TokenFileAuthenticator (embedded default) and HttpAuthenticator (an external
+ * identity service). Tokens are Redacted so they never reach logs or error messages.
+ */
+import { Errors } from "@mcp/domain"
+import { Context, Effect, Layer, Redacted } from "effect"
+import { createHash } from "node:crypto"
+import type { Principal } from "./Principal.js"
+
+export interface Authenticator {
+  readonly authenticate: (token: Redacted.Redacted<string>) => Effect.Effect<Principal, Errors.Unauthorized>
+}
+
+export const Authenticator = Context.GenericTag<Authenticator>("@mcp/rpc/Authenticator")
+
+/** Tokens are stored and cached by this digest, never in the clear. */
+export const tokenDigest = (token: Redacted.Redacted<string>): string =>
+  createHash("sha256").update(Redacted.value(token)).digest("hex")
+
+/** For tests of our own logic: a fixed table of tokens. */
+export const layerMemory = (tokens: ReadonlyMap<string, Principal>): Layer.Layer<Authenticator> =>
+  Layer.succeed(Authenticator, {
+    authenticate: (token) => {
+      const principal = tokens.get(Redacted.value(token))
+      return principal === undefined
+        ? Effect.fail(new Errors.Unauthorized({ reason: "unknown token" }))
+        : Effect.succeed(principal)
+    }
+  })

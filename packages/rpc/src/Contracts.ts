@@ -1,0 +1,129 @@
+/**
+ * The RPC contracts: what each daemon serves. Declared once here and implemented by the agent
+ * and the master with `Group.toLayer`; every payload, result and error is a Schema.
+ */
+import { Rpc, RpcGroup, type RpcMiddleware } from "@effect/rpc"
+import { Deploy, Errors, Events, Names, Node, Operations, Routes, ServiceDefinition, Status } from "@mcp/domain"
+import { Schema } from "effect"
+import { AuthMiddleware } from "./AuthMiddleware.js"
+import { Access } from "./Protocol.js"
+
+/** Marks an RPC as read-only: guests may call it on the master. */
+const readOnly = <
+  Tag extends string,
+  P extends Rpc.AnySchema,
+  S extends Schema.Schema.Any,
+  E extends Schema.Schema.All,
+  M extends RpcMiddleware.TagClassAny
+>(rpc: Rpc.Rpc<Tag, P, S, E, M>) => rpc.annotate(Access, "read")
+
+const ServiceRef = { service: Names.ServiceName }
+const LifecycleError = Schema.Union(Errors.ServiceNotFound, Errors.DeployFailed, Errors.PeerFailed)
+const DeployError = Schema.Union(Errors.InvalidDefinition, Errors.DeployFailed, Errors.PeerFailed, Errors.PlacementFailed, Errors.NodeUnreachable)
+
+const deployPayload = {
+  definition: ServiceDefinition.ServiceDefinition,
+  dryRun: Schema.optionalWith(Schema.Boolean, { default: () => false })
+}
+
+const LogsPayload = {
+  service: Names.ServiceName,
+  component: Schema.optional(Names.ComponentName),
+  follow: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  tail: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 100_000)), { default: () => 100 })
+}
+
+export const LogLine = Schema.Struct({
+  component: Schema.String,
+  stream: Schema.Literal("stdout", "stderr"),
+  line: Schema.String
+})
+
+const EventsPayload = {
+  follow: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  limit: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 10_000)), { default: () => 100 })
+}
+
+export const HealthReport = Schema.Struct({ node: Schema.String, at: Schema.String, protocol: Schema.Int })
+
+export const NodeInfoReport = Schema.Struct({ info: Node.NodeInfo, resources: Node.Resources, protocol: Schema.Int })
+
+// ---------------------------------------------------------------------------------------------
+
+/** Served by each agent; called by the master, or by the CLI with --direct. */
+export class AgentRpcs extends RpcGroup.make(
+  Rpc.make("Deploy", { payload: deployPayload, success: Deploy.DeployEvent, error: DeployError, stream: true }),
+  Rpc.make("Stop", { payload: ServiceRef, success: Status.ServiceStatus, error: LifecycleError }),
+  Rpc.make("Start", { payload: ServiceRef, success: Status.ServiceStatus, error: LifecycleError }),
+  Rpc.make("Restart", { payload: ServiceRef, success: Status.ServiceStatus, error: LifecycleError }),
+  Rpc.make("Undeploy", { payload: ServiceRef, error: LifecycleError }),
+  readOnly(Rpc.make("Ps", { success: Schema.Array(Status.ServiceStatus) })),
+  readOnly(Rpc.make("Status", { payload: ServiceRef, success: Status.ServiceStatus, error: Errors.ServiceNotFound })),
+  readOnly(Rpc.make("Logs", { payload: LogsPayload, success: LogLine, error: Schema.Union(Errors.ServiceNotFound, Errors.PeerFailed), stream: true })),
+  Rpc.make("SetupEdgeRoute", {
+    payload: {
+      hostname: Schema.String,
+      service: Names.ServiceName,
+      workerNode: Names.NodeName,
+      backendHostname: Schema.String,
+      backendPort: Schema.Int.pipe(Schema.between(1, 65535))
+    },
+    success: Routes.EdgeRoute,
+    error: Schema.Union(Errors.PeerFailed, Errors.InvalidRequest)
+  }),
+  Rpc.make("RemoveEdgeRoute", { payload: { hostname: Schema.String }, error: Errors.PeerFailed }),
+  readOnly(Rpc.make("ListEdgeRoutes", { success: Schema.Array(Routes.EdgeRoute) })),
+  Rpc.make("ProxyRoutesAdd", { payload: { route: Routes.ProxyRoute }, error: Schema.Union(Errors.PeerFailed, Errors.InvalidRequest) }),
+  Rpc.make("ProxyRoutesRemove", { payload: { listener: Schema.Int, hostname: Schema.String }, error: Errors.PeerFailed }),
+  readOnly(Rpc.make("ProxyRoutesList", { success: Schema.Array(Routes.ProxyRoute), error: Errors.PeerFailed })),
+  Rpc.make("Recover", {
+    payload: Schema.Struct({ force: Schema.optionalWith(Schema.Boolean, { default: () => false }) }),
+    success: Operations.RecoverReport,
+    error: Errors.PeerFailed
+  }),
+  readOnly(Rpc.make("BootStatus", { success: Operations.BootStatus })),
+  readOnly(Rpc.make("Health", { success: HealthReport })),
+  readOnly(Rpc.make("NodeInfo", { success: NodeInfoReport })),
+  readOnly(Rpc.make("Events", { payload: EventsPayload, success: Events.FleetEvent, stream: true }))
+).middleware(AuthMiddleware) {}
+
+/** Served by the master for the CLI. */
+export class MasterRpcs extends RpcGroup.make(
+  Rpc.make("Deploy", { payload: deployPayload, success: Deploy.DeployEvent, error: DeployError, stream: true }),
+  Rpc.make("Undeploy", { payload: ServiceRef, error: Schema.Union(LifecycleError, Errors.NodeUnreachable) }),
+  Rpc.make("Stop", { payload: ServiceRef, success: Status.ServiceStatus, error: Schema.Union(LifecycleError, Errors.NodeUnreachable) }),
+  Rpc.make("Start", { payload: ServiceRef, success: Status.ServiceStatus, error: Schema.Union(LifecycleError, Errors.NodeUnreachable) }),
+  Rpc.make("Restart", { payload: ServiceRef, success: Status.ServiceStatus, error: Schema.Union(LifecycleError, Errors.NodeUnreachable) }),
+  readOnly(Rpc.make("Ps", { success: Status.FleetStatus })),
+  readOnly(Rpc.make("Status", { payload: ServiceRef, success: Status.ServiceStatus, error: Schema.Union(Errors.ServiceNotFound, Errors.NodeUnreachable) })),
+  Rpc.make("Sync", {
+    payload: { definitions: Schema.Array(ServiceDefinition.ServiceDefinition) },
+    success: Schema.Struct({ stored: Schema.Array(Schema.String), unchanged: Schema.Array(Schema.String) }),
+    error: Errors.InvalidDefinition
+  }),
+  readOnly(Rpc.make("NodesList", { success: Schema.Array(Operations.NodeView) })),
+  Rpc.make("NodesAdd", { payload: { info: Node.NodeInfo }, success: Operations.NodeView, error: Errors.InvalidRequest }),
+  Rpc.make("NodesRemove", { payload: { node: Names.NodeName }, error: Schema.Union(Errors.NodeNotFound, Errors.InvalidRequest) }),
+  readOnly(Rpc.make("EdgeRoutesList", { success: Schema.Array(Routes.EdgeRoute) })),
+  readOnly(Rpc.make("DnsCheck", { success: Schema.Array(Routes.DnsCheckResult) })),
+  readOnly(Rpc.make("Logs", { payload: LogsPayload, success: LogLine, error: Schema.Union(Errors.ServiceNotFound, Errors.PeerFailed, Errors.NodeUnreachable), stream: true })),
+  readOnly(Rpc.make("Events", { payload: EventsPayload, success: Events.FleetEvent, stream: true })),
+  Rpc.make("AgentRecover", {
+    payload: Schema.Struct({ node: Schema.optional(Names.NodeName), force: Schema.optionalWith(Schema.Boolean, { default: () => false }) }),
+    success: Schema.Array(Operations.RecoverReport),
+    error: Schema.Union(Errors.NodeNotFound, Errors.NodeUnreachable, Errors.PeerFailed)
+  }),
+  readOnly(Rpc.make("Tree", { success: Operations.SupervisionNode }))
+).middleware(AuthMiddleware) {}
+
+export const RegisterAck = Schema.Struct({ heartbeatIntervalMs: Schema.Int, deadlineMs: Schema.Int })
+
+/** Served by the master for agents. */
+export class ControlRpcs extends RpcGroup.make(
+  Rpc.make("Register", { payload: { info: Node.NodeInfo, resources: Node.Resources }, success: RegisterAck, error: Errors.InvalidRequest }),
+  Rpc.make("Heartbeat", {
+    payload: { node: Names.NodeName, resources: Node.Resources, services: Schema.Array(Status.ServiceSummary) },
+    /** `known: false` means the master has forgotten this node: register again. */
+    success: Schema.Struct({ known: Schema.Boolean })
+  })
+).middleware(AuthMiddleware) {}

@@ -1,0 +1,366 @@
+/**
+ * The platform CA behind the RPC transport's pinned-CA HTTPS and optional mTLS: creates the CA
+ * (ca.key + ca.crt in one 0700 directory), issues ECDSA P-256 leaf certificates, and reads the CA for pinning.
+ */
+import * as x509 from "@peculiar/x509"
+import { Clock, Data, Effect } from "effect"
+import { createPrivateKey, createPublicKey, KeyObject, randomBytes, type webcrypto } from "node:crypto"
+import * as fs from "node:fs/promises"
+import { isIP } from "node:net"
+import * as path from "node:path"
+
+// @peculiar/x509 picks a global crypto on its own in Node 20, but say which one explicitly.
+x509.cryptoProvider.set(globalThis.crypto)
+
+export type PkiErrorReason =
+  | "CaExists" // initCa would overwrite an existing CA
+  | "CaMissing" // ca.crt or ca.key is not there
+  | "CaInvalid" // the CA files cannot be parsed, or key and certificate do not belong together
+  | "InvalidRequest" // bad name, SAN, IP or validity period
+  | "FileSystem" // reading or writing a file failed
+  | "Crypto" // key generation or signing failed unexpectedly
+
+/** `message` says what to do about it; key material never goes into an error. */
+export class PkiError extends Data.TaggedError("PkiError")<{
+  readonly reason: PkiErrorReason
+  readonly path: string
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+export interface InitCaOptions {
+  readonly commonName?: string
+  /** Validity in days; default 3650. */
+  readonly days?: number
+}
+
+export type CertificateUsage = "server" | "client" | "both"
+
+export interface IssueOptions {
+  readonly ips: ReadonlyArray<string>
+  readonly dns: ReadonlyArray<string>
+  readonly usage: CertificateUsage
+  /** Validity in days; default 825, and never past the CA's own expiry. */
+  readonly days?: number
+  /** Where `<name>.key` and `<name>.crt` go; default the CA directory. */
+  readonly outDir?: string
+}
+
+/** What was written. `serial` is upper-case hex, as openssl prints it. */
+export interface WrittenCertificate {
+  readonly certPath: string
+  readonly keyPath: string
+  readonly serial: string
+  readonly notAfter: Date
+}
+
+export const CA_KEY_FILE = "ca.key"
+export const CA_CERT_FILE = "ca.crt"
+export const DEFAULT_CA_COMMON_NAME = "MCP platform CA"
+export const DEFAULT_CA_DAYS = 3650
+export const DEFAULT_LEAF_DAYS = 825
+
+const DAY_MS = 24 * 60 * 60 * 1000
+// Backdate notBefore so a peer whose clock runs a little behind still accepts a fresh certificate.
+const CLOCK_SKEW_MS = 5 * 60 * 1000
+const EC_KEY = { name: "ECDSA", namedCurve: "P-256" } as const
+const SIGNING = { name: "ECDSA", hash: "SHA-256" } as const
+// A leaf name becomes a file name and the CN; "ca" is reserved so a leaf can never replace ca.key/ca.crt.
+const LEAF_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+const DNS_NAME = /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/
+
+/**
+ * Create a new CA in `dir`: `ca.key` (PKCS#8 PEM, mode 0600) and a self-signed `ca.crt`.
+ * Refuses if either file already exists: a CA is never overwritten.
+ */
+export const initCa = (dir: string, options: InitCaOptions = {}): Effect.Effect<WrittenCertificate, PkiError> =>
+  Effect.gen(function* () {
+    const keyPath = path.resolve(dir, CA_KEY_FILE)
+    const certPath = path.resolve(dir, CA_CERT_FILE)
+    const days = yield* validDays(options.days ?? DEFAULT_CA_DAYS, certPath)
+    const commonName = options.commonName ?? DEFAULT_CA_COMMON_NAME
+    if (commonName.trim() === "") {
+      return yield* invalidRequest(certPath, "the CA common name is empty; pass a non-empty name or leave it out")
+    }
+    // ca.crt alone counts too: it may be the pinned copy of another CA on this host.
+    for (const existing of [keyPath, certPath]) {
+      if (yield* exists(existing)) return yield* Effect.fail(caExists(existing))
+    }
+
+    const now = yield* Clock.currentTimeMillis
+    const keys = yield* cryptoOp(certPath, "generate the CA key", () =>
+      crypto.subtle.generateKey(EC_KEY, true, ["sign", "verify"]))
+    const cert = yield* cryptoOp(certPath, "create the CA certificate", async () =>
+      x509.X509CertificateGenerator.createSelfSigned({
+        serialNumber: randomSerial(),
+        name: [{ CN: [commonName] }],
+        notBefore: new Date(now - CLOCK_SKEW_MS),
+        notAfter: new Date(now + days * DAY_MS),
+        keys,
+        signingAlgorithm: SIGNING,
+        extensions: [
+          // pathLength 0: this CA signs leaves only, never intermediate CAs.
+          new x509.BasicConstraintsExtension(true, 0, true),
+          new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+          await x509.SubjectKeyIdentifierExtension.create(keys.publicKey)
+        ]
+      }))
+
+    yield* mkdirPrivate(dir)
+    // "wx" makes the refusal race-free: a CA created since the check above is not overwritten either.
+    const refuseExisting = (target: string) => (self: Effect.Effect<void, PkiError>) =>
+      Effect.catchIf(self, (e) => errorCode(e.cause) === "EEXIST", () => Effect.fail(caExists(target)))
+    yield* writeFile(keyPath, privateKeyPem(keys.privateKey), { mode: 0o600, flag: "wx" }).pipe(refuseExisting(keyPath))
+    yield* writeFile(certPath, pem(cert), { mode: 0o644, flag: "wx" }).pipe(
+      refuseExisting(certPath),
+      Effect.tapError(() => Effect.promise(() => fs.rm(keyPath, { force: true })))
+    )
+    return { certPath, keyPath, serial: cert.serialNumber.toUpperCase(), notAfter: cert.notAfter }
+  })
+
+/**
+ * Issue a leaf certificate signed by the CA in `caDir`. Writes `<name>.key` (mode 0600) and
+ * `<name>.crt` holding the leaf followed by the CA certificate. Re-issuing replaces both files.
+ */
+export const issueCertificate = (
+  caDir: string,
+  name: string,
+  options: IssueOptions
+): Effect.Effect<WrittenCertificate, PkiError> =>
+  Effect.gen(function* () {
+    const outDir = options.outDir ?? caDir
+    const keyPath = path.resolve(outDir, `${name}.key`)
+    const certPath = path.resolve(outDir, `${name}.crt`)
+    const sans = yield* validateRequest(name, options, certPath)
+    const days = yield* validDays(options.days ?? DEFAULT_LEAF_DAYS, certPath)
+    const ca = yield* loadCa(caDir)
+
+    const now = yield* Clock.currentTimeMillis
+    const notAfter = Math.min(now + days * DAY_MS, ca.cert.notAfter.getTime())
+    const keys = yield* cryptoOp(certPath, "generate the key", () =>
+      crypto.subtle.generateKey(EC_KEY, true, ["sign", "verify"]))
+    const cert = yield* cryptoOp(certPath, "sign the certificate", async () =>
+      x509.X509CertificateGenerator.create({
+        serialNumber: randomSerial(),
+        subject: [{ CN: [name] }],
+        issuer: ca.cert.subjectName,
+        notBefore: new Date(now - CLOCK_SKEW_MS),
+        notAfter: new Date(notAfter),
+        publicKey: keys.publicKey,
+        signingKey: ca.key,
+        signingAlgorithm: SIGNING,
+        extensions: [
+          new x509.BasicConstraintsExtension(false, undefined, true),
+          new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+          new x509.ExtendedKeyUsageExtension(extendedKeyUsages(options.usage)),
+          ...(sans.length > 0 ? [new x509.SubjectAlternativeNameExtension(sans)] : []),
+          await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+          await x509.AuthorityKeyIdentifierExtension.create(ca.cert.publicKey)
+        ]
+      }))
+
+    // Belt and braces: never write a chain that does not verify against the CA.
+    const verified = yield* cryptoOp(certPath, "verify the certificate", () =>
+      cert.verify({ publicKey: ca.cert.publicKey, signatureOnly: true }))
+    if (!verified) {
+      return yield* new PkiError({
+        reason: "CaInvalid",
+        path: path.resolve(caDir, CA_KEY_FILE),
+        message: `the certificate signed with ${path.resolve(caDir, CA_KEY_FILE)} does not verify against ${path.resolve(caDir, CA_CERT_FILE)}; restore the matching pair or create a new CA`
+      })
+    }
+
+    yield* mkdirPrivate(outDir)
+    yield* writeFileAtomic(keyPath, privateKeyPem(keys.privateKey), 0o600)
+    yield* writeFileAtomic(certPath, pem(cert) + pem(ca.cert), 0o644)
+    return { certPath, keyPath, serial: cert.serialNumber.toUpperCase(), notAfter: cert.notAfter }
+  })
+
+/** The CA certificate as PEM, for clients and servers to pin. */
+export const readCa = (dir: string): Effect.Effect<string, PkiError> =>
+  Effect.gen(function* () {
+    const certPath = path.resolve(dir, CA_CERT_FILE)
+    const text = yield* readCaFile(certPath)
+    yield* parseCertificate(certPath, text)
+    return text
+  })
+
+// ---------------------------------------------------------------------------------------------
+
+interface LoadedCa {
+  readonly cert: x509.X509Certificate
+  readonly key: CryptoKey
+}
+
+type CryptoKey = webcrypto.CryptoKey
+
+const loadCa = (dir: string): Effect.Effect<LoadedCa, PkiError> =>
+  Effect.gen(function* () {
+    const certPath = path.resolve(dir, CA_CERT_FILE)
+    const keyPath = path.resolve(dir, CA_KEY_FILE)
+    const cert = yield* parseCertificate(certPath, yield* readCaFile(certPath))
+    if (!cert.getExtension(x509.BasicConstraintsExtension)?.ca) {
+      return yield* new PkiError({
+        reason: "CaInvalid",
+        path: certPath,
+        message: `${certPath} is not a CA certificate (basicConstraints CA:false); pass the CA directory`
+      })
+    }
+    const keyText = yield* readCaFile(keyPath)
+    const caInvalid = (message: string) => new PkiError({ reason: "CaInvalid", path: keyPath, message })
+
+    // No cause attached: errors from parsing a key could echo parts of it.
+    const keyObject = yield* Effect.try({
+      try: () => createPrivateKey(keyText),
+      catch: () => caInvalid(`${keyPath} is not a PEM private key; restore it from backup or create a new CA`)
+    })
+    const keySpki = createPublicKey(keyObject).export({ type: "spki", format: "der" })
+    if (!Buffer.from(cert.publicKey.rawData).equals(keySpki)) {
+      return yield* caInvalid(`${keyPath} does not belong to ${certPath}; restore the matching pair or create a new CA`)
+    }
+    const key = yield* Effect.tryPromise({
+      try: () =>
+        crypto.subtle.importKey("pkcs8", keyObject.export({ type: "pkcs8", format: "der" }), EC_KEY, false, ["sign"]),
+      catch: () => caInvalid(`${keyPath} is not an ECDSA P-256 key; create a new CA with \`mcp ca init\``)
+    })
+    return { cert, key }
+  })
+
+const validateRequest = (
+  name: string,
+  options: IssueOptions,
+  certPath: string
+): Effect.Effect<Array<x509.JsonGeneralName>, PkiError> =>
+  Effect.gen(function* () {
+    if (!LEAF_NAME.test(name) || name === "ca") {
+      return yield* invalidRequest(
+        certPath,
+        `invalid certificate name ${JSON.stringify(name)}: use letters, digits, '.', '_' or '-' (at most 64, not "ca")`
+      )
+    }
+    const badIp = options.ips.find((ip) => isIP(ip) === 0)
+    if (badIp !== undefined) {
+      return yield* invalidRequest(certPath, `${JSON.stringify(badIp)} is not an IPv4 or IPv6 address; fix the --ip value`)
+    }
+    const badDns = options.dns.find((dns) => !DNS_NAME.test(dns))
+    if (badDns !== undefined) {
+      return yield* invalidRequest(certPath, `${JSON.stringify(badDns)} is not a DNS name; fix the --dns value`)
+    }
+    const sans: Array<x509.JsonGeneralName> = [
+      ...options.ips.map((value) => ({ type: "ip" as const, value })),
+      ...options.dns.map((value) => ({ type: "dns" as const, value }))
+    ]
+    if (sans.length === 0 && options.usage !== "client") {
+      return yield* invalidRequest(
+        certPath,
+        `a ${options.usage} certificate needs at least one subject alternative name; pass --ip and/or --dns`
+      )
+    }
+    return sans
+  })
+
+const extendedKeyUsages = (usage: CertificateUsage): Array<string> => {
+  switch (usage) {
+    case "server":
+      return [x509.ExtendedKeyUsage.serverAuth]
+    case "client":
+      return [x509.ExtendedKeyUsage.clientAuth]
+    case "both":
+      return [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]
+  }
+}
+
+const validDays = (days: number, target: string): Effect.Effect<number, PkiError> =>
+  Number.isInteger(days) && days >= 1 && days <= 36500
+    ? Effect.succeed(days)
+    : invalidRequest(target, `validity of ${days} days is not a whole number between 1 and 36500; fix --days`)
+
+const invalidRequest = (target: string, message: string) =>
+  Effect.fail(new PkiError({ reason: "InvalidRequest", path: target, message }))
+
+// 16 random bytes; @peculiar/x509 strips leading zeros and keeps the INTEGER positive.
+const randomSerial = (): string => randomBytes(16).toString("hex")
+
+const privateKeyPem = (key: CryptoKey): string =>
+  KeyObject.from(key).export({ type: "pkcs8", format: "pem" }).toString()
+
+const pem = (cert: x509.X509Certificate): string => `${cert.toString("pem").trim()}\n`
+
+const parseCertificate = (certPath: string, text: string): Effect.Effect<x509.X509Certificate, PkiError> =>
+  Effect.try({
+    try: () => new x509.X509Certificate(text),
+    catch: () =>
+      new PkiError({
+        reason: "CaInvalid",
+        path: certPath,
+        message: `${certPath} is not a PEM certificate; restore it from backup or create a new CA`
+      })
+  })
+
+// No cause attached: the failing call had a private key in hand.
+const cryptoOp = <A>(target: string, what: string, run: () => Promise<A>): Effect.Effect<A, PkiError> =>
+  Effect.tryPromise({
+    try: run,
+    catch: () =>
+      new PkiError({ reason: "Crypto", path: target, message: `could not ${what} for ${target}; this is a bug, please report it` })
+  })
+
+// ---------------------------------------------------------------------------------------------
+// File system
+
+const errorCode = (cause: unknown): string | undefined =>
+  typeof cause === "object" && cause !== null && "code" in cause && typeof cause.code === "string" ? cause.code : undefined
+
+const fsError = (target: string, action: string) => (cause: unknown) =>
+  new PkiError({
+    reason: "FileSystem",
+    path: target,
+    message: `cannot ${action} ${target} (${errorCode(cause) ?? String(cause)}); check the path and its permissions`,
+    cause
+  })
+
+const caExists = (target: string) =>
+  new PkiError({
+    reason: "CaExists",
+    path: target,
+    message: `${target} already exists; refusing to overwrite a CA. Remove it or choose another directory`
+  })
+
+const exists = (target: string): Effect.Effect<boolean, PkiError> =>
+  Effect.tryPromise({ try: () => fs.lstat(target), catch: (cause) => cause }).pipe(
+    Effect.as(true),
+    Effect.catchAll((cause) => (errorCode(cause) === "ENOENT" ? Effect.succeed(false) : Effect.fail(fsError(target, "inspect")(cause))))
+  )
+
+const readCaFile = (target: string): Effect.Effect<string, PkiError> =>
+  Effect.tryPromise({
+    try: () => fs.readFile(target, "utf8"),
+    catch: (cause) =>
+      errorCode(cause) === "ENOENT"
+        ? new PkiError({
+            reason: "CaMissing",
+            path: target,
+            message: `${target} does not exist; create the CA with \`mcp ca init <dir>\` or pass the right CA directory`
+          })
+        : fsError(target, "read")(cause)
+  })
+
+// Mode applies only to directories created here; an existing directory keeps its permissions.
+const mkdirPrivate = (dir: string): Effect.Effect<void, PkiError> =>
+  Effect.tryPromise({ try: () => fs.mkdir(dir, { recursive: true, mode: 0o700 }), catch: fsError(dir, "create directory") })
+
+const writeFile = (
+  target: string,
+  data: string,
+  options: { readonly mode: number; readonly flag: string }
+): Effect.Effect<void, PkiError> =>
+  Effect.tryPromise({ try: () => fs.writeFile(target, data, options), catch: fsError(target, "write") })
+
+// A fresh temp file gets `mode` at creation, so a re-issued key is never readable with an old file's mode.
+const writeFileAtomic = (target: string, data: string, mode: number): Effect.Effect<void, PkiError> => {
+  const temp = `${target}.${randomBytes(6).toString("hex")}.tmp`
+  return writeFile(temp, data, { mode, flag: "wx" }).pipe(
+    Effect.zipRight(Effect.tryPromise({ try: () => fs.rename(temp, target), catch: fsError(target, "write") })),
+    Effect.tapError(() => Effect.promise(() => fs.rm(temp, { force: true })))
+  )
+}
