@@ -2,11 +2,13 @@
 import { Command, ValidationError } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
+import { ca } from "./commands/Ca.js"
+import { token } from "./commands/Token.js"
 import { validate } from "./commands/Validate.js"
 
 const mcp = Command.make("mcp").pipe(
   Command.withDescription("MCP: deploy and run containers on a small fleet of nodes"),
-  Command.withSubcommands([validate])
+  Command.withSubcommands([validate, ca, token])
 )
 
 const cli = Command.run(mcp, { name: "mcp", version: "0.1.0" })

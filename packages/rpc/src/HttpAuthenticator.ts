@@ -54,6 +54,13 @@ const scrub = (text: string, token: Redacted.Redacted<string>): string => {
   return value.length === 0 ? text : text.split(value).join("<redacted>")
 }
 
+/** The HTTP error's message plus what the transport said (connection refused, reset, …). */
+const describe = (e: { readonly message: string; readonly cause?: unknown }): string => {
+  const cause = e.cause instanceof Error ? e.cause : undefined
+  const code = cause !== undefined && "code" in cause && typeof cause.code === "string" ? cause.code : undefined
+  return cause === undefined ? e.message : `${e.message}: ${cause.message}${code !== undefined && !cause.message.includes(code) ? ` (${code})` : ""}`
+}
+
 /**
  * Asks the service once. Succeeds with the verdict (a Principal, or the Unauthorized to answer
  * with); fails only when the service could not give one, which is not cached.
@@ -86,7 +93,7 @@ const validate = (client: HttpClient.HttpClient, url: string, timeout: Duration.
   }).pipe(
     Effect.timeoutFail({ duration: timeout, onTimeout: () => unavailable(`no answer from ${url} within ${Duration.format(timeout)}`) }),
     Effect.mapError((e) => {
-      const reason = e._tag === "Unauthorized" ? e.reason : unavailable(e.message).reason
+      const reason = e._tag === "Unauthorized" ? e.reason : unavailable(describe(e)).reason
       return new Errors.Unauthorized({ reason: scrub(reason, token) })
     })
   )

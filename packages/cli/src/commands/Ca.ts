@@ -1,0 +1,95 @@
+/**
+ * `mcp ca init <dir>` and `mcp ca issue <name>`: the operator's front end to the platform CA in @mcp/rpc/Pki.
+ * Prints what was written (paths, serial, expiry) or JSON with --json; a refusal is one line on stderr and exit 1.
+ */
+import { Args, Command, Options } from "@effect/cli"
+import * as Pki from "@mcp/rpc/Pki"
+import { Console, Effect, Option } from "effect"
+
+const json = Options.boolean("json").pipe(Options.withDescription("print what was written as JSON"))
+const days = Options.integer("days").pipe(Options.withDescription("validity in days"), Options.optional)
+
+const toJson = (written: Pki.WrittenCertificate, extra: Record<string, unknown>) =>
+  JSON.stringify({ ...extra, ...written, notAfter: written.notAfter.toISOString() }, null, 2)
+
+const report = (headline: string, written: Pki.WrittenCertificate, keyNote: string, certNote: string) =>
+  Console.log(
+    [
+      headline,
+      `  key      ${written.keyPath}  (${keyNote})`,
+      `  cert     ${written.certPath}  (${certNote})`,
+      `  serial   ${written.serial}`,
+      `  expires  ${written.notAfter.toISOString()}`
+    ].join("\n")
+  )
+
+// One actionable line, no stack: PkiError messages already say what to do.
+const failOnPkiError = (command: string) => <A, R>(self: Effect.Effect<A, Pki.PkiError, R>) =>
+  Effect.catchTag(self, "PkiError", (error) =>
+    Console.error(`mcp ca ${command}: ${error.message}`).pipe(Effect.zipRight(Effect.sync(() => { process.exitCode = 1 })))
+  )
+
+const init = Command.make(
+  "init",
+  {
+    dir: Args.text({ name: "dir" }).pipe(Args.withDescription("directory for ca.key and ca.crt (created with mode 0700)")),
+    cn: Options.text("cn").pipe(Options.withDescription(`CA common name (default "${Pki.DEFAULT_CA_COMMON_NAME}")`), Options.optional),
+    days,
+    json
+  },
+  ({ cn, days, dir, json }) =>
+    Pki.initCa(dir, {
+      ...Option.match(cn, { onNone: () => ({}), onSome: (commonName) => ({ commonName }) }),
+      ...Option.match(days, { onNone: () => ({}), onSome: (days) => ({ days }) })
+    }).pipe(
+      Effect.flatMap((written) =>
+        json
+          ? Console.log(toJson(written, { kind: "ca" }))
+          : report(`created CA in ${dir}`, written, "mode 0600; keep it secret and backed up", "pin this on every client and server")
+      ),
+      failOnPkiError("init")
+    )
+).pipe(Command.withDescription("create a new platform CA; refuses if the directory already holds one"))
+
+const issue = Command.make(
+  "issue",
+  {
+    name: Args.text({ name: "name" }).pipe(Args.withDescription("certificate name: the CN and the <name>.key/<name>.crt file names")),
+    caDir: Options.text("ca-dir").pipe(Options.withDescription("directory holding ca.key and ca.crt")),
+    ip: Options.text("ip").pipe(Options.withDescription("IP address SAN (repeatable)"), Options.repeated),
+    dns: Options.text("dns").pipe(Options.withDescription("DNS name SAN (repeatable)"), Options.repeated),
+    usage: Options.choice("usage", ["server", "client", "both"]).pipe(
+      Options.withDescription("what the certificate authenticates: TLS server, TLS client, or both")
+    ),
+    outDir: Options.text("out-dir").pipe(Options.withDescription("where to write the files (default: the CA directory)"), Options.optional),
+    days,
+    json
+  },
+  ({ caDir, days, dns, ip, json, name, outDir, usage }) =>
+    Pki.issueCertificate(caDir, name, {
+      ips: ip,
+      dns,
+      usage,
+      ...Option.match(outDir, { onNone: () => ({}), onSome: (outDir) => ({ outDir }) }),
+      ...Option.match(days, { onNone: () => ({}), onSome: (days) => ({ days }) })
+    }).pipe(
+      Effect.flatMap((written) => {
+        const sans = [...ip.map((a) => `IP:${a}`), ...dns.map((d) => `DNS:${d}`)]
+        const kind = usage === "both" ? "server+client" : usage
+        return json
+          ? Console.log(toJson(written, { kind: "leaf", name, usage, ips: ip, dns }))
+          : report(
+              `issued ${kind} certificate ${name}${sans.length > 0 ? ` for ${sans.join(", ")}` : ""}`,
+              written,
+              "mode 0600",
+              "leaf followed by the CA certificate"
+            )
+      }),
+      failOnPkiError("issue")
+    )
+).pipe(Command.withDescription("issue a certificate signed by the platform CA"))
+
+export const ca = Command.make("ca").pipe(
+  Command.withDescription("manage the platform CA that secures RPC (HTTPS with a pinned CA, optional mTLS)"),
+  Command.withSubcommands([init, issue])
+)
