@@ -1,0 +1,90 @@
+/**
+ * Assembles an agent from its config: the registry, the engine, the proxy, CA and DNS ports,
+ * the lifecycle and actors, and the RPC server. `main.ts` runs it; tests build it directly.
+ */
+import { NodeContext, NodeHttpClient } from "@effect/platform-node"
+import { AgentRpcs, AuthMiddleware, HttpAuthenticator, TokenFileAuthenticator, Transport } from "@mcp/rpc"
+import { Effect, Layer, Redacted } from "effect"
+import { mkdirSync, readFileSync } from "node:fs"
+import { join } from "node:path"
+import type { AgentConfig } from "./AgentConfig.js"
+import * as AgentHandlers from "./AgentHandlers.js"
+import type { ContainerRuntime } from "./ContainerRuntime.js"
+import { NodeSettings } from "./ContainerPlan.js"
+import * as DnsRecords from "./DnsRecords.js"
+import * as DockerRuntime from "./DockerRuntime.js"
+import { Lifecycle } from "./Lifecycle.js"
+import * as LocalCaIssuer from "./LocalCaIssuer.js"
+import * as PortAllocator from "./PortAllocator.js"
+import * as ProxyRoutes from "./ProxyRoutes.js"
+import { layerSqlite, Registry } from "./Registry.js"
+import { ServiceActors } from "./ServiceActors.js"
+
+export const VERSION = "0.1.0"
+
+/** The agent's services (everything but the network edge), over a given engine layer. */
+export const layerCore = <E, R>(config: AgentConfig, runtime: Layer.Layer<ContainerRuntime, E, R>) => {
+  mkdirSync(config.data_dir, { recursive: true, mode: 0o700 })
+  const registry = Registry.Default.pipe(Layer.provideMerge(layerSqlite(join(config.data_dir, "registry.db"))))
+  const settings = Layer.succeed(NodeSettings, {
+    node: config.node,
+    nodeAddress: config.node_address,
+    internalZone: config.internal_zone,
+    bindAddress: config.ports.bind,
+    imageRegistry: config.image_registry,
+    stopTimeoutSeconds: config.stop_timeout_seconds
+  })
+  const ports = PortAllocator.layer({ min: config.ports.min, max: config.ports.max })
+  const adapters = Layer.mergeAll(runtime, ProxyRoutes.layerRecordOnly, DnsRecords.layerNone, LocalCaIssuer.layer(config.data_dir), settings)
+  const lifecycle = Lifecycle.Default.pipe(Layer.provide(ports))
+  return Layer.mergeAll(lifecycle, ServiceActors.Default).pipe(
+    Layer.provideMerge(adapters),
+    Layer.provideMerge(registry)
+  )
+}
+
+export const layerAuthenticator = (config: AgentConfig) =>
+  config.auth.token_file !== undefined
+    ? TokenFileAuthenticator.layer(config.auth.token_file)
+    : HttpAuthenticator.layer({ url: config.auth.identity_url! }).pipe(Layer.provide(NodeHttpClient.layerUndici))
+
+export const layerServer = (config: AgentConfig) => {
+  const [host, port] = splitHostPort(config.listen)
+  const handlers = AgentHandlers.layer({
+    role: config.role,
+    addresses: config.addresses ?? [config.listen],
+    version: VERSION,
+    dataDir: config.data_dir
+  })
+  const auth = AuthMiddleware.layerServer({ guestMayRead: false }).pipe(Layer.provide(layerAuthenticator(config)))
+  return Transport.layerServer(
+    {
+      host,
+      port,
+      tls: {
+        cert: readFileSync(config.tls.cert, "utf8"),
+        key: Redacted.make(readFileSync(config.tls.key, "utf8")),
+        ca: readFileSync(config.tls.ca, "utf8"),
+        clientAuth: config.tls.client_auth
+      }
+    },
+    [Transport.route("/agent", AgentRpcs)]
+  ).pipe(Layer.provide(Layer.merge(handlers, auth)))
+}
+
+export const splitHostPort = (address: string): [string, number] => {
+  const i = address.lastIndexOf(":")
+  return [address.slice(0, i).replace(/^\[|\]$/g, ""), Number(address.slice(i + 1))]
+}
+
+/** The whole agent: core, then open work closed, then the server. */
+export const layer = (config: AgentConfig) => {
+  const core = layerCore(config, DockerRuntime.layer({ configured: config.runtime.socket, env: process.env }))
+  const resume = Layer.effectDiscard(
+    Effect.gen(function* () {
+      const lifecycle = yield* Lifecycle
+      yield* lifecycle.resumeOpenWork
+    })
+  )
+  return layerServer(config).pipe(Layer.provideMerge(resume), Layer.provideMerge(core), Layer.provide(NodeContext.layer))
+}

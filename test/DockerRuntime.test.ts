@@ -1,0 +1,189 @@
+// The real ContainerRuntime against Podman 4.3's Docker-compatible API (started by the harness):
+// the shared contract, plus what only a real engine can show (published ports, socket discovery).
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { Effect, Layer, Schedule } from "effect"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import * as http from "node:http"
+import { tmpdir } from "node:os"
+import * as path from "node:path"
+import { ContainerRuntime } from "../packages/agent/src/ContainerRuntime.js"
+import * as DockerRuntime from "../packages/agent/src/DockerRuntime.js"
+import {
+  freePort,
+  runtimeContract,
+  scopedContainer,
+  testSpec
+} from "../packages/agent/test/ContainerRuntimeContract.js"
+import { BUSYBOX_IMAGE, type PodmanService, startPodmanService } from "./support/Podman.js"
+
+let podman: PodmanService | undefined
+
+beforeAll(async () => {
+  podman = await startPodmanService()
+}, 120_000)
+
+afterAll(async () => {
+  await podman?.stop()
+})
+
+const socketPath = (): string => {
+  if (podman === undefined) throw new Error("podman service not started")
+  return podman.socketPath
+}
+
+// Built lazily: the socket exists only once beforeAll has run.
+const podmanLayer = Layer.unwrapEffect(Effect.sync(() => DockerRuntime.layerSocket(socketPath())))
+
+// `.invalid` never resolves, so the pull fails at once (see the measurements below).
+runtimeContract("Podman via dockerode", podmanLayer, {
+  image: BUSYBOX_IMAGE,
+  missingImage: "registry.invalid/mcp/missing:v0"
+})
+
+const median = (xs: ReadonlyArray<number>): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  const mid = Math.floor(s.length / 2)
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
+}
+
+const httpGet = (url: string): Effect.Effect<{ status: number; body: string }, Error> =>
+  Effect.async((resume) => {
+    const req = http.get(url, { timeout: 2000 }, (res) => {
+      let body = ""
+      res.on("data", (b: Buffer) => (body += b.toString()))
+      res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, body })))
+    })
+    req.on("timeout", () => req.destroy(new Error("timeout")))
+    req.on("error", (e) => resume(Effect.fail(e)))
+  })
+
+describe("DockerRuntime on Podman", () => {
+  it.scopedLive("a busybox httpd container serves HTTP on its published 127.0.0.1 host port", () =>
+    Effect.gen(function*() {
+      const rt = yield* ContainerRuntime
+      const hostPort = yield* freePort
+      const spec = testSpec(BUSYBOX_IMAGE, {
+        cmd: ["httpd", "-f", "-p", "8080", "-h", "/www"],
+        ports: [{ hostIp: "127.0.0.1", hostPort, containerPort: 8080, protocol: "tcp" }],
+        restart: "unless-stopped",
+        labels: { "mcp.test": "httpd" }
+      })
+      const id = yield* scopedContainer(spec)
+      yield* rt.start(id)
+      const res = yield* httpGet(`http://127.0.0.1:${hostPort}/index.html`).pipe(
+        Effect.retry(Schedule.intersect(Schedule.spaced("100 millis"), Schedule.recurs(50)))
+      )
+      expect(res.status).toBe(200)
+      expect(res.body).toContain("mcp-busybox")
+      const info = yield* rt.inspect(id)
+      expect(info.ports).toEqual(spec.ports)
+    }).pipe(Effect.provide(podmanLayer)))
+
+  it.live("findSocket with nothing listening reports every path it tried and why", () =>
+    Effect.gen(function*() {
+      const dir = mkdtempSync(path.join(tmpdir(), "mcp-find-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+      const stale = path.join(dir, "stale.sock")
+      writeFileSync(stale, "") // a plain file where a socket should be
+      const error = yield* Effect.flip(DockerRuntime.findSocket({
+        configured: path.join(dir, "configured.sock"),
+        env: { DOCKER_HOST: "tcp://127.0.0.1:2375", XDG_RUNTIME_DIR: dir },
+        wellKnown: [stale, path.join(dir, "docker.sock")]
+      }))
+      expect(error._tag).toBe("RuntimeError")
+      expect(error.retryable).toBe(true)
+      expect(error.reason).toContain(`${path.join(dir, "configured.sock")} (configured): no such socket`)
+      expect(error.reason).toContain("DOCKER_HOST: skipped, tcp://127.0.0.1:2375 is not a unix:// socket")
+      expect(error.reason).toContain(`${path.join(dir, "podman", "podman.sock")} (XDG_RUNTIME_DIR): no such socket`)
+      expect(error.reason).toContain(`${stale} (well-known): socket exists but nothing is listening`)
+      expect(error.reason).toContain(`${path.join(dir, "docker.sock")} (well-known): no such socket`)
+      expect(error.reason).toContain("podman system service --time=0 unix:///run/podman/podman.sock")
+    }).pipe(Effect.scoped))
+
+  it.live("findSocket skips dead candidates and describes the engine that answers", () =>
+    Effect.gen(function*() {
+      const found = yield* DockerRuntime.findSocket({
+        configured: "/nonexistent/mcp/engine.sock",
+        env: { DOCKER_HOST: `unix://${socketPath()}` },
+        wellKnown: []
+      })
+      expect(found).toMatchObject({ socketPath: socketPath(), source: "DOCKER_HOST", engine: "Podman", apiVersion: "1.41" })
+      expect(found.describe).toContain(`Podman ${found.version} (Docker API 1.41) at unix://${socketPath()}`)
+
+      // The layer does the same and describes itself.
+      const rt = yield* Effect.provide(
+        ContainerRuntime,
+        DockerRuntime.layer({ env: { DOCKER_HOST: `unix://${socketPath()}` }, wellKnown: [] })
+      )
+      expect(rt.describe).toBe(found.describe)
+    }))
+
+  it.scopedLive("measure: create + start of a busybox container, and pulls of missing images", () =>
+    Effect.gen(function*() {
+      const rt = yield* ContainerRuntime
+      const times: Array<number> = []
+      for (let i = 0; i < 10; i++) {
+        const spec = testSpec(BUSYBOX_IMAGE, { labels: { "mcp.test": "measure" } })
+        const t0 = performance.now()
+        const id = yield* scopedContainer(spec)
+        yield* rt.start(id)
+        times.push(performance.now() - t0)
+      }
+      const pulls: Array<string> = []
+      for (const image of ["registry.invalid/mcp/missing:v0", "nosuchimage-mcp:latest", "localhost/mcp-missing:v0"]) {
+        const t0 = performance.now()
+        const error = yield* Effect.flip(rt.ensureImage(image))
+        const ms = Math.round(performance.now() - t0)
+        expect(error._tag).toBe("ImageNotFound")
+        pulls.push(`  ${image}: ${error._tag} after ${ms} ms: ${error.message}`)
+      }
+      console.info(
+        [
+          `create+start (ms): median ${median(times).toFixed(0)}, min ${Math.min(...times).toFixed(0)}, max ${Math.max(...times).toFixed(0)}`,
+          `  all: ${times.map((t) => t.toFixed(0)).join(", ")}`,
+          "ensureImage of missing images:",
+          ...pulls
+        ].join("\n")
+      )
+    }).pipe(Effect.provide(podmanLayer)))
+
+  it.effect("containerCreateOptions builds the engine request from a spec", () =>
+    Effect.sync(() => {
+      const options = DockerRuntime.containerCreateOptions(testSpec(BUSYBOX_IMAGE, {
+        name: "mcp-test-spec",
+        cmd: ["httpd", "-f"],
+        env: ["A=1"],
+        volumes: ["/srv/data:/data:ro"],
+        ports: [
+          { hostIp: "127.0.0.1", hostPort: 18080, containerPort: 8080, protocol: "tcp" },
+          { hostIp: "::1", hostPort: 18080, containerPort: 8080, protocol: "tcp" },
+          { hostIp: "127.0.0.1", hostPort: 5353, containerPort: 53, protocol: "udp" }
+        ],
+        user: "1000:1000",
+        restart: "always",
+        labels: { "mcp.service": "web" }
+      }))
+      expect(options).toEqual({
+        name: "mcp-test-spec",
+        Image: BUSYBOX_IMAGE,
+        Cmd: ["httpd", "-f"],
+        Env: ["A=1"],
+        Labels: { "mcp.service": "web" },
+        ExposedPorts: { "8080/tcp": {}, "53/udp": {} },
+        User: "1000:1000",
+        HostConfig: {
+          PortBindings: {
+            "8080/tcp": [{ HostIp: "127.0.0.1", HostPort: "18080" }, { HostIp: "::1", HostPort: "18080" }],
+            "53/udp": [{ HostIp: "127.0.0.1", HostPort: "5353" }]
+          },
+          Binds: ["/srv/data:/data:ro"],
+          NetworkMode: "bridge",
+          RestartPolicy: { Name: "always" }
+        }
+      })
+      // No ports, no network: the engine's default network; nothing optional is sent.
+      const bare = DockerRuntime.containerCreateOptions(testSpec(BUSYBOX_IMAGE, { cmd: undefined }))
+      expect(bare.HostConfig).toEqual({})
+      expect("Cmd" in bare || "User" in bare || "ExposedPorts" in bare).toBe(false)
+    }))
+})

@@ -1,0 +1,128 @@
+/**
+ * Test harness for the real container engine: starts Podman's Docker-compatible API service on a
+ * private socket (foreground child, killed by pid) after making sure Podman and the image exist.
+ */
+import { spawn, spawnSync } from "node:child_process"
+import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import * as http from "node:http"
+import { tmpdir } from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+/** The busybox image scripts/setup-podman.sh imports (no registry is reachable in tests). */
+export const BUSYBOX_IMAGE = "localhost/mcp-busybox:v1"
+
+const repoRoot = fileURLToPath(new URL("../..", import.meta.url))
+
+/** The project-local containers.conf (runc, cgroupfs, ulimits this sandbox allows). */
+export const containersConfPath = (): string =>
+  process.env["MCP_CONTAINERS_CONF"] ?? path.join(repoRoot, ".mcp-local", "containers.conf")
+
+export interface PodmanService {
+  readonly socketPath: string
+  readonly pid: number
+  readonly stop: () => Promise<void>
+}
+
+const podmanEnv = (): NodeJS.ProcessEnv => ({ ...process.env, CONTAINERS_CONF: containersConfPath() })
+
+const ensurePodman = (): void => {
+  const probe = spawnSync("podman", ["--version"], { encoding: "utf8" })
+  if (probe.error !== undefined || probe.status !== 0) {
+    throw new Error(
+      "podman is not installed (needed for the container engine tests). " +
+        "Fix: run: bash scripts/setup-podman.sh (as root), or apt-get install podman runc busybox-static"
+    )
+  }
+}
+
+const ensureImage = (): void => {
+  const exists = () =>
+    existsSync(containersConfPath()) &&
+    spawnSync("podman", ["image", "exists", BUSYBOX_IMAGE], { env: podmanEnv() }).status === 0
+  if (exists()) return
+  const setup = spawnSync("bash", [path.join(repoRoot, "scripts", "setup-podman.sh")], {
+    encoding: "utf8",
+    env: { ...process.env, MCP_CONTAINERS_CONF: containersConfPath() }
+  })
+  if (setup.status !== 0 || !exists()) {
+    throw new Error(
+      `scripts/setup-podman.sh could not provide ${BUSYBOX_IMAGE} (exit ${setup.status}):\n${setup.stdout}${setup.stderr}`
+    )
+  }
+}
+
+/** Asks the service for its version over the unix socket; resolves true on HTTP 200. */
+const answers = (socketPath: string): Promise<boolean> =>
+  new Promise((resolve) => {
+    const req = http.get({ socketPath, path: "/v1.41/version", timeout: 1000 }, (res) => {
+      res.resume()
+      resolve(res.statusCode === 200)
+    })
+    req.on("timeout", () => req.destroy())
+    req.on("error", () => resolve(false))
+  })
+
+const exited = (child: ReturnType<typeof spawn>, ms: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve(true)
+    const timer = setTimeout(() => resolve(false), ms)
+    child.once("exit", () => {
+      clearTimeout(timer)
+      resolve(true)
+    })
+  })
+
+/**
+ * Starts `podman system service --time=0 unix://<tmp>/podman.sock` and waits until it answers.
+ * Containers the tests create live in the machine's default (root) storage: remove them in the
+ * tests' own finalizers.
+ */
+export const startPodmanService = async (options: { readonly timeoutMs?: number } = {}): Promise<PodmanService> => {
+  ensurePodman()
+  ensureImage()
+  const dir = mkdtempSync(path.join(tmpdir(), "mcp-podman-"))
+  const socketPath = path.join(dir, "podman.sock")
+  const child = spawn("podman", ["system", "service", "--time=0", `unix://${socketPath}`], {
+    env: podmanEnv(),
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let output = ""
+  child.stdout?.on("data", (b: Buffer) => (output += b.toString()))
+  child.stderr?.on("data", (b: Buffer) => (output += b.toString()))
+  const spawnError = new Promise<Error>((resolve) => child.once("error", resolve))
+  const pid = child.pid
+
+  const stop = async (): Promise<void> => {
+    if (pid !== undefined && child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGTERM")
+      if (!(await exited(child, 5000))) {
+        child.kill("SIGKILL")
+        await exited(child, 5000)
+      }
+    }
+    rmSync(dir, { recursive: true, force: true })
+  }
+
+  const timeoutMs = options.timeoutMs ?? 30_000
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    const failed = await Promise.race([spawnError, new Promise<undefined>((r) => setTimeout(() => r(undefined), 0))])
+    if (failed !== undefined) {
+      await stop()
+      throw new Error(`could not spawn podman system service: ${failed.message}`)
+    }
+    if (child.exitCode !== null || child.signalCode !== null) {
+      await stop()
+      throw new Error(
+        `podman system service exited (${child.exitCode ?? child.signalCode}) before answering on ${socketPath}:\n${output}`
+      )
+    }
+    if (existsSync(socketPath) && (await answers(socketPath))) return { socketPath, pid: pid ?? -1, stop }
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  await stop()
+  throw new Error(
+    `podman system service did not answer GET /v1.41/version on ${socketPath} within ${timeoutMs} ms; its output:\n${output}`
+  )
+}
