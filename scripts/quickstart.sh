@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Quick start: install dependencies if needed, then run MCP's main job on this machine.
-# Today that is validating the example service definitions; later it deploys them.
+# Quick start: installs what is missing (npm dependencies, Podman and the example image), then
+# runs MCP's main job on this machine (scripts/quickstart.ts). Pass --once to exit after it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export npm_config_nodedir=/usr
@@ -9,6 +9,5 @@ if [ ! -d node_modules/@mcp/cli ]; then
   echo "==> installing dependencies (npm ci; native modules build from source, about a minute)"
   npm ci --no-audit --no-fund
 fi
-
-echo "==> validating the example service definitions"
-node packages/cli/bin/mcp.js validate --internal-zone svc.mcp.metacircular.net test/fixtures/services/good/*.toml
+bash scripts/setup-podman.sh
+exec node --import tsx scripts/quickstart.ts "$@"

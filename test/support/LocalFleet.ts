@@ -1,0 +1,168 @@
+/**
+ * A fleet on one machine, as real processes: a platform CA with certificates for every daemon,
+ * a token file, CLI and daemon configs, and helpers that spawn `mcp-agent` / `mcp-master` and
+ * run `mcp`. Used by the quick start and by the multi-process tests; every child is killed by pid.
+ */
+import { Pki, TokenFile } from "@mcp/rpc"
+import { Effect, Redacted } from "effect"
+import { type ChildProcess, execFile, spawn } from "node:child_process"
+import { mkdirSync, writeFileSync } from "node:fs"
+import * as net from "node:net"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+
+const repo = fileURLToPath(new URL("../..", import.meta.url))
+export const bins = {
+  mcp: join(repo, "packages/cli/bin/mcp.js"),
+  agent: join(repo, "packages/agent/bin/mcp-agent.js"),
+  master: join(repo, "packages/master/bin/mcp-master.js")
+}
+
+export interface Fleet {
+  readonly dir: string
+  readonly caDir: string
+  readonly tokenFile: string
+  /** The CLI config, pointing at `masters` (if any). */
+  readonly cliConfig: string
+  readonly operatorToken: string
+  /** A system token daemons use to call each other. */
+  readonly systemTokenFile: string
+}
+
+/** A free TCP port on 127.0.0.1 (bound, then released). */
+export const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const s = net.createServer()
+    s.once("error", reject)
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as net.AddressInfo).port
+      s.close(() => resolve(port))
+    })
+  })
+
+export const prepare = async (dir: string, options: { readonly masters?: ReadonlyArray<string> } = {}): Promise<Fleet> => {
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  const caDir = join(dir, "ca")
+  const tokenFile = join(dir, "tokens.toml")
+  const systemTokenFile = join(dir, "system.token")
+  const operatorTokenFile = join(dir, "operator.token")
+  const { operator, system } = await Effect.runPromise(
+    Effect.gen(function* () {
+      yield* Pki.initCa(caDir, { commonName: "MCP local fleet CA" })
+      yield* Pki.issueCertificate(caDir, "server", { ips: ["127.0.0.1"], dns: ["localhost"], usage: "both" })
+      const operator = yield* TokenFile.createToken(tokenFile, { name: "operator", kind: "human", role: "admin" })
+      const system = yield* TokenFile.createToken(tokenFile, { name: "fleet", kind: "system", role: "admin" })
+      return { operator: Redacted.value(operator), system: Redacted.value(system) }
+    })
+  )
+  writeFileSync(systemTokenFile, system, { mode: 0o600 })
+  writeFileSync(operatorTokenFile, operator, { mode: 0o600 })
+  const cliConfig = join(dir, "mcp.toml")
+  writeCliConfig({ dir, caDir, cliConfig, operatorTokenFile, masters: options.masters ?? [] })
+  return { dir, caDir, tokenFile, cliConfig, operatorToken: operator, systemTokenFile }
+}
+
+export const writeCliConfig = (o: { dir: string; caDir: string; cliConfig: string; operatorTokenFile: string; masters: ReadonlyArray<string> }) =>
+  writeFileSync(
+    o.cliConfig,
+    [
+      `master = [${o.masters.map((m) => JSON.stringify(m)).join(", ")}]`,
+      `ca = ${JSON.stringify(join(o.caDir, "ca.crt"))}`,
+      `token_file = ${JSON.stringify(o.operatorTokenFile)}`,
+      `services_dir = ${JSON.stringify(join(repo, "test/fixtures/services/good"))}`,
+      ""
+    ].join("\n")
+  )
+
+export interface AgentOptions {
+  readonly node: string
+  readonly port: number
+  readonly socket: string
+  readonly role?: "master" | "worker" | "edge"
+  readonly masters?: ReadonlyArray<string>
+  readonly extra?: string
+}
+
+export const writeAgentConfig = (fleet: Fleet, o: AgentOptions): string => {
+  const path = join(fleet.dir, `${o.node}.agent.toml`)
+  writeFileSync(
+    path,
+    [
+      `node = ${JSON.stringify(o.node)}`,
+      `role = ${JSON.stringify(o.role ?? "worker")}`,
+      `listen = "127.0.0.1:${o.port}"`,
+      `node_address = "127.0.0.1"`,
+      `data_dir = ${JSON.stringify(join(fleet.dir, o.node))}`,
+      `stop_timeout_seconds = 2`,
+      o.extra ?? "",
+      `[tls]`,
+      `cert = ${JSON.stringify(join(fleet.caDir, "server.crt"))}`,
+      `key = ${JSON.stringify(join(fleet.caDir, "server.key"))}`,
+      `ca = ${JSON.stringify(join(fleet.caDir, "ca.crt"))}`,
+      `[auth]`,
+      `token_file = ${JSON.stringify(fleet.tokenFile)}`,
+      `[runtime]`,
+      `socket = ${JSON.stringify(o.socket)}`,
+      ...(o.masters === undefined ? [] : [`[master]`, `addresses = [${o.masters.map((m) => JSON.stringify(m)).join(", ")}]`, `token_file = ${JSON.stringify(fleet.systemTokenFile)}`]),
+      ""
+    ].join("\n")
+  )
+  return path
+}
+
+export interface Daemon {
+  readonly child: ChildProcess
+  readonly pid: number
+  output: string
+  /** SIGTERM, then SIGKILL after 5 s; resolves when it has exited. */
+  readonly stop: () => Promise<void>
+  readonly kill9: () => Promise<void>
+}
+
+const exited = (child: ChildProcess) =>
+  new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once("exit", () => resolve())))
+
+/** Spawns a daemon and waits for the line that says it listens. */
+export const spawnDaemon = (bin: string, configPath: string, ready = /listening on/, timeoutMs = 30_000): Promise<Daemon> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, "--config", configPath], { stdio: ["ignore", "pipe", "pipe"] })
+    const daemon: Daemon = {
+      child,
+      pid: child.pid!,
+      output: "",
+      stop: async () => {
+        if (child.exitCode !== null || child.signalCode !== null) return
+        child.kill("SIGTERM")
+        const timer = setTimeout(() => child.kill("SIGKILL"), 5000)
+        await exited(child)
+        clearTimeout(timer)
+      },
+      kill9: async () => {
+        if (child.exitCode !== null || child.signalCode !== null) return
+        child.kill("SIGKILL")
+        await exited(child)
+      }
+    }
+    const timer = setTimeout(() => reject(new Error(`${bin} did not become ready in ${timeoutMs} ms:\n${daemon.output}`)), timeoutMs)
+    const onData = (d: Buffer) => {
+      daemon.output += d.toString()
+      if (ready.test(daemon.output)) {
+        clearTimeout(timer)
+        resolve(daemon)
+      }
+    }
+    child.stdout!.on("data", onData)
+    child.stderr!.on("data", onData)
+    child.once("exit", (code) => {
+      clearTimeout(timer)
+      reject(new Error(`${bin} exited with ${code} before it was ready:\n${daemon.output}`))
+    })
+  })
+
+/** Runs the CLI with the fleet's config; resolves with its exit code and output. */
+export const mcp = (fleet: Fleet, args: ReadonlyArray<string>) =>
+  new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+    execFile(process.execPath, [bins.mcp, ...args, "--config", fleet.cliConfig], { maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) =>
+      resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr })
+    )
+  )
