@@ -2,10 +2,10 @@
  * The agent's side of AgentRpcs: decodes nothing itself (the contract's schemas already did),
  * routes each service command through its actor, and maps internal failures to wire errors.
  */
-import { Deploy, Errors } from "@mcp/domain"
+import { Deploy, Errors, Validation } from "@mcp/domain"
 import { AgentRpcs, Protocol } from "@mcp/rpc"
-import { Effect, Mailbox, Option, Schedule, Stream } from "effect"
-import { ContainerRuntime, LABEL_SERVICE } from "./ContainerRuntime.js"
+import { Effect, Either, Mailbox, Option, Schedule, Stream } from "effect"
+import { ContainerRuntime, LABEL_NODE } from "./ContainerRuntime.js"
 import { NodeSettings } from "./ContainerPlan.js"
 import { Lifecycle } from "./Lifecycle.js"
 import * as NodeResources from "./NodeResources.js"
@@ -35,9 +35,15 @@ export const layer = (identity: AgentIdentity) =>
       const registryDown = (e: { readonly message: string }) => peer("registry", "read")(e)
 
       return {
-        Deploy: ({ definition, dryRun }) =>
+        Deploy: ({ definition: raw, dryRun }) =>
           Stream.unwrapScoped(
             Effect.gen(function* () {
+              const decoded = Validation.decodeDefinition(raw, { internalZone: settings.internalZone })
+              if (Either.isLeft(decoded)) {
+                const name = typeof raw === "object" && raw !== null && "name" in raw ? String(raw.name) : "(unnamed)"
+                return Stream.fail(new Errors.InvalidDefinition({ service: name, problems: decoded.left }))
+              }
+              const definition = decoded.right
               const events = yield* Mailbox.make<Deploy.DeployEvent, Errors.DeployFailed | Errors.PeerFailed | Errors.InvalidDefinition | Errors.PlacementFailed | Errors.NodeUnreachable>()
               const job = lifecycle.deploy(definition, { dryRun }, (e) => Effect.asVoid(events.offer(e))).pipe(
                 Effect.flatMap(Option.match({
@@ -105,8 +111,8 @@ export const layer = (identity: AgentIdentity) =>
         Health: () => Effect.succeed({ node: settings.node, at: new Date().toISOString(), protocol: Protocol.PROTOCOL_VERSION }),
         NodeInfo: () =>
           Effect.gen(function* () {
-            const containers = yield* runtime.list({}).pipe(
-              Effect.map((cs) => cs.filter((c) => c.labels[LABEL_SERVICE] !== undefined).length),
+            const containers = yield* runtime.list({ [LABEL_NODE]: settings.node }).pipe(
+              Effect.map((cs) => cs.length),
               Effect.orElseSucceed(() => 0)
             )
             return {

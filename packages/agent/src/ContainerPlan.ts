@@ -4,7 +4,7 @@
  */
 import { Hostname, PortEnv, type ServiceDefinition } from "@mcp/domain"
 import { Context } from "effect"
-import { type ContainerSpec, LABEL_COMPONENT, LABEL_DEPLOY, LABEL_SERVICE, type PortBinding } from "./ContainerRuntime.js"
+import { type ContainerSpec, LABEL_COMPONENT, LABEL_DEPLOY, LABEL_NODE, LABEL_SERVICE, type PortBinding } from "./ContainerRuntime.js"
 import type { PortRequest } from "./PortAllocator.js"
 
 export interface NodeSettings {
@@ -113,7 +113,7 @@ export const plan = (
       network: c.network,
       user: c.user,
       restart: c.restart,
-      labels: { [LABEL_SERVICE]: def.name, [LABEL_COMPONENT]: c.name, [LABEL_DEPLOY]: deployId }
+      labels: { [LABEL_SERVICE]: def.name, [LABEL_COMPONENT]: c.name, [LABEL_DEPLOY]: deployId, [LABEL_NODE]: settings.node }
     }
     return { name: c.name, image, spec }
   })

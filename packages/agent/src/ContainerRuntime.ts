@@ -98,3 +98,5 @@ export const ContainerRuntime = Context.GenericTag<ContainerRuntime>("@mcp/agent
 export const LABEL_SERVICE = "mcp.service"
 export const LABEL_COMPONENT = "mcp.component"
 export const LABEL_DEPLOY = "mcp.deploy"
+/** The node whose agent owns the container: agents sharing one engine never touch each other's. */
+export const LABEL_NODE = "mcp.node"

@@ -7,7 +7,7 @@ import { Deploy, Errors, Image, type ServiceDefinition, type Status } from "@mcp
 import { Effect, Either, Option } from "effect"
 import { randomUUID } from "node:crypto"
 import { CertIssuer, type IssuedCertificate, REUSE_MARGIN_MS } from "./CertIssuer.js"
-import { ContainerRuntime, type ContainerSpec, LABEL_DEPLOY, LABEL_SERVICE } from "./ContainerRuntime.js"
+import { ContainerRuntime, type ContainerSpec, LABEL_DEPLOY, LABEL_NODE, LABEL_SERVICE } from "./ContainerRuntime.js"
 import { backendHost, NodeSettings, plan, type PlannedRoute, portRequests, type ServicePlan, explicitPorts } from "./ContainerPlan.js"
 import { DnsRecords } from "./DnsRecords.js"
 import * as HealthGate from "./HealthGate.js"
@@ -261,12 +261,13 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
                   state.certByHost.set(hostname, have)
                   continue
                 }
-                const issued = yield* certs.issue(hostname).pipe(
-                  // Undo this step's own issues before failing: its "done" record is never written.
-                  Effect.tapError(() => Effect.forEach(state.issued, (c) => Effect.ignore(certs.revoke(c))))
-                )
+                const issued = yield* certs.issue(hostname)
                 state.issued.push(issued)
                 state.certByHost.set(hostname, issued)
+                // Journal each certificate as soon as it exists (the last "done" record wins): if this
+                // step fails or the agent dies before the step ends, compensation revokes what was
+                // issued, with retries, and a revoke that keeps failing leaves the saga open.
+                yield* registry.journal(sagaId, "certs", "done", { issued: state.issued })
               }
               return { issued: state.issued }
             })
@@ -352,7 +353,7 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
       Effect.gen(function* () {
         const current = yield* registry.service(service)
         const deployId = Option.map(current, (s) => s.deployId)
-        const found = yield* runtime.list({ [LABEL_SERVICE]: service })
+        const found = yield* runtime.list({ [LABEL_SERVICE]: service, [LABEL_NODE]: settings.node })
         for (const c of found) {
           if (Option.isSome(deployId) && c.labels[LABEL_DEPLOY] === deployId.value) continue
           yield* runtime.stop(c.id, settings.stopTimeoutSeconds).pipe(Effect.catchTag("ContainerNotFound", () => Effect.void))
@@ -457,7 +458,7 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
     const undeployBody = (service: string) =>
       Effect.gen(function* () {
         yield* takeDown(service)
-        for (const c of yield* runtime.list({ [LABEL_SERVICE]: service })) yield* runtime.remove(c.id)
+        for (const c of yield* runtime.list({ [LABEL_SERVICE]: service, [LABEL_NODE]: settings.node })) yield* runtime.remove(c.id)
         for (const c of (yield* registry.certificates).filter((c) => c.service === service)) {
           yield* certs.revoke({ hostname: c.hostname, certPath: c.certPath, keyPath: c.keyPath, serial: c.serial, notAfter: c.notAfter })
         }
@@ -501,7 +502,7 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
     const sweepOrphans = Effect.gen(function* () {
       const services = new Map((yield* registry.services).map((s) => [s.name, s.deployId] as const))
       const running = new Set((yield* registry.sagasIn("running")).map((s) => s.id))
-      for (const c of yield* runtime.list({})) {
+      for (const c of yield* runtime.list({ [LABEL_NODE]: settings.node })) {
         const service = c.labels[LABEL_SERVICE]
         const deployId = c.labels[LABEL_DEPLOY]
         if (service === undefined || deployId === undefined || running.has(deployId)) continue

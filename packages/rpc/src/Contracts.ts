@@ -3,7 +3,7 @@
  * and the master with `Group.toLayer`; every payload, result and error is a Schema.
  */
 import { Rpc, RpcGroup, type RpcMiddleware } from "@effect/rpc"
-import { Deploy, Errors, Events, Names, Node, Operations, Routes, ServiceDefinition, Status } from "@mcp/domain"
+import { Deploy, Errors, Events, Names, Node, Operations, Routes, Status } from "@mcp/domain"
 import { Schema } from "effect"
 import { AuthMiddleware } from "./AuthMiddleware.js"
 import { Access } from "./Protocol.js"
@@ -21,8 +21,14 @@ const ServiceRef = { service: Names.ServiceName }
 const LifecycleError = Schema.Union(Errors.ServiceNotFound, Errors.DeployFailed, Errors.PeerFailed)
 const DeployError = Schema.Union(Errors.InvalidDefinition, Errors.DeployFailed, Errors.PeerFailed, Errors.PlacementFailed, Errors.NodeUnreachable)
 
+/**
+ * The definition travels as written (the TOML table as JSON) and the receiver decodes it with
+ * its own internal zone, so a bad one comes back as InvalidDefinition naming each field.
+ */
+export const DefinitionPayload = Schema.Unknown
+
 const deployPayload = {
-  definition: ServiceDefinition.ServiceDefinition,
+  definition: DefinitionPayload,
   dryRun: Schema.optionalWith(Schema.Boolean, { default: () => false })
 }
 
@@ -97,7 +103,7 @@ export class MasterRpcs extends RpcGroup.make(
   readOnly(Rpc.make("Ps", { success: Status.FleetStatus })),
   readOnly(Rpc.make("Status", { payload: ServiceRef, success: Status.ServiceStatus, error: Schema.Union(Errors.ServiceNotFound, Errors.NodeUnreachable) })),
   Rpc.make("Sync", {
-    payload: { definitions: Schema.Array(ServiceDefinition.ServiceDefinition) },
+    payload: { definitions: Schema.Array(DefinitionPayload) },
     success: Schema.Struct({ stored: Schema.Array(Schema.String), unchanged: Schema.Array(Schema.String) }),
     error: Errors.InvalidDefinition
   }),

@@ -3,8 +3,8 @@
  * to the master, or with --direct to one agent. Deploys print live progress lines.
  */
 import { Args, Command, Options } from "@effect/cli"
-import { Deploy, type Status, Validation } from "@mcp/domain"
-import { Console, Effect, Either, Option, Stream } from "effect"
+import { Deploy, ServiceDefinition, type Status, Validation } from "@mcp/domain"
+import { Console, Effect, Either, Option, Schema, Stream } from "effect"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { describeError, fail, table } from "../Output.js"
@@ -90,10 +90,11 @@ export const deploy = Command.make(
       Effect.gen(function* () {
         const cfg = yield* Common.loadConfig(o.config)
         const definition = yield* readDefinition(cfg.services_dir, o.service, o.file, cfg.internal_zone)
+        const encoded = Schema.encodeSync(ServiceDefinition.ServiceDefinition)(definition)
         if (!o.json) yield* Console.log(`${o.dryRun ? "planning" : "deploying"} ${definition.name}${o.direct ? ` on ${Option.getOrElse(o.node, () => "?")}` : ""}...`)
         const stream = o.direct
-          ? (yield* Common.agentClient(cfg, o.node)).Deploy({ definition, dryRun: o.dryRun })
-          : (yield* Common.masterClient(cfg)).Deploy({ definition, dryRun: o.dryRun })
+          ? (yield* Common.agentClient(cfg, o.node)).Deploy({ definition: encoded, dryRun: o.dryRun })
+          : (yield* Common.masterClient(cfg)).Deploy({ definition: encoded, dryRun: o.dryRun })
         const events: Array<Deploy.DeployEvent> = []
         yield* Stream.runForEach(stream, (e) =>
           Effect.gen(function* () {

@@ -1,0 +1,521 @@
+/**
+ * Model-based property test of the deploy saga and the roll-forward operations: random
+ * sequences of deploy / redeploy / stop / start / restart / undeploy over a few services, with
+ * injected step failures, failing compensations, agent crashes at peer calls and plain agent
+ * restarts. After each sequence (one more restart, with every fault cleared) the peers (proxy,
+ * DNS, CA, engine) must agree with the registry.
+ *
+ * MCP_SAGA_RUNS overrides the number of runs (default 1,000).
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Clock, Context, Deferred, Effect, Exit, FastCheck as fc, Fiber, Layer, Logger, LogLevel, Scope } from "effect"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import * as CertIssuer from "../src/CertIssuer.js"
+import { ContainerRuntime, LABEL_DEPLOY, LABEL_SERVICE } from "../src/ContainerRuntime.js"
+import * as DnsRecords from "../src/DnsRecords.js"
+import { makeFaults } from "../src/Faults.js"
+import { Lifecycle } from "../src/Lifecycle.js"
+import * as MemoryRuntime from "../src/MemoryRuntime.js"
+import * as ProxyRoutes from "../src/ProxyRoutes.js"
+import { Registry } from "../src/Registry.js"
+import { definition, IMAGE, layerAgent, type Peers, settings, webService } from "./Harness.js"
+
+const RUNS = Number(process.env["MCP_SAGA_RUNS"] ?? "") || 1_000
+
+// -------------------------------------------------------------------------------------------
+// The model: what a generated scenario is made of.
+
+const SERVICES = ["alpha", "beta", "gamma"] as const
+
+/** Peer calls a step can fail at (memory fault hooks; "runtime.*" uses MemoryRuntime's failNext). */
+const STEP_FAULTS = ["cert.issue", "proxy.put", "dns.put", "runtime.create", "runtime.start"] as const
+/** Peer calls compensations make. */
+const UNDO_FAULTS = ["proxy.remove", "dns.remove", "runtime.remove", "cert.revoke"] as const
+/** Peer calls an agent crash can happen in (the call blocks, then the agent is killed). */
+const CRASH_POINTS = [
+  "proxy.put", "proxy.remove", "dns.put", "dns.remove", "cert.issue", "cert.revoke",
+  "runtime.create", "runtime.start", "runtime.stop", "runtime.remove"
+] as const
+
+type StepFault = (typeof STEP_FAULTS)[number]
+type UndoFault = (typeof UNDO_FAULTS)[number]
+type CrashPoint = (typeof CRASH_POINTS)[number]
+type FaultPoint = StepFault | UndoFault
+
+type Fault =
+  | { readonly _tag: "None" }
+  /** The step's peer call fails once; the saga compensates. */
+  | { readonly _tag: "StepFails"; readonly at: StepFault }
+  /** The step fails and so does every attempt at one compensation: the saga stays open for the next start. */
+  | { readonly _tag: "UndoFails"; readonly at: StepFault; readonly undo: UndoFault }
+  /** The agent dies during the nth call of `at`; the next agent resumes, maybe with a failing compensation first. */
+  | { readonly _tag: "Crash"; readonly at: CrashPoint; readonly nth: number; readonly recoveryUndoFails: UndoFault | null }
+
+type Op =
+  | { readonly kind: "deploy"; readonly service: string; readonly variant: number; readonly fault: Fault; readonly restartAfter: boolean }
+  | { readonly kind: "stop" | "start" | "restart" | "undeploy"; readonly service: string; readonly fault: Fault; readonly restartAfter: boolean }
+
+interface Scenario {
+  readonly switchesTraffic: boolean
+  readonly ops: ReadonlyArray<Op>
+}
+
+/** Definitions a service is deployed with; every hostname contains the service name so services never share one. */
+const variants: ReadonlyArray<(s: string) => ReturnType<typeof definition>> = [
+  (s) => webService(s),
+  (s) => webService(s, `env = ["V=1"]`),
+  // A new hostname: a new certificate and a changed route key.
+  (s) => webService(s, `env = ["V=2"]`, `${s}-alt.svc.mcp.internal`),
+  // Two components, an L7 and an L4 route.
+  (s) => definition(`name = "${s}"
+[[components]]
+name = "web"
+image = "${IMAGE}"
+[[components.routes]]
+port = 8443
+mode = "l7"
+[[components]]
+name = "db"
+image = "${IMAGE}"
+env = ["ROLE=db"]
+[[components.routes]]
+port = 5432
+mode = "l4"
+`),
+  // No routes: no certificate, route or DNS name.
+  (s) => definition(`name = "${s}"
+[[components]]
+name = "worker"
+image = "${IMAGE}"
+`),
+  // Two L7 hostnames on one component: two certificates in one step.
+  (s) => definition(`name = "${s}"
+[[components]]
+name = "web"
+image = "${IMAGE}"
+[[components.routes]]
+port = 8443
+mode = "l7"
+[[components.routes]]
+name = "admin"
+port = 9443
+mode = "l7"
+hostname = "${s}-admin.svc.mcp.internal"
+`),
+  // An explicit host port that every service wants: only one may hold it.
+  (s) => definition(`name = "${s}"
+[[components]]
+name = "worker"
+image = "${IMAGE}"
+ports = ["18080:80"]
+`)
+]
+const definitions = new Map<string, ReturnType<typeof definition>>()
+const variant = (service: string, n: number) => {
+  const key = `${service}/${n}`
+  let def = definitions.get(key)
+  if (def === undefined) definitions.set(key, def = variants[n]!(service))
+  return def
+}
+
+const faultArb: fc.Arbitrary<Fault> = fc.oneof(
+  { arbitrary: fc.constant({ _tag: "None" } as const), weight: 4 },
+  { arbitrary: fc.record({ _tag: fc.constant("StepFails" as const), at: fc.constantFrom(...STEP_FAULTS) }), weight: 2 },
+  {
+    arbitrary: fc.record({ _tag: fc.constant("UndoFails" as const), at: fc.constantFrom(...STEP_FAULTS), undo: fc.constantFrom(...UNDO_FAULTS) }),
+    weight: 2
+  },
+  {
+    arbitrary: fc.record({
+      _tag: fc.constant("Crash" as const),
+      at: fc.constantFrom(...CRASH_POINTS),
+      nth: fc.integer({ min: 1, max: 3 }),
+      recoveryUndoFails: fc.option(fc.constantFrom(...UNDO_FAULTS), { freq: 3, nil: null })
+    }),
+    weight: 2
+  }
+)
+
+const opArb = (services: ReadonlyArray<string>): fc.Arbitrary<Op> =>
+  fc.oneof(
+    {
+      arbitrary: fc.record({
+        kind: fc.constant("deploy" as const),
+        service: fc.constantFrom(...services),
+        variant: fc.nat({ max: variants.length - 1 }),
+        fault: faultArb,
+        restartAfter: fc.boolean()
+      }),
+      weight: 3
+    },
+    {
+      arbitrary: fc.record({
+        kind: fc.constantFrom("stop" as const, "start" as const, "restart" as const, "undeploy" as const),
+        service: fc.constantFrom(...services),
+        fault: faultArb,
+        restartAfter: fc.boolean()
+      }),
+      weight: 2
+    }
+  )
+
+const scenarioArb: fc.Arbitrary<Scenario> = fc.integer({ min: 2, max: 3 }).chain((n) =>
+  fc.record({
+    switchesTraffic: fc.boolean(),
+    ops: fc.array(opArb(SERVICES.slice(0, n)), { minLength: 1, maxLength: 8 })
+  })
+)
+
+// -------------------------------------------------------------------------------------------
+// Peers with fault hooks and crash points. They outlive every agent of a scenario.
+
+/** Every attempt of a compensation: the first one and the retries of `Saga.compensationRetry`. */
+const UNDO_ATTEMPTS = 4
+
+/**
+ * Memory sleeps for nothing: `Saga.compensationRetry` backs off 50/100/200 ms between attempts,
+ * which across a thousand runs adds minutes and tests nothing (no health checks are used).
+ */
+const instantClock: Clock.Clock = (() => {
+  const real = Clock.make()
+  return {
+    [Clock.ClockTypeId]: Clock.ClockTypeId,
+    unsafeCurrentTimeMillis: () => real.unsafeCurrentTimeMillis(),
+    unsafeCurrentTimeNanos: () => real.unsafeCurrentTimeNanos(),
+    currentTimeMillis: real.currentTimeMillis,
+    currentTimeNanos: real.currentTimeNanos,
+    sleep: () => Effect.void
+  }
+})()
+
+const makeTestPeers = (switchesTraffic: boolean) =>
+  Effect.gen(function* () {
+    const faults = yield* makeFaults
+    const memory = yield* MemoryRuntime.makeMemory({ images: [IMAGE] })
+    const proxy = yield* ProxyRoutes.makeMemory({ switchesTraffic, faults })
+    const certs = yield* CertIssuer.makeMemory({ faults })
+    const dns = yield* DnsRecords.makeMemory({ faults })
+
+    // A crash point: the nth call of `point` never returns and says so on `reached`.
+    let crash: { point: CrashPoint; left: number; reached: Deferred.Deferred<void> } | undefined
+    const gate = (point: CrashPoint): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (crash === undefined || crash.point !== point || --crash.left > 0) return Effect.void
+        const reached = crash.reached
+        crash = undefined
+        return Effect.zipRight(Deferred.succeed(reached, undefined), Effect.never)
+      })
+    const gated = <A extends ReadonlyArray<unknown>, B, E>(point: CrashPoint, f: (...a: A) => Effect.Effect<B, E>) =>
+      (...a: A) => Effect.zipRight(gate(point), f(...a))
+
+    const runtime: ContainerRuntime = {
+      ...memory.runtime,
+      create: gated("runtime.create", memory.runtime.create),
+      start: gated("runtime.start", memory.runtime.start),
+      stop: gated("runtime.stop", memory.runtime.stop),
+      remove: gated("runtime.remove", memory.runtime.remove)
+    }
+    const peers: Peers = {
+      faults,
+      runtime: Layer.succeedContext(
+        Context.make(ContainerRuntime, runtime).pipe(Context.add(MemoryRuntime.MemoryRuntimeControl, memory.control))
+      ),
+      proxy: { ...proxy, put: gated("proxy.put", proxy.put), remove: gated("proxy.remove", proxy.remove) },
+      certs: { ...certs, issue: gated("cert.issue", certs.issue), revoke: gated("cert.revoke", certs.revoke) },
+      dns: { ...dns, put: gated("dns.put", dns.put), remove: gated("dns.remove", dns.remove) }
+    }
+
+    const arm = (point: FaultPoint, count: number): Effect.Effect<void> => {
+      switch (point) {
+        case "runtime.create":
+          return Effect.repeatN(memory.control.failNext("create"), count - 1)
+        case "runtime.start":
+          return Effect.repeatN(memory.control.failNext("start"), count - 1)
+        case "runtime.remove":
+          return Effect.repeatN(memory.control.failNext("remove"), count - 1)
+        default:
+          return faults.arm(point, count)
+      }
+    }
+
+    const injected = (e: unknown) => typeof e === "object" && e !== null && "reason" in e && String(e.reason).startsWith("injected fault")
+    /** Calls `probe` (no side effect on the engine) until it no longer meets an injected fault. */
+    const drain = (probe: Effect.Effect<unknown, unknown>) =>
+      Effect.flip(probe).pipe(Effect.repeat({ while: injected }), Effect.ignore)
+    /** Disarms everything not consumed: the memory runtime has no reset, so its queues are drained. */
+    const clearFaults = Effect.all([
+      faults.clear,
+      drain(memory.runtime.create({ ...drainSpec, image: "localhost/absent:v0" })),
+      drain(memory.runtime.start("no-such-container")),
+      drain(Effect.flatMap(memory.runtime.remove("no-such-container"), () => Effect.fail("clean")))
+    ], { discard: true })
+
+    const armCrash = (point: CrashPoint, nth: number) =>
+      Effect.map(Deferred.make<void>(), (reached) => {
+        crash = { point, left: nth, reached }
+        return reached
+      })
+    const disarmCrash = Effect.sync(() => {
+      crash = undefined
+    })
+
+    return { peers, control: memory.control, certs, proxy, dns, arm, clearFaults, armCrash, disarmCrash }
+  })
+
+type TestPeers = Effect.Effect.Success<ReturnType<typeof makeTestPeers>>
+
+/** A spec for draining `create` faults: its image is absent, so an unfaulted create fails without creating. */
+const drainSpec = {
+  name: "drain",
+  image: IMAGE,
+  cmd: undefined,
+  env: [],
+  volumes: [],
+  ports: [],
+  network: undefined,
+  user: undefined,
+  restart: undefined,
+  labels: {}
+}
+
+// -------------------------------------------------------------------------------------------
+// Agents: one at a time over the same peers and registry file.
+
+interface Agent {
+  readonly scope: Scope.CloseableScope
+  readonly lifecycle: Lifecycle
+  readonly registry: Registry
+}
+
+const startAgent = (peers: Peers, file: string) =>
+  Effect.gen(function* () {
+    const scope = yield* Scope.make()
+    const context = yield* Layer.buildWithScope(layerAgent(peers, file), scope)
+    return { scope, lifecycle: Context.get(context, Lifecycle), registry: Context.get(context, Registry) } satisfies Agent
+  })
+
+const EXPECTED = new Set(["DeployFailed", "PeerFailed", "ServiceNotFound"])
+const isExpected = (e: unknown) => typeof e === "object" && e !== null && "_tag" in e && EXPECTED.has(String(e._tag))
+
+/** Runs one operation; the failures a faulty peer or a missing service explain are fine, anything else is not. */
+const runOp = (agent: Agent, op: Op) => {
+  const { lifecycle } = agent
+  const run = (() => {
+    switch (op.kind) {
+      case "deploy":
+        return Effect.asVoid(lifecycle.deploy(variant(op.service, op.variant), { dryRun: false }, () => Effect.void))
+      case "stop":
+        return Effect.asVoid(lifecycle.stop(op.service))
+      case "start":
+        return Effect.asVoid(lifecycle.start(op.service))
+      case "restart":
+        return Effect.asVoid(lifecycle.restart(op.service))
+      case "undeploy":
+        return lifecycle.undeploy(op.service)
+    }
+  })() as Effect.Effect<void, unknown>
+  return Effect.catchIf(run, isExpected, () => Effect.void)
+}
+
+// -------------------------------------------------------------------------------------------
+// Invariants: the peers against the registry, once everything is closed.
+
+const checkInvariants = (agent: Agent, tp: TestPeers) =>
+  Effect.gen(function* () {
+    const { registry } = agent
+    const services = new Map((yield* registry.services).map((s) => [s.name, s] as const))
+    const components = yield* registry.allComponents
+    const ports = yield* registry.ports
+    const routes = yield* registry.routes
+    const certRows = yield* registry.certificates
+    const dnsRows = yield* registry.dnsRecords
+    const open = yield* registry.sagasIn("running")
+    const proxied = yield* tp.proxy.list
+    const dnsLive = yield* tp.dns.list
+    const live = yield* tp.certs.live
+    const containers = yield* tp.control.containers
+    const v: Array<string> = []
+    const active = (service: string) => services.get(service)?.active === true
+
+    // Registry rows hang off registered services.
+    for (const row of [...components, ...routes, ...certRows, ...dnsRows]) {
+      if (!services.has(row.service)) v.push(`registry row for unregistered service ${row.service}: ${JSON.stringify(row)}`)
+    }
+
+    // 1. Ports: owned by registered services, committed, and no host port shared by two services.
+    const portOwner = new Map<number, string>()
+    for (const p of ports) {
+      portOwner.set(p.port, p.service)
+      if (!services.has(p.service)) v.push(`port ${p.port} is held by unregistered service ${p.service}`)
+      if (p.sagaId !== undefined) v.push(`port ${p.port} (${p.service}) is still reserved by saga ${p.sagaId}`)
+    }
+    const publishedBy = new Map<number, string>()
+    for (const c of containers) {
+      const service = c.spec.labels[LABEL_SERVICE] ?? "(no service)"
+      for (const b of c.spec.ports) {
+        const owner = portOwner.get(b.hostPort)
+        if (owner !== service) v.push(`container ${c.spec.name} publishes host port ${b.hostPort}, which the registry gives to ${owner ?? "nobody"}`)
+        const other = publishedBy.get(b.hostPort)
+        if (other !== undefined && other !== service) v.push(`host port ${b.hostPort} is published by ${other} and ${service}`)
+        publishedBy.set(b.hostPort, service)
+      }
+    }
+
+    // 2. Certificates: live exactly when recorded.
+    const recordedSerials = new Map(certRows.map((c) => [c.serial, c] as const))
+    const liveSerials = new Set(live.map((c) => c.serial))
+    for (const c of live) if (!recordedSerials.has(c.serial)) v.push(`live certificate ${c.hostname} #${c.serial} is not recorded`)
+    for (const c of certRows) if (!liveSerials.has(c.serial)) v.push(`recorded certificate ${c.hostname} #${c.serial} (${c.service}) is not live`)
+    const certPathByHost = new Map(certRows.map((c) => [c.hostname, c.certPath] as const))
+
+    // 3. Proxy routes: exactly the recorded routes of active services, to their host ports.
+    const key = (listener: number, hostname: string) => `${listener} ${hostname}`
+    const recordedRoutes = new Map(routes.map((r) => [key(r.listener, r.hostname), r] as const))
+    const proxiedKeys = new Set<string>()
+    for (const r of proxied) {
+      const k = key(r.listener, r.hostname)
+      proxiedKeys.add(k)
+      const rec = recordedRoutes.get(k)
+      if (rec === undefined) {
+        v.push(`proxy route ${k} -> ${r.backend} (${r.service}) is not recorded`)
+        continue
+      }
+      if (!active(rec.service)) v.push(`proxy route ${k} belongs to ${rec.service}, which is not active`)
+      if (r.service !== rec.service) v.push(`proxy route ${k} names ${r.service}, recorded for ${rec.service}`)
+      if (r.backend !== `${settings.bindAddress}:${rec.hostPort}`) v.push(`proxy route ${k} goes to ${r.backend}, recorded port is ${rec.hostPort}`)
+      if (rec.mode === "l7" && r.tlsCert !== certPathByHost.get(r.hostname)) {
+        v.push(`proxy route ${k} serves certificate ${r.tlsCert}, recorded is ${certPathByHost.get(r.hostname)}`)
+      }
+    }
+    for (const r of routes) {
+      if (active(r.service) && !proxiedKeys.has(key(r.listener, r.hostname))) v.push(`active ${r.service} lacks proxy route ${key(r.listener, r.hostname)}`)
+    }
+
+    // 4. DNS: exactly the recorded names of active services.
+    const recordedDns = new Map(dnsRows.map((d) => [d.name, d] as const))
+    for (const [name, address] of dnsLive) {
+      const rec = recordedDns.get(name)
+      if (rec === undefined) v.push(`DNS record ${name} is not recorded`)
+      else if (!active(rec.service)) v.push(`DNS record ${name} belongs to ${rec.service}, which is not active`)
+      else if (address !== rec.address) v.push(`DNS record ${name} is ${address}, recorded ${rec.address}`)
+    }
+    for (const d of dnsRows) if (active(d.service) && !dnsLive.has(d.name)) v.push(`active ${d.service} lacks DNS record ${d.name}`)
+    for (const s of services.values()) {
+      if (s.active && routes.some((r) => r.service === s.name) && !dnsRows.some((d) => d.service === s.name)) v.push(`active ${s.name} has routes but no DNS name`)
+    }
+
+    // 5. Containers: one running per component of an active service, none running for inactive ones, nothing else.
+    for (const c of containers) {
+      const service = c.spec.labels[LABEL_SERVICE]
+      if (service === undefined) continue
+      const row = services.get(service)
+      if (row === undefined) {
+        v.push(`container ${c.spec.name} (${c.info.state}) belongs to unregistered service ${service}`)
+        continue
+      }
+      if (c.spec.labels[LABEL_DEPLOY] !== row.deployId) v.push(`container ${c.spec.name} (${c.info.state}) is from deploy ${c.spec.labels[LABEL_DEPLOY]}, ${service} is at ${row.deployId}`)
+      if (!row.active && c.info.state === "running") v.push(`container ${c.spec.name} of inactive ${service} is running`)
+      if (!components.some((k) => k.service === service && k.spec.name === c.spec.name)) v.push(`container ${c.spec.name} is no recorded component of ${service}`)
+    }
+    for (const k of components) {
+      if (!active(k.service)) continue
+      const found = containers.filter((c) => c.spec.name === k.spec.name)
+      if (found.length !== 1) v.push(`active ${k.service}/${k.name} has ${found.length} containers named ${k.spec.name}`)
+      else if (found[0]!.info.state !== "running") v.push(`active ${k.service}/${k.name}: ${k.spec.name} is ${found[0]!.info.state}`)
+    }
+
+    // 6. Every saga ended.
+    for (const s of open) v.push(`saga ${s.kind} ${s.id} of ${s.service} is still running`)
+    return v
+  })
+
+// -------------------------------------------------------------------------------------------
+// One scenario.
+
+const runScenario = (scenario: Scenario) =>
+  Effect.gen(function* () {
+    const dir = mkdtempSync(join(tmpdir(), "mcp-saga-prop-"))
+    const file = join(dir, "registry.db")
+    const tp = yield* makeTestPeers(scenario.switchesTraffic)
+    let agent = yield* startAgent(tp.peers, file)
+    const restart = Effect.gen(function* () {
+      yield* Scope.close(agent.scope, Exit.void)
+      agent = yield* startAgent(tp.peers, file)
+    })
+    const body = Effect.gen(function* () {
+      for (const op of scenario.ops) {
+        const fault = op.fault
+        switch (fault._tag) {
+          case "None":
+            yield* runOp(agent, op)
+            break
+          case "StepFails":
+            yield* tp.arm(fault.at, 1)
+            yield* runOp(agent, op)
+            break
+          case "UndoFails":
+            yield* tp.arm(fault.at, 1)
+            yield* tp.arm(fault.undo, UNDO_ATTEMPTS)
+            yield* runOp(agent, op)
+            break
+          case "Crash": {
+            const reached = yield* tp.armCrash(fault.at, fault.nth)
+            const fiber = yield* Effect.fork(runOp(agent, op))
+            const outcome = yield* Effect.raceFirst(
+              Effect.as(Deferred.await(reached), "crashed" as const),
+              Effect.as(Fiber.join(fiber), "finished" as const)
+            )
+            yield* tp.disarmCrash
+            if (outcome === "crashed") {
+              // The agent dies: its operation stops where it is, nothing runs after.
+              yield* Fiber.interrupt(fiber)
+              yield* restart
+              if (fault.recoveryUndoFails !== null) {
+                // The first start-up cannot compensate; what it leaves open, the next one closes.
+                yield* tp.arm(fault.recoveryUndoFails, UNDO_ATTEMPTS)
+                yield* Effect.catchIf(agent.lifecycle.resumeOpenWork, isExpected, () => Effect.void).pipe(
+                  Effect.catchTag("RuntimeError", () => Effect.void)
+                )
+                yield* tp.clearFaults
+                yield* restart
+              }
+              yield* agent.lifecycle.resumeOpenWork
+            }
+            break
+          }
+        }
+        yield* tp.clearFaults
+        if (op.restartAfter) {
+          yield* restart
+          yield* agent.lifecycle.resumeOpenWork
+        }
+      }
+      yield* tp.clearFaults
+      yield* restart
+      yield* agent.lifecycle.resumeOpenWork
+      return yield* checkInvariants(agent, tp)
+    })
+    return yield* body.pipe(
+      Effect.ensuring(Effect.suspend(() => Scope.close(agent.scope, Exit.void))),
+      Effect.ensuring(Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+    )
+  }).pipe(
+    Effect.withClock(instantClock),
+    Logger.withMinimumLogLevel(LogLevel.None)
+  )
+
+describe("deploy saga: model-based property", () => {
+  it.live.prop(
+    "after any sequence of operations, faults, crashes and restarts, the peers agree with the registry",
+    [scenarioArb],
+    ([scenario]) =>
+      Effect.gen(function* () {
+        const violations = yield* runScenario(scenario)
+        // Joined, so a failure (and fast-check's counterexample) shows every violation.
+        expect(violations.join("\n")).toBe("")
+      }),
+    { timeout: Math.max(120_000, RUNS * 120), fastCheck: { numRuns: RUNS } }
+  )
+})
