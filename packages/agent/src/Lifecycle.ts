@@ -120,14 +120,26 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
         })
       )
 
-    /** Compensations, looked up by step name; each works from journaled data alone. */
+    /** Whether the registry has the service and it should be serving (not stopped). */
+    const isActive = (service: string) => Effect.map(registry.service(service), (row) => Option.isSome(row) && row.value.active)
+
+    /**
+     * Compensations, looked up by step name; each works from journaled data and the registry.
+     *
+     * A compensation that keeps failing is retried at a later agent start, by which time the
+     * service may have been redeployed, stopped or undeployed. So the proxy, DNS and container
+     * compensations do not restore the journaled "previous" state: they converge on what the
+     * registry says now (its committed routes, DNS names and containers, and only while the
+     * service is active), and take away what the saga added. For a saga compensated right away
+     * the two are the same, except for a stopped service, which must not get its routes back.
+     */
     const compensators: Record<string, Saga.Compensator<never>> = {
       ports: () => Effect.void, // reserved ports are released with the saga (below)
       certs: ({ result }) =>
         Effect.forEach(((result as { issued?: Array<IssuedCertificate> } | null)?.issued ?? []), (c) => certs.revoke(c), { discard: true }),
       "retire-old": ({ intent }) => {
         const { service } = intent as { service: string }
-        return Effect.flatMap(registry.components(service), relaunchRecorded)
+        return Effect.flatMap(isActive(service), (active) => (active ? Effect.flatMap(registry.components(service), relaunchRecorded) : Effect.void))
       },
       containers: ({ intent }) => {
         const { sagaId } = intent as { sagaId: string }
@@ -135,14 +147,23 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
           Effect.forEach(found, (c) => runtime.remove(c.id), { discard: true })
         )
       },
-      routes: ({ intent }) => {
-        const { service, previous, next } = intent as { service: string; previous: Array<RouteSnapshot>; next: Array<RouteSnapshot> }
-        return switchRoutes(service, next, previous)
-      },
-      dns: ({ intent }) => {
-        const { previous, next } = intent as { previous: Array<string>; next: Array<string> }
-        return switchDns(next, previous)
-      }
+      routes: ({ intent }) =>
+        Effect.gen(function* () {
+          const { service, previous, next } = intent as { service: string; previous: Array<RouteSnapshot>; next: Array<RouteSnapshot> }
+          const wanted = (yield* isActive(service)) ? yield* recordedRoutes(service) : []
+          // Never take away a route the registry now gives to another service.
+          const others = new Set((yield* registry.routes).filter((r) => r.service !== service).map((r) => `${r.listener} ${r.hostname}`))
+          yield* switchRoutes(service, [...previous, ...next].filter((r) => !others.has(`${r.listener} ${r.hostname}`)), wanted)
+        }),
+      dns: ({ intent }) =>
+        Effect.gen(function* () {
+          const { service, previous, next } = intent as { service?: string; previous: Array<string>; next: Array<string> }
+          if (service === undefined) return yield* switchDns(next, previous) // journaled before this intent named the service
+          const records = yield* registry.dnsRecords
+          const wanted = (yield* isActive(service)) ? records.filter((d) => d.service === service).map((d) => d.name) : []
+          const others = new Set(records.filter((d) => d.service !== service).map((d) => d.name))
+          yield* switchDns([...previous, ...next].filter((name) => !others.has(name)), wanted)
+        })
     }
 
     const compensateSaga = (sagaId: string) =>
@@ -309,7 +330,7 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
           },
           {
             name: "dns",
-            intent: () => ({ previous: oldDns, next: planned().dnsNames }),
+            intent: () => ({ service: def.name, previous: oldDns, next: planned().dnsNames }),
             run: Effect.suspend(() => switchDns(oldDns, planned().dnsNames))
           }
         ]
@@ -398,10 +419,15 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
         onSome: Effect.succeed
       }))
 
-    const withJournal = <A, E, R>(service: string, kind: string, body: Effect.Effect<A, E, R>) =>
+    /**
+     * Runs `body` journaled. `record` (the registry change the operation stands for, such as the
+     * active flag) is written in one transaction with the journal entry, so a restart that finds
+     * the entry open always finds the state the operation was moving the service to.
+     */
+    const withJournal = <A, E, R, E2>(service: string, kind: string, record: Effect.Effect<void, E2>, body: Effect.Effect<A, E, R>) =>
       Effect.gen(function* () {
         const id = randomUUID()
-        yield* registry.beginSaga(id, service, kind)
+        yield* registry.withTransaction(Effect.zipRight(registry.beginSaga(id, service, kind), record))
         const result = yield* body
         yield* registry.endSaga(id, "committed")
         return result
@@ -430,7 +456,7 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
     const stop = (service: string) =>
       Effect.gen(function* () {
         yield* requireService(service)
-        yield* withJournal(service, "stop", Effect.zipRight(registry.setActive(service, false), takeDown(service)))
+        yield* withJournal(service, "stop", registry.setActive(service, false), takeDown(service))
         yield* event("deploy", service, "stopped")
         return yield* status(service)
       }).pipe(Effect.mapError((e) => (e instanceof Errors.ServiceNotFound ? e : peerFailure(service, "stop")(e))))
@@ -438,7 +464,7 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
     const start = (service: string) =>
       Effect.gen(function* () {
         yield* requireService(service)
-        yield* withJournal(service, "start", Effect.zipRight(registry.setActive(service, true), bringUp(service)))
+        yield* withJournal(service, "start", registry.setActive(service, true), bringUp(service))
         yield* event("deploy", service, "started")
         return yield* status(service)
       }).pipe(Effect.mapError((e) => (e instanceof Errors.ServiceNotFound ? e : peerFailure(service, "start")(e))))
@@ -446,11 +472,15 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
     const restart = (service: string) =>
       Effect.gen(function* () {
         yield* requireService(service)
-        for (const c of yield* registry.components(service)) {
-          yield* runtime.stop(c.spec.name, settings.stopTimeoutSeconds).pipe(Effect.catchTag("ContainerNotFound", () => Effect.void))
-          yield* registry.countRestart(service, c.name)
-        }
-        yield* withJournal(service, "start", Effect.zipRight(registry.setActive(service, true), bringUp(service)))
+        // Journaled from the first stop on: an agent that dies with the containers stopped
+        // finishes the "start" when it comes back, instead of leaving an active service down.
+        yield* withJournal(service, "start", registry.setActive(service, true), Effect.gen(function* () {
+          for (const c of yield* registry.components(service)) {
+            yield* runtime.stop(c.spec.name, settings.stopTimeoutSeconds).pipe(Effect.catchTag("ContainerNotFound", () => Effect.void))
+            yield* registry.countRestart(service, c.name)
+          }
+          yield* bringUp(service)
+        }))
         yield* event("deploy", service, "restarted")
         return yield* status(service)
       }).pipe(Effect.mapError((e) => (e instanceof Errors.ServiceNotFound ? e : peerFailure(service, "restart")(e))))
@@ -468,7 +498,7 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
     const undeploy = (service: string) =>
       Effect.gen(function* () {
         yield* requireService(service)
-        yield* withJournal(service, "undeploy", undeployBody(service))
+        yield* withJournal(service, "undeploy", Effect.void, undeployBody(service))
         yield* event("deploy", service, "undeployed")
       }).pipe(Effect.mapError((e) => (e instanceof Errors.ServiceNotFound ? e : peerFailure(service, "undeploy")(e))))
 
@@ -485,9 +515,11 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
         const close: Effect.Effect<void, unknown> = saga.kind === "deploy"
             ? Effect.flatMap(compensateSaga(saga.id), (failures) => (failures.length > 0 ? Effect.fail(failures.join("; ")) : Effect.void))
             : Effect.gen(function* () {
-                const exists = Option.isSome(yield* registry.service(saga.service))
-                if (exists && saga.kind === "stop") yield* takeDown(saga.service)
-                if (exists && saga.kind === "start") yield* bringUp(saga.service)
+                const row = yield* registry.service(saga.service)
+                const exists = Option.isSome(row)
+                // A stop or start finishes towards the service's recorded state, not its own kind:
+                // a later operation (a deploy, a stop after a failed start) may have changed it.
+                if (exists && (saga.kind === "stop" || saga.kind === "start")) yield* (row.value.active ? bringUp : takeDown)(saga.service)
                 if (exists && saga.kind === "undeploy") yield* undeployBody(saga.service)
                 yield* registry.endSaga(saga.id, "committed")
               })
