@@ -292,22 +292,20 @@ interface Agent {
   readonly registry: Registry
 }
 
-export const T: Record<string, number> = {}
-const timed = <A, E, R>(label: string, e: Effect.Effect<A, E, R>) => Effect.suspend(() => { const t = performance.now(); return Effect.ensuring(e, Effect.sync(() => { T[label] = (T[label] ?? 0) + performance.now() - t })) })
-import { afterAll } from "vitest"
-afterAll(() => console.log(T))
-const startAgent = (peers: Peers, file: string) => timed("start", 
+const startAgent = (peers: Peers, file: string) =>
   Effect.gen(function* () {
     const scope = yield* Scope.make()
     const context = yield* Layer.buildWithScope(layerAgent(peers, file), scope)
     return { scope, lifecycle: Context.get(context, Lifecycle), registry: Context.get(context, Registry) } satisfies Agent
-  }))
+  })
 
 const EXPECTED = new Set(["DeployFailed", "PeerFailed", "ServiceNotFound"])
 const isExpected = (e: unknown) => typeof e === "object" && e !== null && "_tag" in e && EXPECTED.has(String(e._tag))
 
+type Outcome = "ok" | "DeployFailed" | "PeerFailed" | "ServiceNotFound" | "crashed"
+
 /** Runs one operation; the failures a faulty peer or a missing service explain are fine, anything else is not. */
-const runOp = (agent: Agent, op: Op) => {
+const runOp = (agent: Agent, op: Op): Effect.Effect<Outcome, unknown> => {
   const { lifecycle } = agent
   const run = (() => {
     switch (op.kind) {
@@ -323,8 +321,66 @@ const runOp = (agent: Agent, op: Op) => {
         return lifecycle.undeploy(op.service)
     }
   })() as Effect.Effect<void, unknown>
-  return timed(op.kind, Effect.catchIf(run, isExpected, () => Effect.void))
+  return run.pipe(
+    Effect.as("ok" as Outcome),
+    Effect.catchIf(isExpected, (e) => Effect.succeed((e as { _tag: Outcome })._tag))
+  )
 }
+
+// -------------------------------------------------------------------------------------------
+// The model: what the registry should say about each service once open work is closed. A deploy
+// that failed was rolled back; stop, start, restart and undeploy roll forward, so even when they
+// fail or the agent dies in them, their effect is what the next start finishes. A deploy cut off
+// by a crash may or may not have committed: the service is unknown until the next operation.
+
+type Expected =
+  | { readonly _tag: "Absent" }
+  | { readonly _tag: "Present"; readonly active: boolean; readonly variant: number | undefined }
+  | { readonly _tag: "Unknown" }
+
+const absent: Expected = { _tag: "Absent" }
+
+const nextExpected = (before: Expected, op: Op, outcome: Outcome, mismatch: (message: string) => void): Expected => {
+  if (outcome === "ServiceNotFound") {
+    if (before._tag === "Present") mismatch(`${op.kind} ${op.service} answered ServiceNotFound, but the service should exist`)
+    return absent
+  }
+  if (op.kind !== "deploy" && before._tag === "Absent") mismatch(`${op.kind} ${op.service} answered ${outcome}, but the service should not exist`)
+  const variant = before._tag === "Present" ? before.variant : undefined
+  switch (op.kind) {
+    case "deploy":
+      return outcome === "ok" ? { _tag: "Present", active: true, variant: op.variant } : outcome === "DeployFailed" ? before : { _tag: "Unknown" }
+    case "stop":
+      return { _tag: "Present", active: false, variant }
+    case "start":
+    case "restart":
+      return { _tag: "Present", active: true, variant }
+    case "undeploy":
+      return absent
+  }
+}
+
+const checkModel = (agent: Agent, expected: ReadonlyMap<string, Expected>) =>
+  Effect.gen(function* () {
+    const v: Array<string> = []
+    for (const [service, e] of expected) {
+      const row = yield* agent.registry.service(service)
+      if (e._tag === "Unknown") continue
+      if (e._tag === "Absent") {
+        if (row._tag === "Some") v.push(`model: ${service} should not be registered, but is (active: ${row.value.active})`)
+        continue
+      }
+      if (row._tag === "None") {
+        v.push(`model: ${service} should be registered (active: ${e.active}), but is not`)
+        continue
+      }
+      if (row.value.active !== e.active) v.push(`model: ${service} should be ${e.active ? "active" : "stopped"}, but is ${row.value.active ? "active" : "stopped"}`)
+      if (e.variant !== undefined && JSON.stringify(row.value.definition) !== JSON.stringify(variant(service, e.variant))) {
+        v.push(`model: ${service} should run variant ${e.variant}, but runs ${JSON.stringify(row.value.definition)}`)
+      }
+    }
+    return v
+  })
 
 // -------------------------------------------------------------------------------------------
 // Invariants: the peers against the registry, once everything is closed.
@@ -445,34 +501,37 @@ const runScenario = (scenario: Scenario) =>
   Effect.gen(function* () {
     const dir = mkdtempSync(join(scratch, "mcp-saga-prop-"))
     const file = join(dir, "registry.db")
-    const tp = yield* timed("peers", makeTestPeers(scenario.switchesTraffic))
+    const tp = yield* makeTestPeers(scenario.switchesTraffic)
     let agent = yield* startAgent(tp.peers, file)
     const restart = Effect.gen(function* () {
-      yield* timed("close", Scope.close(agent.scope, Exit.void))
+      yield* Scope.close(agent.scope, Exit.void)
       agent = yield* startAgent(tp.peers, file)
     })
+    const expected = new Map<string, Expected>(SERVICES.map((s) => [s, absent]))
+    const mismatches: Array<string> = []
     const body = Effect.gen(function* () {
       for (const op of scenario.ops) {
         const fault = op.fault
+        let outcome: Outcome
         switch (fault._tag) {
           case "None":
-            yield* runOp(agent, op)
+            outcome = yield* runOp(agent, op)
             break
           case "StepFails":
             yield* tp.arm(fault.at, 1)
-            yield* runOp(agent, op)
+            outcome = yield* runOp(agent, op)
             break
           case "UndoFails":
             yield* tp.arm(fault.at, 1)
             yield* tp.arm(fault.undo, UNDO_ATTEMPTS)
-            yield* runOp(agent, op)
+            outcome = yield* runOp(agent, op)
             break
           case "Crash": {
             const reached = yield* tp.armCrash(fault.at, fault.nth)
             const fiber = yield* Effect.fork(runOp(agent, op))
-            const outcome = yield* Effect.raceFirst(
+            outcome = yield* Effect.raceFirst(
               Effect.as(Deferred.await(reached), "crashed" as const),
-              Effect.as(Fiber.join(fiber), "finished" as const)
+              Fiber.join(fiber)
             )
             yield* tp.disarmCrash
             if (outcome === "crashed") {
@@ -493,6 +552,7 @@ const runScenario = (scenario: Scenario) =>
             break
           }
         }
+        expected.set(op.service, nextExpected(expected.get(op.service) ?? absent, op, outcome, (m) => mismatches.push(`after op ${scenario.ops.indexOf(op)}: ${m}`)))
         yield* tp.clearFaults
         if (op.restartAfter) {
           yield* restart
@@ -502,10 +562,9 @@ const runScenario = (scenario: Scenario) =>
       yield* tp.clearFaults
       yield* restart
       yield* agent.lifecycle.resumeOpenWork
-      yield* timed("resume", agent.lifecycle.resumeOpenWork)
-      return yield* timed("check", checkInvariants(agent, tp))
+      return [...mismatches, ...(yield* checkModel(agent, expected)), ...(yield* checkInvariants(agent, tp))]
     })
-    return yield* timed("body", body).pipe(
+    return yield* body.pipe(
       Effect.ensuring(Effect.suspend(() => Scope.close(agent.scope, Exit.void))),
       Effect.ensuring(Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
     )
