@@ -110,6 +110,40 @@ export const writeAgentConfig = (fleet: Fleet, o: AgentOptions): string => {
   return path
 }
 
+export interface MasterOptions {
+  readonly port: number
+  readonly interval?: string
+  readonly missThreshold?: number
+  readonly probeTimeout?: string
+  readonly nodes?: ReadonlyArray<{ readonly name: string; readonly role: string; readonly addresses: ReadonlyArray<string> }>
+}
+
+export const writeMasterConfig = (fleet: Fleet, o: MasterOptions): string => {
+  const path = join(fleet.dir, "master.toml")
+  writeFileSync(
+    path,
+    [
+      `listen = "127.0.0.1:${o.port}"`,
+      `data_dir = ${JSON.stringify(join(fleet.dir, "master"))}`,
+      `agent_token_file = ${JSON.stringify(fleet.systemTokenFile)}`,
+      `fanout_timeout = "2s"`,
+      `[tls]`,
+      `cert = ${JSON.stringify(join(fleet.caDir, "server.crt"))}`,
+      `key = ${JSON.stringify(join(fleet.caDir, "server.key"))}`,
+      `ca = ${JSON.stringify(join(fleet.caDir, "ca.crt"))}`,
+      `[auth]`,
+      `token_file = ${JSON.stringify(fleet.tokenFile)}`,
+      `[heartbeat]`,
+      `interval = ${JSON.stringify(o.interval ?? "1s")}`,
+      `miss_threshold = ${o.missThreshold ?? 3}`,
+      `probe_timeout = ${JSON.stringify(o.probeTimeout ?? "1s")}`,
+      ...(o.nodes ?? []).flatMap((n) => [`[[nodes]]`, `name = ${JSON.stringify(n.name)}`, `role = ${JSON.stringify(n.role)}`, `addresses = [${n.addresses.map((a) => JSON.stringify(a)).join(", ")}]`]),
+      ""
+    ].join("\n")
+  )
+  return path
+}
+
 export interface Daemon {
   readonly child: ChildProcess
   readonly pid: number

@@ -15,6 +15,8 @@ import * as DnsRecords from "./DnsRecords.js"
 import * as DockerRuntime from "./DockerRuntime.js"
 import { Lifecycle } from "./Lifecycle.js"
 import * as LocalCaIssuer from "./LocalCaIssuer.js"
+import * as MasterLink from "./MasterLink.js"
+import * as NodeResources from "./NodeResources.js"
 import * as PortAllocator from "./PortAllocator.js"
 import * as ProxyRoutes from "./ProxyRoutes.js"
 import { layerSqlite, Registry } from "./Registry.js"
@@ -86,5 +88,28 @@ export const layer = (config: AgentConfig) => {
       yield* lifecycle.resumeOpenWork
     })
   )
-  return layerServer(config).pipe(Layer.provideMerge(resume), Layer.provideMerge(core), Layer.provide(NodeContext.layer))
+  return layerServer(config).pipe(
+    Layer.provideMerge(layerMasterLink(config)),
+    Layer.provideMerge(resume),
+    Layer.provideMerge(core),
+    Layer.provide(NodeContext.layer)
+  )
+}
+
+/** Registers and heartbeats with the master when the config names one; a fiber for the agent's life. */
+export const layerMasterLink = (config: AgentConfig) => {
+  const master = config.master
+  if (master === undefined) return Layer.empty
+  return Layer.scopedDiscard(
+    Effect.forkScoped(
+      MasterLink.run({
+        masters: master.addresses,
+        ca: readFileSync(config.tls.ca, "utf8"),
+        token: Redacted.make(readFileSync(master.token_file, "utf8").trim()),
+        clientCert: { cert: readFileSync(config.tls.cert, "utf8"), key: Redacted.make(readFileSync(config.tls.key, "utf8")) },
+        info: { name: config.node, role: config.role, addresses: config.addresses ?? [config.listen], arch: NodeResources.arch(), version: VERSION },
+        dataDir: config.data_dir
+      })
+    )
+  )
 }

@@ -193,6 +193,12 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
 
     const deploy = (def: ServiceDefinition.ServiceDefinition, options: { readonly dryRun: boolean }, progress: ProgressSink) =>
       Effect.gen(function* () {
+        if (!options.dryRun) {
+          yield* finishOpenUndeploy(def.name).pipe(Effect.mapError((e) => new Errors.DeployFailed({
+            service: def.name, step: "undeploy", retryable: isRetryable(e),
+            reason: `an earlier undeploy of ${def.name} is unfinished and could not be finished now: ${describe(e)}`
+          })))
+        }
         const existing = yield* registry.service(def.name)
         const oldComponents = yield* registry.components(def.name)
         const oldRoutes = yield* recordedRoutes(def.name)
@@ -413,6 +419,22 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
     // -------------------------------------------------------------------------------------------
     // Stop, start, restart, undeploy: roll-forward operations, journaled so a restart finishes them.
 
+    /**
+     * Finishes an undeploy of the service that failed or was cut off. Left open, it would be
+     * finished at the next agent start and undo whatever happened to the service in between (a
+     * redeploy would be deleted). Operations on a service apply in order, so each one first
+     * finishes an open undeploy. Says whether there was one.
+     */
+    const finishOpenUndeploy = (service: string) =>
+      Effect.gen(function* () {
+        const open = (yield* registry.sagasIn("running")).filter((s) => s.service === service && s.kind === "undeploy")
+        for (const saga of open) {
+          if (Option.isSome(yield* registry.service(service))) yield* undeployBody(service)
+          yield* registry.endSaga(saga.id, "committed")
+        }
+        return open.length > 0
+      })
+
     const requireService = (service: string) =>
       Effect.flatMap(registry.service(service), Option.match({
         onNone: () => Effect.fail(new Errors.ServiceNotFound({ service })),
@@ -455,6 +477,7 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
 
     const stop = (service: string) =>
       Effect.gen(function* () {
+        yield* finishOpenUndeploy(service)
         yield* requireService(service)
         yield* withJournal(service, "stop", registry.setActive(service, false), takeDown(service))
         yield* event("deploy", service, "stopped")
@@ -463,6 +486,7 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
 
     const start = (service: string) =>
       Effect.gen(function* () {
+        yield* finishOpenUndeploy(service)
         yield* requireService(service)
         yield* withJournal(service, "start", registry.setActive(service, true), bringUp(service))
         yield* event("deploy", service, "started")
@@ -471,6 +495,7 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
 
     const restart = (service: string) =>
       Effect.gen(function* () {
+        yield* finishOpenUndeploy(service)
         yield* requireService(service)
         // Journaled from the first stop on: an agent that dies with the containers stopped
         // finishes the "start" when it comes back, instead of leaving an active service down.
@@ -497,8 +522,11 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
 
     const undeploy = (service: string) =>
       Effect.gen(function* () {
-        yield* requireService(service)
-        yield* withJournal(service, "undeploy", Effect.void, undeployBody(service))
+        // Undeploying again after a failed undeploy finishes that one.
+        if (!(yield* finishOpenUndeploy(service))) {
+          yield* requireService(service)
+          yield* withJournal(service, "undeploy", Effect.void, undeployBody(service))
+        }
         yield* event("deploy", service, "undeployed")
       }).pipe(Effect.mapError((e) => (e instanceof Errors.ServiceNotFound ? e : peerFailure(service, "undeploy")(e))))
 

@@ -101,7 +101,7 @@ export class MasterRpcs extends RpcGroup.make(
   Rpc.make("Start", { payload: ServiceRef, success: Status.ServiceStatus, error: Schema.Union(LifecycleError, Errors.NodeUnreachable) }),
   Rpc.make("Restart", { payload: ServiceRef, success: Status.ServiceStatus, error: Schema.Union(LifecycleError, Errors.NodeUnreachable) }),
   readOnly(Rpc.make("Ps", { success: Status.FleetStatus })),
-  readOnly(Rpc.make("Status", { payload: ServiceRef, success: Status.ServiceStatus, error: Schema.Union(Errors.ServiceNotFound, Errors.NodeUnreachable) })),
+  readOnly(Rpc.make("Status", { payload: ServiceRef, success: Status.ServiceStatus, error: Schema.Union(Errors.ServiceNotFound, Errors.NodeUnreachable, Errors.PeerFailed) })),
   Rpc.make("Sync", {
     payload: { definitions: Schema.Array(DefinitionPayload) },
     success: Schema.Struct({ stored: Schema.Array(Schema.String), unchanged: Schema.Array(Schema.String) }),

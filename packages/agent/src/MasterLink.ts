@@ -1,0 +1,92 @@
+/**
+ * The agent's link to the master: registers at start, then heartbeats every interval with the
+ * node's resources and a per-service summary. Tries each master address in order, registers
+ * again when the master has forgotten the node, and never stops the agent when the master is
+ * down: services keep running without it.
+ */
+import type { Node } from "@mcp/domain"
+import { ControlRpcs, Transport } from "@mcp/rpc"
+import { Duration, Effect, Either, Ref, Schedule } from "effect"
+import { ContainerRuntime, LABEL_NODE } from "./ContainerRuntime.js"
+import { Lifecycle } from "./Lifecycle.js"
+import * as NodeResources from "./NodeResources.js"
+
+export interface MasterLinkOptions {
+  readonly masters: ReadonlyArray<string>
+  readonly ca: string
+  readonly token: Transport.ClientOptions["token"]
+  readonly clientCert: Transport.ClientOptions["clientCert"]
+  readonly info: Node.NodeInfo
+  readonly dataDir: string
+}
+
+export const run = (options: MasterLinkOptions) =>
+  Effect.gen(function* () {
+    const lifecycle = yield* Lifecycle
+    const runtime = yield* ContainerRuntime
+    const clients = yield* Effect.forEach(options.masters, (address) =>
+      Effect.map(
+        Transport.makeClient(ControlRpcs, {
+          url: `https://${address}/control`,
+          ca: options.ca,
+          token: options.token,
+          ...(options.clientCert === undefined ? {} : { clientCert: options.clientCert })
+        }),
+        (client) => ({ address, client })
+      )
+    )
+    const interval = yield* Ref.make(Duration.seconds(30))
+    const registered = yield* Ref.make(false)
+
+    const resources = Effect.flatMap(
+      runtime.list({ [LABEL_NODE]: options.info.name }).pipe(Effect.map((cs) => cs.length), Effect.orElseSucceed(() => 0)),
+      (containers) => NodeResources.read(options.dataDir, containers)
+    )
+
+    /** The first master address that answers `f`, in order. */
+    const firstAnswer = <A>(what: string, f: (client: (typeof clients)[number]["client"]) => Effect.Effect<A, unknown>) =>
+      Effect.gen(function* () {
+        const reasons: Array<string> = []
+        for (const { address, client } of clients) {
+          const result = yield* Effect.either(f(client))
+          if (Either.isRight(result)) return result.right
+          reasons.push(`${address}: ${result.left instanceof Error ? result.left.message : String(result.left)}`)
+        }
+        return yield* Effect.fail(`${what} failed at every master address (${reasons.join("; ")})`)
+      })
+
+    const register = Effect.gen(function* () {
+      const ack = yield* firstAnswer("register", (c) => Effect.flatMap(resources, (r) => c.Register({ info: options.info, resources: r })))
+      yield* Ref.set(interval, Duration.millis(ack.heartbeatIntervalMs))
+      yield* Ref.set(registered, true)
+      yield* Effect.logInfo(`registered with the master; heartbeat every ${ack.heartbeatIntervalMs} ms`)
+    })
+
+    const heartbeat = Effect.gen(function* () {
+      const statuses = yield* Effect.orElseSucceed(lifecycle.ps, () => [])
+      const services = statuses.map((s) => ({
+        service: s.service,
+        running: s.components.filter((c) => c.state === "running").length,
+        expected: s.active ? s.components.length : 0
+      }))
+      const r = yield* resources
+      const answer = yield* firstAnswer("heartbeat", (c) => c.Heartbeat({ node: options.info.name, resources: r, services }))
+      if (!answer.known) {
+        yield* Effect.logWarning("the master does not know this node (it restarted or lost it); registering again")
+        yield* Ref.set(registered, false)
+      }
+    })
+
+    const retryRegistration = Schedule.exponential("1 second", 2).pipe(Schedule.union(Schedule.spaced("30 seconds")))
+    const beat = Effect.gen(function* () {
+      if (!(yield* Ref.get(registered))) {
+        yield* register.pipe(
+          Effect.tapError((e) => Effect.logWarning(`cannot register with the master: ${e}; retrying`)),
+          Effect.retry(retryRegistration)
+        )
+      }
+      yield* heartbeat.pipe(Effect.catchAll((e) => Effect.logWarning(`heartbeat not delivered: ${e}`)))
+    })
+    // Each beat waits for the interval the master asked for at registration.
+    yield* Effect.forever(Effect.zipRight(beat, Effect.flatMap(Ref.get(interval), Effect.sleep)))
+  })

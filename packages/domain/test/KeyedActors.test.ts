@@ -1,0 +1,55 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Deferred, Effect, Fiber, Ref, TestClock } from "effect"
+import * as KeyedActors from "../src/KeyedActors.js"
+
+describe("keyed actors", () => {
+  it.scoped("runs one key's jobs one at a time, in order", () =>
+    Effect.gen(function* () {
+      const actors = yield* KeyedActors.make()
+      const log = yield* Ref.make<Array<string>>([])
+      const job = (name: string) =>
+        Effect.gen(function* () {
+          yield* Ref.update(log, (l) => [...l, `${name} start`])
+          yield* Effect.sleep("1 second")
+          yield* Ref.update(log, (l) => [...l, `${name} end`])
+          return name
+        })
+      const fibers = yield* Effect.forEach(["a", "b", "c"], (n) => Effect.fork(actors.submit("web", job(n))))
+      yield* TestClock.adjust("3 seconds")
+      expect(yield* Effect.forEach(fibers, Fiber.join)).toEqual(["a", "b", "c"])
+      expect(yield* Ref.get(log)).toEqual(["a start", "a end", "b start", "b end", "c start", "c end"])
+    }))
+
+  it.scoped("runs different keys in parallel", () =>
+    Effect.gen(function* () {
+      const actors = yield* KeyedActors.make()
+      const bothStarted = yield* Deferred.make<void>()
+      const started = yield* Ref.make(0)
+      const job = Effect.gen(function* () {
+        if ((yield* Ref.updateAndGet(started, (n) => n + 1)) === 2) yield* Deferred.succeed(bothStarted, undefined)
+        yield* Deferred.await(bothStarted) // would deadlock if the keys were serialized
+      })
+      yield* Effect.all([actors.submit("web", job), actors.submit("db", job)], { concurrency: "unbounded" })
+      expect(yield* Ref.get(started)).toBe(2)
+    }))
+
+  it.scoped("a failing job fails its caller only; the actor goes on", () =>
+    Effect.gen(function* () {
+      const actors = yield* KeyedActors.make()
+      const failed = yield* Effect.flip(actors.submit("web", Effect.fail("boom")))
+      expect(failed).toBe("boom")
+      const died = yield* Effect.exit(actors.submit("web", Effect.die("defect")))
+      expect(died._tag).toBe("Failure")
+      expect(yield* actors.submit("web", Effect.succeed(42))).toBe(42)
+    }))
+
+  it.scoped("an idle actor retires and a new one starts on demand", () =>
+    Effect.gen(function* () {
+      const actors = yield* KeyedActors.make({ idleAfter: "10 seconds" })
+      yield* actors.submit("web", Effect.void)
+      expect((yield* actors.stats).map((s) => s.key)).toEqual(["web"])
+      yield* TestClock.adjust("11 seconds")
+      expect(yield* actors.stats).toEqual([])
+      expect(yield* actors.submit("web", Effect.succeed("again"))).toBe("again")
+    }))
+})

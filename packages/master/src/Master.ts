@@ -1,0 +1,102 @@
+/**
+ * Assembles a master from its config: database, agent clients, node supervisors, service
+ * coordinators and the RPC server for the CLI (/master) and agents (/control).
+ */
+import { NodeContext, NodeHttpClient } from "@effect/platform-node"
+import { AuthMiddleware, ControlRpcs, HttpAuthenticator, MasterRpcs, TokenFileAuthenticator, Transport } from "@mcp/rpc"
+import { Duration, Effect, Layer, Option, Redacted } from "effect"
+import { mkdirSync, readFileSync } from "node:fs"
+import { join } from "node:path"
+import { AgentClients, AgentClientSettings } from "./AgentClients.js"
+import { type MasterConfig, millis } from "./MasterConfig.js"
+import { layerSqlite, MasterDb } from "./MasterDb.js"
+import * as MasterHandlers from "./MasterHandlers.js"
+import { NodeSupervisors, Prober, SupervisorSettings, TransitionSink } from "./NodeSupervisors.js"
+
+export const VERSION = "0.1.0"
+
+const splitHostPort = (address: string): [string, number] => {
+  const i = address.lastIndexOf(":")
+  return [address.slice(0, i).replace(/^\[|\]$/g, ""), Number(address.slice(i + 1))]
+}
+
+export const layer = (config: MasterConfig) => {
+  mkdirSync(config.data_dir, { recursive: true, mode: 0o700 })
+  const ca = readFileSync(config.tls.ca, "utf8")
+  const db = MasterDb.Default.pipe(Layer.provideMerge(layerSqlite(join(config.data_dir, "master.db"))))
+  const clients = AgentClients.Default.pipe(
+    Layer.provide(Layer.succeed(AgentClientSettings, {
+      ca,
+      token: Redacted.make(readFileSync(config.agent_token_file, "utf8").trim()),
+      clientCert: config.client_cert === undefined ? undefined : { cert: readFileSync(config.client_cert.cert, "utf8"), key: Redacted.make(readFileSync(config.client_cert.key, "utf8")) }
+    }))
+  )
+  const probeTimeout = millis(config.heartbeat.probe_timeout)
+  const prober = Layer.effect(Prober, Effect.map(AgentClients, (agents) => ({
+    probe: (node: string, address: string) =>
+      Effect.flatMap(agents.client(address), (agent) => agent.Health()).pipe(
+        Effect.timeoutFail({ duration: Duration.millis(probeTimeout), onTimeout: () => `no answer within ${probeTimeout} ms` }),
+        Effect.mapError((e) => (typeof e === "string" ? e : e.message)),
+        Effect.asVoid,
+        Effect.withSpan("probe", { attributes: { node } })
+      )
+  })))
+  const sink = Layer.effect(TransitionSink, Effect.map(MasterDb, (db) => ({
+    record: (t: { node: string; from: string; to: string; reason: string; at: Date }) =>
+      Effect.gen(function* () {
+        yield* Effect.logInfo(`node ${t.node}: ${t.from} -> ${t.to} (${t.reason})`)
+        yield* Effect.orDie(db.setHealth(t.node, t.to as never))
+        yield* Effect.orDie(db.addEvent(t.node, "health", undefined, `${t.from} -> ${t.to}: ${t.reason}`))
+      })
+  })))
+  const supervisors = NodeSupervisors.Default.pipe(
+    Layer.provide(Layer.mergeAll(
+      Layer.succeed(SupervisorSettings, { interval: millis(config.heartbeat.interval), missThreshold: config.heartbeat.miss_threshold, probeTimeout }),
+      prober,
+      sink
+    ))
+  )
+  /** Known nodes (config, earlier registrations) are watched from the start. */
+  const bootstrap = Layer.effectDiscard(
+    Effect.gen(function* () {
+      const store = yield* MasterDb
+      const sup = yield* NodeSupervisors
+      for (const n of config.nodes) {
+        const known = yield* Effect.orDie(store.node(n.name))
+        const info = Option.match(known, {
+          onNone: () => ({ name: n.name, role: n.role, addresses: n.addresses, arch: "unknown", version: "unknown" }),
+          onSome: (row) => ({ ...row.info, role: n.role, addresses: n.addresses })
+        })
+        yield* Effect.orDie(store.upsertNode(info, "config"))
+      }
+      for (const row of yield* Effect.orDie(store.nodes)) yield* sup.watch(row.info.name, row.info.addresses)
+    })
+  )
+  const handlers = MasterHandlers.layer({
+    internalZone: config.internal_zone,
+    heartbeatIntervalMs: millis(config.heartbeat.interval),
+    missThreshold: config.heartbeat.miss_threshold,
+    fanoutTimeoutMs: millis(config.fanout_timeout)
+  }).pipe(Layer.provide(MasterHandlers.ServiceCoordinators.Default))
+  const authenticator = config.auth.token_file !== undefined
+    ? TokenFileAuthenticator.layer(config.auth.token_file)
+    : HttpAuthenticator.layer({ url: config.auth.identity_url! }).pipe(Layer.provide(NodeHttpClient.layerUndici))
+  const auth = AuthMiddleware.layerServer({ guestMayRead: true }).pipe(Layer.provide(authenticator))
+  const [host, port] = splitHostPort(config.listen)
+  const server = Transport.layerServer(
+    {
+      host,
+      port,
+      tls: { cert: readFileSync(config.tls.cert, "utf8"), key: Redacted.make(readFileSync(config.tls.key, "utf8")), ca, clientAuth: config.tls.client_auth }
+    },
+    [Transport.route("/master", MasterRpcs), Transport.route("/control", ControlRpcs)]
+  ).pipe(Layer.provide(Layer.merge(handlers, auth)))
+
+  return server.pipe(
+    Layer.provideMerge(bootstrap),
+    Layer.provideMerge(supervisors),
+    Layer.provideMerge(clients),
+    Layer.provideMerge(db),
+    Layer.provide(NodeContext.layer)
+  )
+}

@@ -1,0 +1,123 @@
+/**
+ * The master's SQLite database: the nodes it knows (from config, `mcp node add` and
+ * self-registration), where each service was placed, stored definitions, edge routes and the
+ * master's event log. Agents stay the truth about what runs; this is rebuilt from them on start.
+ */
+import { Migrator, SqlClient } from "@effect/sql"
+import { SqliteClient } from "@effect/sql-sqlite-node"
+import type { Health, Node } from "@mcp/domain"
+import { Effect, Layer, Option } from "effect"
+
+const migrations = {
+  "0001_initial": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE nodes (
+      name TEXT PRIMARY KEY,
+      role TEXT NOT NULL,
+      addresses TEXT NOT NULL,
+      arch TEXT NOT NULL,
+      version TEXT NOT NULL,
+      resources TEXT,
+      health TEXT NOT NULL DEFAULT 'unknown',
+      last_heartbeat TEXT,
+      source TEXT NOT NULL
+    )`
+    yield* sql`CREATE TABLE placements (service TEXT PRIMARY KEY, node TEXT NOT NULL, placed_at TEXT NOT NULL)`
+    yield* sql`CREATE TABLE definitions (service TEXT PRIMARY KEY, definition TEXT NOT NULL, stored_at TEXT NOT NULL)`
+    yield* sql`CREATE TABLE edge_routes (hostname TEXT PRIMARY KEY, service TEXT NOT NULL, edge_node TEXT NOT NULL, data TEXT NOT NULL)`
+    yield* sql`CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, node TEXT NOT NULL, service TEXT, kind TEXT NOT NULL, message TEXT NOT NULL)`
+  })
+}
+
+export const layerSqlite = (filename: string) => {
+  const pragmas = Layer.effectDiscard(
+    Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`PRAGMA foreign_keys = ON`
+      yield* sql`PRAGMA busy_timeout = 5000`
+    })
+  )
+  const migrated = Layer.effectDiscard(Migrator.make({})({ loader: Migrator.fromRecord(migrations) }))
+  return Layer.provideMerge(migrated, Layer.provideMerge(pragmas, SqliteClient.layer({ filename })))
+}
+
+export interface NodeRow {
+  readonly info: Node.NodeInfo
+  readonly resources: Node.Resources | undefined
+  readonly health: Health.HealthStatus
+  readonly lastHeartbeat: string | undefined
+  /** How the master learned of it: "config", "cli" or "register". */
+  readonly source: string
+}
+
+export interface EventRow {
+  readonly id: number
+  readonly at: string
+  readonly node: string
+  readonly service: string | undefined
+  readonly kind: string
+  readonly message: string
+}
+
+const toNode = (r: Record<string, unknown>): NodeRow => ({
+  info: {
+    name: r["name"] as Node.NodeInfo["name"],
+    role: r["role"] as Node.NodeRole,
+    addresses: JSON.parse(r["addresses"] as string),
+    arch: r["arch"] as string,
+    version: r["version"] as string
+  },
+  resources: r["resources"] === null ? undefined : JSON.parse(r["resources"] as string),
+  health: r["health"] as Health.HealthStatus,
+  lastHeartbeat: (r["last_heartbeat"] as string | null) ?? undefined,
+  source: r["source"] as string
+})
+
+export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb", {
+  effect: Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const now = () => new Date().toISOString()
+    return {
+      nodes: sql`SELECT * FROM nodes ORDER BY name`.pipe(Effect.map((rows) => rows.map(toNode))),
+      node: (name: string) => sql`SELECT * FROM nodes WHERE name = ${name}`.pipe(Effect.map((rows) => Option.fromNullable(rows[0]).pipe(Option.map(toNode)))),
+      upsertNode: (info: Node.NodeInfo, source: string, resources?: Node.Resources) =>
+        sql`INSERT INTO nodes (name, role, addresses, arch, version, resources, source)
+          VALUES (${info.name}, ${info.role}, ${JSON.stringify(info.addresses)}, ${info.arch}, ${info.version}, ${resources === undefined ? null : JSON.stringify(resources)}, ${source})
+          ON CONFLICT (name) DO UPDATE SET role = excluded.role, addresses = excluded.addresses, arch = excluded.arch,
+            version = excluded.version, resources = COALESCE(excluded.resources, nodes.resources)`.pipe(Effect.asVoid),
+      heartbeat: (name: string, resources: Node.Resources) =>
+        sql`UPDATE nodes SET resources = ${JSON.stringify(resources)}, last_heartbeat = ${now()} WHERE name = ${name}`.pipe(Effect.asVoid),
+      setHealth: (name: string, health: Health.HealthStatus) => sql`UPDATE nodes SET health = ${health} WHERE name = ${name}`.pipe(Effect.asVoid),
+      removeNode: (name: string) => sql`DELETE FROM nodes WHERE name = ${name}`.pipe(Effect.asVoid),
+
+      placements: sql`SELECT * FROM placements ORDER BY service`.pipe(
+        Effect.map((rows) => rows.map((r) => ({ service: r["service"] as string, node: r["node"] as string })))
+      ),
+      placement: (service: string) =>
+        sql`SELECT node FROM placements WHERE service = ${service}`.pipe(Effect.map((rows) => Option.fromNullable(rows[0]).pipe(Option.map((r) => r["node"] as string)))),
+      place: (service: string, node: string) =>
+        sql`INSERT INTO placements (service, node, placed_at) VALUES (${service}, ${node}, ${now()})
+          ON CONFLICT (service) DO UPDATE SET node = excluded.node, placed_at = excluded.placed_at`.pipe(Effect.asVoid),
+      unplace: (service: string) => sql`DELETE FROM placements WHERE service = ${service}`.pipe(Effect.asVoid),
+
+      storeDefinition: (service: string, definition: unknown) =>
+        sql`INSERT INTO definitions (service, definition, stored_at) VALUES (${service}, ${JSON.stringify(definition)}, ${now()})
+          ON CONFLICT (service) DO UPDATE SET definition = excluded.definition, stored_at = excluded.stored_at`.pipe(Effect.asVoid),
+      definition: (service: string) =>
+        sql`SELECT definition FROM definitions WHERE service = ${service}`.pipe(
+          Effect.map((rows) => Option.fromNullable(rows[0]).pipe(Option.map((r) => JSON.parse(r["definition"] as string) as unknown)))
+        ),
+      withTransaction: sql.withTransaction,
+
+      addEvent: (node: string, kind: string, service: string | undefined, message: string) =>
+        sql`INSERT INTO events (at, node, service, kind, message) VALUES (${now()}, ${node}, ${service ?? null}, ${kind}, ${message})`.pipe(Effect.asVoid),
+      events: (limit: number, afterId = 0) =>
+        sql`SELECT * FROM (SELECT * FROM events WHERE id > ${afterId} ORDER BY id DESC LIMIT ${limit}) ORDER BY id`.pipe(
+          Effect.map((rows) => rows.map((r): EventRow => ({
+            id: Number(r["id"]), at: r["at"] as string, node: r["node"] as string,
+            service: (r["service"] as string | null) ?? undefined, kind: r["kind"] as string, message: r["message"] as string
+          })))
+        )
+    }
+  })
+}) {}

@@ -1,0 +1,294 @@
+/**
+ * The master's RPC handlers: MasterRpcs for the CLI (placement, deploy routing, fleet views,
+ * node registry) and ControlRpcs for agents (register, heartbeat). Commands for one service
+ * go through that service's actor, so they never race across nodes.
+ */
+import { Deploy, Errors, Health, KeyedActors, Node, Operations, Placement, Validation } from "@mcp/domain"
+import { ControlRpcs, MasterRpcs } from "@mcp/rpc"
+import { Duration, Effect, Either, Layer, Mailbox, Option, Schedule, Stream } from "effect"
+import { AgentClients } from "./AgentClients.js"
+import { MasterDb } from "./MasterDb.js"
+import { NodeSupervisors } from "./NodeSupervisors.js"
+
+export interface MasterSettings {
+  readonly internalZone: string
+  readonly heartbeatIntervalMs: number
+  readonly missThreshold: number
+  readonly fanoutTimeoutMs: number
+}
+
+export class ServiceCoordinators extends Effect.Service<ServiceCoordinators>()("@mcp/master/ServiceCoordinators", {
+  scoped: KeyedActors.make()
+}) {}
+
+/** Failures of the master's own call to an agent, reported as that agent failing. */
+type AgentCallError = Errors.Unauthorized | Errors.Forbidden | Errors.VersionSkew | { readonly _tag: "RpcClientError"; readonly message: string }
+const AGENT_CALL_TAGS = new Set(["Unauthorized", "Forbidden", "VersionSkew", "RpcClientError"])
+
+const asPeerFailure = (node: string, operation: string) => <E extends { readonly _tag: string }>(e: E): Exclude<E, AgentCallError> | Errors.PeerFailed =>
+  AGENT_CALL_TAGS.has(e._tag)
+    ? new Errors.PeerFailed({ peer: `agent on ${node}`, operation, reason: (e as unknown as { message: string }).message, retryable: e._tag === "RpcClientError" })
+    : (e as Exclude<E, AgentCallError>)
+
+const nameOf = (raw: unknown) => (typeof raw === "object" && raw !== null && "name" in raw ? String(raw.name) : "(unnamed)")
+
+export const layer = (settings: MasterSettings) => {
+  const master = MasterRpcs.toLayer(
+    Effect.gen(function* () {
+      const db = yield* MasterDb
+      const agents = yield* AgentClients
+      const supervisors = yield* NodeSupervisors
+      const coordinators = yield* ServiceCoordinators
+      const orDie = <A, E, R>(e: Effect.Effect<A, E, R>) => Effect.orDie(e)
+
+      const healthOf = (name: string, stored: Health.HealthStatus) =>
+        Effect.map(supervisors.health(name), Option.match({ onNone: () => stored, onSome: (h) => h.status }))
+
+      const fleet = Effect.gen(function* () {
+        const nodes = yield* orDie(db.nodes)
+        return yield* Effect.forEach(nodes, (n) =>
+          Effect.map(healthOf(n.info.name, n.health), (health) => ({ row: n, health }))
+        )
+      })
+
+      const nodeRow = (name: string) =>
+        Effect.flatMap(orDie(db.node(name)), Option.match({
+          onNone: () => Effect.fail(new Errors.NodeNotFound({ node: name })),
+          onSome: Effect.succeed
+        }))
+
+      /** The node a service was placed on, or ServiceNotFound. */
+      const placedOn = (service: string) =>
+        Effect.flatMap(orDie(db.placement(service)), Option.match({
+          onNone: () => Effect.fail(new Errors.ServiceNotFound({ service })),
+          onSome: (node) => Effect.map(Effect.orElseFail(nodeRow(node), () => new Errors.ServiceNotFound({ service })), (row) => row.info)
+        }))
+
+      /** An agent client for the node, on the first address that answers. */
+      const reachable = (info: Node.NodeInfo) =>
+        Effect.mapError(agents.call(info.name, info.addresses, (agent) => Effect.as(agent.Health(), agent)), asPeerFailure(info.name, "answer a health check"))
+
+      const forward = <A, E extends { readonly _tag: string }>(service: string, operation: string, f: (agent: Effect.Effect.Success<ReturnType<typeof reachable>>) => Effect.Effect<A, E>) =>
+        coordinators.submit(service, Effect.gen(function* () {
+          const info = yield* placedOn(service)
+          return yield* Effect.mapError(agents.call(info.name, info.addresses, f), asPeerFailure(info.name, operation))
+        }))
+
+      const deployStream = (raw: unknown, dryRun: boolean) =>
+        Stream.unwrap(
+            Effect.gen(function* () {
+              const decoded = Validation.decodeDefinition(raw, { internalZone: settings.internalZone })
+              if (Either.isLeft(decoded)) return Stream.fail(new Errors.InvalidDefinition({ service: nameOf(raw), problems: decoded.left }))
+              const def = decoded.right
+              // A deployed service stays where it is unless its pin changes; new ones are placed.
+              const current = yield* orDie(db.placement(def.name))
+              const nodes = yield* fleet
+              const placed = Option.isSome(current) && (def.node === undefined || def.node === current.value)
+                ? Either.right({ node: current.value, reason: "already placed there (redeploy)" })
+                : Placement.place(
+                    { service: def.name, node: def.node, tier: def.tier },
+                    nodes.map(({ row, health }) => ({ name: row.info.name, role: row.info.role, health, resources: row.resources }))
+                  )
+              if (Either.isLeft(placed)) return Stream.fail(new Errors.PlacementFailed({ service: def.name, reason: placed.left }))
+              const target = nodes.find((n) => n.row.info.name === placed.right.node)!.row.info
+              const agent = yield* reachable(target)
+              const placing = new Deploy.DeployStep({ node: target.name, step: "place", status: "done", detail: `${target.name}: ${placed.right.reason}` })
+              const events = agent.Deploy({ definition: raw, dryRun }).pipe(
+                Stream.mapError(asPeerFailure(target.name, `deploy ${def.name}`)),
+                Stream.map((e) =>
+                  e._tag === "DeployPlanned"
+                    ? new Deploy.DeployPlanned({ plan: { ...e.plan, node: target.name, placementReason: placed.right.reason } })
+                    : e
+                ),
+                Stream.tap((e) =>
+                  e._tag === "DeployDone"
+                    ? orDie(db.withTransaction(Effect.zipRight(db.place(def.name, target.name), db.storeDefinition(def.name, raw)))).pipe(
+                        Effect.zipRight(orDie(db.addEvent(target.name, "deploy", def.name, `deployed on ${target.name}`)))
+                      )
+                    : Effect.void
+                )
+              )
+              return Stream.concat(Stream.make(placing), events)
+            })
+        )
+
+      /** Runs a stream inside the service's actor, so one service's deploys never overlap. */
+      const serialized = <A, E>(service: string, stream: Stream.Stream<A, E>) =>
+        Stream.unwrapScoped(
+          Effect.gen(function* () {
+            const mailbox = yield* Mailbox.make<A, E>()
+            const job = Stream.runForEach(stream, (a) => mailbox.offer(a)).pipe(Effect.exit, Effect.flatMap((exit) => mailbox.done(exit)))
+            yield* Effect.forkScoped(coordinators.submit(service, job))
+            return Mailbox.toStream(mailbox)
+          })
+        )
+
+      return {
+        Deploy: ({ definition: raw, dryRun }) => serialized(nameOf(raw), deployStream(raw, dryRun)),
+        Undeploy: ({ service }) =>
+          forward(service, "undeploy {service}".replace("{service}", service), (agent) => agent.Undeploy({ service })).pipe(
+            Effect.tap(() => orDie(db.unplace(service))),
+            Effect.tap(() => orDie(db.addEvent("master", "deploy", service, "undeployed")))
+          ),
+        Stop: ({ service }) => forward(service, "stop {service}".replace("{service}", service), (agent) => agent.Stop({ service })),
+        Start: ({ service }) => forward(service, "start {service}".replace("{service}", service), (agent) => agent.Start({ service })),
+        Restart: ({ service }) => forward(service, "restart {service}".replace("{service}", service), (agent) => agent.Restart({ service })),
+        Ps: () =>
+          Effect.gen(function* () {
+            const nodes = yield* fleet
+            const results = yield* Effect.forEach(nodes, ({ row, health }) => {
+              if (health === "unhealthy") return Effect.succeed(Either.left({ node: row.info.name, reason: "node is unhealthy (missed heartbeats and failed its probe)" }))
+              return agents.call(row.info.name, row.info.addresses, (agent) => agent.Ps()).pipe(
+                Effect.timeoutFail({ duration: Duration.millis(settings.fanoutTimeoutMs), onTimeout: () => `no answer within ${settings.fanoutTimeoutMs} ms` }),
+                Effect.map((services) => Either.right(services)),
+                Effect.catchAll((e) => Effect.succeed(Either.left({ node: row.info.name, reason: typeof e === "string" ? e : e.message })))
+              )
+            }, { concurrency: "unbounded" })
+            return {
+              services: results.flatMap((r) => (Either.isRight(r) ? r.right : [])),
+              unreachable: results.flatMap((r) => (Either.isLeft(r) ? [r.left] : []))
+            }
+          }),
+        Status: ({ service }) =>
+          Effect.gen(function* () {
+            const info = yield* placedOn(service)
+            return yield* Effect.mapError(agents.call(info.name, info.addresses, (agent) => agent.Status({ service })), asPeerFailure(info.name, `status of ${service}`))
+          }),
+        Sync: ({ definitions }) =>
+          Effect.gen(function* () {
+            const decoded = definitions.map((raw) => ({ raw, result: Validation.decodeDefinition(raw, { internalZone: settings.internalZone }) }))
+            const bad = decoded.find((d) => Either.isLeft(d.result))
+            if (bad !== undefined && Either.isLeft(bad.result)) {
+              return yield* Effect.fail(new Errors.InvalidDefinition({ service: nameOf(bad.raw), problems: bad.result.left }))
+            }
+            const stored: Array<string> = []
+            const unchanged: Array<string> = []
+            yield* orDie(db.withTransaction(Effect.forEach(decoded, ({ raw }) =>
+              Effect.gen(function* () {
+                const name = nameOf(raw)
+                const before = yield* db.definition(name)
+                if (Option.isSome(before) && JSON.stringify(before.value) === JSON.stringify(raw)) unchanged.push(name)
+                else {
+                  yield* db.storeDefinition(name, raw)
+                  stored.push(name)
+                }
+              })
+            )))
+            return { stored, unchanged }
+          }),
+        NodesList: () =>
+          Effect.gen(function* () {
+            const rows = yield* orDie(db.nodes)
+            return yield* Effect.forEach(rows, (r) =>
+              Effect.map(supervisors.health(r.info.name), (h): Operations.NodeView => {
+                const live = Option.getOrUndefined(h)
+                const lastHeartbeat = live?.lastHeartbeat?.toISOString() ?? r.lastHeartbeat
+                return {
+                  info: r.info,
+                  health: live?.status ?? r.health,
+                  ...(lastHeartbeat === undefined ? {} : { lastHeartbeat }),
+                  ...(r.resources === undefined ? {} : { resources: r.resources })
+                }
+              })
+            )
+          }),
+        NodesAdd: ({ info }) =>
+          Effect.gen(function* () {
+            yield* orDie(db.upsertNode(info, "cli"))
+            yield* supervisors.watch(info.name, info.addresses)
+            yield* orDie(db.addEvent(info.name, "node", undefined, `added by operator (${info.role} at ${info.addresses.join(", ")})`))
+            return { info, health: "unknown" as const }
+          }),
+        NodesRemove: ({ node }) =>
+          Effect.gen(function* () {
+            yield* nodeRow(node)
+            const services = (yield* orDie(db.placements)).filter((p) => p.node === node).map((p) => p.service)
+            if (services.length > 0) {
+              return yield* Effect.fail(new Errors.InvalidRequest({ problems: [{ path: "node", message: `node ${node} still runs ${services.join(", ")}; undeploy them first` }] }))
+            }
+            yield* supervisors.unwatch(node)
+            yield* orDie(db.removeNode(node))
+            yield* orDie(db.addEvent(node, "node", undefined, "removed by operator"))
+          }),
+        EdgeRoutesList: () => Effect.succeed([]),
+        DnsCheck: () => Effect.succeed([]),
+        Logs: (payload) =>
+          Stream.unwrap(
+            Effect.map(Effect.flatMap(placedOn(payload.service), (info) => Effect.map(reachable(info), (agent) => ({ agent, info }))), ({ agent, info }) =>
+              Stream.mapError(agent.Logs(payload), asPeerFailure(info.name, `logs of ${payload.service}`)))
+          ),
+        Events: ({ follow, limit }) =>
+          Stream.unwrap(
+            Effect.gen(function* () {
+              const toWire = (e: { at: string; node: string; service: string | undefined; kind: string; message: string }) => ({
+                at: e.at, node: e.node, kind: e.kind as "node", message: e.message, ...(e.service === undefined ? {} : { service: e.service })
+              })
+              const initial = yield* orDie(db.events(limit))
+              if (!follow) return Stream.fromIterable(initial.map(toWire))
+              let last = initial.at(-1)?.id ?? 0
+              const more = Stream.repeatEffectWithSchedule(
+                Effect.map(orDie(db.events(1000, last)), (rows) => {
+                  last = rows.at(-1)?.id ?? last
+                  return rows.map(toWire)
+                }),
+                Schedule.spaced("500 millis")
+              ).pipe(Stream.flattenIterables)
+              return Stream.concat(Stream.fromIterable(initial.map(toWire)), more)
+            })
+          ),
+        AgentRecover: ({ node, force }) =>
+          Effect.gen(function* () {
+            const rows = node === undefined ? yield* orDie(db.nodes) : [yield* nodeRow(node)]
+            return yield* Effect.forEach(rows.filter((r) => r.info.role !== "edge" || node !== undefined), (r) =>
+              Effect.mapError(agents.call(r.info.name, r.info.addresses, (agent) => agent.Recover({ force })), asPeerFailure(r.info.name, "recover"))
+            )
+          }),
+        Tree: () =>
+          Effect.gen(function* () {
+            const stats = yield* coordinators.stats
+            const nodes = yield* supervisors.tree
+            return {
+              name: "mcp-master",
+              state: "running",
+              restarts: 0,
+              children: [
+                { name: "RpcServer", state: "serving", restarts: 0, children: [] },
+                nodes,
+                {
+                  name: "ServiceCoordinators",
+                  state: `${stats.length} active`,
+                  restarts: stats.reduce((n, s) => n + s.restarts, 0),
+                  children: stats.map((s) => ({ name: s.key, state: `${s.pending} pending`, restarts: s.restarts, children: [] }))
+                }
+              ]
+            }
+          })
+      }
+    })
+  )
+
+  const control = ControlRpcs.toLayer(
+    Effect.gen(function* () {
+      const db = yield* MasterDb
+      const supervisors = yield* NodeSupervisors
+      return {
+        Register: ({ info, resources }) =>
+          Effect.gen(function* () {
+            yield* Effect.orDie(db.upsertNode(info, "register", resources))
+            yield* supervisors.watch(info.name, info.addresses)
+            yield* supervisors.heartbeat(info.name)
+            yield* Effect.orDie(db.addEvent(info.name, "node", undefined, `registered (${info.role}, ${info.arch}, version ${info.version})`))
+            return { heartbeatIntervalMs: settings.heartbeatIntervalMs, deadlineMs: settings.heartbeatIntervalMs * settings.missThreshold }
+          }),
+        Heartbeat: ({ node, resources }) =>
+          Effect.gen(function* () {
+            const known = yield* supervisors.heartbeat(node)
+            if (known) yield* Effect.orDie(db.heartbeat(node, resources))
+            return { known }
+          })
+      }
+    })
+  )
+
+  return Layer.merge(master, control)
+}

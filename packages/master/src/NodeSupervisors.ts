@@ -1,0 +1,337 @@
+/**
+ * The master's node supervisors: one supervised fiber per watched node, in a FiberMap, that owns
+ * the node's heartbeat timer, drives `Health.stepHealth` and carries out its probes and transitions.
+ */
+import { Health, type Operations } from "@mcp/domain"
+import { Cause, Clock, Context, Duration, Effect, Either, Fiber, FiberMap, Option, Queue, Ref, Schedule, SynchronizedRef } from "effect"
+
+type HealthStatus = Health.HealthStatus
+
+export interface SupervisorConfig {
+  /** Expected time between heartbeats; each one re-arms a deadline this far ahead. */
+  readonly interval: Duration.DurationInput
+  /** Missed deadlines before a probe (and between re-probes while unhealthy). */
+  readonly missThreshold: number
+  /** Time allowed for each address of a probe. */
+  readonly probeTimeout: Duration.DurationInput
+}
+
+export class SupervisorSettings extends Context.Tag("@mcp/master/SupervisorSettings")<
+  SupervisorSettings,
+  SupervisorConfig
+>() {}
+
+/** One attempt to reach one of a node's addresses; fails with a human-readable reason. */
+export interface Prober {
+  readonly probe: (node: string, address: string) => Effect.Effect<void, string>
+}
+export const Prober = Context.GenericTag<Prober>("@mcp/master/Prober")
+
+export interface HealthTransition {
+  readonly node: string
+  readonly from: HealthStatus
+  readonly to: HealthStatus
+  readonly reason: string
+  readonly at: Date
+}
+
+/** Where status changes go: the master persists the node's health and logs an event. */
+export interface TransitionSink {
+  readonly record: (t: HealthTransition) => Effect.Effect<void>
+}
+export const TransitionSink = Context.GenericTag<TransitionSink>("@mcp/master/TransitionSink")
+
+export interface ProbeOutcome {
+  /** The address that answered, or the last one tried when none did. */
+  readonly address: string
+  readonly ok: boolean
+  readonly reason?: string
+}
+
+export interface NodeHealth {
+  readonly status: HealthStatus
+  readonly missed: number
+  readonly lastHeartbeat: Date | undefined
+  readonly lastProbe: ProbeOutcome | undefined
+}
+
+export interface NodeHealthEntry extends NodeHealth {
+  readonly node: string
+}
+
+// ---------------------------------------------------------------------------------------------
+// Internals
+
+/** Everything that changes a node's health arrives here, so the node fiber applies it in order. */
+type Mail =
+  | { readonly _tag: "Heartbeat"; readonly at: number }
+  /** `at` is the deadline the timer was armed for; a heartbeat since then makes it stale. */
+  | { readonly _tag: "Deadline"; readonly at: number }
+  | { readonly _tag: "ProbeDone"; readonly event: Health.HealthEvent; readonly outcome: ProbeOutcome }
+
+type PendingTransition = Omit<HealthTransition, "node">
+
+/** What survives a crash of the node fiber, so the next incarnation resumes where it stopped. */
+interface NodeRecord {
+  readonly health: Health.HealthState
+  readonly addresses: ReadonlyArray<string>
+  readonly deadlineAt: number
+  /** Transitions decided but not yet recorded (a crash in the sink must not lose them). */
+  readonly pending: ReadonlyArray<PendingTransition>
+  readonly lastHeartbeat: Date | undefined
+  readonly lastProbe: ProbeOutcome | undefined
+  readonly restarts: number
+  readonly lastError: string | undefined
+}
+
+interface Cell {
+  readonly mailbox: Queue.Queue<Mail>
+  readonly record: Ref.Ref<NodeRecord>
+}
+
+const describeDefect = (defect: unknown): string => (defect instanceof Error ? defect.message : String(defect))
+
+/** Capped exponential backoff between restarts of a crashed node fiber; jitter spreads a shared cause. */
+const restartBackoff = Schedule.exponential("100 millis", 2).pipe(
+  Schedule.jittered,
+  Schedule.union(Schedule.spaced("10 seconds"))
+)
+
+export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/master/NodeSupervisors", {
+  scoped: Effect.gen(function* () {
+    const config = yield* SupervisorSettings
+    const prober = yield* Prober
+    const sink = yield* TransitionSink
+    const interval = Duration.toMillis(config.interval)
+    const policy: Health.HealthPolicy = { missThreshold: config.missThreshold }
+    const probeTimeout = Duration.decode(config.probeTimeout)
+
+    const fibers = yield* FiberMap.make<string>()
+    // Guarded so that watch and unwatch of one node never interleave with each other.
+    const cells = yield* SynchronizedRef.make<ReadonlyMap<string, Cell>>(new Map())
+
+    /** Tries each address in order; the first that answers wins, otherwise every reason is kept. */
+    const probeAll = (node: string, addresses: ReadonlyArray<string>) =>
+      Effect.gen(function* () {
+        const failures: Array<string> = []
+        for (const address of addresses) {
+          const attempt = yield* prober.probe(node, address).pipe(
+            Effect.timeoutFail({ duration: probeTimeout, onTimeout: () => `timed out after ${Duration.format(probeTimeout)}` }),
+            // A prober that crashes has still failed to reach this address; try the next one.
+            Effect.catchAllDefect((defect) => Effect.fail(`prober crashed: ${describeDefect(defect)}`)),
+            Effect.either
+          )
+          if (Either.isRight(attempt)) {
+            return { _tag: "ProbeDone", event: Health.HealthEvent.ProbeSucceeded(), outcome: { address, ok: true } } satisfies Mail
+          }
+          failures.push(`${address}: ${attempt.left}`)
+        }
+        const reason = failures.length === 0 ? "no address to probe" : failures.join("; ")
+        return {
+          _tag: "ProbeDone",
+          event: Health.HealthEvent.ProbeFailed({ reason }),
+          outcome: { address: addresses[addresses.length - 1] ?? "", ok: false, reason }
+        } satisfies Mail
+      })
+
+    /** One life of a node fiber. Its timer and probe live in its scope and die with it. */
+    const incarnation = (node: string, cell: Cell) =>
+      Effect.gen(function* () {
+        let timer: Fiber.RuntimeFiber<boolean> | undefined
+
+        // Like Nomad's heartbeat timer: each (re)arm replaces the previous timer.
+        const armDeadline = Effect.gen(function* () {
+          if (timer !== undefined) yield* Fiber.interruptFork(timer)
+          const { deadlineAt } = yield* Ref.get(cell.record)
+          timer = yield* Clock.currentTimeMillis.pipe(
+            Effect.flatMap((now) => Effect.sleep(Duration.millis(Math.max(0, deadlineAt - now)))),
+            Effect.zipRight(Queue.offer(cell.mailbox, { _tag: "Deadline", at: deadlineAt })),
+            Effect.forkScoped
+          )
+        })
+
+        const launchProbe = Effect.gen(function* () {
+          const { addresses } = yield* Ref.get(cell.record)
+          yield* probeAll(node, addresses).pipe(
+            Effect.flatMap((done) => Queue.offer(cell.mailbox, done)),
+            Effect.forkScoped
+          )
+        })
+
+        // Head first, dropped only once recorded: a crash mid-way leaves the rest for the next life.
+        const recordPending: Effect.Effect<void> = Effect.gen(function* () {
+          const { pending } = yield* Ref.get(cell.record)
+          const next = pending[0]
+          if (next === undefined) return
+          yield* sink.record({ node, ...next })
+          yield* Ref.update(cell.record, (r) => ({ ...r, pending: r.pending.slice(1) }))
+          yield* recordPending
+        })
+
+        /** Feeds one event to the state machine; the new state and its transitions are kept together. */
+        const step = (event: Health.HealthEvent, patch: (r: NodeRecord) => Partial<NodeRecord>) =>
+          Effect.gen(function* () {
+            const at = new Date(yield* Clock.currentTimeMillis)
+            return yield* Ref.modify(cell.record, (r) => {
+              const next = Health.stepHealth(r.health, event, policy)
+              const transitions = next.actions.flatMap((a) =>
+                a._tag === "Transition" ? [{ from: a.from, to: a.to, reason: a.reason, at }] : []
+              )
+              return [next.actions, { ...r, ...patch(r), health: next.state, pending: [...r.pending, ...transitions] }] as const
+            })
+          })
+
+        const carryOut = (actions: ReadonlyArray<Health.HealthAction>) =>
+          Effect.gen(function* () {
+            yield* recordPending
+            if (actions.some((a) => a._tag === "Probe")) yield* launchProbe
+          })
+
+        // The timer is re-armed before any (possibly slow) sink call, so deadlines stay on time.
+        const handle = (mail: Mail) =>
+          Effect.gen(function* () {
+            switch (mail._tag) {
+              case "Heartbeat": {
+                const actions = yield* step(Health.HealthEvent.HeartbeatReceived(), () => ({
+                  deadlineAt: mail.at + interval,
+                  lastHeartbeat: new Date(mail.at)
+                }))
+                yield* armDeadline
+                return yield* carryOut(actions)
+              }
+              case "Deadline": {
+                const { deadlineAt } = yield* Ref.get(cell.record)
+                if (deadlineAt !== mail.at) return // a heartbeat moved the deadline after this timer fired
+                const actions = yield* step(Health.HealthEvent.DeadlineMissed(), (r) => ({ deadlineAt: r.deadlineAt + interval }))
+                yield* armDeadline
+                return yield* carryOut(actions)
+              }
+              case "ProbeDone": {
+                const actions = yield* step(mail.event, (r) => ({
+                  lastProbe: mail.outcome,
+                  lastError: mail.outcome.ok ? r.lastError : mail.outcome.reason
+                }))
+                return yield* carryOut(actions)
+              }
+            }
+          })
+
+        // Resume: record what the previous life decided but did not record, re-send a probe it lost.
+        const start = yield* Ref.get(cell.record)
+        yield* armDeadline
+        yield* recordPending
+        if (start.health.probing) yield* launchProbe
+        return yield* Queue.take(cell.mailbox).pipe(Effect.flatMap(handle), Effect.forever)
+      }).pipe(Effect.scoped)
+
+    /** A crash (defect) is logged, counted and restarted with backoff; interruption is not caught. */
+    const supervise = (node: string, cell: Cell) =>
+      incarnation(node, cell).pipe(
+        Effect.catchAllDefect((defect) => Effect.fail(defect)),
+        Effect.tapError((defect) =>
+          Effect.logError("node supervisor crashed; restarting", Cause.die(defect)).pipe(
+            Effect.zipRight(
+              Ref.update(cell.record, (r) => ({
+                ...r,
+                restarts: r.restarts + 1,
+                lastError: `supervisor crashed: ${describeDefect(defect)}`
+              }))
+            )
+          )
+        ),
+        Effect.retry(restartBackoff),
+        Effect.annotateLogs({ node })
+      )
+
+    const watch = (node: string, addresses: ReadonlyArray<string>, initial?: HealthStatus): Effect.Effect<void> =>
+      SynchronizedRef.updateEffect(cells, (current) =>
+        Effect.gen(function* () {
+          const existing = current.get(node)
+          if (existing !== undefined) {
+            yield* Ref.update(existing.record, (r) => ({ ...r, addresses }))
+            yield* FiberMap.run(fibers, node, supervise(node, existing), { onlyIfMissing: true })
+            return current
+          }
+          const now = yield* Clock.currentTimeMillis
+          const cell: Cell = {
+            mailbox: yield* Queue.unbounded<Mail>(),
+            record: yield* Ref.make<NodeRecord>({
+              health: { ...Health.initialHealth, status: initial ?? Health.initialHealth.status },
+              addresses,
+              deadlineAt: now + interval,
+              pending: [],
+              lastHeartbeat: undefined,
+              lastProbe: undefined,
+              restarts: 0,
+              lastError: undefined
+            })
+          }
+          yield* FiberMap.run(fibers, node, supervise(node, cell), { onlyIfMissing: true })
+          return new Map(current).set(node, cell)
+        })
+      )
+
+    const heartbeat = (node: string): Effect.Effect<boolean> =>
+      Effect.gen(function* () {
+        const cell = (yield* SynchronizedRef.get(cells)).get(node)
+        if (cell === undefined) return false
+        const at = yield* Clock.currentTimeMillis
+        yield* Queue.offer(cell.mailbox, { _tag: "Heartbeat", at })
+        return true
+      })
+
+    const unwatch = (node: string): Effect.Effect<void> =>
+      SynchronizedRef.updateEffect(cells, (current) =>
+        Effect.gen(function* () {
+          yield* FiberMap.remove(fibers, node)
+          const cell = current.get(node)
+          if (cell === undefined) return current
+          yield* Queue.shutdown(cell.mailbox)
+          const next = new Map(current)
+          next.delete(node)
+          return next
+        })
+      )
+
+    const view = (r: NodeRecord): NodeHealth => ({
+      status: r.health.status,
+      missed: r.health.missed,
+      lastHeartbeat: r.lastHeartbeat,
+      lastProbe: r.lastProbe
+    })
+
+    const records = Effect.gen(function* () {
+      const current = yield* SynchronizedRef.get(cells)
+      const names = [...current.keys()].sort()
+      return yield* Effect.forEach(names, (node) =>
+        Ref.get(current.get(node)!.record).pipe(Effect.map((record) => ({ node, record })))
+      )
+    })
+
+    const health = (node: string): Effect.Effect<Option.Option<NodeHealth>> =>
+      Effect.gen(function* () {
+        const cell = (yield* SynchronizedRef.get(cells)).get(node)
+        if (cell === undefined) return Option.none()
+        return Option.some(view(yield* Ref.get(cell.record)))
+      })
+
+    const snapshot: Effect.Effect<ReadonlyArray<NodeHealthEntry>> = Effect.map(records, (all) =>
+      all.map(({ node, record }) => ({ node, ...view(record) }))
+    )
+
+    const tree: Effect.Effect<Operations.SupervisionNode> = Effect.map(records, (all) => ({
+      name: "NodeSupervisors",
+      state: "running",
+      restarts: 0,
+      children: all.map(({ node, record }) => ({
+        name: node,
+        state: record.health.status,
+        restarts: record.restarts,
+        ...(record.lastError === undefined ? {} : { lastError: record.lastError }),
+        children: []
+      }))
+    }))
+
+    return { watch, heartbeat, unwatch, health, snapshot, tree } as const
+  })
+}) {}

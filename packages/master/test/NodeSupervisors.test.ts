@@ -1,0 +1,422 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Context, Effect, Layer, Logger, LogLevel, Option, Ref, type Scope, TestClock } from "effect"
+import {
+  type HealthTransition,
+  NodeSupervisors,
+  Prober,
+  SupervisorSettings,
+  TransitionSink
+} from "../src/NodeSupervisors.js"
+
+type Answer = "ok" | "fail" | "hang"
+
+const INTERVAL = 1_000
+const THRESHOLD = 3
+const PROBE_TIMEOUT = 500
+
+/**
+ * A supervisor with a fake prober (answers per node and address, "fail" by default) and a sink
+ * that collects transitions; `crashNext` makes the sink die that many times first.
+ */
+const harness = Effect.gen(function* () {
+  const answers = yield* Ref.make(new Map<string, Answer>())
+  const probes = yield* Ref.make<ReadonlyArray<string>>([])
+  const transitions = yield* Ref.make<ReadonlyArray<HealthTransition>>([])
+  const crashNext = yield* Ref.make(0)
+  const context = yield* Layer.build(
+    NodeSupervisors.Default.pipe(
+      Layer.provide(
+        Layer.mergeAll(
+          Layer.succeed(SupervisorSettings, {
+            interval: `${INTERVAL} millis`,
+            missThreshold: THRESHOLD,
+            probeTimeout: `${PROBE_TIMEOUT} millis`
+          }),
+          Layer.succeed(Prober, {
+            probe: (node, address) =>
+              Effect.gen(function* () {
+                yield* Ref.update(probes, (all) => [...all, `${node}@${address}`])
+                const answer = (yield* Ref.get(answers)).get(`${node}@${address}`) ?? "fail"
+                if (answer === "hang") return yield* Effect.never
+                if (answer === "fail") return yield* Effect.fail("connection refused")
+              })
+          }),
+          Layer.succeed(TransitionSink, {
+            record: (t) =>
+              Effect.gen(function* () {
+                const crash = yield* Ref.getAndUpdate(crashNext, (n) => Math.max(0, n - 1))
+                if (crash > 0) return yield* Effect.die(new Error("event log unavailable"))
+                yield* Ref.update(transitions, (all) => [...all, t])
+              })
+          })
+        )
+      )
+    )
+  )
+  const supervisors = Context.get(context, NodeSupervisors)
+  return {
+    supervisors,
+    probes,
+    crashNext,
+    answer: (node: string, address: string, answer: Answer) =>
+      Ref.update(answers, (m) => new Map(m).set(`${node}@${address}`, answer)),
+    transitions: Ref.get(transitions),
+    /** "from->to" for each recorded transition, in order. */
+    moves: Effect.map(Ref.get(transitions), (all) => all.map((t) => `${t.from}->${t.to}`)),
+    status: (node: string) =>
+      Effect.map(supervisors.health(node), Option.match({ onNone: () => "unwatched", onSome: (h) => h.status }))
+  }
+})
+
+/**
+ * The node fibers are not children of the test fiber, so TestClock cannot wait for them: move
+ * the clock in small steps and let every woken fiber run before the next one.
+ */
+const advance = (millis: number) =>
+  Effect.gen(function* () {
+    for (let done = 0; done < millis; done += 100) {
+      yield* TestClock.adjust(Math.min(100, millis - done))
+      yield* settle
+    }
+  })
+
+const settle = Effect.gen(function* () {
+  for (let i = 0; i < 5; i++) yield* Effect.yieldNow()
+  yield* TestClock.adjust(0)
+})
+
+const now = TestClock.currentTimeMillis
+
+const test = (name: string, body: Effect.Effect<void, never, Scope.Scope>) =>
+  it.effect(name, () => body.pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.None)))
+
+describe("NodeSupervisors", () => {
+  test(
+    "unknown -> healthy on the first heartbeat",
+    Effect.gen(function* () {
+      const h = yield* harness
+      yield* h.supervisors.watch("n1", ["n1-a:7000"])
+      yield* settle
+      expect(yield* h.status("n1")).toBe("unknown")
+      expect(yield* h.supervisors.heartbeat("n1")).toBe(true)
+      yield* settle
+      const health = Option.getOrThrow(yield* h.supervisors.health("n1"))
+      expect(health.status).toBe("healthy")
+      expect(health.lastHeartbeat?.getTime()).toBe(0)
+      const [t] = yield* h.transitions
+      expect(t).toEqual({ node: "n1", from: "unknown", to: "healthy", reason: "heartbeat received", at: new Date(0) })
+    })
+  )
+
+  test(
+    "regular heartbeats keep a node healthy without a single probe",
+    Effect.gen(function* () {
+      const h = yield* harness
+      yield* h.supervisors.watch("n1", ["n1-a:7000"])
+      yield* h.supervisors.heartbeat("n1")
+      yield* settle
+      for (let elapsed = 0; elapsed < 10_000; elapsed += 900) {
+        yield* advance(900)
+        yield* h.supervisors.heartbeat("n1")
+      }
+      yield* settle
+      expect(yield* h.moves).toEqual(["unknown->healthy"])
+      expect(yield* h.probes).toEqual([])
+      const health = Option.getOrThrow(yield* h.supervisors.health("n1"))
+      expect(health.missed).toBe(0)
+      expect(health.lastHeartbeat?.getTime()).toBe(yield* now)
+    })
+  )
+
+  test(
+    "three missed deadlines make it suspect; a probe failing on every address makes it unhealthy",
+    Effect.gen(function* () {
+      const h = yield* harness
+      yield* h.supervisors.watch("n1", ["n1-a:7000", "n1-b:7000"])
+      yield* h.supervisors.heartbeat("n1")
+      yield* settle
+      yield* advance(2_900)
+      expect(yield* h.status("n1")).toBe("healthy")
+      expect(Option.getOrThrow(yield* h.supervisors.health("n1")).missed).toBe(2)
+      expect(yield* h.probes).toEqual([])
+      yield* advance(100)
+      expect(yield* h.status("n1")).toBe("unhealthy")
+      expect(yield* h.probes).toEqual(["n1@n1-a:7000", "n1@n1-b:7000"])
+      const all = yield* h.transitions
+      expect(all.map((t) => `${t.from}->${t.to}`)).toEqual(["unknown->healthy", "healthy->suspect", "suspect->unhealthy"])
+      expect(all[1]!.reason).toBe("3 heartbeats missed")
+      expect(all[2]!.reason).toBe("probe failed: n1-a:7000: connection refused; n1-b:7000: connection refused")
+      const health = Option.getOrThrow(yield* h.supervisors.health("n1"))
+      expect(health.lastProbe).toEqual({
+        address: "n1-b:7000",
+        ok: false,
+        reason: "n1-a:7000: connection refused; n1-b:7000: connection refused"
+      })
+      const tree = yield* h.supervisors.tree
+      expect(tree).toEqual({
+        name: "NodeSupervisors",
+        state: "running",
+        restarts: 0,
+        children: [
+          {
+            name: "n1",
+            state: "unhealthy",
+            restarts: 0,
+            lastError: "n1-a:7000: connection refused; n1-b:7000: connection refused",
+            children: []
+          }
+        ]
+      })
+    })
+  )
+
+  test(
+    "unhealthy -> healthy on a heartbeat",
+    Effect.gen(function* () {
+      const h = yield* harness
+      yield* h.supervisors.watch("n1", ["n1-a:7000"], "unhealthy")
+      yield* settle
+      expect(yield* h.status("n1")).toBe("unhealthy")
+      yield* h.supervisors.heartbeat("n1")
+      yield* settle
+      expect(yield* h.moves).toEqual(["unhealthy->healthy"])
+      expect(Option.getOrThrow(yield* h.supervisors.health("n1")).missed).toBe(0)
+    })
+  )
+
+  test(
+    "an unhealthy node is probed again every three misses and comes back when the probe answers",
+    Effect.gen(function* () {
+      const h = yield* harness
+      yield* h.supervisors.watch("n1", ["n1-a:7000"])
+      yield* h.supervisors.heartbeat("n1")
+      yield* settle
+      yield* advance(3_000)
+      expect(yield* h.status("n1")).toBe("unhealthy")
+      expect(yield* h.probes).toHaveLength(1)
+      yield* h.answer("n1", "n1-a:7000", "ok")
+      yield* advance(2_900)
+      expect(yield* h.status("n1")).toBe("unhealthy")
+      expect(yield* h.probes).toHaveLength(1)
+      yield* advance(100)
+      expect(yield* h.probes).toHaveLength(2)
+      expect(yield* h.status("n1")).toBe("healthy")
+      const all = yield* h.transitions
+      expect(all.map((t) => `${t.from}->${t.to}`)).toEqual([
+        "unknown->healthy",
+        "healthy->suspect",
+        "suspect->unhealthy",
+        "unhealthy->healthy"
+      ])
+      expect(all[3]).toMatchObject({ reason: "probe answered", at: new Date(6_000) })
+      expect(Option.getOrThrow(yield* h.supervisors.health("n1")).lastProbe).toEqual({ address: "n1-a:7000", ok: true })
+    })
+  )
+
+  test(
+    "a probe that fails on the first address and answers on the second brings the node back",
+    Effect.gen(function* () {
+      const h = yield* harness
+      yield* h.answer("n1", "n1-b:7000", "ok")
+      yield* h.supervisors.watch("n1", ["n1-a:7000", "n1-b:7000"])
+      yield* h.supervisors.heartbeat("n1")
+      yield* settle
+      yield* advance(3_000)
+      expect(yield* h.moves).toEqual(["unknown->healthy", "healthy->suspect", "suspect->healthy"])
+      expect((yield* h.transitions)[2]!.reason).toBe("probe answered")
+      expect(Option.getOrThrow(yield* h.supervisors.health("n1")).lastProbe).toEqual({ address: "n1-b:7000", ok: true })
+    })
+  )
+
+  test(
+    "a first address that hangs is given up after the probe timeout, and the second answers",
+    Effect.gen(function* () {
+      const h = yield* harness
+      yield* h.answer("n1", "n1-a:7000", "hang")
+      yield* h.answer("n1", "n1-b:7000", "ok")
+      yield* h.supervisors.watch("n1", ["n1-a:7000", "n1-b:7000"])
+      yield* h.supervisors.heartbeat("n1")
+      yield* settle
+      yield* advance(3_400)
+      expect(yield* h.status("n1")).toBe("suspect")
+      expect(yield* h.probes).toEqual(["n1@n1-a:7000"])
+      yield* advance(100)
+      expect(yield* h.status("n1")).toBe("healthy")
+      expect(yield* h.probes).toEqual(["n1@n1-a:7000", "n1@n1-b:7000"])
+      const all = yield* h.transitions
+      expect(all[2]).toMatchObject({ from: "suspect", to: "healthy", at: new Date(3_500) })
+      expect(Option.getOrThrow(yield* h.supervisors.health("n1")).lastProbe).toEqual({ address: "n1-b:7000", ok: true })
+    })
+  )
+
+  test(
+    "watching a watched node again replaces its addresses for the next probe",
+    Effect.gen(function* () {
+      const h = yield* harness
+      yield* h.answer("n1", "n1-new:7000", "ok")
+      yield* h.supervisors.watch("n1", ["n1-old:7000"])
+      yield* h.supervisors.heartbeat("n1")
+      yield* settle
+      yield* h.supervisors.watch("n1", ["n1-new:7000"], "unhealthy")
+      yield* advance(3_000)
+      expect(yield* h.probes).toEqual(["n1@n1-new:7000"])
+      expect(yield* h.moves).toEqual(["unknown->healthy", "healthy->suspect", "suspect->healthy"])
+    })
+  )
+
+  test(
+    "a flapping node records the exact sequence of transitions",
+    Effect.gen(function* () {
+      const h = yield* harness
+      yield* h.supervisors.watch("n1", ["n1-a:7000"])
+      yield* h.supervisors.heartbeat("n1")
+      yield* settle
+      // Silent for three deadlines: the probe fails at once.
+      yield* advance(3_000)
+      yield* h.supervisors.heartbeat("n1")
+      yield* settle
+      // Two misses only: nothing happens.
+      yield* advance(2_500)
+      yield* h.supervisors.heartbeat("n1")
+      yield* settle
+      // Silent again, but this time the probe hangs and a heartbeat arrives while it is out;
+      // the probe's eventual failure must not undo the heartbeat.
+      yield* h.answer("n1", "n1-a:7000", "hang")
+      yield* advance(3_200)
+      expect(yield* h.status("n1")).toBe("suspect")
+      yield* h.supervisors.heartbeat("n1")
+      yield* settle
+      yield* advance(500)
+      // Silent once more (the probe was out at 11_700), and it fails after its timeout.
+      yield* advance(2_900)
+      expect(yield* h.status("n1")).toBe("suspect")
+      yield* advance(100)
+      expect(yield* h.status("n1")).toBe("unhealthy")
+      yield* h.supervisors.heartbeat("n1")
+      yield* settle
+      expect(yield* h.moves).toEqual([
+        "unknown->healthy",
+        "healthy->suspect",
+        "suspect->unhealthy",
+        "unhealthy->healthy",
+        "healthy->suspect",
+        "suspect->healthy",
+        "healthy->suspect",
+        "suspect->unhealthy",
+        "unhealthy->healthy"
+      ])
+      expect((yield* h.transitions).map((t) => t.at.getTime())).toEqual([
+        0, 3_000, 3_000, 3_000, 8_500, 8_700, 11_700, 12_200, 12_200
+      ])
+    })
+  )
+
+  test(
+    "unwatch interrupts the node fiber: no more transitions, heartbeats are refused",
+    Effect.gen(function* () {
+      const h = yield* harness
+      yield* h.supervisors.watch("n1", ["n1-a:7000"])
+      yield* h.supervisors.heartbeat("n1")
+      yield* settle
+      yield* h.supervisors.unwatch("n1")
+      yield* advance(10_000)
+      expect(yield* h.moves).toEqual(["unknown->healthy"])
+      expect(yield* h.probes).toEqual([])
+      expect(yield* h.supervisors.heartbeat("n1")).toBe(false)
+      expect(yield* h.supervisors.health("n1")).toEqual(Option.none())
+      expect((yield* h.supervisors.tree).children).toEqual([])
+      expect(yield* h.supervisors.snapshot).toEqual([])
+    })
+  )
+
+  test(
+    "unwatch also interrupts a probe that is out",
+    Effect.gen(function* () {
+      const h = yield* harness
+      yield* h.answer("n1", "n1-a:7000", "hang")
+      yield* h.supervisors.watch("n1", ["n1-a:7000"])
+      yield* h.supervisors.heartbeat("n1")
+      yield* settle
+      yield* advance(3_100)
+      expect(yield* h.status("n1")).toBe("suspect")
+      yield* h.supervisors.unwatch("n1")
+      yield* advance(5_000)
+      expect(yield* h.moves).toEqual(["unknown->healthy", "healthy->suspect"])
+    })
+  )
+
+  test(
+    "heartbeat of a node that is not watched returns false",
+    Effect.gen(function* () {
+      const h = yield* harness
+      expect(yield* h.supervisors.heartbeat("ghost")).toBe(false)
+      expect(yield* h.supervisors.health("ghost")).toEqual(Option.none())
+    })
+  )
+
+  test(
+    "last heartbeat to unhealthy takes interval * threshold + the probe's time",
+    Effect.gen(function* () {
+      const h = yield* harness
+      yield* h.answer("n1", "n1-a:7000", "hang")
+      yield* h.answer("n1", "n1-b:7000", "hang")
+      yield* h.supervisors.watch("n1", ["n1-a:7000", "n1-b:7000"])
+      yield* advance(700)
+      yield* h.supervisors.heartbeat("n1")
+      yield* settle
+      const lastHeartbeat = yield* now
+      const expected = INTERVAL * THRESHOLD + 2 * PROBE_TIMEOUT
+      yield* advance(expected - 100)
+      expect(yield* h.status("n1")).toBe("suspect")
+      yield* advance(100)
+      expect(yield* h.status("n1")).toBe("unhealthy")
+      const unhealthy = (yield* h.transitions).find((t) => t.to === "unhealthy")!
+      expect(unhealthy.at.getTime() - lastHeartbeat).toBe(expected)
+      expect(unhealthy.reason).toBe(
+        "probe failed: n1-a:7000: timed out after 500ms; n1-b:7000: timed out after 500ms"
+      )
+    })
+  )
+
+  test(
+    "a crashed node fiber is restarted, counted, and resumes without losing the transition",
+    Effect.gen(function* () {
+      const h = yield* harness
+      yield* Ref.set(h.crashNext, 1)
+      yield* h.supervisors.watch("n1", ["n1-a:7000"])
+      yield* h.supervisors.heartbeat("n1")
+      yield* settle
+      expect(yield* h.moves).toEqual([])
+      let tree = yield* h.supervisors.tree
+      expect(tree.children[0]).toMatchObject({
+        name: "n1",
+        state: "healthy",
+        restarts: 1,
+        lastError: "supervisor crashed: event log unavailable"
+      })
+      // Backoff before the restart is about 100 ms (jittered).
+      yield* advance(200)
+      expect(yield* h.moves).toEqual(["unknown->healthy"])
+      // The restarted fiber keeps the deadline it had: it still notices silence on time.
+      yield* advance(2_800)
+      expect(yield* h.moves).toEqual(["unknown->healthy", "healthy->suspect", "suspect->unhealthy"])
+      tree = yield* h.supervisors.tree
+      expect(tree.children[0]!.restarts).toBe(1)
+    })
+  )
+
+  test(
+    "snapshot lists every watched node by name",
+    Effect.gen(function* () {
+      const h = yield* harness
+      yield* h.supervisors.watch("n2", ["n2-a:7000"])
+      yield* h.supervisors.watch("n1", ["n1-a:7000"], "healthy")
+      yield* h.supervisors.heartbeat("n2")
+      yield* settle
+      expect(yield* h.supervisors.snapshot).toEqual([
+        { node: "n1", status: "healthy", missed: 0, lastHeartbeat: undefined, lastProbe: undefined },
+        { node: "n2", status: "healthy", missed: 0, lastHeartbeat: new Date(0), lastProbe: undefined }
+      ])
+    })
+  )
+})
