@@ -56,9 +56,10 @@ type Fault =
   /** The agent dies during the nth call of `at`; the next agent resumes, maybe with a failing compensation first. */
   | { readonly _tag: "Crash"; readonly at: CrashPoint; readonly nth: number; readonly recoveryUndoFails: UndoFault | null }
 
-type Op =
-  | { readonly kind: "deploy"; readonly service: string; readonly variant: number; readonly fault: Fault; readonly restartAfter: boolean }
-  | { readonly kind: "stop" | "start" | "restart" | "undeploy"; readonly service: string; readonly fault: Fault; readonly restartAfter: boolean }
+type OpOn<Service> =
+  | { readonly kind: "deploy"; readonly service: Service; readonly variant: number; readonly fault: Fault; readonly restartAfter: boolean }
+  | { readonly kind: "stop" | "start" | "restart" | "undeploy"; readonly service: Service; readonly fault: Fault; readonly restartAfter: boolean }
+type Op = OpOn<string>
 
 interface Scenario {
   readonly switchesTraffic: boolean
@@ -144,35 +145,47 @@ const faultArb: fc.Arbitrary<Fault> = fc.oneof(
 /** A restart between operations (no crash), one time in four: agent starts are most of a run's cost. */
 const restartAfter = fc.oneof({ arbitrary: fc.constant(false), weight: 3 }, { arbitrary: fc.constant(true), weight: 1 })
 
-const opArb = (services: ReadonlyArray<string>): fc.Arbitrary<Op> =>
-  fc.oneof(
-    {
-      arbitrary: fc.record({
-        kind: fc.constant("deploy" as const),
-        service: fc.constantFrom(...services),
-        variant: fc.nat({ max: variants.length - 1 }),
-        fault: faultArb,
-        restartAfter
-      }),
-      weight: 3
-    },
-    {
-      arbitrary: fc.record({
-        kind: fc.constantFrom("stop" as const, "start" as const, "restart" as const, "undeploy" as const),
-        service: fc.constantFrom(...services),
-        fault: faultArb,
-        restartAfter
-      }),
-      weight: 2
-    }
-  )
-
-const scenarioArb: fc.Arbitrary<Scenario> = fc.integer({ min: 2, max: 3 }).chain((n) =>
-  fc.record({
-    switchesTraffic: fc.boolean(),
-    ops: fc.array(opArb(SERVICES.slice(0, n)), { minLength: 1, maxLength: 8 })
-  })
+/** Which service an operation targets: an index into the run's services, or LAST, the one last deployed without a fault. */
+const LAST = -1
+const opArb: fc.Arbitrary<OpOn<number>> = fc.oneof(
+  {
+    arbitrary: fc.record({
+      kind: fc.constant("deploy" as const),
+      service: fc.nat({ max: SERVICES.length - 1 }),
+      variant: fc.nat({ max: variants.length - 1 }),
+      fault: faultArb,
+      restartAfter
+    }),
+    weight: 3
+  },
+  {
+    arbitrary: fc.record({
+      kind: fc.constantFrom("stop" as const, "start" as const, "restart" as const, "undeploy" as const),
+      // Mostly a service that is likely to exist, so that fewer operations just meet ServiceNotFound.
+      service: fc.oneof({ arbitrary: fc.constant(LAST), weight: 3 }, { arbitrary: fc.nat({ max: SERVICES.length - 1 }), weight: 1 }),
+      fault: faultArb,
+      restartAfter
+    }),
+    weight: 2
+  }
 )
+
+/** Two or three services; operations name them by index, resolved here so that shrinking needs no `chain`. */
+const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
+  services: fc.integer({ min: 2, max: 3 }),
+  switchesTraffic: fc.boolean(),
+  ops: fc.array(opArb, { minLength: 1, maxLength: 8 })
+}).map(({ services, switchesTraffic, ops }) => {
+  let last: string = SERVICES[0]
+  return {
+    switchesTraffic,
+    ops: ops.map((op): Op => {
+      const service = op.service === LAST ? last : SERVICES[op.service % services]!
+      if (op.kind === "deploy" && op.fault._tag === "None") last = service
+      return { ...op, service }
+    })
+  }
+})
 
 // -------------------------------------------------------------------------------------------
 // Peers with fault hooks and crash points. They outlive every agent of a scenario.

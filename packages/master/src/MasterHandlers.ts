@@ -280,10 +280,19 @@ export const layer = (settings: MasterSettings) => {
             yield* Effect.orDie(db.addEvent(info.name, "node", undefined, `registered (${info.role}, ${info.arch}, version ${info.version})`))
             return { heartbeatIntervalMs: settings.heartbeatIntervalMs, deadlineMs: settings.heartbeatIntervalMs * settings.missThreshold }
           }),
-        Heartbeat: ({ node, resources }) =>
+        Heartbeat: ({ node, resources, services }) =>
           Effect.gen(function* () {
             const known = yield* supervisors.heartbeat(node)
-            if (known) yield* Effect.orDie(db.heartbeat(node, resources))
+            if (!known) return { known }
+            yield* Effect.orDie(db.heartbeat(node, resources))
+            // Agents are the truth about what runs: a master that lost its database learns
+            // the placements back from heartbeats.
+            const placed = new Set((yield* Effect.orDie(db.placements)).map((p) => p.service))
+            for (const s of services) {
+              if (placed.has(s.service)) continue
+              yield* Effect.orDie(db.place(s.service, node))
+              yield* Effect.orDie(db.addEvent(node, "node", s.service, `placement learned from ${node}'s heartbeat`))
+            }
             return { known }
           })
       }
