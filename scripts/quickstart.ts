@@ -1,7 +1,7 @@
 /**
  * The quick start's main job, on this machine: a container engine (Podman's API service on a
- * private socket, started here if none answers), a platform CA and tokens, an agent, and a real
- * service deployed through `mcp`, then `mcp ps` and a request to it. Ctrl-C cleans up.
+ * private socket), a platform CA and tokens, a master and an agent with embedded defaults, and
+ * a real service deployed through `mcp`, then `mcp ps` and a request to it. Ctrl-C cleans up.
  *
  *   npx tsx scripts/quickstart.ts            # run, then wait for Ctrl-C
  *   npx tsx scripts/quickstart.ts --once     # run, clean up and exit (CI, scripts)
@@ -41,22 +41,33 @@ const main = async () => {
   console.log(`podman API at ${podman.socketPath}`)
 
   step("creating a platform CA, server certificate and tokens in .mcp-local/quickstart")
-  const fleet = await LocalFleet.prepare(dir)
+  const masterPort = await LocalFleet.freePort()
+  const masters = [`127.0.0.1:${masterPort}`]
+  const fleet = await LocalFleet.prepare(dir, { masters })
 
-  step("starting mcp-agent for node 'local'")
+  step(`starting mcp-master on 127.0.0.1:${masterPort}`)
+  const master = await LocalFleet.spawnDaemon(LocalFleet.bins.master, LocalFleet.writeMasterConfig(fleet, { port: masterPort, interval: "2s" }))
+  cleanups.push(() => master.stop())
+
+  step("starting mcp-agent for node 'local' (it registers with the master)")
   const agentPort = await LocalFleet.freePort()
-  const agentConfig = LocalFleet.writeAgentConfig(fleet, { node: "local", port: agentPort, socket: podman.socketPath })
+  const agentConfig = LocalFleet.writeAgentConfig(fleet, { node: "local", port: agentPort, socket: podman.socketPath, masters })
   const agent = await LocalFleet.spawnDaemon(LocalFleet.bins.agent, agentConfig)
   cleanups.push(() => agent.stop())
-  const node = ["--direct", "--node", `127.0.0.1:${agentPort}`]
-  cleanups.push(async () => void (await LocalFleet.mcp(fleet, ["undeploy", "hello", ...node])))
+  cleanups.push(async () => void (await LocalFleet.mcp(fleet, ["undeploy", "hello"])))
+  for (let i = 0; i < 60; i++) {
+    const nodes = await LocalFleet.mcp(fleet, ["node", "list", "--json"])
+    if (nodes.code === 0 && JSON.parse(nodes.stdout).some((n: { health: string }) => n.health === "healthy")) break
+    await new Promise((r) => setTimeout(r, 500))
+  }
+  await run(fleet, ["node", "list"])
 
   step("deploying the example service 'hello' (test/fixtures/services/good/hello.toml)")
-  await run(fleet, ["deploy", "hello", ...node])
+  await run(fleet, ["deploy", "hello"])
   step("what runs")
-  const ps = await run(fleet, ["ps", ...node, "--json"])
-  const hostPort = JSON.parse(ps.stdout)[0].components[0].routes[0].hostPort as number
-  await run(fleet, ["ps", ...node])
+  const ps = await LocalFleet.mcp(fleet, ["ps", "--json"])
+  const hostPort = JSON.parse(ps.stdout).services[0].components[0].routes[0].hostPort as number
+  await run(fleet, ["ps"])
   step(`a request to the service at http://127.0.0.1:${hostPort}/`)
   const res = await fetch(`http://127.0.0.1:${hostPort}/`)
   console.log(`HTTP ${res.status}: ${(await res.text()).trim()}`)

@@ -32,29 +32,35 @@ const scratch = existsSync("/dev/shm") ? "/dev/shm" : tmpdir()
 
 const SERVICES = ["alpha", "beta", "gamma"] as const
 
-/** Peer calls a step can fail at (memory fault hooks; "runtime.*" uses MemoryRuntime's failNext). */
-const STEP_FAULTS = ["cert.issue", "proxy.put", "dns.put", "runtime.create", "runtime.start"] as const
-/** Peer calls compensations make. */
-const UNDO_FAULTS = ["proxy.remove", "dns.remove", "runtime.remove", "cert.revoke"] as const
-/** Peer calls an agent crash can happen in (the call blocks, then the agent is killed). */
-const CRASH_POINTS = [
-  "proxy.put", "proxy.remove", "dns.put", "dns.remove", "cert.issue", "cert.revoke",
-  "runtime.create", "runtime.start", "runtime.stop", "runtime.remove"
-] as const
+/**
+ * Peer calls that can fail (memory fault hooks; "runtime.*" uses MemoryRuntime's failNext) or in
+ * which the agent can die (the call never returns, then the agent is killed).
+ */
+type Point =
+  | "cert.issue" | "cert.revoke" | "proxy.put" | "proxy.remove" | "dns.put" | "dns.remove"
+  | "runtime.create" | "runtime.start" | "runtime.stop" | "runtime.remove"
 
-type StepFault = (typeof STEP_FAULTS)[number]
-type UndoFault = (typeof UNDO_FAULTS)[number]
-type CrashPoint = (typeof CRASH_POINTS)[number]
-type FaultPoint = StepFault | UndoFault
+/** The calls each operation makes (a deploy also compensates, so it makes them all). */
+const CALLS: Record<Op["kind"], ReadonlyArray<Point>> = {
+  deploy: ["cert.issue", "cert.revoke", "proxy.put", "proxy.remove", "dns.put", "dns.remove", "runtime.create", "runtime.start", "runtime.stop", "runtime.remove"],
+  stop: ["dns.remove", "proxy.remove", "runtime.stop"],
+  start: ["runtime.start", "runtime.create", "runtime.remove", "proxy.put", "dns.put"],
+  restart: ["runtime.stop", "runtime.start", "runtime.create", "runtime.remove", "proxy.put", "dns.put"],
+  // (An undeploy also finishes an earlier one; the rest is its own.)
+  undeploy: ["dns.remove", "proxy.remove", "runtime.stop", "runtime.remove", "cert.revoke"]
+}
+/** The deploy steps' calls, and the compensations' calls. */
+const STEP_CALLS: ReadonlyArray<Point> = ["cert.issue", "proxy.put", "dns.put", "runtime.create", "runtime.start"]
+const UNDO_CALLS: ReadonlyArray<Point> = ["proxy.remove", "dns.remove", "runtime.remove", "cert.revoke"]
 
 type Fault =
   | { readonly _tag: "None" }
-  /** The step's peer call fails once; the saga compensates. */
-  | { readonly _tag: "StepFails"; readonly at: StepFault }
-  /** The step fails and so does every attempt at one compensation: the saga stays open for the next start. */
-  | { readonly _tag: "UndoFails"; readonly at: StepFault; readonly undo: UndoFault }
-  /** The agent dies during the nth call of `at`; the next agent resumes, maybe with a failing compensation first. */
-  | { readonly _tag: "Crash"; readonly at: CrashPoint; readonly nth: number; readonly recoveryUndoFails: UndoFault | null }
+  /** The call fails once: a deploy compensates, the other operations fail and are finished at the next start. */
+  | { readonly _tag: "StepFails"; readonly at: Point }
+  /** A deploy step fails and so does every attempt at one compensation: the saga stays open for the next start. */
+  | { readonly _tag: "UndoFails"; readonly at: Point; readonly undo: Point }
+  /** The agent dies in the nth call of `at`; the next start resumes, maybe first failing a compensation (and the one after closes it). */
+  | { readonly _tag: "Crash"; readonly at: Point; readonly nth: number; readonly recoveryUndoFails: Point | null }
 
 type OpOn<Service> =
   | { readonly kind: "deploy"; readonly service: Service; readonly variant: number; readonly fault: Fault; readonly restartAfter: boolean }
@@ -124,23 +130,26 @@ const variant = (service: string, n: number) => {
   return def
 }
 
-const faultArb: fc.Arbitrary<Fault> = fc.oneof(
-  { arbitrary: fc.constant({ _tag: "None" } as const), weight: 4 },
-  { arbitrary: fc.record({ _tag: fc.constant("StepFails" as const), at: fc.constantFrom(...STEP_FAULTS) }), weight: 2 },
-  {
-    arbitrary: fc.record({ _tag: fc.constant("UndoFails" as const), at: fc.constantFrom(...STEP_FAULTS), undo: fc.constantFrom(...UNDO_FAULTS) }),
-    weight: 2
-  },
-  {
-    arbitrary: fc.record({
-      _tag: fc.constant("Crash" as const),
-      at: fc.constantFrom(...CRASH_POINTS),
-      nth: fc.integer({ min: 1, max: 3 }),
-      recoveryUndoFails: fc.option(fc.constantFrom(...UNDO_FAULTS), { freq: 3, nil: null })
-    }),
-    weight: 2
-  }
-)
+const faultArb = (kind: Op["kind"]): fc.Arbitrary<Fault> =>
+  fc.oneof(
+    { arbitrary: fc.constant({ _tag: "None" } as const), weight: 4 },
+    { arbitrary: fc.record({ _tag: fc.constant("StepFails" as const), at: fc.constantFrom(...(kind === "deploy" ? STEP_CALLS : CALLS[kind])) }), weight: 2 },
+    ...(kind === "deploy"
+      ? [{
+          arbitrary: fc.record({ _tag: fc.constant("UndoFails" as const), at: fc.constantFrom(...STEP_CALLS), undo: fc.constantFrom(...UNDO_CALLS) }),
+          weight: 2
+        }]
+      : []),
+    {
+      arbitrary: fc.record({
+        _tag: fc.constant("Crash" as const),
+        at: fc.constantFrom(...CALLS[kind]),
+        nth: fc.integer({ min: 1, max: 3 }),
+        recoveryUndoFails: fc.option(fc.constantFrom(...UNDO_CALLS), { freq: 3, nil: null })
+      }),
+      weight: 2
+    }
+  )
 
 /** A restart between operations (no crash), one time in four: agent starts are most of a run's cost. */
 const restartAfter = fc.oneof({ arbitrary: fc.constant(false), weight: 3 }, { arbitrary: fc.constant(true), weight: 1 })
@@ -153,21 +162,21 @@ const opArb: fc.Arbitrary<OpOn<number>> = fc.oneof(
       kind: fc.constant("deploy" as const),
       service: fc.nat({ max: SERVICES.length - 1 }),
       variant: fc.nat({ max: variants.length - 1 }),
-      fault: faultArb,
+      fault: faultArb("deploy"),
       restartAfter
     }),
-    weight: 3
+    weight: 4
   },
-  {
+  ...(["stop", "start", "restart", "undeploy"] as const).map((kind) => ({
     arbitrary: fc.record({
-      kind: fc.constantFrom("stop" as const, "start" as const, "restart" as const, "undeploy" as const),
+      kind: fc.constant(kind),
       // Mostly a service that is likely to exist, so that fewer operations just meet ServiceNotFound.
       service: fc.oneof({ arbitrary: fc.constant(LAST), weight: 3 }, { arbitrary: fc.nat({ max: SERVICES.length - 1 }), weight: 1 }),
-      fault: faultArb,
+      fault: faultArb(kind),
       restartAfter
     }),
-    weight: 2
-  }
+    weight: 1
+  }))
 )
 
 /** Two or three services; operations name them by index, resolved here so that shrinking needs no `chain`. */
@@ -218,15 +227,15 @@ const makeTestPeers = (switchesTraffic: boolean) =>
     const dns = yield* DnsRecords.makeMemory({ faults })
 
     // A crash point: the nth call of `point` never returns and says so on `reached`.
-    let crash: { point: CrashPoint; left: number; reached: Deferred.Deferred<void> } | undefined
-    const gate = (point: CrashPoint): Effect.Effect<void> =>
+    let crash: { point: Point; left: number; reached: Deferred.Deferred<void> } | undefined
+    const gate = (point: Point): Effect.Effect<void> =>
       Effect.suspend(() => {
         if (crash === undefined || crash.point !== point || --crash.left > 0) return Effect.void
         const reached = crash.reached
         crash = undefined
         return Effect.zipRight(Deferred.succeed(reached, undefined), Effect.never)
       })
-    const gated = <A extends ReadonlyArray<unknown>, B, E>(point: CrashPoint, f: (...a: A) => Effect.Effect<B, E>) =>
+    const gated = <A extends ReadonlyArray<unknown>, B, E>(point: Point, f: (...a: A) => Effect.Effect<B, E>) =>
       (...a: A) => Effect.zipRight(gate(point), f(...a))
 
     const runtime: ContainerRuntime = {
@@ -246,12 +255,14 @@ const makeTestPeers = (switchesTraffic: boolean) =>
       dns: { ...dns, put: gated("dns.put", dns.put), remove: gated("dns.remove", dns.remove) }
     }
 
-    const arm = (point: FaultPoint, count: number): Effect.Effect<void> => {
+    const arm = (point: Point, count: number): Effect.Effect<void> => {
       switch (point) {
         case "runtime.create":
           return Effect.repeatN(memory.control.failNext("create"), count - 1)
         case "runtime.start":
           return Effect.repeatN(memory.control.failNext("start"), count - 1)
+        case "runtime.stop":
+          return Effect.repeatN(memory.control.failNext("stop"), count - 1)
         case "runtime.remove":
           return Effect.repeatN(memory.control.failNext("remove"), count - 1)
         default:
@@ -268,10 +279,11 @@ const makeTestPeers = (switchesTraffic: boolean) =>
       faults.clear,
       drain(memory.runtime.create({ ...drainSpec, image: "localhost/absent:v0" })),
       drain(memory.runtime.start("no-such-container")),
+      drain(memory.runtime.stop("no-such-container", 1)),
       drain(Effect.flatMap(memory.runtime.remove("no-such-container"), () => Effect.fail("clean")))
     ], { discard: true })
 
-    const armCrash = (point: CrashPoint, nth: number) =>
+    const armCrash = (point: Point, nth: number) =>
       Effect.map(Deferred.make<void>(), (reached) => {
         crash = { point, left: nth, reached }
         return reached

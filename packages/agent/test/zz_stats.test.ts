@@ -1,0 +1,646 @@
+/**
+ * Model-based property test of the deploy saga and the roll-forward operations: random
+ * sequences of deploy / redeploy / stop / start / restart / undeploy over a few services, with
+ * injected step failures, failing compensations, agent crashes at peer calls and plain agent
+ * restarts. After each sequence (one more restart, with every fault cleared) the peers (proxy,
+ * DNS, CA, engine) must agree with the registry.
+ *
+ * MCP_SAGA_RUNS overrides the number of runs (default 1,000).
+ */
+import { describe, it } from "@effect/vitest"
+import { Clock, Context, Deferred, Effect, Exit, FastCheck as fc, Fiber, Layer, Logger, LogLevel, Scope } from "effect"
+import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import * as CertIssuer from "../src/CertIssuer.js"
+import { ContainerRuntime, LABEL_DEPLOY, LABEL_SERVICE } from "../src/ContainerRuntime.js"
+import * as DnsRecords from "../src/DnsRecords.js"
+import { makeFaults } from "../src/Faults.js"
+import { Lifecycle } from "../src/Lifecycle.js"
+import * as MemoryRuntime from "../src/MemoryRuntime.js"
+import * as ProxyRoutes from "../src/ProxyRoutes.js"
+import { Registry } from "../src/Registry.js"
+import { definition, IMAGE, layerAgent, type Peers, settings, webService } from "./Harness.js"
+
+const RUNS = Number(process.env["MCP_SAGA_RUNS"] ?? "") || 1_000
+
+/** Registry files go to a RAM disk where there is one: SQLite's fsyncs on a real disk cost more than the runs. */
+const scratch = existsSync("/dev/shm") ? "/dev/shm" : tmpdir()
+
+// -------------------------------------------------------------------------------------------
+// The model: what a generated scenario is made of.
+
+const SERVICES = ["alpha", "beta", "gamma"] as const
+
+/**
+ * Peer calls that can fail (memory fault hooks; "runtime.*" uses MemoryRuntime's failNext) or in
+ * which the agent can die (the call never returns, then the agent is killed).
+ */
+type Point =
+  | "cert.issue" | "cert.revoke" | "proxy.put" | "proxy.remove" | "dns.put" | "dns.remove"
+  | "runtime.create" | "runtime.start" | "runtime.stop" | "runtime.remove"
+
+/** The calls each operation makes (a deploy also compensates, so it makes them all). */
+const CALLS: Record<Op["kind"], ReadonlyArray<Point>> = {
+  deploy: ["cert.issue", "cert.revoke", "proxy.put", "proxy.remove", "dns.put", "dns.remove", "runtime.create", "runtime.start", "runtime.stop", "runtime.remove"],
+  stop: ["dns.remove", "proxy.remove", "runtime.stop"],
+  start: ["runtime.start", "runtime.create", "runtime.remove", "proxy.put", "dns.put"],
+  restart: ["runtime.stop", "runtime.start", "runtime.create", "runtime.remove", "proxy.put", "dns.put"],
+  // (An undeploy also finishes an earlier one; the rest is its own.)
+  undeploy: ["dns.remove", "proxy.remove", "runtime.stop", "runtime.remove", "cert.revoke"]
+}
+/** The deploy steps' calls, and the compensations' calls. */
+const STEP_CALLS: ReadonlyArray<Point> = ["cert.issue", "proxy.put", "dns.put", "runtime.create", "runtime.start"]
+const UNDO_CALLS: ReadonlyArray<Point> = ["proxy.remove", "dns.remove", "runtime.remove", "cert.revoke"]
+
+type Fault =
+  | { readonly _tag: "None" }
+  /** The call fails once: a deploy compensates, the other operations fail and are finished at the next start. */
+  | { readonly _tag: "StepFails"; readonly at: Point }
+  /** A deploy step fails and so does every attempt at one compensation: the saga stays open for the next start. */
+  | { readonly _tag: "UndoFails"; readonly at: Point; readonly undo: Point }
+  /** The agent dies in the nth call of `at`; the next start resumes, maybe first failing a compensation (and the one after closes it). */
+  | { readonly _tag: "Crash"; readonly at: Point; readonly nth: number; readonly recoveryUndoFails: Point | null }
+
+type OpOn<Service> =
+  | { readonly kind: "deploy"; readonly service: Service; readonly variant: number; readonly fault: Fault; readonly restartAfter: boolean }
+  | { readonly kind: "stop" | "start" | "restart" | "undeploy"; readonly service: Service; readonly fault: Fault; readonly restartAfter: boolean }
+type Op = OpOn<string>
+
+interface Scenario {
+  readonly switchesTraffic: boolean
+  readonly ops: ReadonlyArray<Op>
+}
+
+/** Definitions a service is deployed with; every hostname contains the service name so services never share one. */
+const variants: ReadonlyArray<(s: string) => ReturnType<typeof definition>> = [
+  (s) => webService(s),
+  (s) => webService(s, `env = ["V=1"]`),
+  // A new hostname: a new certificate and a changed route key.
+  (s) => webService(s, `env = ["V=2"]`, `${s}-alt.svc.mcp.internal`),
+  // Two components, an L7 and an L4 route.
+  (s) => definition(`name = "${s}"
+[[components]]
+name = "web"
+image = "${IMAGE}"
+[[components.routes]]
+port = 8443
+mode = "l7"
+[[components]]
+name = "db"
+image = "${IMAGE}"
+env = ["ROLE=db"]
+[[components.routes]]
+port = 5432
+mode = "l4"
+`),
+  // No routes: no certificate, route or DNS name.
+  (s) => definition(`name = "${s}"
+[[components]]
+name = "worker"
+image = "${IMAGE}"
+`),
+  // Two L7 hostnames on one component: two certificates in one step.
+  (s) => definition(`name = "${s}"
+[[components]]
+name = "web"
+image = "${IMAGE}"
+[[components.routes]]
+port = 8443
+mode = "l7"
+[[components.routes]]
+name = "admin"
+port = 9443
+mode = "l7"
+hostname = "${s}-admin.svc.mcp.internal"
+`),
+  // An explicit host port that every service wants: only one may hold it.
+  (s) => definition(`name = "${s}"
+[[components]]
+name = "worker"
+image = "${IMAGE}"
+ports = ["18080:80"]
+`)
+]
+const definitions = new Map<string, ReturnType<typeof definition>>()
+const variant = (service: string, n: number) => {
+  const key = `${service}/${n}`
+  let def = definitions.get(key)
+  if (def === undefined) definitions.set(key, def = variants[n]!(service))
+  return def
+}
+
+const faultArb = (kind: Op["kind"]): fc.Arbitrary<Fault> =>
+  fc.oneof(
+    { arbitrary: fc.constant({ _tag: "None" } as const), weight: 4 },
+    { arbitrary: fc.record({ _tag: fc.constant("StepFails" as const), at: fc.constantFrom(...(kind === "deploy" ? STEP_CALLS : CALLS[kind])) }), weight: 2 },
+    ...(kind === "deploy"
+      ? [{
+          arbitrary: fc.record({ _tag: fc.constant("UndoFails" as const), at: fc.constantFrom(...STEP_CALLS), undo: fc.constantFrom(...UNDO_CALLS) }),
+          weight: 2
+        }]
+      : []),
+    {
+      arbitrary: fc.record({
+        _tag: fc.constant("Crash" as const),
+        at: fc.constantFrom(...CALLS[kind]),
+        nth: fc.integer({ min: 1, max: 3 }),
+        recoveryUndoFails: fc.option(fc.constantFrom(...UNDO_CALLS), { freq: 3, nil: null })
+      }),
+      weight: 2
+    }
+  )
+
+/** A restart between operations (no crash), one time in four: agent starts are most of a run's cost. */
+const restartAfter = fc.oneof({ arbitrary: fc.constant(false), weight: 3 }, { arbitrary: fc.constant(true), weight: 1 })
+
+/** Which service an operation targets: an index into the run's services, or LAST, the one last deployed without a fault. */
+const LAST = -1
+const opArb: fc.Arbitrary<OpOn<number>> = fc.oneof(
+  {
+    arbitrary: fc.record({
+      kind: fc.constant("deploy" as const),
+      service: fc.nat({ max: SERVICES.length - 1 }),
+      variant: fc.nat({ max: variants.length - 1 }),
+      fault: faultArb("deploy"),
+      restartAfter
+    }),
+    weight: 4
+  },
+  ...(["stop", "start", "restart", "undeploy"] as const).map((kind) => ({
+    arbitrary: fc.record({
+      kind: fc.constant(kind),
+      // Mostly a service that is likely to exist, so that fewer operations just meet ServiceNotFound.
+      service: fc.oneof({ arbitrary: fc.constant(LAST), weight: 3 }, { arbitrary: fc.nat({ max: SERVICES.length - 1 }), weight: 1 }),
+      fault: faultArb(kind),
+      restartAfter
+    }),
+    weight: 1
+  }))
+)
+
+/** Two or three services; operations name them by index, resolved here so that shrinking needs no `chain`. */
+const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
+  services: fc.integer({ min: 2, max: 3 }),
+  switchesTraffic: fc.boolean(),
+  ops: fc.array(opArb, { minLength: 1, maxLength: 8 })
+}).map(({ services, switchesTraffic, ops }) => {
+  let last: string = SERVICES[0]
+  return {
+    switchesTraffic,
+    ops: ops.map((op): Op => {
+      const service = op.service === LAST ? last : SERVICES[op.service % services]!
+      if (op.kind === "deploy" && op.fault._tag === "None") last = service
+      return { ...op, service }
+    })
+  }
+})
+
+// -------------------------------------------------------------------------------------------
+// Peers with fault hooks and crash points. They outlive every agent of a scenario.
+
+/** Every attempt of a compensation: the first one and the retries of `Saga.compensationRetry`. */
+const UNDO_ATTEMPTS = 4
+
+/**
+ * Memory sleeps for nothing: `Saga.compensationRetry` backs off 50/100/200 ms between attempts,
+ * which across a thousand runs adds minutes and tests nothing (no health checks are used).
+ */
+const instantClock: Clock.Clock = (() => {
+  const real = Clock.make()
+  return {
+    [Clock.ClockTypeId]: Clock.ClockTypeId,
+    unsafeCurrentTimeMillis: () => real.unsafeCurrentTimeMillis(),
+    unsafeCurrentTimeNanos: () => real.unsafeCurrentTimeNanos(),
+    currentTimeMillis: real.currentTimeMillis,
+    currentTimeNanos: real.currentTimeNanos,
+    sleep: () => Effect.void
+  }
+})()
+
+const makeTestPeers = (switchesTraffic: boolean) =>
+  Effect.gen(function* () {
+    const faults = yield* makeFaults
+    const memory = yield* MemoryRuntime.makeMemory({ images: [IMAGE] })
+    const proxy = yield* ProxyRoutes.makeMemory({ switchesTraffic, faults })
+    const certs = yield* CertIssuer.makeMemory({ faults })
+    const dns = yield* DnsRecords.makeMemory({ faults })
+
+    // A crash point: the nth call of `point` never returns and says so on `reached`.
+    let crash: { point: Point; left: number; reached: Deferred.Deferred<void> } | undefined
+    const gate = (point: Point): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (crash === undefined || crash.point !== point || --crash.left > 0) return Effect.void
+        const reached = crash.reached
+        crash = undefined
+        return Effect.zipRight(Deferred.succeed(reached, undefined), Effect.never)
+      })
+    const gated = <A extends ReadonlyArray<unknown>, B, E>(point: Point, f: (...a: A) => Effect.Effect<B, E>) =>
+      (...a: A) => Effect.zipRight(gate(point), f(...a))
+
+    const runtime: ContainerRuntime = {
+      ...memory.runtime,
+      create: gated("runtime.create", memory.runtime.create),
+      start: gated("runtime.start", memory.runtime.start),
+      stop: gated("runtime.stop", memory.runtime.stop),
+      remove: gated("runtime.remove", memory.runtime.remove)
+    }
+    const peers: Peers = {
+      faults,
+      runtime: Layer.succeedContext(
+        Context.make(ContainerRuntime, runtime).pipe(Context.add(MemoryRuntime.MemoryRuntimeControl, memory.control))
+      ),
+      proxy: { ...proxy, put: gated("proxy.put", proxy.put), remove: gated("proxy.remove", proxy.remove) },
+      certs: { ...certs, issue: gated("cert.issue", certs.issue), revoke: gated("cert.revoke", certs.revoke) },
+      dns: { ...dns, put: gated("dns.put", dns.put), remove: gated("dns.remove", dns.remove) }
+    }
+
+    const arm = (point: Point, count: number): Effect.Effect<void> => {
+      switch (point) {
+        case "runtime.create":
+          return Effect.repeatN(memory.control.failNext("create"), count - 1)
+        case "runtime.start":
+          return Effect.repeatN(memory.control.failNext("start"), count - 1)
+        case "runtime.stop":
+          return Effect.repeatN(memory.control.failNext("stop"), count - 1)
+        case "runtime.remove":
+          return Effect.repeatN(memory.control.failNext("remove"), count - 1)
+        default:
+          return faults.arm(point, count)
+      }
+    }
+
+    const injected = (e: unknown) => typeof e === "object" && e !== null && "reason" in e && String(e.reason).startsWith("injected fault")
+    /** Calls `probe` (no side effect on the engine) until it no longer meets an injected fault. */
+    const drain = (probe: Effect.Effect<unknown, unknown>) =>
+      Effect.flip(probe).pipe(Effect.repeat({ while: injected }), Effect.ignore)
+    /** Disarms everything not consumed: the memory runtime has no reset, so its queues are drained. */
+    const clearFaults = Effect.all([
+      faults.clear,
+      drain(memory.runtime.create({ ...drainSpec, image: "localhost/absent:v0" })),
+      drain(memory.runtime.start("no-such-container")),
+      drain(memory.runtime.stop("no-such-container", 1)),
+      drain(Effect.flatMap(memory.runtime.remove("no-such-container"), () => Effect.fail("clean")))
+    ], { discard: true })
+
+    const armCrash = (point: Point, nth: number) =>
+      Effect.map(Deferred.make<void>(), (reached) => {
+        crash = { point, left: nth, reached }
+        return reached
+      })
+    const disarmCrash = Effect.sync(() => {
+      crash = undefined
+    })
+
+    return { peers, control: memory.control, certs, proxy, dns, arm, clearFaults, armCrash, disarmCrash }
+  })
+
+type TestPeers = Effect.Effect.Success<ReturnType<typeof makeTestPeers>>
+
+/** A spec for draining `create` faults: its image is absent, so an unfaulted create fails without creating. */
+const drainSpec = {
+  name: "drain",
+  image: IMAGE,
+  cmd: undefined,
+  env: [],
+  volumes: [],
+  ports: [],
+  network: undefined,
+  user: undefined,
+  restart: undefined,
+  labels: {}
+}
+
+// -------------------------------------------------------------------------------------------
+// Agents: one at a time over the same peers and registry file.
+
+interface Agent {
+  readonly scope: Scope.CloseableScope
+  readonly lifecycle: Lifecycle
+  readonly registry: Registry
+}
+
+const startAgent = (peers: Peers, file: string) =>
+  Effect.gen(function* () {
+    const scope = yield* Scope.make()
+    const context = yield* Layer.buildWithScope(layerAgent(peers, file), scope)
+    return { scope, lifecycle: Context.get(context, Lifecycle), registry: Context.get(context, Registry) } satisfies Agent
+  })
+
+const tagOf = (e: unknown) => (typeof e === "object" && e !== null && "_tag" in e ? String(e._tag) : undefined)
+/** A deploy fails with DeployFailed (rolled back); the others with PeerFailed (rolled forward later) or ServiceNotFound. */
+const isExpected = (kind: Op["kind"]) => (e: unknown) =>
+  kind === "deploy" ? tagOf(e) === "DeployFailed" : tagOf(e) === "PeerFailed" || tagOf(e) === "ServiceNotFound"
+
+type Outcome = "ok" | "DeployFailed" | "PeerFailed" | "ServiceNotFound" | "crashed"
+
+/** Runs one operation; the failures a faulty peer or a missing service explain are fine, anything else is not. */
+const runOp = (agent: Agent, op: Op): Effect.Effect<Outcome, unknown> => {
+  const { lifecycle } = agent
+  const run = (() => {
+    switch (op.kind) {
+      case "deploy":
+        return Effect.asVoid(lifecycle.deploy(variant(op.service, op.variant), { dryRun: false }, () => Effect.void))
+      case "stop":
+        return Effect.asVoid(lifecycle.stop(op.service))
+      case "start":
+        return Effect.asVoid(lifecycle.start(op.service))
+      case "restart":
+        return Effect.asVoid(lifecycle.restart(op.service))
+      case "undeploy":
+        return lifecycle.undeploy(op.service)
+    }
+  })() as Effect.Effect<void, unknown>
+  return run.pipe(
+    Effect.as("ok" as Outcome),
+    Effect.catchIf(isExpected(op.kind), (e) => Effect.succeed(tagOf(e) as Outcome))
+  )
+}
+
+// -------------------------------------------------------------------------------------------
+// The model: what the registry should say about each service once open work is closed. A deploy
+// that failed was rolled back; stop, start, restart and undeploy roll forward, so even when they
+// fail or the agent dies in them, their effect is what the next start finishes. A deploy cut off
+// by a crash may or may not have committed: the service is unknown until the next operation.
+
+type Expected =
+  | { readonly _tag: "Absent" }
+  | { readonly _tag: "Present"; readonly active: boolean; readonly variant: number | undefined }
+  | { readonly _tag: "Unknown" }
+
+const absent: Expected = { _tag: "Absent" }
+
+const nextExpected = (before: Expected, op: Op, outcome: Outcome, mismatch: (message: string) => void): Expected => {
+  if (outcome === "ServiceNotFound") {
+    if (before._tag === "Present") mismatch(`${op.kind} ${op.service} answered ServiceNotFound, but the service should exist`)
+    return absent
+  }
+  switch (op.kind) {
+    case "deploy":
+      // Cut off by a crash, it may have committed or not: resolved after the restart.
+      return outcome === "ok" ? { _tag: "Present", active: true, variant: op.variant } : outcome === "DeployFailed" ? before : { _tag: "Unknown" }
+    case "undeploy":
+      // (It may succeed on an absent service: it then finished an earlier undeploy that failed.)
+      return absent
+    default:
+      // An operation on a service whose undeploy is unfinished first finishes it: it cannot succeed.
+      if (before._tag === "Absent") {
+        if (outcome === "ok") mismatch(`${op.kind} ${op.service} succeeded, but the service should not exist`)
+        return absent
+      }
+      // Whether it failed finishing an undeploy or in its own work is not known.
+      if (before._tag === "Unknown" && outcome !== "ok") return before
+      return { _tag: "Present", active: op.kind !== "stop", variant: before._tag === "Present" ? before.variant : undefined }
+  }
+}
+
+const checkModel = (agent: Agent, expected: ReadonlyMap<string, Expected>) =>
+  Effect.gen(function* () {
+    const v: Array<string> = []
+    for (const [service, e] of expected) {
+      const row = yield* agent.registry.service(service)
+      if (e._tag === "Unknown") continue
+      if (e._tag === "Absent") {
+        if (row._tag === "Some") v.push(`model: ${service} should not be registered, but is (active: ${row.value.active})`)
+        continue
+      }
+      if (row._tag === "None") {
+        v.push(`model: ${service} should be registered (active: ${e.active}), but is not`)
+        continue
+      }
+      if (row.value.active !== e.active) v.push(`model: ${service} should be ${e.active ? "active" : "stopped"}, but is ${row.value.active ? "active" : "stopped"}`)
+      if (e.variant !== undefined && JSON.stringify(row.value.definition) !== JSON.stringify(variant(service, e.variant))) {
+        v.push(`model: ${service} should run variant ${e.variant}, but runs ${JSON.stringify(row.value.definition)}`)
+      }
+    }
+    return v
+  })
+
+// -------------------------------------------------------------------------------------------
+// Invariants: the peers against the registry, once everything is closed.
+
+const checkInvariants = (agent: Agent, tp: TestPeers) =>
+  Effect.gen(function* () {
+    const { registry } = agent
+    const services = new Map((yield* registry.services).map((s) => [s.name, s] as const))
+    const components = yield* registry.allComponents
+    const ports = yield* registry.ports
+    const routes = yield* registry.routes
+    const certRows = yield* registry.certificates
+    const dnsRows = yield* registry.dnsRecords
+    const open = yield* registry.sagasIn("running")
+    const proxied = yield* tp.proxy.list
+    const dnsLive = yield* tp.dns.list
+    const live = yield* tp.certs.live
+    const containers = yield* tp.control.containers
+    const v: Array<string> = []
+    const active = (service: string) => services.get(service)?.active === true
+
+    // Registry rows hang off registered services.
+    for (const row of [...components, ...routes, ...certRows, ...dnsRows]) {
+      if (!services.has(row.service)) v.push(`registry row for unregistered service ${row.service}: ${JSON.stringify(row)}`)
+    }
+
+    // 1. Ports: owned by registered services, committed, and no host port shared by two services.
+    const portOwner = new Map<number, string>()
+    for (const p of ports) {
+      portOwner.set(p.port, p.service)
+      if (!services.has(p.service)) v.push(`port ${p.port} is held by unregistered service ${p.service}`)
+      if (p.sagaId !== undefined) v.push(`port ${p.port} (${p.service}) is still reserved by saga ${p.sagaId}`)
+    }
+    const publishedBy = new Map<number, string>()
+    for (const c of containers) {
+      const service = c.spec.labels[LABEL_SERVICE] ?? "(no service)"
+      for (const b of c.spec.ports) {
+        const owner = portOwner.get(b.hostPort)
+        if (owner !== service) v.push(`container ${c.spec.name} publishes host port ${b.hostPort}, which the registry gives to ${owner ?? "nobody"}`)
+        const other = publishedBy.get(b.hostPort)
+        if (other !== undefined && other !== service) v.push(`host port ${b.hostPort} is published by ${other} and ${service}`)
+        publishedBy.set(b.hostPort, service)
+      }
+    }
+
+    // 2. Certificates: live exactly when recorded.
+    const recordedSerials = new Map(certRows.map((c) => [c.serial, c] as const))
+    const liveSerials = new Set(live.map((c) => c.serial))
+    for (const c of live) if (!recordedSerials.has(c.serial)) v.push(`live certificate ${c.hostname} #${c.serial} is not recorded`)
+    for (const c of certRows) if (!liveSerials.has(c.serial)) v.push(`recorded certificate ${c.hostname} #${c.serial} (${c.service}) is not live`)
+    const certPathByHost = new Map(certRows.map((c) => [c.hostname, c.certPath] as const))
+
+    // 3. Proxy routes: exactly the recorded routes of active services, to their host ports.
+    const key = (listener: number, hostname: string) => `${listener} ${hostname}`
+    const recordedRoutes = new Map(routes.map((r) => [key(r.listener, r.hostname), r] as const))
+    const proxiedKeys = new Set<string>()
+    for (const r of proxied) {
+      const k = key(r.listener, r.hostname)
+      proxiedKeys.add(k)
+      const rec = recordedRoutes.get(k)
+      if (rec === undefined) {
+        v.push(`proxy route ${k} -> ${r.backend} (${r.service}) is not recorded`)
+        continue
+      }
+      if (!active(rec.service)) v.push(`proxy route ${k} belongs to ${rec.service}, which is not active`)
+      if (r.service !== rec.service) v.push(`proxy route ${k} names ${r.service}, recorded for ${rec.service}`)
+      if (r.backend !== `${settings.bindAddress}:${rec.hostPort}`) v.push(`proxy route ${k} goes to ${r.backend}, recorded port is ${rec.hostPort}`)
+      if (rec.mode === "l7" && r.tlsCert !== certPathByHost.get(r.hostname)) {
+        v.push(`proxy route ${k} serves certificate ${r.tlsCert}, recorded is ${certPathByHost.get(r.hostname)}`)
+      }
+    }
+    for (const r of routes) {
+      if (active(r.service) && !proxiedKeys.has(key(r.listener, r.hostname))) v.push(`active ${r.service} lacks proxy route ${key(r.listener, r.hostname)}`)
+    }
+
+    // 4. DNS: exactly the recorded names of active services.
+    const recordedDns = new Map(dnsRows.map((d) => [d.name, d] as const))
+    for (const [name, address] of dnsLive) {
+      const rec = recordedDns.get(name)
+      if (rec === undefined) v.push(`DNS record ${name} is not recorded`)
+      else if (!active(rec.service)) v.push(`DNS record ${name} belongs to ${rec.service}, which is not active`)
+      else if (address !== rec.address) v.push(`DNS record ${name} is ${address}, recorded ${rec.address}`)
+    }
+    for (const d of dnsRows) if (active(d.service) && !dnsLive.has(d.name)) v.push(`active ${d.service} lacks DNS record ${d.name}`)
+    for (const s of services.values()) {
+      if (s.active && routes.some((r) => r.service === s.name) && !dnsRows.some((d) => d.service === s.name)) v.push(`active ${s.name} has routes but no DNS name`)
+    }
+
+    // 5. Containers: one running per component of an active service, none running for inactive ones, nothing else.
+    for (const c of containers) {
+      const service = c.spec.labels[LABEL_SERVICE]
+      if (service === undefined) continue
+      const row = services.get(service)
+      if (row === undefined) {
+        v.push(`container ${c.spec.name} (${c.info.state}) belongs to unregistered service ${service}`)
+        continue
+      }
+      if (c.spec.labels[LABEL_DEPLOY] !== row.deployId) v.push(`container ${c.spec.name} (${c.info.state}) is from deploy ${c.spec.labels[LABEL_DEPLOY]}, ${service} is at ${row.deployId}`)
+      if (!row.active && c.info.state === "running") v.push(`container ${c.spec.name} of inactive ${service} is running`)
+      if (!components.some((k) => k.service === service && k.spec.name === c.spec.name)) v.push(`container ${c.spec.name} is no recorded component of ${service}`)
+    }
+    for (const k of components) {
+      if (!active(k.service)) continue
+      const found = containers.filter((c) => c.spec.name === k.spec.name)
+      if (found.length !== 1) v.push(`active ${k.service}/${k.name} has ${found.length} containers named ${k.spec.name}`)
+      else if (found[0]!.info.state !== "running") v.push(`active ${k.service}/${k.name}: ${k.spec.name} is ${found[0]!.info.state}`)
+    }
+
+    // 6. Every saga ended.
+    for (const s of open) v.push(`saga ${s.kind} ${s.id} of ${s.service} is still running`)
+    return v
+  })
+
+// -------------------------------------------------------------------------------------------
+// One scenario.
+
+export const S: Record<string, number> = {}
+const bump = (k: string) => { S[k] = (S[k] ?? 0) + 1 }
+import { afterAll } from "vitest"
+afterAll(() => console.log(JSON.stringify(Object.fromEntries(Object.entries(S).sort()), null, 1)))
+const runScenario = (scenario: Scenario) =>
+  Effect.gen(function* () {
+    const dir = mkdtempSync(join(scratch, "mcp-saga-prop-"))
+    const file = join(dir, "registry.db")
+    const tp = yield* makeTestPeers(scenario.switchesTraffic)
+    let agent = yield* startAgent(tp.peers, file)
+    const expected = new Map<string, Expected>(SERVICES.map((s) => [s, absent]))
+
+    /** Kills nothing: the agent stops between operations and a new one starts over the same peers and file. */
+    const restart = Effect.gen(function* () {
+      yield* Scope.close(agent.scope, Exit.void)
+      agent = yield* startAgent(tp.peers, file)
+    })
+    /** After a start-up with every fault cleared all open work is closed: the model and the invariants must hold. */
+    const verify = (when: string) =>
+      Effect.gen(function* () {
+        const violations = [...(yield* checkModel(agent, expected)), ...(yield* checkInvariants(agent, tp))]
+        if (violations.length > 0) return yield* Effect.die(new Error(`${when}:\n  ${violations.join("\n  ")}`))
+      })
+    const recover = Effect.gen(function* () {
+      yield* tp.clearFaults
+      yield* restart
+      for (const o of yield* agent.registry.sagasIn("running")) bump(`open at recovery: ${o.kind}`)
+      yield* agent.lifecycle.resumeOpenWork
+    })
+
+    const body = Effect.gen(function* () {
+      for (const [index, op] of scenario.ops.entries()) {
+        const when = `after op ${index} (${op.kind} ${op.service})`
+        const fault = op.fault
+        const before = expected.get(op.service) ?? absent
+        let outcome: Outcome
+        let crashed = false
+        switch (fault._tag) {
+          case "None":
+            outcome = yield* runOp(agent, op)
+            break
+          case "StepFails":
+            yield* tp.arm(fault.at, 1)
+            outcome = yield* runOp(agent, op)
+            break
+          case "UndoFails":
+            yield* tp.arm(fault.at, 1)
+            yield* tp.arm(fault.undo, UNDO_ATTEMPTS)
+            outcome = yield* runOp(agent, op)
+            break
+          case "Crash": {
+            const reached = yield* tp.armCrash(fault.at, fault.nth)
+            const fiber = yield* Effect.fork(runOp(agent, op))
+            outcome = yield* Effect.raceFirst(Effect.as(Deferred.await(reached), "crashed" as const), Fiber.join(fiber))
+            yield* tp.disarmCrash
+            if (outcome === "crashed") {
+              // The agent dies: its operation stops where it is, nothing of it runs after.
+              crashed = true
+              yield* Fiber.interrupt(fiber)
+              if (fault.recoveryUndoFails !== null) {
+                // The first start-up cannot close everything; what it leaves open, the next one closes.
+                yield* restart
+                yield* tp.arm(fault.recoveryUndoFails, UNDO_ATTEMPTS)
+                // Only sweepOrphans can fail it (the engine refusing a remove).
+                yield* Effect.catchTag(agent.lifecycle.resumeOpenWork, "RuntimeError", () => Effect.void)
+              }
+            }
+            break
+          }
+        }
+        bump(`outcome ${op.kind} ${outcome}`)
+        if (crashed && fault._tag === "Crash") bump(`crash at ${fault.at} in ${op.kind}`)
+        const mismatches: Array<string> = []
+        expected.set(op.service, nextExpected(before, op, outcome, (m) => mismatches.push(m)))
+        if (mismatches.length > 0) return yield* Effect.die(new Error(`${when}: model: ${mismatches.join("; ")}`))
+        if (crashed) {
+          yield* recover
+          if (op.kind === "deploy") {
+            // A deploy cut off by a crash is all or nothing: committed, or as if it never ran.
+            const committed: Expected = { _tag: "Present", active: true, variant: op.variant }
+            const fits = yield* checkModel(agent, new Map([[op.service, committed]]))
+            expected.set(op.service, fits.length === 0 ? committed : before)
+            bump(`crashed deploy ${fits.length === 0 ? "committed" : "rolled back"}`)
+          }
+          yield* verify(`${when}, the agent crashed in ${fault._tag === "Crash" ? `${fault.at} #${fault.nth}` : "?"}`)
+          continue
+        }
+        yield* tp.clearFaults
+        if (op.restartAfter) {
+          yield* recover
+          yield* verify(`${when}, the agent restarted`)
+        }
+      }
+      yield* recover
+      yield* verify("at the end")
+    })
+    return yield* body.pipe(
+      Effect.ensuring(Effect.suspend(() => Scope.close(agent.scope, Exit.void))),
+      Effect.ensuring(Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+    )
+  }).pipe(
+    Effect.withClock(instantClock),
+    Logger.withMinimumLogLevel(LogLevel.None)
+  )
+
+describe("deploy saga: model-based property", () => {
+  it.live.prop(
+    "after any sequence of operations, faults, crashes and restarts, the peers agree with the registry and the model",
+    [scenarioArb],
+    ([scenario]) => runScenario(scenario),
+    { timeout: Math.max(120_000, RUNS * 120), fastCheck: { numRuns: RUNS } }
+  )
+})
