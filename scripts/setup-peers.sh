@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the real peers the integration tests start as child processes: TLS proxies (HAProxy,
+# Caddy), an ACME CA (pebble), authoritative DNS with an HTTP API (PowerDNS) and with RFC 2136
+# updates (Knot), and their tools. Idempotent; needs root and apt. Nothing is started here
+# (Debian's policy here keeps daemons from starting on install).
+set -euo pipefail
+
+want=(haproxy caddy socat openssl pebble pdns-server pdns-backend-sqlite3 dnsutils sqlite3 knot)
+missing=()
+for pkg in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "==> test peers already installed"
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing test peers: ${missing[*]}; install them with: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "==> installing test peers: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q "${missing[@]}"
