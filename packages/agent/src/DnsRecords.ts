@@ -4,6 +4,8 @@
  * server is configured, `layerMemory` serves tests.
  */
 import { Context, Data, Effect, Layer, Ref } from "effect"
+import * as dns from "node:dns"
+import * as net from "node:net"
 import { type Faults, noFaults } from "./Faults.js"
 
 export class DnsError extends Data.TaggedError("DnsError")<{
@@ -27,6 +29,37 @@ export interface DnsRecords {
 
 export const DnsRecords = Context.GenericTag<DnsRecords>("@mcp/agent/DnsRecords")
 
+/** DNS names compare case-insensitively: every layer keys records by lowercase, without the trailing dot. */
+export const normalizeName = (name: string): string => name.trim().toLowerCase().replace(/\.$/, "")
+
+/** `name` normalized, when it is `zone` or below it; records outside the zone are refused before any request. */
+export const nameInZone = (server: string, operation: string, name: string, zone: string): Effect.Effect<string, DnsError> => {
+  const record = normalizeName(name)
+  const origin = normalizeName(zone)
+  return record === origin || record.endsWith(`.${origin}`)
+    ? Effect.succeed(record)
+    : Effect.fail(new DnsError({ server, operation: `${operation} ${name}`, reason: `"${record}" is outside the zone ${origin}` }))
+}
+
+/**
+ * The IPv4 address an A record for `address` must carry: an IPv4 literal as is, a hostname
+ * resolved through the system resolver (an A record holding a name is useless to clients).
+ */
+export const resolveIPv4 = (server: string, record: string, address: string): Effect.Effect<string, DnsError> => {
+  const fail = (reason: string) => new DnsError({ server, operation: `put ${record}`, reason })
+  const trimmed = address.trim()
+  if (net.isIPv4(trimmed)) return Effect.succeed(trimmed)
+  if (net.isIPv6(trimmed)) return Effect.fail(fail(`an A record needs an IPv4 address, got the IPv6 address ${trimmed}`))
+  if (trimmed === "") return Effect.fail(fail("the node address is empty"))
+  return Effect.async<string, DnsError>((resume) => {
+    dns.lookup(trimmed, { family: 4 }, (error, resolved) => {
+      if (error !== null) {
+        resume(Effect.fail(fail(`the node address "${trimmed}" is not an IPv4 address and does not resolve to one (${error.code ?? error.message})`)))
+      } else resume(Effect.succeed(resolved))
+    })
+  })
+}
+
 export const makeMemory = (options: { readonly faults?: Faults; readonly name?: string } = {}) =>
   Effect.gen(function* () {
     const records = yield* Ref.make(new Map<string, string>())
@@ -37,14 +70,14 @@ export const makeMemory = (options: { readonly faults?: Faults; readonly name?: 
       put: (record, address) =>
         Effect.flatMap(faults.take("dns.put"), (f) =>
           f ? Effect.fail(new DnsError({ server: name, operation: `put ${record}`, reason: "injected fault" }))
-            : Ref.update(records, (m) => new Map(m).set(record, address))
+            : Ref.update(records, (m) => new Map(m).set(normalizeName(record), address))
         ),
       remove: (record) =>
         Effect.flatMap(faults.take("dns.remove"), (f) =>
           f ? Effect.fail(new DnsError({ server: name, operation: `remove ${record}`, reason: "injected fault" }))
             : Ref.update(records, (m) => {
                 const next = new Map(m)
-                next.delete(record)
+                next.delete(normalizeName(record))
                 return next
               })
         ),
