@@ -11,7 +11,14 @@ import type { AgentConfig } from "./AgentConfig.js"
 import * as AgentHandlers from "./AgentHandlers.js"
 import type { ContainerRuntime } from "./ContainerRuntime.js"
 import { NodeSettings } from "./ContainerPlan.js"
+import * as AcmeIssuer from "./AcmeIssuer.js"
+import * as CaddyRoutes from "./CaddyRoutes.js"
+import * as CertRenewer from "./CertRenewer.js"
+import type { CertIssuer } from "./CertIssuer.js"
 import * as DnsRecords from "./DnsRecords.js"
+import * as HaproxyRoutes from "./HaproxyRoutes.js"
+import * as PowerDnsRecords from "./PowerDnsRecords.js"
+import * as Rfc2136Records from "./Rfc2136Records.js"
 import * as DockerRuntime from "./DockerRuntime.js"
 import { Lifecycle } from "./Lifecycle.js"
 import * as LocalCaIssuer from "./LocalCaIssuer.js"
@@ -37,12 +44,80 @@ export const layerCore = <E, R>(config: AgentConfig, runtime: Layer.Layer<Contai
     stopTimeoutSeconds: config.stop_timeout_seconds
   })
   const ports = PortAllocator.layer({ min: config.ports.min, max: config.ports.max })
-  const adapters = Layer.mergeAll(runtime, ProxyRoutes.layerRecordOnly, DnsRecords.layerNone, LocalCaIssuer.layer(config.data_dir), settings)
+  const adapters = Layer.mergeAll(runtime, layerProxy(config), layerDns(config), layerCerts(config), settings)
   const lifecycle = Lifecycle.Default.pipe(Layer.provide(ports))
   return Layer.mergeAll(lifecycle, ServiceActors.Default).pipe(
     Layer.provideMerge(adapters),
     Layer.provideMerge(registry)
   )
+}
+
+const secretFile = (path: string) => Redacted.make(readFileSync(path, "utf8").trim())
+
+/** The proxy named in [proxy]; none records routes only. */
+export const layerProxy = (config: AgentConfig): Layer.Layer<ProxyRoutes.ProxyRoutes, ProxyRoutes.ProxyError> => {
+  const p = config.proxy
+  switch (p.kind) {
+    case "none":
+      return ProxyRoutes.layerRecordOnly
+    case "haproxy": {
+      const options = {
+        dir: p.dir,
+        masterSocket: p.master_socket,
+        statsSocket: p.stats_socket,
+        ...(p.bind === undefined ? {} : { bindAddress: p.bind }),
+        ...(p.backend_ca === undefined ? {} : { backendCaFile: p.backend_ca })
+      }
+      // The agent owns the config HAProxy runs with: make sure it exists before the first route.
+      return Layer.effect(ProxyRoutes.ProxyRoutes, Effect.zipRight(HaproxyRoutes.ensureConfig(options), HaproxyRoutes.make(options)))
+    }
+    case "caddy":
+      return CaddyRoutes.layer({
+        adminUrl: p.admin_url,
+        ...(p.bind === undefined ? {} : { listenerBind: p.bind }),
+        ...(p.backend_ca === undefined ? {} : { backendCaFile: p.backend_ca })
+      })
+  }
+}
+
+export const layerDns = (config: AgentConfig): Layer.Layer<DnsRecords.DnsRecords, DnsRecords.DnsError> => {
+  const d = config.dns
+  switch (d.kind) {
+    case "none":
+      return DnsRecords.layerNone
+    case "powerdns":
+      return PowerDnsRecords.layer({
+        apiUrl: d.api_url,
+        apiKey: secretFile(d.api_key_file),
+        zone: config.internal_zone,
+        ...(d.server === undefined ? {} : { server: d.server }),
+        ...(d.ttl === undefined ? {} : { ttl: d.ttl })
+      })
+    case "rfc2136":
+      return Rfc2136Records.layer({
+        server: d.server,
+        zone: config.internal_zone,
+        keyName: d.key_name,
+        keySecret: secretFile(d.key_secret_file),
+        ...(d.ttl === undefined ? {} : { ttl: d.ttl })
+      })
+  }
+}
+
+export const layerCerts = (config: AgentConfig): Layer.Layer<CertIssuer> => {
+  const c = config.certs
+  switch (c.kind) {
+    case "local-ca":
+      return LocalCaIssuer.layer(config.data_dir)
+    case "acme":
+      return AcmeIssuer.layer({
+        directoryUrl: c.directory_url,
+        dataDir: config.data_dir,
+        challenge: { kind: "http-01", serve: { port: c.http_port, ...(c.http_host === undefined ? {} : { host: c.http_host }) } },
+        ...(c.email === undefined ? {} : { email: c.email }),
+        ...(c.ca_bundle === undefined ? {} : { caBundle: readFileSync(c.ca_bundle, "utf8") })
+      })
+  }
 }
 
 export const layerAuthenticator = (config: AgentConfig) =>
@@ -90,11 +165,31 @@ export const layer = (config: AgentConfig) => {
   )
   return layerServer(config).pipe(
     Layer.provideMerge(layerMasterLink(config)),
+    Layer.provideMerge(layerCertRenewal),
     Layer.provideMerge(resume),
     Layer.provideMerge(core),
     Layer.provide(NodeContext.layer)
   )
 }
+
+/**
+ * Renews route certificates before they expire (30 days before, checked twice a day); each
+ * renewal runs in its service's actor so it never races a deploy of that service.
+ */
+export const layerCertRenewal = Layer.scopedDiscard(
+  Effect.gen(function* () {
+    const registry = yield* Registry
+    const lifecycle = yield* Lifecycle
+    const actors = yield* ServiceActors
+    yield* Effect.forkScoped(
+      CertRenewer.runRenewer({
+        every: "12 hours",
+        list: registry.certificates,
+        renew: (cert) => actors.submit(cert.service, lifecycle.renewCertificate(cert.hostname))
+      })
+    )
+  })
+)
 
 /** Registers and heartbeats with the master when the config names one; a fiber for the agent's life. */
 export const layerMasterLink = (config: AgentConfig) => {

@@ -43,9 +43,69 @@ export const AgentConfig = Schema.Struct({
     }).pipe(Schema.filter((p) => (p.min < p.max ? true : { path: ["max"], message: `max (${p.max}) must be above min (${p.min})` }))),
     { exact: true, default: () => ({ min: 10000, max: 60000, bind: "127.0.0.1" }) }
   ),
-  proxy: Schema.optionalWith(Schema.Struct({ kind: Schema.Literal("none") }), { exact: true, default: () => ({ kind: "none" as const }) }),
-  certs: Schema.optionalWith(Schema.Struct({ kind: Schema.Literal("local-ca") }), { exact: true, default: () => ({ kind: "local-ca" as const }) }),
-  dns: Schema.optionalWith(Schema.Struct({ kind: Schema.Literal("none") }), { exact: true, default: () => ({ kind: "none" as const }) }),
+  /** The node's TLS proxy. Without one, routes are only recorded. */
+  proxy: Schema.optionalWith(
+    Schema.Union(
+      Schema.Struct({ kind: Schema.Literal("none") }),
+      Schema.Struct({
+        kind: Schema.Literal("haproxy"),
+        /** Agent-owned: haproxy.cfg, maps, crt-lists, certificates. */
+        dir: Schema.String,
+        master_socket: Schema.String,
+        stats_socket: Schema.String,
+        bind: Schema.optionalWith(Schema.String, { exact: true }),
+        /** CA that re-encrypted (backend_tls) backends are verified against. */
+        backend_ca: Schema.optionalWith(Schema.String, { exact: true })
+      }),
+      Schema.Struct({
+        kind: Schema.Literal("caddy"),
+        admin_url: Schema.String,
+        bind: Schema.optionalWith(Schema.String, { exact: true }),
+        backend_ca: Schema.optionalWith(Schema.String, { exact: true })
+      })
+    ),
+    { exact: true, default: () => ({ kind: "none" as const }) }
+  ),
+  /** Where route certificates come from. The embedded default is a local CA in data_dir. */
+  certs: Schema.optionalWith(
+    Schema.Union(
+      Schema.Struct({ kind: Schema.Literal("local-ca") }),
+      Schema.Struct({
+        kind: Schema.Literal("acme"),
+        directory_url: Schema.String,
+        email: Schema.optionalWith(Schema.String, { exact: true }),
+        /** http-01: the port the challenge server listens on (80 behind a public name). */
+        http_port: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 65535)), { exact: true, default: () => 80 }),
+        http_host: Schema.optionalWith(Schema.String, { exact: true }),
+        /** PEM file trusted for the ACME server's own TLS (an internal CA, pebble in tests). */
+        ca_bundle: Schema.optionalWith(Schema.String, { exact: true })
+      })
+    ),
+    { exact: true, default: () => ({ kind: "local-ca" as const }) }
+  ),
+  /** The DNS server that gets `<service>.<internal zone>` A records. */
+  dns: Schema.optionalWith(
+    Schema.Union(
+      Schema.Struct({ kind: Schema.Literal("none") }),
+      Schema.Struct({
+        kind: Schema.Literal("powerdns"),
+        api_url: Schema.String,
+        /** A file holding the API key (kept out of the config and the logs). */
+        api_key_file: Schema.String,
+        server: Schema.optionalWith(Schema.String, { exact: true }),
+        ttl: Schema.optionalWith(Schema.Int, { exact: true })
+      }),
+      Schema.Struct({
+        kind: Schema.Literal("rfc2136"),
+        server: Schema.String,
+        key_name: Schema.String,
+        /** A file holding the base64 TSIG secret (hmac-sha256). */
+        key_secret_file: Schema.String,
+        ttl: Schema.optionalWith(Schema.Int, { exact: true })
+      })
+    ),
+    { exact: true, default: () => ({ kind: "none" as const }) }
+  ),
   master: Schema.optionalWith(
     Schema.Struct({ addresses: Schema.Array(Node.NodeAddress), token_file: Schema.String }),
     { exact: true }

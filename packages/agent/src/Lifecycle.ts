@@ -25,6 +25,20 @@ const describe = (e: unknown): string =>
 const isRetryable = (e: unknown): boolean =>
   typeof e === "object" && e !== null && "retryable" in e ? Boolean(e.retryable) : typeof e === "object" && e !== null && "_tag" in e && e._tag !== "Unhealthy" && e._tag !== "PortsExhausted" && e._tag !== "ImageNotFound"
 
+/** Names the external system behind an adapter error, for PeerFailed. */
+const peerOf = (e: unknown): string => {
+  if (typeof e !== "object" || e === null || !("_tag" in e)) return "agent"
+  const fields = e as { _tag: string; proxy?: string; server?: string; issuer?: string }
+  switch (fields._tag) {
+    case "ProxyError": return fields.proxy ?? "proxy"
+    case "DnsError": return fields.server ?? "DNS server"
+    case "CertError": return fields.issuer ?? "certificate issuer"
+    case "RuntimeError": case "ContainerNotFound": case "ImageNotFound": return "container engine"
+    case "SqlError": return "registry"
+    default: return "agent"
+  }
+}
+
 interface RouteSnapshot {
   readonly listener: number
   readonly hostname: string
@@ -473,7 +487,7 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
       })
 
     const peerFailure = (service: string, operation: string) => (e: unknown) =>
-      new Errors.PeerFailed({ peer: service, operation, reason: describe(e), retryable: isRetryable(e) })
+      new Errors.PeerFailed({ peer: peerOf(e), operation: `${operation} ${service}`, reason: describe(e), retryable: isRetryable(e) })
 
     const stop = (service: string) =>
       Effect.gen(function* () {
@@ -531,6 +545,23 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
       }).pipe(Effect.mapError((e) => (e instanceof Errors.ServiceNotFound ? e : peerFailure(service, "undeploy")(e))))
 
     // -------------------------------------------------------------------------------------------
+    // Certificate renewal: a new certificate, pushed to the routes that serve the hostname,
+    // then the old one deleted. Routes keep serving throughout (put replaces in place).
+
+    const renewCertificate = (hostname: string) =>
+      Effect.gen(function* () {
+        const current = (yield* registry.certificates).find((c) => c.hostname === hostname)
+        if (current === undefined) return
+        const fresh = yield* certs.issue(hostname)
+        yield* registry.putCertificate({ ...fresh, service: current.service })
+        for (const r of yield* recordedRoutes(current.service)) {
+          if (r.hostname === hostname) yield* putRoute(current.service, { ...r, tlsCert: fresh.certPath, tlsKey: fresh.keyPath })
+        }
+        yield* certs.revoke({ hostname, certPath: current.certPath, keyPath: current.keyPath, serial: current.serial, notAfter: current.notAfter })
+        yield* event("cert", current.service, `renewed the certificate for ${hostname} (serial ${fresh.serial}, valid until ${fresh.notAfter})`)
+      })
+
+    // -------------------------------------------------------------------------------------------
     // Start-up: close what a previous run left open.
 
     /**
@@ -538,8 +569,10 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
      * idempotent). Then containers that belong to no committed deploy are removed.
      */
     const resumeOpenWork = Effect.gen(function* () {
+      // Deploys are compensated first: until then their containers may hold the host ports a
+      // stop/start/undeploy finished below needs (an in-place redeploy reuses the old ports).
       const open = yield* registry.sagasIn("running")
-      for (const saga of open) {
+      for (const saga of [...open.filter((s) => s.kind === "deploy"), ...open.filter((s) => s.kind !== "deploy")]) {
         const close: Effect.Effect<void, unknown> = saga.kind === "deploy"
             ? Effect.flatMap(compensateSaga(saga.id), (failures) => (failures.length > 0 ? Effect.fail(failures.join("; ")) : Effect.void))
             : Effect.gen(function* () {
@@ -574,6 +607,6 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
       for (const p of yield* registry.ports) if (p.sagaId !== undefined && !running.has(p.sagaId)) yield* registry.releaseSagaPorts(p.sagaId)
     })
 
-    return { deploy, status, ps, stop, start, restart, undeploy, resumeOpenWork, relaunchRecorded, bringUp } as const
+    return { deploy, status, ps, stop, start, restart, undeploy, resumeOpenWork, relaunchRecorded, bringUp, renewCertificate } as const
   })
 }) {}
