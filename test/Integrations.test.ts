@@ -6,7 +6,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import Database from "better-sqlite3"
+import { Pki } from "@mcp/rpc"
+import { Effect } from "effect"
 import { spawnSync } from "node:child_process"
+import * as http from "node:http"
 import * as dns from "node:dns"
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import * as https from "node:https"
@@ -155,6 +158,25 @@ describe("deploys through HAProxy, PowerDNS and a CA", () => {
     expect(await viaProxy("acme-web.svc.mcp.internal", listener, await pebble.issuingRoot())).toBe("acme")
     await cli(["undeploy", "acme-web", ...node])
   }, 120_000)
+
+  it("mcp route add/list/remove manages a manual route in the node's proxy", async () => {
+    const backend = http.createServer((_, res) => res.end("manual backend\n"))
+    await new Promise<void>((r) => backend.listen(0, "127.0.0.1", () => r()))
+    const backendPort = (backend.address() as { port: number }).port
+    try {
+      const cert = await Effect.runPromise(Pki.issueCertificate(fleet.caDir, "manual", { ips: [], dns: ["manual.example.com"], usage: "server" }))
+      const listener = await LocalFleet.freePort()
+      const node = ["-n", agents.local.node[2]!, "--direct"]
+      await cli(["route", "add", `:${listener}`, "manual.example.com", `127.0.0.1:${backendPort}`, "--mode", "l7", "--tls-cert", cert.certPath, "--tls-key", cert.keyPath, ...node])
+      const listed = JSON.parse(await cli(["route", "list", "--json", ...node]))
+      expect(listed).toContainEqual(expect.objectContaining({ listener, hostname: "manual.example.com", backend: `127.0.0.1:${backendPort}`, mode: "l7" }))
+      expect(await viaProxy("manual.example.com", listener, readFileSync(join(fleet.caDir, "ca.crt"), "utf8"))).toBe("manual backend")
+      await cli(["route", "remove", `:${listener}`, "manual.example.com", ...node])
+      expect(JSON.parse(await cli(["route", "list", "--json", ...node]))).not.toContainEqual(expect.objectContaining({ hostname: "manual.example.com" }))
+    } finally {
+      backend.close()
+    }
+  }, 60_000)
 
   it("a peer that is down fails the deploy, names it, leaves nothing behind, and the next deploy succeeds once it is back", async () => {
     const localCa = () => readFileSync(join(fleet.dir, "local", "ca", "ca.crt"), "utf8")

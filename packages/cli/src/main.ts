@@ -4,13 +4,14 @@ import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
 import { ca } from "./commands/Ca.js"
 import { agent, node, sync, tree } from "./commands/Fleet.js"
+import { route } from "./commands/Route.js"
 import { deploy, events, logs, ps, restart, start, status, stop, undeploy } from "./commands/Service.js"
 import { token } from "./commands/Token.js"
 import { validate } from "./commands/Validate.js"
 
 const mcp = Command.make("mcp").pipe(
   Command.withDescription("MCP: deploy and run containers on a small fleet of nodes"),
-  Command.withSubcommands([deploy, stop, start, restart, undeploy, ps, status, logs, events, sync, node, tree, agent, validate, ca, token])
+  Command.withSubcommands([deploy, stop, start, restart, undeploy, ps, status, logs, events, sync, node, tree, agent, route, validate, ca, token])
 )
 
 const cli = Command.run(mcp, { name: "mcp", version: "0.1.0" })

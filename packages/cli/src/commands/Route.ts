@@ -1,0 +1,82 @@
+/**
+ * `mcp route list|add|remove`: manual routes in a node's TLS proxy, for things MCP does not
+ * deploy. `--node` takes a node name (looked up through the master) or, with --direct, the
+ * agent's host:port.
+ */
+import { Args, Command, Options } from "@effect/cli"
+import { Console, Effect, Option } from "effect"
+import { describeError, fail, table } from "../Output.js"
+import * as Common from "./Common.js"
+
+const report = <A, E, R>(effect: Effect.Effect<A, E, R>) => effect.pipe(Effect.catchAll((e) => fail(describeError(e))), Effect.scoped)
+
+const nodeName = Options.text("node").pipe(Options.withAlias("n"), Options.withDescription("the node (a name; with --direct, host:port of its agent)"))
+
+/** The agent behind --node: by name through the master, or directly by address. */
+const agentFor = (config: Option.Option<string>, node: string, direct: boolean) =>
+  Effect.gen(function* () {
+    const cfg = yield* Common.loadConfig(config)
+    if (direct) return yield* Common.agentClient(cfg, Option.some(node))
+    const nodes = yield* (yield* Common.masterClient(cfg)).NodesList()
+    const found = nodes.find((n) => n.info.name === node)
+    if (found === undefined) return yield* Effect.fail(new Common.UsageError(`the master knows no node "${node}"; see mcp node list`))
+    return yield* Common.agentClient(cfg, Option.some(found.info.addresses[0]!))
+  })
+
+/** ":443" or "443" -> 443 */
+const listenerOf = (text: string) => {
+  const port = Number(text.replace(/^.*:/, ""))
+  return Number.isInteger(port) && port >= 1 && port <= 65535 ? Effect.succeed(port) : Effect.fail(new Common.UsageError(`listener "${text}" must be a port such as :443`))
+}
+
+const list = Command.make("list", { node: nodeName, config: Common.config, direct: Common.direct, json: Common.json }, (o) =>
+  report(Effect.gen(function* () {
+    const routes = yield* (yield* agentFor(o.config, o.node, o.direct)).ProxyRoutesList()
+    if (o.json) return yield* Console.log(JSON.stringify(routes, null, 2))
+    yield* Console.log(table(["LISTENER", "HOSTNAME", "BACKEND", "MODE", "BACKEND TLS", "SERVICE"],
+      routes.map((r) => [String(r.listener), r.hostname, r.backend, r.mode, r.backendTls ? "yes" : "no", r.service ?? "(manual)"])))
+  }))
+).pipe(Command.withDescription("list the routes in a node's proxy"))
+
+const add = Command.make(
+  "add",
+  {
+    listener: Args.text({ name: "listener" }),
+    hostname: Args.text({ name: "hostname" }),
+    backend: Args.text({ name: "backend" }),
+    mode: Options.choice("mode", ["l4", "l7"]).pipe(Options.withDefault("l7" as const)),
+    backendTls: Options.boolean("backend-tls"),
+    tlsCert: Options.text("tls-cert").pipe(Options.withDescription("L7: the certificate file (full chain) on the node"), Options.optional),
+    tlsKey: Options.text("tls-key").pipe(Options.withDescription("L7: the key file on the node"), Options.optional),
+    node: nodeName,
+    config: Common.config,
+    direct: Common.direct
+  },
+  (o) =>
+    report(Effect.gen(function* () {
+      const listener = yield* listenerOf(o.listener)
+      const agent = yield* agentFor(o.config, o.node, o.direct)
+      yield* agent.ProxyRoutesAdd({
+        route: {
+          listener,
+          hostname: o.hostname as never,
+          backend: o.backend,
+          mode: o.mode,
+          backendTls: o.backendTls,
+          ...Option.match(o.tlsCert, { onNone: () => ({}), onSome: (tlsCert) => ({ tlsCert }) }),
+          ...Option.match(o.tlsKey, { onNone: () => ({}), onSome: (tlsKey) => ({ tlsKey }) })
+        }
+      })
+      yield* Console.log(`route ${o.hostname}:${listener} -> ${o.backend} (${o.mode}${o.backendTls ? ", backend TLS" : ""}) added on ${o.node}`)
+    }))
+).pipe(Command.withDescription("add (or replace) a route: mcp route add -n rift :443 app.example.com 127.0.0.1:8080 --mode l7 --tls-cert .. --tls-key .."))
+
+const remove = Command.make("remove", { listener: Args.text({ name: "listener" }), hostname: Args.text({ name: "hostname" }), node: nodeName, config: Common.config, direct: Common.direct }, (o) =>
+  report(Effect.gen(function* () {
+    const listener = yield* listenerOf(o.listener)
+    yield* (yield* agentFor(o.config, o.node, o.direct)).ProxyRoutesRemove({ listener, hostname: o.hostname })
+    yield* Console.log(`route ${o.hostname}:${listener} removed on ${o.node}`)
+  }))
+).pipe(Command.withDescription("remove a route"))
+
+export const route = Command.make("route").pipe(Command.withSubcommands([list, add, remove]), Command.withDescription("manual routes in a node's TLS proxy"))

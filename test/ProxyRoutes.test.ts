@@ -1,0 +1,326 @@
+// The real proxy adapters: the ProxyRoutes contract on HAProxy 2.6 and Caddy 2.6 (started by the
+// harness), plus real TLS traffic through them to tiny node backends on loopback.
+import { assert, describe, expect, it } from "@effect/vitest"
+import { Pki } from "@mcp/rpc"
+import { Effect, Either, Fiber, Layer } from "effect"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import * as http from "node:http"
+import * as https from "node:https"
+import { tmpdir } from "node:os"
+import * as path from "node:path"
+import type * as tls from "node:tls"
+import * as CaddyRoutes from "../packages/agent/src/CaddyRoutes.js"
+import * as HaproxyRoutes from "../packages/agent/src/HaproxyRoutes.js"
+import { ProxyError } from "../packages/agent/src/ProxyRoutes.js"
+import { freePort } from "../packages/agent/test/ContainerRuntimeContract.js"
+import { makeRoute, proxyRoutesContract } from "../packages/agent/test/ProxyRoutesContract.js"
+import { scopedCaddy } from "./support/Caddy.js"
+import { scopedHaproxy } from "./support/Haproxy.js"
+
+proxyRoutesContract(
+  "HAProxy",
+  () => Layer.unwrapScoped(Effect.map(scopedHaproxy(), (h) => HaproxyRoutes.layer(h.options))),
+  { l4: true }
+)
+
+proxyRoutesContract(
+  "Caddy",
+  () => Layer.unwrapScoped(Effect.map(scopedCaddy, (c) => CaddyRoutes.layer({ adminUrl: c.adminUrl, listenerBind: "127.0.0.1" }))),
+  { l4: false }
+)
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures: a throwaway CA, node backends, and a client that speaks TLS with a chosen SNI.
+
+const CA_NAME = "MCP proxy test CA"
+
+/** A CA in a temporary directory; `issue` gives a full-chain certificate for one hostname. */
+const scopedPki = Effect.gen(function*() {
+  const dir = yield* Effect.acquireRelease(
+    Effect.sync(() => mkdtempSync(path.join(tmpdir(), "mcp-proxy-pki-"))),
+    (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
+  )
+  const caDir = path.join(dir, "ca")
+  const ca = yield* Pki.initCa(caDir, { commonName: CA_NAME })
+  const caPem = readFileSync(ca.certPath, "utf8")
+  const issue = (hostname: string, name: string = hostname) =>
+    Pki.issueCertificate(caDir, name, { ips: [], dns: [hostname], usage: "server", outDir: path.join(dir, "leaf") })
+  return { caPath: ca.certPath, caPem, issue }
+}).pipe(Effect.orDie)
+
+/** An HTTP (or HTTPS, given a certificate) server on 127.0.0.1 answering `<name> <host header>`. */
+const scopedBackend = (name: string, tlsFiles?: { readonly certPath: string; readonly keyPath: string }) =>
+  Effect.acquireRelease(
+    Effect.async<{ readonly port: number; readonly server: http.Server }>((resume) => {
+      const handler: http.RequestListener = (req, res) => res.end(`${name} ${req.headers.host ?? ""}`)
+      const server = tlsFiles === undefined
+        ? http.createServer(handler)
+        : https.createServer({ cert: readFileSync(tlsFiles.certPath), key: readFileSync(tlsFiles.keyPath) }, handler)
+      server.listen(0, "127.0.0.1", () => {
+        const address = server.address()
+        resume(Effect.succeed({ port: typeof address === "object" && address !== null ? address.port : 0, server }))
+      })
+    }),
+    ({ server }) =>
+      Effect.async<void>((resume) => {
+        server.closeAllConnections()
+        server.close(() => resume(Effect.void))
+      })
+  )
+
+interface Answer {
+  readonly status: number
+  readonly body: string
+  readonly issuer: string
+  readonly serial: string
+}
+
+/** GET https://<hostname>:<listener>/ against 127.0.0.1 with SNI `hostname`, trusting only `ca`. */
+const get = (listener: number, hostname: string, ca: string, hostHeader?: string): Effect.Effect<Answer, Error> =>
+  Effect.async((resume) => {
+    const req = https.get(
+      { host: "127.0.0.1", port: listener, servername: hostname, headers: { host: hostHeader ?? `${hostname}:${listener}` }, ca, agent: false, timeout: 3000 },
+      (res) => {
+        const peer = (res.socket as tls.TLSSocket).getPeerCertificate()
+        let body = ""
+        res.setEncoding("utf8")
+        res.on("data", (chunk: string) => (body += chunk))
+        res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, body, issuer: [peer.issuer?.CN ?? ""].flat().join(","), serial: peer.serialNumber ?? "" })))
+      }
+    )
+    req.on("timeout", () => req.destroy(new Error("timeout")))
+    req.on("error", (e) => resume(Effect.fail(e)))
+  })
+
+/** True when the proxy no longer serves the name: 404, or the handshake / connection is refused. */
+const notServed = (listener: number, hostname: string, ca: string) =>
+  Effect.map(Effect.either(get(listener, hostname, ca)), (r) => Either.isLeft(r) || r.right.status === 404)
+
+// ---------------------------------------------------------------------------------------------
+
+describe("HAProxy routes with real traffic", () => {
+  it.scopedLive("an L7 route reaches the backend with a certificate from our CA; other Hosts get 404", () =>
+    Effect.gen(function*() {
+      const pki = yield* scopedPki
+      const h = yield* scopedHaproxy()
+      const proxy = yield* HaproxyRoutes.make(h.options)
+      const backend = yield* scopedBackend("one")
+      const listener = yield* freePort
+      const cert = yield* Effect.orDie(pki.issue("app1.test"))
+      yield* proxy.put(makeRoute({ listener, hostname: "app1.test", backend: `127.0.0.1:${backend.port}`, mode: "l7", tlsCert: cert.certPath, tlsKey: cert.keyPath }))
+
+      const answer = yield* get(listener, "app1.test", pki.caPem)
+      expect(answer).toMatchObject({ status: 200, body: `one app1.test:${listener}`, issuer: CA_NAME, serial: cert.serial })
+      const wrongHost = yield* get(listener, "app1.test", pki.caPem, "nobody.test")
+      expect(wrongHost.status).toBe(404)
+      // An unknown SNI name gets no certificate at all (strict-sni).
+      expect(Either.isLeft(yield* Effect.either(get(listener, "nobody.test", pki.caPem)))).toBe(true)
+
+      // A new certificate for the route is served at once (runtime API: set + commit ssl cert).
+      const renewed = yield* Effect.orDie(pki.issue("app1.test", "app1-renewed"))
+      yield* proxy.put(makeRoute({ listener, hostname: "app1.test", backend: `127.0.0.1:${backend.port}`, mode: "l7", tlsCert: renewed.certPath, tlsKey: renewed.keyPath }))
+      expect(yield* get(listener, "app1.test", pki.caPem)).toMatchObject({ status: 200, serial: renewed.serial })
+    }))
+
+  it.scopedLive("an L4 route passes TLS through to the backend's own certificate", () =>
+    Effect.gen(function*() {
+      const pki = yield* scopedPki
+      const h = yield* scopedHaproxy()
+      const proxy = yield* HaproxyRoutes.make(h.options)
+      const backendCert = yield* Effect.orDie(pki.issue("pass.test"))
+      const backend = yield* scopedBackend("tls-backend", backendCert)
+      const plain = yield* scopedBackend("plain")
+      const listener = yield* freePort
+      const l7Cert = yield* Effect.orDie(pki.issue("web.test"))
+      yield* proxy.put(makeRoute({ listener, hostname: "web.test", backend: `127.0.0.1:${plain.port}`, mode: "l7", tlsCert: l7Cert.certPath, tlsKey: l7Cert.keyPath }))
+      yield* proxy.put(makeRoute({ listener, hostname: "pass.test", backend: `127.0.0.1:${backend.port}`, mode: "l4" }))
+
+      // The certificate is the backend's own: HAProxy did not terminate TLS.
+      expect(yield* get(listener, "pass.test", pki.caPem)).toMatchObject({ status: 200, body: `tls-backend pass.test:${listener}`, serial: backendCert.serial })
+      expect(yield* get(listener, "web.test", pki.caPem)).toMatchObject({ status: 200, body: `plain web.test:${listener}`, serial: l7Cert.serial })
+    }))
+
+  it.scopedLive("an L7 route to a TLS backend re-encrypts and verifies it against the configured CA", () =>
+    Effect.gen(function*() {
+      const pki = yield* scopedPki
+      const h = yield* scopedHaproxy({ backendCaFile: pki.caPath })
+      const proxy = yield* HaproxyRoutes.make(h.options)
+      const backendCert = yield* Effect.orDie(pki.issue("secure.test"))
+      const backend = yield* scopedBackend("reencrypted", backendCert)
+      const listener = yield* freePort
+      const frontCert = yield* Effect.orDie(pki.issue("secure.test", "secure-front"))
+      yield* proxy.put(makeRoute({ listener, hostname: "secure.test", backend: `127.0.0.1:${backend.port}`, mode: "l7", backendTls: true, tlsCert: frontCert.certPath, tlsKey: frontCert.keyPath }))
+      expect(yield* get(listener, "secure.test", pki.caPem)).toMatchObject({ status: 200, body: `reencrypted secure.test:${listener}`, serial: frontCert.serial })
+    }))
+
+  it.scopedLive("after remove the host is no longer served; the last route closes the listener", () =>
+    Effect.gen(function*() {
+      const pki = yield* scopedPki
+      const h = yield* scopedHaproxy()
+      const proxy = yield* HaproxyRoutes.make(h.options)
+      const backend = yield* scopedBackend("one")
+      const listener = yield* freePort
+      for (const name of ["gone.test", "stays.test"]) {
+        const cert = yield* Effect.orDie(pki.issue(name))
+        yield* proxy.put(makeRoute({ listener, hostname: name, backend: `127.0.0.1:${backend.port}`, mode: "l7", tlsCert: cert.certPath, tlsKey: cert.keyPath }))
+      }
+      expect((yield* get(listener, "gone.test", pki.caPem)).status).toBe(200)
+      yield* proxy.remove(listener, "gone.test")
+      expect(yield* notServed(listener, "gone.test", pki.caPem)).toBe(true)
+      expect((yield* get(listener, "stays.test", pki.caPem)).status).toBe(200)
+      yield* proxy.remove(listener, "stays.test")
+      expect(yield* notServed(listener, "stays.test", pki.caPem)).toBe(true)
+      expect(yield* proxy.list).toEqual([])
+    }))
+
+  it.scopedLive("routes survive an HAProxy restart (killed by pid, started again from the same directory)", () =>
+    Effect.gen(function*() {
+      const pki = yield* scopedPki
+      const h = yield* scopedHaproxy()
+      const proxy = yield* HaproxyRoutes.make(h.options)
+      const plain = yield* scopedBackend("plain")
+      const passCert = yield* Effect.orDie(pki.issue("pass.test"))
+      const passBackend = yield* scopedBackend("tls-backend", passCert)
+      const listener = yield* freePort
+      const webCert = yield* Effect.orDie(pki.issue("web.test"))
+      yield* proxy.put(makeRoute({ listener, hostname: "web.test", backend: `127.0.0.1:${plain.port}`, mode: "l7", tlsCert: webCert.certPath, tlsKey: webCert.keyPath }))
+      yield* proxy.put(makeRoute({ listener, hostname: "pass.test", backend: `127.0.0.1:${passBackend.port}`, mode: "l4" }))
+      const before = [yield* get(listener, "web.test", pki.caPem), yield* get(listener, "pass.test", pki.caPem)]
+
+      const oldPid = h.pid()
+      yield* Effect.promise(() => h.stop())
+      expect(Either.isLeft(yield* Effect.either(get(listener, "web.test", pki.caPem)))).toBe(true)
+      yield* Effect.promise(() => h.start())
+      expect(h.pid()).not.toBe(oldPid)
+
+      const after = [yield* get(listener, "web.test", pki.caPem), yield* get(listener, "pass.test", pki.caPem)]
+      expect(after).toEqual(before)
+      // The runtime API of the new process takes changes too.
+      yield* proxy.remove(listener, "pass.test")
+      expect(yield* notServed(listener, "pass.test", pki.caPem)).toBe(true)
+    }))
+
+  it.scopedLive("switching the backend (and a reload for a new listener) under a steady request loop fails no request", () =>
+    Effect.gen(function*() {
+      const pki = yield* scopedPki
+      const h = yield* scopedHaproxy()
+      const proxy = yield* HaproxyRoutes.make(h.options)
+      const one = yield* scopedBackend("one")
+      const two = yield* scopedBackend("two")
+      const listener = yield* freePort
+      const other = yield* freePort
+      const cert = yield* Effect.orDie(pki.issue("app.test"))
+      const route = (port: number, on = listener) =>
+        makeRoute({ listener: on, hostname: "app.test", backend: `127.0.0.1:${port}`, mode: "l7", tlsCert: cert.certPath, tlsKey: cert.keyPath })
+      yield* proxy.put(route(one.port))
+
+      // 200 requests, one new TLS connection each, about 10 ms apart.
+      const loop = yield* Effect.fork(
+        Effect.forEach(Array.from({ length: 200 }, (_, i) => i), () =>
+          get(listener, "app.test", pki.caPem).pipe(
+            Effect.map((a) => (a.status === 200 ? a.body.split(" ")[0]! : `status ${a.status}`)),
+            Effect.catchAll((e) => Effect.succeed(`error ${e.message}`)),
+            Effect.zipLeft(Effect.sleep("10 millis"))
+          ))
+      )
+      yield* Effect.sleep("600 millis")
+      yield* proxy.put(route(one.port, other)) // a new listener: config rewrite + reload
+      yield* Effect.sleep("600 millis")
+      yield* proxy.put(route(two.port))
+      const results = yield* Fiber.join(loop)
+
+      const failures = results.filter((r) => r !== "one" && r !== "two")
+      expect(failures).toEqual([])
+      expect(results[0]).toBe("one")
+      expect(results.at(-1)).toBe("two")
+      const switchedAt = results.indexOf("two")
+      expect(results.slice(switchedAt).every((r) => r === "two")).toBe(true)
+    }), { timeout: 30_000 })
+
+  it.scopedLive("a listener port held by another process fails the put and HAProxy keeps serving", () =>
+    Effect.gen(function*() {
+      const pki = yield* scopedPki
+      const h = yield* scopedHaproxy()
+      const proxy = yield* HaproxyRoutes.make(h.options)
+      const backend = yield* scopedBackend("one")
+      const listener = yield* freePort
+      const cert = yield* Effect.orDie(pki.issue("app.test"))
+      const route = (on: number) =>
+        makeRoute({ listener: on, hostname: "app.test", backend: `127.0.0.1:${backend.port}`, mode: "l7", tlsCert: cert.certPath, tlsKey: cert.keyPath })
+      yield* proxy.put(route(listener))
+      const squatter = yield* scopedBackend("squatter")
+
+      const error = yield* Effect.flip(proxy.put(route(squatter.port)))
+      assert.instanceOf(error, ProxyError)
+      expect(error.reason).toMatch(/already in use/)
+      expect((yield* get(listener, "app.test", pki.caPem)).status).toBe(200)
+      expect((yield* proxy.list).map((r) => r.listener)).toEqual([listener])
+    }))
+
+  it.scopedLive("with HAProxy down, put fails with a ProxyError naming haproxy", () =>
+    Effect.gen(function*() {
+      const pki = yield* scopedPki
+      const h = yield* scopedHaproxy()
+      const proxy = yield* HaproxyRoutes.make(h.options)
+      yield* Effect.promise(() => h.stop())
+      const cert = yield* Effect.orDie(pki.issue("app.test"))
+      const listener = yield* freePort
+      const error = yield* Effect.flip(
+        proxy.put(makeRoute({ listener, hostname: "app.test", backend: "127.0.0.1:9001", mode: "l7", tlsCert: cert.certPath, tlsKey: cert.keyPath }))
+      )
+      assert.instanceOf(error, ProxyError)
+      expect(error.proxy).toBe(`haproxy (${h.options.statsSocket})`)
+      expect(error.reason).toMatch(/^HAProxy is not running: connect (ENOENT|ECONNREFUSED)/)
+      expect(error.message).toContain("haproxy")
+      // Nothing was recorded: the route is not listed as if it were live.
+      expect(yield* proxy.list).toEqual([])
+    }))
+})
+
+describe("Caddy routes with real traffic", () => {
+  it.scopedLive("an L7 route reaches the backend with our CA's certificate; other Hosts get 404; remove takes it away", () =>
+    Effect.gen(function*() {
+      const pki = yield* scopedPki
+      const caddy = yield* scopedCaddy
+      const proxy = yield* CaddyRoutes.make({ adminUrl: caddy.adminUrl, listenerBind: "127.0.0.1" })
+      const backend = yield* scopedBackend("one")
+      const listener = yield* freePort
+      const cert = yield* Effect.orDie(pki.issue("app1.test"))
+      yield* proxy.put(makeRoute({ listener, hostname: "app1.test", backend: `127.0.0.1:${backend.port}`, mode: "l7", tlsCert: cert.certPath, tlsKey: cert.keyPath, service: "web" }))
+
+      expect(yield* get(listener, "app1.test", pki.caPem)).toMatchObject({ status: 200, body: `one app1.test:${listener}`, issuer: CA_NAME, serial: cert.serial })
+      expect((yield* get(listener, "app1.test", pki.caPem, "nobody.test")).status).toBe(404)
+      // Renewal in place (same file paths, new contents) is picked up by the next put.
+      const renewed = yield* Effect.orDie(pki.issue("app1.test"))
+      expect(renewed.serial).not.toBe(cert.serial)
+      yield* proxy.put(makeRoute({ listener, hostname: "app1.test", backend: `127.0.0.1:${backend.port}`, mode: "l7", tlsCert: cert.certPath, tlsKey: cert.keyPath, service: "web" }))
+      expect(yield* get(listener, "app1.test", pki.caPem)).toMatchObject({ status: 200, serial: renewed.serial })
+      yield* proxy.remove(listener, "app1.test")
+      expect(yield* notServed(listener, "app1.test", pki.caPem)).toBe(true)
+    }))
+
+  it.scopedLive("an L4 route is a typed error that points to HAProxy", () =>
+    Effect.gen(function*() {
+      const caddy = yield* scopedCaddy
+      const proxy = yield* CaddyRoutes.make({ adminUrl: caddy.adminUrl, listenerBind: "127.0.0.1" })
+      const listener = yield* freePort
+      const error = yield* Effect.flip(proxy.put(makeRoute({ listener, hostname: "pass.test", backend: "127.0.0.1:9001", mode: "l4" })))
+      assert.instanceOf(error, ProxyError)
+      expect(error.proxy).toBe(`caddy (${caddy.adminUrl})`)
+      expect(error.reason).toContain("Caddy cannot pass TLS through")
+      expect(error.reason).toContain(`[proxy] kind = "haproxy"`)
+    }))
+
+  it.scopedLive("with Caddy down, put fails with a ProxyError naming caddy", () =>
+    Effect.gen(function*() {
+      const pki = yield* scopedPki
+      const port = yield* freePort
+      const proxy = yield* CaddyRoutes.make({ adminUrl: `http://127.0.0.1:${port}` })
+      const cert = yield* Effect.orDie(pki.issue("app.test"))
+      const error = yield* Effect.flip(
+        proxy.put(makeRoute({ listener: port, hostname: "app.test", backend: "127.0.0.1:9001", mode: "l7", tlsCert: cert.certPath, tlsKey: cert.keyPath }))
+      )
+      expect(error.reason).toMatch(/^Caddy is not running: connect ECONNREFUSED/)
+      expect(error.message).toContain("caddy")
+    }))
+})
