@@ -21,6 +21,7 @@ import { mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as AgentHandlers from "../packages/agent/src/AgentHandlers.js"
+import { BootSequencer } from "../packages/agent/src/BootSequencer.js"
 import * as CertIssuer from "../packages/agent/src/CertIssuer.js"
 import { ContainerRuntime } from "../packages/agent/src/ContainerRuntime.js"
 import { NodeSettings } from "../packages/agent/src/ContainerPlan.js"
@@ -44,7 +45,9 @@ const main = (socketPath: string, dir: string) =>
     const ca = readFileSync(join(dir, "ca", "ca.crt"), "utf8")
     const token = "bench-token"
 
-    const core = Layer.mergeAll(Lifecycle.Default.pipe(Layer.provide(PortAllocator.layer({ min: 20000, max: 60000 }))), ServiceActors.Default).pipe(
+    const lifecycle = Layer.mergeAll(Lifecycle.Default.pipe(Layer.provide(PortAllocator.layer({ min: 20000, max: 60000 }))), ServiceActors.Default)
+    const core = Layer.mergeAll(BootSequencer.Default, lifecycle).pipe(
+      Layer.provideMerge(lifecycle),
       Layer.provideMerge(Layer.mergeAll(
         DockerRuntime.layerSocket(socketPath),
         ProxyRoutes.layerRecordOnly,

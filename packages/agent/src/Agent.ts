@@ -4,7 +4,8 @@
  */
 import { NodeContext, NodeHttpClient } from "@effect/platform-node"
 import { AgentRpcs, AuthMiddleware, HttpAuthenticator, TokenFileAuthenticator, Transport } from "@mcp/rpc"
-import { Effect, Layer, Redacted } from "effect"
+import { Duration, Effect, Layer, Redacted } from "effect"
+import { ServiceDefinition } from "@mcp/domain"
 import { mkdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import type { AgentConfig } from "./AgentConfig.js"
@@ -12,6 +13,7 @@ import * as AgentHandlers from "./AgentHandlers.js"
 import type { ContainerRuntime } from "./ContainerRuntime.js"
 import { NodeSettings } from "./ContainerPlan.js"
 import * as AcmeIssuer from "./AcmeIssuer.js"
+import { BootSequencer } from "./BootSequencer.js"
 import * as CaddyRoutes from "./CaddyRoutes.js"
 import * as CertRenewer from "./CertRenewer.js"
 import type { CertIssuer } from "./CertIssuer.js"
@@ -46,7 +48,8 @@ export const layerCore = <E, R>(config: AgentConfig, runtime: Layer.Layer<Contai
   const ports = PortAllocator.layer({ min: config.ports.min, max: config.ports.max })
   const adapters = Layer.mergeAll(runtime, layerProxy(config), layerDns(config), layerCerts(config), settings)
   const lifecycle = Lifecycle.Default.pipe(Layer.provide(ports))
-  return Layer.mergeAll(lifecycle, ServiceActors.Default).pipe(
+  return Layer.mergeAll(BootSequencer.Default, lifecycle, ServiceActors.Default).pipe(
+    Layer.provideMerge(Layer.mergeAll(lifecycle, ServiceActors.Default)),
     Layer.provideMerge(adapters),
     Layer.provideMerge(registry)
   )
@@ -166,11 +169,40 @@ export const layer = (config: AgentConfig) => {
   return layerServer(config).pipe(
     Layer.provideMerge(layerMasterLink(config)),
     Layer.provideMerge(layerCertRenewal),
+    Layer.provideMerge(layerBoot(config)),
     Layer.provideMerge(resume),
     Layer.provideMerge(core),
     Layer.provide(NodeContext.layer)
   )
 }
+
+/** Runs the boot sequence (stages from [[boot.sequence]]) for the agent's life, after open work is closed. */
+export const layerBoot = (config: AgentConfig) =>
+  Layer.scopedDiscard(
+    Effect.flatMap(BootSequencer, (boot) =>
+      Effect.forkScoped(
+        boot.run({
+          checkInterval: Duration.millis(ServiceDefinition.durationMillis(config.boot.check_interval)),
+          restartAfter: config.boot.restart_after,
+          stages: config.boot.sequence.map((s) => ({
+            name: s.name,
+            services: s.services,
+            timeout: Duration.millis(ServiceDefinition.durationMillis(s.timeout)),
+            onFailure: s.on_failure,
+            checks: s.checks.map((c) => ({
+              service: c.service,
+              kind: c.kind,
+              ...(c.path === undefined ? {} : { path: c.path }),
+              ...(c.route === undefined ? {} : { route: c.route }),
+              ...(c.port === undefined ? {} : { port: c.port }),
+              ...(c.server === undefined ? {} : { server: c.server }),
+              ...(c.command === undefined ? {} : { command: c.command })
+            }))
+          }))
+        })
+      )
+    )
+  )
 
 /**
  * Renews route certificates before they expire (30 days before, checked twice a day); each

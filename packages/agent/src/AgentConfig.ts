@@ -2,10 +2,23 @@
  * The agent's configuration file (`mcp-agent.toml`), decoded with Schema: every problem is
  * reported as `path: message` before anything starts.
  */
-import { Names, Node, Validation } from "@mcp/domain"
+import { Names, Node, ServiceDefinition, Validation } from "@mcp/domain"
 import { Either, ParseResult, Schema } from "effect"
 
 const PortNumber = Schema.Int.pipe(Schema.between(1, 65535))
+
+/** The `[monitor]` table's defaults: watch every 10 s, report only, no automatic restarts. */
+export const MONITOR_DEFAULTS = {
+  interval: "10s",
+  reconcile: false,
+  flap_restarts: 5,
+  flap_window: "10m",
+  backoff_initial: "10s",
+  backoff_max: "5m",
+  stable_after: "10m"
+} as const
+
+const monitorDuration = (fallback: string) => Schema.optionalWith(ServiceDefinition.Duration, { exact: true, default: () => fallback })
 
 export const AgentConfig = Schema.Struct({
   node: Names.NodeName,
@@ -106,9 +119,56 @@ export const AgentConfig = Schema.Struct({
     ),
     { exact: true, default: () => ({ kind: "none" as const }) }
   ),
+  /** Health-gated start-up order, e.g. dns, then core, then management, then apps. */
+  boot: Schema.optionalWith(
+    Schema.Struct({
+      check_interval: Schema.optionalWith(ServiceDefinition.Duration, { exact: true, default: () => "5s" }),
+      restart_after: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 100)), { exact: true, default: () => 3 }),
+      sequence: Schema.optionalWith(
+        Schema.Array(Schema.Struct({
+          name: Schema.String,
+          services: Schema.Array(Names.ServiceName),
+          timeout: Schema.optionalWith(ServiceDefinition.Duration, { exact: true, default: () => "60s" }),
+          on_failure: Schema.optionalWith(Schema.Literal("wait", "continue"), { exact: true, default: () => "wait" as const }),
+          checks: Schema.optionalWith(
+            Schema.Array(Schema.Struct({
+              service: Names.ServiceName,
+              kind: Schema.Literal("http", "https", "tcp", "dns", "exec"),
+              path: Schema.optionalWith(Schema.String, { exact: true }),
+              route: Schema.optionalWith(Schema.String, { exact: true }),
+              port: Schema.optionalWith(PortNumber, { exact: true }),
+              server: Schema.optionalWith(Schema.String, { exact: true }),
+              command: Schema.optionalWith(Schema.Array(Schema.String), { exact: true })
+            })),
+            { exact: true, default: () => [] }
+          )
+        })),
+        { exact: true, default: () => [] }
+      )
+    }),
+    { exact: true, default: () => ({ check_interval: "5s", restart_after: 3, sequence: [] }) }
+  ),
   master: Schema.optionalWith(
     Schema.Struct({ addresses: Schema.Array(Node.NodeAddress), token_file: Schema.String }),
     { exact: true }
+  ),
+  /** The drift and flap monitor (Monitor.ts): how often it compares registry and engine, and whether it restarts. */
+  monitor: Schema.optionalWith(
+    Schema.Struct({
+      interval: monitorDuration(MONITOR_DEFAULTS.interval),
+      /** Restart missing or stopped containers of active services, with backoff. */
+      reconcile: Schema.optionalWith(Schema.Boolean, { exact: true, default: () => MONITOR_DEFAULTS.reconcile }),
+      /** More restarts than this within flap_window is a flap. */
+      flap_restarts: Schema.optionalWith(Schema.Int.pipe(Schema.positive()), { exact: true, default: () => MONITOR_DEFAULTS.flap_restarts }),
+      flap_window: monitorDuration(MONITOR_DEFAULTS.flap_window),
+      backoff_initial: monitorDuration(MONITOR_DEFAULTS.backoff_initial),
+      backoff_max: monitorDuration(MONITOR_DEFAULTS.backoff_max),
+      /** A component running this long since its last restart gets its backoff reset. */
+      stable_after: monitorDuration(MONITOR_DEFAULTS.stable_after)
+    }).pipe(Schema.filter((m) => ServiceDefinition.durationMillis(m.backoff_initial) <= ServiceDefinition.durationMillis(m.backoff_max)
+      ? true
+      : { path: ["backoff_max"], message: `backoff_max (${m.backoff_max}) must not be below backoff_initial (${m.backoff_initial})` })),
+    { exact: true, default: () => ({ ...MONITOR_DEFAULTS }) }
   )
 })
 export type AgentConfig = typeof AgentConfig.Type

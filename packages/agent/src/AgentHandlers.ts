@@ -2,9 +2,10 @@
  * The agent's side of AgentRpcs: decodes nothing itself (the contract's schemas already did),
  * routes each service command through its actor, and maps internal failures to wire errors.
  */
-import { Deploy, Errors, Validation } from "@mcp/domain"
+import { Deploy, Errors, type Operations, Validation } from "@mcp/domain"
 import { AgentRpcs, Protocol } from "@mcp/rpc"
 import { Effect, Either, Mailbox, Option, Schedule, Stream } from "effect"
+import { BootSequencer } from "./BootSequencer.js"
 import { ContainerRuntime, LABEL_NODE } from "./ContainerRuntime.js"
 import { NodeSettings } from "./ContainerPlan.js"
 import { Lifecycle } from "./Lifecycle.js"
@@ -20,6 +21,8 @@ export interface AgentIdentity {
   readonly dataDir: string
 }
 
+type RecoverAction = typeof Operations.RecoverAction.Type
+
 const peer = (name: string, operation: string) => (e: { readonly message: string }) =>
   new Errors.PeerFailed({ peer: name, operation, reason: e.message, retryable: true })
 
@@ -32,7 +35,42 @@ export const layer = (identity: AgentIdentity) =>
       const runtime = yield* ContainerRuntime
       const proxy = yield* ProxyRoutes
       const settings = yield* NodeSettings
+      const boot = yield* BootSequencer
       const registryDown = (e: { readonly message: string }) => peer("registry", "read")(e)
+
+      /**
+       * Recreates the recorded containers of one service that the engine lacks (all of them with
+       * `force`) and re-registers its routes and DNS. A stopped service stays down: its containers
+       * are not recreated (its next start does that) and its routes are not put back.
+       */
+      const recoverService = (service: string, force: boolean) =>
+        Effect.gen(function* () {
+          const row = yield* registry.service(service)
+          if (Option.isNone(row)) return [] // undeployed since the list was read
+          const rows = yield* registry.components(service)
+          if (!row.value.active) {
+            return rows.map((r): RecoverAction => ({
+              service, component: r.name, action: "kept", detail: `service is stopped: not recreated (mcp start ${service} recreates it)`
+            }))
+          }
+          const actions: Array<RecoverAction> = []
+          for (const r of rows) {
+            const present = yield* Effect.either(runtime.inspect(r.spec.name))
+            if (present._tag === "Right" && !force) {
+              actions.push({ service, component: r.name, action: "kept", detail: `container ${r.spec.name} is ${present.right.state}` })
+              continue
+            }
+            if (present._tag === "Right") yield* Effect.ignore(runtime.remove(r.spec.name))
+            const outcome = yield* Effect.either(lifecycle.relaunchRecorded([r]))
+            actions.push(
+              outcome._tag === "Right"
+                ? { service, component: r.name, action: "recreated", detail: `${r.spec.name} from ${r.image}` }
+                : { service, component: r.name, action: "failed", detail: outcome.left.message }
+            )
+          }
+          yield* Effect.ignore(lifecycle.bringUp(service))
+          return actions
+        }).pipe(Effect.orDie)
 
       return {
         Deploy: ({ definition: raw, dryRun }) =>
@@ -88,26 +126,14 @@ export const layer = (identity: AgentIdentity) =>
         ProxyRoutesList: () => Effect.mapError(proxy.list, peer(proxy.name, "list routes")),
         Recover: ({ force }) =>
           Effect.gen(function* () {
-            const rows = yield* Effect.orDie(registry.allComponents)
-            const actions = []
-            for (const row of rows) {
-              const present = yield* Effect.either(runtime.inspect(row.spec.name))
-              if (present._tag === "Right" && !force) {
-                actions.push({ service: row.service, component: row.name, action: "kept" as const, detail: `container ${row.spec.name} is ${present.right.state}` })
-                continue
-              }
-              if (present._tag === "Right") yield* Effect.ignore(runtime.remove(row.spec.name))
-              const outcome = yield* Effect.either(lifecycle.relaunchRecorded([row]))
-              actions.push(
-                outcome._tag === "Right"
-                  ? { service: row.service, component: row.name, action: "recreated" as const, detail: `${row.spec.name} from ${row.image}` }
-                  : { service: row.service, component: row.name, action: "failed" as const, detail: outcome.left.message }
-              )
-            }
-            for (const service of new Set(rows.map((r) => r.service))) yield* Effect.ignore(lifecycle.bringUp(service))
+            const services = yield* Effect.orDie(registry.services)
+            const actions: Array<RecoverAction> = []
+            // Each service in its actor, like every other command: a deploy, stop or undeploy
+            // under way finishes first, and the recorded spec is read after it.
+            for (const s of services) actions.push(...(yield* actors.submit(s.name, recoverService(s.name, force))))
             return { node: settings.node, actions }
           }),
-        BootStatus: () => Effect.succeed({ node: settings.node, stages: [] }),
+        BootStatus: () => boot.status,
         Health: () => Effect.succeed({ node: settings.node, at: new Date().toISOString(), protocol: Protocol.PROTOCOL_VERSION }),
         NodeInfo: () =>
           Effect.gen(function* () {

@@ -41,3 +41,14 @@ export const masterClient = (cfg: CliConfig.LoadedConfig) =>
   cfg.master.length === 0
     ? Effect.fail(new UsageError(`no master address in ${cfg.path}; add master = ["host:port"], or use --direct --node`))
     : Transport.makeClient(MasterRpcs, clientOptions(cfg, `https://${cfg.master[0]}/master`))
+
+/** The agent behind --node: a node name looked up through the master, or with --direct its host:port. */
+export const agentFor = (config: Option.Option<string>, node: string, isDirect: boolean) =>
+  Effect.gen(function* () {
+    const cfg = yield* loadConfig(config)
+    if (isDirect) return yield* agentClient(cfg, Option.some(node))
+    const nodes = yield* (yield* masterClient(cfg)).NodesList()
+    const found = nodes.find((n) => n.info.name === node)
+    if (found === undefined) return yield* Effect.fail(new UsageError(`the master knows no node "${node}"; see mcp node list`))
+    return yield* agentClient(cfg, Option.some(found.info.addresses[0]!))
+  })

@@ -12,17 +12,6 @@ const report = <A, E, R>(effect: Effect.Effect<A, E, R>) => effect.pipe(Effect.c
 
 const nodeName = Options.text("node").pipe(Options.withAlias("n"), Options.withDescription("the node (a name; with --direct, host:port of its agent)"))
 
-/** The agent behind --node: by name through the master, or directly by address. */
-const agentFor = (config: Option.Option<string>, node: string, direct: boolean) =>
-  Effect.gen(function* () {
-    const cfg = yield* Common.loadConfig(config)
-    if (direct) return yield* Common.agentClient(cfg, Option.some(node))
-    const nodes = yield* (yield* Common.masterClient(cfg)).NodesList()
-    const found = nodes.find((n) => n.info.name === node)
-    if (found === undefined) return yield* Effect.fail(new Common.UsageError(`the master knows no node "${node}"; see mcp node list`))
-    return yield* Common.agentClient(cfg, Option.some(found.info.addresses[0]!))
-  })
-
 /** ":443" or "443" -> 443 */
 const listenerOf = (text: string) => {
   const port = Number(text.replace(/^.*:/, ""))
@@ -31,7 +20,7 @@ const listenerOf = (text: string) => {
 
 const list = Command.make("list", { node: nodeName, config: Common.config, direct: Common.direct, json: Common.json }, (o) =>
   report(Effect.gen(function* () {
-    const routes = yield* (yield* agentFor(o.config, o.node, o.direct)).ProxyRoutesList()
+    const routes = yield* (yield* Common.agentFor(o.config, o.node, o.direct)).ProxyRoutesList()
     if (o.json) return yield* Console.log(JSON.stringify(routes, null, 2))
     yield* Console.log(table(["LISTENER", "HOSTNAME", "BACKEND", "MODE", "BACKEND TLS", "SERVICE"],
       routes.map((r) => [String(r.listener), r.hostname, r.backend, r.mode, r.backendTls ? "yes" : "no", r.service ?? "(manual)"])))
@@ -55,7 +44,7 @@ const add = Command.make(
   (o) =>
     report(Effect.gen(function* () {
       const listener = yield* listenerOf(o.listener)
-      const agent = yield* agentFor(o.config, o.node, o.direct)
+      const agent = yield* Common.agentFor(o.config, o.node, o.direct)
       yield* agent.ProxyRoutesAdd({
         route: {
           listener,
@@ -74,7 +63,7 @@ const add = Command.make(
 const remove = Command.make("remove", { listener: Args.text({ name: "listener" }), hostname: Args.text({ name: "hostname" }), node: nodeName, config: Common.config, direct: Common.direct }, (o) =>
   report(Effect.gen(function* () {
     const listener = yield* listenerOf(o.listener)
-    yield* (yield* agentFor(o.config, o.node, o.direct)).ProxyRoutesRemove({ listener, hostname: o.hostname })
+    yield* (yield* Common.agentFor(o.config, o.node, o.direct)).ProxyRoutesRemove({ listener, hostname: o.hostname })
     yield* Console.log(`route ${o.hostname}:${listener} removed on ${o.node}`)
   }))
 ).pipe(Command.withDescription("remove a route"))
