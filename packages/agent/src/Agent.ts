@@ -25,6 +25,7 @@ import * as DockerRuntime from "./DockerRuntime.js"
 import { Lifecycle } from "./Lifecycle.js"
 import * as LocalCaIssuer from "./LocalCaIssuer.js"
 import * as MasterLink from "./MasterLink.js"
+import * as Monitor from "./Monitor.js"
 import * as NodeResources from "./NodeResources.js"
 import * as PortAllocator from "./PortAllocator.js"
 import * as ProxyRoutes from "./ProxyRoutes.js"
@@ -168,6 +169,7 @@ export const layer = (config: AgentConfig) => {
   )
   return layerServer(config).pipe(
     Layer.provideMerge(layerMasterLink(config)),
+    Layer.provideMerge(layerMonitor(config)),
     Layer.provideMerge(layerCertRenewal),
     Layer.provideMerge(layerBoot(config)),
     Layer.provideMerge(resume),
@@ -222,6 +224,12 @@ export const layerCertRenewal = Layer.scopedDiscard(
     )
   })
 )
+
+/**
+ * Compares the registry with the engine every `[monitor] interval` for the agent's life, after
+ * open work is closed; its findings become events and the `warnings` of ps/status.
+ */
+export const layerMonitor = (config: AgentConfig) => Monitor.layer(Monitor.fromConfig(config.monitor))
 
 /** Registers and heartbeats with the master when the config names one; a fiber for the agent's life. */
 export const layerMasterLink = (config: AgentConfig) => {

@@ -2,13 +2,14 @@
  * The agent's side of AgentRpcs: decodes nothing itself (the contract's schemas already did),
  * routes each service command through its actor, and maps internal failures to wire errors.
  */
-import { Deploy, Errors, type Operations, Validation } from "@mcp/domain"
+import { Deploy, Errors, type Operations, type Status, Validation } from "@mcp/domain"
 import { AgentRpcs, Protocol } from "@mcp/rpc"
 import { Effect, Either, Mailbox, Option, Schedule, Stream } from "effect"
 import { BootSequencer } from "./BootSequencer.js"
 import { ContainerRuntime, LABEL_NODE } from "./ContainerRuntime.js"
 import { NodeSettings } from "./ContainerPlan.js"
 import { Lifecycle } from "./Lifecycle.js"
+import { Monitor } from "./Monitor.js"
 import * as NodeResources from "./NodeResources.js"
 import { ProxyRoutes } from "./ProxyRoutes.js"
 import { Registry } from "./Registry.js"
@@ -37,6 +38,13 @@ export const layer = (identity: AgentIdentity) =>
       const settings = yield* NodeSettings
       const boot = yield* BootSequencer
       const registryDown = (e: { readonly message: string }) => peer("registry", "read")(e)
+      // The monitor's findings become warnings; an agent assembled without one shows none.
+      const monitor = yield* Effect.serviceOption(Monitor)
+      const withWarnings = (s: Status.ServiceStatus): Effect.Effect<Status.ServiceStatus> =>
+        Option.match(monitor, {
+          onNone: () => Effect.succeed(s),
+          onSome: (m) => Effect.map(m.warnings(s.service), (w) => (w.length === 0 ? s : { ...s, warnings: [...s.warnings, ...w] }))
+        })
 
       /**
        * Recreates the recorded containers of one service that the engine lacks (all of them with
@@ -98,8 +106,8 @@ export const layer = (identity: AgentIdentity) =>
         Start: ({ service }) => actors.submit(service, lifecycle.start(service)),
         Restart: ({ service }) => actors.submit(service, lifecycle.restart(service)),
         Undeploy: ({ service }) => actors.submit(service, lifecycle.undeploy(service)),
-        Ps: () => Effect.orDie(lifecycle.ps),
-        Status: ({ service }) => Effect.catchTag(lifecycle.status(service), "SqlError", Effect.die),
+        Ps: () => Effect.flatMap(Effect.orDie(lifecycle.ps), Effect.forEach(withWarnings)),
+        Status: ({ service }) => Effect.flatMap(Effect.catchTag(lifecycle.status(service), "SqlError", Effect.die), withWarnings),
         Logs: ({ service, component, follow, tail }) =>
           Stream.unwrap(
             Effect.gen(function* () {
