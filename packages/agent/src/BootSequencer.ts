@@ -72,6 +72,10 @@ export class BootSequencer extends Effect.Service<BootSequencer>()("@mcp/agent/B
         const explicit = stage.checks.filter((c) => c.service === service)
         const row = yield* Effect.orDie(registry.service(service))
         if (Option.isNone(row)) return { missing: true as const, checks: [] as Array<Effect.Effect<CheckResult>> }
+        // An operator's stop is respected: a stopped service neither gates its stage nor gets restarted.
+        if (!row.value.active) {
+          return { missing: false as const, checks: [Effect.succeed<CheckResult>({ service, check: "stopped by operator", ok: true, detail: "not started or supervised while stopped", at: now() })] }
+        }
         const components = yield* Effect.orDie(registry.components(service))
         const routes = yield* Effect.orDie(registry.serviceRoutes(service))
         const portOf = (route?: string, port?: number) => port ?? (route === undefined ? routes[0]?.hostPort : routes.find((r) => r.route === route)?.hostPort)
