@@ -6,8 +6,9 @@
  *    LocalFleet (fresh data dir and process per N, heartbeat interval 10s, miss_threshold 100
  *    so nobody is probed):
  *      - register all N (bounded concurrency, bounded time);
- *      - paced: every agent heartbeats every 10 s (N/10 heartbeats/s offered, open loop, bounded
- *        in-flight) for a window;
+ *      - paced: every agent heartbeats every 10 s (N/10 heartbeats/s offered, open loop) for a
+ *        window; at most 256 in flight, a heartbeat that falls due while all are busy is skipped
+ *        and counted (so an overloaded master shows as skips, not as a backlog in this process);
  *      - saturate: closed loop with bounded concurrency for a fixed duration ("as fast as it
  *        absorbs").
  *    Prints heartbeats/s absorbed, p50/p99 client-observed round trip, master CPU (utime+stime
@@ -19,19 +20,26 @@
  * Figures only, no assertions. The load generator runs on the same machine as the master, so
  * both compete for the same cores; its own CPU is printed too.
  *
- *   node --import tsx bench/heartbeats.ts [--quick]
+ *   node --import tsx bench/heartbeats.ts [--quick] [--sizes=100,1000] [--no-detect]
+ *
+ * A progress line goes to stderr every 5 s. Each master is killed when this process exits, and
+ * by a small watchdog if this process dies without running exit handlers.
  */
 import { Names } from "@mcp/domain"
 import { ControlRpcs, MasterRpcs, Transport } from "@mcp/rpc"
 import { Effect, Either, Fiber, Redacted } from "effect"
-import { execSync } from "node:child_process"
+import { execSync, spawn } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { cpus, tmpdir } from "node:os"
 import { join } from "node:path"
 import { bins, type Daemon, type Fleet, freePort, prepare, spawnDaemon, writeMasterConfig } from "../test/support/LocalFleet.js"
 
 const QUICK = process.argv.includes("--quick")
-const SIZES = QUICK ? [100, 1_000] : [100, 1_000, 10_000]
+const sizesArg = process.argv.find((a) => a.startsWith("--sizes="))
+const SIZES = sizesArg !== undefined
+  ? sizesArg.slice("--sizes=".length).split(",").map(Number)
+  : QUICK ? [100, 1_000] : [100, 1_000, 10_000]
+const SKIP_DETECT = process.argv.includes("--no-detect")
 const PACED_WINDOW_MS = QUICK ? 10_000 : 20_000
 const SATURATE_MS = QUICK ? 5_000 : 10_000
 const SATURATE_CONCURRENCY = 32
@@ -67,19 +75,44 @@ const memory = (pid: number): { rssMiB: number; hwmMiB: number } => {
   return { rssMiB: kb("VmRSS") / 1024, hwmMiB: kb("VmHWM") / 1024 }
 }
 
-interface CpuWindow {
-  readonly end: () => { masterPct: number; benchPct: number; ms: number }
+/** Busy and total jiffies of the whole machine (all cores), from /proc/stat. */
+const machineTicks = (): { busy: number; total: number } => {
+  const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number)
+  const total = f.reduce((a, b) => a + b, 0)
+  return { busy: total - f[3]! - f[4]!, total }
 }
-const cpuWindow = (pid: number): CpuWindow => {
+
+interface CpuUse {
+  /** % of one core used by the master process over the window. */
+  readonly masterPct: number
+  /** % of one core used by this load generator. */
+  readonly benchPct: number
+  /** % of one core used by everything else on the machine (other processes, kernel). */
+  readonly othersPct: number
+  /** Master CPU time in the window, ms. */
+  readonly masterMs: number
+  readonly ms: number
+}
+const cpuWindow = (pid: number): { readonly end: () => CpuUse } => {
   const t0 = performance.now()
   const m0 = cpuTicks(pid)
   const b0 = process.cpuUsage()
+  const s0 = machineTicks()
   return {
     end: () => {
       const ms = performance.now() - t0
-      const m = cpuTicks(pid) - m0
+      const masterMs = ((cpuTicks(pid) - m0) / CLK_TCK) * 1000
       const b = process.cpuUsage(b0)
-      return { masterPct: ((m / CLK_TCK) * 1000 / ms) * 100, benchPct: ((b.user + b.system) / 1000 / ms) * 100, ms }
+      const benchMs = (b.user + b.system) / 1000
+      const s1 = machineTicks()
+      const machineMs = ((s1.busy - s0.busy) / CLK_TCK) * 1000
+      return {
+        masterPct: (masterMs / ms) * 100,
+        benchPct: (benchMs / ms) * 100,
+        othersPct: Math.max(0, ((machineMs - masterMs - benchMs) / ms) * 100),
+        masterMs,
+        ms
+      }
     }
   }
 }
@@ -118,6 +151,15 @@ const startMaster = async (label: string, heartbeat: { interval: string; missThr
   const port = await freePort()
   const config = writeMasterConfig(fleet, { port, ...heartbeat })
   const daemon = await spawnDaemon(bins.master, config)
+  // If this process dies, do not leave the master behind: on a normal exit the handler kills it;
+  // a crash that skips "exit" handlers (out of memory) is caught by a watchdog that polls this pid.
+  const orphanGuard = () => daemon.child.kill("SIGKILL")
+  process.once("exit", orphanGuard)
+  const watchdog = spawn("sh", ["-c", `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; kill -9 ${daemon.pid} 2>/dev/null`], {
+    detached: true,
+    stdio: "ignore"
+  })
+  watchdog.unref()
   // spawnDaemon keeps the whole output in one string and re-tests it on every chunk; with tens of
   // thousands of log lines that would cost the load generator real CPU. Keep only a tail.
   let tail = daemon.output.slice(-8192)
@@ -139,6 +181,8 @@ const startMaster = async (label: string, heartbeat: { interval: string; missThr
     tail: () => tail,
     logLines: () => lines,
     close: async () => {
+      process.removeListener("exit", orphanGuard)
+      watchdog.kill("SIGKILL")
       await daemon.stop()
       rmSync(dir, { recursive: true, force: true })
     }
@@ -178,6 +222,9 @@ interface Phase {
   readonly max: number
   readonly masterCpu: number
   readonly benchCpu: number
+  readonly othersCpu: number
+  /** Master CPU time per successful call, ms. */
+  readonly masterMsPerOp: number
   readonly note: string
   readonly firstError: string | undefined
 }
@@ -192,6 +239,29 @@ interface ScaleResult {
   readonly rssAfterSaturate: number
   readonly hwm: number
   readonly logLines: number
+}
+
+/** What is running now, for the progress line printed to stderr every 5 s. */
+let current: { readonly label: string; readonly rec: Recorder } | undefined
+
+const progress = (pid: number) => {
+  const t0 = performance.now()
+  let window = cpuWindow(pid)
+  const timer = setInterval(() => {
+    try {
+      const cpu = window.end()
+      window = cpuWindow(pid)
+      const c = current
+      process.stderr.write(
+        `    .. ${f0((performance.now() - t0) / 1000)} s ${c === undefined ? "" : `${c.label}: ${c.rec.ok} ok ${c.rec.failed} failed`}` +
+          `  CPU master ${f0(cpu.masterPct)}% bench ${f0(cpu.benchPct)}% others ${f0(cpu.othersPct)}%` +
+          `  master RSS ${f0(memory(pid).rssMiB)} MiB  bench heap ${f0(process.memoryUsage().heapUsed / 2 ** 20)} MiB\n`
+      )
+    } catch {
+      // the master is gone; the main flow reports it
+    }
+  }, 5000)
+  return () => clearInterval(timer)
 }
 
 class Recorder {
@@ -213,7 +283,7 @@ class Recorder {
     if (typeof r === "object" && r !== null && "known" in r && r.known === false) this.unknown++
     else this.ok++
   }
-  phase(attempted: number, ms: number, cpu: { masterPct: number; benchPct: number }, note: string): Phase {
+  phase(attempted: number, ms: number, cpu: CpuUse, note: string): Phase {
     const s = sortNum(this.latencies)
     return {
       attempted,
@@ -227,6 +297,8 @@ class Recorder {
       max: s.length === 0 ? NaN : s[s.length - 1]!,
       masterCpu: cpu.masterPct,
       benchCpu: cpu.benchPct,
+      othersCpu: cpu.othersPct,
+      masterMsPerOp: cpu.masterMs / Math.max(1, this.ok + this.unknown),
       note,
       firstError: this.firstError
     }
@@ -249,6 +321,7 @@ const scale = (master: Master, n: number) =>
 
     // --- register, bounded concurrency and time
     const reg = new Recorder()
+    current = { label: "register", rec: reg }
     const registeredIdx: Array<number> = []
     const regCpu = cpuWindow(master.daemon.pid)
     const regStart = performance.now()
@@ -276,9 +349,12 @@ const scale = (master: Master, n: number) =>
     const offered = (m / AGENT_INTERVAL_MS) * 1000
     const total = Math.max(1, Math.floor((offered * PACED_WINDOW_MS) / 1000))
     const paced = new Recorder()
+    current = { label: "paced", rec: paced }
     const lags: Array<number> = []
-    const sem = yield* Effect.makeSemaphore(MAX_IN_FLIGHT)
-    const fibers: Array<Fiber.RuntimeFiber<unknown>> = []
+    // At most MAX_IN_FLIGHT heartbeats outstanding; one that falls due while all slots are busy
+    // is skipped and counted (a backlog would only measure this process's queue).
+    const inFlight = new Set<Fiber.RuntimeFiber<unknown>>()
+    let skipped = 0
     const pacedCpu = cpuWindow(master.daemon.pid)
     const t0 = performance.now()
     let j = 0
@@ -288,25 +364,28 @@ const scale = (master: Master, n: number) =>
         const scheduled = t0 + (j * 1000) / offered
         const idx = registeredIdx[j % m]!
         j++
-        fibers.push(
-          yield* Effect.fork(
-            sem.withPermits(1)(Effect.suspend(() => {
-              lags.push(performance.now() - scheduled)
-              return timed(paced, heartbeat(idx))
-            }))
-          )
-        )
+        if (inFlight.size >= MAX_IN_FLIGHT) {
+          skipped++
+          continue
+        }
+        const fiber = yield* Effect.fork(Effect.suspend(() => {
+          lags.push(performance.now() - scheduled)
+          return timed(paced, heartbeat(idx))
+        }))
+        inFlight.add(fiber)
+        fiber.addObserver(() => inFlight.delete(fiber))
       }
       yield* Effect.sleep("2 millis")
     }
     const scheduleEnd = performance.now()
-    const drained = yield* Effect.timeout(Fiber.joinAll(fibers), `${DRAIN_BUDGET_MS} millis`).pipe(Effect.either)
-    let pacedNote = ""
+    const drained = yield* Effect.timeout(Fiber.joinAll([...inFlight]), `${DRAIN_BUDGET_MS} millis`).pipe(Effect.either)
+    const notes: Array<string> = []
+    if (skipped > 0) notes.push(`${skipped} of ${total} due heartbeats skipped: ${MAX_IN_FLIGHT} already in flight`)
     if (Either.isLeft(drained)) {
-      const cut = fibers.length - paced.ok - paced.failed - paced.unknown
-      yield* Fiber.interruptAll(fibers)
-      pacedNote = `${cut} still queued/in flight ${DRAIN_BUDGET_MS / 1000} s after the schedule ended; interrupted`
+      notes.push(`${inFlight.size} still in flight ${DRAIN_BUDGET_MS / 1000} s after the schedule ended; interrupted`)
+      yield* Fiber.interruptAll([...inFlight])
     }
+    const pacedNote = notes.join("; ")
     const pacedEnd = Math.max(paced.lastDone, scheduleEnd)
     const pacedCpuRes = pacedCpu.end()
     const pacedMs = pacedEnd - t0
@@ -316,6 +395,7 @@ const scale = (master: Master, n: number) =>
 
     // --- saturate: closed loop, bounded concurrency, fixed duration
     const sat = new Recorder()
+    current = { label: "saturate", rec: sat }
     let next = 0
     const satCpu = cpuWindow(master.daemon.pid)
     const s0 = performance.now()
@@ -350,7 +430,7 @@ const printPhase = (label: string, p: Phase, extra = "") => {
   console.log(
     `  ${label.padEnd(9)} ${pad(String(p.ok), 6)} ok ${p.failed > 0 ? `${p.failed} failed ` : ""}${p.unknown > 0 ? `${p.unknown} unknown ` : ""}in ${f1(p.ms / 1000)} s` +
       ` -> ${f0(p.rate)}/s   rtt p50 ${f1(p.p50)} ms  p99 ${f1(p.p99)} ms  max ${f1(p.max)} ms` +
-      `   master CPU ${f0(p.masterCpu)}%  bench CPU ${f0(p.benchCpu)}%${extra}${p.note === "" ? "" : `   [${p.note}]`}`
+      `   master CPU ${f0(p.masterCpu)}% (${f1(p.masterMsPerOp)} ms/call)  bench CPU ${f0(p.benchCpu)}%  others ${f0(p.othersCpu)}%${extra}${p.note === "" ? "" : `   [${p.note}]`}`
   )
   if (p.firstError !== undefined) console.log(`            first error: ${p.firstError}`)
 }
@@ -450,6 +530,7 @@ const main = async () => {
       ` paced window ${PACED_WINDOW_MS / 1000} s at N/10 per s (<= ${MAX_IN_FLIGHT} in flight); saturate ${SATURATE_MS / 1000} s at ${SATURATE_CONCURRENCY} in flight`
   )
   console.log(`  rtt = client-observed round trip; master CPU = utime+stime delta of the master pid over the window, % of one core; RSS read after the window`)
+  console.log(`  bench CPU = this load generator; others = the rest of the machine (other processes, kernel) over the same window, % of one core`)
 
   const results: Array<ScaleResult> = []
   for (const n of SIZES) {
@@ -457,7 +538,8 @@ const main = async () => {
     try {
       const idle = memory(master.daemon.pid)
       console.log(`\nN = ${n.toLocaleString("en-US")}  (master pid ${master.daemon.pid}, RSS at start ${f1(idle.rssMiB)} MiB)`)
-      const r = await Effect.runPromise(scale(master, n))
+      const stopProgress = progress(master.daemon.pid)
+      const r = await Effect.runPromise(scale(master, n)).finally(stopProgress)
       results.push(r)
       printPhase("register", r.register, `   (${r.registered}/${n} registered)`)
       printPhase("paced", r.paced, `   offered ${f0(r.paced.offered)}/s, start lag p99 ${f1(r.paced.lagP99)} ms`)
@@ -473,8 +555,8 @@ const main = async () => {
 
   console.log(`\nDetection: silence -> unhealthy (master interval 1s, miss_threshold 3, probe_timeout 1s; ${DETECT_K} agents at a closed port; NodesList polled every 100 ms)`)
   let detection: DetectResult | undefined
-  const master = await startMaster("detect", { interval: "1s", missThreshold: 3, probeTimeout: "1s" })
-  try {
+  const master = SKIP_DETECT ? undefined : await startMaster("detect", { interval: "1s", missThreshold: 3, probeTimeout: "1s" })
+  if (master !== undefined) try {
     detection = await Effect.runPromise(detect(master))
     const u = detection.toUnhealthy
     const s = detection.toSuspect
@@ -490,7 +572,7 @@ const main = async () => {
   }
 
   console.log(`\nSummary${QUICK ? " (--quick)" : ""}`)
-  const header = ["N", "registered", "reg/s", "paced offered/s", "paced absorbed/s", "paced p50 ms", "paced p99 ms", "paced master CPU%", "sat absorbed/s", "sat p50 ms", "sat p99 ms", "sat master CPU%", "RSS MiB"]
+  const header = ["N", "registered", "reg/s", "paced offered/s", "paced absorbed/s", "paced p50 ms", "paced p99 ms", "paced master CPU%", "sat absorbed/s", "sat p50 ms", "sat p99 ms", "sat master CPU%", "master ms/hb", "others CPU%", "RSS MiB"]
   const rows = results.map((r) => [
     r.n.toLocaleString("en-US"),
     String(r.registered),
@@ -504,6 +586,8 @@ const main = async () => {
     f1(r.saturate.p50),
     f1(r.saturate.p99),
     f0(r.saturate.masterCpu),
+    f1(r.saturate.masterMsPerOp),
+    f0(r.saturate.othersCpu),
     f1(r.rssAfterSaturate)
   ])
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)))
@@ -514,7 +598,10 @@ const main = async () => {
     const u = detection.toUnhealthy
     console.log(`  silence -> unhealthy (1 s interval, threshold 3, K=${detection.k}): min ${f0(u[0] ?? NaN)} / p50 ${f0(pct(u, 0.5))} / p90 ${f0(pct(u, 0.9))} / max ${f0(u[u.length - 1] ?? NaN)} ms`)
   }
+  console.log(`  master ms/hb = master CPU time per absorbed heartbeat in the saturate window; others CPU% = load on the machine not from master or bench (saturate window)`)
   console.log(`  total bench time ${f0((performance.now() - started) / 1000)} s`)
 }
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => process.exit(130))
 
 await main()
