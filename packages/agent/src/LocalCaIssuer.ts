@@ -5,7 +5,7 @@
 import { Pki } from "@mcp/rpc"
 import { Effect, Layer } from "effect"
 import { existsSync } from "node:fs"
-import { rm } from "node:fs/promises"
+import { chmod, rm } from "node:fs/promises"
 import { join } from "node:path"
 import { CertError, CertIssuer } from "./CertIssuer.js"
 
@@ -27,6 +27,8 @@ export const make = (dataDir: string): Effect.Effect<CertIssuer> =>
             // One file pair per issue: a reissue never overwrites what a live route serves.
             const stamp = Date.now().toString(36)
             const written = yield* Pki.issueCertificate(caDir, `${hostname.slice(0, 50)}-${stamp}`, { ips: [], dns: [hostname], usage: "server", days: 90, outDir: certDir })
+            // Route certificates are the agent's alone: neither file is for other users to read.
+            yield* Effect.promise(() => chmod(written.certPath, 0o600))
             return { hostname, certPath: written.certPath, keyPath: written.keyPath, serial: written.serial, notAfter: written.notAfter.toISOString() }
           })
         ).pipe(Effect.mapError((e) => new CertError({ issuer: name, hostname, reason: e.message }))),
