@@ -10,7 +10,7 @@ import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as LocalFleet from "./support/LocalFleet.js"
-import { BUSYBOX_IMAGE, containersConfPath, type PodmanService, startPodmanService } from "./support/Podman.js"
+import { BUSYBOX_IMAGE, containersConfPath, makePrivateStorage, type PodmanService, resetContainerState, startPodmanService } from "./support/Podman.js"
 
 const dir = mkdtempSync(join(tmpdir(), "mcp-boot-"))
 let podman: PodmanService
@@ -112,6 +112,41 @@ describe("boot sequencer", () => {
     })
     expect(Date.parse(healed[1]!.upAt!)).toBeGreaterThanOrEqual(Date.parse(healed[0]!.upAt!))
     expect(containers("boot").find((c) => c.startsWith("dns-"))).toMatch(/running|Up/i)
+  }, 240_000)
+
+  it("after the engine's container database is reset, the stages come back in order on the same ports", async () => {
+    // A Podman of its own, so resetting its storage touches nothing else on the machine.
+    const storage = makePrivateStorage()
+    let engine = await startPodmanService({ storage })
+    const port = await LocalFleet.freePort()
+    const sequence = `[[boot.sequence]]\nname = "dns"\nservices = ["r-dns"]\ntimeout = "30s"\n` +
+      `[[boot.sequence]]\nname = "core"\nservices = ["r-core"]\ntimeout = "30s"\n` +
+      `[[boot.sequence]]\nname = "apps"\nservices = ["r-app"]\ntimeout = "30s"\n`
+    const configFor = (socket: string) => LocalFleet.writeAgentConfig(fleet, { node: "reset", port, socket, extra: sequence })
+    const node = ["--direct", "--node", `127.0.0.1:${port}`]
+    let agent = await startAgent(configFor(engine.socketPath))
+    try {
+      for (const s of ["r-dns", "r-core", "r-app"]) await cli(["deploy", s, "--file", service(s), ...node])
+      const portsOf = async () => Object.fromEntries((JSON.parse(await cli(["ps", "--json", ...node])) as Array<{ service: string; components: Array<{ state: string; routes: Array<{ hostPort: number }> }> }>)
+        .map((s) => [s.service, `${s.components[0]!.state} ${s.components[0]!.routes[0]!.hostPort}`]))
+      const before = await portsOf()
+      await agent.stop()
+      await engine.stop()
+      resetContainerState(storage)
+      engine = await startPodmanService({ storage })
+      agent = await startAgent(configFor(engine.socketPath))
+      const stages = await waitFor("all stages up after the reset", async () => {
+        const s = await bootStatus(node)
+        return s.length === 3 && s.every((x) => x.state === "up") ? s : undefined
+      })
+      for (let i = 1; i < stages.length; i++) expect(Date.parse(stages[i]!.startedAt!)).toBeGreaterThanOrEqual(Date.parse(stages[i - 1]!.upAt!))
+      expect(await portsOf()).toEqual(before)
+      expect(Object.values(before).every((v) => v.startsWith("running"))).toBe(true)
+    } finally {
+      await agent.stop()
+      resetContainerState(storage)
+      await engine.stop()
+    }
   }, 240_000)
 
   it("a stage whose check never passes holds back the later stages and says why", async () => {

@@ -18,6 +18,37 @@ const repoRoot = fileURLToPath(new URL("../..", import.meta.url))
 export const containersConfPath = (): string =>
   process.env["MCP_CONTAINERS_CONF"] ?? path.join(repoRoot, ".mcp-local", "containers.conf")
 
+export interface PrivateStorage {
+  readonly root: string
+  readonly runroot: string
+}
+
+/** A private Podman storage holding only the busybox image (copied from the machine's). */
+export const makePrivateStorage = (): PrivateStorage => {
+  ensurePodman()
+  ensureImage()
+  const base = mkdtempSync(path.join(tmpdir(), "mcp-podman-storage-"))
+  const storage = { root: path.join(base, "root"), runroot: path.join(base, "run") }
+  const archive = path.join(base, "image.tar")
+  for (const args of [["save", "-o", archive, BUSYBOX_IMAGE], ["--root", storage.root, "--runroot", storage.runroot, "load", "-i", archive]]) {
+    const r = spawnSync("podman", args, { encoding: "utf8", env: podmanEnv() })
+    if (r.status !== 0) throw new Error(`podman ${args.join(" ")} failed: ${r.stderr}`)
+  }
+  return storage
+}
+
+/**
+ * Resets the engine's record of containers, as a reboot with lost state does: stops them, then
+ * deletes Podman's container database and container storage. Images stay. Only for a private
+ * storage, with its API service stopped.
+ */
+export const resetContainerState = (storage: PrivateStorage): void => {
+  spawnSync("podman", ["--root", storage.root, "--runroot", storage.runroot, "stop", "-a", "-t", "0"], { env: podmanEnv() })
+  for (const p of [path.join(storage.root, "libpod", "bolt_state.db"), path.join(storage.root, "overlay-containers"), storage.runroot]) {
+    rmSync(p, { recursive: true, force: true })
+  }
+}
+
 export interface PodmanService {
   readonly socketPath: string
   readonly pid: number
@@ -78,12 +109,19 @@ const exited = (child: ReturnType<typeof spawn>, ms: number): Promise<boolean> =
  * Containers the tests create live in the machine's default (root) storage: remove them in the
  * tests' own finalizers.
  */
-export const startPodmanService = async (options: { readonly timeoutMs?: number } = {}): Promise<PodmanService> => {
+export const startPodmanService = async (
+  options: {
+    readonly timeoutMs?: number
+    /** A private storage (root, runroot) instead of the machine's: for tests that reset it. */
+    readonly storage?: PrivateStorage
+  } = {}
+): Promise<PodmanService> => {
   ensurePodman()
   ensureImage()
   const dir = mkdtempSync(path.join(tmpdir(), "mcp-podman-"))
   const socketPath = path.join(dir, "podman.sock")
-  const child = spawn("podman", ["system", "service", "--time=0", `unix://${socketPath}`], {
+  const storageFlags = options.storage === undefined ? [] : ["--root", options.storage.root, "--runroot", options.storage.runroot]
+  const child = spawn("podman", [...storageFlags, "system", "service", "--time=0", `unix://${socketPath}`], {
     env: podmanEnv(),
     stdio: ["ignore", "pipe", "pipe"]
   })
