@@ -2,7 +2,7 @@
  * The agent's side of AgentRpcs: decodes nothing itself (the contract's schemas already did),
  * routes each service command through its actor, and maps internal failures to wire errors.
  */
-import { Deploy, Errors, type Operations, type Status, Validation } from "@mcp/domain"
+import { Deploy, Errors, Failures, type Operations, type Status, Validation } from "@mcp/domain"
 import { AgentRpcs, Protocol } from "@mcp/rpc"
 import { Effect, Either, Mailbox, Option, Schedule, Stream } from "effect"
 import { BootSequencer } from "./BootSequencer.js"
@@ -68,7 +68,10 @@ export const layer = (identity: AgentIdentity) =>
               actions.push({ service, component: r.name, action: "kept", detail: `container ${r.spec.name} is ${present.right.state}` })
               continue
             }
-            if (present._tag === "Right") yield* Effect.ignore(runtime.remove(r.spec.name))
+            if (present._tag === "Right") {
+              // If this fails, the relaunch below fails on the name and reports it.
+              yield* runtime.remove(r.spec.name).pipe(Effect.catchAll((e) => Effect.logWarning(`recover --force: cannot remove ${r.spec.name}: ${e.message}`)))
+            }
             const outcome = yield* Effect.either(lifecycle.relaunchRecorded([r]))
             actions.push(
               outcome._tag === "Right"
@@ -76,9 +79,16 @@ export const layer = (identity: AgentIdentity) =>
                 : { service, component: r.name, action: "failed", detail: outcome.left.message }
             )
           }
-          yield* Effect.ignore(lifecycle.bringUp(service))
+          // Routes and DNS come back with the containers; a failure there is reported, not fatal.
+          const routed = yield* Effect.either(lifecycle.bringUp(service))
+          if (routed._tag === "Left") {
+            const reason = `containers recovered, but routes or DNS were not restored: ${routed.left.message}`
+            yield* Effect.logWarning(`recover ${service}: ${reason}`)
+            yield* registry.addEvent("recover", service, reason)
+            return actions.map((a) => (a.action === "recreated" ? { ...a, action: "failed" as const, detail: `${a.detail}; ${reason}` } : a))
+          }
           return actions
-        }).pipe(Effect.orDie)
+        }).pipe(Failures.fatal("the agent registry"))
 
       return {
         Deploy: ({ definition: raw, dryRun }) =>
@@ -106,12 +116,12 @@ export const layer = (identity: AgentIdentity) =>
         Start: ({ service }) => actors.submit(service, lifecycle.start(service)),
         Restart: ({ service }) => actors.submit(service, lifecycle.restart(service)),
         Undeploy: ({ service }) => actors.submit(service, lifecycle.undeploy(service)),
-        Ps: () => Effect.flatMap(Effect.orDie(lifecycle.ps), Effect.forEach(withWarnings)),
+        Ps: () => Effect.flatMap(Failures.fatal("the agent registry")(lifecycle.ps), Effect.forEach(withWarnings)),
         Status: ({ service }) => Effect.flatMap(Effect.catchTag(lifecycle.status(service), "SqlError", Effect.die), withWarnings),
         Logs: ({ service, component, follow, tail }) =>
           Stream.unwrap(
             Effect.gen(function* () {
-              const rows = (yield* Effect.orDie(registry.components(service))).filter((c) => component === undefined || c.name === component)
+              const rows = (yield* Failures.fatal("the agent registry")(registry.components(service))).filter((c) => component === undefined || c.name === component)
               if (rows.length === 0) return Stream.fail(new Errors.ServiceNotFound({ service })) as Stream.Stream<never, Errors.ServiceNotFound | Errors.PeerFailed>
               return Stream.mergeAll(
                 rows.map((c) =>
@@ -134,7 +144,7 @@ export const layer = (identity: AgentIdentity) =>
         ProxyRoutesList: () => Effect.mapError(proxy.list, peer(proxy.name, "list routes")),
         Recover: ({ force }) =>
           Effect.gen(function* () {
-            const services = yield* Effect.orDie(registry.services)
+            const services = yield* Failures.fatal("the agent registry")(registry.services)
             const actions: Array<RecoverAction> = []
             // Each service in its actor, like every other command: a deploy, stop or undeploy
             // under way finishes first, and the recorded spec is read after it.
@@ -147,6 +157,7 @@ export const layer = (identity: AgentIdentity) =>
           Effect.gen(function* () {
             const containers = yield* runtime.list({ [LABEL_NODE]: settings.node }).pipe(
               Effect.map((cs) => cs.length),
+              Effect.tapError((e) => Effect.logWarning(`node info: cannot count containers: ${e.message}`)),
               Effect.orElseSucceed(() => 0)
             )
             return {
@@ -158,7 +169,7 @@ export const layer = (identity: AgentIdentity) =>
         Events: ({ follow, limit }) =>
           Stream.unwrap(
             Effect.gen(function* () {
-              const initial = yield* Effect.orDie(registry.events(limit))
+              const initial = yield* Failures.fatal("the agent registry")(registry.events(limit))
               const toWire = (e: (typeof initial)[number]) => ({
                 at: e.at, node: settings.node, kind: e.kind as "deploy", message: e.message, ...(e.service === undefined ? {} : { service: e.service })
               })
@@ -166,7 +177,7 @@ export const layer = (identity: AgentIdentity) =>
               if (!follow) return first
               let last = initial.at(-1)?.id ?? 0
               const more = Stream.repeatEffectWithSchedule(
-                Effect.map(Effect.orDie(registry.events(1000, last)), (rows) => {
+                Effect.map(Failures.fatal("the agent registry")(registry.events(1000, last)), (rows) => {
                   last = rows.at(-1)?.id ?? last
                   return rows.map(toWire)
                 }),

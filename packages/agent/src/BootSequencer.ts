@@ -4,7 +4,7 @@
  * watching: when a service of an earlier stage fails its checks repeatedly, it is restarted
  * first and the later stages are re-gated behind it (rest_for_one).
  */
-import { type Operations, ServiceDefinition } from "@mcp/domain"
+import { Failures, type Operations, ServiceDefinition } from "@mcp/domain"
 import { Duration, Effect, Either, Option, Ref, Schedule } from "effect"
 import * as dns from "node:dns"
 import * as https from "node:https"
@@ -60,7 +60,7 @@ export class BootSequencer extends Effect.Service<BootSequencer>()("@mcp/agent/B
     const settings = yield* NodeSettings
     const states = yield* Ref.make<ReadonlyArray<StageState>>([])
 
-    const event = (message: string, service?: string) => Effect.orDie(registry.addEvent("boot", service, message))
+    const event = (message: string, service?: string) => Failures.fatal("the agent registry")(registry.addEvent("boot", service, message))
     const update = (name: string, f: (s: StageState) => StageState) => Ref.update(states, (all) => all.map((s) => (s.name === name ? f(s) : s)))
 
     // -------------------------------------------------------------------------------------------
@@ -70,14 +70,14 @@ export class BootSequencer extends Effect.Service<BootSequencer>()("@mcp/agent/B
     const checksFor = (stage: Stage, service: string) =>
       Effect.gen(function* () {
         const explicit = stage.checks.filter((c) => c.service === service)
-        const row = yield* Effect.orDie(registry.service(service))
+        const row = yield* Failures.fatal("the agent registry")(registry.service(service))
         if (Option.isNone(row)) return { missing: true as const, checks: [] as Array<Effect.Effect<CheckResult>> }
         // An operator's stop is respected: a stopped service neither gates its stage nor gets restarted.
         if (!row.value.active) {
           return { missing: false as const, checks: [Effect.succeed<CheckResult>({ service, check: "stopped by operator", ok: true, detail: "not started or supervised while stopped", at: now() })] }
         }
-        const components = yield* Effect.orDie(registry.components(service))
-        const routes = yield* Effect.orDie(registry.serviceRoutes(service))
+        const components = yield* Failures.fatal("the agent registry")(registry.components(service))
+        const routes = yield* Failures.fatal("the agent registry")(registry.serviceRoutes(service))
         const portOf = (route?: string, port?: number) => port ?? (route === undefined ? routes[0]?.hostPort : routes.find((r) => r.route === route)?.hostPort)
         const result = (check: string, outcome: Either.Either<unknown, unknown>): CheckResult => ({
           service, check, ok: Either.isRight(outcome), detail: Either.isRight(outcome) ? "ok" : describe(outcome.left), at: now()
@@ -169,7 +169,7 @@ export class BootSequencer extends Effect.Service<BootSequencer>()("@mcp/agent/B
     const startServices = (services: ReadonlyArray<string>) =>
       Effect.forEach(services, (service) =>
         Effect.gen(function* () {
-          const row = yield* Effect.orDie(registry.service(service))
+          const row = yield* Failures.fatal("the agent registry")(registry.service(service))
           // Only what should run: an operator's stop survives a reboot.
           if (Option.isNone(row) || !row.value.active) return
           yield* actors.submit(service, lifecycle.bringUp(service)).pipe(
@@ -225,7 +225,7 @@ export class BootSequencer extends Effect.Service<BootSequencer>()("@mcp/agent/B
 
     const run = (boot: BootSettings) =>
       Effect.gen(function* () {
-        const services = (yield* Effect.orDie(registry.services)).map((s) => s.name)
+        const services = (yield* Failures.fatal("the agent registry")(registry.services)).map((s) => s.name)
         const staged = new Set(boot.stages.flatMap((s) => s.services))
         // Services in no stage come up last, as an implicit final stage.
         const rest = services.filter((s) => !staged.has(s))
@@ -235,7 +235,7 @@ export class BootSequencer extends Effect.Service<BootSequencer>()("@mcp/agent/B
         ]
         yield* Ref.set(states, stagesList.map((s): StageState => ({ name: s.name, state: "waiting", services: [...s.services], checks: [], attempts: 0 })))
 
-        const components = yield* Effect.orDie(registry.allComponents)
+        const components = yield* Failures.fatal("the agent registry")(registry.allComponents)
         const present = yield* Effect.forEach(components, (c) => Effect.map(Effect.either(runtime.inspect(c.spec.name)), Either.isRight))
         if (components.length > 0 && present.every((p) => !p)) {
           yield* event(`the engine has none of the registry's ${components.length} containers (engine reset?); recovering them in stage order`)

@@ -242,7 +242,7 @@ interface FileWrite {
 const writeFiles = (writes: ReadonlyArray<FileWrite>): Effect.Effect<Effect.Effect<void>, Failure> =>
   Effect.gen(function* () {
     const undo: Array<Effect.Effect<void, Failure>> = []
-    const restore = Effect.suspend(() => Effect.forEach([...undo].reverse(), (u) => Effect.ignore(u), { discard: true }))
+    const restore = Effect.suspend(() => Effect.forEach([...undo].reverse(), (u) => Effect.catchAll(u, (e) => Effect.logWarning(`haproxy: undoing a partial change failed: ${String(e)}`)), { discard: true }))
     for (const w of writes) {
       const before = yield* readOptional(w.path).pipe(Effect.tapError(() => restore))
       if (before === (w.content ?? undefined)) continue
@@ -567,7 +567,9 @@ export const make = (options: Options): Effect.Effect<ProxyRoutes> =>
               yield* restoreFiles
               if (!listenersChange) {
                 const oldPem = old !== undefined && old.mode === "l7" ? yield* Effect.option(pemOf(old)) : Option.none()
-                yield* Effect.ignore(applyLive(listener, hostname, old, Option.getOrUndefined(oldPem), true))
+                yield* applyLive(listener, hostname, old, Option.getOrUndefined(oldPem), true).pipe(
+                  Effect.catchAll((e) => Effect.logWarning(`haproxy: restoring the previous route for ${hostname} failed: ${String(e)}`))
+                )
               }
             })
           )

@@ -3,7 +3,7 @@
  * ports, certificates, containers, routes and DNS), stop, start, restart, undeploy, and the
  * start-up work that finishes or compensates whatever a previous run left open.
  */
-import { Deploy, Errors, Image, type ServiceDefinition, type Status } from "@mcp/domain"
+import { Deploy, Errors, Failures, Image, type ServiceDefinition, type Status } from "@mcp/domain"
 import { Effect, Either, Option } from "effect"
 import { randomUUID } from "node:crypto"
 import { CertIssuer, type IssuedCertificate, REUSE_MARGIN_MS } from "./CertIssuer.js"
@@ -60,7 +60,7 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
     const settings = yield* NodeSettings
     const backend = backendHost(settings)
 
-    const event = (kind: string, service: string, message: string) => registry.addEvent(kind, service, message).pipe(Effect.orDie)
+    const event = (kind: string, service: string, message: string) => registry.addEvent(kind, service, message).pipe(Failures.fatal("the agent registry"))
 
     // -------------------------------------------------------------------------------------------
     // Building blocks shared by deploy, start and recover.
@@ -428,7 +428,7 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
         return { service, node: settings.node as never, active: row.value.active, components: comps, warnings: [] } satisfies Status.ServiceStatus
       })
 
-    const ps = Effect.flatMap(registry.services, (rows) => Effect.forEach(rows, (s) => Effect.orDie(status(s.name))))
+    const ps = Effect.flatMap(registry.services, (rows) => Effect.forEach(rows, (s) => Failures.fatal("the agent registry")(status(s.name))))
 
     // -------------------------------------------------------------------------------------------
     // Stop, start, restart, undeploy: roll-forward operations, journaled so a restart finishes them.

@@ -39,7 +39,12 @@ export const run = (options: MasterLinkOptions) =>
     const registered = yield* Ref.make(false)
 
     const resources = Effect.flatMap(
-      runtime.list({ [LABEL_NODE]: options.info.name }).pipe(Effect.map((cs) => cs.length), Effect.orElseSucceed(() => 0)),
+      runtime.list({ [LABEL_NODE]: options.info.name }).pipe(
+        Effect.map((cs) => cs.length),
+        // The heartbeat still goes out; the count is reported as 0 and the reason logged.
+        Effect.tapError((e) => Effect.logWarning(`heartbeat: cannot count containers: ${e.message}`)),
+        Effect.orElseSucceed(() => 0)
+      ),
       (containers) => NodeResources.read(options.dataDir, containers)
     )
 
@@ -63,7 +68,10 @@ export const run = (options: MasterLinkOptions) =>
     })
 
     const heartbeat = Effect.gen(function* () {
-      const statuses = yield* Effect.orElseSucceed(lifecycle.ps, () => [])
+      const statuses = yield* lifecycle.ps.pipe(
+        Effect.tapError((e) => Effect.logWarning(`heartbeat: cannot read service status, sending none: ${e.message}`)),
+        Effect.orElseSucceed(() => [])
+      )
       const services = statuses.map((s) => ({
         service: s.service,
         running: s.components.filter((c) => c.state === "running").length,

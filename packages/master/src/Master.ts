@@ -2,6 +2,7 @@
  * Assembles a master from its config: database, agent clients, node supervisors, service
  * coordinators and the RPC server for the CLI (/master) and agents (/control).
  */
+import { Failures } from "@mcp/domain"
 import { NodeContext, NodeHttpClient } from "@effect/platform-node"
 import { AuthMiddleware, ControlRpcs, HttpAuthenticator, MasterRpcs, TokenFileAuthenticator, Transport } from "@mcp/rpc"
 import { Duration, Effect, Layer, Option, Redacted } from "effect"
@@ -45,8 +46,8 @@ export const layer = (config: MasterConfig) => {
     record: (t: { node: string; from: string; to: string; reason: string; at: Date }) =>
       Effect.gen(function* () {
         yield* Effect.logInfo(`node ${t.node}: ${t.from} -> ${t.to} (${t.reason})`)
-        yield* Effect.orDie(db.setHealth(t.node, t.to as never))
-        yield* Effect.orDie(db.addEvent(t.node, "health", undefined, `${t.from} -> ${t.to}: ${t.reason}`))
+        yield* Failures.fatal("the master database")(db.setHealth(t.node, t.to as never))
+        yield* Failures.fatal("the master database")(db.addEvent(t.node, "health", undefined, `${t.from} -> ${t.to}: ${t.reason}`))
       })
   })))
   const supervisors = NodeSupervisors.Default.pipe(
@@ -62,14 +63,14 @@ export const layer = (config: MasterConfig) => {
       const store = yield* MasterDb
       const sup = yield* NodeSupervisors
       for (const n of config.nodes) {
-        const known = yield* Effect.orDie(store.node(n.name))
+        const known = yield* Failures.fatal("the master database")(store.node(n.name))
         const info = Option.match(known, {
           onNone: () => ({ name: n.name, role: n.role, addresses: n.addresses, arch: "unknown", version: "unknown" }),
           onSome: (row) => ({ ...row.info, role: n.role, addresses: n.addresses })
         })
-        yield* Effect.orDie(store.upsertNode(info, "config"))
+        yield* Failures.fatal("the master database")(store.upsertNode(info, "config"))
       }
-      for (const row of yield* Effect.orDie(store.nodes)) yield* sup.watch(row.info.name, row.info.addresses)
+      for (const row of yield* Failures.fatal("the master database")(store.nodes)) yield* sup.watch(row.info.name, row.info.addresses)
     })
   )
   const handlers = MasterHandlers.layer({

@@ -3,7 +3,7 @@
  * node registry) and ControlRpcs for agents (register, heartbeat). Commands for one service
  * go through that service's actor, so they never race across nodes.
  */
-import { Deploy, Errors, Health, KeyedActors, Node, Operations, Placement, Validation } from "@mcp/domain"
+import { Deploy, Errors, Failures, Health, KeyedActors, Node, Operations, Placement, Validation } from "@mcp/domain"
 import { ControlRpcs, MasterRpcs } from "@mcp/rpc"
 import { Duration, Effect, Either, Layer, Mailbox, Option, Schedule, Stream } from "effect"
 import { AgentClients } from "./AgentClients.js"
@@ -39,27 +39,27 @@ export const layer = (settings: MasterSettings) => {
       const agents = yield* AgentClients
       const supervisors = yield* NodeSupervisors
       const coordinators = yield* ServiceCoordinators
-      const orDie = <A, E, R>(e: Effect.Effect<A, E, R>) => Effect.orDie(e)
+      const viaDb = Failures.fatal("the master database")
 
       const healthOf = (name: string, stored: Health.HealthStatus) =>
         Effect.map(supervisors.health(name), Option.match({ onNone: () => stored, onSome: (h) => h.status }))
 
       const fleet = Effect.gen(function* () {
-        const nodes = yield* orDie(db.nodes)
+        const nodes = yield* viaDb(db.nodes)
         return yield* Effect.forEach(nodes, (n) =>
           Effect.map(healthOf(n.info.name, n.health), (health) => ({ row: n, health }))
         )
       })
 
       const nodeRow = (name: string) =>
-        Effect.flatMap(orDie(db.node(name)), Option.match({
+        Effect.flatMap(viaDb(db.node(name)), Option.match({
           onNone: () => Effect.fail(new Errors.NodeNotFound({ node: name })),
           onSome: Effect.succeed
         }))
 
       /** The node a service was placed on, or ServiceNotFound. */
       const placedOn = (service: string) =>
-        Effect.flatMap(orDie(db.placement(service)), Option.match({
+        Effect.flatMap(viaDb(db.placement(service)), Option.match({
           onNone: () => Effect.fail(new Errors.ServiceNotFound({ service })),
           onSome: (node) => Effect.map(Effect.orElseFail(nodeRow(node), () => new Errors.ServiceNotFound({ service })), (row) => row.info)
         }))
@@ -81,7 +81,7 @@ export const layer = (settings: MasterSettings) => {
               if (Either.isLeft(decoded)) return Stream.fail(new Errors.InvalidDefinition({ service: nameOf(raw), problems: decoded.left }))
               const def = decoded.right
               // A deployed service stays where it is unless its pin changes; new ones are placed.
-              const current = yield* orDie(db.placement(def.name))
+              const current = yield* viaDb(db.placement(def.name))
               const nodes = yield* fleet
               const placed = Option.isSome(current) && (def.node === undefined || def.node === current.value)
                 ? Either.right({ node: current.value, reason: "already placed there (redeploy)" })
@@ -102,8 +102,8 @@ export const layer = (settings: MasterSettings) => {
                 ),
                 Stream.tap((e) =>
                   e._tag === "DeployDone"
-                    ? orDie(db.withTransaction(Effect.zipRight(db.place(def.name, target.name), db.storeDefinition(def.name, raw)))).pipe(
-                        Effect.zipRight(orDie(db.addEvent(target.name, "deploy", def.name, `deployed on ${target.name}`)))
+                    ? viaDb(db.withTransaction(Effect.zipRight(db.place(def.name, target.name), db.storeDefinition(def.name, raw)))).pipe(
+                        Effect.zipRight(viaDb(db.addEvent(target.name, "deploy", def.name, `deployed on ${target.name}`)))
                       )
                     : Effect.void
                 )
@@ -127,8 +127,8 @@ export const layer = (settings: MasterSettings) => {
         Deploy: ({ definition: raw, dryRun }) => serialized(nameOf(raw), deployStream(raw, dryRun)),
         Undeploy: ({ service }) =>
           forward(service, "undeploy {service}".replace("{service}", service), (agent) => agent.Undeploy({ service })).pipe(
-            Effect.tap(() => orDie(db.unplace(service))),
-            Effect.tap(() => orDie(db.addEvent("master", "deploy", service, "undeployed")))
+            Effect.tap(() => viaDb(db.unplace(service))),
+            Effect.tap(() => viaDb(db.addEvent("master", "deploy", service, "undeployed")))
           ),
         Stop: ({ service }) => forward(service, "stop {service}".replace("{service}", service), (agent) => agent.Stop({ service })),
         Start: ({ service }) => forward(service, "start {service}".replace("{service}", service), (agent) => agent.Start({ service })),
@@ -163,7 +163,7 @@ export const layer = (settings: MasterSettings) => {
             }
             const stored: Array<string> = []
             const unchanged: Array<string> = []
-            yield* orDie(db.withTransaction(Effect.forEach(decoded, ({ raw }) =>
+            yield* viaDb(db.withTransaction(Effect.forEach(decoded, ({ raw }) =>
               Effect.gen(function* () {
                 const name = nameOf(raw)
                 const before = yield* db.definition(name)
@@ -178,7 +178,7 @@ export const layer = (settings: MasterSettings) => {
           }),
         NodesList: () =>
           Effect.gen(function* () {
-            const rows = yield* orDie(db.nodes)
+            const rows = yield* viaDb(db.nodes)
             return yield* Effect.forEach(rows, (r) =>
               Effect.map(supervisors.health(r.info.name), (h): Operations.NodeView => {
                 const live = Option.getOrUndefined(h)
@@ -194,21 +194,21 @@ export const layer = (settings: MasterSettings) => {
           }),
         NodesAdd: ({ info }) =>
           Effect.gen(function* () {
-            yield* orDie(db.upsertNode(info, "cli"))
+            yield* viaDb(db.upsertNode(info, "cli"))
             yield* supervisors.watch(info.name, info.addresses)
-            yield* orDie(db.addEvent(info.name, "node", undefined, `added by operator (${info.role} at ${info.addresses.join(", ")})`))
+            yield* viaDb(db.addEvent(info.name, "node", undefined, `added by operator (${info.role} at ${info.addresses.join(", ")})`))
             return { info, health: "unknown" as const }
           }),
         NodesRemove: ({ node }) =>
           Effect.gen(function* () {
             yield* nodeRow(node)
-            const services = (yield* orDie(db.placements)).filter((p) => p.node === node).map((p) => p.service)
+            const services = (yield* viaDb(db.placements)).filter((p) => p.node === node).map((p) => p.service)
             if (services.length > 0) {
               return yield* Effect.fail(new Errors.InvalidRequest({ problems: [{ path: "node", message: `node ${node} still runs ${services.join(", ")}; undeploy them first` }] }))
             }
             yield* supervisors.unwatch(node)
-            yield* orDie(db.removeNode(node))
-            yield* orDie(db.addEvent(node, "node", undefined, "removed by operator"))
+            yield* viaDb(db.removeNode(node))
+            yield* viaDb(db.addEvent(node, "node", undefined, "removed by operator"))
           }),
         EdgeRoutesList: () => Effect.succeed([]),
         DnsCheck: () => Effect.succeed([]),
@@ -223,11 +223,11 @@ export const layer = (settings: MasterSettings) => {
               const toWire = (e: { at: string; node: string; service: string | undefined; kind: string; message: string }) => ({
                 at: e.at, node: e.node, kind: e.kind as "node", message: e.message, ...(e.service === undefined ? {} : { service: e.service })
               })
-              const initial = yield* orDie(db.events(limit))
+              const initial = yield* viaDb(db.events(limit))
               if (!follow) return Stream.fromIterable(initial.map(toWire))
               let last = initial.at(-1)?.id ?? 0
               const more = Stream.repeatEffectWithSchedule(
-                Effect.map(orDie(db.events(1000, last)), (rows) => {
+                Effect.map(viaDb(db.events(1000, last)), (rows) => {
                   last = rows.at(-1)?.id ?? last
                   return rows.map(toWire)
                 }),
@@ -238,7 +238,7 @@ export const layer = (settings: MasterSettings) => {
           ),
         AgentRecover: ({ node, force }) =>
           Effect.gen(function* () {
-            const rows = node === undefined ? yield* orDie(db.nodes) : [yield* nodeRow(node)]
+            const rows = node === undefined ? yield* viaDb(db.nodes) : [yield* nodeRow(node)]
             return yield* Effect.forEach(rows.filter((r) => r.info.role !== "edge" || node !== undefined), (r) =>
               Effect.mapError(agents.call(r.info.name, r.info.addresses, (agent) => agent.Recover({ force })), asPeerFailure(r.info.name, "recover"))
             )
@@ -274,24 +274,24 @@ export const layer = (settings: MasterSettings) => {
       return {
         Register: ({ info, resources }) =>
           Effect.gen(function* () {
-            yield* Effect.orDie(db.upsertNode(info, "register", resources))
+            yield* Failures.fatal("the master database")(db.upsertNode(info, "register", resources))
             yield* supervisors.watch(info.name, info.addresses)
             yield* supervisors.heartbeat(info.name)
-            yield* Effect.orDie(db.addEvent(info.name, "node", undefined, `registered (${info.role}, ${info.arch}, version ${info.version})`))
+            yield* Failures.fatal("the master database")(db.addEvent(info.name, "node", undefined, `registered (${info.role}, ${info.arch}, version ${info.version})`))
             return { heartbeatIntervalMs: settings.heartbeatIntervalMs, deadlineMs: settings.heartbeatIntervalMs * settings.missThreshold }
           }),
         Heartbeat: ({ node, resources, services }) =>
           Effect.gen(function* () {
             const known = yield* supervisors.heartbeat(node)
             if (!known) return { known }
-            yield* Effect.orDie(db.heartbeat(node, resources))
+            yield* Failures.fatal("the master database")(db.heartbeat(node, resources))
             // Agents are the truth about what runs: a master that lost its database learns
             // the placements back from heartbeats.
-            const placed = new Set((yield* Effect.orDie(db.placements)).map((p) => p.service))
+            const placed = new Set((yield* Failures.fatal("the master database")(db.placements)).map((p) => p.service))
             for (const s of services) {
               if (placed.has(s.service)) continue
-              yield* Effect.orDie(db.place(s.service, node))
-              yield* Effect.orDie(db.addEvent(node, "node", s.service, `placement learned from ${node}'s heartbeat`))
+              yield* Failures.fatal("the master database")(db.place(s.service, node))
+              yield* Failures.fatal("the master database")(db.addEvent(node, "node", s.service, `placement learned from ${node}'s heartbeat`))
             }
             return { known }
           })
