@@ -2,8 +2,8 @@
  * Assembles an agent from its config: the registry, the engine, the proxy, CA and DNS ports,
  * the lifecycle and actors, and the RPC server. `main.ts` runs it; tests build it directly.
  */
-import { NodeContext, NodeHttpClient } from "@effect/platform-node"
-import { AgentRpcs, AuthMiddleware, HttpAuthenticator, TokenFileAuthenticator, Transport } from "@mcp/rpc"
+import { NodeContext } from "@effect/platform-node"
+import { AgentRpcs, AuthMiddleware, Daemon, Transport } from "@mcp/rpc"
 import { Duration, Effect, Layer, Redacted } from "effect"
 import { ServiceDefinition } from "@mcp/domain"
 import { mkdirSync, readFileSync } from "node:fs"
@@ -124,20 +124,15 @@ export const layerCerts = (config: AgentConfig): Layer.Layer<CertIssuer> => {
   }
 }
 
-export const layerAuthenticator = (config: AgentConfig) =>
-  config.auth.token_file !== undefined
-    ? TokenFileAuthenticator.layer(config.auth.token_file)
-    : HttpAuthenticator.layer({ url: config.auth.identity_url! }).pipe(Layer.provide(NodeHttpClient.layerUndici))
-
 export const layerServer = (config: AgentConfig) => {
-  const [host, port] = splitHostPort(config.listen)
+  const [host, port] = Daemon.splitHostPort(config.listen)
   const handlers = AgentHandlers.layer({
     role: config.role,
     addresses: config.addresses ?? [config.listen],
     version: VERSION,
     dataDir: config.data_dir
   })
-  const auth = AuthMiddleware.layerServer({ guestMayRead: false }).pipe(Layer.provide(layerAuthenticator(config)))
+  const auth = AuthMiddleware.layerServer({ guestMayRead: false }).pipe(Layer.provide(Daemon.layerAuthenticator(config.auth)))
   return Transport.layerServer(
     {
       host,
@@ -153,10 +148,6 @@ export const layerServer = (config: AgentConfig) => {
   ).pipe(Layer.provide(Layer.merge(handlers, auth)))
 }
 
-export const splitHostPort = (address: string): [string, number] => {
-  const i = address.lastIndexOf(":")
-  return [address.slice(0, i).replace(/^\[|\]$/g, ""), Number(address.slice(i + 1))]
-}
 
 /** The whole agent: core, then open work closed, then the server. */
 export const layer = (config: AgentConfig) => {

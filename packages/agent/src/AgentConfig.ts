@@ -2,8 +2,9 @@
  * The agent's configuration file (`mcp-agent.toml`), decoded with Schema: every problem is
  * reported as `path: message` before anything starts.
  */
-import { Names, Node, ServiceDefinition, Validation } from "@mcp/domain"
-import { Either, ParseResult, Schema } from "effect"
+import { Names, Node, ServiceDefinition } from "@mcp/domain"
+import { Daemon } from "@mcp/rpc"
+import { Schema } from "effect"
 
 const PortNumber = Schema.Int.pipe(Schema.between(1, 65535))
 
@@ -35,18 +36,8 @@ export const AgentConfig = Schema.Struct({
   internal_zone: Schema.optionalWith(Schema.String, { exact: true, default: () => "svc.mcp.internal" }),
   image_registry: Schema.optionalWith(Schema.String, { exact: true, default: () => "localhost" }),
   stop_timeout_seconds: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 600)), { exact: true, default: () => 10 }),
-  tls: Schema.Struct({
-    cert: Schema.String,
-    key: Schema.String,
-    ca: Schema.String,
-    client_auth: Schema.optionalWith(Schema.Boolean, { exact: true, default: () => false })
-  }),
-  auth: Schema.Struct({
-    token_file: Schema.optionalWith(Schema.String, { exact: true }),
-    identity_url: Schema.optionalWith(Schema.String, { exact: true })
-  }).pipe(Schema.filter((a) => (a.token_file === undefined) === (a.identity_url === undefined)
-    ? { path: [], message: "set exactly one of token_file (a local token file) or identity_url (an identity service)" }
-    : true)),
+  tls: Daemon.TlsSection,
+  auth: Daemon.AuthSection,
   runtime: Schema.optionalWith(Schema.Struct({ socket: Schema.optionalWith(Schema.String, { exact: true }) }), { exact: true, default: () => ({}) }),
   ports: Schema.optionalWith(
     Schema.Struct({
@@ -174,13 +165,4 @@ export const AgentConfig = Schema.Struct({
 export type AgentConfig = typeof AgentConfig.Type
 
 /** Decodes the config file's text; unknown keys are errors, like in service definitions. */
-export const decode = (text: string): Either.Either<AgentConfig, ReadonlyArray<Validation.Problem>> =>
-  Either.flatMap(Validation.parseToml(text), (raw) =>
-    Either.mapLeft(
-      Schema.decodeUnknownEither(AgentConfig, { errors: "all", onExcessProperty: "error" })(raw),
-      (e) => ParseResult.ArrayFormatter.formatErrorSync(e).map((i) => ({
-        path: Validation.formatPath(i.path),
-        message: i._tag === "Unexpected" ? "unknown setting; check the spelling against the agent config reference in README.md" : i._tag === "Missing" ? "is missing; this setting is required" : i.message
-      }))
-    )
-  )
+export const decode = Daemon.decodeConfig(AgentConfig, "agent")

@@ -3,8 +3,8 @@
  * coordinators and the RPC server for the CLI (/master) and agents (/control).
  */
 import { Failures } from "@mcp/domain"
-import { NodeContext, NodeHttpClient } from "@effect/platform-node"
-import { AuthMiddleware, ControlRpcs, HttpAuthenticator, MasterRpcs, TokenFileAuthenticator, Transport } from "@mcp/rpc"
+import { NodeContext } from "@effect/platform-node"
+import { AuthMiddleware, ControlRpcs, Daemon, MasterRpcs, Transport } from "@mcp/rpc"
 import { Duration, Effect, Layer, Option, Redacted } from "effect"
 import { mkdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
@@ -16,10 +16,6 @@ import { NodeSupervisors, Prober, SupervisorSettings, TransitionSink } from "./N
 
 export const VERSION = "0.1.0"
 
-const splitHostPort = (address: string): [string, number] => {
-  const i = address.lastIndexOf(":")
-  return [address.slice(0, i).replace(/^\[|\]$/g, ""), Number(address.slice(i + 1))]
-}
 
 export const layer = (config: MasterConfig) => {
   mkdirSync(config.data_dir, { recursive: true, mode: 0o700 })
@@ -79,11 +75,9 @@ export const layer = (config: MasterConfig) => {
     missThreshold: config.heartbeat.miss_threshold,
     fanoutTimeoutMs: millis(config.fanout_timeout)
   }).pipe(Layer.provide(MasterHandlers.ServiceCoordinators.Default))
-  const authenticator = config.auth.token_file !== undefined
-    ? TokenFileAuthenticator.layer(config.auth.token_file)
-    : HttpAuthenticator.layer({ url: config.auth.identity_url! }).pipe(Layer.provide(NodeHttpClient.layerUndici))
+  const authenticator = Daemon.layerAuthenticator(config.auth)
   const auth = AuthMiddleware.layerServer({ guestMayRead: true }).pipe(Layer.provide(authenticator))
-  const [host, port] = splitHostPort(config.listen)
+  const [host, port] = Daemon.splitHostPort(config.listen)
   const server = Transport.layerServer(
     {
       host,

@@ -2,8 +2,9 @@
  * The master's configuration file (`mcp-master.toml`), decoded with Schema: every problem as
  * `path: message` before anything starts.
  */
-import { Names, Node, Validation } from "@mcp/domain"
-import { Either, ParseResult, Schema } from "effect"
+import { Names, Node } from "@mcp/domain"
+import { Daemon } from "@mcp/rpc"
+import { Schema } from "effect"
 
 const Duration = Schema.String.pipe(Schema.pattern(/^[1-9][0-9]*(ms|s|m)$/, { message: () => `must be a duration such as "500ms", "30s" or "1m"` }))
 
@@ -11,18 +12,8 @@ export const MasterConfig = Schema.Struct({
   listen: Node.NodeAddress,
   data_dir: Schema.String,
   internal_zone: Schema.optionalWith(Schema.String, { exact: true, default: () => "svc.mcp.internal" }),
-  tls: Schema.Struct({
-    cert: Schema.String,
-    key: Schema.String,
-    ca: Schema.String,
-    client_auth: Schema.optionalWith(Schema.Boolean, { exact: true, default: () => false })
-  }),
-  auth: Schema.Struct({
-    token_file: Schema.optionalWith(Schema.String, { exact: true }),
-    identity_url: Schema.optionalWith(Schema.String, { exact: true })
-  }).pipe(Schema.filter((a) => (a.token_file === undefined) === (a.identity_url === undefined)
-    ? { path: [], message: "set exactly one of token_file (a local token file) or identity_url (an identity service)" }
-    : true)),
+  tls: Daemon.TlsSection,
+  auth: Daemon.AuthSection,
   /** The system token the master presents to agents. */
   agent_token_file: Schema.String,
   /** Client certificate for agents that require mTLS. */
@@ -44,16 +35,7 @@ export const MasterConfig = Schema.Struct({
 })
 export type MasterConfig = typeof MasterConfig.Type
 
-export const decode = (text: string): Either.Either<MasterConfig, ReadonlyArray<Validation.Problem>> =>
-  Either.flatMap(Validation.parseToml(text), (raw) =>
-    Either.mapLeft(
-      Schema.decodeUnknownEither(MasterConfig, { errors: "all", onExcessProperty: "error" })(raw),
-      (e) => ParseResult.ArrayFormatter.formatErrorSync(e).map((i) => ({
-        path: Validation.formatPath(i.path),
-        message: i._tag === "Unexpected" ? "unknown setting; check the spelling against the master config reference in README.md" : i._tag === "Missing" ? "is missing; this setting is required" : i.message
-      }))
-    )
-  )
+export const decode = Daemon.decodeConfig(MasterConfig, "master")
 
 /** "30s" -> milliseconds. */
 export const millis = (d: string): number => {

@@ -2,6 +2,7 @@
 export * as Authenticator from "./Authenticator.js"
 export * as AuthMiddleware from "./AuthMiddleware.js"
 export * from "./Contracts.js"
+export * as Daemon from "./Daemon.js"
 export * as HttpAuthenticator from "./HttpAuthenticator.js"
 export * as Pki from "./Pki.js"
 export * as Principal from "./Principal.js"

@@ -1,0 +1,100 @@
+/**
+ * What the agent and master daemons share at their edge: the [tls] and [auth] config sections,
+ * decoding a config file into `path: message` problems, the authenticator the [auth] section
+ * names, and the `--config` command line that runs a server until SIGINT/SIGTERM.
+ */
+import { HttpServer } from "@effect/platform"
+import { NodeHttpClient, NodeRuntime } from "@effect/platform-node"
+import { Validation } from "@mcp/domain"
+import { Effect, Either, Layer, Logger, LogLevel, ParseResult, Schema } from "effect"
+import { readFileSync } from "node:fs"
+import * as HttpAuthenticator from "./HttpAuthenticator.js"
+import * as TokenFileAuthenticator from "./TokenFileAuthenticator.js"
+
+export const TlsSection = Schema.Struct({
+  cert: Schema.String,
+  key: Schema.String,
+  ca: Schema.String,
+  /** Require client certificates signed by the CA (mTLS). */
+  client_auth: Schema.optionalWith(Schema.Boolean, { exact: true, default: () => false })
+})
+
+export const AuthSection = Schema.Struct({
+  token_file: Schema.optionalWith(Schema.String, { exact: true }),
+  identity_url: Schema.optionalWith(Schema.String, { exact: true })
+}).pipe(Schema.filter((a) => (a.token_file === undefined) === (a.identity_url === undefined)
+  ? { path: [], message: "set exactly one of token_file (a local token file) or identity_url (an identity service)" }
+  : true))
+
+/** `host:port` (or `[v6]:port`) of a listen setting. */
+export const splitHostPort = (address: string): [string, number] => {
+  const i = address.lastIndexOf(":")
+  return [address.slice(0, i).replace(/^\[|\]$/g, ""), Number(address.slice(i + 1))]
+}
+
+/** The authenticator the [auth] section names: a token file, or an identity service URL. */
+export const layerAuthenticator = (auth: typeof AuthSection.Type) =>
+  auth.token_file !== undefined
+    ? TokenFileAuthenticator.layer(auth.token_file)
+    : HttpAuthenticator.layer({ url: auth.identity_url! }).pipe(Layer.provide(NodeHttpClient.layerUndici))
+
+/** Decodes a daemon config file's text; unknown keys are errors, like in service definitions. */
+export const decodeConfig = <A, I>(schema: Schema.Schema<A, I>, kind: string) =>
+  (text: string): Either.Either<A, ReadonlyArray<Validation.Problem>> =>
+    Either.flatMap(Validation.parseToml(text), (raw) =>
+      Either.mapLeft(
+        Schema.decodeUnknownEither(schema, { errors: "all", onExcessProperty: "error" })(raw),
+        (e) => ParseResult.ArrayFormatter.formatErrorSync(e).map((i) => ({
+          path: Validation.formatPath(i.path),
+          message: i._tag === "Unexpected" ? `unknown setting; check the spelling against the ${kind} config reference in README.md`
+            : i._tag === "Missing" ? "is missing; this setting is required" : i.message
+        }))
+      )
+    )
+
+/**
+ * `<name> --config <file>`: reads and decodes the config (every problem printed, exit 1),
+ * then serves until SIGINT/SIGTERM, logging where it listens.
+ */
+export const main = <C, E>(options: {
+  readonly name: string
+  readonly version: string
+  readonly path: string
+  readonly decode: (text: string) => Either.Either<C, ReadonlyArray<Validation.Problem>>
+  readonly layer: (config: C) => Layer.Layer<HttpServer.HttpServer, E>
+}) => {
+  const args = process.argv.slice(2)
+  if (args.includes("--version")) {
+    console.log(`${options.name} ${options.version}`)
+    process.exit(0)
+  }
+  const at = args.indexOf("--config")
+  const path = at >= 0 ? args[at + 1] : undefined
+  if (path === undefined || args.includes("--help")) {
+    console.error(`usage: ${options.name} --config <${options.name}.toml>`)
+    process.exit(path === undefined && !args.includes("--help") ? 2 : 0)
+  }
+  let text: string
+  try {
+    text = readFileSync(path, "utf8")
+  } catch (e) {
+    console.error(`${options.name}: cannot read config ${path}: ${(e as Error).message}`)
+    process.exit(1)
+  }
+  const decoded = options.decode(text)
+  if (Either.isLeft(decoded)) {
+    for (const p of decoded.left) console.error(`${path}: ${p.path}: ${p.message}`)
+    process.exit(1)
+  }
+  Effect.gen(function* () {
+    const address = (yield* HttpServer.HttpServer).address
+    const where = address._tag === "TcpAddress" ? `${address.hostname}:${address.port}` : "its socket"
+    yield* Effect.logInfo(`${options.name} listening on https://${where}${options.path}`)
+    return yield* Effect.never
+  }).pipe(
+    Effect.provide(options.layer(decoded.right)),
+    Effect.provide(Layer.merge(Logger.logFmt, Logger.minimumLogLevel(LogLevel.Info))),
+    Effect.tapErrorCause((cause) => Effect.logError(`${options.name} stopped`, cause)),
+    NodeRuntime.runMain({ disableErrorReporting: true })
+  )
+}
