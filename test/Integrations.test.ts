@@ -142,7 +142,10 @@ describe("deploys through HAProxy, PowerDNS and a CA", () => {
     expect(failures).toBe(0)
     expect(served).toBeGreaterThan(10)
     expect(seen).toEqual(new Set(["v1", "v2"]))
-    expect(containersOf("local")).toHaveLength(1)
+    // The old container is stopped and removed once the new one serves (the engine may list it
+    // for a moment while it finishes removing it).
+    for (let i = 0; i < 30 && containersOf("local").length > 1; i++) await new Promise((r) => setTimeout(r, 500))
+    expect(containersOf("local"), `old containers left after the redeploy; agent events:\n${(await LocalFleet.mcp(fleet, ["events", ...node])).stdout}`).toHaveLength(1)
 
     await cli(["stop", "tls-web", ...node])
     await expect(viaProxy(host, listener, localCa)).rejects.toThrow()

@@ -4,7 +4,7 @@
  * start-up work that finishes or compensates whatever a previous run left open.
  */
 import { Deploy, Errors, Failures, Image, type ServiceDefinition, type Status } from "@mcp/domain"
-import { Effect, Either, Option } from "effect"
+import { Effect, Either, Option, Schedule } from "effect"
 import { randomUUID } from "node:crypto"
 import { CertIssuer, type IssuedCertificate, REUSE_MARGIN_MS } from "./CertIssuer.js"
 import { ContainerRuntime, type ContainerSpec, LABEL_DEPLOY, LABEL_NODE, LABEL_SERVICE } from "./ContainerRuntime.js"
@@ -401,6 +401,8 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
           yield* runtime.remove(c.id)
         }
       }).pipe(
+        // A busy engine may refuse for a moment; the deploy is committed, so try a few times.
+        Effect.retry(Schedule.spaced("500 millis").pipe(Schedule.intersect(Schedule.recurs(4)))),
         Effect.catchAll((e) => Effect.zipRight(Effect.logWarning(`cleanup of ${service} failed: ${describe(e)}`), event("deploy", service, `cleanup of old containers failed (retried at next start): ${describe(e)}`)))
       )
 
