@@ -117,7 +117,17 @@ export const layerCerts = (config: AgentConfig): Layer.Layer<CertIssuer> => {
       return AcmeIssuer.layer({
         directoryUrl: c.directory_url,
         dataDir: config.data_dir,
-        challenge: { kind: "http-01", serve: { port: c.http_port, ...(c.http_host === undefined ? {} : { host: c.http_host }) } },
+        challenge: c.challenge === "dns-01" && config.dns.kind === "powerdns"
+          ? {
+              kind: "dns-01",
+              solver: PowerDnsRecords.makeTxtSolver({
+                apiUrl: config.dns.api_url,
+                apiKey: secretFile(config.dns.api_key_file),
+                zone: config.internal_zone,
+                ...(config.dns.server === undefined ? {} : { server: config.dns.server })
+              })
+            }
+          : { kind: "http-01", serve: { port: c.http_port, ...(c.http_host === undefined ? {} : { host: c.http_host }) } },
         ...(c.email === undefined ? {} : { email: c.email }),
         ...(c.ca_bundle === undefined ? {} : { caBundle: readFileSync(c.ca_bundle, "utf8") })
       })

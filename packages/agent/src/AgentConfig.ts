@@ -78,6 +78,8 @@ export const AgentConfig = Schema.Struct({
         kind: Schema.Literal("acme"),
         directory_url: Schema.String,
         email: Schema.optionalWith(Schema.String, { exact: true }),
+        /** http-01 serves the challenge itself; dns-01 writes TXT records through [dns] (PowerDNS). */
+        challenge: Schema.optionalWith(Schema.Literal("http-01", "dns-01"), { exact: true, default: () => "http-01" as const }),
         /** http-01: the port the challenge server listens on (80 behind a public name). */
         http_port: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 65535)), { exact: true, default: () => 80 }),
         http_host: Schema.optionalWith(Schema.String, { exact: true }),
@@ -161,7 +163,13 @@ export const AgentConfig = Schema.Struct({
       : { path: ["backoff_max"], message: `backoff_max (${m.backoff_max}) must not be below backoff_initial (${m.backoff_initial})` })),
     { exact: true, default: () => ({ ...MONITOR_DEFAULTS }) }
   )
-})
+}).pipe(
+  Schema.filter((c) =>
+    c.certs.kind === "acme" && c.certs.challenge === "dns-01" && c.dns.kind !== "powerdns"
+      ? { path: ["certs", "challenge"], message: `dns-01 writes its TXT records through PowerDNS: set [dns] kind = "powerdns", or use challenge = "http-01"` }
+      : true
+  )
+)
 export type AgentConfig = typeof AgentConfig.Type
 
 /** Decodes the config file's text; unknown keys are errors, like in service definitions. */

@@ -2,6 +2,7 @@
  * DnsRecords on PowerDNS Authoritative through its HTTP API: A rrsets in one zone, replaced with
  * PATCH (changetype REPLACE), deleted with changetype DELETE, listed from GET zone.
  */
+import type { Dns01Solver } from "./AcmeIssuer.js"
 import { Effect, Layer, Redacted } from "effect"
 import { DnsError, DnsRecords, nameInZone, normalizeName, resolveIPv4 } from "./DnsRecords.js"
 
@@ -178,3 +179,33 @@ export const make = (options: PowerDnsOptions): Effect.Effect<DnsRecords, DnsErr
   })
 
 export const layer = (options: PowerDnsOptions): Layer.Layer<DnsRecords, DnsError> => Layer.effect(DnsRecords, make(options))
+
+/**
+ * An ACME dns-01 solver over the same PowerDNS zone: `_acme-challenge.<host>` TXT records are
+ * set for the CA's check and deleted afterwards. The value is quoted, as PowerDNS stores TXT.
+ */
+export const makeTxtSolver = (options: PowerDnsOptions): Dns01Solver => {
+  const apiUrl = options.apiUrl.replace(/\/+$/, "")
+  const zone = normalizeName(options.zone)
+  const path = `${apiUrl}/api/v1/servers/${encodeURIComponent(options.server ?? "localhost")}/zones/${encodeURIComponent(`${zone}.`)}`
+  const patch = (rrset: unknown) =>
+    Effect.tryPromise({
+      try: async (signal) => {
+        const res = await fetch(path, {
+          method: "PATCH",
+          headers: { "X-API-Key": Redacted.value(options.apiKey), "content-type": "application/json" },
+          body: JSON.stringify({ rrsets: [rrset] }),
+          signal: AbortSignal.any([signal, AbortSignal.timeout(options.timeoutMs ?? 10_000)])
+        })
+        const body = await res.text()
+        if (res.status < 200 || res.status >= 300) throw new Error(`PowerDNS at ${apiUrl} answered HTTP ${res.status}: ${body.slice(0, 200)}`)
+      },
+      catch: (e) => (e instanceof Error ? e.message : String(e))
+    })
+  const fqdn = (name: string) => `${normalizeName(name)}.`
+  return {
+    set: (name, value) =>
+      patch({ name: fqdn(name), type: "TXT", ttl: 60, changetype: "REPLACE", records: [{ content: JSON.stringify(value), disabled: false }] }),
+    clear: (name) => patch({ name: fqdn(name), type: "TXT", changetype: "DELETE" })
+  }
+}

@@ -1,0 +1,31 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Either } from "effect"
+import * as AgentConfig from "../src/AgentConfig.js"
+
+const base = `node = "rift"\nlisten = "127.0.0.1:9444"\nnode_address = "10.0.0.5"\ndata_dir = "/srv/mcp"\n[tls]\ncert = "a"\nkey = "b"\nca = "c"\n[auth]\ntoken_file = "/srv/mcp/tokens.toml"\n`
+
+describe("agent config", () => {
+  it("decodes a minimal config with the embedded defaults", () => {
+    const config = Either.getOrThrow(AgentConfig.decode(base))
+    expect(config.role).toBe("worker")
+    expect(config.proxy).toEqual({ kind: "none" })
+    expect(config.certs).toEqual({ kind: "local-ca" })
+    expect(config.dns).toEqual({ kind: "none" })
+    expect(config.ports).toEqual({ min: 10000, max: 60000, bind: "127.0.0.1" })
+  })
+
+  it("names every problem with its path and writes nothing", () => {
+    const problems = Either.getLeft(AgentConfig.decode(`colour = "blue"\n` + base.replace('node_address = "10.0.0.5"', 'node_address = "rift.lan"') + `[ports]\nmin = 5000\nmax = 4000\n`))
+    expect(problems._tag).toBe("Some")
+    const paths = problems._tag === "Some" ? problems.value.map((p) => p.path) : []
+    expect(paths).toEqual(expect.arrayContaining(["node_address", "colour", "ports.max"]))
+  })
+
+  it("refuses ACME dns-01 without PowerDNS to write the TXT records", () => {
+    const text = base + `[certs]\nkind = "acme"\ndirectory_url = "https://acme.example/dir"\nchallenge = "dns-01"\n`
+    const problems = Either.getLeft(AgentConfig.decode(text))
+    expect(problems._tag === "Some" ? problems.value.map((p) => p.path) : []).toEqual(["certs.challenge"])
+    const withDns = text + `[dns]\nkind = "powerdns"\napi_url = "http://127.0.0.1:8081"\napi_key_file = "/srv/mcp/pdns.key"\n`
+    expect(Either.isRight(AgentConfig.decode(withDns))).toBe(true)
+  })
+})
