@@ -53,7 +53,7 @@ export const run = <A, E>(
       { host: "127.0.0.1", port: 0, tls: { cert: readFileSync(join(dir, "ca", "agent.crt"), "utf8"), key: Redacted.make(readFileSync(join(dir, "ca", "agent.key"), "utf8")), ca, clientAuth: false } },
       [Transport.route("/agent", AgentRpcs)]
     ).pipe(Layer.provide(Layer.mergeAll(
-      AgentHandlers.layer({ role: "worker", addresses: [], version: "bench", dataDir: dir }),
+      AgentHandlers.layer({ role: "worker", addresses: [], nodeAddress: "127.0.0.1", version: "bench", dataDir: dir }),
       AuthMiddleware.layerServer({ guestMayRead: false }).pipe(Layer.provide(Authenticator.layerMemory(new Map([[TOKEN, new Principal({ name: "bench", kind: "system", role: "admin" })]]))))
     )))
 

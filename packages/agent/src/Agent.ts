@@ -139,6 +139,7 @@ export const layerServer = (config: AgentConfig) => {
   const handlers = AgentHandlers.layer({
     role: config.role,
     addresses: config.addresses ?? [config.listen],
+    nodeAddress: config.node_address,
     version: VERSION,
     dataDir: config.data_dir
   })
@@ -243,7 +244,7 @@ export const layerMasterLink = (config: AgentConfig) => {
         ca: readFileSync(config.tls.ca, "utf8"),
         token: Redacted.make(readFileSync(master.token_file, "utf8").trim()),
         clientCert: { cert: readFileSync(config.tls.cert, "utf8"), key: Redacted.make(readFileSync(config.tls.key, "utf8")) },
-        info: { name: config.node, role: config.role, addresses: config.addresses ?? [config.listen], arch: NodeResources.arch(), version: VERSION },
+        info: { name: config.node, role: config.role, addresses: config.addresses ?? [config.listen], arch: NodeResources.arch(), version: VERSION, nodeAddress: config.node_address },
         dataDir: config.data_dir
       })
     )

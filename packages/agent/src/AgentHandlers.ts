@@ -18,6 +18,8 @@ import { ServiceActors } from "./ServiceActors.js"
 export interface AgentIdentity {
   readonly role: "master" | "worker" | "edge"
   readonly addresses: ReadonlyArray<string>
+  /** The IP other nodes reach this node's proxy at (config `node_address`). */
+  readonly nodeAddress: string
   readonly version: string
   readonly dataDir: string
 }
@@ -161,7 +163,7 @@ export const layer = (identity: AgentIdentity) =>
               Effect.orElseSucceed(() => 0)
             )
             return {
-              info: { name: settings.node as never, role: identity.role, addresses: identity.addresses, arch: NodeResources.arch(), version: identity.version },
+              info: { name: settings.node as never, role: identity.role, addresses: identity.addresses, arch: NodeResources.arch(), version: identity.version, nodeAddress: identity.nodeAddress },
               resources: yield* NodeResources.read(identity.dataDir, containers),
               protocol: Protocol.PROTOCOL_VERSION
             }

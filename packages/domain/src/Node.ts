@@ -33,6 +33,11 @@ export const NodeInfo = Schema.Struct({
   /** In order of preference: the master tries them in this order when probing. */
   addresses: Schema.Array(NodeAddress).pipe(Schema.minItems(1)),
   arch: Schema.String,
-  version: Schema.String
+  version: Schema.String,
+  /**
+   * The IP other nodes reach this node's proxy at (the agent's `node_address`): edge routes
+   * forward there. Absent for nodes the master only knows from its own config so far.
+   */
+  nodeAddress: Schema.optionalWith(Schema.String, { exact: true })
 })
 export type NodeInfo = typeof NodeInfo.Type

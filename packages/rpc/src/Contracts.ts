@@ -78,7 +78,7 @@ export class AgentRpcs extends RpcGroup.make(
     error: Schema.Union(Errors.PeerFailed, Errors.InvalidRequest)
   }),
   Rpc.make("RemoveEdgeRoute", { payload: { hostname: Schema.String }, error: Errors.PeerFailed }),
-  readOnly(Rpc.make("ListEdgeRoutes", { success: Schema.Array(Routes.EdgeRoute) })),
+  readOnly(Rpc.make("ListEdgeRoutes", { success: Schema.Array(Routes.EdgeRoute), error: Errors.PeerFailed })),
   Rpc.make("ProxyRoutesAdd", { payload: { route: Routes.ProxyRoute }, error: Schema.Union(Errors.PeerFailed, Errors.InvalidRequest) }),
   Rpc.make("ProxyRoutesRemove", { payload: { listener: Schema.Int, hostname: Schema.String }, error: Errors.PeerFailed }),
   readOnly(Rpc.make("ProxyRoutesList", { success: Schema.Array(Routes.ProxyRoute), error: Errors.PeerFailed })),
