@@ -19,6 +19,7 @@ import type { ContainerRuntime } from "../../packages/agent/src/ContainerRuntime
 import { NodeSettings } from "../../packages/agent/src/ContainerPlan.js"
 import * as DnsRecords from "../../packages/agent/src/DnsRecords.js"
 import * as DockerRuntime from "../../packages/agent/src/DockerRuntime.js"
+import * as EdgeRoutes from "../../packages/agent/src/EdgeRoutes.js"
 import { Lifecycle } from "../../packages/agent/src/Lifecycle.js"
 import * as PortAllocator from "../../packages/agent/src/PortAllocator.js"
 import * as ProxyRoutes from "../../packages/agent/src/ProxyRoutes.js"
@@ -38,7 +39,9 @@ export const run = <A, E>(
     const ca = readFileSync(join(dir, "ca", "ca.crt"), "utf8")
 
     const lifecycle = Layer.mergeAll(Lifecycle.Default.pipe(Layer.provide(PortAllocator.layer({ min: 20000, max: 60000 }))), ServiceActors.Default)
-    const core = Layer.mergeAll(BootSequencer.Default, lifecycle).pipe(
+    // The bench agent is a worker: its edge routes refuse setups, as a real worker's do.
+    const edge = EdgeRoutes.layer({ role: "worker", listener: 443 })
+    const core = Layer.mergeAll(BootSequencer.Default, lifecycle, edge).pipe(
       Layer.provideMerge(lifecycle),
       Layer.provideMerge(Layer.mergeAll(
         DockerRuntime.layerSocket(options.socketPath),

@@ -54,7 +54,15 @@ const exited = (child: ChildProcess, ms: number): Promise<boolean> =>
     })
   })
 
-export const startHaproxy = async (settings: { readonly backendCaFile?: string } = {}): Promise<HaproxyInstance> => {
+export interface HaproxySettings {
+  readonly backendCaFile?: string
+  /** Where listeners bind; default 127.0.0.1. */
+  readonly bindAddress?: string
+  /** Runs HAProxy under this command prefix, e.g. inside a network namespace (Netns.prefix). */
+  readonly prefix?: ReadonlyArray<string>
+}
+
+export const startHaproxy = async (settings: HaproxySettings = {}): Promise<HaproxyInstance> => {
   ensureHaproxy()
   const root = mkdtempSync(path.join(tmpdir(), "mcp-haproxy-"))
   const options: HaproxyRoutes.Options = {
@@ -63,7 +71,7 @@ export const startHaproxy = async (settings: { readonly backendCaFile?: string }
     statsSocket: path.join(root, "stats.sock"),
     // Abstract socket names are global to the network namespace: one prefix per instance.
     abnsPrefix: `mcp-test-${randomBytes(5).toString("hex")}`,
-    bindAddress: "127.0.0.1",
+    bindAddress: settings.bindAddress ?? "127.0.0.1",
     ...(settings.backendCaFile === undefined ? {} : { backendCaFile: settings.backendCaFile })
   }
   await Effect.runPromise(HaproxyRoutes.ensureConfig(options))
@@ -84,7 +92,7 @@ export const startHaproxy = async (settings: { readonly backendCaFile?: string }
 
   const start = async (): Promise<void> => {
     if (child !== undefined) throw new Error("HAProxy is already running")
-    const [file, ...args] = HaproxyRoutes.haproxyCommand(options)
+    const [file, ...args] = [...(settings.prefix ?? []), ...HaproxyRoutes.haproxyCommand(options)]
     output = ""
     const started = spawn(file!, args, { stdio: ["ignore", "pipe", "pipe"] })
     child = started
@@ -124,5 +132,5 @@ export const startHaproxy = async (settings: { readonly backendCaFile?: string }
 }
 
 /** A HAProxy for the current scope. */
-export const scopedHaproxy = (settings: { readonly backendCaFile?: string } = {}) =>
+export const scopedHaproxy = (settings: HaproxySettings = {}) =>
   Effect.acquireRelease(Effect.promise(() => startHaproxy(settings)), (h) => Effect.promise(() => h.dispose()))

@@ -81,6 +81,12 @@ export interface AgentOptions {
   readonly role?: "master" | "worker" | "edge"
   readonly masters?: ReadonlyArray<string>
   readonly extra?: string
+  /** The IP the RPC server listens on; default 127.0.0.1. */
+  readonly host?: string
+  /** The agent's `node_address`; default 127.0.0.1. */
+  readonly nodeAddress?: string
+  /** The TLS certificate's file stem in the CA dir (made with Pki.issueCertificate); default "server". */
+  readonly cert?: string
 }
 
 export const writeAgentConfig = (fleet: Fleet, o: AgentOptions): string => {
@@ -90,14 +96,14 @@ export const writeAgentConfig = (fleet: Fleet, o: AgentOptions): string => {
     [
       `node = ${JSON.stringify(o.node)}`,
       `role = ${JSON.stringify(o.role ?? "worker")}`,
-      `listen = "127.0.0.1:${o.port}"`,
-      `node_address = "127.0.0.1"`,
+      `listen = "${o.host ?? "127.0.0.1"}:${o.port}"`,
+      `node_address = "${o.nodeAddress ?? "127.0.0.1"}"`,
       `data_dir = ${JSON.stringify(join(fleet.dir, o.node))}`,
       `stop_timeout_seconds = 2`,
       o.extra ?? "",
       `[tls]`,
-      `cert = ${JSON.stringify(join(fleet.caDir, "server.crt"))}`,
-      `key = ${JSON.stringify(join(fleet.caDir, "server.key"))}`,
+      `cert = ${JSON.stringify(join(fleet.caDir, `${o.cert ?? "server"}.crt`))}`,
+      `key = ${JSON.stringify(join(fleet.caDir, `${o.cert ?? "server"}.key`))}`,
       `ca = ${JSON.stringify(join(fleet.caDir, "ca.crt"))}`,
       `[auth]`,
       `token_file = ${JSON.stringify(fleet.tokenFile)}`,
@@ -116,6 +122,12 @@ export interface MasterOptions {
   readonly missThreshold?: number
   readonly probeTimeout?: string
   readonly nodes?: ReadonlyArray<{ readonly name: string; readonly role: string; readonly addresses: ReadonlyArray<string> }>
+  /** The IP the master listens on; default 127.0.0.1. */
+  readonly host?: string
+  /** The TLS certificate's file stem in the CA dir; default "server". */
+  readonly cert?: string
+  /** More TOML tables (e.g. `[edge]`), written before `[[nodes]]`. */
+  readonly extra?: string
 }
 
 export const writeMasterConfig = (fleet: Fleet, o: MasterOptions): string => {
@@ -123,13 +135,13 @@ export const writeMasterConfig = (fleet: Fleet, o: MasterOptions): string => {
   writeFileSync(
     path,
     [
-      `listen = "127.0.0.1:${o.port}"`,
+      `listen = "${o.host ?? "127.0.0.1"}:${o.port}"`,
       `data_dir = ${JSON.stringify(join(fleet.dir, "master"))}`,
       `agent_token_file = ${JSON.stringify(fleet.systemTokenFile)}`,
       `fanout_timeout = "2s"`,
       `[tls]`,
-      `cert = ${JSON.stringify(join(fleet.caDir, "server.crt"))}`,
-      `key = ${JSON.stringify(join(fleet.caDir, "server.key"))}`,
+      `cert = ${JSON.stringify(join(fleet.caDir, `${o.cert ?? "server"}.crt`))}`,
+      `key = ${JSON.stringify(join(fleet.caDir, `${o.cert ?? "server"}.key`))}`,
       `ca = ${JSON.stringify(join(fleet.caDir, "ca.crt"))}`,
       `[auth]`,
       `token_file = ${JSON.stringify(fleet.tokenFile)}`,
@@ -137,6 +149,7 @@ export const writeMasterConfig = (fleet: Fleet, o: MasterOptions): string => {
       `interval = ${JSON.stringify(o.interval ?? "1s")}`,
       `miss_threshold = ${o.missThreshold ?? 3}`,
       `probe_timeout = ${JSON.stringify(o.probeTimeout ?? "1s")}`,
+      o.extra ?? "",
       ...(o.nodes ?? []).flatMap((n) => [`[[nodes]]`, `name = ${JSON.stringify(n.name)}`, `role = ${JSON.stringify(n.role)}`, `addresses = [${n.addresses.map((a) => JSON.stringify(a)).join(", ")}]`]),
       ""
     ].join("\n")
@@ -156,10 +169,14 @@ export interface Daemon {
 const exited = (child: ChildProcess) =>
   new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once("exit", () => resolve())))
 
-/** Spawns a daemon and waits for the line that says it listens. */
-export const spawnDaemon = (bin: string, configPath: string, ready = /listening on/, timeoutMs = 30_000): Promise<Daemon> =>
+/**
+ * Spawns a daemon and waits for the line that says it listens. `prefix` runs it under another
+ * command that execs it (e.g. `ip netns exec <ns>`), so the pid is still the daemon's.
+ */
+export const spawnDaemon = (bin: string, configPath: string, ready = /listening on/, timeoutMs = 30_000, prefix: ReadonlyArray<string> = []): Promise<Daemon> =>
   new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, "--config", configPath], { stdio: ["ignore", "pipe", "pipe"] })
+    const [file, ...args] = [...prefix, process.execPath, bin, "--config", configPath]
+    const child = spawn(file!, args, { stdio: ["ignore", "pipe", "pipe"] })
     const daemon: Daemon = {
       child,
       pid: child.pid!,

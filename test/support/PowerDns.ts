@@ -201,3 +201,32 @@ export const startPowerDns = async (options: { readonly timeoutMs?: number } = {
   }
   return { apiUrl, apiKey, dnsPort, dir, pid: () => daemon?.child.pid, stop, start, close }
 }
+
+/** One record for `createZone`: names without the trailing dot; a CNAME's content is a name too. */
+export interface ZoneRecord {
+  readonly name: string
+  readonly type: "A" | "AAAA" | "CNAME"
+  readonly content: string
+}
+
+/**
+ * Creates the Native zone `zone` with `records` (one rrset per name and type) through the API;
+ * throws with PowerDNS's answer when it refuses, so a test never runs against a missing zone.
+ */
+export const createZone = async (server: PowerDnsServer, zone: string, records: ReadonlyArray<ZoneRecord>): Promise<void> => {
+  const fqdn = (name: string) => `${name.replace(/\.$/, "")}.`
+  const rrsets = new Map<string, { name: string; type: string; ttl: number; records: Array<{ content: string; disabled: boolean }> }>()
+  for (const r of records) {
+    const key = `${fqdn(r.name)} ${r.type}`
+    const rrset = rrsets.get(key) ?? { name: fqdn(r.name), type: r.type, ttl: 60, records: [] }
+    rrset.records.push({ content: r.type === "CNAME" ? fqdn(r.content) : r.content, disabled: false })
+    rrsets.set(key, rrset)
+  }
+  const res = await fetch(`${server.apiUrl}/api/v1/servers/localhost/zones`, {
+    method: "POST",
+    headers: { "X-API-Key": server.apiKey, "Content-Type": "application/json" },
+    body: JSON.stringify({ name: fqdn(zone), kind: "Native", nameservers: [`ns1.${fqdn(zone)}`], rrsets: [...rrsets.values()] }),
+    signal: AbortSignal.timeout(10_000)
+  })
+  if (res.status !== 201) throw new Error(`PowerDNS refused to create the zone ${zone} (HTTP ${res.status}): ${await res.text()}`)
+}

@@ -16,8 +16,9 @@ import * as AcmeIssuer from "./AcmeIssuer.js"
 import { BootSequencer } from "./BootSequencer.js"
 import * as CaddyRoutes from "./CaddyRoutes.js"
 import * as CertRenewer from "./CertRenewer.js"
-import type { CertIssuer } from "./CertIssuer.js"
+import type { CertError, CertIssuer } from "./CertIssuer.js"
 import * as DnsRecords from "./DnsRecords.js"
+import * as EdgeRoutes from "./EdgeRoutes.js"
 import * as HaproxyRoutes from "./HaproxyRoutes.js"
 import * as PowerDnsRecords from "./PowerDnsRecords.js"
 import * as Rfc2136Records from "./Rfc2136Records.js"
@@ -49,7 +50,8 @@ export const layerCore = <E, R>(config: AgentConfig, runtime: Layer.Layer<Contai
   const ports = PortAllocator.layer({ min: config.ports.min, max: config.ports.max })
   const adapters = Layer.mergeAll(runtime, layerProxy(config), layerDns(config), layerCerts(config), settings)
   const lifecycle = Lifecycle.Default.pipe(Layer.provide(ports))
-  return Layer.mergeAll(BootSequencer.Default, lifecycle, ServiceActors.Default).pipe(
+  const edge = EdgeRoutes.layer({ role: config.role, listener: config.edge.listener })
+  return Layer.mergeAll(BootSequencer.Default, lifecycle, ServiceActors.Default, edge).pipe(
     Layer.provideMerge(Layer.mergeAll(lifecycle, ServiceActors.Default)),
     Layer.provideMerge(adapters),
     Layer.provideMerge(registry)
@@ -108,11 +110,11 @@ export const layerDns = (config: AgentConfig): Layer.Layer<DnsRecords.DnsRecords
   }
 }
 
-export const layerCerts = (config: AgentConfig): Layer.Layer<CertIssuer> => {
+export const layerCerts = (config: AgentConfig): Layer.Layer<CertIssuer, CertError> => {
   const c = config.certs
   switch (c.kind) {
     case "local-ca":
-      return LocalCaIssuer.layer(config.data_dir)
+      return LocalCaIssuer.layer(config.data_dir, c.ca_dir === undefined ? {} : { caDir: c.ca_dir })
     case "acme":
       return AcmeIssuer.layer({
         directoryUrl: c.directory_url,
@@ -167,6 +169,9 @@ export const layer = (config: AgentConfig) => {
     Effect.gen(function* () {
       const lifecycle = yield* Lifecycle
       yield* lifecycle.resumeOpenWork
+      // Edge routes a crash left half set up (or half removed) are closed before any RPC arrives.
+      const edge = yield* EdgeRoutes.EdgeRoutes
+      yield* edge.resumeOpenWork
     })
   )
   return layerServer(config).pipe(
@@ -208,20 +213,34 @@ export const layerBoot = (config: AgentConfig) =>
     )
   )
 
+/** A certificate the renewal fiber looks after: a service route's, or an edge route's. */
+export type RenewableCertificate =
+  | { readonly kind: "service"; readonly service: string; readonly hostname: string; readonly notAfter: string }
+  | { readonly kind: "edge"; readonly hostname: string; readonly notAfter: string }
+
 /**
- * Renews route certificates before they expire (30 days before, checked twice a day); each
- * renewal runs in its service's actor so it never races a deploy of that service.
+ * Renews route certificates before they expire (30 days before, checked twice a day). A service
+ * route's renewal runs in its service's actor so it never races a deploy of that service; an
+ * edge route's runs in its hostname's actor (EdgeRoutes), so it never races a setup or removal.
+ * One fiber for both: a CA's rate limits and the proxy's reloads prefer one queue.
  */
 export const layerCertRenewal = Layer.scopedDiscard(
   Effect.gen(function* () {
     const registry = yield* Registry
     const lifecycle = yield* Lifecycle
     const actors = yield* ServiceActors
+    const edge = yield* EdgeRoutes.EdgeRoutes
     yield* Effect.forkScoped(
       CertRenewer.runRenewer({
         every: "12 hours",
-        list: registry.certificates,
-        renew: (cert) => actors.submit(cert.service, lifecycle.renewCertificate(cert.hostname))
+        list: Effect.zipWith(registry.certificates, edge.certificates, (services, edges): ReadonlyArray<RenewableCertificate> => [
+          ...services.map((c) => ({ kind: "service" as const, service: c.service, hostname: c.hostname, notAfter: c.notAfter })),
+          ...edges.map((c) => ({ kind: "edge" as const, hostname: c.hostname, notAfter: c.notAfter }))
+        ]),
+        renew: (cert: RenewableCertificate): Effect.Effect<void, unknown> =>
+          cert.kind === "edge"
+            ? edge.renewCertificate(cert.hostname)
+            : actors.submit(cert.service, lifecycle.renewCertificate(cert.hostname))
       })
     )
   })

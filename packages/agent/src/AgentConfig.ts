@@ -19,6 +19,9 @@ export const MONITOR_DEFAULTS = {
   stable_after: "10m"
 } as const
 
+/** The `[edge]` table's defaults: public routes on the standard HTTPS port. */
+export const EDGE_DEFAULTS = { listener: 443 } as const
+
 const monitorDuration = (fallback: string) => Schema.optionalWith(ServiceDefinition.Duration, { exact: true, default: () => fallback })
 
 export const AgentConfig = Schema.Struct({
@@ -73,7 +76,15 @@ export const AgentConfig = Schema.Struct({
   /** Where route certificates come from. The embedded default is a local CA in data_dir. */
   certs: Schema.optionalWith(
     Schema.Union(
-      Schema.Struct({ kind: Schema.Literal("local-ca") }),
+      Schema.Struct({
+        kind: Schema.Literal("local-ca"),
+        /**
+         * An existing CA directory (ca.key + ca.crt, e.g. the platform CA from `mcp ca init`) to
+         * issue from instead of a CA of the agent's own in `<data_dir>/ca`: a worker's route
+         * certificates then verify against the CA an edge's proxy trusts (its `[proxy] backend_ca`).
+         */
+        ca_dir: Schema.optionalWith(Schema.String, { exact: true })
+      }),
       Schema.Struct({
         kind: Schema.Literal("acme"),
         directory_url: Schema.String,
@@ -140,6 +151,14 @@ export const AgentConfig = Schema.Struct({
       )
     }),
     { exact: true, default: () => ({ check_interval: "5s", restart_after: 3, sequence: [] }) }
+  ),
+  /** Edge nodes (role = "edge"): how public routes are served. */
+  edge: Schema.optionalWith(
+    Schema.Struct({
+      /** The proxy listener (port) public routes are served on; where the public names' DNS points. */
+      listener: Schema.optionalWith(PortNumber, { exact: true, default: () => EDGE_DEFAULTS.listener })
+    }),
+    { exact: true, default: () => ({ ...EDGE_DEFAULTS }) }
   ),
   master: Schema.optionalWith(
     Schema.Struct({ addresses: Schema.Array(Node.NodeAddress), token_file: Schema.String }),

@@ -8,6 +8,7 @@ import { Effect, Either, Mailbox, Option, Schedule, Stream } from "effect"
 import { BootSequencer } from "./BootSequencer.js"
 import { ContainerRuntime, LABEL_NODE } from "./ContainerRuntime.js"
 import { NodeSettings } from "./ContainerPlan.js"
+import { EdgeRoutes } from "./EdgeRoutes.js"
 import { Lifecycle } from "./Lifecycle.js"
 import { Monitor } from "./Monitor.js"
 import * as NodeResources from "./NodeResources.js"
@@ -39,6 +40,7 @@ export const layer = (identity: AgentIdentity) =>
       const proxy = yield* ProxyRoutes
       const settings = yield* NodeSettings
       const boot = yield* BootSequencer
+      const edge = yield* EdgeRoutes
       const registryDown = (e: { readonly message: string }) => peer("registry", "read")(e)
       // The monitor's findings become warnings; an agent assembled without one shows none.
       const monitor = yield* Effect.serviceOption(Monitor)
@@ -136,11 +138,11 @@ export const layer = (identity: AgentIdentity) =>
               )
             })
           ),
-        SetupEdgeRoute: ({ hostname }) =>
-          Effect.fail(new Errors.PeerFailed({ peer: settings.node, operation: `set up edge route ${hostname}`, reason: "this agent does not serve edge routes yet (edge routing is not built in this version)", retryable: false })),
-        RemoveEdgeRoute: ({ hostname }) =>
-          Effect.fail(new Errors.PeerFailed({ peer: settings.node, operation: `remove edge route ${hostname}`, reason: "this agent does not serve edge routes yet (edge routing is not built in this version)", retryable: false })),
-        ListEdgeRoutes: () => Effect.succeed([]),
+        // EdgeRoutes refuses setups on a node that is not an edge, validates, serializes per hostname
+        // and compensates; its failures are already the wire's (PeerFailed, InvalidRequest).
+        SetupEdgeRoute: (request) => edge.setup(request),
+        RemoveEdgeRoute: ({ hostname }) => edge.remove(hostname),
+        ListEdgeRoutes: () => edge.list,
         ProxyRoutesAdd: ({ route }) => Effect.mapError(proxy.put(route), peer(proxy.name, `add route ${route.hostname}`)),
         ProxyRoutesRemove: ({ listener, hostname }) => Effect.mapError(proxy.remove(listener, hostname), peer(proxy.name, `remove route ${hostname}`)),
         ProxyRoutesList: () => Effect.mapError(proxy.list, peer(proxy.name, "list routes")),

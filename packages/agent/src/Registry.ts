@@ -6,6 +6,7 @@
 import { Migrator, SqlClient } from "@effect/sql"
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import { Effect, Layer, Option, Schema } from "effect"
+import type { IssuedCertificate } from "./CertIssuer.js"
 import type { ContainerSpec } from "./ContainerRuntime.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -88,6 +89,12 @@ const migrations = {
     yield* sql`ALTER TABLE components ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0`
     yield* sql`CREATE INDEX sagas_state ON sagas(state)`
     yield* sql`CREATE INDEX events_service ON events(service, id)`
+  }),
+  // Edge routes are set up in steps (record, certificate, proxy): the state says how far one got,
+  // so a start-up after a crash knows which rows to compensate or finish.
+  "0003_edge_route_state": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`ALTER TABLE edge_routes ADD COLUMN state TEXT NOT NULL DEFAULT 'active'`
   })
 }
 
@@ -168,6 +175,35 @@ export interface DnsRow {
   readonly name: string
   readonly service: string
   readonly address: string
+}
+
+/**
+ * "setting-up": recorded before the certificate and the proxy route, so a crash leaves a row to
+ * compensate; "active": serving; "removing": the removal started and is finished at the next try.
+ */
+export type EdgeRouteState = "setting-up" | "active" | "removing"
+
+/** Where an edge route forwards and the certificate it serves. */
+export interface EdgeTarget {
+  readonly service: string
+  readonly workerNode: string
+  readonly backendHostname: string
+  readonly backendPort: number
+  /** `ip:port` the proxy forwards to: backendHostname as resolved when the route was set up. */
+  readonly backend: string
+  /** The proxy listener the public route is on. */
+  readonly listener: number
+  /** Undefined only while setting up, before the certificate is issued. */
+  readonly cert: IssuedCertificate | undefined
+}
+
+export interface EdgeRouteRow extends EdgeTarget {
+  readonly hostname: string
+  readonly state: EdgeRouteState
+  /** While setting up: the active route this one replaces, put back if the setup fails. */
+  readonly previous: EdgeTarget | undefined
+  /** Certificates replaced by a newer one whose deletion is still to be done (or retried). */
+  readonly retired: ReadonlyArray<IssuedCertificate>
 }
 
 export type SagaState = "running" | "committed" | "compensated" | "failed"
@@ -251,6 +287,23 @@ export class Registry extends Effect.Service<Registry>()("@mcp/agent/Registry", 
       backendTls: Number(r["backend_tls"]) === 1
     })
 
+    const toEdgeRoute = (r: Record<string, unknown>): EdgeRouteRow => {
+      const data = parse(r["data"] as string) as Partial<Omit<EdgeRouteRow, "hostname" | "service" | "state">>
+      return {
+        hostname: r["hostname"] as string,
+        service: r["service"] as string,
+        state: r["state"] as EdgeRouteState,
+        workerNode: data.workerNode ?? "",
+        backendHostname: data.backendHostname ?? "",
+        backendPort: Number(data.backendPort ?? 0),
+        backend: data.backend ?? "",
+        listener: Number(data.listener ?? 0),
+        cert: nullable(data.cert),
+        previous: nullable(data.previous),
+        retired: data.retired ?? []
+      }
+    }
+
     return {
       sql,
       withTransaction: sql.withTransaction,
@@ -332,6 +385,18 @@ export class Registry extends Effect.Service<Registry>()("@mcp/agent/Registry", 
       dnsRecords: sql`SELECT * FROM dns_records ORDER BY name`.pipe(
         Effect.map((rows) => rows.map((r): DnsRow => ({ name: r["name"] as string, service: r["service"] as string, address: r["address"] as string })))
       ),
+
+      // edge routes ----------------------------------------------------------------------------
+      edgeRoutes: sql`SELECT * FROM edge_routes ORDER BY hostname`.pipe(Effect.map((rows) => rows.map(toEdgeRoute))),
+      edgeRoute: (hostname: string) =>
+        sql`SELECT * FROM edge_routes WHERE hostname = ${hostname}`.pipe(Effect.map((rows) => Option.fromNullable(rows[0]).pipe(Option.map(toEdgeRoute)))),
+      /** Inserts or replaces the row for the route's hostname. */
+      putEdgeRoute: (row: EdgeRouteRow) => {
+        const { hostname, service, state, ...data } = row
+        return sql`INSERT INTO edge_routes (hostname, service, state, data) VALUES (${hostname}, ${service}, ${state}, ${JSON.stringify(data)})
+          ON CONFLICT (hostname) DO UPDATE SET service = excluded.service, state = excluded.state, data = excluded.data`.pipe(Effect.asVoid)
+      },
+      deleteEdgeRoute: (hostname: string) => sql`DELETE FROM edge_routes WHERE hostname = ${hostname}`.pipe(Effect.asVoid),
 
       // sagas ----------------------------------------------------------------------------------
       beginSaga: (id: string, service: string, kind: string) =>

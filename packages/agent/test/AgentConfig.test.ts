@@ -12,6 +12,27 @@ describe("agent config", () => {
     expect(config.certs).toEqual({ kind: "local-ca" })
     expect(config.dns).toEqual({ kind: "none" })
     expect(config.ports).toEqual({ min: 10000, max: 60000, bind: "127.0.0.1" })
+    expect(config.edge).toEqual({ listener: 443 })
+  })
+
+  it("takes the edge listener from [edge] and refuses one out of range or unknown keys", () => {
+    expect(Either.getOrThrow(AgentConfig.decode(base + `[edge]\nlistener = 8443\n`)).edge).toEqual({ listener: 8443 })
+    expect(Either.getOrThrow(AgentConfig.decode(base + `[edge]\n`)).edge).toEqual({ listener: 443 })
+    for (const bad of [`[edge]\nlistener = 0\n`, `[edge]\nlistener = 70000\n`, `[edge]\nlistener = "443"\n`]) {
+      const problems = Either.getLeft(AgentConfig.decode(base + bad))
+      expect(problems._tag === "Some" ? problems.value.map((p) => p.path) : [], bad).toEqual(["edge.listener"])
+    }
+    const unknown = Either.getLeft(AgentConfig.decode(base + `[edge]\nlistenr = 443\n`))
+    expect(unknown._tag === "Some" ? unknown.value.map((p) => p.path) : []).toEqual(["edge.listenr"])
+  })
+
+  it("lets the local CA issue from an existing CA directory", () => {
+    const withDir = Either.getOrThrow(AgentConfig.decode(base + `[certs]\nkind = "local-ca"\nca_dir = "/etc/mcp/ca"\n`))
+    expect(withDir.certs).toEqual({ kind: "local-ca", ca_dir: "/etc/mcp/ca" })
+    expect(Either.getOrThrow(AgentConfig.decode(base + `[certs]\nkind = "local-ca"\n`)).certs).toEqual({ kind: "local-ca" })
+    // ca_dir belongs to the local CA only.
+    const acme = Either.getLeft(AgentConfig.decode(base + `[certs]\nkind = "acme"\ndirectory_url = "https://acme.example/dir"\nca_dir = "/etc/mcp/ca"\n`))
+    expect(acme._tag).toBe("Some")
   })
 
   it("names every problem with its path and writes nothing", () => {

@@ -2,7 +2,7 @@
 // writes no files, so the file-based contract does not apply to it).
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Either } from "effect"
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Pki } from "@mcp/rpc"
@@ -15,6 +15,36 @@ const dataDir = mkdtempSync(join(tmpdir(), "mcp-local-ca-"))
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }))
 
 certIssuerContract("local CA", LocalCaIssuer.layer(dataDir), () => readFileSync(join(dataDir, "ca", Pki.CA_CERT_FILE), "utf8"))
+
+// [certs] ca_dir: an existing CA (as `mcp ca init` makes it) issues, and the data dir gets no CA of its own.
+const platformCa = join(dataDir, "platform-ca")
+const externalData = join(dataDir, "external")
+await Effect.runPromise(Pki.initCa(platformCa))
+certIssuerContract(
+  "local CA with ca_dir",
+  LocalCaIssuer.layer(externalData, { caDir: platformCa }),
+  () => readFileSync(join(platformCa, Pki.CA_CERT_FILE), "utf8")
+)
+
+describe("local CA with ca_dir", () => {
+  it.effect("refuses to start without the CA files, naming the fix, and creates none", () =>
+    Effect.gen(function*() {
+      const missing = join(dataDir, "no-such-ca")
+      const error = yield* Effect.flip(LocalCaIssuer.make(join(dataDir, "data-2"), { caDir: missing }))
+      expect(error).toBeInstanceOf(CertError)
+      expect(error.reason).toContain("mcp ca init")
+      expect(existsSync(missing)).toBe(false)
+    }))
+
+  it.effect("issues from the given CA and never creates one in the data dir", () =>
+    Effect.gen(function*() {
+      const issuer = yield* LocalCaIssuer.make(externalData, { caDir: platformCa })
+      const cert = yield* issuer.issue("edge.example.test")
+      expect(cert.certPath.startsWith(join(externalData, "certs"))).toBe(true)
+      expect(existsSync(join(externalData, "ca"))).toBe(false)
+      yield* issuer.revoke(cert)
+    }))
+})
 
 describe("memory CertIssuer", () => {
   it.effect("issues distinct serials and forgets revoked certificates; revoke is idempotent", () =>

@@ -11,7 +11,12 @@ import { join } from "node:path"
 import { AgentClients, AgentClientSettings } from "./AgentClients.js"
 import { type MasterConfig, millis } from "./MasterConfig.js"
 import { layerSqlite, MasterDb } from "./MasterDb.js"
+import * as CrossNodeSaga from "./CrossNodeSaga.js"
+import { EdgeReconciler } from "./EdgeReconciler.js"
+import * as EdgeResolver from "./EdgeResolver.js"
+import * as FleetCalls from "./FleetCalls.js"
 import * as MasterHandlers from "./MasterHandlers.js"
+import { ServiceCoordinators } from "./ServiceCoordinators.js"
 import { NodeSupervisors, Prober, SupervisorSettings, TransitionSink } from "./NodeSupervisors.js"
 
 export const VERSION = "0.1.0"
@@ -69,12 +74,25 @@ export const layer = (config: MasterConfig) => {
       for (const row of yield* Failures.fatal("the master database")(store.nodes)) yield* sup.watch(row.info.name, row.info.addresses)
     })
   )
+  // Cross-node work: the saga for deploy/undeploy and the reconciler that finishes what an
+  // unreachable edge node left undone, both running service work in the service's actor.
+  const edgeSettings = Layer.succeed(CrossNodeSaga.EdgeSettings, {
+    internalZone: config.internal_zone,
+    allowedDomains: config.edge.allowed_domains,
+    defaultEdge: config.edge.default_node
+  })
+  const crossNode = Layer.mergeAll(CrossNodeSaga.layer, EdgeReconciler.Default).pipe(
+    Layer.provideMerge(Layer.mergeAll(edgeSettings, FleetCalls.layerAgents, EdgeResolver.layerResolver(config.edge.dns_servers), ServiceCoordinators.Default))
+  )
+  const reconciling = Layer.scopedDiscard(
+    Effect.flatMap(EdgeReconciler, (r) => Effect.forkScoped(r.run(Duration.millis(millis(config.edge.reconcile_interval)))))
+  )
   const handlers = MasterHandlers.layer({
     internalZone: config.internal_zone,
     heartbeatIntervalMs: millis(config.heartbeat.interval),
     missThreshold: config.heartbeat.miss_threshold,
     fanoutTimeoutMs: millis(config.fanout_timeout)
-  }).pipe(Layer.provide(MasterHandlers.ServiceCoordinators.Default))
+  }).pipe(Layer.provideMerge(reconciling), Layer.provideMerge(crossNode))
   const authenticator = Daemon.layerAuthenticator(config.auth)
   const auth = AuthMiddleware.layerServer({ guestMayRead: true }).pipe(Layer.provide(authenticator))
   const [host, port] = Daemon.splitHostPort(config.listen)

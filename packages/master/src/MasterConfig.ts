@@ -28,6 +28,20 @@ export const MasterConfig = Schema.Struct({
   ),
   /** Per-node timeout of fleet-wide views (`mcp ps`). */
   fanout_timeout: Schema.optionalWith(Duration, { exact: true, default: () => "3s" }),
+  /** Public routes: which domains may be published, and through which edge node by default. */
+  edge: Schema.optionalWith(
+    Schema.Struct({
+      /** A public hostname must fall under one of these, e.g. ["example.com"]. */
+      allowed_domains: Schema.optionalWith(Schema.Array(Schema.String), { exact: true, default: () => [] }),
+      /** The edge node used when a public hostname's DNS does not point at a known edge node. */
+      default_node: Schema.optionalWith(Names.NodeName, { exact: true }),
+      /** DNS servers ("host:port") for the CNAME lookups that pick an edge node; default: the system's. */
+      dns_servers: Schema.optionalWith(Schema.Array(Node.NodeAddress), { exact: true }),
+      /** How often edge nodes are compared with the master's record of edge routes and repaired. */
+      reconcile_interval: Schema.optionalWith(Duration, { exact: true, default: () => "30s" })
+    }),
+    { exact: true, default: () => ({ allowed_domains: [], reconcile_interval: "30s" }) }
+  ),
   nodes: Schema.optionalWith(
     Schema.Array(Schema.Struct({ name: Names.NodeName, role: Node.NodeRole, addresses: Schema.Array(Node.NodeAddress).pipe(Schema.minItems(1)) })),
     { exact: true, default: () => [] }

@@ -5,7 +5,7 @@
  */
 import { Migrator, SqlClient } from "@effect/sql"
 import { SqliteClient } from "@effect/sql-sqlite-node"
-import type { Health, Node } from "@mcp/domain"
+import type { Health, Node, Routes } from "@mcp/domain"
 import { Effect, Layer, Option } from "effect"
 
 const migrations = {
@@ -26,6 +26,16 @@ const migrations = {
     yield* sql`CREATE TABLE definitions (service TEXT PRIMARY KEY, definition TEXT NOT NULL, stored_at TEXT NOT NULL)`
     yield* sql`CREATE TABLE edge_routes (hostname TEXT PRIMARY KEY, service TEXT NOT NULL, edge_node TEXT NOT NULL, data TEXT NOT NULL)`
     yield* sql`CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, node TEXT NOT NULL, service TEXT, kind TEXT NOT NULL, message TEXT NOT NULL)`
+  }),
+  /**
+   * An edge route row is the master's intent: `active` routes must exist on their edge node,
+   * `removing` ones must not (kept until the edge confirms, so a failed removal is retried).
+   */
+  "0002_edge_route_state": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`ALTER TABLE edge_routes ADD COLUMN state TEXT NOT NULL DEFAULT 'active'`
+    // The IP a node's proxy is reached at (agent `node_address`), which edge route resolution matches.
+    yield* sql`ALTER TABLE nodes ADD COLUMN node_address TEXT`
   })
 }
 
@@ -50,6 +60,18 @@ export interface NodeRow {
   readonly source: string
 }
 
+export type EdgeRouteState = "active" | "removing"
+
+export interface EdgeRouteRow {
+  readonly route: Routes.EdgeRoute
+  readonly state: EdgeRouteState
+}
+
+const toEdgeRoute = (r: Record<string, unknown>): EdgeRouteRow => ({
+  route: JSON.parse(r["data"] as string) as Routes.EdgeRoute,
+  state: r["state"] as EdgeRouteState
+})
+
 export interface EventRow {
   readonly id: number
   readonly at: string
@@ -65,7 +87,8 @@ const toNode = (r: Record<string, unknown>): NodeRow => ({
     role: r["role"] as Node.NodeRole,
     addresses: JSON.parse(r["addresses"] as string),
     arch: r["arch"] as string,
-    version: r["version"] as string
+    version: r["version"] as string,
+    ...(typeof r["node_address"] === "string" ? { nodeAddress: r["node_address"] } : {})
   },
   resources: r["resources"] === null ? undefined : JSON.parse(r["resources"] as string),
   health: r["health"] as Health.HealthStatus,
@@ -81,10 +104,11 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
       nodes: sql`SELECT * FROM nodes ORDER BY name`.pipe(Effect.map((rows) => rows.map(toNode))),
       node: (name: string) => sql`SELECT * FROM nodes WHERE name = ${name}`.pipe(Effect.map((rows) => Option.fromNullable(rows[0]).pipe(Option.map(toNode)))),
       upsertNode: (info: Node.NodeInfo, source: string, resources?: Node.Resources) =>
-        sql`INSERT INTO nodes (name, role, addresses, arch, version, resources, source)
-          VALUES (${info.name}, ${info.role}, ${JSON.stringify(info.addresses)}, ${info.arch}, ${info.version}, ${resources === undefined ? null : JSON.stringify(resources)}, ${source})
+        sql`INSERT INTO nodes (name, role, addresses, arch, version, resources, source, node_address)
+          VALUES (${info.name}, ${info.role}, ${JSON.stringify(info.addresses)}, ${info.arch}, ${info.version}, ${resources === undefined ? null : JSON.stringify(resources)}, ${source}, ${info.nodeAddress ?? null})
           ON CONFLICT (name) DO UPDATE SET role = excluded.role, addresses = excluded.addresses, arch = excluded.arch,
-            version = excluded.version, resources = COALESCE(excluded.resources, nodes.resources)`.pipe(Effect.asVoid),
+            version = excluded.version, resources = COALESCE(excluded.resources, nodes.resources),
+            node_address = COALESCE(excluded.node_address, nodes.node_address)`.pipe(Effect.asVoid),
       heartbeat: (name: string, resources: Node.Resources) =>
         sql`UPDATE nodes SET resources = ${JSON.stringify(resources)}, last_heartbeat = ${now()} WHERE name = ${name}`.pipe(Effect.asVoid),
       setHealth: (name: string, health: Health.HealthStatus) => sql`UPDATE nodes SET health = ${health} WHERE name = ${name}`.pipe(Effect.asVoid),
@@ -108,6 +132,18 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
           Effect.map((rows) => Option.fromNullable(rows[0]).pipe(Option.map((r) => JSON.parse(r["definition"] as string) as unknown)))
         ),
       withTransaction: sql.withTransaction,
+
+      edgeRoutes: sql`SELECT * FROM edge_routes ORDER BY hostname`.pipe(Effect.map((rows) => rows.map(toEdgeRoute))),
+      edgeRoutesOf: (service: string) =>
+        sql`SELECT * FROM edge_routes WHERE service = ${service} ORDER BY hostname`.pipe(Effect.map((rows) => rows.map(toEdgeRoute))),
+      edgeRoute: (hostname: string) =>
+        sql`SELECT * FROM edge_routes WHERE hostname = ${hostname}`.pipe(Effect.map((rows) => Option.fromNullable(rows[0]).pipe(Option.map(toEdgeRoute)))),
+      /** Records the route (one row per public hostname) in the given state. */
+      putEdgeRoute: (route: Routes.EdgeRoute, state: EdgeRouteState) =>
+        sql`INSERT INTO edge_routes (hostname, service, edge_node, data, state)
+          VALUES (${route.hostname}, ${route.service}, ${route.edgeNode}, ${JSON.stringify(route)}, ${state})
+          ON CONFLICT (hostname) DO UPDATE SET service = excluded.service, edge_node = excluded.edge_node, data = excluded.data, state = excluded.state`.pipe(Effect.asVoid),
+      deleteEdgeRoute: (hostname: string) => sql`DELETE FROM edge_routes WHERE hostname = ${hostname}`.pipe(Effect.asVoid),
 
       addEvent: (node: string, kind: string, service: string | undefined, message: string) =>
         sql`INSERT INTO events (at, node, service, kind, message) VALUES (${now()}, ${node}, ${service ?? null}, ${kind}, ${message})`.pipe(Effect.asVoid),

@@ -3,12 +3,16 @@
  * node registry) and ControlRpcs for agents (register, heartbeat). Commands for one service
  * go through that service's actor, so they never race across nodes.
  */
-import { Deploy, Errors, Failures, Health, KeyedActors, Node, Operations, Placement, Validation } from "@mcp/domain"
+import { Deploy, Errors, Failures, Health, Node, Operations, Placement, Validation } from "@mcp/domain"
 import { ControlRpcs, MasterRpcs } from "@mcp/rpc"
 import { Duration, Effect, Either, Layer, Mailbox, Option, Schedule, Stream } from "effect"
 import { AgentClients } from "./AgentClients.js"
 import { MasterDb } from "./MasterDb.js"
 import { NodeSupervisors } from "./NodeSupervisors.js"
+import { ServiceCoordinators } from "./ServiceCoordinators.js"
+import * as CrossNodeSaga from "./CrossNodeSaga.js"
+import * as EdgeResolver from "./EdgeResolver.js"
+import { asPeerFailure } from "./FleetCalls.js"
 
 export interface MasterSettings {
   readonly internalZone: string
@@ -16,19 +20,6 @@ export interface MasterSettings {
   readonly missThreshold: number
   readonly fanoutTimeoutMs: number
 }
-
-export class ServiceCoordinators extends Effect.Service<ServiceCoordinators>()("@mcp/master/ServiceCoordinators", {
-  scoped: KeyedActors.make()
-}) {}
-
-/** Failures of the master's own call to an agent, reported as that agent failing. */
-type AgentCallError = Errors.Unauthorized | Errors.Forbidden | Errors.VersionSkew | { readonly _tag: "RpcClientError"; readonly message: string }
-const AGENT_CALL_TAGS = new Set(["Unauthorized", "Forbidden", "VersionSkew", "RpcClientError"])
-
-const asPeerFailure = (node: string, operation: string) => <E extends { readonly _tag: string }>(e: E): Exclude<E, AgentCallError> | Errors.PeerFailed =>
-  AGENT_CALL_TAGS.has(e._tag)
-    ? new Errors.PeerFailed({ peer: `agent on ${node}`, operation, reason: (e as unknown as { message: string }).message, retryable: e._tag === "RpcClientError" })
-    : (e as Exclude<E, AgentCallError>)
 
 const nameOf = (raw: unknown) => (typeof raw === "object" && raw !== null && "name" in raw ? String(raw.name) : "(unnamed)")
 
@@ -39,6 +30,8 @@ export const layer = (settings: MasterSettings) => {
       const agents = yield* AgentClients
       const supervisors = yield* NodeSupervisors
       const coordinators = yield* ServiceCoordinators
+      const saga = yield* CrossNodeSaga.CrossNodeSaga
+      const lookup = yield* EdgeResolver.DnsLookup
       const viaDb = Failures.fatal("the master database")
 
       const healthOf = (name: string, stored: Health.HealthStatus) =>
@@ -74,62 +67,41 @@ export const layer = (settings: MasterSettings) => {
           return yield* Effect.mapError(agents.call(info.name, info.addresses, f), asPeerFailure(info.name, operation))
         }))
 
-      const deployStream = (raw: unknown, dryRun: boolean) =>
-        Stream.unwrap(
-            Effect.gen(function* () {
-              const decoded = Validation.decodeDefinition(raw, { internalZone: settings.internalZone })
-              if (Either.isLeft(decoded)) return Stream.fail(new Errors.InvalidDefinition({ service: nameOf(raw), problems: decoded.left }))
-              const def = decoded.right
-              // A deployed service stays where it is unless its pin changes; new ones are placed.
-              const current = yield* viaDb(db.placement(def.name))
-              const nodes = yield* fleet
-              const placed = Option.isSome(current) && (def.node === undefined || def.node === current.value)
-                ? Either.right({ node: current.value, reason: "already placed there (redeploy)" })
-                : Placement.place(
-                    { service: def.name, node: def.node, tier: def.tier },
-                    nodes.map(({ row, health }) => ({ name: row.info.name, role: row.info.role, health, resources: row.resources }))
-                  )
-              if (Either.isLeft(placed)) return Stream.fail(new Errors.PlacementFailed({ service: def.name, reason: placed.left }))
-              const target = nodes.find((n) => n.row.info.name === placed.right.node)!.row.info
-              const agent = yield* reachable(target)
-              const placing = new Deploy.DeployStep({ node: target.name, step: "place", status: "done", detail: `${target.name}: ${placed.right.reason}` })
-              const events = agent.Deploy({ definition: raw, dryRun }).pipe(
-                Stream.mapError(asPeerFailure(target.name, `deploy ${def.name}`)),
-                Stream.map((e) =>
-                  e._tag === "DeployPlanned"
-                    ? new Deploy.DeployPlanned({ plan: { ...e.plan, node: target.name, placementReason: placed.right.reason } })
-                    : e
-                ),
-                Stream.tap((e) =>
-                  e._tag === "DeployDone"
-                    ? viaDb(db.withTransaction(Effect.zipRight(db.place(def.name, target.name), db.storeDefinition(def.name, raw)))).pipe(
-                        Effect.zipRight(viaDb(db.addEvent(target.name, "deploy", def.name, `deployed on ${target.name}`)))
-                      )
-                    : Effect.void
-                )
+      /** Decodes and places the definition, then runs the cross-node saga, streaming its steps. */
+      const deployJob = (raw: unknown, dryRun: boolean, emit: (e: Deploy.DeployEvent) => Effect.Effect<void>) =>
+        Effect.gen(function* () {
+          const decoded = Validation.decodeDefinition(raw, { internalZone: settings.internalZone })
+          if (Either.isLeft(decoded)) return yield* new Errors.InvalidDefinition({ service: nameOf(raw), problems: decoded.left })
+          const def = decoded.right
+          // A deployed service stays where it is unless its pin changes; new ones are placed.
+          const current = yield* viaDb(db.placement(def.name))
+          const nodes = yield* fleet
+          const placed = Option.isSome(current) && (def.node === undefined || def.node === current.value)
+            ? Either.right({ node: current.value, reason: "already placed there (redeploy)" })
+            : Placement.place(
+                { service: def.name, node: def.node, tier: def.tier },
+                nodes.map(({ row, health }) => ({ name: row.info.name, role: row.info.role, health, resources: row.resources }))
               )
-              return Stream.concat(Stream.make(placing), events)
-            })
-        )
+          if (Either.isLeft(placed)) return yield* new Errors.PlacementFailed({ service: def.name, reason: placed.left })
+          const target = nodes.find((n) => n.row.info.name === placed.right.node)!.row.info
+          yield* emit(new Deploy.DeployStep({ node: target.name, step: "place", status: "done", detail: `${target.name}: ${placed.right.reason}` }))
+          yield* saga.deploy({ definition: def, raw, worker: target, placementReason: placed.right.reason, dryRun }, emit)
+        })
 
       /** Runs a stream inside the service's actor, so one service's deploys never overlap. */
-      const serialized = <A, E>(service: string, stream: Stream.Stream<A, E>) =>
+      const serialized = <A, E>(service: string, job: (emit: (a: A) => Effect.Effect<void>) => Effect.Effect<void, E>) =>
         Stream.unwrapScoped(
           Effect.gen(function* () {
             const mailbox = yield* Mailbox.make<A, E>()
-            const job = Stream.runForEach(stream, (a) => mailbox.offer(a)).pipe(Effect.exit, Effect.flatMap((exit) => mailbox.done(exit)))
-            yield* Effect.forkScoped(coordinators.submit(service, job))
+            const run = job((a) => Effect.asVoid(mailbox.offer(a))).pipe(Effect.exit, Effect.flatMap((exit) => mailbox.done(exit)))
+            yield* Effect.forkScoped(coordinators.submit(service, run))
             return Mailbox.toStream(mailbox)
           })
         )
 
       return {
-        Deploy: ({ definition: raw, dryRun }) => serialized(nameOf(raw), deployStream(raw, dryRun)),
-        Undeploy: ({ service }) =>
-          forward(service, "undeploy {service}".replace("{service}", service), (agent) => agent.Undeploy({ service })).pipe(
-            Effect.tap(() => viaDb(db.unplace(service))),
-            Effect.tap(() => viaDb(db.addEvent("master", "deploy", service, "undeployed")))
-          ),
+        Deploy: ({ definition: raw, dryRun }) => serialized<Deploy.DeployEvent, CrossNodeSaga.DeployError>(nameOf(raw), (emit) => deployJob(raw, dryRun, emit)),
+        Undeploy: ({ service }) => coordinators.submit(service, Effect.flatMap(placedOn(service), (worker) => saga.undeploy(service, worker))),
         Stop: ({ service }) => forward(service, "stop {service}".replace("{service}", service), (agent) => agent.Stop({ service })),
         Start: ({ service }) => forward(service, "start {service}".replace("{service}", service), (agent) => agent.Start({ service })),
         Restart: ({ service }) => forward(service, "restart {service}".replace("{service}", service), (agent) => agent.Restart({ service })),
@@ -206,12 +178,23 @@ export const layer = (settings: MasterSettings) => {
             if (services.length > 0) {
               return yield* Effect.fail(new Errors.InvalidRequest({ problems: [{ path: "node", message: `node ${node} still runs ${services.join(", ")}; undeploy them first` }] }))
             }
+            const published = (yield* viaDb(db.edgeRoutes)).filter((r) => r.route.edgeNode === node).map((r) => `${r.route.hostname} (${r.route.service})`)
+            if (published.length > 0) {
+              return yield* Effect.fail(new Errors.InvalidRequest({ problems: [{ path: "node", message: `edge node ${node} still serves ${published.join(", ")}; undeploy those services (or move their hostnames to another edge) first` }] }))
+            }
             yield* supervisors.unwatch(node)
             yield* viaDb(db.removeNode(node))
             yield* viaDb(db.addEvent(node, "node", undefined, "removed by operator"))
           }),
-        EdgeRoutesList: () => Effect.succeed([]),
-        DnsCheck: () => Effect.succeed([]),
+        EdgeRoutesList: () => Effect.map(viaDb(db.edgeRoutes), (rows) => rows.filter((r) => r.state === "active").map((r) => r.route)),
+        DnsCheck: () =>
+          Effect.gen(function* () {
+            const rows = (yield* viaDb(db.edgeRoutes)).filter((r) => r.state === "active")
+            const edges = (yield* viaDb(db.nodes)).filter((n) => n.info.role === "edge").map((n) => ({
+              name: n.info.name, addresses: n.info.addresses, ...(n.info.nodeAddress === undefined ? {} : { nodeAddress: n.info.nodeAddress })
+            }))
+            return yield* EdgeResolver.dnsCheck(rows.map((r) => ({ hostname: r.route.hostname, edgeNode: r.route.edgeNode })), edges).pipe(Effect.provideService(EdgeResolver.DnsLookup, lookup))
+          }),
         Logs: (payload) =>
           Stream.unwrap(
             Effect.map(Effect.flatMap(placedOn(payload.service), (info) => Effect.map(reachable(info), (agent) => ({ agent, info }))), ({ agent, info }) =>

@@ -1,0 +1,150 @@
+/**
+ * Converges edge nodes to the master's edge route rows: an `active` row whose route is missing
+ * (or points elsewhere) is set up again, a `removing` row's route is removed and the row then
+ * dropped, and a route no row accounts for is adopted when its service is placed (a master that
+ * lost its database) or removed when it is not. This is what finishes the cross-node saga's
+ * work when an edge node could not be reached at the time.
+ *
+ * Each service is repaired inside its actor, after any deploy or undeploy of it under way, and
+ * with a fresh listing taken there: a listing from before the actor ran could be stale.
+ */
+import { Failures, type Node, type Routes } from "@mcp/domain"
+import { Duration, Effect, Either, Metric, Option, Schedule } from "effect"
+import { FleetCalls } from "./FleetCalls.js"
+import { MasterDb } from "./MasterDb.js"
+import { ServiceCoordinators } from "./ServiceCoordinators.js"
+
+export interface Repair {
+  readonly hostname: string
+  readonly edgeNode: string
+  readonly action: "set-up" | "removed" | "adopted" | "forgotten"
+}
+
+export interface ReconcileReport {
+  readonly repairs: ReadonlyArray<Repair>
+  /** What could not be done this round (edge unreachable, …): retried on the next. */
+  readonly failures: ReadonlyArray<{ readonly target: string; readonly reason: string }>
+}
+
+const reconcileFailures = Metric.counter("mcp_edge_reconcile_failures", {
+  description: "Edge route repairs that failed and wait for the next reconcile round"
+})
+
+const sameTarget = (a: Routes.EdgeRoute, b: Routes.EdgeRoute) =>
+  a.workerNode === b.workerNode && a.backendHostname === b.backendHostname && a.backendPort === b.backendPort && a.service === b.service
+
+export const make = Effect.gen(function* () {
+  const db = yield* MasterDb
+  const fleet = yield* FleetCalls
+  const coordinators = yield* ServiceCoordinators
+  const viaDb = Failures.fatal("the master database")
+
+  /** Edge nodes the master knows, plus those named by rows (a node removed since). */
+  const edgeNodes = Effect.map(viaDb(db.nodes), (rows) => rows.filter((r) => r.info.role === "edge").map((r) => r.info))
+
+  const listAll = (edges: ReadonlyArray<Node.NodeInfo>, failures: Array<{ target: string; reason: string }>) =>
+    Effect.forEach(edges, (edge) =>
+      Effect.map(Effect.either(fleet.listEdgeRoutes(edge)), (listed) => {
+        if (Either.isLeft(listed)) {
+          failures.push({ target: edge.name, reason: `cannot list edge routes: ${listed.left.message}` })
+          return [edge, undefined] as const
+        }
+        return [edge, listed.right] as const
+      }), { concurrency: "unbounded" })
+
+  const reconcileService = (service: string) =>
+    Effect.gen(function* () {
+      const repairs: Array<Repair> = []
+      const failures: Array<{ target: string; reason: string }> = []
+      const attempt = <E extends { readonly message: string }>(target: string, effect: Effect.Effect<unknown, E>) =>
+        Effect.map(Effect.either(effect), (r) => {
+          if (Either.isLeft(r)) failures.push({ target, reason: r.left.message })
+          return Either.isRight(r)
+        })
+
+      const edges = yield* edgeNodes
+      const listings = yield* listAll(edges, failures)
+      const rows = yield* viaDb(db.edgeRoutesOf(service))
+      const placed = Option.isSome(yield* viaDb(db.placement(service)))
+
+      for (const [edge, routes] of listings) {
+        if (routes === undefined) continue
+        const present = routes.filter((r) => r.service === service)
+        // Rows for this edge: active ones must be there, removing ones must not.
+        const handled = new Set<string>()
+        for (const row of rows.filter((r) => r.route.edgeNode === edge.name)) {
+          handled.add(row.route.hostname)
+          const live = present.find((r) => r.hostname === row.route.hostname)
+          if (row.state === "active" && (live === undefined || !sameTarget(live, row.route))) {
+            const target = `${row.route.hostname} on ${edge.name}`
+            const set = yield* Effect.either(fleet.setupEdgeRoute(edge, {
+              hostname: row.route.hostname, service, workerNode: row.route.workerNode, backendHostname: row.route.backendHostname, backendPort: row.route.backendPort
+            }))
+            if (Either.isLeft(set)) failures.push({ target, reason: set.left.message })
+            else {
+              yield* viaDb(db.putEdgeRoute(set.right, "active"))
+              repairs.push({ hostname: row.route.hostname, edgeNode: edge.name, action: "set-up" })
+            }
+          } else if (row.state === "removing") {
+            if (live !== undefined && !(yield* attempt(`${row.route.hostname} on ${edge.name}`, fleet.removeEdgeRoute(edge, row.route.hostname)))) continue
+            yield* viaDb(db.deleteEdgeRoute(row.route.hostname))
+            repairs.push({ hostname: row.route.hostname, edgeNode: edge.name, action: live === undefined ? "forgotten" : "removed" })
+          } else if (row.state === "active" && live !== undefined && row.route.certSerial !== live.certSerial) {
+            // The edge renewed the certificate: keep the master's record current for `mcp edge list`.
+            yield* viaDb(db.putEdgeRoute(live, "active"))
+          }
+        }
+        // Routes on this edge no row accounts for.
+        for (const live of present.filter((r) => !handled.has(r.hostname))) {
+          const row = Option.getOrUndefined(yield* viaDb(db.edgeRoute(live.hostname)))
+          // This edge serves the name by some row (this service's, handled above, or another
+          // service's that took the name over, whose own repair re-points the route).
+          if (row !== undefined && row.route.edgeNode === edge.name) continue
+          if (row === undefined && placed) {
+            yield* viaDb(db.putEdgeRoute(live, "active"))
+            repairs.push({ hostname: live.hostname, edgeNode: edge.name, action: "adopted" })
+            continue
+          }
+          if (yield* attempt(`${live.hostname} on ${edge.name}`, fleet.removeEdgeRoute(edge, live.hostname))) {
+            repairs.push({ hostname: live.hostname, edgeNode: edge.name, action: "removed" })
+          }
+        }
+      }
+      // Rows whose edge node the master no longer knows cannot be served or removed there.
+      for (const row of rows.filter((r) => !edges.some((e) => e.name === r.route.edgeNode))) {
+        failures.push({ target: `${row.route.hostname} on ${row.route.edgeNode}`, reason: `edge node ${row.route.edgeNode} is not known to this master; add it back (mcp node add) or undeploy ${service}` })
+      }
+      for (const r of repairs) {
+        yield* viaDb(db.addEvent(r.edgeNode, "deploy", service, `edge reconciler: ${r.hostname} ${r.action}`))
+        yield* Effect.logInfo(`edge reconciler: ${service}: ${r.hostname} on ${r.edgeNode} ${r.action}`)
+      }
+      return { repairs, failures } satisfies ReconcileReport
+    })
+
+  /** One round over every service with edge rows or edge routes. */
+  const runOnce = Effect.gen(function* () {
+    const failures: Array<{ target: string; reason: string }> = []
+    const listings = yield* listAll(yield* edgeNodes, failures)
+    const services = new Set<string>((yield* viaDb(db.edgeRoutes)).map((r) => r.route.service))
+    for (const [, routes] of listings) for (const r of routes ?? []) services.add(r.service)
+    const repairs: Array<Repair> = []
+    for (const service of [...services].sort()) {
+      const report = yield* coordinators.submit(service, reconcileService(service))
+      repairs.push(...report.repairs)
+      failures.push(...report.failures.filter((f) => !failures.some((g) => g.target === f.target && g.reason === f.reason)))
+    }
+    for (const f of failures) {
+      yield* Effect.logWarning(`edge reconciler: ${f.target}: ${f.reason} (retried next round)`)
+      yield* Metric.increment(reconcileFailures)
+    }
+    return { repairs, failures } satisfies ReconcileReport
+  })
+
+  /** Rounds forever, `every` apart; the first one at once (a restarted master may have work left). */
+  const run = (every: Duration.DurationInput) =>
+    Effect.repeat(runOnce, Schedule.spaced(every)).pipe(Effect.asVoid)
+
+  return { runOnce, run, reconcileService } as const
+})
+
+export class EdgeReconciler extends Effect.Service<EdgeReconciler>()("@mcp/master/EdgeReconciler", { effect: make }) {}

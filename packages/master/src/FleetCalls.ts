@@ -1,0 +1,76 @@
+/**
+ * The calls the master's cross-node work makes on agents, as a port: the real layer goes
+ * through AgentClients (each node's addresses in order); tests of the cross-node saga put an
+ * in-memory fleet with injected faults behind the same interface.
+ */
+import type { Deploy, Names, Node, Routes } from "@mcp/domain"
+import { Errors } from "@mcp/domain"
+import { Context, Effect, Layer, Stream } from "effect"
+import { AgentClients } from "./AgentClients.js"
+
+/** Failures of the master's own call to an agent, reported as that agent failing. */
+type AgentCallError = Errors.Unauthorized | Errors.Forbidden | Errors.VersionSkew | { readonly _tag: "RpcClientError"; readonly message: string }
+const AGENT_CALL_TAGS = new Set(["Unauthorized", "Forbidden", "VersionSkew", "RpcClientError"])
+
+/** Maps the call's own failures (auth, skew, transport) to PeerFailed naming the node; the agent's typed errors pass. */
+export const asPeerFailure = (node: string, operation: string) => <E extends { readonly _tag: string }>(e: E): Exclude<E, AgentCallError> | Errors.PeerFailed =>
+  AGENT_CALL_TAGS.has(e._tag)
+    ? new Errors.PeerFailed({ peer: `agent on ${node}`, operation, reason: (e as unknown as { message: string }).message, retryable: e._tag === "RpcClientError" })
+    : (e as Exclude<E, AgentCallError>)
+
+export interface EdgeRouteRequest {
+  readonly hostname: string
+  readonly service: string
+  readonly workerNode: string
+  readonly backendHostname: string
+  readonly backendPort: number
+}
+
+export type DeployCallError = Errors.InvalidDefinition | Errors.DeployFailed | Errors.PeerFailed | Errors.PlacementFailed | Errors.NodeUnreachable
+
+export interface FleetCalls {
+  readonly deploy: (worker: Node.NodeInfo, definition: unknown, dryRun: boolean) => Stream.Stream<Deploy.DeployEvent, DeployCallError>
+  readonly undeploy: (worker: Node.NodeInfo, service: string) => Effect.Effect<void, Errors.ServiceNotFound | Errors.DeployFailed | Errors.PeerFailed | Errors.NodeUnreachable>
+  /** The IP the worker's proxy is reached at: what edge routes forward to. */
+  readonly proxyAddress: (worker: Node.NodeInfo) => Effect.Effect<string, Errors.PeerFailed | Errors.NodeUnreachable>
+  readonly setupEdgeRoute: (edge: Node.NodeInfo, request: EdgeRouteRequest) => Effect.Effect<Routes.EdgeRoute, Errors.PeerFailed | Errors.InvalidRequest | Errors.NodeUnreachable>
+  readonly removeEdgeRoute: (edge: Node.NodeInfo, hostname: string) => Effect.Effect<void, Errors.PeerFailed | Errors.NodeUnreachable>
+  readonly listEdgeRoutes: (edge: Node.NodeInfo) => Effect.Effect<ReadonlyArray<Routes.EdgeRoute>, Errors.PeerFailed | Errors.NodeUnreachable>
+}
+
+export const FleetCalls = Context.GenericTag<FleetCalls>("@mcp/master/FleetCalls")
+
+/** The IP part of "host:port" (IPv6 in brackets included). */
+const hostOf = (address: string): string => {
+  const bracketed = /^\[([^\]]+)\]:\d+$/.exec(address)
+  return bracketed !== null ? bracketed[1]! : address.slice(0, address.lastIndexOf(":"))
+}
+
+export const layerAgents = Layer.effect(
+  FleetCalls,
+  Effect.map(AgentClients, (agents): FleetCalls => ({
+    deploy: (worker, definition, dryRun) =>
+      Stream.unwrap(
+        Effect.map(
+          Effect.mapError(agents.call(worker.name, worker.addresses, (a) => Effect.as(a.Health(), a)), asPeerFailure(worker.name, "answer a health check")),
+          (a) => Stream.mapError(a.Deploy({ definition, dryRun }), asPeerFailure(worker.name, `deploy on ${worker.name}`))
+        )
+      ),
+    undeploy: (worker, service) =>
+      Effect.mapError(agents.call(worker.name, worker.addresses, (a) => a.Undeploy({ service: service as Names.ServiceName })), asPeerFailure(worker.name, `undeploy ${service}`)),
+    proxyAddress: (worker) =>
+      agents.call(worker.name, worker.addresses, (a) => a.NodeInfo()).pipe(
+        Effect.mapError(asPeerFailure(worker.name, "report its node address")),
+        // An agent too old to report its node_address is reached where its RPC listens.
+        Effect.map((report) => report.info.nodeAddress ?? hostOf(worker.addresses[0]!))
+      ),
+    setupEdgeRoute: (edge, request) =>
+      Effect.mapError(agents.call(edge.name, edge.addresses, (a) =>
+        // The names come from decoded definitions and node rows; the agent decodes them again.
+        a.SetupEdgeRoute({ ...request, service: request.service as Names.ServiceName, workerNode: request.workerNode as Names.NodeName })), asPeerFailure(edge.name, `set up edge route ${request.hostname}`)),
+    removeEdgeRoute: (edge, hostname) =>
+      Effect.mapError(agents.call(edge.name, edge.addresses, (a) => a.RemoveEdgeRoute({ hostname })), asPeerFailure(edge.name, `remove edge route ${hostname}`)),
+    listEdgeRoutes: (edge) =>
+      Effect.mapError(agents.call(edge.name, edge.addresses, (a) => a.ListEdgeRoutes()), asPeerFailure(edge.name, "list edge routes"))
+  }))
+)
