@@ -155,7 +155,17 @@ export const make = Effect.gen(function* () {
       const { definition: def, worker } = request
       const publics = PublicRoutes.publicRoutes(def)
       const disallowed = PublicRoutes.disallowedProblems(publics, settings.internalZone, settings.allowedDomains)
-      if (disallowed.length > 0) return yield* new Errors.InvalidDefinition({ service: def.name, problems: disallowed })
+      // A public name belongs to one service at a time: taking another's would strand its route.
+      const taken = yield* Effect.forEach(publics, (r) =>
+        Effect.map(viaDb(db.edgeRoute(r.hostname)), Option.match({
+          onNone: () => [],
+          onSome: (row) => row.route.service === def.name ? [] : [{
+            path: `${r.path}.hostname`,
+            message: `public hostname "${r.hostname}" is already published by service ${row.route.service}; undeploy ${row.route.service} first, or use another name`
+          }]
+        })))
+      const problems = [...disallowed, ...taken.flat()]
+      if (problems.length > 0) return yield* new Errors.InvalidDefinition({ service: def.name, problems })
       const chosen = yield* chooseEdges(def, emit)
 
       if (request.dryRun) {

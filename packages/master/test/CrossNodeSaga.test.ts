@@ -12,7 +12,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deploy, Errors, PublicRoutes, type Routes, Validation } from "@mcp/domain"
-import { Effect, Either, FastCheck as fc, Layer, Logger, LogLevel, Stream } from "effect"
+import { Effect, Either, FastCheck as fc, Layer, Logger, LogLevel, Option, Stream } from "effect"
 import * as CrossNodeSaga from "../src/CrossNodeSaga.js"
 import { EdgeReconciler } from "../src/EdgeReconciler.js"
 import * as EdgeResolver from "../src/EdgeResolver.js"
@@ -347,6 +347,21 @@ describe("cross-node saga", () => {
       expect(problems.map((p) => p.path)).toEqual(["components[0].routes[1].hostname"])
       expect(problems[0]!.message).toContain("[edge] allowed_domains")
       expect(state.worker.size).toBe(0)
+    }).pipe(Effect.provide(setup(state)), Logger.withMinimumLogLevel(LogLevel.None))
+  })
+
+  it.effect("a public hostname another service publishes is refused, and that service's route is kept", () => {
+    const state = newFleet()
+    return Effect.gen(function* () {
+      yield* seedNodes
+      expect(Either.isRight((yield* deploy("alpha", rawDefinition("alpha", 1, 1))).exit)).toBe(true)
+      const thief = { ...rawDefinition("beta", 0, 1), components: [{ ...rawDefinition("beta", 0, 1).components[0]!, routes: [{ name: "public0", port: 8443, mode: "l7", hostname: "alpha.example.com", public: true }] }] }
+      const { exit } = yield* deploy("beta", thief)
+      const problems = Either.isLeft(exit) && exit.left._tag === "InvalidDefinition" ? exit.left.problems : []
+      expect(problems.map((p) => p.message)).toEqual([expect.stringContaining("already published by service alpha")])
+      expect(state.worker.has("beta")).toBe(false)
+      expect(state.edges.get("e1")!.get("alpha.example.com")?.service).toBe("alpha")
+      expect((yield* (yield* MasterDb).edgeRoute("alpha.example.com")).pipe(Option.map((r) => r.route.service))).toEqual(Option.some("alpha"))
     }).pipe(Effect.provide(setup(state)), Logger.withMinimumLogLevel(LogLevel.None))
   })
 
