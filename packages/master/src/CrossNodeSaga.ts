@@ -109,6 +109,26 @@ export const make = Effect.gen(function* () {
     })
 
   /**
+   * Removes the routes a deployed service had before and no longer has (or that moved to
+   * another edge node). A failure is left to the reconciler: the service itself is deployed.
+   */
+  const dropOldEdgeRoutes = (previousRows: ReadonlyArray<EdgeRouteRow>, chosen: ReadonlyArray<{ readonly route: PublicRoutes.PublicRoute; readonly edge: Node.NodeInfo }>, emit: Emit) =>
+    Effect.gen(function* () {
+      const kept = new Set(chosen.map((c) => `${c.route.hostname} ${c.edge.name}`))
+      for (const old of previousRows) {
+        if (kept.has(`${old.route.hostname} ${old.route.edgeNode}`)) continue
+        const oldEdge = yield* nodeInfo(old.route.edgeNode)
+        if (Option.isNone(oldEdge)) {
+          yield* Effect.logWarning(`edge route ${old.route.hostname}: its edge node ${old.route.edgeNode} is no longer known; forgetting the route`)
+          if (!chosen.some((c) => c.route.hostname === old.route.hostname)) yield* viaDb(db.deleteEdgeRoute(old.route.hostname))
+          continue
+        }
+        const gone = yield* removeOrDefer(oldEdge.value, old.route.hostname, Option.some(old.route))
+        yield* emit(new Deploy.DeployStep({ node: old.route.edgeNode, step: "edge", status: gone ? "done" : "skipped", detail: gone ? `${old.route.hostname} removed (no longer in the definition here)` : `${old.route.hostname} to be removed by the reconciler` }))
+      }
+    })
+
+  /**
    * Undoes one edge route this deploy touched: a route that existed before gets its previous
    * backend back; a new one is removed. What the edge cannot do now is left for the reconciler.
    */
@@ -183,6 +203,9 @@ export const make = Effect.gen(function* () {
         request: { hostname: route.hostname, service: def.name, workerNode: worker.name, backendHostname, backendPort: route.listener }
       }))
 
+      // Where the service ran before: a changed pin moves it, and the old copy goes last.
+      const placedBefore = yield* viaDb(db.placement(def.name))
+
       // 1. The worker: its own saga either deploys the service or leaves it as it was.
       let done: Deploy.DeployDone | undefined
       yield* Stream.runForEach(fleet.deploy(worker, request.raw, false), (e) => {
@@ -219,6 +242,8 @@ export const make = Effect.gen(function* () {
           // reconciler sets them up once the edge answers.
           yield* viaDb(db.withTransaction(Effect.all([db.place(def.name, worker.name), db.storeDefinition(def.name, request.raw)])))
           for (const wanted of wantedAll) yield* viaDb(db.putEdgeRoute(routeOf(wanted), "active"))
+          yield* dropOldEdgeRoutes(previousRows, chosen, emit)
+          if (Option.isSome(placedBefore) && placedBefore.value !== worker.name) yield* retireOldCopy(def.name, placedBefore.value, worker.name, emit)
           yield* viaDb(db.addEvent("master", "deploy", def.name, `edge step failed (${cause.message}) and the worker could not be rolled back (${workerRestored.left.message}); the edge routes are retried by the reconciler`))
           return yield* new Errors.PeerFailed({
             peer: `agent on ${worker.name}`,
@@ -233,20 +258,8 @@ export const make = Effect.gen(function* () {
         return yield* new Errors.DeployFailed({ service: def.name, step, reason: cause.message, retryable: cause._tag === "PeerFailed" ? cause.retryable : cause._tag === "NodeUnreachable" })
       }
 
-      // 3. Routes this definition no longer has (or that moved to another edge) go; a failure
-      // here is left to the reconciler, since the service itself is deployed and reachable.
-      const kept = new Set(chosen.map((c) => `${c.route.hostname} ${c.edge.name}`))
-      for (const old of previousRows) {
-        if (kept.has(`${old.route.hostname} ${old.route.edgeNode}`)) continue
-        const oldEdge = yield* nodeInfo(old.route.edgeNode)
-        if (Option.isNone(oldEdge)) {
-          yield* Effect.logWarning(`edge route ${old.route.hostname}: its edge node ${old.route.edgeNode} is no longer known; forgetting the route`)
-          if (!chosen.some((c) => c.route.hostname === old.route.hostname)) yield* viaDb(db.deleteEdgeRoute(old.route.hostname))
-          continue
-        }
-        const gone = yield* removeOrDefer(oldEdge.value, old.route.hostname, Option.some(old.route))
-        yield* emit(new Deploy.DeployStep({ node: old.route.edgeNode, step: "edge", status: gone ? "done" : "skipped", detail: gone ? `${old.route.hostname} removed (no longer in the definition here)` : `${old.route.hostname} to be removed by the reconciler` }))
-      }
+      // 3. Routes this definition no longer has (or that moved to another edge) go.
+      yield* dropOldEdgeRoutes(previousRows, chosen, emit)
 
       // 4. The master's record, in one transaction.
       yield* viaDb(db.withTransaction(Effect.all([
@@ -254,7 +267,31 @@ export const make = Effect.gen(function* () {
         db.storeDefinition(def.name, request.raw),
         db.addEvent(worker.name, "deploy", def.name, `deployed on ${worker.name}${chosen.length === 0 ? "" : `; public: ${chosen.map((c) => `${c.route.hostname} via ${c.edge.name}`).join(", ")}`}`)
       ])))
+      // 5. A moved service leaves its old node only now, when the new one serves (and any
+      // failure above has already undeployed the new copy instead).
+      if (Option.isSome(placedBefore) && placedBefore.value !== worker.name) yield* retireOldCopy(def.name, placedBefore.value, worker.name, emit)
       if (done !== undefined) yield* emit(done)
+    })
+
+  /**
+   * Undeploys a moved service from the node it ran on. A failure does not fail the deploy (the
+   * service runs where it should); the copy is recorded, and the reconciler removes it later.
+   */
+  const retireOldCopy = (service: string, oldNode: string, newNode: string, emit: Emit) =>
+    Effect.gen(function* () {
+      const old = yield* nodeInfo(oldNode)
+      const gone = Option.isNone(old)
+        ? Either.left(`node ${oldNode} is no longer known to the master`)
+        : Either.mapLeft(yield* Effect.either(fleet.undeploy(old.value, service)), (e) => e._tag === "ServiceNotFound" ? undefined : e.message)
+      if (Either.isRight(gone) || gone.left === undefined) {
+        yield* emit(new Deploy.DeployStep({ node: oldNode, step: "move", status: "done", detail: `${service} moved to ${newNode}; removed from ${oldNode}` }))
+        yield* viaDb(db.addEvent(oldNode, "deploy", service, `moved to ${newNode}; removed from ${oldNode}`))
+        return
+      }
+      const reason = `${service} now runs on ${newNode}, but its old copy on ${oldNode} could not be removed yet (${gone.left}); the master retries until it is gone`
+      yield* Effect.logWarning(reason)
+      yield* viaDb(db.withTransaction(Effect.all([db.addStaleCopy(service, oldNode), db.addEvent(oldNode, "deploy", service, reason)])))
+      yield* emit(new Deploy.DeployStep({ node: oldNode, step: "move", status: "failed", detail: reason }))
     })
 
   /** Edge routes first, then the worker; a failure puts the removed edge routes back. */
@@ -297,8 +334,18 @@ export const make = Effect.gen(function* () {
         yield* putBack
         return yield* undeployed.left
       }
+      // Old copies a move left behind go too; one that cannot go now stays recorded for the reconciler.
+      const staleGone: Array<string> = []
+      for (const copy of (yield* viaDb(db.staleCopies)).filter((c) => c.service === service)) {
+        const node = yield* nodeInfo(copy.node)
+        if (Option.isNone(node)) continue
+        const gone = yield* Effect.either(fleet.undeploy(node.value, service))
+        if (Either.isRight(gone) || gone.left._tag === "ServiceNotFound") staleGone.push(copy.node)
+        else yield* Effect.logWarning(`undeploy ${service}: its old copy on ${copy.node} cannot be removed now (${gone.left.message}); the reconciler retries`)
+      }
       yield* viaDb(db.withTransaction(Effect.all([
         Effect.forEach(rows.filter((r) => !deferred.has(r.route.hostname)), (r) => db.deleteEdgeRoute(r.route.hostname), { discard: true }),
+        Effect.forEach(staleGone, (node) => db.deleteStaleCopy(service, node), { discard: true }),
         db.unplace(service),
         db.addEvent("master", "deploy", service, rows.length === 0 ? "undeployed" : `undeployed; edge routes removed: ${rows.map((r) => r.route.hostname).join(", ")}`)
       ])))

@@ -3,7 +3,8 @@
  * (or points elsewhere) is set up again, a `removing` row's route is removed and the row then
  * dropped, and a route no row accounts for is adopted when its service is placed (a master that
  * lost its database) or removed when it is not. This is what finishes the cross-node saga's
- * work when an edge node could not be reached at the time.
+ * work when an edge node could not be reached at the time. It also removes the old copy of a
+ * moved service that its old node could not remove at the time of the move.
  *
  * Each service is repaired inside its actor, after any deploy or undeploy of it under way, and
  * with a fresh listing taken there: a listing from before the actor ran could be stale.
@@ -22,6 +23,8 @@ export interface Repair {
 
 export interface ReconcileReport {
   readonly repairs: ReadonlyArray<Repair>
+  /** Old copies of moved services removed this round. */
+  readonly retired?: ReadonlyArray<{ readonly service: string; readonly node: string }>
   /** What could not be done this round (edge unreachable, …): retried on the next. */
   readonly failures: ReadonlyArray<{ readonly target: string; readonly reason: string }>
 }
@@ -121,9 +124,40 @@ export const make = Effect.gen(function* () {
       return { repairs, failures } satisfies ReconcileReport
     })
 
-  /** One round over every service with edge rows or edge routes. */
+  /** Removes copies of moved services from their old nodes (a copy the master placed back there stays). */
+  const retireStaleCopies = (failures: Array<{ target: string; reason: string }>) =>
+    Effect.gen(function* () {
+      const retired: Array<{ service: string; node: string }> = []
+      for (const copy of yield* viaDb(db.staleCopies)) {
+        const done = yield* coordinators.submit(copy.service, Effect.gen(function* () {
+          const placed = yield* viaDb(db.placement(copy.service))
+          const node = yield* viaDb(db.node(copy.node))
+          if (Option.isSome(placed) && placed.value === copy.node) return true
+          if (Option.isNone(node)) {
+            failures.push({ target: `${copy.service} on ${copy.node}`, reason: `node ${copy.node} is not known to this master; remove the copy there by hand` })
+            return false
+          }
+          const gone = yield* Effect.either(fleet.undeploy(node.value.info, copy.service))
+          if (Either.isLeft(gone) && gone.left._tag !== "ServiceNotFound") {
+            failures.push({ target: `${copy.service} on ${copy.node}`, reason: `cannot remove the old copy: ${gone.left.message}` })
+            return false
+          }
+          return true
+        }))
+        if (!done) continue
+        yield* viaDb(db.withTransaction(Effect.all([
+          db.deleteStaleCopy(copy.service, copy.node),
+          db.addEvent(copy.node, "deploy", copy.service, `reconciler: old copy of ${copy.service} removed from ${copy.node}`)
+        ])))
+        retired.push(copy)
+      }
+      return retired
+    })
+
+  /** One round over every service with edge rows or edge routes, and every stale copy. */
   const runOnce = Effect.gen(function* () {
     const failures: Array<{ target: string; reason: string }> = []
+    const retired = yield* retireStaleCopies(failures)
     const listings = yield* listAll(yield* edgeNodes, failures)
     const services = new Set<string>((yield* viaDb(db.edgeRoutes)).map((r) => r.route.service))
     for (const [, routes] of listings) for (const r of routes ?? []) services.add(r.service)
@@ -137,7 +171,7 @@ export const make = Effect.gen(function* () {
       yield* Effect.logWarning(`edge reconciler: ${f.target}: ${f.reason} (retried next round)`)
       yield* Metric.increment(reconcileFailures)
     }
-    return { repairs, failures } satisfies ReconcileReport
+    return { repairs, retired, failures } satisfies ReconcileReport
   })
 
   /** Rounds forever, `every` apart; the first one at once (a restarted master may have work left). */

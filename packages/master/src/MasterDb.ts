@@ -36,6 +36,11 @@ const migrations = {
     yield* sql`ALTER TABLE edge_routes ADD COLUMN state TEXT NOT NULL DEFAULT 'active'`
     // The IP a node's proxy is reached at (agent `node_address`), which edge route resolution matches.
     yield* sql`ALTER TABLE nodes ADD COLUMN node_address TEXT`
+  }),
+  /** Copies of moved services left on their old node because it could not be reached: to remove. */
+  "0003_stale_copies": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE stale_copies (service TEXT NOT NULL, node TEXT NOT NULL, since TEXT NOT NULL, PRIMARY KEY (service, node))`
   })
 }
 
@@ -143,6 +148,12 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
         sql`INSERT INTO edge_routes (hostname, service, edge_node, data, state)
           VALUES (${route.hostname}, ${route.service}, ${route.edgeNode}, ${JSON.stringify(route)}, ${state})
           ON CONFLICT (hostname) DO UPDATE SET service = excluded.service, edge_node = excluded.edge_node, data = excluded.data, state = excluded.state`.pipe(Effect.asVoid),
+      staleCopies: sql`SELECT service, node FROM stale_copies ORDER BY service, node`.pipe(
+        Effect.map((rows) => rows.map((r) => ({ service: r["service"] as string, node: r["node"] as string })))
+      ),
+      addStaleCopy: (service: string, node: string) =>
+        sql`INSERT INTO stale_copies (service, node, since) VALUES (${service}, ${node}, ${now()}) ON CONFLICT DO NOTHING`.pipe(Effect.asVoid),
+      deleteStaleCopy: (service: string, node: string) => sql`DELETE FROM stale_copies WHERE service = ${service} AND node = ${node}`.pipe(Effect.asVoid),
       deleteEdgeRoute: (hostname: string) => sql`DELETE FROM edge_routes WHERE hostname = ${hostname}`.pipe(Effect.asVoid),
 
       addEvent: (node: string, kind: string, service: string | undefined, message: string) =>

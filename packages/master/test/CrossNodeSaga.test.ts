@@ -23,6 +23,8 @@ import { ServiceCoordinators } from "../src/ServiceCoordinators.js"
 const RUNS = Number(process.env["MCP_EDGE_SAGA_RUNS"] ?? "") || 300
 const ZONE = "svc.mcp.internal"
 const WORKER = { name: "w1", role: "worker", addresses: ["127.0.0.1:1"], arch: "x64", version: "test", nodeAddress: "10.0.0.1" } as const
+const WORKER2 = { name: "w2", role: "worker", addresses: ["127.0.0.1:4"], arch: "x64", version: "test", nodeAddress: "10.0.0.4" } as const
+const WORKERS = { w1: WORKER, w2: WORKER2 } as const
 const EDGES = [
   { name: "e1", role: "edge", addresses: ["127.0.0.1:2"], arch: "x64", version: "test", nodeAddress: "10.0.0.2" },
   { name: "e2", role: "edge", addresses: ["127.0.0.1:3"], arch: "x64", version: "test", nodeAddress: "10.0.0.3" }
@@ -35,8 +37,8 @@ type Point = "worker.deploy" | "worker.undeploy" | "worker.address" | "edge.setu
 const POINTS: ReadonlyArray<Point> = ["worker.deploy", "worker.undeploy", "worker.address", "edge.setup", "edge.setup.lost", "edge.remove", "edge.list"]
 
 interface FleetState {
-  /** service -> the definition the worker runs */
-  readonly worker: Map<string, unknown>
+  /** worker node -> service -> the definition it runs */
+  readonly workers: Map<string, Map<string, unknown>>
   /** edge node -> hostname -> route */
   readonly edges: Map<string, Map<string, Routes.EdgeRoute>>
   /** armed failures: point -> how many calls fail */
@@ -44,7 +46,7 @@ interface FleetState {
   serial: number
 }
 
-const newFleet = (): FleetState => ({ worker: new Map(), edges: new Map(EDGES.map((e) => [e.name, new Map()])), armed: new Map(), serial: 0 })
+const newFleet = (): FleetState => ({ workers: new Map([["w1", new Map()], ["w2", new Map()]]), edges: new Map(EDGES.map((e) => [e.name, new Map()])), armed: new Map(), serial: 0 })
 
 const take = (state: FleetState, point: Point): boolean => {
   const left = state.armed.get(point) ?? 0
@@ -60,13 +62,13 @@ const fakeFleet = (state: FleetState): FleetCalls => ({
     Stream.suspend(() => {
       if (dryRun) return Stream.empty
       if (take(state, "worker.deploy")) return Stream.fail(new Errors.DeployFailed({ service: nameOf(raw), step: "start", reason: "injected fault", retryable: true }))
-      state.worker.set(nameOf(raw), raw)
+      state.workers.get(worker.name)!.set(nameOf(raw), raw)
       return Stream.make(new Deploy.DeployStep({ node: worker.name, step: "start", status: "done", detail: "started" }))
     }),
   undeploy: (worker, service) =>
     Effect.suspend((): Effect.Effect<void, Errors.PeerFailed | Errors.ServiceNotFound> => {
       if (take(state, "worker.undeploy")) return Effect.fail(down(worker.name, `undeploy ${service}`))
-      if (!state.worker.delete(service)) return Effect.fail(new Errors.ServiceNotFound({ service }))
+      if (!state.workers.get(worker.name)!.delete(service)) return Effect.fail(new Errors.ServiceNotFound({ service }))
       return Effect.void
     }),
   proxyAddress: (worker) => Effect.suspend(() => (take(state, "worker.address") ? Effect.fail(down(worker.name, "report its node address")) : Effect.succeed(worker.nodeAddress!))),
@@ -96,6 +98,12 @@ const fakeFleet = (state: FleetState): FleetCalls => ({
   listEdgeRoutes: (edge) =>
     Effect.suspend(() => (take(state, "edge.list") ? Effect.fail(down(edge.name, "list edge routes")) : Effect.succeed([...state.edges.get(edge.name)!.values()])))
 })
+
+/** Every service running on any worker. */
+const running = (state: FleetState) =>
+  [...state.workers.entries()].flatMap(([node, services]) => [...services.entries()].map(([service, raw]) => ({ node, service, raw })))
+
+const runsAnywhere = (state: FleetState, service: string) => running(state).some((r) => r.service === service)
 
 function nameOf(raw: unknown): string {
   return (raw as { name: string }).name
@@ -152,23 +160,26 @@ const setup = (state: FleetState) => {
 
 const seedNodes = Effect.gen(function* () {
   const db = yield* MasterDb
-  for (const n of [WORKER, ...EDGES]) yield* db.upsertNode(n as never, "config")
+  for (const n of [WORKER, WORKER2, ...EDGES]) yield* db.upsertNode(n as never, "config")
 })
 
-const deploy = (service: string, raw: unknown) =>
+const deploy = (service: string, raw: unknown, worker: keyof typeof WORKERS = "w1") =>
   Effect.gen(function* () {
     const saga = yield* CrossNodeSaga.CrossNodeSaga
     const events: Array<Deploy.DeployEvent> = []
     const decoded = Validation.decodeDefinition(raw, { internalZone: ZONE })
     if (Either.isLeft(decoded)) return yield* Effect.die(new Error(`bad test definition: ${JSON.stringify(decoded.left)}`))
-    const exit = yield* Effect.either(saga.deploy({ definition: decoded.right, raw, worker: WORKER as never, placementReason: "test", dryRun: false }, (e) => Effect.sync(() => events.push(e))))
+    const exit = yield* Effect.either(saga.deploy({ definition: decoded.right, raw, worker: WORKERS[worker] as never, placementReason: "test", dryRun: false }, (e) => Effect.sync(() => events.push(e))))
     return { exit, events, service }
   })
 
+/** Undeploys from where the master placed it, as the master's handler does. */
 const undeploy = (service: string) =>
   Effect.gen(function* () {
     const saga = yield* CrossNodeSaga.CrossNodeSaga
-    return yield* Effect.either(saga.undeploy(service, WORKER as never))
+    const placed = yield* (yield* MasterDb).placement(service)
+    if (Option.isNone(placed)) return Either.left(new Errors.ServiceNotFound({ service }))
+    return yield* Effect.either(saga.undeploy(service, WORKERS[placed.value as keyof typeof WORKERS] as never))
   })
 
 /** What the property is about, read from the fleet and the master database. */
@@ -188,7 +199,13 @@ const checkAlways = (state: FleetState, context: string) =>
       const row = rows.find((r) => r.route.hostname === route.hostname && r.route.edgeNode === edge)
       expect(row, `${context}: edge ${edge} serves ${route.hostname} but the master has no row for it there`).toBeDefined()
     }
-    for (const [service, raw] of state.worker) {
+    const db = yield* MasterDb
+    const stale = yield* db.staleCopies
+    const placements = yield* db.placements
+    for (const { node, service, raw } of running(state)) {
+      // The old copy of a moved service, recorded for removal, is no longer the service.
+      if (stale.some((c) => c.service === service && c.node === node)) continue
+      expect(placements.find((p) => p.service === service)?.node, `${context}: ${service} runs on ${node} but is placed elsewhere, and is not recorded for removal`).toBe(node)
       for (const hostname of publicHostnames(raw)) {
         const row = rows.find((r) => r.route.hostname === hostname)
         expect(row?.state, `${context}: ${service} runs with public ${hostname} but the master does not want an edge route for it`).toBe("active")
@@ -205,11 +222,13 @@ const checkConverged = (state: FleetState, context: string) =>
     const wanted = rows.map((r) => `${r.route.hostname} ${r.route.edgeNode} ${r.route.service} ${r.route.backendHostname}:${r.route.backendPort}`).sort()
     expect(served, `${context}: edges hold exactly the master's active rows`).toEqual(wanted)
     for (const { route } of edgeRoutes) {
-      expect(state.worker.has(route.service), `${context}: edge route ${route.hostname} without its service on the worker`).toBe(true)
+      expect(runsAnywhere(state, route.service), `${context}: edge route ${route.hostname} without its service on a worker`).toBe(true)
+      expect(state.workers.get(route.workerNode)!.has(route.service), `${context}: edge route ${route.hostname} points at ${route.workerNode}, which does not run ${route.service}`).toBe(true)
     }
-    const onWorker = [...state.worker.values()].flatMap(publicHostnames).sort()
+    const onWorker = [...new Set(running(state).flatMap((r) => publicHostnames(r.raw)))].sort()
     expect(edgeRoutes.map(({ route }) => route.hostname).sort(), `${context}: every public hostname on the worker is served, and nothing else`).toEqual(onWorker)
-    for (const service of state.worker.keys()) expect(placements.some((p) => p.service === service), `${context}: ${service} runs but is not placed`).toBe(true)
+    for (const { node, service } of running(state)) expect(placements.find((p) => p.service === service)?.node, `${context}: ${service} runs on ${node} but is placed elsewhere`).toBe(node)
+    expect(yield* (yield* MasterDb).staleCopies, `${context}: old copies left`).toEqual([])
   })
 
 // ---------------------------------------------------------------------------------------------
@@ -217,7 +236,7 @@ const checkConverged = (state: FleetState, context: string) =>
 
 type Faults = ReadonlyArray<readonly [Point, number]>
 type Op =
-  | { readonly kind: "deploy"; readonly service: string; readonly variant: number; readonly faults: Faults }
+  | { readonly kind: "deploy"; readonly service: string; readonly variant: number; readonly node: keyof typeof WORKERS; readonly faults: Faults }
   | { readonly kind: "undeploy"; readonly service: string; readonly faults: Faults }
   | { readonly kind: "reconcile"; readonly faults: Faults }
 
@@ -226,7 +245,14 @@ const faultsArb: fc.Arbitrary<Faults> = fc.oneof(
   { weight: 3, arbitrary: fc.uniqueArray(fc.tuple(fc.constantFrom(...POINTS), fc.integer({ min: 1, max: 3 })), { minLength: 1, maxLength: 3, selector: ([p]) => p }) }
 )
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 5, arbitrary: fc.record({ kind: fc.constant("deploy" as const), service: fc.constantFrom(...SERVICES), variant: fc.integer({ min: 0, max: HOSTNAME_SETS.length - 1 }), faults: faultsArb }) },
+  { weight: 5, arbitrary: fc.record({
+    kind: fc.constant("deploy" as const),
+    service: fc.constantFrom(...SERVICES),
+    variant: fc.integer({ min: 0, max: HOSTNAME_SETS.length - 1 }),
+    // Mostly w1; a deploy to w2 of a service placed on w1 is a move.
+    node: fc.constantFrom<keyof typeof WORKERS>("w1", "w1", "w2"),
+    faults: faultsArb
+  }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("undeploy" as const), service: fc.constantFrom(...SERVICES), faults: faultsArb }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("reconcile" as const), faults: faultsArb }) }
 )
@@ -242,22 +268,23 @@ const runScenario = (ops: ReadonlyArray<Op>) => {
       state.armed.clear()
       for (const [point, count] of op.faults) state.armed.set(point, count)
       const before = yield* snapshot(state)
-      const workerBefore = new Map(state.worker)
+      const workerBefore = running(state)
       if (op.kind === "deploy") {
         const raw = rawDefinition(op.service, op.variant, ++version)
-        const { exit } = yield* deploy(op.service, raw)
+        const { exit } = yield* deploy(op.service, raw, op.node)
         if (op.variant === HOSTNAME_SETS.length - 1) {
           // Rejected before any node was asked: nothing changed anywhere.
           expect(Either.isLeft(exit) && exit.left._tag, context).toBe("InvalidDefinition")
           expect(yield* snapshot(state), `${context}: a rejected deploy changed something`).toEqual(before)
-          expect(state.worker, context).toEqual(workerBefore)
+          expect(running(state), context).toEqual(workerBefore)
         } else if (Either.isRight(exit)) {
-          expect(state.worker.get(op.service), `${context}: deployed`).toEqual(raw)
+          expect(state.workers.get(op.node)!.get(op.service), `${context}: deployed`).toEqual(raw)
         }
       } else if (op.kind === "undeploy") {
         const exit = yield* undeploy(op.service)
         if (Either.isRight(exit)) {
-          expect(state.worker.has(op.service), `${context}: still on the worker after undeploy`).toBe(false)
+          const stale = (yield* (yield* MasterDb).staleCopies).filter((c) => c.service === op.service).map((c) => c.node)
+          expect(running(state).filter((r) => r.service === op.service && !stale.includes(r.node)), `${context}: still on a worker after undeploy`).toEqual([])
           // Removals an unreachable edge deferred stay recorded as `removing`, for the reconciler.
           expect((yield* (yield* MasterDb).edgeRoutesOf(op.service)).filter((r) => r.state === "active").map((r) => r.route.hostname), `${context}: routes still wanted after undeploy`).toEqual([])
         }
@@ -287,7 +314,7 @@ describe("cross-node saga", () => {
       expect([route.backendHostname, route.backendPort, route.workerNode]).toEqual(["10.0.0.1", 8443, "w1"])
       expect(events.filter((e) => e._tag === "DeployStep" && e.step === "edge-resolve").map((e) => (e as Deploy.DeployStep).node)).toEqual(["e1", "e2"])
       expect(Either.isRight(yield* undeploy("alpha"))).toBe(true)
-      expect(state.worker.size + state.edges.get("e1")!.size + state.edges.get("e2")!.size).toBe(0)
+      expect(running(state).length + state.edges.get("e1")!.size + state.edges.get("e2")!.size).toBe(0)
       expect(yield* (yield* MasterDb).edgeRoutes).toEqual([])
     }).pipe(Effect.provide(setup(state)), Logger.withMinimumLogLevel(LogLevel.None))
   })
@@ -300,7 +327,7 @@ describe("cross-node saga", () => {
       const { exit, events } = yield* deploy("alpha", rawDefinition("alpha", 1, 1))
       expect(Either.isLeft(exit) && exit.left._tag).toBe("DeployFailed")
       expect(Either.isLeft(exit) && exit.left.message).toContain("edge route alpha.example.com on e1")
-      expect(state.worker.size).toBe(0)
+      expect(running(state)).toEqual([])
       expect(state.edges.get("e1")!.size).toBe(0)
       expect(events.some((e) => e._tag === "DeployStep" && e.status === "compensated" && e.node === "w1")).toBe(true)
       expect(yield* (yield* MasterDb).placements).toEqual([])
@@ -315,7 +342,7 @@ describe("cross-node saga", () => {
       state.armed.set("edge.remove", 1)
       const { exit } = yield* deploy("alpha", rawDefinition("alpha", 1, 1))
       expect(Either.isLeft(exit)).toBe(true)
-      expect(state.worker.size).toBe(0)
+      expect(running(state)).toEqual([])
       expect((yield* (yield* MasterDb).edgeRoutes).map((r) => r.state)).toEqual(["removing"])
       const report = yield* (yield* EdgeReconciler).runOnce
       expect(report.repairs).toEqual([{ hostname: "alpha.example.com", edgeNode: "e1", action: "removed" }])
@@ -332,7 +359,7 @@ describe("cross-node saga", () => {
       state.armed.set("edge.remove", 1)
       const exit = yield* undeploy("alpha")
       expect(Either.isLeft(exit) && exit.left.message).toContain("nothing was undeployed")
-      expect(state.worker.has("alpha")).toBe(true)
+      expect(runsAnywhere(state, "alpha")).toBe(true)
       expect(state.edges.get("e1")!.has("alpha.example.com")).toBe(true)
     }).pipe(Effect.provide(setup(state)), Logger.withMinimumLogLevel(LogLevel.None))
   })
@@ -346,7 +373,7 @@ describe("cross-node saga", () => {
       const problems = Either.isLeft(exit) && exit.left._tag === "InvalidDefinition" ? exit.left.problems : []
       expect(problems.map((p) => p.path)).toEqual(["components[0].routes[1].hostname"])
       expect(problems[0]!.message).toContain("[edge] allowed_domains")
-      expect(state.worker.size).toBe(0)
+      expect(running(state)).toEqual([])
     }).pipe(Effect.provide(setup(state)), Logger.withMinimumLogLevel(LogLevel.None))
   })
 
@@ -359,9 +386,27 @@ describe("cross-node saga", () => {
       const { exit } = yield* deploy("beta", thief)
       const problems = Either.isLeft(exit) && exit.left._tag === "InvalidDefinition" ? exit.left.problems : []
       expect(problems.map((p) => p.message)).toEqual([expect.stringContaining("already published by service alpha")])
-      expect(state.worker.has("beta")).toBe(false)
+      expect(runsAnywhere(state, "beta")).toBe(false)
       expect(state.edges.get("e1")!.get("alpha.example.com")?.service).toBe("alpha")
       expect((yield* (yield* MasterDb).edgeRoute("alpha.example.com")).pipe(Option.map((r) => r.route.service))).toEqual(Option.some("alpha"))
+    }).pipe(Effect.provide(setup(state)), Logger.withMinimumLogLevel(LogLevel.None))
+  })
+
+  it.effect("a moved service leaves its old node once the new one serves; an unreachable old node is retried", () => {
+    const state = newFleet()
+    return Effect.gen(function* () {
+      yield* seedNodes
+      expect(Either.isRight((yield* deploy("alpha", rawDefinition("alpha", 1, 1), "w1")).exit)).toBe(true)
+      state.armed.set("worker.undeploy", 1)
+      const { exit, events } = yield* deploy("alpha", rawDefinition("alpha", 1, 2), "w2")
+      expect(Either.isRight(exit)).toBe(true)
+      expect(events.some((e) => e._tag === "DeployStep" && e.step === "move" && e.status === "failed")).toBe(true)
+      expect(state.edges.get("e1")!.get("alpha.example.com")?.workerNode).toBe("w2")
+      expect(running(state).map((r) => r.node).sort()).toEqual(["w1", "w2"])
+      expect(yield* (yield* MasterDb).staleCopies).toEqual([{ service: "alpha", node: "w1" }])
+      const report = yield* (yield* EdgeReconciler).runOnce
+      expect(report.retired).toEqual([{ service: "alpha", node: "w1" }])
+      expect(running(state).map((r) => r.node)).toEqual(["w2"])
     }).pipe(Effect.provide(setup(state)), Logger.withMinimumLogLevel(LogLevel.None))
   })
 
