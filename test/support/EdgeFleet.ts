@@ -1,0 +1,147 @@
+/**
+ * A fleet with an edge node, as separate hosts on one machine: the master, a worker agent with
+ * its own HAProxy and real Podman in this network namespace, and an edge agent with its own
+ * HAProxy in a network namespace made for it (joined by a veth pair). PowerDNS serves the public
+ * zone `example.com` the master reads CNAMEs from, with `hello.example.com` pointing at the edge.
+ * Both agents issue certificates from the fleet CA, which the edge's HAProxy trusts for its
+ * backends and clients trust for the edge. Used by the edge test and the edge benchmark.
+ */
+import { Effect } from "effect"
+import { execFile, spawnSync } from "node:child_process"
+import { existsSync, readdirSync } from "node:fs"
+import { join } from "node:path"
+import { Pki } from "../../packages/rpc/src/index.js"
+import { type HaproxyInstance, startHaproxy } from "./Haproxy.js"
+import * as LocalFleet from "./LocalFleet.js"
+import { makeNetns, type Netns } from "./Netns.js"
+import { containersConfPath, type PodmanService, startPodmanService } from "./Podman.js"
+import { createZone, type PowerDnsServer, startPowerDns } from "./PowerDns.js"
+
+export interface EdgeFleet {
+  readonly ns: Netns
+  readonly fleet: LocalFleet.Fleet
+  readonly masterAddress: string
+  /** The port the edge serves public hostnames on, at `ns.innerIp`. */
+  readonly edgePort: number
+  readonly edgeProxy: HaproxyInstance
+  readonly edge: () => LocalFleet.Daemon
+  /** Starts the edge agent again (after a stop or a kill) inside its namespace. */
+  readonly startEdge: () => Promise<void>
+  /** Names of the worker's containers in the engine. */
+  readonly workerContainers: () => ReadonlyArray<string>
+  /** curl https://<hostname>:<port>/ at `ip`, trusting only the fleet's CA. */
+  readonly curl: (hostname: string, ip: string, port: number) => Promise<{ code: number; body: string }>
+  /** Certificate files in an agent's data dir for a hostname. */
+  readonly certFiles: (node: string, hostname: string) => ReadonlyArray<string>
+  readonly dispose: (undeploy: ReadonlyArray<string>) => Promise<void>
+}
+
+const podmanEnv = () => ({ ...process.env, CONTAINERS_CONF: containersConfPath() })
+
+const haproxySection = (h: HaproxyInstance, bind: string, backendCa?: string) =>
+  `[proxy]\nkind = "haproxy"\ndir = ${JSON.stringify(h.options.dir)}\nmaster_socket = ${JSON.stringify(h.options.masterSocket)}\nstats_socket = ${JSON.stringify(h.options.statsSocket)}\nbind = "${bind}"\n${backendCa === undefined ? "" : `backend_ca = ${JSON.stringify(backendCa)}\n`}`
+
+const waitFor = async (what: string, check: () => Promise<boolean>, timeoutMs: number) => {
+  const start = Date.now()
+  while (Date.now() - start < timeoutMs) {
+    if (await check()) return
+    await new Promise((r) => setTimeout(r, 250))
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+}
+
+/** Starts everything; each peer fails with how to install it when it is missing. */
+export const startEdgeFleet = async (dir: string, options: { readonly reconcileInterval?: string } = {}): Promise<EdgeFleet> => {
+  const ns = makeNetns()
+  let podman: PodmanService | undefined
+  let pdns: PowerDnsServer | undefined
+  let workerProxy: HaproxyInstance | undefined
+  let edgeProxy: HaproxyInstance | undefined
+  let master: LocalFleet.Daemon | undefined
+  let worker: LocalFleet.Daemon | undefined
+  let edge: LocalFleet.Daemon | undefined
+  let fleet: LocalFleet.Fleet | undefined
+
+  const workerContainers = () =>
+    spawnSync("podman", ["ps", "-a", "--filter", "label=mcp.node=w1", "--format", "{{.Names}}"], { encoding: "utf8", env: podmanEnv() })
+      .stdout.trim().split("\n").filter((l) => l.length > 0)
+
+  const dispose = async (undeploy: ReadonlyArray<string>) => {
+    if (master !== undefined && fleet !== undefined) for (const name of undeploy) await LocalFleet.mcp(fleet, ["undeploy", name]).catch(() => undefined)
+    await Promise.allSettled([edge?.stop(), worker?.stop(), master?.stop()])
+    if (podman !== undefined) for (const c of workerContainers()) spawnSync("podman", ["rm", "-f", c], { env: podmanEnv() })
+    await Promise.allSettled([workerProxy?.dispose(), edgeProxy?.dispose(), pdns?.close(), podman?.stop()])
+    ns.dispose()
+  }
+
+  try {
+    ;[podman, pdns] = await Promise.all([startPodmanService(), startPowerDns()])
+    const masterPort = await LocalFleet.freePort()
+    const masterAddress = `${ns.hostIp}:${masterPort}`
+    const masters = [masterAddress]
+    const f = await LocalFleet.prepare(join(dir, "fleet"), { masters })
+    fleet = f
+    // One certificate for every daemon, valid at both hosts' addresses.
+    await Effect.runPromise(Pki.issueCertificate(f.caDir, "hosts", { ips: ["127.0.0.1", ns.hostIp, ns.innerIp], dns: ["localhost"], usage: "both" }))
+    const caFile = join(f.caDir, "ca.crt")
+    await createZone(pdns, "example.com", [
+      { name: "hello.example.com", type: "CNAME", content: "e1.example.com" },
+      { name: "e1.example.com", type: "A", content: ns.innerIp }
+    ])
+    ;[workerProxy, edgeProxy] = await Promise.all([
+      startHaproxy({ bindAddress: ns.hostIp }),
+      startHaproxy({ bindAddress: ns.innerIp, backendCaFile: caFile, prefix: ns.prefix })
+    ])
+    const masterConfig = LocalFleet.writeMasterConfig(f, {
+      port: masterPort,
+      host: ns.hostIp,
+      cert: "hosts",
+      extra: `[edge]\nallowed_domains = ["example.com"]\ndefault_node = "e1"\ndns_servers = ["127.0.0.1:${pdns.dnsPort}"]\nreconcile_interval = "${options.reconcileInterval ?? "2s"}"\n`
+    })
+    master = await LocalFleet.spawnDaemon(LocalFleet.bins.master, masterConfig)
+    // Both agents issue from the fleet CA: the edge's HAProxy trusts the worker's proxy by it, and so do clients.
+    const certs = `[certs]\nkind = "local-ca"\nca_dir = ${JSON.stringify(f.caDir)}\n`
+    const workerConfig = LocalFleet.writeAgentConfig(f, {
+      node: "w1", role: "worker", port: await LocalFleet.freePort(), host: ns.hostIp, nodeAddress: ns.hostIp, cert: "hosts",
+      socket: podman.socketPath, masters, extra: haproxySection(workerProxy, ns.hostIp) + certs
+    })
+    const edgePort = await LocalFleet.freePort()
+    const edgeConfig = LocalFleet.writeAgentConfig(f, {
+      node: "e1", role: "edge", port: await LocalFleet.freePort(), host: ns.innerIp, nodeAddress: ns.innerIp, cert: "hosts",
+      socket: podman.socketPath, masters, extra: haproxySection(edgeProxy, ns.innerIp, caFile) + certs + `[edge]\nlistener = ${edgePort}\n`
+    })
+    worker = await LocalFleet.spawnDaemon(LocalFleet.bins.agent, workerConfig)
+    const startEdge = async () => {
+      edge = await LocalFleet.spawnDaemon(LocalFleet.bins.agent, edgeConfig, /listening on/, 30_000, ns.prefix)
+    }
+    await startEdge()
+    await waitFor("both agents registered and healthy", async () => {
+      const r = await LocalFleet.mcp(f, ["node", "list", "--json"])
+      return r.code === 0 && (JSON.parse(r.stdout) as Array<{ health: string }>).filter((n) => n.health === "healthy").length === 2
+    }, 60_000)
+    return {
+      ns,
+      fleet: f,
+      masterAddress,
+      edgePort,
+      edgeProxy,
+      edge: () => edge!,
+      startEdge,
+      workerContainers,
+      curl: (hostname, ip, port) =>
+        new Promise((resolve) =>
+          execFile("curl", ["-sS", "--max-time", "5", "--resolve", `${hostname}:${port}:${ip}`, "--cacert", caFile, `https://${hostname}:${port}/`], (error, stdout, stderr) =>
+            resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, body: stdout.trim() + stderr.trim() })
+          )
+        ),
+      certFiles: (node, hostname) => {
+        const files = join(f.dir, node, "certs")
+        return existsSync(files) ? readdirSync(files).filter((name) => name.startsWith(hostname)) : []
+      },
+      dispose
+    }
+  } catch (e) {
+    await dispose([])
+    throw e
+  }
+}
