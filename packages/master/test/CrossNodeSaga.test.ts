@@ -59,8 +59,12 @@ const down = (node: string, operation: string) => new Errors.PeerFailed({ peer: 
 
 const fakeFleet = (state: FleetState): FleetCalls => ({
   deploy: (worker, raw, dryRun) =>
-    Stream.suspend(() => {
-      if (dryRun) return Stream.empty
+    Stream.suspend((): Stream.Stream<Deploy.DeployEvent, Errors.DeployFailed> => {
+      if (dryRun) {
+        return Stream.make(new Deploy.DeployPlanned({
+          plan: { service: nameOf(raw), node: worker.name, placementReason: "", portsToAllocate: 1, images: [], routes: [], dnsRecords: [], edgeRoutes: [], changes: [] }
+        }))
+      }
       if (take(state, "worker.deploy")) return Stream.fail(new Errors.DeployFailed({ service: nameOf(raw), step: "start", reason: "injected fault", retryable: true }))
       state.workers.get(worker.name)!.set(nameOf(raw), raw)
       return Stream.make(new Deploy.DeployStep({ node: worker.name, step: "start", status: "done", detail: "started" }))
@@ -315,6 +319,22 @@ describe("cross-node saga", () => {
       expect(events.filter((e) => e._tag === "DeployStep" && e.step === "edge-resolve").map((e) => (e as Deploy.DeployStep).node)).toEqual(["e1", "e2"])
       expect(Either.isRight(yield* undeploy("alpha"))).toBe(true)
       expect(running(state).length + state.edges.get("e1")!.size + state.edges.get("e2")!.size).toBe(0)
+      expect(yield* (yield* MasterDb).edgeRoutes).toEqual([])
+    }).pipe(Effect.provide(setup(state)), Logger.withMinimumLogLevel(LogLevel.None))
+  })
+
+  it.effect("a dry run names the edge node of each public hostname and changes nothing", () => {
+    const state = newFleet()
+    return Effect.gen(function* () {
+      yield* seedNodes
+      const saga = yield* CrossNodeSaga.CrossNodeSaga
+      const raw = rawDefinition("alpha", 4, 1)
+      const events: Array<Deploy.DeployEvent> = []
+      const definition = Either.getOrThrow(Validation.decodeDefinition(raw, { internalZone: ZONE }))
+      yield* saga.deploy({ definition, raw, worker: WORKER as never, placementReason: "test", dryRun: true }, (e) => Effect.sync(() => events.push(e)))
+      const plan = events.find((e): e is Deploy.DeployPlanned => e._tag === "DeployPlanned")?.plan
+      expect(plan?.edgeRoutes).toEqual([{ hostname: "www-alpha.example.com", edgeNode: "e1" }, { hostname: "alpha.b.example.com", edgeNode: "e2" }])
+      expect(running(state)).toEqual([])
       expect(yield* (yield* MasterDb).edgeRoutes).toEqual([])
     }).pipe(Effect.provide(setup(state)), Logger.withMinimumLogLevel(LogLevel.None))
   })
