@@ -11,7 +11,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { type EdgeFleet, startEdgeFleet } from "./support/EdgeFleet.js"
+import { type EdgeFleet, startEdgeFleet, waitFor } from "./support/EdgeFleet.js"
 import * as LocalFleet from "./support/LocalFleet.js"
 import { BUSYBOX_IMAGE } from "./support/Podman.js"
 
@@ -22,15 +22,6 @@ const cli = async (args: ReadonlyArray<string>) => {
   const r = await LocalFleet.mcp(edgeFleet.fleet, args)
   if (r.code !== 0) throw new Error(`mcp ${args.join(" ")} exited ${r.code}:\n${r.stdout}${r.stderr}`)
   return r.stdout
-}
-
-const waitFor = async (what: string, check: () => Promise<boolean>, timeoutMs = 30_000) => {
-  const start = Date.now()
-  while (Date.now() - start < timeoutMs) {
-    if (await check()) return
-    await new Promise((r) => setTimeout(r, 250))
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
 }
 
 /** Through the edge, as a client on the internet would reach it. */

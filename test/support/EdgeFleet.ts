@@ -41,7 +41,7 @@ const podmanEnv = () => ({ ...process.env, CONTAINERS_CONF: containersConfPath()
 const haproxySection = (h: HaproxyInstance, bind: string, backendCa?: string) =>
   `[proxy]\nkind = "haproxy"\ndir = ${JSON.stringify(h.options.dir)}\nmaster_socket = ${JSON.stringify(h.options.masterSocket)}\nstats_socket = ${JSON.stringify(h.options.statsSocket)}\nbind = "${bind}"\n${backendCa === undefined ? "" : `backend_ca = ${JSON.stringify(backendCa)}\n`}`
 
-const waitFor = async (what: string, check: () => Promise<boolean>, timeoutMs: number) => {
+export const waitFor = async (what: string, check: () => Promise<boolean>, timeoutMs: number) => {
   const start = Date.now()
   while (Date.now() - start < timeoutMs) {
     if (await check()) return
@@ -67,10 +67,25 @@ export const startEdgeFleet = async (dir: string, options: { readonly reconcileI
       .stdout.trim().split("\n").filter((l) => l.length > 0)
 
   const dispose = async (undeploy: ReadonlyArray<string>) => {
-    if (master !== undefined && fleet !== undefined) for (const name of undeploy) await LocalFleet.mcp(fleet, ["undeploy", name]).catch(() => undefined)
-    await Promise.allSettled([edge?.stop(), worker?.stop(), master?.stop()])
-    if (podman !== undefined) for (const c of workerContainers()) spawnSync("podman", ["rm", "-f", c], { env: podmanEnv() })
-    await Promise.allSettled([workerProxy?.dispose(), edgeProxy?.dispose(), pdns?.close(), podman?.stop()])
+    // Clean-up goes on past a failure, but says what it could not do.
+    const said = (what: string) => (result: PromiseSettledResult<unknown>) => {
+      if (result.status === "rejected") console.warn(`edge fleet clean-up: ${what}: ${String(result.reason)}`)
+    }
+    if (master !== undefined && fleet !== undefined) {
+      for (const name of undeploy) {
+        const r = await LocalFleet.mcp(fleet, ["undeploy", name])
+        // A service the test already undeployed is not an error here.
+        if (r.code !== 0 && !/is not deployed/.test(r.stdout + r.stderr)) console.warn(`edge fleet clean-up: mcp undeploy ${name}: ${r.stdout}${r.stderr}`)
+      }
+    }
+    ;(await Promise.allSettled([edge?.stop(), worker?.stop(), master?.stop()])).forEach(said("stop a daemon"))
+    if (podman !== undefined) {
+      for (const c of workerContainers()) {
+        const rm = spawnSync("podman", ["rm", "-f", c], { encoding: "utf8", env: podmanEnv() })
+        if (rm.status !== 0) console.warn(`edge fleet clean-up: podman rm -f ${c}: ${rm.stderr}`)
+      }
+    }
+    ;(await Promise.allSettled([workerProxy?.dispose(), edgeProxy?.dispose(), pdns?.close(), podman?.stop()])).forEach(said("stop a peer"))
     ns.dispose()
   }
 

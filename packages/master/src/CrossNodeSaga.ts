@@ -77,7 +77,7 @@ export const make = Effect.gen(function* () {
       const routes = PublicRoutes.publicRoutes(def)
       if (routes.length === 0) return []
       const edges = yield* edgeNodes
-      const candidates = edges.map((e) => ({ name: e.name, addresses: e.addresses, ...(e.nodeAddress === undefined ? {} : { nodeAddress: e.nodeAddress }) }))
+      const candidates = EdgeResolver.edgeCandidates(edges)
       return yield* Effect.forEach(routes, (route) =>
         Effect.gen(function* () {
           const choice = yield* EdgeResolver.chooseEdge(def.name, route.hostname, candidates, settings.defaultEdge).pipe(Effect.provideService(EdgeResolver.DnsLookup, lookup))

@@ -5,6 +5,7 @@
  */
 import type { Deploy, Names, Node, Routes } from "@mcp/domain"
 import { Errors } from "@mcp/domain"
+import { Daemon } from "@mcp/rpc"
 import { Context, Effect, Layer, Stream } from "effect"
 import { AgentClients } from "./AgentClients.js"
 
@@ -40,12 +41,6 @@ export interface FleetCalls {
 
 export const FleetCalls = Context.GenericTag<FleetCalls>("@mcp/master/FleetCalls")
 
-/** The IP part of "host:port" (IPv6 in brackets included). */
-const hostOf = (address: string): string => {
-  const bracketed = /^\[([^\]]+)\]:\d+$/.exec(address)
-  return bracketed !== null ? bracketed[1]! : address.slice(0, address.lastIndexOf(":"))
-}
-
 export const layerAgents = Layer.effect(
   FleetCalls,
   Effect.map(AgentClients, (agents): FleetCalls => ({
@@ -62,7 +57,7 @@ export const layerAgents = Layer.effect(
       agents.call(worker.name, worker.addresses, (a) => a.NodeInfo()).pipe(
         Effect.mapError(asPeerFailure(worker.name, "report its node address")),
         // An agent too old to report its node_address is reached where its RPC listens.
-        Effect.map((report) => report.info.nodeAddress ?? hostOf(worker.addresses[0]!))
+        Effect.map((report) => report.info.nodeAddress ?? Daemon.splitHostPort(worker.addresses[0]!)[0])
       ),
     setupEdgeRoute: (edge, request) =>
       Effect.mapError(agents.call(edge.name, edge.addresses, (a) =>

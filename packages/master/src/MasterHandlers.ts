@@ -190,9 +190,7 @@ export const layer = (settings: MasterSettings) => {
         DnsCheck: () =>
           Effect.gen(function* () {
             const rows = (yield* viaDb(db.edgeRoutes)).filter((r) => r.state === "active")
-            const edges = (yield* viaDb(db.nodes)).filter((n) => n.info.role === "edge").map((n) => ({
-              name: n.info.name, addresses: n.info.addresses, ...(n.info.nodeAddress === undefined ? {} : { nodeAddress: n.info.nodeAddress })
-            }))
+            const edges = EdgeResolver.edgeCandidates((yield* viaDb(db.nodes)).map((n) => n.info))
             return yield* EdgeResolver.dnsCheck(rows.map((r) => ({ hostname: r.route.hostname, edgeNode: r.route.edgeNode })), edges).pipe(Effect.provideService(EdgeResolver.DnsLookup, lookup))
           }),
         Logs: (payload) =>
