@@ -1,11 +1,24 @@
-// One vitest project per package plus the cross-package integration tests in test/.
+// One vitest project per package plus the cross-package integration tests in test/. Each project
+// runs with its own temporary directory, removed at the end (test/support/TempRoot.ts).
+import { fileURLToPath } from "node:url"
 import { defineWorkspace } from "vitest/config"
 
+const globalSetup = [fileURLToPath(new URL("./test/support/TempRoot.ts", import.meta.url))]
+
 export default defineWorkspace([
-  { test: { name: "domain", root: "packages/domain", include: ["test/**/*.test.ts"] } },
-  { test: { name: "rpc", root: "packages/rpc", include: ["test/**/*.test.ts"] } },
-  { test: { name: "agent", root: "packages/agent", include: ["test/**/*.test.ts"] } },
-  { test: { name: "master", root: "packages/master", include: ["test/**/*.test.ts"] } },
-  { test: { name: "cli", root: "packages/cli", include: ["test/**/*.test.ts"] } },
-  { test: { name: "integration", root: "test", include: ["**/*.test.ts"], testTimeout: 120_000, hookTimeout: 120_000 } }
+  { test: { name: "domain", root: "packages/domain", include: ["test/**/*.test.ts"], globalSetup } },
+  { test: { name: "rpc", root: "packages/rpc", include: ["test/**/*.test.ts"], globalSetup } },
+  { test: { name: "agent", root: "packages/agent", include: ["test/**/*.test.ts"], globalSetup } },
+  { test: { name: "master", root: "packages/master", include: ["test/**/*.test.ts"], globalSetup } },
+  { test: { name: "cli", root: "packages/cli", include: ["test/**/*.test.ts"], globalSetup } },
+  {
+    test: {
+      name: "integration",
+      root: "test",
+      include: ["**/*.test.ts"],
+      globalSetup,
+      testTimeout: 120_000,
+      hookTimeout: 120_000
+    }
+  }
 ])

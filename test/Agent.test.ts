@@ -60,6 +60,39 @@ const engineContainers = (service: string) =>
     env: { ...process.env, CONTAINERS_CONF: containersConfPath() }
   }).stdout.trim().split("\n").filter((l) => l.length > 0)
 
+/** The deploy id of each of the service's containers, and whether it runs, as the engine has them. */
+const engineDeploys = (service: string) =>
+  spawnSync("podman", ["ps", "-a", "--filter", `label=mcp.service=${service}`, "--filter", "label=mcp.node=it", "--format", `{{index .Labels "mcp.deploy"}} {{.Status}}`], {
+    encoding: "utf8",
+    env: { ...process.env, CONTAINERS_CONF: containersConfPath() }
+  }).stdout.trim().split("\n").filter((l) => l.length > 0).map((l) => `${l.split(" ")[0]} ${/ Up /.test(` ${l} `) ? "running" : "not running"}`)
+
+/**
+ * A service whose http health check passes (httpd on $PORT), or one whose tcp check on $PORT never
+ * does (nothing listens: the container only sleeps). Short intervals keep the failing gate brief.
+ */
+const healthDefinition = (name: string, healthy: boolean) => {
+  const file = join(dir, `${name}-${healthy ? "healthy" : "sick"}-${Math.random().toString(36).slice(2)}.toml`)
+  writeFileSync(file, `name = "${name}"
+[[components]]
+name = "web"
+image = "${BUSYBOX_IMAGE}"
+${healthy
+  ? `cmd = ["sh", "-c", "mkdir -p /www && echo healthy=$PORT > /www/index.html && exec httpd -f -p $PORT -h /www"]`
+  : `cmd = ["sleep", "3600"]\nenv = ["VERSION=sick"]`}
+[[components.routes]]
+port = 8443
+mode = "l7"
+
+[components.health]
+${healthy ? `kind = "http"\npath = "/"` : `kind = "tcp"`}
+interval = "200ms"
+timeout = "200ms"
+retries = ${healthy ? 25 : 2}
+`)
+  return file
+}
+
 const registryPorts = () => {
   const db = new Database(join(fleet.dir, "it", "registry.db"), { readonly: true })
   try {
@@ -95,7 +128,7 @@ const rawDeploy = (definition: unknown) =>
 
 afterAll(async () => {
   await agent?.stop()
-  for (const name of engineContainers("web").concat(engineContainers("badimg"))) {
+  for (const name of engineContainers("web").concat(engineContainers("badimg"), engineContainers("sick"))) {
     spawnSync("podman", ["rm", "-f", name.split(" ")[0]!], { env: { ...process.env, CONTAINERS_CONF: containersConfPath() } })
   }
   await podman?.stop()
@@ -140,6 +173,51 @@ describe("mcp-agent over real Podman", () => {
     expect(registryPorts()).toEqual([])
     const ps = JSON.parse(await cli(["ps", ...node, "--json"]))
     expect(ps).toEqual([])
+  }, 120_000)
+
+  it("a health check that never passes fails the deploy at health, leaves nothing of it, and keeps the old version serving", async () => {
+    const ps = async () => (JSON.parse(await cli(["ps", ...node, "--json"])) as Array<{ service: string }>).map((s) => s.service)
+    const portsOf = (service: string) => registryPorts().filter((p) => p.service === service)
+    let undeployed = false
+    try {
+      // A new service that never gets healthy: nothing of it stays.
+      const fresh = await LocalFleet.mcp(fleet, ["deploy", "sick", "--file", healthDefinition("sick", false), ...node])
+      expect(fresh.code).toBe(1)
+      expect(fresh.stderr).toMatch(/deploy of "sick" failed at health: component web failed its tcp check/)
+      expect(engineContainers("sick")).toEqual([])
+      expect(await ps()).not.toContain("sick")
+      expect(portsOf("sick")).toEqual([])
+
+      // A healthy version, then a redeploy that never gets healthy: the healthy one keeps serving.
+      await cli(["deploy", "sick", "--file", healthDefinition("sick", true), ...node])
+      const good = await statusOf("sick")
+      const hostPort = good.components[0].routes[0].hostPort as number
+      expect(await get(hostPort)).toBe(`healthy=${hostPort}`)
+      const deploys = engineDeploys("sick")
+      expect(deploys).toHaveLength(1)
+      expect(deploys[0]).toMatch(/ running$/)
+      const portsBefore = portsOf("sick")
+      expect(portsBefore.map((p) => [p.port, p.saga_id])).toEqual([[hostPort, null]])
+
+      const redeploy = await LocalFleet.mcp(fleet, ["deploy", "sick", "--file", healthDefinition("sick", false), ...node])
+      expect(redeploy.code).toBe(1)
+      expect(redeploy.stderr).toMatch(/deploy of "sick" failed at health: component web failed its tcp check/)
+      // The engine has only the healthy deploy's container (recreated from its record if the deploy replaced it in place).
+      expect(engineDeploys("sick")).toEqual(deploys)
+      const after = await statusOf("sick")
+      expect(after.components.map((c: { state: string; routes: Array<{ hostPort: number }> }) => [c.state, c.routes[0]!.hostPort])).toEqual([["running", hostPort]])
+      expect(await get(hostPort)).toBe(`healthy=${hostPort}`)
+      expect(portsOf("sick")).toEqual(portsBefore)
+      expect(registryPorts().filter((p) => p.saga_id !== null)).toEqual([])
+      await cli(["undeploy", "sick", ...node])
+      undeployed = true
+    } finally {
+      // After a failure too, so that the other tests find no "sick" service.
+      if (!undeployed) await LocalFleet.mcp(fleet, ["undeploy", "sick", ...node])
+    }
+    expect(engineContainers("sick")).toEqual([])
+    expect(await ps()).not.toContain("sick")
+    expect(portsOf("sick")).toEqual([])
   }, 120_000)
 
   it("bad input gets a typed error and changes nothing", async () => {

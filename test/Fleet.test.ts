@@ -113,6 +113,7 @@ describe("a master with three agents", () => {
     const after = JSON.parse(await cli(["ps", "--json"]))
     expect(Object.fromEntries(after.services.map((s: { service: string; node: string }) => [s.service, s.node]))).toEqual(where)
     expect(fleetContainers()).toEqual(before)
-    expect(await cli(["tree"])).toMatch(/NodeSupervisors[\s\S]*w1 {2}\[healthy\][\s\S]*w2 {2}\[healthy\]/)
+    // The restarted master's live tree: three node fibers running, each node healthy, and the edge reconciler's rounds.
+    expect(await cli(["tree"])).toMatch(/NodeSupervisors {2}\[3 node fibers supervised\][\s\S]*w1 {2}\[running, node healthy\][\s\S]*w2 {2}\[running, node healthy\][\s\S]*EdgeReconciler {2}\[running, \d+ rounds?/)
   }, 240_000)
 })

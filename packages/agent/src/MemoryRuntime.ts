@@ -59,6 +59,11 @@ export interface MemoryRuntimeControl {
   readonly containers: Effect.Effect<ReadonlyArray<{ readonly spec: ContainerSpec; readonly info: ContainerInfo }>>
   /** How many times each operation was called. */
   readonly calls: Effect.Effect<Readonly<Record<Operation, number>>>
+  /**
+   * Replaces the answer to `exec` (the `onExec` option) from now on, e.g. to make a health check
+   * fail, or pass only after a few attempts; `undefined` goes back to the option's answer.
+   */
+  readonly scriptExec: (answer: ((spec: ContainerSpec, cmd: ReadonlyArray<string>) => ExecResult) | undefined) => Effect.Effect<void>
 }
 
 export const MemoryRuntimeControl = Context.GenericTag<MemoryRuntimeControl>("@mcp/agent/MemoryRuntimeControl")
@@ -88,6 +93,7 @@ export const makeMemory = (
     const images = new Set(options.images ?? [])
     const pullable = new Set(options.pullable ?? [])
     const containers = new Map<string, MemContainer>()
+    let scriptedExec: ((spec: ContainerSpec, cmd: ReadonlyArray<string>) => ExecResult) | undefined
     const faults: { [Op in Operation]: Array<OperationErrors[Op]> } = {
       ensureImage: [], create: [], start: [], stop: [], remove: [], inspect: [], list: [], logs: [], exec: []
     }
@@ -274,7 +280,7 @@ export const makeMemory = (
               retryable: false
             })
           }
-          return options.onExec?.(c.spec, cmd) ?? { exitCode: 0, output: "" }
+          return (scriptedExec ?? options.onExec)?.(c.spec, cmd) ?? { exitCode: 0, output: "" }
         }))
     }
 
@@ -299,7 +305,11 @@ export const makeMemory = (
           yield* run(c)
         })),
       containers: locked(Effect.sync(() => [...containers.values()].map((c) => ({ spec: c.spec, info: info(c) })))),
-      calls: Effect.sync(() => ({ ...calls }))
+      calls: Effect.sync(() => ({ ...calls })),
+      scriptExec: (answer) =>
+        locked(Effect.sync(() => {
+          scriptedExec = answer
+        }))
     }
     return { runtime, control }
   })

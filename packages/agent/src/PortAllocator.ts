@@ -1,19 +1,28 @@
 /**
- * Host ports for routes: random in a range (10000-60000 by default), never one the registry
- * holds, and only one that can actually be bound right now. Allocation is serialized so two
- * sagas never pick the same port.
+ * Host ports for routes, from a range (10000-60000 by default): never one the registry holds,
+ * and only one that can actually be bound right now. Allocation is serialized so two sagas
+ * never pick the same port.
+ *
+ * The search starts at a random offset in the range and then walks every port of it once,
+ * wrapping around. Starting at random spreads allocations over the range, so a port released a
+ * moment ago (still in TIME_WAIT, or still named in some client's cache) is not the next one
+ * handed out, and agents that share a host's port space with separate registries (tests, a
+ * second agent) do not all race for the lowest free port between the bind probe and the
+ * container's own bind. Walking the whole range makes the answer exact: `PortsExhausted` means
+ * every port was examined and none was free, never that a random sampler was unlucky.
  */
 import { Context, Data, Effect, Layer, Random } from "effect"
 import * as net from "node:net"
-import { Registry } from "./Registry.js"
+import { type PortRow, Registry } from "./Registry.js"
 
 export class PortsExhausted extends Data.TaggedError("PortsExhausted")<{
   readonly wanted: number
   readonly range: readonly [number, number]
+  /** Ports of the range examined before giving up: all of them. */
   readonly tried: number
 }> {
   override get message() {
-    return `no free host port in ${this.range[0]}-${this.range[1]} after ${this.tried} tries (wanted ${this.wanted}); widen [ports] in the agent config or undeploy unused services`
+    return `no free host port in ${this.range[0]}-${this.range[1]}: all ${this.tried} ports are held by services, reserved by deploys in progress or bound by other processes (wanted ${this.wanted}); widen [ports] in the agent config or undeploy unused services`
   }
 }
 
@@ -38,7 +47,9 @@ export interface PortRequest {
 export interface PortAllocator {
   /**
    * Reserves one port per request for `sagaId`. A request whose (component, route) the service
-   * already holds in `keep` gets that port back, so redeploys keep their ports when possible.
+   * already holds in `keep` gets that port back (it is already recorded, so it is not reserved
+   * again), so redeploys keep their ports when possible. Fails with `PortsExhausted`, reserving
+   * nothing, only when every port of the range was examined and too few were free.
    */
   readonly allocate: (
     sagaId: string,
@@ -59,27 +70,39 @@ export const make = (
     allocate: (sagaId, service, requests, keep) =>
       lock.withPermits(1)(
         Effect.gen(function* () {
+          const kept = requests.map((req) => keep.get(portKey(req.component, req.route)))
+          // Ports no request may be given: held in the registry, kept by this call, or chosen by it.
           const taken = new Set((yield* registry.ports).map((p) => p.port))
-          const chosen: Array<number> = []
+          for (const port of kept) if (port !== undefined) taken.add(port)
           const span = range.max - range.min + 1
-          const maxTries = Math.min(span * 2, 2000)
-          for (const req of requests) {
-            const kept = keep.get(portKey(req.component, req.route))
-            if (kept !== undefined) {
-              chosen.push(kept)
+          const start = yield* Random.nextIntBetween(0, span)
+          // One walk serves every request: a port passed over (taken, chosen, or refused by the
+          // probe) is never free later in the same call, so it is never examined twice.
+          let examined = 0
+          const chosen: Array<number> = []
+          const fresh: Array<PortRow> = []
+          for (const [i, req] of requests.entries()) {
+            const keptPort = kept[i]
+            if (keptPort !== undefined) {
+              chosen.push(keptPort)
               continue
             }
             let port: number | undefined
-            for (let tries = 0; tries < maxTries && port === undefined; tries++) {
-              const candidate = range.min + (yield* Random.nextIntBetween(0, span))
-              if (taken.has(candidate) || chosen.includes(candidate)) continue
+            while (port === undefined && examined < span) {
+              const candidate = range.min + ((start + examined) % span)
+              examined++
+              if (taken.has(candidate)) continue
               if (yield* probe(candidate)) port = candidate
             }
-            if (port === undefined) return yield* new PortsExhausted({ wanted: requests.length, range: [range.min, range.max], tried: maxTries })
+            if (port === undefined) {
+              return yield* new PortsExhausted({ wanted: requests.length, range: [range.min, range.max], tried: examined })
+            }
             chosen.push(port)
             taken.add(port)
-            yield* registry.reservePort({ port, service, component: req.component, route: req.route, sagaId })
+            fresh.push({ port, service, component: req.component, route: req.route, sagaId })
           }
+          // All or nothing: a call that runs out reserves none of the ports it had found.
+          if (fresh.length > 0) yield* registry.withTransaction(Effect.forEach(fresh, registry.reservePort, { discard: true }))
           return chosen
         })
       )

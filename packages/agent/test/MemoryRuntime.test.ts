@@ -69,6 +69,21 @@ describe("MemoryRuntime control", () => {
       yield* runtime.start(b)
     }))
 
+  it.effect("scriptExec replaces the exec answer until reset", () =>
+    Effect.gen(function*() {
+      const { control, runtime } = yield* makeMemory({ images: [IMAGE], onExec: () => ({ exitCode: 3, output: "from option" }) })
+      const id = yield* runtime.create(testSpec(IMAGE))
+      yield* runtime.start(id)
+      expect(yield* runtime.exec(id, ["check"])).toEqual({ exitCode: 3, output: "from option" })
+      let attempts = 0
+      yield* control.scriptExec((spec, cmd) => ({ exitCode: ++attempts < 3 ? 1 : 0, output: `${spec.name} ${cmd.join(" ")}` }))
+      const answers = [yield* runtime.exec(id, ["check"]), yield* runtime.exec(id, ["check"]), yield* runtime.exec(id, ["check"])]
+      expect(answers.map((a) => a.exitCode)).toEqual([1, 1, 0])
+      expect(answers[0]!.output).toMatch(/ check$/)
+      yield* control.scriptExec(undefined)
+      expect((yield* runtime.exec(id, ["check"])).exitCode).toBe(3)
+    }))
+
   it.scoped("emitLog reaches followers; the layer provides the control", () =>
     Effect.gen(function*() {
       const runtime = yield* ContainerRuntime

@@ -49,6 +49,21 @@ describe("mcp validate", () => {
     expect(reports[1].problems.map((p: { path: string }) => p.path)).toContain("components[0].routes[0].mode")
   }, 30_000)
 
+  it("reports bad volume entries at their own path, naming the fix, and accepts valid options", async () => {
+    const file = (kind: string, name: string) => join(fixtures, kind, name)
+    const bad = ["volume-container-relative.toml", "volume-container-dotdot.toml", "volume-option-unknown.toml", "volume-options-contradictory.toml", "volume-too-many-fields.toml"]
+    const { code, stdout, stderr } = await mcp(["validate", file("good", "volume-options.toml"), ...bad.map((f) => file("bad", f))])
+    expect(code).toBe(1)
+    expect(stdout).toContain("volume-options.toml")
+    expect(stderr).not.toContain("volume-options.toml")
+    const [relative, dotdot, unknown, contradictory, fields] = bad.map((f) => file("bad", f))
+    expect(stderr).toContain(`${relative}: components[0].volumes[1]: volume "/srv/data:var/lib/data" has a relative container path "var/lib/data"; use an absolute path such as "/var/lib/data"`)
+    expect(stderr).toContain(`${dotdot}: components[0].volumes[1]: volume "/srv/climb/logs:/srv/climb/../../var/log" has ".." in its container path; name the directory directly`)
+    expect(stderr).toContain(`${unknown}: components[0].volumes[1]: volume "/srv/opts/config:/etc/opts:readonly,Z" has an unknown option "readonly"; options are a comma-separated list`)
+    expect(stderr).toContain(`${contradictory}: components[0].volumes[0]: volume "/srv/both:/srv/both:ro,rw" has contradictory options "ro" and "rw"`)
+    expect(stderr).toContain(`${fields}: components[1].volumes[0]: volume "/srv/fields:/srv/fields:ro:Z" must be "host-path:container-path" or "host-path:container-path:options"`)
+  }, 30_000)
+
   it("a bad command line exits 2", async () => {
     const { code } = await mcp(["validate"])
     expect(code).toBe(2)

@@ -68,25 +68,70 @@ const RelativePath = Schema.String.pipe(
   Schema.annotations({ arbitrary: () => (fc) => fc.array(segment(fc), { minLength: 1, maxLength: 3 }).map((s) => s.join("/")) })
 )
 
-/** `host-path:container-path[:options]`; the host path is absolute and never climbs out with `..`. */
+/**
+ * The options a bind mount may carry, as Docker's `-v` accepts them (and Podman with it): a
+ * comma-separated list with at most one option of each kind.
+ */
+export const VOLUME_OPTIONS = {
+  access: ["ro", "rw"],
+  "SELinux label": ["z", "Z"],
+  propagation: ["private", "rprivate", "shared", "rshared", "slave", "rslave"]
+} as const satisfies Record<string, ReadonlyArray<string>>
+
+const volumeOptionKind = (option: string): string | undefined =>
+  Object.entries(VOLUME_OPTIONS).find(([, options]) => (options as ReadonlyArray<string>).includes(option))?.[0]
+
+const VOLUME_OPTIONS_HELP =
+  `options are a comma-separated list of at most one of each: "ro" or "rw" (read-only, read-write), ` +
+  `"z" or "Z" (SELinux label shared between containers, private to this one), and a mount propagation ` +
+  `(${VOLUME_OPTIONS.propagation.map((o) => `"${o}"`).join(", ")}), e.g. "/srv/app:/srv/app:ro,Z"`
+
+const volumeOptionsProblem = (v: string, options: string): string | undefined => {
+  if (options.length === 0) return `volume "${v}" ends with an empty options field; drop the trailing ":" or give options: ${VOLUME_OPTIONS_HELP}`
+  const seen = new Map<string, string>()
+  for (const option of options.split(",")) {
+    const kind = volumeOptionKind(option)
+    if (kind === undefined) {
+      return option.length === 0
+        ? `volume "${v}" has an empty option in "${options}"; ${VOLUME_OPTIONS_HELP}`
+        : `volume "${v}" has an unknown option "${option}"; ${VOLUME_OPTIONS_HELP}`
+    }
+    const earlier = seen.get(kind)
+    if (earlier === option) return `volume "${v}" repeats the option "${option}"; give it once`
+    if (earlier !== undefined) return `volume "${v}" has contradictory options "${earlier}" and "${option}" (both set the ${kind}); keep one of them`
+    seen.set(kind, option)
+  }
+  return undefined
+}
+
+/**
+ * `host-path:container-path[:options]`; both paths are absolute and never climb out with `..`,
+ * and the options are ones a bind mount accepts (see `VOLUME_OPTIONS`), none contradicting another.
+ */
 export const volumeProblem = (v: string): string | undefined => {
   const parts = v.split(":")
   if (parts.length < 2 || parts.length > 3) {
-    return `volume "${v}" must be "host-path:container-path" or "host-path:container-path:options", e.g. "/srv/app:/srv/app:ro"`
+    return `volume "${v}" must be "host-path:container-path" or "host-path:container-path:options", e.g. "/srv/app:/srv/app:ro"` +
+      (parts.length > 3 ? `; it has ${parts.length} ":"-separated fields` : "")
   }
-  const [host, container] = parts as [string, string]
+  const [host, container, options] = parts as [string, string, string | undefined]
   if (!host.startsWith("/")) return `volume "${v}" has a relative host path "${host}"; use an absolute path such as "/srv/${host.replace(/^\.?\/*/, "")}"`
   if (host.split("/").includes("..")) return `volume "${v}" climbs out of its host path with ".."; name the directory directly`
-  if (!container.startsWith("/")) return `volume "${v}" has a relative container path "${container}"; use an absolute path`
+  if (!container.startsWith("/")) {
+    const named = container.split("/").filter((s) => s !== "" && s !== "." && s !== "..").join("/")
+    return `volume "${v}" has a relative container path "${container}"; use an absolute path such as "/${named === "" ? "data" : named}"`
+  }
   if (container.split("/").includes("..")) return `volume "${v}" has ".." in its container path; name the directory directly`
-  return undefined
+  return options === undefined ? undefined : volumeOptionsProblem(v, options)
 }
 
 export const Volume = Schema.String.pipe(
   Schema.filter((v) => volumeProblem(v) ?? true),
   Schema.annotations({
     arbitrary: () => (fc) =>
-      fc.tuple(absolutePath(fc), absolutePath(fc), fc.constantFrom("", ":ro", ":z")).map(([h, c, o]) => `${h}:${c}${o}`)
+      fc
+        .tuple(absolutePath(fc), absolutePath(fc), fc.constantFrom("", ":ro", ":rw", ":z", ":Z", ":ro,Z", ":rw,z,rslave", ":private"))
+        .map(([h, c, o]) => `${h}:${c}${o}`)
   })
 )
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Ref, TestClock } from "effect"
+import { Deferred, Effect, Either, Fiber, Ref, TestClock } from "effect"
 import * as KeyedActors from "../src/KeyedActors.js"
 
 describe("keyed actors", () => {
@@ -20,7 +20,7 @@ describe("keyed actors", () => {
       expect(yield* Ref.get(log)).toEqual(["a start", "a end", "b start", "b end", "c start", "c end"])
     }))
 
-  it.scoped("runs different keys in parallel", () =>
+  it.scopedLive("runs different keys in parallel", () =>
     Effect.gen(function* () {
       const actors = yield* KeyedActors.make()
       const bothStarted = yield* Deferred.make<void>()
@@ -29,7 +29,15 @@ describe("keyed actors", () => {
         if ((yield* Ref.updateAndGet(started, (n) => n + 1)) === 2) yield* Deferred.succeed(bothStarted, undefined)
         yield* Deferred.await(bothStarted) // would deadlock if the keys were serialized
       })
-      yield* Effect.all([actors.submit("web", job), actors.submit("db", job)], { concurrency: "unbounded" })
+      // Serialized keys deadlock: say so as a failed assertion, well before vitest's own timeout.
+      const outcome = yield* Effect.all([actors.submit("web", job), actors.submit("db", job)], { concurrency: "unbounded" }).pipe(
+        Effect.timeoutFail({
+          duration: "2 seconds",
+          onTimeout: () => "deadlocked: the jobs for web and db did not both start within 2 s (different keys were serialized)"
+        }),
+        Effect.either
+      )
+      expect(outcome).toEqual(Either.right([undefined, undefined]))
       expect(yield* Ref.get(started)).toBe(2)
     }))
 

@@ -10,7 +10,7 @@
  * with a fresh listing taken there: a listing from before the actor ran could be stale.
  */
 import { Failures, type Node, type Routes } from "@mcp/domain"
-import { Duration, Effect, Either, Metric, Option, Schedule } from "effect"
+import { Cause, Clock, type Duration, Effect, Either, Metric, Option, Ref, Schedule } from "effect"
 import { FleetCalls } from "./FleetCalls.js"
 import { MasterDb } from "./MasterDb.js"
 import { ServiceCoordinators } from "./ServiceCoordinators.js"
@@ -27,6 +27,21 @@ export interface ReconcileReport {
   readonly retired?: ReadonlyArray<{ readonly service: string; readonly node: string }>
   /** What could not be done this round (edge unreachable, …): retried on the next. */
   readonly failures: ReadonlyArray<{ readonly target: string; readonly reason: string }>
+}
+
+/** The reconciling fiber (`run`) as `mcp tree` shows it. */
+export interface ReconcilerStatus {
+  /** "idle" until `run` is started (tests call runOnce directly); "stopped" once `run` ended. */
+  readonly state: "idle" | "running" | "restarting" | "stopped"
+  /** Rounds `run` completed. */
+  readonly rounds: number
+  /** Times `run` crashed (a defect, e.g. the database) and was restarted. */
+  readonly restarts: number
+  readonly lastRoundAt: Date | undefined
+  /** Failures of the last completed round (each retried next round). */
+  readonly lastFailures: number
+  /** The last crash, or the first failure of the last round that had any. */
+  readonly lastError: string | undefined
 }
 
 const reconcileFailures = Metric.counter("mcp_edge_reconcile_failures", {
@@ -174,11 +189,48 @@ export const make = Effect.gen(function* () {
     return { repairs, retired, failures } satisfies ReconcileReport
   })
 
-  /** Rounds forever, `every` apart; the first one at once (a restarted master may have work left). */
-  const run = (every: Duration.DurationInput) =>
-    Effect.repeat(runOnce, Schedule.spaced(every)).pipe(Effect.asVoid)
+  const status = yield* Ref.make<ReconcilerStatus>({ state: "idle", rounds: 0, restarts: 0, lastRoundAt: undefined, lastFailures: 0, lastError: undefined })
 
-  return { runOnce, run, reconcileService } as const
+  const round = Effect.tap(runOnce, (report) =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Ref.update(status, (s) => ({
+        ...s,
+        state: "running" as const,
+        rounds: s.rounds + 1,
+        lastRoundAt: new Date(now),
+        lastFailures: report.failures.length,
+        lastError: report.failures.length === 0 ? s.lastError : `${report.failures[0]!.target}: ${report.failures[0]!.reason}`
+      }))))
+
+  /**
+   * Rounds forever, `every` apart; the first one at once (a restarted master may have work left).
+   * A round that dies (the database, a bug) is counted and restarted with backoff: edges must not
+   * silently stop converging.
+   */
+  const run = (every: Duration.DurationInput) =>
+    Effect.gen(function* () {
+      const rounds = Effect.zipRight(Ref.update(status, (s) => ({ ...s, state: "running" as const })), Effect.repeat(round, Schedule.spaced(every)))
+      yield* rounds.pipe(
+        Effect.catchAllDefect((defect) => Effect.fail(defect)),
+        Effect.tapError((defect) =>
+          Effect.zipRight(
+            Effect.logError("edge reconciler crashed; restarting", Cause.die(defect)),
+            Ref.update(status, (s) => ({
+              ...s,
+              state: "restarting" as const,
+              restarts: s.restarts + 1,
+              lastError: `reconciler crashed: ${defect instanceof Error ? defect.message : String(defect)}`
+            }))
+          )
+        ),
+        Effect.retry(Schedule.exponential("1 second", 2).pipe(Schedule.union(Schedule.spaced(every))))
+      )
+    }).pipe(
+      Effect.onExit(() => Ref.update(status, (s) => ({ ...s, state: "stopped" as const }))),
+      Effect.asVoid
+    )
+
+  return { runOnce, run, reconcileService, status: Ref.get(status) } as const
 })
 
 export class EdgeReconciler extends Effect.Service<EdgeReconciler>()("@mcp/master/EdgeReconciler", { effect: make }) {}

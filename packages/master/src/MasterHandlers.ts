@@ -5,12 +5,13 @@
  */
 import { Deploy, Errors, Failures, Health, Node, Operations, Placement, Validation } from "@mcp/domain"
 import { ControlRpcs, MasterRpcs } from "@mcp/rpc"
-import { Duration, Effect, Either, Layer, Mailbox, Option, Schedule, Stream } from "effect"
+import { Clock, Duration, Effect, Either, Layer, Mailbox, Option, Schedule, Stream } from "effect"
 import { AgentClients } from "./AgentClients.js"
 import { MasterDb } from "./MasterDb.js"
 import { NodeSupervisors } from "./NodeSupervisors.js"
 import { ServiceCoordinators } from "./ServiceCoordinators.js"
 import * as CrossNodeSaga from "./CrossNodeSaga.js"
+import { EdgeReconciler } from "./EdgeReconciler.js"
 import * as EdgeResolver from "./EdgeResolver.js"
 import { asPeerFailure } from "./FleetCalls.js"
 
@@ -20,6 +21,45 @@ export interface MasterSettings {
   readonly missThreshold: number
   readonly fanoutTimeoutMs: number
 }
+
+/**
+ * The master's supervision tree as it is now, for `mcp tree`. The root answering at all means its
+ * RPC server serves, so it carries the uptime rather than a separate fixed "RpcServer" entry.
+ * Children: the node supervisors (live fibers, their restarts and last errors), the service
+ * actors (each with its queue and restarts) and the edge reconciler's fiber.
+ */
+export const supervisionTree = (startedAt: number): Effect.Effect<Operations.SupervisionNode, never, NodeSupervisors | ServiceCoordinators | EdgeReconciler> =>
+  Effect.gen(function* () {
+    const supervisors = yield* NodeSupervisors
+    const coordinators = yield* ServiceCoordinators
+    const reconciler = yield* EdgeReconciler
+    const now = yield* Clock.currentTimeMillis
+    const stats = [...(yield* coordinators.stats)].sort((a, b) => a.key.localeCompare(b.key))
+    const nodes = yield* supervisors.tree
+    const edge = yield* reconciler.status
+    const edgeState = edge.state === "idle"
+      ? "not started"
+      : `${edge.state}, ${edge.rounds} round${edge.rounds === 1 ? "" : "s"}${edge.lastRoundAt === undefined ? "" : `, last at ${edge.lastRoundAt.toISOString()} with ${edge.lastFailures} failure${edge.lastFailures === 1 ? "" : "s"}`}`
+    const reconcilerNode: Operations.SupervisionNode = {
+      name: "EdgeReconciler",
+      state: edgeState,
+      restarts: edge.restarts,
+      ...(edge.lastError === undefined ? {} : { lastError: edge.lastError }),
+      children: []
+    }
+    const coordinatorsNode: Operations.SupervisionNode = {
+      name: "ServiceCoordinators",
+      state: `${stats.length} active`,
+      restarts: stats.reduce((n, s) => n + s.restarts, 0),
+      children: stats.map((s) => ({ name: s.key, state: `${s.pending} pending`, restarts: s.restarts, children: [] }))
+    }
+    return {
+      name: "mcp-master",
+      state: `serving, up ${Duration.format(Duration.millis(Math.max(0, now - startedAt)))}`,
+      restarts: 0,
+      children: [nodes, coordinatorsNode, reconcilerNode]
+    }
+  })
 
 const nameOf = (raw: unknown) => (typeof raw === "object" && raw !== null && "name" in raw ? String(raw.name) : "(unnamed)")
 
@@ -33,6 +73,11 @@ export const layer = (settings: MasterSettings) => {
       const saga = yield* CrossNodeSaga.CrossNodeSaga
       const lookup = yield* EdgeResolver.DnsLookup
       const viaDb = Failures.fatal("the master database")
+      const treeNow = supervisionTree(yield* Clock.currentTimeMillis).pipe(
+        Effect.provideService(NodeSupervisors, supervisors),
+        Effect.provideService(ServiceCoordinators, coordinators),
+        Effect.provideService(EdgeReconciler, yield* EdgeReconciler)
+      )
 
       const healthOf = (name: string, stored: Health.HealthStatus) =>
         Effect.map(supervisors.health(name), Option.match({ onNone: () => stored, onSome: (h) => h.status }))
@@ -224,26 +269,7 @@ export const layer = (settings: MasterSettings) => {
               Effect.mapError(agents.call(r.info.name, r.info.addresses, (agent) => agent.Recover({ force })), asPeerFailure(r.info.name, "recover"))
             )
           }),
-        Tree: () =>
-          Effect.gen(function* () {
-            const stats = yield* coordinators.stats
-            const nodes = yield* supervisors.tree
-            return {
-              name: "mcp-master",
-              state: "running",
-              restarts: 0,
-              children: [
-                { name: "RpcServer", state: "serving", restarts: 0, children: [] },
-                nodes,
-                {
-                  name: "ServiceCoordinators",
-                  state: `${stats.length} active`,
-                  restarts: stats.reduce((n, s) => n + s.restarts, 0),
-                  children: stats.map((s) => ({ name: s.key, state: `${s.pending} pending`, restarts: s.restarts, children: [] }))
-                }
-              ]
-            }
-          })
+        Tree: () => treeNow
       }
     })
   )

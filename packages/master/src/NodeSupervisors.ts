@@ -82,6 +82,8 @@ interface NodeRecord {
   readonly lastProbe: ProbeOutcome | undefined
   readonly restarts: number
   readonly lastError: string | undefined
+  /** The node fiber's life: "running" once an incarnation started, "restarting" while it backs off after a crash. */
+  readonly phase: "starting" | "running" | "restarting"
 }
 
 interface Cell {
@@ -217,7 +219,7 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
           })
 
         // Resume: record what the previous life decided but did not record, re-send a probe it lost.
-        const start = yield* Ref.get(cell.record)
+        const start = yield* Ref.updateAndGet(cell.record, (r) => ({ ...r, phase: "running" as const }))
         yield* armDeadline
         yield* recordPending
         if (start.health.probing) yield* launchProbe
@@ -234,7 +236,8 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
               Ref.update(cell.record, (r) => ({
                 ...r,
                 restarts: r.restarts + 1,
-                lastError: `supervisor crashed: ${describeDefect(defect)}`
+                lastError: `supervisor crashed: ${describeDefect(defect)}`,
+                phase: "restarting" as const
               }))
             )
           )
@@ -263,7 +266,8 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
               lastHeartbeat: undefined,
               lastProbe: undefined,
               restarts: 0,
-              lastError: undefined
+              lastError: undefined,
+              phase: "starting"
             })
           }
           yield* FiberMap.run(fibers, node, supervise(node, cell), { onlyIfMissing: true })
@@ -319,18 +323,31 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
       all.map(({ node, record }) => ({ node, ...view(record) }))
     )
 
-    const tree: Effect.Effect<Operations.SupervisionNode> = Effect.map(records, (all) => ({
-      name: "NodeSupervisors",
-      state: "running",
-      restarts: 0,
-      children: all.map(({ node, record }) => ({
-        name: node,
-        state: record.health.status,
-        restarts: record.restarts,
-        ...(record.lastError === undefined ? {} : { lastError: record.lastError }),
-        children: []
-      }))
-    }))
+    /**
+     * What `mcp tree` shows: one child per watched node with its fiber's life (running,
+     * restarting after a crash, stopped), the node's health, restarts and last error; the parent
+     * counts the live node fibers and sums their restarts.
+     */
+    const tree: Effect.Effect<Operations.SupervisionNode> = Effect.gen(function* () {
+      const all = yield* records
+      const children = yield* Effect.forEach(all, ({ node, record }) =>
+        Effect.map(FiberMap.has(fibers, node), (alive): Operations.SupervisionNode => ({
+          name: node,
+          // A cell whose fiber is gone from the map has stopped for good (it is only restarted on a defect).
+          state: `${alive ? record.phase : "stopped"}, node ${record.health.status}`,
+          restarts: record.restarts,
+          ...(record.lastError === undefined ? {} : { lastError: record.lastError }),
+          children: []
+        })))
+      const live = yield* FiberMap.size(fibers)
+      const restarting = all.filter(({ record }) => record.phase === "restarting").length
+      return {
+        name: "NodeSupervisors",
+        state: `${live} node fiber${live === 1 ? "" : "s"} supervised${restarting > 0 ? `, ${restarting} restarting` : ""}`,
+        restarts: all.reduce((n, { record }) => n + record.restarts, 0),
+        children
+      }
+    })
 
     return { watch, heartbeat, unwatch, health, snapshot, tree } as const
   })

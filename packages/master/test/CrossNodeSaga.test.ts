@@ -55,6 +55,10 @@ const take = (state: FleetState, point: Point): boolean => {
   return true
 }
 
+/** The injected faults that fired during an operation (armed with `faults`, then partly or fully taken). */
+const faultsHit = (state: FleetState, faults: Faults): ReadonlyArray<Point> =>
+  faults.filter(([point, count]) => (state.armed.get(point) ?? 0) < count).map(([point]) => point)
+
 const down = (node: string, operation: string) => new Errors.PeerFailed({ peer: `agent on ${node}`, operation, reason: "injected fault", retryable: true })
 
 const fakeFleet = (state: FleetState): FleetCalls => ({
@@ -273,6 +277,8 @@ const runScenario = (ops: ReadonlyArray<Op>) => {
       for (const [point, count] of op.faults) state.armed.set(point, count)
       const before = yield* snapshot(state)
       const workerBefore = running(state)
+      const staleBefore = yield* (yield* MasterDb).staleCopies
+      const placedBefore = "service" in op ? before.placements.find((p) => p.service === op.service)?.node : undefined
       if (op.kind === "deploy") {
         const raw = rawDefinition(op.service, op.variant, ++version)
         const { exit } = yield* deploy(op.service, raw, op.node)
@@ -283,6 +289,21 @@ const runScenario = (ops: ReadonlyArray<Op>) => {
           expect(running(state), context).toEqual(workerBefore)
         } else if (Either.isRight(exit)) {
           expect(state.workers.get(op.node)!.get(op.service), `${context}: deployed`).toEqual(raw)
+          expect((yield* snapshot(state)).placements.find((p) => p.service === op.service)?.node, `${context}: placed where deployed`).toBe(op.node)
+        } else {
+          // Hostnames always contain their service's name (never taken by another service) and
+          // every node is reachable unless a fault says otherwise: a failure needs a fault that fired.
+          expect(faultsHit(state, op.faults), `${context}: deploy failed with no injected fault hit: ${exit.left._tag}: ${exit.left.message}`).not.toEqual([])
+          expect(["DeployFailed", "PeerFailed", "NodeUnreachable"], `${context}: ${exit.left.message}`).toContain(exit.left._tag)
+          if (exit.left._tag === "DeployFailed") {
+            // Rolled back on every node: the worker runs what it ran before, and the master's record is as it was.
+            expect((yield* snapshot(state)).placements, `${context}: placements after a rolled-back deploy`).toEqual(before.placements)
+            const copyAfter = running(state).filter((r) => r.service === op.service && r.node === op.node)
+            const copyBefore = workerBefore.filter((r) => r.service === op.service && r.node === op.node)
+            // An old copy recorded for removal (a move back to its node) may be gone with the rollback.
+            const stale = staleBefore.some((c) => c.service === op.service && c.node === op.node)
+            if (!(stale && copyAfter.length === 0)) expect(copyAfter, `${context}: ${op.service} on ${op.node} after a rolled-back deploy`).toEqual(copyBefore)
+          }
         }
       } else if (op.kind === "undeploy") {
         const exit = yield* undeploy(op.service)
@@ -291,14 +312,23 @@ const runScenario = (ops: ReadonlyArray<Op>) => {
           expect(running(state).filter((r) => r.service === op.service && !stale.includes(r.node)), `${context}: still on a worker after undeploy`).toEqual([])
           // Removals an unreachable edge deferred stay recorded as `removing`, for the reconciler.
           expect((yield* (yield* MasterDb).edgeRoutesOf(op.service)).filter((r) => r.state === "active").map((r) => r.route.hostname), `${context}: routes still wanted after undeploy`).toEqual([])
+          expect((yield* snapshot(state)).placements.some((p) => p.service === op.service), `${context}: still placed after undeploy`).toBe(false)
+        } else if (placedBefore === undefined) {
+          // The model knows it is not deployed: the only failure allowed.
+          expect(exit.left._tag, `${context}: undeploy of a service that is not placed`).toBe("ServiceNotFound")
+        } else {
+          expect(faultsHit(state, op.faults), `${context}: undeploy failed with no injected fault hit: ${exit.left._tag}: ${exit.left.message}`).not.toEqual([])
         }
       } else {
-        yield* reconciler.runOnce
+        const report = yield* reconciler.runOnce
+        // Every node is known to the master: a round fails somewhere only where a fault fired.
+        if (faultsHit(state, op.faults).length === 0) expect(report.failures, `${context}: reconcile round with no injected fault hit`).toEqual([])
       }
       state.armed.clear()
       yield* checkAlways(state, context)
     }
-    yield* reconciler.runOnce
+    const last = yield* reconciler.runOnce
+    expect(last.failures, `after ${ops.length} ops: the last reconcile round has no fault to hit`).toEqual([])
     yield* checkConverged(state, `after ${ops.length} ops`)
   }).pipe(Effect.provide(setup(state)), Logger.withMinimumLogLevel(LogLevel.None))
 }

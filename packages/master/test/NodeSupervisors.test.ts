@@ -155,12 +155,12 @@ describe("NodeSupervisors", () => {
       const tree = yield* h.supervisors.tree
       expect(tree).toEqual({
         name: "NodeSupervisors",
-        state: "running",
+        state: "1 node fiber supervised",
         restarts: 0,
         children: [
           {
             name: "n1",
-            state: "unhealthy",
+            state: "running, node unhealthy",
             restarts: 0,
             lastError: "n1-a:7000: connection refused; n1-b:7000: connection refused",
             children: []
@@ -388,9 +388,10 @@ describe("NodeSupervisors", () => {
       yield* settle
       expect(yield* h.moves).toEqual([])
       let tree = yield* h.supervisors.tree
+      expect(tree).toMatchObject({ state: "1 node fiber supervised, 1 restarting", restarts: 1 })
       expect(tree.children[0]).toMatchObject({
         name: "n1",
-        state: "healthy",
+        state: "restarting, node healthy",
         restarts: 1,
         lastError: "supervisor crashed: event log unavailable"
       })
@@ -401,7 +402,8 @@ describe("NodeSupervisors", () => {
       yield* advance(2_800)
       expect(yield* h.moves).toEqual(["unknown->healthy", "healthy->suspect", "suspect->unhealthy"])
       tree = yield* h.supervisors.tree
-      expect(tree.children[0]!.restarts).toBe(1)
+      expect(tree.children[0]).toMatchObject({ state: "running, node unhealthy", restarts: 1 })
+      expect(tree.restarts).toBe(1)
     })
   )
 

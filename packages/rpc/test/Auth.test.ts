@@ -1,12 +1,13 @@
 import { describe, expect, it } from "@effect/vitest"
 import { RpcTest } from "@effect/rpc"
 import { Errors } from "@mcp/domain"
-import { Effect, Layer, Redacted } from "effect"
+import { Effect, Exit, Layer, Redacted, Stream } from "effect"
 import * as Authenticator from "../src/Authenticator.js"
 import * as AuthMiddleware from "../src/AuthMiddleware.js"
-import { AgentRpcs } from "../src/Contracts.js"
+import { AgentRpcs, MasterRpcs } from "../src/Contracts.js"
 import { Principal } from "../src/Principal.js"
 import { TestAgentHandlers } from "./fixtures/TestAgent.js"
+import { makeTestMasterHandlers } from "./fixtures/TestMaster.js"
 
 const principals = new Map([
   ["admin-token", new Principal({ name: "alice", kind: "human", role: "admin" })],
@@ -20,6 +21,18 @@ const clientAs = (token: string, policy: AuthMiddleware.AccessPolicy) =>
       Layer.mergeAll(
         TestAgentHandlers,
         AuthMiddleware.layerServer(policy).pipe(Layer.provide(Authenticator.layerMemory(principals))),
+        AuthMiddleware.layerClient(Redacted.make(token))
+      )
+    )
+  )
+
+/** A MasterRpcs client with the master's policy; `calls` records each RPC that reached a handler. */
+const masterClientAs = (token: string, calls: Array<string>) =>
+  RpcTest.makeClient(MasterRpcs).pipe(
+    Effect.provide(
+      Layer.mergeAll(
+        makeTestMasterHandlers(calls),
+        AuthMiddleware.layerServer({ guestMayRead: true }).pipe(Layer.provide(Authenticator.layerMemory(principals))),
         AuthMiddleware.layerClient(Redacted.make(token))
       )
     )
@@ -44,16 +57,63 @@ describe("auth middleware (in memory)", () => {
   it.scoped("agents refuse guests outright, even for reads", () =>
     Effect.gen(function* () {
       const client = yield* clientAs("guest-token", { guestMayRead: false })
-      const error = yield* Effect.flip(client.Ps())
-      expect(error).toEqual(new Errors.Forbidden({ principal: "eve", role: "guest", rpc: "Ps" }))
+      expect(yield* Effect.exit(client.Ps())).toEqual(Exit.fail(new Errors.Forbidden({ principal: "eve", role: "guest", rpc: "Ps" })))
     }))
 
-  it.scoped("on the master, guests may read but never change anything", () =>
+  it.scoped("agents refuse guests' writes too, though a user's same call succeeds", () =>
     Effect.gen(function* () {
-      const client = yield* clientAs("guest-token", { guestMayRead: true })
-      expect(yield* client.Ps()).toHaveLength(1)
-      const error = yield* Effect.flip(client.Stop({ service: "web" as never }))
-      expect(error._tag).toBe("Forbidden")
+      const guest = yield* clientAs("guest-token", { guestMayRead: false })
+      expect(yield* Effect.exit(guest.Stop({ service: "web" as never }))).toEqual(
+        Exit.fail(new Errors.Forbidden({ principal: "eve", role: "guest", rpc: "Stop" }))
+      )
+      const user = yield* clientAs("user-token", { guestMayRead: false })
+      expect((yield* user.Stop({ service: "web" as never })).active).toBe(false)
+    }))
+
+  it.scoped("the agent group under guestMayRead: true lets a guest read but not Stop (which a user may)", () =>
+    Effect.gen(function* () {
+      const guest = yield* clientAs("guest-token", { guestMayRead: true })
+      expect(yield* guest.Ps()).toHaveLength(1)
+      expect(yield* Effect.exit(guest.Stop({ service: "web" as never }))).toEqual(
+        Exit.fail(new Errors.Forbidden({ principal: "eve", role: "guest", rpc: "Stop" }))
+      )
+      const user = yield* clientAs("user-token", { guestMayRead: true })
+      expect((yield* user.Stop({ service: "web" as never })).service).toBe("web")
+    }))
+
+  it.scoped("on the master (MasterRpcs, guestMayRead: true), guests may read but never change anything", () =>
+    Effect.gen(function* () {
+      const calls: Array<string> = []
+      const guest = yield* masterClientAs("guest-token", calls)
+      // Reads reach their handlers.
+      expect((yield* guest.Ps()).services).toHaveLength(1)
+      expect((yield* guest.Status({ service: "web" as never })).service).toBe("web")
+      expect(yield* guest.NodesList()).toHaveLength(1)
+      expect(yield* Stream.runCollect(guest.Events({ follow: false, limit: 1 }))).toHaveLength(1)
+      expect((yield* guest.Tree()).name).toBe("mcp-master")
+      expect(calls).toEqual(["Ps", "Status", "NodesList", "Events", "Tree"])
+      calls.length = 0
+      // Writes are refused by the middleware: every handler here would have answered.
+      const forbidden = (rpc: string) => Exit.fail(new Errors.Forbidden({ principal: "eve", role: "guest", rpc }))
+      expect(yield* Effect.exit(guest.Undeploy({ service: "web" as never }))).toEqual(forbidden("Undeploy"))
+      expect(yield* Effect.exit(guest.Stop({ service: "web" as never }))).toEqual(forbidden("Stop"))
+      expect(yield* Effect.exit(guest.Start({ service: "web" as never }))).toEqual(forbidden("Start"))
+      expect(yield* Effect.exit(guest.Restart({ service: "web" as never }))).toEqual(forbidden("Restart"))
+      expect(yield* Effect.exit(guest.Sync({ definitions: [] }))).toEqual(forbidden("Sync"))
+      expect(yield* Effect.exit(guest.NodesRemove({ node: "test-node" as never }))).toEqual(forbidden("NodesRemove"))
+      expect(yield* Effect.exit(guest.AgentRecover({ force: false }))).toEqual(forbidden("AgentRecover"))
+      expect(yield* Effect.exit(Stream.runCollect(guest.Deploy({ definition: { name: "web" }, dryRun: true })))).toEqual(forbidden("Deploy"))
+      expect(calls, "write handlers a guest reached").toEqual([])
+    }))
+
+  it.scoped("on the master, a user's writes reach the handlers", () =>
+    Effect.gen(function* () {
+      const calls: Array<string> = []
+      const user = yield* masterClientAs("user-token", calls)
+      yield* user.Undeploy({ service: "web" as never })
+      expect((yield* user.Stop({ service: "web" as never })).active).toBe(false)
+      expect(yield* Stream.runCollect(user.Deploy({ definition: { name: "web" }, dryRun: true }))).toHaveLength(1)
+      expect(calls).toEqual(["Undeploy", "Stop", "Deploy"])
     }))
 
   it.scoped("typed handler errors arrive as their class", () =>

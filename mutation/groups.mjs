@@ -1,0 +1,31 @@
+// The core modules under mutation testing, in groups that each run only the test projects that
+// exercise them (a mutant is run against the tests that cover it; a group keeps the dry run and
+// the sandbox small). `npm run mutate` runs every group; `npm run mutate -- saga` runs one.
+export const groups = {
+  // Schemas and pure logic: definitions and their validation, health state machine, placement.
+  domain: {
+    mutate: ["packages/domain/src/**/*.ts", "!packages/domain/src/index.ts"],
+    projects: ["domain", "cli"]
+  },
+  // The deploy saga, its steps and journal, the health gate and the port allocator.
+  saga: {
+    mutate: [
+      "packages/agent/src/Saga.ts",
+      "packages/agent/src/Lifecycle.ts",
+      "packages/agent/src/HealthGate.ts",
+      "packages/agent/src/PortAllocator.ts",
+      "packages/agent/src/ContainerPlan.ts"
+    ],
+    projects: ["agent"]
+  },
+  // Who may call what: the auth middleware and the authenticators behind it.
+  auth: {
+    mutate: ["packages/rpc/src/AuthMiddleware.ts", "packages/rpc/src/TokenFileAuthenticator.ts", "packages/rpc/src/Authenticator.ts"],
+    projects: ["rpc"]
+  },
+  // The master's per-node fibers: heartbeat deadlines, probes, health, restarts.
+  supervision: {
+    mutate: ["packages/master/src/NodeSupervisors.ts"],
+    projects: ["master"]
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * The master's supervision tree (`mcp tree`) reports live state: a node supervisor that crashes
+ * shows as restarting with its restart count and error, then running again; an unwatched node
+ * disappears; the service actors and the edge reconciler's fiber (with its own crashes) appear
+ * as they are.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import type { Operations } from "@mcp/domain"
+import { Context, Effect, Layer, Logger, LogLevel, Ref, type Scope, TestClock } from "effect"
+import { EdgeReconciler } from "../src/EdgeReconciler.js"
+import { FleetCalls } from "../src/FleetCalls.js"
+import { supervisionTree } from "../src/MasterHandlers.js"
+import { layerSqlite, MasterDb } from "../src/MasterDb.js"
+import { NodeSupervisors, Prober, SupervisorSettings, TransitionSink } from "../src/NodeSupervisors.js"
+import { ServiceCoordinators } from "../src/ServiceCoordinators.js"
+
+const harness = Effect.gen(function* () {
+  /** How many of the next transition records die (a crash of the node fiber). */
+  const sinkCrashes = yield* Ref.make(0)
+  /** How many of the next edge listings die (a crash of the reconciler's round). */
+  const listCrashes = yield* Ref.make(0)
+  const unused = (what: string) => () => Effect.die(new Error(`not used by this test: ${what}`))
+  const fleet: FleetCalls = {
+    deploy: () => { throw new Error("not used by this test: deploy") },
+    undeploy: unused("undeploy"),
+    proxyAddress: unused("proxyAddress"),
+    setupEdgeRoute: unused("setupEdgeRoute"),
+    removeEdgeRoute: unused("removeEdgeRoute"),
+    listEdgeRoutes: () =>
+      Effect.flatMap(Ref.getAndUpdate(listCrashes, (n) => Math.max(0, n - 1)), (n) => (n > 0 ? Effect.die(new Error("master database is locked")) : Effect.succeed([])))
+  }
+  const context = yield* Layer.build(
+    Layer.mergeAll(
+      NodeSupervisors.Default.pipe(Layer.provide(Layer.mergeAll(
+        Layer.succeed(SupervisorSettings, { interval: "1000 millis", missThreshold: 3, probeTimeout: "500 millis" }),
+        Layer.succeed(Prober, { probe: () => Effect.fail("connection refused") }),
+        Layer.succeed(TransitionSink, {
+          record: () => Effect.flatMap(Ref.getAndUpdate(sinkCrashes, (n) => Math.max(0, n - 1)), (n) => (n > 0 ? Effect.die(new Error("event log unavailable")) : Effect.void))
+        })
+      ))),
+      EdgeReconciler.Default
+    ).pipe(
+      Layer.provideMerge(Layer.mergeAll(Layer.succeed(FleetCalls, fleet), ServiceCoordinators.Default)),
+      Layer.provideMerge(MasterDb.Default.pipe(Layer.provideMerge(layerSqlite(":memory:"))))
+    )
+  )
+  yield* Context.get(context, MasterDb).upsertNode({ name: "e1", role: "edge", addresses: ["127.0.0.1:2"], arch: "x64", version: "test" } as never, "config")
+  return {
+    sinkCrashes,
+    listCrashes,
+    supervisors: Context.get(context, NodeSupervisors),
+    coordinators: Context.get(context, ServiceCoordinators),
+    reconciler: Context.get(context, EdgeReconciler),
+    tree: Effect.provide(supervisionTree(0), context)
+  }
+})
+
+/** The fibers under test are not the test's children: move the clock in steps and let them run. */
+const advance = (millis: number) =>
+  Effect.gen(function* () {
+    for (let done = 0; done < millis; done += 100) {
+      yield* TestClock.adjust(Math.min(100, millis - done))
+      yield* settle
+    }
+  })
+const settle = Effect.gen(function* () {
+  for (let i = 0; i < 5; i++) yield* Effect.yieldNow()
+  yield* TestClock.adjust(0)
+})
+
+const child = (tree: Operations.SupervisionNode, name: string) => {
+  const found = tree.children.find((c) => c.name === name)
+  expect(found, `${name} in ${JSON.stringify(tree)}`).toBeDefined()
+  return found!
+}
+
+const test = (name: string, body: Effect.Effect<void, unknown, Scope.Scope>) =>
+  it.effect(name, () => body.pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.None)))
+
+describe("supervision tree", () => {
+  test(
+    "a node supervisor that crashes shows its restart and error, runs again, and an unwatched node disappears",
+    Effect.gen(function* () {
+      const h = yield* harness
+      yield* h.supervisors.watch("n1", ["n1-a:7000"])
+      yield* h.supervisors.watch("n2", ["n2-a:7000"])
+      yield* settle
+      let nodes = child(yield* h.tree, "NodeSupervisors")
+      expect(nodes).toEqual({
+        name: "NodeSupervisors",
+        state: "2 node fibers supervised",
+        restarts: 0,
+        children: [
+          { name: "n1", state: "running, node unknown", restarts: 0, children: [] },
+          { name: "n2", state: "running, node unknown", restarts: 0, children: [] }
+        ]
+      })
+
+      // n1's fiber dies recording its first transition, and backs off before restarting.
+      yield* Ref.set(h.sinkCrashes, 1)
+      yield* h.supervisors.heartbeat("n1")
+      yield* settle
+      nodes = child(yield* h.tree, "NodeSupervisors")
+      expect(nodes.state).toBe("2 node fibers supervised, 1 restarting")
+      expect(nodes.restarts).toBe(1)
+      expect(child(nodes, "n1")).toEqual({
+        name: "n1", state: "restarting, node healthy", restarts: 1, lastError: "supervisor crashed: event log unavailable", children: []
+      })
+      expect(child(nodes, "n2")).toMatchObject({ state: "running, node unknown", restarts: 0 })
+
+      // Restarted (about 100 ms of jittered backoff): running again, the count and error kept.
+      yield* advance(300)
+      nodes = child(yield* h.tree, "NodeSupervisors")
+      expect(child(nodes, "n1")).toEqual({
+        name: "n1", state: "running, node healthy", restarts: 1, lastError: "supervisor crashed: event log unavailable", children: []
+      })
+      expect(nodes.state).toBe("2 node fibers supervised")
+
+      yield* h.supervisors.unwatch("n1")
+      nodes = child(yield* h.tree, "NodeSupervisors")
+      expect(nodes.children.map((c) => c.name)).toEqual(["n2"])
+      expect(nodes).toMatchObject({ state: "1 node fiber supervised", restarts: 0 })
+    })
+  )
+
+  test(
+    "service actors appear with their queues; the edge reconciler's fiber shows its rounds and crashes",
+    Effect.gen(function* () {
+      const h = yield* harness
+      let tree = yield* h.tree
+      expect(tree.name).toBe("mcp-master")
+      expect(tree.state).toMatch(/^serving, up /)
+      expect(child(tree, "ServiceCoordinators")).toEqual({ name: "ServiceCoordinators", state: "0 active", restarts: 0, children: [] })
+      expect(child(tree, "EdgeReconciler")).toEqual({ name: "EdgeReconciler", state: "not started", restarts: 0, children: [] })
+
+      yield* h.coordinators.submit("web", Effect.void)
+      expect(child(yield* h.tree, "ServiceCoordinators")).toEqual({
+        name: "ServiceCoordinators", state: "1 active", restarts: 0, children: [{ name: "web", state: "0 pending", restarts: 0, children: [] }]
+      })
+
+      // The first round dies listing the edge; the fiber is restarted after its backoff.
+      yield* Ref.set(h.listCrashes, 1)
+      yield* Effect.forkScoped(h.reconciler.run("10 seconds"))
+      yield* settle
+      tree = yield* h.tree
+      expect(child(tree, "EdgeReconciler")).toEqual({
+        name: "EdgeReconciler", state: "restarting, 0 rounds", restarts: 1, lastError: "reconciler crashed: master database is locked", children: []
+      })
+      yield* advance(1_100)
+      const edge = child(yield* h.tree, "EdgeReconciler")
+      expect(edge).toMatchObject({ restarts: 1, lastError: "reconciler crashed: master database is locked" })
+      expect(edge.state).toMatch(/^running, 1 round, last at \S+ with 0 failures$/)
+    })
+  )
+})

@@ -1,0 +1,265 @@
+/**
+ * Guests against the real daemons: a real mcp-master and mcp-agent over their TLS transport,
+ * with a token file holding a guest and a user token next to the fleet's admin tokens. Every
+ * RPC of MasterRpcs, ControlRpcs (the master's /control) and AgentRpcs is called from the
+ * groups' request lists, each with an access level and a payload written out here, so an RPC
+ * added without an entry fails the test by name. On the master a guest may call the read RPCs
+ * and is Forbidden from every write one, which changes nothing; the agent refuses guests
+ * outright; a user's writes reach the handlers.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { Errors } from "@mcp/domain"
+import { AgentRpcs, ControlRpcs, MasterRpcs, TokenFile, Transport } from "@mcp/rpc"
+import type { Rpc, RpcGroup } from "@effect/rpc"
+import { Cause, Effect, Exit, Redacted, Stream } from "effect"
+import { spawnSync } from "node:child_process"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import * as LocalFleet from "./support/LocalFleet.js"
+import { BUSYBOX_IMAGE, containersConfPath, type PodmanService, startPodmanService } from "./support/Podman.js"
+
+const NODE = "acc1"
+const dir = mkdtempSync(join(tmpdir(), "mcp-access-"))
+let podman: PodmanService | undefined
+let fleet: LocalFleet.Fleet
+let master: LocalFleet.Daemon | undefined
+let agent: LocalFleet.Daemon | undefined
+let masterUrl = ""
+let agentUrl = ""
+let ca = ""
+const tokens = { guest: "", user: "" }
+
+const podmanEnv = () => ({ ...process.env, CONTAINERS_CONF: containersConfPath() })
+const nodeContainers = () =>
+  spawnSync("podman", ["ps", "-a", "--filter", `label=mcp.node=${NODE}`, "--format", "{{.ID}}"], { encoding: "utf8", env: podmanEnv() })
+    .stdout.trim().split("\n").filter((l) => l.length > 0)
+
+const waitFor = async (what: string, check: () => Promise<boolean>, timeoutMs = 30_000) => {
+  const start = Date.now()
+  while (Date.now() - start < timeoutMs) {
+    if (await check().catch(() => false)) return
+    await new Promise((r) => setTimeout(r, 250))
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+}
+
+const definition = (name: string) => ({
+  name,
+  components: [{ name: "web", image: BUSYBOX_IMAGE, cmd: ["sh", "-c", `echo ${name} up; exec sleep 3600`] }]
+})
+
+type AnyCall = (payload?: unknown) => Effect.Effect<unknown, unknown> | Stream.Stream<unknown, unknown>
+
+/** Calls one RPC by tag on a real daemon; a stream is drained so its error (if any) shows. */
+const call = <R extends Rpc.Any>(group: RpcGroup.RpcGroup<R>, url: string, token: string, tag: string, payload: unknown = noPayload) =>
+  Effect.runPromise(
+    Effect.scoped(
+      Effect.gen(function* () {
+        const client = (yield* Transport.makeClient(group, { url, ca, token: Redacted.make(token) })) as unknown as Record<string, AnyCall>
+        const fn = client[tag]
+        if (fn === undefined) return yield* Effect.die(`the client has no ${tag}`)
+        const result = payload === noPayload ? fn() : fn(payload)
+        const effect = Stream.StreamTypeId in (result as object)
+          ? Stream.runCollect(Stream.take(result as Stream.Stream<unknown, unknown>, 20))
+          : (result as Effect.Effect<unknown, unknown>)
+        return yield* Effect.exit(Effect.timeoutFail(effect, { duration: "20 seconds", onTimeout: () => `${tag} gave no answer in 20 s` }))
+      })
+    )
+  )
+
+const master_ = <A>(tag: string, payload: unknown = noPayload, token = fleet.operatorToken) =>
+  call(MasterRpcs, masterUrl, token, tag, payload).then((exit) => {
+    if (Exit.isSuccess(exit)) return exit.value as A
+    throw new Error(`${tag} failed: ${JSON.stringify(exit.cause)}`)
+  })
+
+const noPayload = Symbol("no payload")
+
+interface Call {
+  /** Written out by hand, like the table in packages/rpc/test/Access.test.ts: not read from the contract. */
+  readonly access: "read" | "write"
+  readonly payload: unknown
+}
+const read = (payload: unknown = noPayload): Call => ({ access: "read", payload })
+const write = (payload: unknown = noPayload): Call => ({ access: "write", payload })
+
+/**
+ * Each RPC with its access level and a minimal valid payload: for the writes, one that would
+ * change something if it ran (the test then checks nothing changed). A new RPC needs an entry
+ * here, or the test fails naming it.
+ */
+const masterCalls: Record<string, Call> = {
+  Deploy: write({ definition: definition("intruder"), dryRun: false }),
+  Undeploy: write({ service: "guarded" }),
+  Stop: write({ service: "guarded" }),
+  Start: write({ service: "guarded" }),
+  Restart: write({ service: "guarded" }),
+  Ps: read(),
+  Status: read({ service: "guarded" }),
+  Sync: write({ definitions: [definition("intruder")] }),
+  NodesList: read(),
+  NodesAdd: write({ info: { name: "intruder", role: "worker", addresses: ["127.0.0.1:1"], arch: "x64", version: "0" } }),
+  NodesRemove: write({ node: NODE }),
+  EdgeRoutesList: read(),
+  DnsCheck: read(),
+  Logs: read({ service: "guarded", follow: false, tail: 10 }),
+  Events: read({ follow: false, limit: 10 }),
+  AgentRecover: write({ force: true }),
+  Tree: read()
+}
+
+const resources = { cpuCores: 1, load1: 0, memoryTotalBytes: 1, memoryFreeBytes: 1, diskTotalBytes: 1, diskFreeBytes: 1, containers: 0 }
+
+/** The master's routes for agents: a guest must not register a node or fake a heartbeat. */
+const controlCalls: Record<string, Call> = {
+  Register: write({ info: { name: "intruder", role: "worker", addresses: ["127.0.0.1:1"], arch: "x64", version: "0" }, resources }),
+  Heartbeat: write({ node: NODE, resources, services: [] })
+}
+
+/** On the agent every RPC is refused to guests; the levels are listed only for the messages. */
+const agentCalls: Record<string, Call> = {
+  Deploy: write({ definition: definition("intruder"), dryRun: false }),
+  Stop: write({ service: "guarded" }),
+  Start: write({ service: "guarded" }),
+  Restart: write({ service: "guarded" }),
+  Undeploy: write({ service: "guarded" }),
+  Ps: read(),
+  Status: read({ service: "guarded" }),
+  Logs: read({ service: "guarded", follow: false, tail: 10 }),
+  SetupEdgeRoute: write({ hostname: "intruder.example.com", service: "guarded", workerNode: NODE, backendHostname: "guarded.internal", backendPort: 8443 }),
+  RemoveEdgeRoute: write({ hostname: "intruder.example.com" }),
+  ListEdgeRoutes: read(),
+  ProxyRoutesAdd: write({ route: { listener: 8443, hostname: "intruder.example.com", backend: "127.0.0.1:1", mode: "l4", backendTls: false } }),
+  ProxyRoutesRemove: write({ listener: 8443, hostname: "intruder.example.com" }),
+  ProxyRoutesList: read(),
+  Recover: write({ force: true }),
+  BootStatus: read(),
+  Health: read(),
+  NodeInfo: read(),
+  Events: read({ follow: false, limit: 10 })
+}
+
+/** The group's RPCs, each with its entry above; fails naming any RPC without one (or any stale entry). */
+const plan = (name: string, group: { readonly requests: ReadonlyMap<string, unknown> }, calls: Record<string, Call>) => {
+  const tags = [...group.requests.keys()]
+  const missing = tags.filter((tag) => !(tag in calls))
+  const stale = Object.keys(calls).filter((tag) => !group.requests.has(tag))
+  if (missing.length > 0) throw new Error(`${name} has RPCs without an entry in test/Access.test.ts: ${missing.join(", ")}; add each with its access level and a minimal valid payload`)
+  if (stale.length > 0) throw new Error(`test/Access.test.ts lists RPCs ${name} no longer has: ${stale.join(", ")}`)
+  return tags.map((tag) => ({ tag, ...calls[tag]! }))
+}
+
+const failureOf = (exit: Exit.Exit<unknown, unknown>) =>
+  Exit.isFailure(exit) ? (exit.cause._tag === "Fail" ? exit.cause.error : exit.cause) : undefined
+
+/** One line per outcome, so a failure names the RPC and what happened instead. */
+const outcomeOf = (exit: Exit.Exit<unknown, unknown>): string => {
+  if (Exit.isSuccess(exit)) return "answered"
+  const error = failureOf(exit)
+  if (error instanceof Errors.Forbidden) return `Forbidden(${error.principal}, ${error.role}, ${error.rpc})`
+  if (typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" && exit.cause._tag === "Fail") return `failed with ${error._tag}`
+  return `crashed: ${Cause.pretty(exit.cause)}`
+}
+
+const forbiddenToGuest = (tag: string) => `Forbidden(gina, guest, ${tag})`
+const authFailure = /^(Forbidden|failed with (Unauthorized|VersionSkew))/
+
+const fleetView = async () => {
+  const nodes = await master_<ReadonlyArray<{ info: { name: string; role: string; addresses: ReadonlyArray<string> } }>>("NodesList")
+  const ps = await master_<{ services: ReadonlyArray<{ service: string; node: string; active: boolean }> }>("Ps")
+  return {
+    nodes: nodes.map((n) => ({ name: n.info.name, role: n.info.role, addresses: n.info.addresses })),
+    services: ps.services.map((s) => ({ service: s.service, node: s.node, active: s.active }))
+  }
+}
+
+beforeAll(async () => {
+  podman = await startPodmanService()
+  const masterPort = await LocalFleet.freePort()
+  const agentPort = await LocalFleet.freePort()
+  const masters = [`127.0.0.1:${masterPort}`]
+  fleet = await LocalFleet.prepare(join(dir, "fleet"), { masters })
+  // Before the daemons start, so both load them with the rest of the token file.
+  const [guest, user] = await Effect.runPromise(
+    Effect.all([
+      TokenFile.createToken(fleet.tokenFile, { name: "gina", kind: "human", role: "guest" }),
+      TokenFile.createToken(fleet.tokenFile, { name: "ursula", kind: "human", role: "user" })
+    ])
+  )
+  tokens.guest = Redacted.value(guest)
+  tokens.user = Redacted.value(user)
+  ca = readFileSync(join(fleet.caDir, "ca.crt"), "utf8")
+  masterUrl = `https://127.0.0.1:${masterPort}/master`
+  agentUrl = `https://127.0.0.1:${agentPort}/agent`
+  master = await LocalFleet.spawnDaemon(LocalFleet.bins.master, LocalFleet.writeMasterConfig(fleet, { port: masterPort }))
+  agent = await LocalFleet.spawnDaemon(LocalFleet.bins.agent, LocalFleet.writeAgentConfig(fleet, { node: NODE, port: agentPort, socket: podman.socketPath, masters }))
+  await waitFor(`${NODE} registered and healthy`, async () =>
+    (await master_<ReadonlyArray<{ info: { name: string }; health: string }>>("NodesList")).some((n) => n.info.name === NODE && n.health === "healthy"))
+  // A service the guest will try to stop, restart and undeploy.
+  await master_("Deploy", { definition: definition("guarded"), dryRun: false })
+  const ps = await fleetView()
+  expect(ps.services).toEqual([{ service: "guarded", node: NODE, active: true }])
+}, 90_000)
+
+afterAll(async () => {
+  if (master !== undefined) await call(MasterRpcs, masterUrl, fleet.operatorToken, "Undeploy", { service: "guarded" }).catch(() => undefined)
+  await agent?.stop()
+  await master?.stop()
+  for (const id of nodeContainers()) spawnSync("podman", ["rm", "-f", id], { env: podmanEnv() })
+  await podman?.stop()
+  rmSync(dir, { recursive: true, force: true })
+}, 60_000)
+
+describe("a guest against the real master and agent", () => {
+  it("the master: every write RPC is Forbidden and changes nothing; every read RPC answers", async () => {
+    const before = await fleetView()
+    const calls = [...plan("MasterRpcs", MasterRpcs, masterCalls), ...plan("ControlRpcs", ControlRpcs, controlCalls)]
+    expect(calls.filter((c) => c.access === "write").length).toBeGreaterThanOrEqual(11)
+    const controlUrl = masterUrl.replace(/\/master$/, "/control")
+    for (const { tag, access, payload } of calls) {
+      const isControl = tag in controlCalls
+      const exit = isControl
+        ? await call(ControlRpcs, controlUrl, tokens.guest, tag, payload)
+        : await call(MasterRpcs, masterUrl, tokens.guest, tag, payload)
+      const outcome = outcomeOf(exit)
+      if (access === "write") {
+        expect.soft(outcome, `a guest calling ${tag} (write) on the master`).toBe(forbiddenToGuest(tag))
+        // The exact error, fields and class, as the CLI receives it.
+        if (outcome === forbiddenToGuest(tag)) expect(failureOf(exit)).toEqual(new Errors.Forbidden({ principal: "gina", role: "guest", rpc: tag }))
+      } else {
+        // Answered, or a typed error from the handler; never an auth failure.
+        expect.soft(outcome, `a guest calling ${tag} (read) on the master`).not.toMatch(authFailure)
+        expect.soft(outcome, `a guest calling ${tag} (read) on the master`).not.toMatch(/^crashed/)
+      }
+    }
+    // The guest read real data.
+    const status = await call(MasterRpcs, masterUrl, tokens.guest, "Status", { service: "guarded" })
+    expect(Exit.isSuccess(status) && (status.value as { service: string }).service).toBe("guarded")
+
+    // Nothing changed: same nodes, "guarded" still deployed and running, no "intruder".
+    expect(await fleetView()).toEqual(before)
+    expect(outcomeOf(await call(MasterRpcs, masterUrl, fleet.operatorToken, "Status", { service: "intruder" }))).toBe("failed with ServiceNotFound")
+    expect(nodeContainers()).toHaveLength(1)
+  }, 60_000)
+
+  it("the agent refuses a guest every RPC, reads included", async () => {
+    for (const { tag, access } of plan("AgentRpcs", AgentRpcs, agentCalls)) {
+      const outcome = outcomeOf(await call(AgentRpcs, agentUrl, tokens.guest, tag, agentCalls[tag]!.payload))
+      expect.soft(outcome, `a guest calling ${tag} (${access}) on the agent`).toBe(forbiddenToGuest(tag))
+    }
+    expect(nodeContainers()).toHaveLength(1)
+  }, 60_000)
+
+  it("a user's write RPCs reach the handlers, on the master and on the agent", async () => {
+    // Undeploy of an unknown service: the handler's ServiceNotFound, not Forbidden.
+    expect(failureOf(await call(MasterRpcs, masterUrl, tokens.user, "Undeploy", { service: "no-such-service" }))).toEqual(
+      new Errors.ServiceNotFound({ service: "no-such-service" })
+    )
+    // Sync of nothing succeeds and stores nothing.
+    expect(await call(MasterRpcs, masterUrl, tokens.user, "Sync", { definitions: [] })).toEqual(Exit.succeed({ stored: [], unchanged: [] }))
+    expect(failureOf(await call(AgentRpcs, agentUrl, tokens.user, "Stop", { service: "no-such-service" }))).toEqual(
+      new Errors.ServiceNotFound({ service: "no-such-service" })
+    )
+  }, 60_000)
+})
