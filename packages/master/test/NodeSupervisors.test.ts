@@ -7,6 +7,7 @@ import {
   SupervisorSettings,
   TransitionSink
 } from "../src/NodeSupervisors.js"
+import { advance, settle } from "./ClockSteps.js"
 
 type Answer = "ok" | "fail" | "hang"
 
@@ -68,22 +69,6 @@ const harness = Effect.gen(function* () {
   }
 })
 
-/**
- * The node fibers are not children of the test fiber, so TestClock cannot wait for them: move
- * the clock in small steps and let every woken fiber run before the next one.
- */
-const advance = (millis: number) =>
-  Effect.gen(function* () {
-    for (let done = 0; done < millis; done += 100) {
-      yield* TestClock.adjust(Math.min(100, millis - done))
-      yield* settle
-    }
-  })
-
-const settle = Effect.gen(function* () {
-  for (let i = 0; i < 5; i++) yield* Effect.yieldNow()
-  yield* TestClock.adjust(0)
-})
 
 const now = TestClock.currentTimeMillis
 

@@ -6,13 +6,14 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import type { Operations } from "@mcp/domain"
-import { Context, Effect, Layer, Logger, LogLevel, Ref, type Scope, TestClock } from "effect"
+import { Context, Effect, Layer, Logger, LogLevel, Ref, type Scope } from "effect"
 import { EdgeReconciler } from "../src/EdgeReconciler.js"
 import { FleetCalls } from "../src/FleetCalls.js"
 import { supervisionTree } from "../src/MasterHandlers.js"
 import { layerSqlite, MasterDb } from "../src/MasterDb.js"
 import { NodeSupervisors, Prober, SupervisorSettings, TransitionSink } from "../src/NodeSupervisors.js"
 import { ServiceCoordinators } from "../src/ServiceCoordinators.js"
+import { advance, settle } from "./ClockSteps.js"
 
 const harness = Effect.gen(function* () {
   /** How many of the next transition records die (a crash of the node fiber). */
@@ -55,18 +56,6 @@ const harness = Effect.gen(function* () {
   }
 })
 
-/** The fibers under test are not the test's children: move the clock in steps and let them run. */
-const advance = (millis: number) =>
-  Effect.gen(function* () {
-    for (let done = 0; done < millis; done += 100) {
-      yield* TestClock.adjust(Math.min(100, millis - done))
-      yield* settle
-    }
-  })
-const settle = Effect.gen(function* () {
-  for (let i = 0; i < 5; i++) yield* Effect.yieldNow()
-  yield* TestClock.adjust(0)
-})
 
 const child = (tree: Operations.SupervisionNode, name: string) => {
   const found = tree.children.find((c) => c.name === name)
