@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Either, Fiber, Ref, TestClock } from "effect"
+import { Deferred, Effect, Either, Fiber, Ref, Supervisor, TestClock } from "effect"
 import * as KeyedActors from "../src/KeyedActors.js"
 
 describe("keyed actors", () => {
@@ -59,5 +59,47 @@ describe("keyed actors", () => {
       yield* TestClock.adjust("11 seconds")
       expect(yield* actors.stats).toEqual([])
       expect(yield* actors.submit("web", Effect.succeed("again"))).toBe("again")
+    }))
+
+  it.scoped("stats counts the jobs waiting behind the running one, per key", () =>
+    Effect.gen(function* () {
+      const actors = yield* KeyedActors.make()
+      const release = yield* Deferred.make<void>()
+      const running = yield* Deferred.make<void>()
+      const first = yield* Effect.fork(actors.submit("web", Effect.zipRight(Deferred.succeed(running, undefined), Deferred.await(release))))
+      yield* Deferred.await(running)
+      const queued = yield* Effect.forEach([1, 2], (n) => Effect.fork(actors.submit("web", Effect.succeed(n))))
+      yield* actors.submit("db", Effect.void)
+      for (let i = 0; i < 10; i++) yield* Effect.yieldNow()
+      const stats = yield* actors.stats
+      expect([...stats].sort((a, b) => a.key.localeCompare(b.key))).toEqual([
+        { key: "db", pending: 0, restarts: 0 },
+        { key: "web", pending: 2, restarts: 0 }
+      ])
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(first)
+      expect(yield* Effect.forEach(queued, Fiber.join)).toEqual([1, 2])
+      expect((yield* actors.stats).map((s) => s.pending)).toEqual([0, 0])
+    }))
+
+  it.scoped("a retired actor's fiber ends, and a busy actor is not retired", () =>
+    Effect.gen(function* () {
+      const supervisor = yield* Supervisor.track
+      yield* Effect.gen(function* () {
+        const actors = yield* KeyedActors.make({ idleAfter: "10 seconds" })
+        // A job longer than idleAfter: the actor is busy, not idle.
+        const slow = yield* Effect.fork(actors.submit("web", Effect.as(Effect.sleep("15 seconds"), "slow")))
+        yield* TestClock.adjust("12 seconds")
+        expect((yield* actors.stats).map((s) => s.key)).toEqual(["web"])
+        yield* TestClock.adjust("3 seconds")
+        expect(yield* Fiber.join(slow)).toBe("slow")
+        expect((yield* supervisor.value).length).toBeGreaterThan(0)
+        yield* TestClock.adjust("11 seconds")
+        for (let i = 0; i < 10; i++) yield* Effect.yieldNow()
+        expect(yield* actors.stats).toEqual([])
+        // Nothing of the actor is left running (no loop on a mailbox nobody can reach).
+        expect(yield* supervisor.value).toEqual([])
+        expect(yield* actors.submit("web", Effect.succeed("again"))).toBe("again")
+      }).pipe(Effect.supervised(supervisor))
     }))
 })

@@ -66,3 +66,45 @@ describe("placement", () => {
     expect(Either.isLeft(place({ service: "web", node: "ghost", tier: "worker" }, down))).toBe(true)
   })
 })
+
+describe("placement reasons and refusals", () => {
+  const worker = (name: string, health: PlacementCandidate["health"], memoryFree = 4e9, containers = 0): PlacementCandidate =>
+    ({ name, role: "worker", health, resources: resources(memoryFree, containers) })
+  const master: PlacementCandidate = { name: "rift", role: "master", health: "healthy", resources: resources(15e9) }
+  const edge: PlacementCandidate = { name: "edge1", role: "edge", health: "healthy", resources: resources(14e9) }
+
+  it("a core service goes to the master node, and says why", () => {
+    expect(place({ service: "dns", node: undefined, tier: "core" }, [worker("orion", "healthy"), master])).toEqual(
+      Either.right({ node: "rift", reason: `tier "core" runs on the master node` })
+    )
+  })
+
+  it("a worker service only ever goes to a worker, however much room the master or an edge has", () => {
+    expect(place({ service: "web", node: undefined, tier: "worker" }, [master, edge, worker("orion", "healthy", 1e9)])).toEqual(
+      Either.right({ node: "orion", reason: "healthy worker with the most free memory" })
+    )
+  })
+
+  it("with no worker at all, says so and how to fix it", () => {
+    expect(place({ service: "web", node: undefined, tier: "worker" }, [master, edge])).toEqual(Either.left(
+      `no worker node is registered for service "web"; add one with mcp node add, or pin the service with node =`
+    ))
+    expect(place({ service: "web", node: undefined, tier: "worker" }, [])).toEqual(Either.left(
+      `no worker node is registered for service "web"; add one with mcp node add, or pin the service with node =`
+    ))
+  })
+
+  it("with no healthy worker, lists each worker's health (and only workers)", () => {
+    expect(place({ service: "web", node: undefined, tier: "worker" }, [master, worker("orion", "suspect"), edge, worker("svc", "unknown")])).toEqual(
+      Either.left(`no healthy worker for service "web": orion is suspect, svc is unknown`)
+    )
+  })
+
+  it("equal free memory: the worker running fewer containers wins, whatever the order of the fleet", () => {
+    const busy = worker("alpha", "healthy", 4e9, 5)
+    const idle = worker("zulu", "healthy", 4e9, 1)
+    for (const fleet of [[busy, idle], [idle, busy], [busy, idle, worker("mike", "healthy", 4e9, 3)]]) {
+      expect(Either.getOrThrow(place({ service: "web", node: undefined, tier: "worker" }, fleet)).node).toBe("zulu")
+    }
+  })
+})
