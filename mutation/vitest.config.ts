@@ -25,6 +25,10 @@ const alias = [
   { find: /^@mcp\/(domain|rpc|agent|master|cli)\/(.+)$/, replacement: `${repo}/packages/$1/src/$2.ts` }
 ]
 
+// As in the root workspace: one temporary directory for the run, removed at its end (thousands
+// of mutant runs would otherwise leave each test's scratch directories in /tmp).
+const globalSetup = [resolve(repo, "test/support/TempRoot.ts")]
+
 export default defineConfig({
-  test: { projects: group.projects.map((p) => ({ extends: false, resolve: { alias }, test: all[p] })) }
+  test: { projects: group.projects.map((p) => ({ extends: false, resolve: { alias }, test: { ...all[p], globalSetup } })) }
 })
