@@ -2,7 +2,7 @@
  * Pure translation of a service definition into what the agent creates: container specs with
  * their ports and env, proxy routes and DNS names. No IO, so every rule is testable as data.
  */
-import { Hostname, PortEnv, type ServiceDefinition } from "@mcp/domain"
+import { Hostname, PortEnv, ServiceDefinition } from "@mcp/domain"
 import { Context } from "effect"
 import { type ContainerSpec, LABEL_COMPONENT, LABEL_DEPLOY, LABEL_NODE, LABEL_SERVICE, type PortBinding } from "./ContainerRuntime.js"
 import type { PortRequest } from "./PortAllocator.js"
@@ -97,7 +97,7 @@ export const plan = (
       routes.push(planned)
       return planned
     })
-    const image = c.image ?? `${settings.imageRegistry}/${index === 0 ? def.name : `${def.name}-${c.name}`}:${def.version}`
+    const image = ServiceDefinition.resolveImage(def, index, settings.imageRegistry)
     const explicit = explicitPorts(def).filter((p) => p.component === c.name)
     const spec: ContainerSpec = {
       name: containerName(def.name, c.name, deployId),

@@ -102,7 +102,7 @@ export const make = (
             fresh.push({ port, service, component: req.component, route: req.route, sagaId })
           }
           // All or nothing: a call that runs out reserves none of the ports it had found.
-          if (fresh.length > 0) yield* registry.withTransaction(Effect.forEach(fresh, registry.reservePort, { discard: true }))
+          yield* registry.withTransaction(Effect.forEach(fresh, registry.reservePort))
           return chosen
         })
       )

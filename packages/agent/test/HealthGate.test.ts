@@ -5,23 +5,24 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import type { ServiceDefinition } from "@mcp/domain"
-import { Effect, Either } from "effect"
+import { Effect, Either, Layer } from "effect"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as net from "node:net"
+import { Worker } from "node:worker_threads"
 import { ContainerRuntime } from "../src/ContainerRuntime.js"
 import * as HealthGate from "../src/HealthGate.js"
 import { layerMemory, MemoryRuntimeControl } from "../src/MemoryRuntime.js"
 import { IMAGE } from "./Harness.js"
 
 /** An http server on an ephemeral port of 127.0.0.1 answering `status(n)` to its nth request (from 1). */
-const httpServer = (status: (n: number) => number) =>
+const httpServer = (status: (n: number) => number, headers: http.OutgoingHttpHeaders = {}) =>
   Effect.acquireRelease(
     Effect.async<{ readonly port: number; readonly requests: () => number; readonly server: http.Server }>((resume) => {
       let requests = 0
       const server = http.createServer((_req, res) => {
         requests += 1
-        res.writeHead(status(requests)).end("answer")
+        res.writeHead(status(requests), headers).end("answer")
       })
       server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ port: (server.address() as AddressInfo).port, requests: () => requests, server })))
     }),
@@ -45,6 +46,67 @@ const portOf = (server: net.Server | http.Server) => (server.address() as Addres
 
 /** A port nothing listens on: bound, then released. */
 const closedPort = Effect.scoped(Effect.map(listen(), portOf))
+
+/** A TCP server on 127.0.0.1 that accepts connections and never answers (an app hung mid-request). */
+const silentServer = Effect.acquireRelease(
+  Effect.async<{ readonly port: number; readonly server: net.Server; readonly sockets: Set<net.Socket> }>((resume) => {
+    const sockets = new Set<net.Socket>()
+    const server = net.createServer((socket) => void sockets.add(socket))
+    server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ port: portOf(server), server, sockets })))
+  }),
+  ({ server, sockets }) => Effect.async<void>((resume) => {
+    for (const socket of sockets) socket.destroy()
+    server.close(() => resume(Effect.void))
+  })
+)
+
+/**
+ * A port where a TCP connect neither succeeds nor is refused: a listener (backlog 1) in a worker
+ * thread whose event loop is blocked, so nobody accepts; once its backlog is full the kernel drops
+ * further SYNs and a connect just waits. Fillers fill the backlog first.
+ */
+const unansweredPort = Effect.acquireRelease(
+  Effect.gen(function* () {
+    const wake = new Int32Array(new SharedArrayBuffer(4))
+    const worker = new Worker(
+      `const { parentPort, workerData } = require("node:worker_threads")
+      const server = require("node:net").createServer()
+      server.listen(0, "127.0.0.1", 1, () => {
+        parentPort.postMessage(server.address().port)
+        Atomics.wait(workerData, 0, 0)
+      })`,
+      { eval: true, workerData: wake }
+    )
+    const port = yield* Effect.async<number>((resume) => void worker.once("message", (p: number) => resume(Effect.succeed(p))))
+    const fillers: Array<net.Socket> = []
+    // Connect until one does not complete in 300 ms: the backlog is full from then on.
+    for (let i = 0; i < 16; i++) {
+      const socket = net.connect({ host: "127.0.0.1", port })
+      fillers.push(socket)
+      const connected = yield* Effect.async<boolean>((resume) => {
+        const timer = setTimeout(() => resume(Effect.succeed(false)), 300)
+        socket.once("connect", () => (clearTimeout(timer), resume(Effect.succeed(true))))
+        socket.once("error", () => (clearTimeout(timer), resume(Effect.succeed(false))))
+      })
+      if (!connected) break
+    }
+    return { port, worker, wake, fillers }
+  }),
+  ({ worker, wake, fillers }) =>
+    Effect.promise(() => {
+      for (const socket of fillers) socket.destroy()
+      Atomics.store(wake, 0, 1)
+      Atomics.notify(wake, 0)
+      return worker.terminate()
+    })
+)
+
+/** Fails the test, rather than hanging it, when a probe never ends. */
+const within = (ms: number) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.timeoutFail(effect, { duration: ms, onTimeout: () => new Error(`the probe did not end within ${ms} ms`) })
+
+/** A runtime whose exec never answers (an engine that hangs); the probe uses nothing else. */
+const hangingExec = Layer.succeed(ContainerRuntime, { exec: () => Effect.never } as unknown as ContainerRuntime)
 
 const check = (fields: Partial<ServiceDefinition.HealthCheck> & Pick<ServiceDefinition.HealthCheck, "kind">): ServiceDefinition.HealthCheck => ({
   interval: "100ms",
@@ -122,6 +184,71 @@ describe("HealthGate.probe", () => {
         expect(yield* probeOutcome(target(c, undefined, id))).toBe("exited 2: cat: can't open '/tmp/ready'")
         // A container that is gone cannot be healthy.
         expect(yield* probeOutcome(target(c, undefined, "no-such-container"))).not.toBe("ok")
+      })
+    ))
+
+  it.scopedLive("http: a 4xx answer fails, and a redirect is itself the answer (not followed to a failing page)", () =>
+    Effect.gen(function* () {
+      const badRequest = yield* httpServer(() => 400)
+      const broken = yield* httpServer(() => 500)
+      // E.g. an app that redirects to its login page: healthy, whatever the target answers.
+      const redirect = yield* httpServer(() => 302, { location: `http://127.0.0.1:${broken.port}/login` })
+      const c = check({ kind: "http", path: "/healthz", timeout: "2s" })
+      yield* withContainer(() =>
+        Effect.gen(function* () {
+          expect(yield* probeOutcome(target(c, badRequest.port))).toBe("answered HTTP 400")
+          expect(yield* probeOutcome(target(c, redirect.port))).toBe("ok")
+        })
+      )
+      expect(broken.requests()).toBe(0)
+    }))
+
+  it.scopedLive("http: a server that accepts but never answers fails the attempt after the check's timeout", () =>
+    Effect.gen(function* () {
+      const hung = yield* silentServer
+      const started = Date.now()
+      const reason = yield* withContainer(() => probeOutcome(target(check({ kind: "http", path: "/", timeout: "300ms" }), hung.port))).pipe(within(5_000))
+      expect(reason).toBe("The operation was aborted due to timeout")
+      expect(Date.now() - started).toBeGreaterThanOrEqual(250)
+      expect(hung.sockets.size).toBe(1)
+    }))
+
+  it.scopedLive("tcp: a connect that is never answered fails after the check's timeout, saying so", () =>
+    Effect.gen(function* () {
+      const { port } = yield* unansweredPort
+      const started = Date.now()
+      const reason = yield* withContainer(() => probeOutcome(target(check({ kind: "tcp", timeout: "300ms" }), port))).pipe(within(5_000))
+      expect(reason).toBe("no connection within 300 ms")
+      expect(Date.now() - started).toBeGreaterThanOrEqual(250)
+    }))
+
+  it.scopedLive("tcp: a probe interrupted while connecting (a deploy cancelled) closes its socket at once", () =>
+    Effect.gen(function* () {
+      const { port } = yield* unansweredPort
+      const openSockets = () => process.getActiveResourcesInfo().filter((r) => r === "TCPSocketWrap").length
+      const before = openSockets()
+      const outcome = yield* withContainer(() => HealthGate.probe(target(check({ kind: "tcp", timeout: "30s" }), port))).pipe(Effect.timeout("200 millis"), Effect.option)
+      expect(outcome._tag).toBe("None")
+      yield* Effect.sleep("50 millis")
+      expect(openSockets()).toBe(before)
+    }))
+
+  it.live("exec: a command that never returns fails after the check's timeout", () =>
+    Effect.gen(function* () {
+      const reason = yield* probeOutcome(target(check({ kind: "exec", command: ["sleep", "1d"], timeout: "200ms" }), undefined, "c-1")).pipe(
+        Effect.provide(hangingExec),
+        within(5_000)
+      )
+      expect(reason).toBe("no answer within 200 ms")
+    }))
+
+  it.live("exec: a failing command's output is trimmed and cut to 200 characters in the reason", () =>
+    withContainer((id) =>
+      Effect.gen(function* () {
+        const control = yield* MemoryRuntimeControl
+        const output = `  ${"e".repeat(150)}${"f".repeat(150)}\n`
+        yield* control.scriptExec(() => ({ exitCode: 1, output }))
+        expect(yield* probeOutcome(target(check({ kind: "exec", command: ["ready"] }), undefined, id))).toBe(`exited 1: ${"e".repeat(150)}${"f".repeat(50)}`)
       })
     ))
 })

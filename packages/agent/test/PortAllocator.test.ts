@@ -9,6 +9,7 @@
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Either, FastCheck as fc, Layer } from "effect"
 import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import * as net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as PortAllocator from "../src/PortAllocator.js"
@@ -345,4 +346,60 @@ describe("port allocator", () => {
       ),
     { fastCheck: { numRuns: 120 }, timeout: 60_000 }
   )
+
+  it.effect("a redeploy gets back each route's own kept port, also for several routes of one component", () =>
+    withRegistry((registry) =>
+      Effect.gen(function* () {
+        // As a redeploy sees them: the service's committed ports, keyed the way Lifecycle keys them.
+        const owned = [
+          { component: "web", route: undefined, port: 20001 },
+          { component: "web", route: "admin", port: 20002 },
+          { component: "web", route: "metrics", port: 20003 },
+          { component: "api", route: undefined, port: 20004 }
+        ]
+        for (const o of owned) yield* registry.reservePort({ port: o.port, service: "shop", component: o.component, route: o.route, sagaId: undefined })
+        const keep = new Map(owned.map((o) => [PortAllocator.portKey(o.component, o.route), o.port]))
+        const ports = yield* allocator(registry, { min: 20000, max: 20009 })
+        const got = yield* ports.allocate("saga-2", "shop", [...owned.map(({ component, route }) => ({ component, route })), { component: "api", route: "grpc" }], keep)
+        expect(got.slice(0, 4)).toEqual([20001, 20002, 20003, 20004])
+        // The new route gets a fresh port, the only one reserved by this saga.
+        expect(owned.map((o) => o.port)).not.toContain(got[4])
+        expect((yield* registry.ports).filter((r) => r.sagaId === "saga-2")).toEqual([
+          { port: got[4], service: "shop", component: "api", route: "grpc", sagaId: "saga-2" }
+        ])
+      })
+    ))
+})
+
+/** A TCP listener on `host` (port 0: an ephemeral one), closed with the scope. */
+const listener = (host: string, port = 0) =>
+  Effect.acquireRelease(
+    Effect.async<net.Server>((resume) => {
+      const server = net.createServer()
+      server.listen(port, host, () => resume(Effect.succeed(server)))
+    }),
+    (server) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+  )
+
+const portOf = (server: net.Server) => (server.address() as net.AddressInfo).port
+
+/** canBind must answer (a hung probe would stall every deploy): a hang fails the test quickly. */
+const answered = (port: number) =>
+  PortAllocator.canBind(port).pipe(Effect.timeoutFail({ duration: "2 seconds", onTimeout: () => new Error(`canBind(${port}) never answered`) }))
+
+describe("canBind", () => {
+  it.scopedLive("a port another process listens on (on loopback or all interfaces) cannot be bound", () =>
+    Effect.gen(function* () {
+      expect(yield* answered(portOf(yield* listener("127.0.0.1")))).toBe(false)
+      expect(yield* answered(portOf(yield* listener("0.0.0.0")))).toBe(false)
+    }))
+
+  it.scopedLive("a free port can be bound, and the probe releases it again at once", () =>
+    Effect.gen(function* () {
+      const port = yield* Effect.scoped(Effect.map(listener("127.0.0.1"), portOf))
+      expect(yield* answered(port)).toBe(true)
+      // Released: probing again succeeds, and a container (here: a listener) can take it.
+      expect(yield* answered(port)).toBe(true)
+      expect(portOf(yield* listener("0.0.0.0", port))).toBe(port)
+    }))
 })
