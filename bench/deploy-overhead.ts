@@ -13,7 +13,7 @@ import { Effect, Stream } from "effect"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { ContainerRuntime } from "../packages/agent/src/ContainerRuntime.js"
+import { ContainerRuntime } from "../packages/agent/src/engine/ContainerRuntime.js"
 import { BUSYBOX_IMAGE, startPodmanService } from "../test/support/Podman.js"
 import * as InProcessAgent from "./support/InProcessAgent.js"
 

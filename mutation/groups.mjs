@@ -10,11 +10,11 @@ export const groups = {
   // The deploy saga, its steps and journal, the health gate and the port allocator.
   saga: {
     mutate: [
-      "packages/agent/src/Saga.ts",
-      "packages/agent/src/Lifecycle.ts",
-      "packages/agent/src/HealthGate.ts",
-      "packages/agent/src/PortAllocator.ts",
-      "packages/agent/src/ContainerPlan.ts"
+      "packages/agent/src/deploy/Saga.ts",
+      "packages/agent/src/deploy/Lifecycle.ts",
+      "packages/agent/src/deploy/HealthGate.ts",
+      "packages/agent/src/deploy/PortAllocator.ts",
+      "packages/agent/src/deploy/ContainerPlan.ts"
     ],
     projects: ["agent"]
   },

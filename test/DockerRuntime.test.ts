@@ -6,8 +6,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import * as http from "node:http"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
-import { ContainerRuntime } from "../packages/agent/src/ContainerRuntime.js"
-import * as DockerRuntime from "../packages/agent/src/DockerRuntime.js"
+import { ContainerRuntime } from "../packages/agent/src/engine/ContainerRuntime.js"
+import * as DockerRuntime from "../packages/agent/src/engine/DockerRuntime.js"
 import {
   freePort,
   runtimeContract,

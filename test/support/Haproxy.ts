@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import * as net from "node:net"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
-import * as HaproxyRoutes from "../../packages/agent/src/HaproxyRoutes.js"
+import * as HaproxyRoutes from "../../packages/agent/src/proxy/HaproxyRoutes.js"
 
 export interface HaproxyInstance {
   /** What the agent would pass to HaproxyRoutes.make; listeners bind 127.0.0.1. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Either } from "effect"
-import * as AgentConfig from "../src/AgentConfig.js"
+import * as AgentConfig from "../src/daemon/AgentConfig.js"
 
 const base = `node = "rift"\nlisten = "127.0.0.1:9444"\nnode_address = "10.0.0.5"\ndata_dir = "/srv/mcp"\n[tls]\ncert = "a"\nkey = "b"\nca = "c"\n[auth]\ntoken_file = "/srv/mcp/tokens.toml"\n`
 

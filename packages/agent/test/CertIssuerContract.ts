@@ -8,7 +8,7 @@ import { createPrivateKey, randomBytes, X509Certificate } from "node:crypto"
 import { existsSync, readFileSync, statSync } from "node:fs"
 import type { AddressInfo } from "node:net"
 import * as tls from "node:tls"
-import { CertError, CertIssuer, type IssuedCertificate } from "../src/CertIssuer.js"
+import { CertError, CertIssuer, type IssuedCertificate } from "../src/certs/CertIssuer.js"
 
 /** A fresh name under a test-only suffix, so parallel runs never share a certificate. */
 export const contractHostname = (): string => `c${randomBytes(4).toString("hex")}.mcp-contract.test`

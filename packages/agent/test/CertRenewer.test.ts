@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Clock, Duration, Effect, FastCheck, Fiber, HashSet, Logger, LogLevel, Ref, TestClock } from "effect"
-import { DEFAULT_MARGIN, makeRenewer, type RenewableCertificate, renewDue, runRenewer } from "../src/CertRenewer.js"
+import { DEFAULT_MARGIN, makeRenewer, type RenewableCertificate, renewDue, runRenewer } from "../src/certs/CertRenewer.js"
 
 const DAY = 24 * 3600 * 1000
 const at = (ms: number): string => new Date(ms).toISOString()

@@ -6,7 +6,7 @@ import { assert, expect, layer } from "@effect/vitest"
 import { Effect, Either, type Layer, Schedule, type Scope, Stream } from "effect"
 import { randomBytes } from "node:crypto"
 import * as net from "node:net"
-import { ContainerRuntime, type ContainerSpec, type ExecResult, type LogLine } from "../src/ContainerRuntime.js"
+import { ContainerRuntime, type ContainerSpec, type ExecResult, type LogLine } from "../src/engine/ContainerRuntime.js"
 
 export interface ContractFixture {
   /** An image present on the engine with busybox's sh, echo, sleep. */

@@ -5,7 +5,7 @@
 import { expect, layer } from "@effect/vitest"
 import { Effect, type Layer } from "effect"
 import { randomBytes } from "node:crypto"
-import { DnsRecords } from "../src/DnsRecords.js"
+import { DnsRecords } from "../src/dns/DnsRecords.js"
 
 /** The zone the real servers under test serve; contract names live below it. */
 export const CONTRACT_ZONE = "svc.mcp.internal"

@@ -10,9 +10,9 @@ import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as net from "node:net"
 import { Worker } from "node:worker_threads"
-import { ContainerRuntime } from "../src/ContainerRuntime.js"
-import * as HealthGate from "../src/HealthGate.js"
-import { layerMemory, MemoryRuntimeControl } from "../src/MemoryRuntime.js"
+import { ContainerRuntime } from "../src/engine/ContainerRuntime.js"
+import * as HealthGate from "../src/deploy/HealthGate.js"
+import { layerMemory, MemoryRuntimeControl } from "../src/engine/MemoryRuntime.js"
 import { IMAGE } from "./Harness.js"
 
 /** An http server on an ephemeral port of 127.0.0.1 answering `status(n)` to its nth request (from 1). */

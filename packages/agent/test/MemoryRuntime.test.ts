@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Equal, Stream } from "effect"
-import { ContainerRuntime, RuntimeError } from "../src/ContainerRuntime.js"
-import { layerMemory, makeMemory, MemoryRuntimeControl } from "../src/MemoryRuntime.js"
+import { ContainerRuntime, RuntimeError } from "../src/engine/ContainerRuntime.js"
+import { layerMemory, makeMemory, MemoryRuntimeControl } from "../src/engine/MemoryRuntime.js"
 import { CONTRACT_CMD, CONTRACT_EXEC, CONTRACT_EXEC_RESULT, CONTRACT_LOG, runtimeContract, testSpec } from "./ContainerRuntimeContract.js"
 
 const IMAGE = "localhost/mcp-busybox:v1"

@@ -3,12 +3,12 @@ import { Clock, Duration, Effect, Layer, Logger, Option, TestClock } from "effec
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { type ContainerInfo, ContainerRuntime, type ContainerSpec, LABEL_DEPLOY, LABEL_NODE, LABEL_SERVICE } from "../src/ContainerRuntime.js"
-import { Lifecycle } from "../src/Lifecycle.js"
-import { MemoryRuntimeControl } from "../src/MemoryRuntime.js"
-import * as Monitor from "../src/Monitor.js"
-import { Registry, type ServiceRow } from "../src/Registry.js"
-import { ServiceActors } from "../src/ServiceActors.js"
+import { type ContainerInfo, ContainerRuntime, type ContainerSpec, LABEL_DEPLOY, LABEL_NODE, LABEL_SERVICE } from "../src/engine/ContainerRuntime.js"
+import { Lifecycle } from "../src/deploy/Lifecycle.js"
+import { MemoryRuntimeControl } from "../src/engine/MemoryRuntime.js"
+import * as Monitor from "../src/monitor/Monitor.js"
+import { Registry, type ServiceRow } from "../src/registry/Registry.js"
+import { ServiceActors } from "../src/deploy/ServiceActors.js"
 import { IMAGE, layerAgent, makePeers, settings, webService } from "./Harness.js"
 
 const freshFile = () => join(mkdtempSync(join(tmpdir(), "mcp-monitor-")), "registry.db")

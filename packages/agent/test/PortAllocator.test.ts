@@ -12,9 +12,9 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import * as net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import * as PortAllocator from "../src/PortAllocator.js"
-import { PortsExhausted, type PortRange, type PortRequest } from "../src/PortAllocator.js"
-import { layerSqlite, type PortRow, Registry } from "../src/Registry.js"
+import * as PortAllocator from "../src/deploy/PortAllocator.js"
+import { PortsExhausted, type PortRange, type PortRequest } from "../src/deploy/PortAllocator.js"
+import { layerSqlite, type PortRow, Registry } from "../src/registry/Registry.js"
 
 /** Registry files go to a RAM disk where there is one (the property test opens many). */
 const scratch = mkdtempSync(join(existsSync("/dev/shm") ? "/dev/shm" : tmpdir(), "mcp-ports-"))

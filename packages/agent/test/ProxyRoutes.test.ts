@@ -1,9 +1,9 @@
 // The ProxyRoutes contract on the memory layers, and the proxy adapters' generated data
 // (HAProxy config, maps, crt-lists; Caddy JSON) checked as plain values.
 import { describe, expect, it } from "@effect/vitest"
-import * as CaddyRoutes from "../src/CaddyRoutes.js"
-import * as HaproxyRoutes from "../src/HaproxyRoutes.js"
-import * as ProxyRoutes from "../src/ProxyRoutes.js"
+import * as CaddyRoutes from "../src/proxy/CaddyRoutes.js"
+import * as HaproxyRoutes from "../src/proxy/HaproxyRoutes.js"
+import * as ProxyRoutes from "../src/proxy/ProxyRoutes.js"
 import { makeRoute, proxyRoutesContract } from "./ProxyRoutesContract.js"
 
 proxyRoutesContract("memory", () => ProxyRoutes.layerMemory({ switchesTraffic: true }), { l4: true })

@@ -10,7 +10,7 @@ import { Context, Effect, Layer, Schema } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
-import { type ProxyRoute, ProxyError, ProxyRoutes } from "../src/ProxyRoutes.js"
+import { type ProxyRoute, ProxyError, ProxyRoutes } from "../src/proxy/ProxyRoutes.js"
 import { freePort } from "./ContainerRuntimeContract.js"
 
 export interface Capabilities {

@@ -8,8 +8,8 @@ import { Effect, Layer, Logger } from "effect"
 import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { layerSqlite, Registry } from "../src/Registry.js"
-import * as Saga from "../src/Saga.js"
+import { layerSqlite, Registry } from "../src/registry/Registry.js"
+import * as Saga from "../src/deploy/Saga.js"
 
 const scratch = mkdtempSync(join(existsSync("/dev/shm") ? "/dev/shm" : tmpdir(), "mcp-saga-"))
 let files = 0

@@ -6,7 +6,7 @@
 import { Context, Data, Effect, Layer, Ref } from "effect"
 import * as dns from "node:dns"
 import * as net from "node:net"
-import { type Faults, noFaults } from "./Faults.js"
+import { type Faults, noFaults } from "../Faults.js"
 
 export class DnsError extends Data.TaggedError("DnsError")<{
   readonly server: string

@@ -5,12 +5,12 @@
  */
 import { ServiceDefinition } from "@mcp/domain"
 import { Clock, Context, Duration, Effect, Either, FiberMap, Layer, Option, Ref, Schedule } from "effect"
-import { type AgentConfig, MONITOR_DEFAULTS } from "./AgentConfig.js"
-import { type ContainerInfo, ContainerRuntime, LABEL_DEPLOY, LABEL_NODE, LABEL_SERVICE } from "./ContainerRuntime.js"
-import { NodeSettings } from "./ContainerPlan.js"
-import { Lifecycle } from "./Lifecycle.js"
-import { type ComponentRow, Registry, type ServiceRow } from "./Registry.js"
-import { ServiceActors } from "./ServiceActors.js"
+import { type AgentConfig, MONITOR_DEFAULTS } from "../daemon/AgentConfig.js"
+import { type ContainerInfo, ContainerRuntime, LABEL_DEPLOY, LABEL_NODE, LABEL_SERVICE } from "../engine/ContainerRuntime.js"
+import { NodeSettings } from "../NodeSettings.js"
+import { Lifecycle } from "../deploy/Lifecycle.js"
+import { type ComponentRow, Registry, type ServiceRow } from "../registry/Registry.js"
+import { ServiceActors } from "../deploy/ServiceActors.js"
 
 // ---------------------------------------------------------------------------------------------
 // Findings: pure functions of a snapshot (registry rows, engine containers) and the clock.

@@ -8,12 +8,12 @@ import { Failures, type Operations, ServiceDefinition } from "@mcp/domain"
 import { Duration, Effect, Either, Option, Ref, Schedule } from "effect"
 import * as dns from "node:dns"
 import * as https from "node:https"
-import { ContainerRuntime } from "./ContainerRuntime.js"
-import { NodeSettings } from "./ContainerPlan.js"
-import * as HealthGate from "./HealthGate.js"
-import { Lifecycle } from "./Lifecycle.js"
-import { Registry } from "./Registry.js"
-import { ServiceActors } from "./ServiceActors.js"
+import { ContainerRuntime } from "../engine/ContainerRuntime.js"
+import { NodeSettings } from "../NodeSettings.js"
+import * as HealthGate from "../deploy/HealthGate.js"
+import { Lifecycle } from "../deploy/Lifecycle.js"
+import { Registry } from "../registry/Registry.js"
+import { ServiceActors } from "../deploy/ServiceActors.js"
 
 export interface StageCheck {
   readonly service: string

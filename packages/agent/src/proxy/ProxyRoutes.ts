@@ -5,7 +5,7 @@
  */
 import type { Routes } from "@mcp/domain"
 import { Context, Data, Effect, Layer, Ref } from "effect"
-import { type Faults, noFaults } from "./Faults.js"
+import { type Faults, noFaults } from "../Faults.js"
 
 export type ProxyRoute = Routes.ProxyRoute
 

@@ -13,7 +13,7 @@
  */
 import { Context, Data, Effect, Layer, Random } from "effect"
 import * as net from "node:net"
-import { type PortRow, Registry } from "./Registry.js"
+import { type PortRow, Registry } from "../registry/Registry.js"
 
 export class PortsExhausted extends Data.TaggedError("PortsExhausted")<{
   readonly wanted: number

@@ -6,8 +6,8 @@
 import { Migrator, SqlClient } from "@effect/sql"
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import { Effect, Layer, Option, Schema } from "effect"
-import type { IssuedCertificate } from "./CertIssuer.js"
-import type { ContainerSpec } from "./ContainerRuntime.js"
+import type { IssuedCertificate } from "../certs/CertIssuer.js"
+import type { ContainerSpec } from "../engine/ContainerRuntime.js"
 
 // ---------------------------------------------------------------------------------------------
 // Schema. Migrations only ever add: a registry written by an older agent migrates forward.

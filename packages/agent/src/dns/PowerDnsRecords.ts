@@ -2,7 +2,7 @@
  * DnsRecords on PowerDNS Authoritative through its HTTP API: A rrsets in one zone, replaced with
  * PATCH (changetype REPLACE), deleted with changetype DELETE, listed from GET zone.
  */
-import type { Dns01Solver } from "./AcmeIssuer.js"
+import type { Dns01Solver } from "../certs/AcmeIssuer.js"
 import { Effect, Layer, Redacted } from "effect"
 import { DnsError, DnsRecords, nameInZone, normalizeName, resolveIPv4 } from "./DnsRecords.js"
 

@@ -4,7 +4,7 @@
  * Compensations are looked up by step name and get the step's journaled data, never a closure.
  */
 import { Data, Effect, Either, Schedule } from "effect"
-import type { Registry } from "./Registry.js"
+import type { Registry } from "../registry/Registry.js"
 
 export interface StepResult {
   /** What compensation needs to undo the step, journaled with "done". */

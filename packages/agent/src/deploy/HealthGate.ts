@@ -6,7 +6,7 @@
 import { ServiceDefinition } from "@mcp/domain"
 import { Data, Duration, Effect, Schedule } from "effect"
 import * as net from "node:net"
-import { ContainerRuntime } from "./ContainerRuntime.js"
+import { ContainerRuntime } from "../engine/ContainerRuntime.js"
 
 export class Unhealthy extends Data.TaggedError("Unhealthy")<{
   readonly component: string

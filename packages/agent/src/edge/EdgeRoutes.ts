@@ -19,11 +19,11 @@ import { Errors, Hostname, KeyedActors, type Node, type Routes } from "@mcp/doma
 import { Context, Effect, Either, Layer, Metric, Option, type Schedule } from "effect"
 import { lookup } from "node:dns/promises"
 import { isIP } from "node:net"
-import { type CertError, CertIssuer, type IssuedCertificate, REUSE_MARGIN_MS } from "./CertIssuer.js"
-import { NodeSettings } from "./ContainerPlan.js"
-import { type ProxyError, type ProxyRoute, ProxyRoutes } from "./ProxyRoutes.js"
-import { type EdgeRouteRow, type EdgeTarget, Registry } from "./Registry.js"
-import { compensationRetry } from "./Saga.js"
+import { type CertError, CertIssuer, type IssuedCertificate, REUSE_MARGIN_MS } from "../certs/CertIssuer.js"
+import { NodeSettings } from "../NodeSettings.js"
+import { type ProxyError, type ProxyRoute, ProxyRoutes } from "../proxy/ProxyRoutes.js"
+import { type EdgeRouteRow, type EdgeTarget, Registry } from "../registry/Registry.js"
+import { compensationRetry } from "../deploy/Saga.js"
 
 /** What the master asks for (AgentRpcs SetupEdgeRoute's payload). */
 export interface SetupRequest {

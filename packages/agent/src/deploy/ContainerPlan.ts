@@ -3,22 +3,9 @@
  * their ports and env, proxy routes and DNS names. No IO, so every rule is testable as data.
  */
 import { Hostname, PortEnv, ServiceDefinition } from "@mcp/domain"
-import { Context } from "effect"
-import { type ContainerSpec, LABEL_COMPONENT, LABEL_DEPLOY, LABEL_NODE, LABEL_SERVICE, type PortBinding } from "./ContainerRuntime.js"
+import { type ContainerSpec, LABEL_COMPONENT, LABEL_DEPLOY, LABEL_NODE, LABEL_SERVICE, type PortBinding } from "../engine/ContainerRuntime.js"
+import type { NodeSettings } from "../NodeSettings.js"
 import type { PortRequest } from "./PortAllocator.js"
-
-export interface NodeSettings {
-  /** Seconds a container gets to stop before it is killed. */
-  readonly stopTimeoutSeconds: number
-  readonly node: string
-  /** The address other hosts reach this node at: proxy backends and DNS A records use it. */
-  readonly nodeAddress: string
-  readonly internalZone: string
-  /** Where container ports are published on the host. */
-  readonly bindAddress: string
-  /** Registry prefix for images derived from a service-level version. */
-  readonly imageRegistry: string
-}
 
 /** One host port per route, in component order; explicit mappings are handled separately. */
 export const portRequests = (def: ServiceDefinition.ServiceDefinition): Array<PortRequest> =>
@@ -125,8 +112,6 @@ export const plan = (
     certHostnames: [...new Set(routes.filter((r) => r.mode === "l7").map((r) => r.hostname))]
   }
 }
-
-export const NodeSettings = Context.GenericTag<NodeSettings>("@mcp/agent/NodeSettings")
 
 /** Where the node's proxy reaches a published container port. */
 export const backendHost = (settings: NodeSettings) => (settings.bindAddress === "0.0.0.0" ? "127.0.0.1" : settings.bindAddress)

@@ -3,7 +3,7 @@
  * with the integrations; `layerMemory` issues fake certificates for tests of the saga.
  */
 import { Context, Data, Effect, Layer, Ref } from "effect"
-import { type Faults, noFaults } from "./Faults.js"
+import { type Faults, noFaults } from "../Faults.js"
 
 export interface IssuedCertificate {
   readonly hostname: string
