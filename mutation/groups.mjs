@@ -7,15 +7,10 @@ export const groups = {
     mutate: ["packages/domain/src/**/*.ts", "!packages/domain/src/index.ts"],
     projects: ["domain", "cli"]
   },
-  // The deploy saga, its steps and journal, the health gate and the port allocator.
+  // The agent's lifecycle of a service: the deploy saga, its steps and journal, the health gate,
+  // the port allocator, the container plan, service operations, status and start-up recovery.
   saga: {
-    mutate: [
-      "packages/agent/src/deploy/Saga.ts",
-      "packages/agent/src/deploy/Lifecycle.ts",
-      "packages/agent/src/deploy/HealthGate.ts",
-      "packages/agent/src/deploy/PortAllocator.ts",
-      "packages/agent/src/deploy/ContainerPlan.ts"
-    ],
+    mutate: ["packages/agent/src/lifecycle/**/*.ts"],
     projects: ["agent"]
   },
   // Who may call what: the auth middleware and the authenticators behind it.

@@ -20,11 +20,11 @@ import { NodeSettings } from "../../packages/agent/src/NodeSettings.js"
 import * as DnsRecords from "../../packages/agent/src/dns/DnsRecords.js"
 import * as DockerRuntime from "../../packages/agent/src/engine/DockerRuntime.js"
 import * as EdgeRoutes from "../../packages/agent/src/edge/EdgeRoutes.js"
-import { Lifecycle } from "../../packages/agent/src/deploy/Lifecycle.js"
-import * as PortAllocator from "../../packages/agent/src/deploy/PortAllocator.js"
+import { Lifecycle } from "../../packages/agent/src/lifecycle/Lifecycle.js"
+import * as PortAllocator from "../../packages/agent/src/lifecycle/PortAllocator.js"
 import * as ProxyRoutes from "../../packages/agent/src/proxy/ProxyRoutes.js"
 import { layerSqlite, Registry } from "../../packages/agent/src/registry/Registry.js"
-import { ServiceActors } from "../../packages/agent/src/deploy/ServiceActors.js"
+import { ServiceActors } from "../../packages/agent/src/lifecycle/ServiceActors.js"
 
 
 /** Runs `body` with a client of an agent for `node`, whose data lives in `dir`. */

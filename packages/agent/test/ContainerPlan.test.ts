@@ -4,7 +4,7 @@
  * hostnames need a certificate, and where the proxy reaches a published port.
  */
 import { describe, expect, it } from "@effect/vitest"
-import * as ContainerPlan from "../src/deploy/ContainerPlan.js"
+import * as ContainerPlan from "../src/lifecycle/ContainerPlan.js"
 import { LABEL_COMPONENT, LABEL_DEPLOY, LABEL_NODE, LABEL_SERVICE } from "../src/engine/ContainerRuntime.js"
 import { definition, settings } from "./Harness.js"
 

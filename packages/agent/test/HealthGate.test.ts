@@ -11,7 +11,7 @@ import type { AddressInfo } from "node:net"
 import * as net from "node:net"
 import { Worker } from "node:worker_threads"
 import { ContainerRuntime } from "../src/engine/ContainerRuntime.js"
-import * as HealthGate from "../src/deploy/HealthGate.js"
+import * as HealthGate from "../src/lifecycle/HealthGate.js"
 import { layerMemory, MemoryRuntimeControl } from "../src/engine/MemoryRuntime.js"
 import { IMAGE } from "./Harness.js"
 

@@ -11,7 +11,7 @@ import * as net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ContainerRuntime, LABEL_COMPONENT, LABEL_DEPLOY } from "../src/engine/ContainerRuntime.js"
-import { Lifecycle } from "../src/deploy/Lifecycle.js"
+import { Lifecycle } from "../src/lifecycle/Lifecycle.js"
 import { MemoryRuntimeControl } from "../src/engine/MemoryRuntime.js"
 import { Registry } from "../src/registry/Registry.js"
 import { definition, IMAGE, layerAgent, makePeers, type Peers, webService } from "./Harness.js"
@@ -509,6 +509,75 @@ describe("a failed deploy", () => {
           reason: "an earlier undeploy of web is unfinished and could not be finished now: memory DNS: remove web.svc.mcp.internal failed: injected fault"
         })
         expect(progress.events).toEqual([])
+      }))
+    }))
+})
+
+describe("another service's hostname", () => {
+  for (const [what, taker] of [
+    // Same listener and hostname: the proxy route itself is taken.
+    ["its route", webService("beta", "", "alpha.svc.mcp.internal")],
+    // Another listener, same L7 hostname: the route is free, but the certificate belongs to alpha.
+    ["its certificate", definition(`name = "beta"
+[[components]]
+name = "web"
+image = "${IMAGE}"
+[[components.routes]]
+port = 9443
+mode = "l7"
+hostname = "alpha.svc.mcp.internal"
+`)]
+  ] as const) {
+    it.live(`is refused before anything changes (${what}), in a dry run too`, () =>
+      Effect.gen(function* () {
+        const peers = yield* makePeers({ switchesTraffic: true })
+        yield* withAgent(peers, Effect.gen(function* () {
+          const lifecycle = yield* Lifecycle
+          yield* lifecycle.deploy(webService("alpha"), { dryRun: false }, noProgress)
+          const before = yield* snapshot(peers)
+          const planned = recorder()
+          const dry = failure(yield* Effect.flip(lifecycle.deploy(taker, { dryRun: true }, planned.sink)))
+          expect(planned.events).toEqual([])
+          const progress = recorder()
+          const refused = failure(yield* Effect.flip(lifecycle.deploy(taker, { dryRun: false }, progress.sink)))
+          expect(refused).toEqual(dry)
+          expect({ service: refused.service, step: refused.step, retryable: refused.retryable }).toEqual({ service: "beta", step: "plan", retryable: false })
+          expect(refused.reason).toContain(what === "its route" ? "alpha.svc.mcp.internal on listener 8443 is routed to service alpha" : "the certificate for alpha.svc.mcp.internal belongs to service alpha")
+          expect(refused.reason).toContain("give beta another hostname, or undeploy the other service first")
+          // Nothing ran: no step, no saga, alpha still served as it was; only the refusal is logged.
+          expect(progress.steps()).toEqual([])
+          const after = yield* snapshot(peers)
+          expect({ ...after, events: [] }).toEqual({ ...before, events: [] })
+          expect(after.events.slice(before.events.length).map((e) => [e.kind, e.service, e.message])).toEqual([["deploy", "beta", `deploy refused: ${refused.reason}`]])
+        }))
+      }))
+  }
+})
+
+describe("a commit the registry refuses", () => {
+  it.live("undoes every step: the new containers, routes, DNS name and certificate go, the old version keeps serving", () =>
+    Effect.gen(function* () {
+      const peers = yield* makePeers({ switchesTraffic: true })
+      yield* withAgent(peers, Effect.gen(function* () {
+        const lifecycle = yield* Lifecycle
+        const registry = yield* Registry
+        yield* lifecycle.deploy(webService("web"), { dryRun: false }, noProgress)
+        const before = yield* snapshot(peers)
+        // A disk that fills up at the commit: only the commit writes components.
+        yield* registry.sql`CREATE TRIGGER full_disk BEFORE INSERT ON components BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`
+        const progress = recorder()
+        // A new hostname: a new certificate, a new route and the old route dropped, all to undo.
+        const refused = failure(yield* Effect.flip(lifecycle.deploy(webService("web", `env = ["V=2"]`, "web-new.svc.mcp.internal"), { dryRun: false }, progress.sink)))
+        expect({ step: refused.step, service: refused.service }).toEqual({ step: "commit", service: "web" })
+        expect(refused.reason).toContain("the registry refused to record the deploy")
+        expect(refused.reason).not.toContain("rollback incomplete")
+        expect(progress.steps()).toEqual(ok(["pull", "ports", "certs", "containers", "health", "routes", "dns"]))
+        yield* registry.sql`DROP TRIGGER full_disk`
+        const after = yield* snapshot(peers)
+        // As before the deploy: the same containers, routes, DNS, certificates, ports; no saga open.
+        expect({ ...after, events: [], committed: [] }).toEqual({ ...before, events: [], committed: [] })
+        expect(after.running).toEqual([])
+        expect(after.events.slice(before.events.length).map((e) => [e.kind, e.service, e.message])).toEqual([["deploy", "web", `deploy failed at commit: ${refused.reason}`]])
       }))
     }))
 })

@@ -13,10 +13,10 @@ import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ContainerRuntime, type ContainerSpec, LABEL_DEPLOY, LABEL_NODE, LABEL_SERVICE } from "../src/engine/ContainerRuntime.js"
-import { Lifecycle } from "../src/deploy/Lifecycle.js"
+import { Lifecycle } from "../src/lifecycle/Lifecycle.js"
 import { MemoryRuntimeControl } from "../src/engine/MemoryRuntime.js"
 import type { ProxyRoute } from "../src/proxy/ProxyRoutes.js"
-import { Registry } from "../src/registry/Registry.js"
+import { Registry, type SagaKind } from "../src/registry/Registry.js"
 import { definition, IMAGE, layerAgent, makePeers, type Peers, settings, webService } from "./Harness.js"
 
 const freshFile = () => join(mkdtempSync(join(tmpdir(), "mcp-recovery-")), "registry.db")
@@ -35,7 +35,7 @@ const deploy = (def: ReturnType<typeof webService>) =>
   Effect.flatMap(Lifecycle, (l) => Effect.map(l.deploy(def, { dryRun: false }, noProgress), Option.getOrThrow))
 
 /** A saga of `kind` begun and journaled up to the start of each given step, then cut off. */
-const openSaga = (service: string, kind: string, started: (sagaId: string) => ReadonlyArray<readonly [step: string, intent: unknown]> = () => []) =>
+const openSaga = (service: string, kind: SagaKind, started: (sagaId: string) => ReadonlyArray<readonly [step: string, intent: unknown]> = () => []) =>
   Effect.gen(function* () {
     const registry = yield* Registry
     const id = randomUUID()

@@ -4,11 +4,11 @@ import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { type ContainerInfo, ContainerRuntime, type ContainerSpec, LABEL_DEPLOY, LABEL_NODE, LABEL_SERVICE } from "../src/engine/ContainerRuntime.js"
-import { Lifecycle } from "../src/deploy/Lifecycle.js"
+import { Lifecycle } from "../src/lifecycle/Lifecycle.js"
 import { MemoryRuntimeControl } from "../src/engine/MemoryRuntime.js"
 import * as Monitor from "../src/monitor/Monitor.js"
 import { Registry, type ServiceRow } from "../src/registry/Registry.js"
-import { ServiceActors } from "../src/deploy/ServiceActors.js"
+import { ServiceActors } from "../src/lifecycle/ServiceActors.js"
 import { IMAGE, layerAgent, makePeers, settings, webService } from "./Harness.js"
 
 const freshFile = () => join(mkdtempSync(join(tmpdir(), "mcp-monitor-")), "registry.db")

@@ -12,8 +12,8 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import * as net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import * as PortAllocator from "../src/deploy/PortAllocator.js"
-import { PortsExhausted, type PortRange, type PortRequest } from "../src/deploy/PortAllocator.js"
+import * as PortAllocator from "../src/lifecycle/PortAllocator.js"
+import { PortsExhausted, type PortRange, type PortRequest } from "../src/lifecycle/PortAllocator.js"
 import { layerSqlite, type PortRow, Registry } from "../src/registry/Registry.js"
 
 /** Registry files go to a RAM disk where there is one (the property test opens many). */

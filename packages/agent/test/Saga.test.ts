@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { layerSqlite, Registry } from "../src/registry/Registry.js"
-import * as Saga from "../src/deploy/Saga.js"
+import * as Saga from "../src/lifecycle/Saga.js"
 
 const scratch = mkdtempSync(join(existsSync("/dev/shm") ? "/dev/shm" : tmpdir(), "mcp-saga-"))
 let files = 0

@@ -21,7 +21,7 @@ import * as CertIssuer from "../src/certs/CertIssuer.js"
 import { ContainerRuntime, LABEL_DEPLOY, LABEL_SERVICE } from "../src/engine/ContainerRuntime.js"
 import * as DnsRecords from "../src/dns/DnsRecords.js"
 import { makeFaults } from "../src/Faults.js"
-import { Lifecycle } from "../src/deploy/Lifecycle.js"
+import { Lifecycle } from "../src/lifecycle/Lifecycle.js"
 import * as MemoryRuntime from "../src/engine/MemoryRuntime.js"
 import * as ProxyRoutes from "../src/proxy/ProxyRoutes.js"
 import { Registry, type ServiceRow } from "../src/registry/Registry.js"
@@ -96,7 +96,11 @@ const HEALTH_CHECKED: ReadonlySet<number> = new Set([7, 8])
 const SHARED_PORT = 18080
 const SHARED_PORT_VARIANT = 6
 
-/** Definitions a service is deployed with; every hostname contains the service name so services never share one. */
+/** The hostname of variant 9, which every service wants: only one may have it. */
+const SHARED_HOST = "shared.svc.mcp.internal"
+const SHARED_HOST_VARIANT = 9
+
+/** Definitions a service is deployed with; apart from SHARED_HOST, every hostname contains the service name. */
 const variants: ReadonlyArray<(s: string) => ReturnType<typeof definition>> = [
   (s) => webService(s),
   (s) => webService(s, `env = ["V=1"]`),
@@ -164,7 +168,9 @@ ${execHealth}
 [[components.routes]]
 port = 5432
 mode = "l4"
-`)
+`),
+  // A hostname every service wants: a second service must be refused before anything changes.
+  (s) => webService(s, `env = ["V=9"]`, SHARED_HOST)
 ]
 const definitions = new Map<string, ReturnType<typeof definition>>()
 const variant = (service: string, n: number) => {
@@ -453,6 +459,19 @@ const unexplainedOutcome = (op: Op, ran: Ran, before: Expected, expected: Readon
       return refusedForPort ? undefined : `deploy ${op.service} should be refused at ports (${holder} holds host port ${SHARED_PORT}), but: ${ran.outcome === "ok" ? "it succeeded" : describeError(ran.error)}`
     }
     if (refusedForPort && others.some((s) => mayHold.has(s) || (expected.get(s)?._tag === "Present" && (expected.get(s) as { variant?: number }).variant === undefined))) return undefined
+  }
+  const hasHost = (s: string) => {
+    const e = expected.get(s)
+    return e?._tag === "Present" && e.variant === SHARED_HOST_VARIANT
+  }
+  const refusedForHost = ran.outcome === "DeployFailed" && (ran.error as { step?: string }).step === "plan" &&
+    String((ran.error as { reason?: string }).reason).includes(SHARED_HOST)
+  if (op.kind === "deploy" && op.variant === SHARED_HOST_VARIANT) {
+    const holder = others.find(hasHost)
+    if (holder !== undefined) {
+      return refusedForHost ? undefined : `deploy ${op.service} should be refused at plan (${holder} has ${SHARED_HOST}), but: ${ran.outcome === "ok" ? "it succeeded" : describeError(ran.error)}`
+    }
+    if (refusedForHost && others.some((s) => mayHold.has(s) || (expected.get(s)?._tag === "Present" && (expected.get(s) as { variant?: number }).variant === undefined))) return undefined
   }
   if (ran.outcome === "ok") return undefined
   if (ran.outcome === "ServiceNotFound" && op.kind !== "deploy" && before._tag === "Absent") return undefined
@@ -890,7 +909,11 @@ const regressions: ReadonlyArray<Scenario> = [
       op("restart", "alpha", { _tag: "StepFails", at: "runtime.stop" }),
       op("deploy", "alpha", { _tag: "Crash", at: "dns.put", nth: 1, recoveryUndoFails: null })
     ]
-  }
+  },
+  // A second service took a hostname the first one had: the routes step replaced the first one's
+  // proxy route, then the commit was refused, and nothing was undone.
+  { switchesTraffic: false, ops: [op("deploy", "alpha", none, SHARED_HOST_VARIANT), op("deploy", "beta", none, SHARED_HOST_VARIANT)] },
+  { switchesTraffic: true, ops: [op("deploy", "alpha", none, SHARED_HOST_VARIANT), op("deploy", "beta", none, SHARED_HOST_VARIANT)] },
 ]
 
 /** Not bugs found, but scenarios run every time: a redeploy whose health check fails, in place and blue-green. */

@@ -15,6 +15,7 @@ describe("service definitions through TOML", () => {
       if (Either.isLeft(back)) expect.fail(`${text}\n${JSON.stringify(back.left, null, 1)}`)
       expect(back.right).toEqual(def)
     },
-    { fastCheck: { numRuns: 300 } }
+    // 300 runs take 1-2 s alone; a loaded machine (two cores, other suites) takes several times that.
+    { timeout: 30_000, fastCheck: { numRuns: 300 } }
   )
 })

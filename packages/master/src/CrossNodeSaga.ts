@@ -7,7 +7,8 @@
  * The master's edge route rows are the intent the reconciler converges edges to: an `active` row
  * is a route that must exist on its edge, a `removing` row one that must not.
  */
-import { Deploy, Errors, Failures, Node, PublicRoutes, type Routes, type ServiceDefinition } from "@mcp/domain"
+import { Deploy, Errors, Node, PublicRoutes, type Routes, type ServiceDefinition } from "@mcp/domain"
+import { Failures } from "@mcp/rpc"
 import { Context, Effect, Either, Layer, Option, Stream } from "effect"
 import * as EdgeResolver from "./EdgeResolver.js"
 import { type EdgeRouteRequest, FleetCalls } from "./FleetCalls.js"

@@ -9,7 +9,8 @@
  * Each service is repaired inside its actor, after any deploy or undeploy of it under way, and
  * with a fresh listing taken there: a listing from before the actor ran could be stale.
  */
-import { Failures, type Node, type Routes } from "@mcp/domain"
+import type { Node, Routes } from "@mcp/domain"
+import { Failures } from "@mcp/rpc"
 import { Cause, Clock, type Duration, Effect, Either, Metric, Option, Ref, Schedule } from "effect"
 import { FleetCalls } from "./FleetCalls.js"
 import { MasterDb } from "./MasterDb.js"

@@ -2,9 +2,8 @@
  * Assembles a master from its config: database, agent clients, node supervisors, service
  * coordinators and the RPC server for the CLI (/master) and agents (/control).
  */
-import { Failures } from "@mcp/domain"
 import { NodeContext } from "@effect/platform-node"
-import { AuthMiddleware, ControlRpcs, Daemon, MasterRpcs, Transport } from "@mcp/rpc"
+import { AuthMiddleware, ControlRpcs, Daemon, Failures, MasterRpcs, Transport } from "@mcp/rpc"
 import { Duration, Effect, Layer, Option, Redacted } from "effect"
 import { mkdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"

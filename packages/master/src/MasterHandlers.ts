@@ -3,8 +3,8 @@
  * node registry) and ControlRpcs for agents (register, heartbeat). Commands for one service
  * go through that service's actor, so they never race across nodes.
  */
-import { Deploy, Errors, Failures, Health, Node, Operations, Placement, Validation } from "@mcp/domain"
-import { ControlRpcs, MasterRpcs } from "@mcp/rpc"
+import { Deploy, Errors, Health, Node, Operations, Placement, Validation } from "@mcp/domain"
+import { ControlRpcs, Failures, MasterRpcs } from "@mcp/rpc"
 import { Clock, Duration, Effect, Either, Layer, Mailbox, Option, Schedule, Stream } from "effect"
 import { AgentClients } from "./AgentClients.js"
 import { MasterDb } from "./MasterDb.js"

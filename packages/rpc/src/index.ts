@@ -1,9 +1,14 @@
-/** RPC contracts shared by master, agent and CLI, with auth and the HTTPS transport. */
+/**
+ * RPC contracts shared by master, agent and CLI, with auth and the HTTPS transport, and the
+ * runtime the three programs share: the daemon process, keyed actors and fatal failures.
+ */
 export * as Authenticator from "./Authenticator.js"
 export * as AuthMiddleware from "./AuthMiddleware.js"
 export * from "./Contracts.js"
 export * as Daemon from "./Daemon.js"
+export * as Failures from "./Failures.js"
 export * as HttpAuthenticator from "./HttpAuthenticator.js"
+export * as KeyedActors from "./KeyedActors.js"
 export * as Pki from "./Pki.js"
 export * as Principal from "./Principal.js"
 export * as Protocol from "./Protocol.js"

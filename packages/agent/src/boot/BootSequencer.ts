@@ -4,16 +4,17 @@
  * watching: when a service of an earlier stage fails its checks repeatedly, it is restarted
  * first and the later stages are re-gated behind it (rest_for_one).
  */
-import { Failures, type Operations, ServiceDefinition } from "@mcp/domain"
+import { type Operations, ServiceDefinition } from "@mcp/domain"
+import { Failures } from "@mcp/rpc"
 import { Duration, Effect, Either, Option, Ref, Schedule } from "effect"
 import * as dns from "node:dns"
 import * as https from "node:https"
 import { ContainerRuntime } from "../engine/ContainerRuntime.js"
 import { NodeSettings } from "../NodeSettings.js"
-import * as HealthGate from "../deploy/HealthGate.js"
-import { Lifecycle } from "../deploy/Lifecycle.js"
+import * as HealthGate from "../lifecycle/HealthGate.js"
+import { Lifecycle } from "../lifecycle/Lifecycle.js"
 import { Registry } from "../registry/Registry.js"
-import { ServiceActors } from "../deploy/ServiceActors.js"
+import { ServiceActors } from "../lifecycle/ServiceActors.js"
 
 export interface StageCheck {
   readonly service: string

@@ -2,19 +2,19 @@
  * The agent's side of AgentRpcs: decodes nothing itself (the contract's schemas already did),
  * routes each service command through its actor, and maps internal failures to wire errors.
  */
-import { Deploy, Errors, Failures, type Operations, type Status, Validation } from "@mcp/domain"
-import { AgentRpcs, Protocol } from "@mcp/rpc"
+import { Deploy, Errors, type Operations, type Status, Validation } from "@mcp/domain"
+import { AgentRpcs, Failures, Protocol } from "@mcp/rpc"
 import { Effect, Either, Mailbox, Option, Schedule, Stream } from "effect"
 import { BootSequencer } from "../boot/BootSequencer.js"
 import { ContainerRuntime, LABEL_NODE } from "../engine/ContainerRuntime.js"
 import { NodeSettings } from "../NodeSettings.js"
 import { EdgeRoutes } from "../edge/EdgeRoutes.js"
-import { Lifecycle } from "../deploy/Lifecycle.js"
+import { Lifecycle } from "../lifecycle/Lifecycle.js"
 import { Monitor } from "../monitor/Monitor.js"
 import * as NodeResources from "./NodeResources.js"
 import { ProxyRoutes } from "../proxy/ProxyRoutes.js"
 import { Registry } from "../registry/Registry.js"
-import { ServiceActors } from "../deploy/ServiceActors.js"
+import { ServiceActors } from "../lifecycle/ServiceActors.js"
 
 export interface AgentIdentity {
   readonly role: "master" | "worker" | "edge"

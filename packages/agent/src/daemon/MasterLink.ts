@@ -8,7 +8,7 @@ import type { Node } from "@mcp/domain"
 import { ControlRpcs, Transport } from "@mcp/rpc"
 import { Duration, Effect, Either, Ref, Schedule } from "effect"
 import { ContainerRuntime, LABEL_NODE } from "../engine/ContainerRuntime.js"
-import { Lifecycle } from "../deploy/Lifecycle.js"
+import { Lifecycle } from "../lifecycle/Lifecycle.js"
 import * as NodeResources from "./NodeResources.js"
 
 export interface MasterLinkOptions {

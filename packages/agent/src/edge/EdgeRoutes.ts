@@ -15,7 +15,8 @@
  * route and its certificate; no proxy route or certificate exists without a row.
  */
 import type { SqlError } from "@effect/sql/SqlError"
-import { Errors, Hostname, KeyedActors, type Node, type Routes } from "@mcp/domain"
+import { Errors, Hostname, type Node, type Routes } from "@mcp/domain"
+import { KeyedActors } from "@mcp/rpc"
 import { Context, Effect, Either, Layer, Metric, Option, type Schedule } from "effect"
 import { lookup } from "node:dns/promises"
 import { isIP } from "node:net"
@@ -23,7 +24,7 @@ import { type CertError, CertIssuer, type IssuedCertificate, REUSE_MARGIN_MS } f
 import { NodeSettings } from "../NodeSettings.js"
 import { type ProxyError, type ProxyRoute, ProxyRoutes } from "../proxy/ProxyRoutes.js"
 import { type EdgeRouteRow, type EdgeTarget, Registry } from "../registry/Registry.js"
-import { compensationRetry } from "../deploy/Saga.js"
+import { compensationRetry } from "../lifecycle/Saga.js"
 
 /** What the master asks for (AgentRpcs SetupEdgeRoute's payload). */
 export interface SetupRequest {

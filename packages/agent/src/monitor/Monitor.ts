@@ -8,9 +8,9 @@ import { Clock, Context, Duration, Effect, Either, FiberMap, Layer, Option, Ref,
 import { type AgentConfig, MONITOR_DEFAULTS } from "../daemon/AgentConfig.js"
 import { type ContainerInfo, ContainerRuntime, LABEL_DEPLOY, LABEL_NODE, LABEL_SERVICE } from "../engine/ContainerRuntime.js"
 import { NodeSettings } from "../NodeSettings.js"
-import { Lifecycle } from "../deploy/Lifecycle.js"
+import { Lifecycle } from "../lifecycle/Lifecycle.js"
 import { type ComponentRow, Registry, type ServiceRow } from "../registry/Registry.js"
-import { ServiceActors } from "../deploy/ServiceActors.js"
+import { ServiceActors } from "../lifecycle/ServiceActors.js"
 
 // ---------------------------------------------------------------------------------------------
 // Findings: pure functions of a snapshot (registry rows, engine containers) and the clock.

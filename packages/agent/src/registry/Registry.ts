@@ -208,10 +208,13 @@ export interface EdgeRouteRow extends EdgeTarget {
 
 export type SagaState = "running" | "committed" | "compensated" | "failed"
 
+/** A deploy is a saga with steps; stop, start and undeploy are journaled as one entry each. */
+export type SagaKind = "deploy" | "stop" | "start" | "undeploy"
+
 export interface SagaRow {
   readonly id: string
   readonly service: string
-  readonly kind: string
+  readonly kind: SagaKind
   readonly state: SagaState
   readonly startedAt: string
   readonly error: string | undefined
@@ -399,7 +402,7 @@ export class Registry extends Effect.Service<Registry>()("@mcp/agent/Registry", 
       deleteEdgeRoute: (hostname: string) => sql`DELETE FROM edge_routes WHERE hostname = ${hostname}`.pipe(Effect.asVoid),
 
       // sagas ----------------------------------------------------------------------------------
-      beginSaga: (id: string, service: string, kind: string) =>
+      beginSaga: (id: string, service: string, kind: SagaKind) =>
         sql`INSERT INTO sagas (id, service, kind, state, started_at) VALUES (${id}, ${service}, ${kind}, 'running', ${now()})`.pipe(Effect.asVoid),
       journal: (sagaId: string, step: string, phase: SagaStepRow["phase"], data: unknown) =>
         sql`INSERT INTO saga_steps (saga_id, seq, step, phase, data, at)
@@ -409,7 +412,7 @@ export class Registry extends Effect.Service<Registry>()("@mcp/agent/Registry", 
       sagasIn: (state: SagaState) =>
         sql`SELECT * FROM sagas WHERE state = ${state} ORDER BY started_at`.pipe(
           Effect.map((rows) => rows.map((r): SagaRow => ({
-            id: r["id"] as string, service: r["service"] as string, kind: r["kind"] as string,
+            id: r["id"] as string, service: r["service"] as string, kind: r["kind"] as SagaKind,
             state: r["state"] as SagaState, startedAt: r["started_at"] as string, error: nullable(r["error"] as string | null)
           })))
         ),

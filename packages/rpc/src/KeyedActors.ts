@@ -1,7 +1,8 @@
 /**
  * Keyed actors: one fiber with a mailbox per key, running that key's jobs one at a time in order,
  * while different keys run in parallel. Actors start on demand, retire when idle and are
- * restarted with backoff if they die. No IO: the agent and the master key them by service name.
+ * restarted with backoff if they die. Shared runtime (in `@mcp/rpc`, not the pure domain): the
+ * agent and the master key them by service name.
  */
 import { Deferred, Duration, Effect, type Exit, FiberMap, Option, Queue, Ref, Schedule } from "effect"
 

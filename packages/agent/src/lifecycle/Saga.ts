@@ -1,0 +1,173 @@
+/**
+ * A journaled saga: each step is recorded before it runs and after it succeeds, so that a
+ * saga cut short (a failure, or the agent killed) can be compensated from the journal alone.
+ * Compensations are looked up by step name and get the step's journaled data, never a closure.
+ *
+ * Two ways to run one: `run` takes a fixed list of steps; `sequence` hands its body a function
+ * that runs one step and returns the step's typed result, so a step can take what earlier
+ * steps produced as plain arguments. Either way, the first failure compensates every step the
+ * journal shows and fails with `StepFailed`.
+ */
+import { Data, Effect, Either, ParseResult, Schedule, Schema } from "effect"
+import type { SqlError } from "@effect/sql/SqlError"
+import type { Registry } from "../registry/Registry.js"
+
+export interface Step<E, R, A = unknown> {
+  readonly name: string
+  /** Journaled with "started": what compensation needs if the agent dies mid-step. Read when the step starts. */
+  readonly intent: () => unknown
+  readonly run: Effect.Effect<A, E, R>
+  /** How the result is journaled with "done" (as it is, by default). */
+  readonly journal?: (result: A) => unknown
+}
+
+/** Undoes a step from its journaled data; must be idempotent (it may run more than once). */
+export type Compensator<R> = (data: { readonly intent: unknown; readonly result: unknown }) => Effect.Effect<void, unknown, R>
+
+export class StepFailed<E> extends Data.TaggedError("StepFailed")<{
+  readonly step: string
+  readonly error: E
+  /** Compensations that failed even after retries: the saga stays open for the next start. */
+  readonly compensationErrors: ReadonlyArray<string>
+}> {}
+
+export const compensationRetry = Schedule.exponential("50 millis", 2).pipe(Schedule.intersect(Schedule.recurs(3)))
+
+const describe = (e: unknown): string => (e instanceof Error ? e.message : typeof e === "object" && e !== null && "message" in e ? String(e.message) : String(e))
+
+/**
+ * Compensates the journaled steps of `sagaId` in reverse order. Returns the failures; the
+ * saga is marked compensated only when there are none.
+ */
+export const compensate = <R>(
+  registry: Registry,
+  sagaId: string,
+  compensators: Readonly<Record<string, Compensator<R>>>
+) =>
+  Effect.gen(function* () {
+    const journal = yield* registry.sagaSteps(sagaId)
+    const steps = new Map<string, { intent: unknown; result: unknown; compensated: boolean }>()
+    for (const row of journal) {
+      const entry = steps.get(row.step) ?? { intent: undefined, result: undefined, compensated: false }
+      if (row.phase === "started") entry.intent = row.data
+      else if (row.phase === "done") entry.result = row.data
+      else entry.compensated = true
+      steps.set(row.step, entry)
+    }
+    const failures: Array<string> = []
+    for (const [step, entry] of [...steps.entries()].reverse()) {
+      if (entry.compensated) continue
+      const undo = compensators[step]
+      if (undo === undefined) continue
+      const outcome = yield* Effect.either(Effect.retry(undo(entry), compensationRetry))
+      if (Either.isLeft(outcome)) {
+        failures.push(`${step}: ${describe(outcome.left)}`)
+        yield* Effect.logWarning(`saga ${sagaId}: compensating ${step} failed: ${describe(outcome.left)}`)
+      } else {
+        yield* registry.journal(sagaId, step, "compensated", null)
+      }
+    }
+    if (failures.length === 0) yield* registry.endSaga(sagaId, "compensated")
+    return failures
+  })
+
+/** A step failed: what `sequence` stops with before it compensates. */
+class Halted<E> extends Data.TaggedError("SagaHalted")<{ readonly step: string; readonly error: E }> {}
+
+/** The errors of the steps behind the `Halted` failures in `EB`. */
+type HaltedError<EB> = EB extends Halted<infer E> ? E : never
+
+/** Runs one step of a saga: journals it, reports it, and returns its result. */
+export type RunStep = <A, E, R>(step: Step<E, R, A>) => Effect.Effect<A, Halted<E> | SqlError, R>
+
+/**
+ * Runs `body`, which runs its steps through the `RunStep` it is given. When a step fails, the
+ * steps the journal shows are compensated (newest first) and the saga fails with `StepFailed`.
+ */
+export const sequence = <A, EB, R, RC>(
+  registry: Registry,
+  sagaId: string,
+  compensators: Readonly<Record<string, Compensator<RC>>>,
+  onStep: (step: string, status: "started" | "done" | "failed") => Effect.Effect<void>,
+  body: (runStep: RunStep) => Effect.Effect<A, EB, R>
+) => {
+  const runStep: RunStep = (step) =>
+    Effect.gen(function* () {
+      yield* registry.journal(sagaId, step.name, "started", step.intent())
+      yield* onStep(step.name, "started")
+      const outcome = yield* Effect.either(step.run)
+      if (Either.isLeft(outcome)) {
+        yield* onStep(step.name, "failed")
+        return yield* new Halted({ step: step.name, error: outcome.left })
+      }
+      yield* registry.journal(sagaId, step.name, "done", step.journal === undefined ? outcome.right ?? null : step.journal(outcome.right))
+      yield* onStep(step.name, "done")
+      return outcome.right
+    })
+  return body(runStep).pipe(
+    Effect.catchIf(
+      (e): e is Extract<EB, Halted<unknown>> => e instanceof Halted,
+      (halted) =>
+        Effect.flatMap(compensate(registry, sagaId, compensators), (compensationErrors) =>
+          Effect.fail(new StepFailed({ step: halted.step, error: halted.error as HaltedError<EB>, compensationErrors }))
+        )
+    )
+  )
+}
+
+/** Runs `steps` in order, journaling each; on a failure compensates what ran and fails. */
+export const run = <E, R, RC>(
+  registry: Registry,
+  sagaId: string,
+  steps: ReadonlyArray<Step<E, R>>,
+  compensators: Readonly<Record<string, Compensator<RC>>>,
+  onStep: (step: string, status: "started" | "done" | "failed") => Effect.Effect<void> = () => Effect.void
+) => sequence(registry, sagaId, compensators, onStep, (runStep) => Effect.forEach(steps, runStep, { discard: true }))
+
+// ---------------------------------------------------------------------------------------------
+// Typed steps: the intent and the result are journaled through their Schemas and decoded again
+// for compensation, so a compensation works with the types the step wrote.
+
+/** What a step journals and how it is undone. The step's `run` is built by its module. */
+export interface Journaled<I, IE, O, OE, CR> {
+  readonly name: string
+  readonly Intent: Schema.Schema<I, IE>
+  readonly Result: Schema.Schema<O, OE>
+  /** Undoes the step from its journaled intent and result (`undefined` if it never finished); idempotent. */
+  readonly compensate: (journaled: { readonly intent: I; readonly result: O | undefined }) => Effect.Effect<void, unknown, CR>
+}
+
+/** Defines a typed step's journal (the types are inferred from the Schemas). */
+export const journaled = <I, IE, O, OE, CR>(definition: Journaled<I, IE, O, OE, CR>): Journaled<I, IE, O, OE, CR> => definition
+
+/**
+ * A step of a typed journal: its intent is journaled when it starts, its result when it ends.
+ * `toResult` picks what is journaled when the step gives its caller more than that.
+ */
+export function step<I, IE, O, OE, CR, E, R>(definition: Journaled<I, IE, O, OE, CR>, intent: I, run: Effect.Effect<O, E, R>): Step<E, R, O>
+export function step<I, IE, O, OE, CR, A, E, R>(definition: Journaled<I, IE, O, OE, CR>, intent: I, run: Effect.Effect<A, E, R>, toResult: (a: A) => O): Step<E, R, A>
+export function step<I, IE, O, OE, CR, A, E, R>(definition: Journaled<I, IE, O, OE, CR>, intent: I, run: Effect.Effect<A, E, R>, toResult?: (a: A) => O): Step<E, R, A> {
+  const encode = Schema.encodeSync(definition.Result)
+  return {
+    name: definition.name,
+    intent: () => Schema.encodeSync(definition.Intent)(intent),
+    run,
+    journal: (a) => encode(toResult === undefined ? (a as unknown as O) : toResult(a))
+  }
+}
+
+/** A step with nothing to undo: the journal only shows that it ran. */
+export const plain = <A, E, R>(name: string, run: Effect.Effect<A, E, R>): Step<E, R, A> => ({ name, intent: () => null, run, journal: () => null })
+
+/** The compensator of a typed step: decodes what the journal holds, then undoes the step. */
+export const compensator = <I, IE, O, OE, CR>(definition: Journaled<I, IE, O, OE, CR>): Compensator<CR> =>
+  ({ intent, result }) =>
+    Effect.gen(function* () {
+      const decodedIntent = yield* Schema.decodeUnknown(definition.Intent)(intent)
+      const decodedResult = result === undefined ? undefined : yield* Schema.decodeUnknown(definition.Result)(result)
+      yield* definition.compensate({ intent: decodedIntent, result: decodedResult })
+    }).pipe(
+      Effect.catchIf(ParseResult.isParseError, (e) =>
+        Effect.fail(new Error(`the journal of step ${definition.name} cannot be read: ${ParseResult.TreeFormatter.formatErrorSync(e)}`))
+      )
+    )

@@ -1,0 +1,57 @@
+/**
+ * At agent start, closing what a previous run left open: deploy sagas are compensated, journaled
+ * stop/start/undeploy operations are finished (they are idempotent), then containers that belong
+ * to no committed deploy are removed and ports of ended sagas released.
+ */
+import { Effect, Either, Option } from "effect"
+import { ContainerRuntime, LABEL_DEPLOY, LABEL_NODE, LABEL_SERVICE } from "../engine/ContainerRuntime.js"
+import { NodeSettings } from "../NodeSettings.js"
+import { Registry } from "../registry/Registry.js"
+import { compensateDeploy } from "./Compensation.js"
+import { bringUp, takeDown } from "./Converge.js"
+import * as ServiceEvents from "./ServiceEvents.js"
+import { undeployBody } from "./ServiceOperations.js"
+import { describe } from "./StepErrors.js"
+
+export const resumeOpenWork = Effect.gen(function* () {
+  const registry = yield* Registry
+  // Deploys are compensated first: until then their containers may hold the host ports a
+  // stop/start/undeploy finished below needs (an in-place redeploy reuses the old ports).
+  const open = yield* registry.sagasIn("running")
+  for (const saga of [...open.filter((s) => s.kind === "deploy"), ...open.filter((s) => s.kind !== "deploy")]) {
+    const close: Effect.Effect<void, unknown, Effect.Effect.Context<ReturnType<typeof undeployBody>>> = saga.kind === "deploy"
+      ? Effect.flatMap(compensateDeploy(saga.id), (failures) => (failures.length > 0 ? Effect.fail(failures.join("; ")) : Effect.void))
+      : Effect.gen(function* () {
+          const row = yield* registry.service(saga.service)
+          const exists = Option.isSome(row)
+          // A stop or start finishes towards the service's recorded state, not its own kind:
+          // a later operation (a deploy, a stop after a failed start) may have changed it.
+          if (exists && (saga.kind === "stop" || saga.kind === "start")) yield* (row.value.active ? bringUp : takeDown)(saga.service)
+          if (exists && saga.kind === "undeploy") yield* undeployBody(saga.service)
+          yield* registry.endSaga(saga.id, "committed")
+        })
+    const outcome = yield* Effect.either(close)
+    yield* ServiceEvents.record("recover", saga.service, Either.isLeft(outcome)
+      ? `could not close the interrupted ${saga.kind} (${describe(outcome.left)}); retried at next start`
+      : saga.kind === "deploy" ? "rolled back an interrupted deploy" : `finished an interrupted ${saga.kind}`)
+  }
+  yield* sweepOrphans
+})
+
+const sweepOrphans = Effect.gen(function* () {
+  const registry = yield* Registry
+  const runtime = yield* ContainerRuntime
+  const settings = yield* NodeSettings
+  const services = new Map((yield* registry.services).map((s) => [s.name, s.deployId] as const))
+  const running = new Set((yield* registry.sagasIn("running")).map((s) => s.id))
+  for (const c of yield* runtime.list({ [LABEL_NODE]: settings.node })) {
+    const service = c.labels[LABEL_SERVICE]
+    const deployId = c.labels[LABEL_DEPLOY]
+    if (service === undefined || deployId === undefined || running.has(deployId)) continue
+    if (services.get(service) !== deployId) {
+      yield* runtime.remove(c.id)
+      yield* ServiceEvents.record("recover", service, `removed orphan container ${c.name}`)
+    }
+  }
+  for (const p of yield* registry.ports) if (p.sagaId !== undefined && !running.has(p.sagaId)) yield* registry.releaseSagaPorts(p.sagaId)
+})
