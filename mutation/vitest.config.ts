@@ -21,7 +21,7 @@ const group = (groups as Record<string, { projects: ReadonlyArray<keyof typeof a
 // Stryker copies the repository into a sandbox and links node_modules from the original, so the
 // workspace links (@mcp/*) would load the unmutated packages: point them at the sandbox's sources.
 const alias = [
-  { find: /^@mcp\/(domain|rpc|agent|master|cli)$/, replacement: `${repo}/packages/$1/src/index.ts` },
+  { find: /^@mcp\/(domain|rpc|cli)$/, replacement: `${repo}/packages/$1/src/index.ts` },
   { find: /^@mcp\/(domain|rpc|agent|master|cli)\/(.+)$/, replacement: `${repo}/packages/$1/src/$2.ts` }
 ]
 

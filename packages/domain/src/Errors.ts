@@ -87,7 +87,7 @@ export class VersionSkew extends Schema.TaggedError<VersionSkew>()("VersionSkew"
   }
   override get message() {
     const older = this.olderSide === "remote" ? "the remote side" : "this side"
-    return `${this.rpc} is not available: protocol version ${this.localVersion} here, ${this.remoteVersion} remote; ${older} is older, run mcp agent upgrade`
+    return `${this.rpc} is not available: protocol version ${this.localVersion} here, ${this.remoteVersion} remote; ${older} is older: upgrade it to the same MCP release as the other`
   }
 }
 

@@ -394,9 +394,6 @@ const repairService = (s: ServiceShape): ServiceShape => {
   const { build: _b, ...rest } = s
   return { ...rest, ...build, components }
 }
-/** The definition as written in a file, before defaults. */
-export type ServiceDefinitionEncoded = typeof ServiceDefinition.Encoded
-
 /**
  * The repository a component's image comes from: the one in its image, or by convention
  * `<service>` for the first component and `<service>-<component>` for the others.

@@ -35,10 +35,10 @@ describe("error messages", () => {
   it("VersionSkew says which side is older", () => {
     const localOlder = new Errors.VersionSkew({ rpc: "Logs", localVersion: 2, remoteVersion: 3 })
     expect(localOlder.olderSide).toBe("local")
-    expect(localOlder.message).toBe("Logs is not available: protocol version 2 here, 3 remote; this side is older, run mcp agent upgrade")
+    expect(localOlder.message).toBe("Logs is not available: protocol version 2 here, 3 remote; this side is older: upgrade it to the same MCP release as the other")
     const remoteOlder = new Errors.VersionSkew({ rpc: "Logs", localVersion: 3, remoteVersion: 1 })
     expect(remoteOlder.olderSide).toBe("remote")
-    expect(remoteOlder.message).toBe("Logs is not available: protocol version 3 here, 1 remote; the remote side is older, run mcp agent upgrade")
+    expect(remoteOlder.message).toBe("Logs is not available: protocol version 3 here, 1 remote; the remote side is older: upgrade it to the same MCP release as the other")
   })
 
   it("DeployFailed says it rolled back, and whether retrying may help", () => {

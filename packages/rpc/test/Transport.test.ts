@@ -178,6 +178,6 @@ describe("RPC over HTTPS between processes", () => {
       const error = yield* Effect.flip(agent.Ps())
       expect(error).toBeInstanceOf(Errors.VersionSkew)
       expect(error).toMatchObject({ rpc: "Ps", localVersion: 1, remoteVersion: 0 })
-      expect(error.message).toContain("the remote side is older, run mcp agent upgrade")
+      expect(error.message).toContain("the remote side is older: upgrade it to the same MCP release as the other")
     }))
 })

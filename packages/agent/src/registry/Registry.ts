@@ -98,8 +98,6 @@ const migrations = {
   })
 }
 
-export const MIGRATION_COUNT = Object.keys(migrations).length
-
 const migrate = (upTo?: number) =>
   Migrator.make({})({
     loader: Migrator.fromRecord(
