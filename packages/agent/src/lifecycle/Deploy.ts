@@ -141,7 +141,7 @@ export const deploy = (def: ServiceDefinition.ServiceDefinition, options: { read
         })
       ).pipe(
         // The registry itself failing (disk full, corruption) is reported as its own step.
-        Effect.catchTag("SqlError", (e) => Effect.fail(new Saga.StepFailed({ step: "registry", error: e as unknown, compensationErrors: [] })))
+        Effect.catchTag("SqlError", (e) => Effect.fail(new Saga.StepFailed({ step: "registry", error: e, compensationErrors: [] })))
       )
     )
     if (Either.isLeft(outcome)) {

@@ -14,7 +14,7 @@ import { Registry, type SagaKind } from "../registry/Registry.js"
 import { bringUp, takeDown } from "./Converge.js"
 import * as ServiceEvents from "./ServiceEvents.js"
 import { status } from "./Status.js"
-import { describe, isRetryable, peerOf } from "./StepErrors.js"
+import { describe, isRetryable, type PeerError, peerOf } from "./StepErrors.js"
 
 /** Removes everything of a service: routes, DNS, containers, certificates, then its record. */
 export const undeployBody = (service: string) =>
@@ -72,7 +72,7 @@ const journaledAs = <A, E, R, E2, R2>(service: string, kind: Exclude<SagaKind, "
   })
 
 /** A failure of a peer during `operation`, as the user sees it. */
-const peerFailure = (service: string, operation: string) => (e: unknown) =>
+const peerFailure = (service: string, operation: string) => (e: PeerError) =>
   new Errors.PeerFailed({ peer: peerOf(e), operation: `${operation} ${service}`, reason: describe(e), retryable: isRetryable(e) })
 
 const done = { stop: "stopped", start: "started", restart: "restarted" } as const
@@ -82,7 +82,7 @@ const done = { stop: "stopped", start: "started", restart: "restarted" } as cons
  * work runs journaled as `kind` with `active` recorded, the event is logged and the status
  * returned. A missing service is reported as such; anything else names the peer that failed.
  */
-const operate = <E, R>(
+const operate = <E extends PeerError, R>(
   service: string,
   operation: "stop" | "start" | "restart",
   kind: "stop" | "start",

@@ -1,26 +1,56 @@
 /**
  * How a failure of the engine, the proxy, the CA, DNS or the registry is told to the user:
- * its message, whether trying again may help, and which system it came from.
+ * its message, whether trying again may help, and which system it came from. Both are decided
+ * by the error's type: a new error type in a step does not compile until it is placed here.
  */
+import type { SqlError } from "@effect/sql/SqlError"
+import type { Errors } from "@mcp/domain"
+import type { CertError } from "../certs/CertIssuer.js"
+import type { DnsError } from "../dns/DnsRecords.js"
+import type { ContainerNotFound, ImageNotFound, RuntimeError } from "../engine/ContainerRuntime.js"
+import type { ProxyError } from "../proxy/ProxyRoutes.js"
+import type { Unhealthy } from "./HealthGate.js"
+import type { PortsExhausted } from "./PortAllocator.js"
+
+/** A failure of one of the systems the agent drives. */
+export type PeerError = RuntimeError | ImageNotFound | ContainerNotFound | ProxyError | DnsError | CertError | SqlError
+
+/** What a deploy step or a service operation can fail with. */
+export type StepError = PeerError | Unhealthy | PortsExhausted | Errors.DeployFailed
 
 /** The failure's own message. */
 export const describe = (e: unknown): string =>
   e instanceof Error ? e.message : typeof e === "object" && e !== null && "message" in e ? String(e.message) : String(e)
 
-/** Failures that come from a peer (engine, proxy, CA, DNS) name it, and may be retried. */
-export const isRetryable = (e: unknown): boolean =>
-  typeof e === "object" && e !== null && "retryable" in e ? Boolean(e.retryable) : typeof e === "object" && e !== null && "_tag" in e && e._tag !== "Unhealthy" && e._tag !== "PortsExhausted" && e._tag !== "ImageNotFound"
+/**
+ * Whether trying the same thing again may succeed: a peer that failed may answer next time; a
+ * service that is never healthy, a full port range or a missing image need a change first.
+ */
+export const isRetryable = (e: StepError): boolean => {
+  switch (e._tag) {
+    case "RuntimeError":
+    case "DeployFailed":
+      return e.retryable
+    case "ContainerNotFound":
+    case "ProxyError":
+    case "DnsError":
+    case "CertError":
+    case "SqlError":
+      return true
+    case "Unhealthy":
+    case "PortsExhausted":
+    case "ImageNotFound":
+      return false
+  }
+}
 
-/** Names the external system behind an adapter error, for PeerFailed. */
-export const peerOf = (e: unknown): string => {
-  if (typeof e !== "object" || e === null || !("_tag" in e)) return "agent"
-  const fields = e as { _tag: string; proxy?: string; server?: string; issuer?: string }
-  switch (fields._tag) {
-    case "ProxyError": return fields.proxy ?? "proxy"
-    case "DnsError": return fields.server ?? "DNS server"
-    case "CertError": return fields.issuer ?? "certificate issuer"
+/** Names the system behind a failure, for PeerFailed. */
+export const peerOf = (e: PeerError): string => {
+  switch (e._tag) {
+    case "ProxyError": return e.proxy
+    case "DnsError": return e.server
+    case "CertError": return e.issuer
     case "RuntimeError": case "ContainerNotFound": case "ImageNotFound": return "container engine"
     case "SqlError": return "registry"
-    default: return "agent"
   }
 }
