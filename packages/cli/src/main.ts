@@ -1,5 +1,5 @@
 /** The `mcp` operator CLI: parses the command line and runs the chosen command. */
-import { Command, ValidationError } from "@effect/cli"
+import { Command } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
 import { boot } from "./commands/Boot.js"
@@ -10,6 +10,7 @@ import { route } from "./commands/Route.js"
 import { deploy, events, logs, ps, restart, start, status, stop, undeploy } from "./commands/Service.js"
 import { token } from "./commands/Token.js"
 import { validate } from "./commands/Validate.js"
+import { report } from "./Report.js"
 
 const mcp = Command.make("mcp").pipe(
   Command.withDescription("MCP: deploy and run containers on a small fleet of nodes"),
@@ -19,8 +20,10 @@ const mcp = Command.make("mcp").pipe(
 const cli = Command.run(mcp, { name: "mcp", version: "0.1.0" })
 
 cli(process.argv).pipe(
-  // @effect/cli already printed the usage problem; exit 2 without a second, JSON-shaped report.
-  Effect.catchIf(ValidationError.isValidationError, () => Effect.sync(() => { process.exitCode = 2 })),
+  // Commands fail with typed errors and report nothing themselves: one reporter for all of them.
+  report,
+  // Connections a command opened close when it ends.
+  Effect.scoped,
   Effect.provide(NodeContext.layer),
   NodeRuntime.runMain({ disableErrorReporting: false })
 )

@@ -1,7 +1,7 @@
 /** `mcp boot status --node N`: each boot stage of a node, its services, check results and timings. */
 import { Command, Options } from "@effect/cli"
 import { Console, Effect } from "effect"
-import { describeError, fail, table } from "../Output.js"
+import { table } from "../Output.js"
 import * as Common from "./Common.js"
 
 const status = Command.make(
@@ -9,7 +9,7 @@ const status = Command.make(
   { node: Options.text("node").pipe(Options.withAlias("n")), config: Common.config, direct: Common.direct, json: Common.json },
   (o) =>
     Effect.gen(function* () {
-      const boot = yield* (yield* Common.agentFor(o.config, o.node, o.direct)).BootStatus()
+      const boot = yield* (yield* Common.agentFor(o.config, o.node, o.direct)).call((agent) => agent.BootStatus())
       if (o.json) return yield* Console.log(JSON.stringify(boot, null, 2))
       yield* Console.log(table(
         ["STAGE", "STATE", "SERVICES", "ATTEMPTS", "STARTED", "UP", "LAST ERROR"],
@@ -17,7 +17,7 @@ const status = Command.make(
       ))
       const checks = boot.stages.flatMap((s) => s.checks.map((c) => [s.name, c.service, c.check, c.ok ? "ok" : "FAIL", c.detail]))
       if (checks.length > 0) yield* Console.log("\n" + table(["STAGE", "SERVICE", "CHECK", "RESULT", "DETAIL"], checks))
-    }).pipe(Effect.catchAll((e) => fail(describeError(e))), Effect.scoped)
+    })
 ).pipe(Command.withDescription("show a node's boot stages and their checks"))
 
 export const boot = Command.make("boot").pipe(Command.withSubcommands([status]), Command.withDescription("the staged boot of a node"))

@@ -1,6 +1,7 @@
 /**
  * `mcp ca init <dir>` and `mcp ca issue <name>`: the operator's front end to the platform CA in @mcp/rpc/Pki.
- * Prints what was written (paths, serial, expiry) or JSON with --json; a refusal is one line on stderr and exit 1.
+ * Prints what was written (paths, serial, expiry) or JSON with --json; a refusal (PkiError, whose
+ * message says what to do) is printed by Report.ts.
  */
 import { Args, Command, Options } from "@effect/cli"
 import * as Pki from "@mcp/rpc/Pki"
@@ -12,7 +13,7 @@ const days = Options.integer("days").pipe(Options.withDescription("validity in d
 const toJson = (written: Pki.WrittenCertificate, extra: Record<string, unknown>) =>
   JSON.stringify({ ...extra, ...written, notAfter: written.notAfter.toISOString() }, null, 2)
 
-const report = (headline: string, written: Pki.WrittenCertificate, keyNote: string, certNote: string) =>
+const printWritten = (headline: string, written: Pki.WrittenCertificate, keyNote: string, certNote: string) =>
   Console.log(
     [
       headline,
@@ -21,12 +22,6 @@ const report = (headline: string, written: Pki.WrittenCertificate, keyNote: stri
       `  serial   ${written.serial}`,
       `  expires  ${written.notAfter.toISOString()}`
     ].join("\n")
-  )
-
-// One actionable line, no stack: PkiError messages already say what to do.
-const failOnPkiError = (command: string) => <A, R>(self: Effect.Effect<A, Pki.PkiError, R>) =>
-  Effect.catchTag(self, "PkiError", (error) =>
-    Console.error(`mcp ca ${command}: ${error.message}`).pipe(Effect.zipRight(Effect.sync(() => { process.exitCode = 1 })))
   )
 
 const init = Command.make(
@@ -45,9 +40,8 @@ const init = Command.make(
       Effect.flatMap((written) =>
         json
           ? Console.log(toJson(written, { kind: "ca" }))
-          : report(`created CA in ${dir}`, written, "mode 0600; keep it secret and backed up", "pin this on every client and server")
-      ),
-      failOnPkiError("init")
+          : printWritten(`created CA in ${dir}`, written, "mode 0600; keep it secret and backed up", "pin this on every client and server")
+      )
     )
 ).pipe(Command.withDescription("create a new platform CA; refuses if the directory already holds one"))
 
@@ -78,14 +72,13 @@ const issue = Command.make(
         const kind = usage === "both" ? "server+client" : usage
         return json
           ? Console.log(toJson(written, { kind: "leaf", name, usage, ips: ip, dns }))
-          : report(
+          : printWritten(
               `issued ${kind} certificate ${name}${sans.length > 0 ? ` for ${sans.join(", ")}` : ""}`,
               written,
               "mode 0600",
               "leaf followed by the CA certificate"
             )
-      }),
-      failOnPkiError("issue")
+      })
     )
 ).pipe(Command.withDescription("issue a certificate signed by the platform CA"))
 

@@ -7,10 +7,9 @@
 import { Command } from "@effect/cli"
 import type { Routes } from "@mcp/domain"
 import { Console, Effect } from "effect"
-import { describeError, fail, table } from "../Output.js"
+import { table } from "../Output.js"
+import { CommandFailed } from "../Report.js"
 import * as Common from "./Common.js"
-
-const report = <A, E, R>(effect: Effect.Effect<A, E, R>) => effect.pipe(Effect.catchAll((e) => fail(describeError(e))), Effect.scoped)
 
 const DAY_MS = 24 * 60 * 60 * 1000
 
@@ -67,24 +66,24 @@ export const summarizeDnsCheck = (results: ReadonlyArray<DnsCheckResult>): { rea
 }
 
 const list = Command.make("list", { config: Common.config, json: Common.json }, (o) =>
-  report(Effect.gen(function* () {
-    const routes = yield* (yield* Common.masterClient(yield* Common.loadConfig(o.config))).EdgeRoutesList()
+  Effect.gen(function* () {
+    const routes = yield* (yield* Common.masterClient(yield* Common.loadConfig(o.config))).call((master) => master.EdgeRoutesList())
     yield* Console.log(o.json ? JSON.stringify(routes, null, 2) : formatEdgeRoutes(routes, new Date()))
-  }))
+  })
 ).pipe(Command.withDescription("list public routes: hostname, edge node, service, worker, backend and certificate"))
 
 export const edge = Command.make("edge").pipe(Command.withSubcommands([list]), Command.withDescription("public routes published through edge nodes"))
 
 const check = Command.make("check", { config: Common.config, json: Common.json }, (o) =>
-  report(Effect.gen(function* () {
-    const results = yield* (yield* Common.masterClient(yield* Common.loadConfig(o.config))).DnsCheck()
+  Effect.gen(function* () {
+    const results = yield* (yield* Common.masterClient(yield* Common.loadConfig(o.config))).call((master) => master.DnsCheck())
     yield* Console.log(o.json ? JSON.stringify(results, null, 2) : formatDnsCheck(results))
     if (results.length === 0) return
     const summary = summarizeDnsCheck(results)
     // With --json the summary goes to stderr only when something is wrong, so stdout stays JSON.
-    if (summary.failed) return yield* fail(summary.line)
+    if (summary.failed) return yield* new CommandFailed({ message: summary.line })
     if (!o.json) yield* Console.log(summary.line)
-  }))
+  })
 ).pipe(Command.withDescription("check that every public hostname's DNS points at the edge node publishing it; exit 1 and print the records to create if not"))
 
 export const dns = Command.make("dns").pipe(Command.withSubcommands([check]), Command.withDescription("public DNS for edge routes"))

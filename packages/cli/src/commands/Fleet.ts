@@ -3,14 +3,14 @@
  * definitions, and recovering agents (also --direct, straight to one agent).
  */
 import { Args, Command, Options } from "@effect/cli"
-import { type Operations, Validation } from "@mcp/domain"
+import { Names, Node, type Operations, Validation } from "@mcp/domain"
 import { Console, Effect, Either, Option } from "effect"
 import { readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
-import { describeError, fail, table } from "../Output.js"
+import * as Arguments from "../Arguments.js"
+import { table } from "../Output.js"
+import { CommandFailed } from "../Report.js"
 import * as Common from "./Common.js"
-
-const report = <A, E, R>(effect: Effect.Effect<A, E, R>) => effect.pipe(Effect.catchAll((e) => fail(describeError(e))), Effect.scoped)
 
 const bytes = (n: number) => (n >= 1e9 ? `${(n / 1e9).toFixed(1)}G` : `${(n / 1e6).toFixed(0)}M`)
 
@@ -27,10 +27,10 @@ export const formatNodes = (nodes: ReadonlyArray<Operations.NodeView>) =>
   )
 
 const list = Command.make("list", { config: Common.config, json: Common.json }, (o) =>
-  report(Effect.gen(function* () {
-    const nodes = yield* (yield* Common.masterClient(yield* Common.loadConfig(o.config))).NodesList()
+  Effect.gen(function* () {
+    const nodes = yield* (yield* Common.masterClient(yield* Common.loadConfig(o.config))).call((master) => master.NodesList())
     yield* Console.log(o.json ? JSON.stringify(nodes, null, 2) : formatNodes(nodes))
-  }))
+  })
 ).pipe(Command.withDescription("list the fleet's nodes with health and resources"))
 
 const add = Command.make(
@@ -42,18 +42,21 @@ const add = Command.make(
     config: Common.config
   },
   (o) =>
-    report(Effect.gen(function* () {
-      const client = yield* Common.masterClient(yield* Common.loadConfig(o.config))
-      yield* client.NodesAdd({ info: { name: o.name as never, role: o.role, addresses: o.address, arch: "unknown", version: "unknown" } })
-      yield* Console.log(`added ${o.role} node ${o.name} at ${o.address.join(", ")}; it turns healthy once its agent heartbeats or answers a probe`)
-    }))
+    Effect.gen(function* () {
+      const name = yield* Arguments.decode(Names.NodeName, "<name>")(o.name)
+      const addresses = yield* Effect.forEach(o.address, Arguments.decode(Node.NodeAddress, "<address>"))
+      const master = yield* Common.masterClient(yield* Common.loadConfig(o.config))
+      yield* master.call((m) => m.NodesAdd({ info: { name, role: o.role, addresses, arch: "unknown", version: "unknown" } }))
+      yield* Console.log(`added ${o.role} node ${name} at ${addresses.join(", ")}; it turns healthy once its agent heartbeats or answers a probe`)
+    })
 ).pipe(Command.withDescription("add a node by name and agent address(es), in order of preference"))
 
 const remove = Command.make("remove", { name: Args.text({ name: "name" }), config: Common.config }, (o) =>
-  report(Effect.gen(function* () {
-    yield* (yield* Common.masterClient(yield* Common.loadConfig(o.config))).NodesRemove({ node: o.name as never })
-    yield* Console.log(`removed node ${o.name}`)
-  }))
+  Effect.gen(function* () {
+    const node = yield* Arguments.decode(Names.NodeName, "<name>")(o.name)
+    yield* (yield* Common.masterClient(yield* Common.loadConfig(o.config))).call((master) => master.NodesRemove({ node }))
+    yield* Console.log(`removed node ${node}`)
+  })
 ).pipe(Command.withDescription("remove a node that runs no services"))
 
 export const node = Command.make("node").pipe(Command.withSubcommands([list, add, remove]), Command.withDescription("the fleet's nodes"))
@@ -65,42 +68,59 @@ const printTree = (n: Operations.SupervisionNode, prefix: string, last: boolean,
 }
 
 export const tree = Command.make("tree", { config: Common.config, json: Common.json }, (o) =>
-  report(Effect.gen(function* () {
-    const t = yield* (yield* Common.masterClient(yield* Common.loadConfig(o.config))).Tree()
+  Effect.gen(function* () {
+    const t = yield* (yield* Common.masterClient(yield* Common.loadConfig(o.config))).call((master) => master.Tree())
     yield* Console.log(o.json ? JSON.stringify(t, null, 2) : printTree(t, "", true, true).join("\n"))
-  }))
+  })
 ).pipe(Command.withDescription("show the master's supervision tree"))
 
+/** The services_dir's definition files, read now; a file that cannot be read fails the sync. */
+const readDefinitions = (dir: string) =>
+  Effect.try({
+    try: () => readdirSync(dir).filter((f) => f.endsWith(".toml")).sort().map((f) => ({ file: f, text: readFileSync(join(dir, f), "utf8") })),
+    catch: (e) => new CommandFailed({ message: `cannot read the definitions in services_dir ${dir}: ${(e as Error).message}` })
+  })
+
 export const sync = Command.make("sync", { config: Common.config, json: Common.json }, (o) =>
-  report(Effect.gen(function* () {
+  Effect.gen(function* () {
     const cfg = yield* Common.loadConfig(o.config)
-    const files = readdirSync(cfg.services_dir).filter((f) => f.endsWith(".toml")).sort()
+    const files = yield* readDefinitions(cfg.services_dir)
     const definitions: Array<unknown> = []
     const problems: Array<string> = []
-    for (const f of files) {
-      const parsed = Validation.parseToml(readFileSync(join(cfg.services_dir, f), "utf8"))
+    for (const { file, text } of files) {
+      const parsed = Validation.parseToml(text)
       const decoded = Either.flatMap(parsed, (raw) => Either.map(Validation.decodeDefinition(raw, { internalZone: cfg.internal_zone }), () => raw))
-      if (Either.isLeft(decoded)) problems.push(...decoded.left.map((p) => `${f}: ${p.path}: ${p.message}`))
+      if (Either.isLeft(decoded)) problems.push(...decoded.left.map((p) => `${file}: ${p.path}: ${p.message}`))
       else definitions.push(decoded.right)
     }
-    if (problems.length > 0) return yield* fail(`nothing synced; fix these first:\n${problems.join("\n")}`)
-    const result = yield* (yield* Common.masterClient(cfg)).Sync({ definitions })
+    if (problems.length > 0) return yield* new CommandFailed({ message: `nothing synced; fix these first:\n${problems.join("\n")}` })
+    const result = yield* (yield* Common.masterClient(cfg)).call((master) => master.Sync({ definitions }))
     yield* Console.log(o.json ? JSON.stringify(result, null, 2) : `synced ${files.length} definitions from ${cfg.services_dir}: ${result.stored.length} stored, ${result.unchanged.length} unchanged`)
-  }))
+  })
 ).pipe(Command.withDescription("push every service definition in services_dir to the master"))
 
 const recover = Command.make(
   "recover",
-  { node: Common.node, force: Options.boolean("force"), config: Common.config, direct: Common.direct, json: Common.json },
+  {
+    node: Common.node.pipe(Options.withDescription("the node to recover (default: all); with --direct, its agent's host:port")),
+    force: Options.boolean("force"),
+    config: Common.config,
+    direct: Common.direct,
+    json: Common.json
+  },
   (o) =>
-    report(Effect.gen(function* () {
+    Effect.gen(function* () {
+      const target = yield* Common.target(o.direct, o.node)
+      const node = target._tag === "Master" ? yield* Arguments.decodeOption(Names.NodeName, "--node")(o.node) : Option.none()
       const cfg = yield* Common.loadConfig(o.config)
-      const reports = o.direct
-        ? [yield* (yield* Common.agentClient(cfg, o.node)).Recover({ force: o.force })]
-        : yield* (yield* Common.masterClient(cfg)).AgentRecover({ force: o.force, ...Option.match(o.node, { onNone: () => ({}), onSome: (n) => ({ node: n as never }) }) })
+      const reports = target._tag === "Agent"
+        ? [yield* (yield* Common.agentClient(cfg, [target.address])).call((agent) => agent.Recover({ force: o.force }))]
+        : yield* (yield* Common.masterClient(cfg)).call((master) =>
+            master.AgentRecover({ force: o.force, ...Option.match(node, { onNone: () => ({}), onSome: (node) => ({ node }) }) })
+          )
       if (o.json) return yield* Console.log(JSON.stringify(reports, null, 2))
       yield* Console.log(table(["NODE", "SERVICE", "COMPONENT", "ACTION", "DETAIL"], reports.flatMap((r) => r.actions.map((a) => [r.node, a.service, a.component, a.action, a.detail]))))
-    }))
+    })
 ).pipe(Command.withDescription("recreate containers the engine lost, from the agents' registries (--direct --node host:port works without the master)"))
 
 export const agent = Command.make("agent").pipe(Command.withSubcommands([recover]), Command.withDescription("agent operations"))

@@ -4,27 +4,28 @@
  * agent's host:port.
  */
 import { Args, Command, Options } from "@effect/cli"
+import { Routes } from "@mcp/domain"
 import { Console, Effect, Option } from "effect"
-import { describeError, fail, table } from "../Output.js"
+import * as Arguments from "../Arguments.js"
+import { table } from "../Output.js"
+import { UsageError } from "../Report.js"
 import * as Common from "./Common.js"
-
-const report = <A, E, R>(effect: Effect.Effect<A, E, R>) => effect.pipe(Effect.catchAll((e) => fail(describeError(e))), Effect.scoped)
 
 const nodeName = Options.text("node").pipe(Options.withAlias("n"), Options.withDescription("the node (a name; with --direct, host:port of its agent)"))
 
 /** ":443" or "443" -> 443 */
 const listenerOf = (text: string) => {
   const port = Number(text.replace(/^.*:/, ""))
-  return Number.isInteger(port) && port >= 1 && port <= 65535 ? Effect.succeed(port) : Effect.fail(new Common.UsageError(`listener "${text}" must be a port such as :443`))
+  return Number.isInteger(port) && port >= 1 && port <= 65535 ? Effect.succeed(port) : Effect.fail(new UsageError({ message: `listener "${text}" must be a port such as :443` }))
 }
 
 const list = Command.make("list", { node: nodeName, config: Common.config, direct: Common.direct, json: Common.json }, (o) =>
-  report(Effect.gen(function* () {
-    const routes = yield* (yield* Common.agentFor(o.config, o.node, o.direct)).ProxyRoutesList()
+  Effect.gen(function* () {
+    const routes = yield* (yield* Common.agentFor(o.config, o.node, o.direct)).call((agent) => agent.ProxyRoutesList())
     if (o.json) return yield* Console.log(JSON.stringify(routes, null, 2))
     yield* Console.log(table(["LISTENER", "HOSTNAME", "BACKEND", "MODE", "BACKEND TLS", "SERVICE"],
       routes.map((r) => [String(r.listener), r.hostname, r.backend, r.mode, r.backendTls ? "yes" : "no", r.service ?? "(manual)"])))
-  }))
+  })
 ).pipe(Command.withDescription("list the routes in a node's proxy"))
 
 const add = Command.make(
@@ -42,30 +43,28 @@ const add = Command.make(
     direct: Common.direct
   },
   (o) =>
-    report(Effect.gen(function* () {
-      const listener = yield* listenerOf(o.listener)
-      const agent = yield* Common.agentFor(o.config, o.node, o.direct)
-      yield* agent.ProxyRoutesAdd({
-        route: {
-          listener,
-          hostname: o.hostname as never,
-          backend: o.backend,
-          mode: o.mode,
-          backendTls: o.backendTls,
-          ...Option.match(o.tlsCert, { onNone: () => ({}), onSome: (tlsCert) => ({ tlsCert }) }),
-          ...Option.match(o.tlsKey, { onNone: () => ({}), onSome: (tlsKey) => ({ tlsKey }) })
-        }
+    Effect.gen(function* () {
+      const route = yield* Arguments.decodeFields(Routes.ProxyRoute, { listener: "<listener>", hostname: "<hostname>", backend: "<backend>" })({
+        listener: yield* listenerOf(o.listener),
+        hostname: o.hostname,
+        backend: o.backend,
+        mode: o.mode,
+        backendTls: o.backendTls,
+        ...Option.match(o.tlsCert, { onNone: () => ({}), onSome: (tlsCert) => ({ tlsCert }) }),
+        ...Option.match(o.tlsKey, { onNone: () => ({}), onSome: (tlsKey) => ({ tlsKey }) })
       })
-      yield* Console.log(`route ${o.hostname}:${listener} -> ${o.backend} (${o.mode}${o.backendTls ? ", backend TLS" : ""}) added on ${o.node}`)
-    }))
+      const agent = yield* Common.agentFor(o.config, o.node, o.direct)
+      yield* agent.call((a) => a.ProxyRoutesAdd({ route }))
+      yield* Console.log(`route ${route.hostname}:${route.listener} -> ${route.backend} (${route.mode}${route.backendTls ? ", backend TLS" : ""}) added on ${o.node}`)
+    })
 ).pipe(Command.withDescription("add (or replace) a route: mcp route add -n rift :443 app.example.com 127.0.0.1:8080 --mode l7 --tls-cert .. --tls-key .."))
 
 const remove = Command.make("remove", { listener: Args.text({ name: "listener" }), hostname: Args.text({ name: "hostname" }), node: nodeName, config: Common.config, direct: Common.direct }, (o) =>
-  report(Effect.gen(function* () {
+  Effect.gen(function* () {
     const listener = yield* listenerOf(o.listener)
-    yield* (yield* Common.agentFor(o.config, o.node, o.direct)).ProxyRoutesRemove({ listener, hostname: o.hostname })
+    yield* (yield* Common.agentFor(o.config, o.node, o.direct)).call((agent) => agent.ProxyRoutesRemove({ listener, hostname: o.hostname }))
     yield* Console.log(`route ${o.hostname}:${listener} removed on ${o.node}`)
-  }))
+  })
 ).pipe(Command.withDescription("remove a route"))
 
 export const route = Command.make("route").pipe(Command.withSubcommands([list, add, remove]), Command.withDescription("manual routes in a node's TLS proxy"))

@@ -3,18 +3,17 @@
  * to the master, or with --direct to one agent. Deploys print live progress lines.
  */
 import { Args, Command, Options } from "@effect/cli"
-import { Deploy, ServiceDefinition, type Status, Validation } from "@mcp/domain"
+import { Deploy, Names, ServiceDefinition, type Status, Validation } from "@mcp/domain"
 import { Console, Effect, Either, Option, Schema, Stream } from "effect"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
-import { describeError, fail, table } from "../Output.js"
+import * as Arguments from "../Arguments.js"
+import { table } from "../Output.js"
+import { CommandFailed } from "../Report.js"
 import * as Common from "./Common.js"
 
 const serviceArg = Args.text({ name: "service" })
-
-/** Every failure ends as one line on stderr and exit code 1. */
-const report = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  effect.pipe(Effect.catchAll((e) => fail(describeError(e))), Effect.scoped)
+const serviceName = Arguments.decode(Names.ServiceName, "<service>")
 
 export const formatStatuses = (statuses: ReadonlyArray<Status.ServiceStatus>): string =>
   table(
@@ -41,14 +40,14 @@ const readDefinition = (servicesDir: string, service: string, file: Option.Optio
     try {
       text = readFileSync(path, "utf8")
     } catch (e) {
-      return yield* Effect.fail(new Error(`cannot read the definition of ${service} at ${path} (${(e as Error).message}); pass --file`))
+      return yield* new CommandFailed({ message: `cannot read the definition of ${service} at ${path} (${(e as Error).message}); pass --file` })
     }
     const decoded = Validation.decodeDefinitionToml(text, { internalZone })
     if (Either.isLeft(decoded)) {
-      return yield* Effect.fail(new Error(`${path} is invalid:\n` + decoded.left.map((p) => `  ${path}: ${p.path}: ${p.message}`).join("\n")))
+      return yield* new CommandFailed({ message: `${path} is invalid:\n` + decoded.left.map((p) => `  ${path}: ${p.path}: ${p.message}`).join("\n") })
     }
     if (decoded.right.name !== service) {
-      return yield* Effect.fail(new Error(`${path} defines service "${decoded.right.name}", not "${service}"`))
+      return yield* new CommandFailed({ message: `${path} defines service "${decoded.right.name}", not "${service}"` })
     }
     return decoded.right
   })
@@ -86,43 +85,67 @@ export const deploy = Command.make(
     json: Common.json
   },
   (o) =>
-    report(
-      Effect.gen(function* () {
-        const cfg = yield* Common.loadConfig(o.config)
-        const definition = yield* readDefinition(cfg.services_dir, o.service, o.file, cfg.internal_zone)
-        const encoded = Schema.encodeSync(ServiceDefinition.ServiceDefinition)(definition)
-        if (!o.json) yield* Console.log(`${o.dryRun ? "planning" : "deploying"} ${definition.name}${o.direct ? ` on ${Option.getOrElse(o.node, () => "?")}` : ""}...`)
-        const stream = o.direct
-          ? (yield* Common.agentClient(cfg, o.node)).Deploy({ definition: encoded, dryRun: o.dryRun })
-          : (yield* Common.masterClient(cfg)).Deploy({ definition: encoded, dryRun: o.dryRun })
-        const events: Array<Deploy.DeployEvent> = []
-        yield* Stream.runForEach(stream, (e) =>
-          Effect.gen(function* () {
-            events.push(e)
-            if (o.json) return
-            const line = progressLine(e)
-            if (line !== undefined) yield* Console.log(line)
-          })
-        )
-        if (o.json) yield* Console.log(JSON.stringify(events, null, 2))
-      })
-    )
+    Effect.gen(function* () {
+      const service = yield* serviceName(o.service)
+      const target = yield* Common.target(o.direct, o.node)
+      const cfg = yield* Common.loadConfig(o.config)
+      const definition = yield* readDefinition(cfg.services_dir, service, o.file, cfg.internal_zone)
+      const encoded = Schema.encodeSync(ServiceDefinition.ServiceDefinition)(definition)
+      if (!o.json) yield* Console.log(`${o.dryRun ? "planning" : "deploying"} ${definition.name}${target._tag === "Agent" ? ` on ${target.address}` : ""}...`)
+      const payload = { definition: encoded, dryRun: o.dryRun }
+      const stream = target._tag === "Agent"
+        ? (yield* Common.agentClient(cfg, [target.address])).stream((agent) => agent.Deploy(payload))
+        : (yield* Common.masterClient(cfg)).stream((master) => master.Deploy(payload))
+      const events: Array<Deploy.DeployEvent> = []
+      yield* Stream.runForEach(stream, (e) =>
+        Effect.gen(function* () {
+          events.push(e)
+          if (o.json) return
+          const line = progressLine(e)
+          if (line !== undefined) yield* Console.log(line)
+        })
+      )
+      if (o.json) yield* Console.log(JSON.stringify(events, null, 2))
+    })
 ).pipe(Command.withDescription("deploy (or redeploy) a service from its definition"))
 
-const lifecycle = (name: "stop" | "start" | "restart" | "undeploy", description: string) =>
+type Lifecycle = "stop" | "start" | "restart" | "undeploy"
+
+/** The lifecycle RPCs, as both the master and an agent serve them. */
+interface LifecycleRpcs<E> {
+  readonly Stop: (payload: { readonly service: Names.ServiceName }) => Effect.Effect<Status.ServiceStatus, E>
+  readonly Start: (payload: { readonly service: Names.ServiceName }) => Effect.Effect<Status.ServiceStatus, E>
+  readonly Restart: (payload: { readonly service: Names.ServiceName }) => Effect.Effect<Status.ServiceStatus, E>
+  readonly Undeploy: (payload: { readonly service: Names.ServiceName }) => Effect.Effect<void, E>
+}
+
+/** The service's status afterwards, or undefined once undeployed. */
+const sendLifecycle = <E>(client: LifecycleRpcs<E>, name: Lifecycle, service: Names.ServiceName): Effect.Effect<Status.ServiceStatus | undefined, E> => {
+  switch (name) {
+    case "stop":
+      return client.Stop({ service })
+    case "start":
+      return client.Start({ service })
+    case "restart":
+      return client.Restart({ service })
+    case "undeploy":
+      return Effect.as(client.Undeploy({ service }), undefined)
+  }
+}
+
+const lifecycle = (name: Lifecycle, description: string) =>
   Command.make(name, { service: serviceArg, config: Common.config, direct: Common.direct, node: Common.node, json: Common.json }, (o) =>
-    report(
-      Effect.gen(function* () {
-        const cfg = yield* Common.loadConfig(o.config)
-        const rpc = ({ stop: "Stop", start: "Start", restart: "Restart", undeploy: "Undeploy" } as const)[name]
-        const result: unknown = o.direct
-          ? yield* (yield* Common.agentClient(cfg, o.node))[rpc]({ service: o.service as never })
-          : yield* (yield* Common.masterClient(cfg))[rpc]({ service: o.service as never })
-        if (o.json) yield* Console.log(JSON.stringify(result ?? { service: o.service, undeployed: true }, null, 2))
-        else if (result !== undefined) yield* Console.log(formatStatuses([result as Status.ServiceStatus]))
-        else yield* Console.log(`${o.service}: undeployed`)
-      })
-    )
+    Effect.gen(function* () {
+      const service = yield* serviceName(o.service)
+      const target = yield* Common.target(o.direct, o.node)
+      const cfg = yield* Common.loadConfig(o.config)
+      const result = target._tag === "Agent"
+        ? yield* (yield* Common.agentClient(cfg, [target.address])).call((agent) => sendLifecycle(agent, name, service))
+        : yield* (yield* Common.masterClient(cfg)).call((master) => sendLifecycle(master, name, service))
+      if (o.json) yield* Console.log(JSON.stringify(result ?? { service, undeployed: true }, null, 2))
+      else if (result !== undefined) yield* Console.log(formatStatuses([result]))
+      else yield* Console.log(`${service}: undeployed`)
+    })
   ).pipe(Command.withDescription(description))
 
 export const stop = lifecycle("stop", "stop a service: DNS, then routes, then containers")
@@ -131,32 +154,31 @@ export const restart = lifecycle("restart", "restart a service's containers")
 export const undeploy = lifecycle("undeploy", "remove a service: routes, DNS, containers, ports and certificates")
 
 export const ps = Command.make("ps", { config: Common.config, direct: Common.direct, node: Common.node, json: Common.json }, (o) =>
-  report(
-    Effect.gen(function* () {
-      const cfg = yield* Common.loadConfig(o.config)
-      if (o.direct) {
-        const statuses = yield* (yield* Common.agentClient(cfg, o.node)).Ps()
-        yield* Console.log(o.json ? JSON.stringify(statuses, null, 2) : formatStatuses(statuses))
-        return
-      }
-      const fleet = yield* (yield* Common.masterClient(cfg)).Ps()
-      if (o.json) return yield* Console.log(JSON.stringify(fleet, null, 2))
-      yield* Console.log(formatStatuses(fleet.services))
-      for (const u of fleet.unreachable) yield* Console.log(`node ${u.node}: unreachable (${u.reason})`)
-    })
-  )
+  Effect.gen(function* () {
+    const target = yield* Common.target(o.direct, o.node)
+    const cfg = yield* Common.loadConfig(o.config)
+    if (target._tag === "Agent") {
+      const statuses = yield* (yield* Common.agentClient(cfg, [target.address])).call((agent) => agent.Ps())
+      yield* Console.log(o.json ? JSON.stringify(statuses, null, 2) : formatStatuses(statuses))
+      return
+    }
+    const fleet = yield* (yield* Common.masterClient(cfg)).call((master) => master.Ps())
+    if (o.json) return yield* Console.log(JSON.stringify(fleet, null, 2))
+    yield* Console.log(formatStatuses(fleet.services))
+    for (const u of fleet.unreachable) yield* Console.log(`node ${u.node}: unreachable (${u.reason})`)
+  })
 ).pipe(Command.withDescription("list services and their containers"))
 
 export const status = Command.make("status", { service: serviceArg, config: Common.config, direct: Common.direct, node: Common.node, json: Common.json }, (o) =>
-  report(
-    Effect.gen(function* () {
-      const cfg = yield* Common.loadConfig(o.config)
-      const s = o.direct
-        ? yield* (yield* Common.agentClient(cfg, o.node)).Status({ service: o.service as never })
-        : yield* (yield* Common.masterClient(cfg)).Status({ service: o.service as never })
-      yield* Console.log(o.json ? JSON.stringify(s, null, 2) : formatStatuses([s]))
-    })
-  )
+  Effect.gen(function* () {
+    const service = yield* serviceName(o.service)
+    const target = yield* Common.target(o.direct, o.node)
+    const cfg = yield* Common.loadConfig(o.config)
+    const s = target._tag === "Agent"
+      ? yield* (yield* Common.agentClient(cfg, [target.address])).call((agent) => agent.Status({ service }))
+      : yield* (yield* Common.masterClient(cfg)).call((master) => master.Status({ service }))
+    yield* Console.log(o.json ? JSON.stringify(s, null, 2) : formatStatuses([s]))
+  })
 ).pipe(Command.withDescription("show one service"))
 
 export const logs = Command.make(
@@ -171,25 +193,30 @@ export const logs = Command.make(
     node: Common.node
   },
   (o) =>
-    report(
-      Effect.gen(function* () {
-        const cfg = yield* Common.loadConfig(o.config)
-        const payload = { service: o.service as never, follow: o.follow, tail: o.tail, ...Option.match(o.component, { onNone: () => ({}), onSome: (c) => ({ component: c as never }) }) }
-        const stream = o.direct ? (yield* Common.agentClient(cfg, o.node)).Logs(payload) : (yield* Common.masterClient(cfg)).Logs(payload)
-        yield* Stream.runForEach(stream, (l) => (l.stream === "stderr" ? Console.error(`${l.component} | ${l.line}`) : Console.log(`${l.component} | ${l.line}`)))
-      })
-    )
+    Effect.gen(function* () {
+      const service = yield* serviceName(o.service)
+      const component = yield* Arguments.decodeOption(Names.ComponentName, "--component")(o.component)
+      const target = yield* Common.target(o.direct, o.node)
+      const cfg = yield* Common.loadConfig(o.config)
+      const payload = { service, follow: o.follow, tail: o.tail, ...Option.match(component, { onNone: () => ({}), onSome: (component) => ({ component }) }) }
+      const stream = target._tag === "Agent"
+        ? (yield* Common.agentClient(cfg, [target.address])).stream((agent) => agent.Logs(payload))
+        : (yield* Common.masterClient(cfg)).stream((master) => master.Logs(payload))
+      yield* Stream.runForEach(stream, (l) => (l.stream === "stderr" ? Console.error(`${l.component} | ${l.line}`) : Console.log(`${l.component} | ${l.line}`)))
+    })
 ).pipe(Command.withDescription("print a service's container logs"))
 
 export const events = Command.make(
   "events",
   { follow: Options.boolean("follow").pipe(Options.withAlias("f")), limit: Options.integer("limit").pipe(Options.withDefault(100)), config: Common.config, direct: Common.direct, node: Common.node, json: Common.json },
   (o) =>
-    report(
-      Effect.gen(function* () {
-        const cfg = yield* Common.loadConfig(o.config)
-        const stream = o.direct ? (yield* Common.agentClient(cfg, o.node)).Events({ follow: o.follow, limit: o.limit }) : (yield* Common.masterClient(cfg)).Events({ follow: o.follow, limit: o.limit })
-        yield* Stream.runForEach(stream, (e) => Console.log(o.json ? JSON.stringify(e) : `${e.at}  ${e.node}  ${e.kind.padEnd(7)} ${e.service ?? "-"}  ${e.message}`))
-      })
-    )
+    Effect.gen(function* () {
+      const target = yield* Common.target(o.direct, o.node)
+      const cfg = yield* Common.loadConfig(o.config)
+      const payload = { follow: o.follow, limit: o.limit }
+      const stream = target._tag === "Agent"
+        ? (yield* Common.agentClient(cfg, [target.address])).stream((agent) => agent.Events(payload))
+        : (yield* Common.masterClient(cfg)).stream((master) => master.Events(payload))
+      yield* Stream.runForEach(stream, (e) => Console.log(o.json ? JSON.stringify(e) : `${e.at}  ${e.node}  ${e.kind.padEnd(7)} ${e.service ?? "-"}  ${e.message}`))
+    })
 ).pipe(Command.withDescription("print fleet events (deploys, health changes, drift)"))

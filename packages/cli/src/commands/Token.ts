@@ -1,6 +1,7 @@
 /**
  * `mcp token create|list|revoke --file <path>`: manages the token file the embedded authenticator
  * reads. `create` prints the new token on stdout and nothing else; the file keeps only its digest.
+ * Failures are printed by Report.ts.
  */
 import { Command, Options } from "@effect/cli"
 import * as TokenFile from "@mcp/rpc/TokenFile"
@@ -8,23 +9,6 @@ import { Console, DateTime, Effect, Option, Redacted } from "effect"
 
 const file = Options.file("file").pipe(Options.withDescription("the token file (TOML, mode 0600)"))
 const name = Options.text("name").pipe(Options.withDescription("the token's name, shown as the caller in logs and errors"))
-
-/** Prints the error as one line on stderr and exits 1; no stack trace for a problem the user can fix. */
-const report = <A, R>(
-  effect: Effect.Effect<
-    A,
-    TokenFile.TokenFileError | TokenFile.TokenNameTaken | TokenFile.TokenNameUnknown | TokenFile.InvalidTokenRequest,
-    R
-  >
-) =>
-  Effect.catchAll(effect, (e) =>
-    Effect.zipRight(
-      Console.error(`error: ${e.message}`),
-      Effect.sync(() => {
-        process.exitCode = 1
-      })
-    )
-  )
 
 const create = Command.make(
   "create",
@@ -43,18 +27,16 @@ const create = Command.make(
     )
   },
   ({ expiresInDays, file, kind, name, role }) =>
-    report(
-      Effect.gen(function* () {
-        const days = Option.getOrUndefined(expiresInDays)
-        const token = yield* TokenFile.createToken(file, { name, kind, role, expiresInDays: days })
-        yield* Console.log(Redacted.value(token))
-        yield* Console.error(
-          `created ${kind} token "${name}" with role ${role}` +
-            (days === undefined ? ", no expiry" : `, expiring in ${days} days`) +
-            `; it cannot be shown again (${file} keeps only its SHA-256 digest)`
-        )
-      })
-    )
+    Effect.gen(function* () {
+      const days = Option.getOrUndefined(expiresInDays)
+      const token = yield* TokenFile.createToken(file, { name, kind, role, expiresInDays: days })
+      yield* Console.log(Redacted.value(token))
+      yield* Console.error(
+        `created ${kind} token "${name}" with role ${role}` +
+          (days === undefined ? ", no expiry" : `, expiring in ${days} days`) +
+          `; it cannot be shown again (${file} keeps only its SHA-256 digest)`
+      )
+    })
 ).pipe(Command.withDescription("create a token, print it once on stdout, and store its digest"))
 
 export interface TokenListing {
@@ -95,25 +77,21 @@ const list = Command.make(
   "list",
   { file, json: Options.boolean("json").pipe(Options.withDescription("print the tokens as JSON")) },
   ({ file, json }) =>
-    report(
-      Effect.gen(function* () {
-        const loaded = yield* TokenFile.loadTokenFile(file)
-        const rows = loaded.tokens.map(listing)
-        if (json) return yield* Console.log(JSON.stringify(rows, null, 2))
-        if (rows.length === 0) return yield* Console.error(`no tokens in ${file}; create one with mcp token create`)
-        const now = yield* DateTime.now
-        for (const line of formatTable(rows, now)) yield* Console.log(line)
-      })
-    )
+    Effect.gen(function* () {
+      const loaded = yield* TokenFile.loadTokenFile(file)
+      const rows = loaded.tokens.map(listing)
+      if (json) return yield* Console.log(JSON.stringify(rows, null, 2))
+      if (rows.length === 0) return yield* Console.error(`no tokens in ${file}; create one with mcp token create`)
+      const now = yield* DateTime.now
+      for (const line of formatTable(rows, now)) yield* Console.log(line)
+    })
 ).pipe(Command.withDescription("list the tokens in a token file (names, kinds, roles, dates; never digests)"))
 
 const revoke = Command.make("revoke", { file, name }, ({ file, name }) =>
-  report(
-    Effect.gen(function* () {
-      yield* TokenFile.revokeToken(file, name)
-      yield* Console.error(`revoked token "${name}"; servers reading ${file} stop accepting it within a second`)
-    })
-  )
+  Effect.gen(function* () {
+    yield* TokenFile.revokeToken(file, name)
+    yield* Console.error(`revoked token "${name}"; servers reading ${file} stop accepting it within a second`)
+  })
 ).pipe(Command.withDescription("remove a token from a token file"))
 
 export const token = Command.make("token").pipe(
