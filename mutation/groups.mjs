@@ -18,6 +18,11 @@ export const groups = {
     mutate: ["packages/rpc/src/AuthMiddleware.ts", "packages/rpc/src/TokenFileAuthenticator.ts", "packages/rpc/src/Authenticator.ts"],
     projects: ["rpc"]
   },
+  // The runtime the daemons share: keyed actors (one fiber per service) and fatal failures.
+  runtime: {
+    mutate: ["packages/rpc/src/KeyedActors.ts", "packages/rpc/src/Failures.ts"],
+    projects: ["rpc"]
+  },
   // The master's per-node fibers: heartbeat deadlines, probes, health, restarts.
   supervision: {
     mutate: ["packages/master/src/NodeSupervisors.ts"],
