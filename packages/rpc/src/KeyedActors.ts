@@ -29,6 +29,7 @@ export const make = (options: { readonly idleAfter?: Duration.DurationInput } = 
     const mailboxes = yield* Ref.make(new Map<string, Queue.Queue<Job>>())
     const restarts = yield* Ref.make(new Map<string, number>())
     const idleAfter = Duration.decode(options.idleAfter ?? "60 seconds")
+    const lock = yield* Effect.makeSemaphore(1)
 
     /** Takes jobs until the mailbox stays empty for `idleAfter`, then retires the actor. */
     const loop = (key: string, mailbox: Queue.Queue<Job>): Effect.Effect<void> =>
@@ -36,13 +37,14 @@ export const make = (options: { readonly idleAfter?: Duration.DurationInput } = 
         while (true) {
           const job = yield* Queue.take(mailbox).pipe(Effect.timeout(idleAfter), Effect.option)
           if (job._tag === "None") {
-            // Retire only if nothing arrived meanwhile; the check and removal are one step.
-            const retired = yield* Ref.modify(mailboxes, (m) => {
+            // Retire only if nothing arrived meanwhile. Under the lock submit takes to find the
+            // mailbox and post to it, so no job can be posted to a mailbox that is being retired.
+            const retired = yield* lock.withPermits(1)(Ref.modify(mailboxes, (m) => {
               if (m.get(key) !== mailbox || Option.getOrElse(mailbox.unsafeSize(), () => 0) > 0) return [false, m]
               const next = new Map(m)
               next.delete(key)
               return [true, next]
-            })
+            }))
             if (retired) return
             continue
           }
@@ -71,16 +73,14 @@ export const make = (options: { readonly idleAfter?: Duration.DurationInput } = 
         return mailbox
       })
 
-    const lock = yield* Effect.makeSemaphore(1)
-
     /** Runs `effect` in the key's actor, after the commands already queued for it. */
     const submit = <A, E>(key: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
       Effect.gen(function* () {
         const done = yield* Deferred.make<A, E>()
         const job: Job = { run: Effect.flatMap(Effect.exit(effect), (exit: Exit.Exit<A, E>) => Deferred.done(done, exit)) }
-        // Finding or creating the mailbox must not race with another submit or a retiring actor.
-        const mailbox = yield* lock.withPermits(1)(mailboxFor(key))
-        yield* Queue.offer(mailbox, job)
+        // Finding or creating the mailbox and posting to it must not race with another submit or
+        // a retiring actor: a job posted to a mailbox just retired would never run.
+        yield* lock.withPermits(1)(Effect.flatMap(mailboxFor(key), (mailbox) => Queue.offer(mailbox, job)))
         return yield* Deferred.await(done)
       })
 
