@@ -16,6 +16,11 @@ describe("hostname problems", () => {
     expect(hostnameProblem(long.slice(2))).toBeUndefined() // 253 characters
   })
 
+  it("two labels are a fully qualified name", () => {
+    expect(hostnameProblem("example.com")).toBeUndefined()
+    expect(hostnameProblem("a.b")).toBeUndefined()
+  })
+
   it("a trailing dot asks to drop it; a leading dot is an empty label", () => {
     expect(hostnameProblem("api.example.com.")).toBe(`hostname "api.example.com." ends with "."; write it without the trailing dot`)
     expect(hostnameProblem(".api.example.com")).toBe(
