@@ -25,7 +25,7 @@ export const groups = {
   },
   // The master's per-node fibers: heartbeat deadlines, probes, health, restarts.
   supervision: {
-    mutate: ["packages/master/src/NodeSupervisors.ts"],
+    mutate: ["packages/master/src/nodes/NodeSupervisors.ts"],
     projects: ["master"]
   }
 }

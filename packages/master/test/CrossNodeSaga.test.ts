@@ -13,12 +13,12 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deploy, Errors, PublicRoutes, type Routes, Validation } from "@mcp/domain"
 import { Effect, Either, FastCheck as fc, Layer, Logger, LogLevel, Option, Stream } from "effect"
-import * as CrossNodeSaga from "../src/CrossNodeSaga.js"
-import { EdgeReconciler } from "../src/EdgeReconciler.js"
-import * as EdgeResolver from "../src/EdgeResolver.js"
-import { FleetCalls } from "../src/FleetCalls.js"
-import { layerSqlite, MasterDb } from "../src/MasterDb.js"
-import { ServiceCoordinators } from "../src/ServiceCoordinators.js"
+import * as CrossNodeSaga from "../src/services/CrossNodeSaga.js"
+import { EdgeReconciler } from "../src/edge/EdgeReconciler.js"
+import * as EdgeResolver from "../src/edge/EdgeResolver.js"
+import { FleetCalls } from "../src/fleet/FleetCalls.js"
+import { layerSqlite, MasterDb } from "../src/db/MasterDb.js"
+import { ServiceCoordinators } from "../src/services/ServiceCoordinators.js"
 
 const RUNS = Number(process.env["MCP_EDGE_SAGA_RUNS"] ?? "") || 300
 const ZONE = "svc.mcp.internal"

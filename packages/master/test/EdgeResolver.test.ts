@@ -16,7 +16,7 @@ import {
   layerResolver,
   parseDnsServer,
   recordToCreate
-} from "../src/EdgeResolver.js"
+} from "../src/edge/EdgeResolver.js"
 
 const svc: EdgeCandidate = { name: "svc", addresses: ["203.0.113.5:9444"], nodeAddress: "198.51.100.5" }
 const svc2: EdgeCandidate = { name: "svc2", addresses: ["[2001:db8::7]:9444", "svc2.mgmt.example.net:9444"] }

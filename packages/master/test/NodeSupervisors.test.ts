@@ -6,7 +6,7 @@ import {
   Prober,
   SupervisorSettings,
   TransitionSink
-} from "../src/NodeSupervisors.js"
+} from "../src/nodes/NodeSupervisors.js"
 import { advance, settle } from "./ClockSteps.js"
 
 type Answer = "ok" | "fail" | "hang"

@@ -7,12 +7,12 @@
 import { describe, expect, it } from "@effect/vitest"
 import type { Operations } from "@mcp/domain"
 import { Context, Effect, Layer, Logger, LogLevel, Ref, type Scope } from "effect"
-import { EdgeReconciler } from "../src/EdgeReconciler.js"
-import { FleetCalls } from "../src/FleetCalls.js"
-import { supervisionTree } from "../src/MasterHandlers.js"
-import { layerSqlite, MasterDb } from "../src/MasterDb.js"
-import { NodeSupervisors, Prober, SupervisorSettings, TransitionSink } from "../src/NodeSupervisors.js"
-import { ServiceCoordinators } from "../src/ServiceCoordinators.js"
+import { EdgeReconciler } from "../src/edge/EdgeReconciler.js"
+import { FleetCalls } from "../src/fleet/FleetCalls.js"
+import { supervisionTree } from "../src/daemon/MasterHandlers.js"
+import { layerSqlite, MasterDb } from "../src/db/MasterDb.js"
+import { NodeSupervisors, Prober, SupervisorSettings, TransitionSink } from "../src/nodes/NodeSupervisors.js"
+import { ServiceCoordinators } from "../src/services/ServiceCoordinators.js"
 import { advance, settle } from "./ClockSteps.js"
 
 const harness = Effect.gen(function* () {

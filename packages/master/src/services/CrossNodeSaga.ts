@@ -10,9 +10,9 @@
 import { Deploy, Errors, Node, PublicRoutes, type Routes, type ServiceDefinition } from "@mcp/domain"
 import { Failures } from "@mcp/rpc"
 import { Context, Effect, Either, Layer, Option, Stream } from "effect"
-import * as EdgeResolver from "./EdgeResolver.js"
-import { type EdgeRouteRequest, FleetCalls } from "./FleetCalls.js"
-import { type EdgeRouteRow, MasterDb } from "./MasterDb.js"
+import * as EdgeResolver from "../edge/EdgeResolver.js"
+import { type EdgeRouteRequest, FleetCalls } from "../fleet/FleetCalls.js"
+import { type EdgeRouteRow, MasterDb } from "../db/MasterDb.js"
 
 export interface EdgeSettings {
   readonly internalZone: string

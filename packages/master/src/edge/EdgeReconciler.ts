@@ -12,9 +12,9 @@
 import type { Node, Routes } from "@mcp/domain"
 import { Failures } from "@mcp/rpc"
 import { Cause, Clock, type Duration, Effect, Either, Metric, Option, Ref, Schedule } from "effect"
-import { FleetCalls } from "./FleetCalls.js"
-import { MasterDb } from "./MasterDb.js"
-import { ServiceCoordinators } from "./ServiceCoordinators.js"
+import { FleetCalls } from "../fleet/FleetCalls.js"
+import { MasterDb } from "../db/MasterDb.js"
+import { ServiceCoordinators } from "../services/ServiceCoordinators.js"
 
 export interface Repair {
   readonly hostname: string

@@ -6,14 +6,14 @@
 import { Deploy, Errors, Health, Node, Operations, Placement, Validation } from "@mcp/domain"
 import { ControlRpcs, Failures, MasterRpcs } from "@mcp/rpc"
 import { Clock, Duration, Effect, Either, Layer, Mailbox, Option, Schedule, Stream } from "effect"
-import { AgentClients } from "./AgentClients.js"
-import { MasterDb } from "./MasterDb.js"
-import { NodeSupervisors } from "./NodeSupervisors.js"
-import { ServiceCoordinators } from "./ServiceCoordinators.js"
-import * as CrossNodeSaga from "./CrossNodeSaga.js"
-import { EdgeReconciler } from "./EdgeReconciler.js"
-import * as EdgeResolver from "./EdgeResolver.js"
-import { asPeerFailure } from "./FleetCalls.js"
+import { AgentClients } from "../fleet/AgentClients.js"
+import { MasterDb } from "../db/MasterDb.js"
+import { NodeSupervisors } from "../nodes/NodeSupervisors.js"
+import { ServiceCoordinators } from "../services/ServiceCoordinators.js"
+import * as CrossNodeSaga from "../services/CrossNodeSaga.js"
+import { EdgeReconciler } from "../edge/EdgeReconciler.js"
+import * as EdgeResolver from "../edge/EdgeResolver.js"
+import { asPeerFailure } from "../fleet/FleetCalls.js"
 
 export interface MasterSettings {
   readonly internalZone: string
