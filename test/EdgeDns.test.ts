@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { Errors } from "../packages/domain/src/index.js"
-import { chooseEdge, DnsLookup, DnsLookupError, dnsCheck, type EdgeCandidate, layerResolver } from "../packages/master/src/EdgeResolver.js"
+import { chooseEdge, DnsLookup, DnsLookupError, dnsCheck, type EdgeCandidate, layerResolver } from "../packages/master/src/edge/EdgeResolver.js"
 import { createZone, type PowerDnsServer, startPowerDns } from "./support/PowerDns.js"
 
 const ZONE = "example.test"

@@ -4,10 +4,10 @@
  */
 import { randomBytes } from "node:crypto"
 import * as dns from "node:dns"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { writeFileSync } from "node:fs"
 import * as path from "node:path"
-import { type Daemon, freeDnsPort, killChild, requireBinary, spawnDaemon, waitReady } from "./PowerDns.js"
+import { freeDnsPort, type ManagedProcess, privateDir, removeDir, requireBinary, startManagedProcess } from "./ManagedProcess.js"
+import { SETUP_HINT } from "./PowerDns.js"
 
 export interface TsigKeyFixture {
   readonly name: string
@@ -50,9 +50,9 @@ export const startKnot = async (options: {
   readonly records?: ReadonlyArray<readonly [string, string]>
   readonly timeoutMs?: number
 }): Promise<KnotServer> => {
-  const knotd = requireBinary("knotd", "the RFC 2136 tests against Knot")
+  const knotd = requireBinary("knotd", "the RFC 2136 tests against Knot", SETUP_HINT)
   const zone = options.zone.replace(/\.$/, "")
-  const dir = mkdtempSync(path.join(tmpdir(), "mcp-knot-"))
+  const dir = privateDir("knot")
   const port = await freeDnsPort()
   const key = { name: "mcp-test-key", secret: randomBytes(32).toString("base64") }
   const outsiderKey = { name: "mcp-outsider-key", secret: randomBytes(32).toString("base64") }
@@ -101,19 +101,26 @@ ns1 A 127.0.0.1
 ${(options.records ?? []).map(([name, address]) => `${name} A ${address}\n`).join("")}`
   )
 
-  let daemon: Daemon | undefined
+  // The directory outlives one process: `stop` then `start` serves the same zone again.
+  let daemon: ManagedProcess | undefined
   const stop = async (): Promise<void> => {
-    if (daemon !== undefined) await killChild(daemon.child)
+    const current = daemon
     daemon = undefined
+    await current?.stop()
   }
   const start = async (): Promise<void> => {
     if (daemon !== undefined) return
-    daemon = spawnDaemon(knotd, ["-c", config])
-    await waitReady(daemon, `knotd (127.0.0.1:${port})`, () => soaAnswers(port, zone), options.timeoutMs ?? 30_000)
+    daemon = await startManagedProcess({
+      name: `knotd (127.0.0.1:${port})`,
+      command: knotd,
+      args: ["-c", config],
+      ready: { awaiting: `an SOA answer for ${zone} from 127.0.0.1:${port}`, check: () => soaAnswers(port, zone) },
+      timeoutMs: options.timeoutMs ?? 30_000
+    })
   }
   const close = async (): Promise<void> => {
     await stop()
-    rmSync(dir, { recursive: true, force: true })
+    removeDir(dir)
   }
   try {
     await start()
@@ -121,5 +128,5 @@ ${(options.records ?? []).map(([name, address]) => `${name} A ${address}\n`).joi
     await close()
     throw e
   }
-  return { server: `127.0.0.1:${port}`, port, zone, key, outsiderKey, pid: () => daemon?.child.pid, stop, start, close }
+  return { server: `127.0.0.1:${port}`, port, zone, key, outsiderKey, pid: () => daemon?.pid, stop, start, close }
 }

@@ -5,11 +5,11 @@
  */
 import { Pki, TokenFile } from "@mcp/rpc"
 import { Effect, Redacted } from "effect"
-import { type ChildProcess, execFile, spawn } from "node:child_process"
+import { type ChildProcess, execFile } from "node:child_process"
 import { mkdirSync, writeFileSync } from "node:fs"
-import * as net from "node:net"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { freeTcpPort, startManagedProcess } from "./ManagedProcess.js"
 
 const repo = fileURLToPath(new URL("../..", import.meta.url))
 export const bins = {
@@ -30,15 +30,7 @@ export interface Fleet {
 }
 
 /** A free TCP port on 127.0.0.1 (bound, then released). */
-export const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once("error", reject)
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(port))
-    })
-  })
+export const freePort = freeTcpPort
 
 export const prepare = async (dir: string, options: { readonly masters?: ReadonlyArray<string> } = {}): Promise<Fleet> => {
   mkdirSync(dir, { recursive: true, mode: 0o700 })
@@ -160,55 +152,41 @@ export const writeMasterConfig = (fleet: Fleet, o: MasterOptions): string => {
 export interface Daemon {
   readonly child: ChildProcess
   readonly pid: number
-  output: string
+  /** Everything it printed so far (tests look for log lines in it). */
+  readonly output: string
   /** SIGTERM, then SIGKILL after 5 s; resolves when it has exited. */
   readonly stop: () => Promise<void>
   readonly kill9: () => Promise<void>
 }
 
-const exited = (child: ChildProcess) =>
-  new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once("exit", () => resolve())))
-
 /**
  * Spawns a daemon and waits for the line that says it listens. `prefix` runs it under another
  * command that execs it (e.g. `ip netns exec <ns>`), so the pid is still the daemon's.
  */
-export const spawnDaemon = (bin: string, configPath: string, ready = /listening on/, timeoutMs = 30_000, prefix: ReadonlyArray<string> = []): Promise<Daemon> =>
-  new Promise((resolve, reject) => {
-    const [file, ...args] = [...prefix, process.execPath, bin, "--config", configPath]
-    const child = spawn(file!, args, { stdio: ["ignore", "pipe", "pipe"] })
-    const daemon: Daemon = {
-      child,
-      pid: child.pid!,
-      output: "",
-      stop: async () => {
-        if (child.exitCode !== null || child.signalCode !== null) return
-        child.kill("SIGTERM")
-        const timer = setTimeout(() => child.kill("SIGKILL"), 5000)
-        await exited(child)
-        clearTimeout(timer)
-      },
-      kill9: async () => {
-        if (child.exitCode !== null || child.signalCode !== null) return
-        child.kill("SIGKILL")
-        await exited(child)
-      }
-    }
-    const timer = setTimeout(() => reject(new Error(`${bin} did not become ready in ${timeoutMs} ms:\n${daemon.output}`)), timeoutMs)
-    const onData = (d: Buffer) => {
-      daemon.output += d.toString()
-      if (ready.test(daemon.output)) {
-        clearTimeout(timer)
-        resolve(daemon)
-      }
-    }
-    child.stdout!.on("data", onData)
-    child.stderr!.on("data", onData)
-    child.once("exit", (code) => {
-      clearTimeout(timer)
-      reject(new Error(`${bin} exited with ${code} before it was ready:\n${daemon.output}`))
-    })
+export const spawnDaemon = async (bin: string, configPath: string, ready = /listening on/, timeoutMs = 30_000, prefix: ReadonlyArray<string> = []): Promise<Daemon> => {
+  const [file, ...args] = [...prefix, process.execPath, bin, "--config", configPath]
+  const daemon = await startManagedProcess({
+    name: bin,
+    command: file!,
+    args,
+    ready: { awaiting: `a line matching ${ready}`, output: ready },
+    timeoutMs,
+    // Tests search a daemon's whole log for what it did, not only the latest lines.
+    tailChars: Infinity
   })
+  return {
+    child: daemon.child,
+    pid: daemon.pid,
+    get output() {
+      return daemon.output()
+    },
+    stop: daemon.stop,
+    kill9: async () => {
+      daemon.signal("SIGKILL")
+      await daemon.exited
+    }
+  }
+}
 
 /** Runs the CLI with the fleet's config; resolves with its exit code and output. */
 export const mcp = (fleet: Fleet, args: ReadonlyArray<string>) =>

@@ -3,26 +3,15 @@
  * on 127.0.0.1 with its own TLS certificate from `@mcp/rpc` Pki, and a tiny DNS responder for its VA.
  */
 import { Pki } from "@mcp/rpc"
-import { spawn, spawnSync } from "node:child_process"
 import * as dgram from "node:dgram"
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { readFileSync, writeFileSync } from "node:fs"
 import * as https from "node:https"
-import * as net from "node:net"
-import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { Effect } from "effect"
+import { freeTcpPort, privateDir, removeDir, requireBinary, startManagedProcess } from "./ManagedProcess.js"
 
 /** A free TCP port on 127.0.0.1 (closed again before it is returned). */
-export const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
+export const freePort = freeTcpPort
 
 // ---------------------------------------------------------------------------------------------
 // DNS: pebble's VA resolves challenge names through `-dnsserver`. This answers A 127.0.0.1 for
@@ -135,13 +124,6 @@ export interface Pebble {
 
 const SETUP_HINT = "Fix: run: bash scripts/setup-peers.sh (as root), or apt-get install -y pebble"
 
-const ensurePebble = (): void => {
-  const probe = spawnSync("pebble", ["-h"], { encoding: "utf8" })
-  if (probe.error !== undefined) {
-    throw new Error(`pebble is not installed (needed for the ACME tests). ${SETUP_HINT}`)
-  }
-}
-
 /** GET over HTTPS trusting `ca`; resolves status and body, rejects on network errors. */
 export const httpsGet = (url: string, ca: string, timeoutMs = 2000): Promise<{ status: number; body: string }> =>
   new Promise((resolve, reject) => {
@@ -155,11 +137,9 @@ export const httpsGet = (url: string, ca: string, timeoutMs = 2000): Promise<{ s
     req.on("error", reject)
   })
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
 export const startPebble = async (options: PebbleOptions): Promise<Pebble> => {
-  ensurePebble()
-  const dir = mkdtempSync(path.join(tmpdir(), "mcp-pebble-"))
+  const pebble = requireBinary("pebble", "the ACME tests", SETUP_HINT)
+  const dir = privateDir("pebble")
   try {
     const caDir = path.join(dir, "ca")
     const tls = await Effect.runPromise(
@@ -196,44 +176,21 @@ export const startPebble = async (options: PebbleOptions): Promise<Pebble> => {
       PEBBLE_VA_ALWAYS_VALID: options.alwaysValid ? "1" : "0"
     }
     const args = ["-config", configPath, ...(options.dnsServer !== undefined ? ["-dnsserver", options.dnsServer] : [])]
-    const child = spawn("pebble", args, { env, stdio: ["ignore", "pipe", "pipe"] })
-    let output = ""
-    const collect = (chunk: Buffer) => {
-      output = (output + chunk.toString("utf8")).slice(-20_000)
-    }
-    child.stdout.on("data", collect)
-    child.stderr.on("data", collect)
-    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
-
-    const stop = async () => {
-      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-        process.kill(child.pid, "SIGTERM")
-        const killed = await Promise.race([exited.then(() => true), sleep(3000).then(() => false)])
-        if (!killed && child.exitCode === null) process.kill(child.pid, "SIGKILL")
-        await exited
-      }
-      rmSync(dir, { recursive: true, force: true })
-    }
-
     const directoryUrl = `https://127.0.0.1:${listenPort}/dir`
     const managementUrl = `https://127.0.0.1:${managementPort}`
-    const deadline = Date.now() + 10_000
-    for (;;) {
-      if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) {
-        await stop()
-        throw new Error(`pebble exited before answering (code ${child.exitCode}, signal ${child.signalCode}):\n${output}`)
-      }
-      const ready = await httpsGet(directoryUrl, tlsCa, 500).then((r) => r.status === 200, () => false)
-      if (ready) break
-      if (Date.now() > deadline) {
-        await stop()
-        throw new Error(`pebble did not answer ${directoryUrl} within 10 s:\n${output}`)
-      }
-      await sleep(50)
-    }
+    const pebbleProcess = await startManagedProcess({
+      name: "pebble",
+      command: pebble,
+      args,
+      env,
+      dir,
+      ready: { awaiting: `GET ${directoryUrl} to answer 200`, check: () => httpsGet(directoryUrl, tlsCa, 500).then((r) => r.status === 200, () => false) },
+      timeoutMs: 10_000,
+      graceMs: 3000
+    })
 
     return {
-      pid: child.pid,
+      pid: pebbleProcess.pid,
       directoryUrl,
       managementUrl,
       tlsCa,
@@ -243,10 +200,10 @@ export const startPebble = async (options: PebbleOptions): Promise<Pebble> => {
         if (status !== 200) throw new Error(`pebble's /roots/0 answered ${status}`)
         return body
       },
-      stop
+      stop: pebbleProcess.dispose
     }
   } catch (e) {
-    rmSync(dir, { recursive: true, force: true })
+    removeDir(dir)
     throw e
   }
 }

@@ -2,12 +2,12 @@
  * Test harness for the real container engine: starts Podman's Docker-compatible API service on a
  * private socket (foreground child, killed by pid) after making sure Podman and the image exist.
  */
-import { spawn, spawnSync } from "node:child_process"
-import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { spawnSync } from "node:child_process"
+import { existsSync, rmSync } from "node:fs"
 import * as http from "node:http"
-import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { privateDir, requireBinary, startManagedProcess } from "./ManagedProcess.js"
 
 /** The busybox image scripts/setup-podman.sh imports (no registry is reachable in tests). */
 export const BUSYBOX_IMAGE = "localhost/mcp-busybox:v1"
@@ -27,7 +27,7 @@ export interface PrivateStorage {
 export const makePrivateStorage = (): PrivateStorage => {
   ensurePodman()
   ensureImage()
-  const base = mkdtempSync(path.join(tmpdir(), "mcp-podman-storage-"))
+  const base = privateDir("podman-storage")
   const storage = { root: path.join(base, "root"), runroot: path.join(base, "run") }
   const archive = path.join(base, "image.tar")
   for (const args of [["save", "-o", archive, BUSYBOX_IMAGE], ["--root", storage.root, "--runroot", storage.runroot, "load", "-i", archive]]) {
@@ -57,15 +57,12 @@ export interface PodmanService {
 
 const podmanEnv = (): NodeJS.ProcessEnv => ({ ...process.env, CONTAINERS_CONF: containersConfPath() })
 
-const ensurePodman = (): void => {
-  const probe = spawnSync("podman", ["--version"], { encoding: "utf8" })
-  if (probe.error !== undefined || probe.status !== 0) {
-    throw new Error(
-      "podman is not installed (needed for the container engine tests). " +
-        "Fix: run: bash scripts/setup-podman.sh (as root), or apt-get install podman runc busybox-static"
-    )
-  }
-}
+const ensurePodman = (): string =>
+  requireBinary(
+    "podman",
+    "the container engine tests",
+    "Fix: run: bash scripts/setup-podman.sh (as root), or apt-get install podman runc busybox-static"
+  )
 
 const ensureImage = (): void => {
   const exists = () =>
@@ -94,16 +91,6 @@ const answers = (socketPath: string): Promise<boolean> =>
     req.on("error", () => resolve(false))
   })
 
-const exited = (child: ReturnType<typeof spawn>, ms: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve(true)
-    const timer = setTimeout(() => resolve(false), ms)
-    child.once("exit", () => {
-      clearTimeout(timer)
-      resolve(true)
-    })
-  })
-
 /**
  * Starts `podman system service --time=0 unix://<tmp>/podman.sock` and waits until it answers.
  * Containers the tests create live in the machine's default (root) storage: remove them in the
@@ -116,51 +103,19 @@ export const startPodmanService = async (
     readonly storage?: PrivateStorage
   } = {}
 ): Promise<PodmanService> => {
-  ensurePodman()
+  const podman = ensurePodman()
   ensureImage()
-  const dir = mkdtempSync(path.join(tmpdir(), "mcp-podman-"))
+  const dir = privateDir("podman")
   const socketPath = path.join(dir, "podman.sock")
   const storageFlags = options.storage === undefined ? [] : ["--root", options.storage.root, "--runroot", options.storage.runroot]
-  const child = spawn("podman", [...storageFlags, "system", "service", "--time=0", `unix://${socketPath}`], {
+  const service = await startManagedProcess({
+    name: "podman system service",
+    command: podman,
+    args: [...storageFlags, "system", "service", "--time=0", `unix://${socketPath}`],
     env: podmanEnv(),
-    stdio: ["ignore", "pipe", "pipe"]
+    dir,
+    ready: { awaiting: `GET /v1.41/version on ${socketPath} to answer 200`, check: async () => existsSync(socketPath) && (await answers(socketPath)) },
+    timeoutMs: options.timeoutMs ?? 30_000
   })
-  let output = ""
-  child.stdout?.on("data", (b: Buffer) => (output += b.toString()))
-  child.stderr?.on("data", (b: Buffer) => (output += b.toString()))
-  const spawnError = new Promise<Error>((resolve) => child.once("error", resolve))
-  const pid = child.pid
-
-  const stop = async (): Promise<void> => {
-    if (pid !== undefined && child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGTERM")
-      if (!(await exited(child, 5000))) {
-        child.kill("SIGKILL")
-        await exited(child, 5000)
-      }
-    }
-    rmSync(dir, { recursive: true, force: true })
-  }
-
-  const timeoutMs = options.timeoutMs ?? 30_000
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    const failed = await Promise.race([spawnError, new Promise<undefined>((r) => setTimeout(() => r(undefined), 0))])
-    if (failed !== undefined) {
-      await stop()
-      throw new Error(`could not spawn podman system service: ${failed.message}`)
-    }
-    if (child.exitCode !== null || child.signalCode !== null) {
-      await stop()
-      throw new Error(
-        `podman system service exited (${child.exitCode ?? child.signalCode}) before answering on ${socketPath}:\n${output}`
-      )
-    }
-    if (existsSync(socketPath) && (await answers(socketPath))) return { socketPath, pid: pid ?? -1, stop }
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  await stop()
-  throw new Error(
-    `podman system service did not answer GET /v1.41/version on ${socketPath} within ${timeoutMs} ms; its output:\n${output}`
-  )
+  return { socketPath, pid: service.pid, stop: service.dispose }
 }

@@ -2,118 +2,15 @@
  * Test harness for PowerDNS Authoritative (sqlite3 backend, HTTP API): a private directory with a
  * fresh database, pdns_server as a foreground child on free 127.0.0.1 ports, killed by pid.
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import * as dgram from "node:dgram"
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import * as net from "node:net"
-import { tmpdir } from "node:os"
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
+import { freeDnsPort, freeTcpPort, type ManagedProcess, privateDir, removeDir, requireBinary, startManagedProcess } from "./ManagedProcess.js"
 
-const SETUP_HINT = "Fix: run: bash scripts/setup-peers.sh (as root; it apt-installs the DNS test peers)"
+/** Shared with Knot.ts: the DNS peers are installed by the same script. */
+export const SETUP_HINT = "Fix: run: bash scripts/setup-peers.sh (as root; it apt-installs the DNS test peers)"
 const SQLITE_SCHEMA = "/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql"
-
-/** Throws a message naming the setup script when `binary` is not on this machine. */
-export const requireBinary = (binary: string, purpose: string): string => {
-  for (const dir of (process.env["PATH"] ?? "").split(":").concat(["/usr/sbin", "/usr/bin"])) {
-    const candidate = path.join(dir, binary)
-    if (dir !== "" && existsSync(candidate)) return candidate
-  }
-  throw new Error(`${binary} is not installed (needed for ${purpose}). ${SETUP_HINT}`)
-}
-
-const bindsTcp = (port: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    const s = net.createServer()
-    s.once("error", () => resolve(false))
-    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)))
-  })
-
-const bindsUdp = (port: number): Promise<number | undefined> =>
-  new Promise((resolve) => {
-    const s = dgram.createSocket("udp4")
-    s.once("error", () => {
-      s.close()
-      resolve(undefined)
-    })
-    s.bind(port, "127.0.0.1", () => {
-      const bound = s.address().port
-      s.close(() => resolve(bound))
-    })
-  })
-
-/** A port free on 127.0.0.1 for both UDP and TCP (a DNS server listens on both). */
-export const freeDnsPort = async (): Promise<number> => {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = await bindsUdp(0)
-    if (port !== undefined && (await bindsTcp(port))) return port
-  }
-  throw new Error("no port on 127.0.0.1 is free for both UDP and TCP")
-}
-
-/** A TCP port free on 127.0.0.1. */
-export const freeTcpPort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once("error", reject)
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(port))
-    })
-  })
-
-export const exited = (child: ChildProcess, ms: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve(true)
-    const timer = setTimeout(() => resolve(false), ms)
-    child.once("exit", () => {
-      clearTimeout(timer)
-      resolve(true)
-    })
-  })
-
-/** SIGTERM, then SIGKILL after 5 s; only ever the child's own pid. */
-export const killChild = async (child: ChildProcess): Promise<void> => {
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return
-  child.kill("SIGTERM")
-  if (!(await exited(child, 5000))) {
-    child.kill("SIGKILL")
-    await exited(child, 5000)
-  }
-}
-
-/** A spawned daemon with its output captured for error messages. */
-export interface Daemon {
-  readonly child: ChildProcess
-  readonly output: () => string
-  readonly spawnError: Promise<Error>
-}
-
-export const spawnDaemon = (binary: string, args: ReadonlyArray<string>): Daemon => {
-  const child = spawn(binary, [...args], { stdio: ["ignore", "pipe", "pipe"] })
-  let output = ""
-  child.stdout?.on("data", (b: Buffer) => (output += b.toString()))
-  child.stderr?.on("data", (b: Buffer) => (output += b.toString()))
-  const spawnError = new Promise<Error>((resolve) => child.once("error", resolve))
-  return { child, output: () => output, spawnError }
-}
-
-/** Polls `ready` until it resolves true; fails with the daemon's output when it exits or the time is up. */
-export const waitReady = async (daemon: Daemon, what: string, ready: () => Promise<boolean>, timeoutMs: number): Promise<void> => {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    const failed = await Promise.race([daemon.spawnError, new Promise<undefined>((r) => setTimeout(() => r(undefined), 0))])
-    if (failed !== undefined) throw new Error(`could not spawn ${what}: ${failed.message}`)
-    const { child } = daemon
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`${what} exited (${child.exitCode ?? child.signalCode}) before it was ready; its output:\n${daemon.output()}`)
-    }
-    if (await ready()) return
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  await killChild(daemon.child)
-  throw new Error(`${what} was not ready within ${timeoutMs} ms; its output:\n${daemon.output()}`)
-}
 
 export interface PowerDnsServer {
   /** `http://127.0.0.1:<port>`, the `apiUrl` PowerDnsRecords takes. */
@@ -143,15 +40,15 @@ const apiAnswers = async (apiUrl: string, apiKey: string): Promise<boolean> => {
 }
 
 export const startPowerDns = async (options: { readonly timeoutMs?: number } = {}): Promise<PowerDnsServer> => {
-  const pdns = requireBinary("pdns_server", "the PowerDNS tests")
-  const sqlite3 = requireBinary("sqlite3", "creating the PowerDNS database")
+  const pdns = requireBinary("pdns_server", "the PowerDNS tests", SETUP_HINT)
+  const sqlite3 = requireBinary("sqlite3", "creating the PowerDNS database", SETUP_HINT)
   if (!existsSync(SQLITE_SCHEMA)) throw new Error(`${SQLITE_SCHEMA} is missing (package pdns-backend-sqlite3). ${SETUP_HINT}`)
 
-  const dir = mkdtempSync(path.join(tmpdir(), "mcp-pdns-"))
+  const dir = privateDir("pdns")
   const database = path.join(dir, "pdns.sqlite3")
   const init = spawnSync(sqlite3, [database], { input: readFileSync(SQLITE_SCHEMA), encoding: "utf8" })
   if (init.status !== 0) {
-    rmSync(dir, { recursive: true, force: true })
+    removeDir(dir)
     throw new Error(`sqlite3 could not create ${database} (exit ${init.status}): ${init.stderr}`)
   }
   const dnsPort = await freeDnsPort()
@@ -179,19 +76,26 @@ export const startPowerDns = async (options: { readonly timeoutMs?: number } = {
     { mode: 0o600 }
   )
 
-  let daemon: Daemon | undefined
+  // The directory and database outlive one process: `stop` then `start` brings the same records back.
+  let daemon: ManagedProcess | undefined
   const stop = async (): Promise<void> => {
-    if (daemon !== undefined) await killChild(daemon.child)
+    const current = daemon
     daemon = undefined
+    await current?.stop()
   }
   const start = async (): Promise<void> => {
     if (daemon !== undefined) return
-    daemon = spawnDaemon(pdns, [`--config-dir=${dir}`, "--daemon=no", "--guardian=no", "--disable-syslog", "--write-pid=no"])
-    await waitReady(daemon, `pdns_server (API ${apiUrl}, DNS 127.0.0.1:${dnsPort})`, () => apiAnswers(apiUrl, apiKey), options.timeoutMs ?? 30_000)
+    daemon = await startManagedProcess({
+      name: `pdns_server (API ${apiUrl}, DNS 127.0.0.1:${dnsPort})`,
+      command: pdns,
+      args: [`--config-dir=${dir}`, "--daemon=no", "--guardian=no", "--disable-syslog", "--write-pid=no"],
+      ready: { awaiting: `its API to answer GET ${apiUrl}/api/v1/servers/localhost with 200`, check: () => apiAnswers(apiUrl, apiKey) },
+      timeoutMs: options.timeoutMs ?? 30_000
+    })
   }
   const close = async (): Promise<void> => {
     await stop()
-    rmSync(dir, { recursive: true, force: true })
+    removeDir(dir)
   }
   try {
     await start()
@@ -199,7 +103,7 @@ export const startPowerDns = async (options: { readonly timeoutMs?: number } = {
     await close()
     throw e
   }
-  return { apiUrl, apiKey, dnsPort, dir, pid: () => daemon?.child.pid, stop, start, close }
+  return { apiUrl, apiKey, dnsPort, dir, pid: () => daemon?.pid, stop, start, close }
 }
 
 /** One record for `createZone`: names without the trailing dot; a CNAME's content is a name too. */
