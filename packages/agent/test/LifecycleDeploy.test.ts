@@ -513,6 +513,25 @@ describe("a failed deploy", () => {
     }))
 })
 
+describe("a dry run with an undeploy left open", () => {
+  it.live("leaves it open: planning finishes nothing, the service and its saga stay as they were", () =>
+    Effect.gen(function* () {
+      const peers = yield* makePeers({ switchesTraffic: false })
+      yield* withAgent(peers, Effect.gen(function* () {
+        const lifecycle = yield* Lifecycle
+        yield* lifecycle.deploy(webService("web"), { dryRun: false }, noProgress)
+        yield* peers.faults.arm("dns.remove")
+        yield* Effect.flip(lifecycle.undeploy("web"))
+        const before = yield* snapshot(peers)
+        expect(before.running.map((s) => s.kind)).toEqual(["undeploy"])
+        const planned = recorder()
+        yield* lifecycle.deploy(webService("web"), { dryRun: true }, planned.sink)
+        expect(planned.events.map((e) => e._tag)).toEqual(["DeployPlanned"])
+        expect(yield* snapshot(peers)).toEqual(before)
+      }))
+    }))
+})
+
 describe("another service's hostname", () => {
   for (const [what, taker] of [
     // Same listener and hostname: the proxy route itself is taken.
