@@ -914,6 +914,12 @@ const regressions: ReadonlyArray<Scenario> = [
   // proxy route, then the commit was refused, and nothing was undone.
   { switchesTraffic: false, ops: [op("deploy", "alpha", none, SHARED_HOST_VARIANT), op("deploy", "beta", none, SHARED_HOST_VARIANT)] },
   { switchesTraffic: true, ops: [op("deploy", "alpha", none, SHARED_HOST_VARIANT), op("deploy", "beta", none, SHARED_HOST_VARIANT)] },
+  // The check above refused a hostname whose certificate was left recorded for a service that had
+  // since been redeployed without it.
+  {
+    switchesTraffic: false,
+    ops: [op("deploy", "gamma", none, SHARED_HOST_VARIANT), op("deploy", "gamma", none, SHARED_PORT_VARIANT), op("deploy", "alpha", none, SHARED_HOST_VARIANT), op("stop", "alpha")]
+  },
 ]
 
 /** Not bugs found, but scenarios run every time: a redeploy whose health check fails, in place and blue-green. */

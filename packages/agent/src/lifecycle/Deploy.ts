@@ -83,7 +83,10 @@ const claimedByOthers = (def: ServiceDefinition.ServiceDefinition) =>
       if (holder !== undefined) problems.push(`${r.hostname} on listener ${r.listener} is routed to service ${holder.service}`)
     }
     for (const hostname of preview.certHostnames) {
-      const holder = certificates.find((c) => c.hostname === hostname && c.service !== def.name)
+      // A certificate its service no longer routes is a leftover (redeploys do not revoke yet):
+      // the deploy takes it over rather than being refused.
+      const holder = certificates.find((c) => c.hostname === hostname && c.service !== def.name &&
+        routes.some((r) => r.service === c.service && r.hostname === hostname))
       if (holder !== undefined) problems.push(`the certificate for ${hostname} belongs to service ${holder.service}`)
     }
     if (problems.length === 0) return
@@ -165,7 +168,8 @@ export const deploy = (def: ServiceDefinition.ServiceDefinition, options: { read
           dns: p.dnsNames.map((name) => ({ name, service: def.name, address: settings.nodeAddress })),
           ports: [...ports.routePorts, ...ports.explicit]
         })
-        for (const c of certs.served.values()) yield* registry.putCertificate({ service: def.name, ...c })
+        // The service owns what it serves, a leftover of another service's it reused included.
+        for (const c of certs.served.values()) yield* registry.putCertificate({ ...c, service: def.name })
         yield* registry.endSaga(sagaId, "committed")
       })
     )
