@@ -116,7 +116,8 @@ const watchdog = (childPid: number): ChildProcess => {
     ["-c", 'while kill -0 "$1" 2>/dev/null && kill -0 "$2" 2>/dev/null; do sleep 1; done; kill -0 "$1" 2>/dev/null || kill -9 "$2" 2>/dev/null', "mcp-watchdog", String(process.pid), String(childPid)],
     { detached: true, stdio: "ignore" }
   )
-  guard.on("error", () => {}) // no sh: the exit hook still covers a normal exit
+  // No sh: the exit hook still covers a normal exit, so say so and go on.
+  guard.on("error", (e) => console.warn(`managed process: no watchdog for pid ${childPid} (${e.message}); only a normal exit of the test worker stops it`))
   guard.unref()
   return guard
 }
@@ -240,9 +241,9 @@ export const startManagedProcess = async (options: ManagedProcessOptions): Promi
     throw fail(`could not spawn it: ${spawned.message}`)
   }
   const pid = child.pid!
-  // Only a failed kill could emit "error" now; unhandled it would crash the test worker, and the
-  // process then simply shows as still running.
-  child.on("error", () => {})
+  // Only a failed kill could emit "error" now; unhandled it would crash the test worker. The
+  // process then shows as still running, and the warning says why.
+  child.on("error", (e) => console.warn(`managed process ${options.name} (pid ${pid}): ${e.message}`))
 
   installExitHook()
   live.add(child)
