@@ -45,6 +45,9 @@ const toDeployPlan = (settings: NodeSettings, def: ServiceDefinition.ServiceDefi
   changes
 })
 
+/** The plan before any port is allocated (ports 0): what it names, images and routes, is all it is used for. */
+const unallocatedPlan = (def: ServiceDefinition.ServiceDefinition, settings: NodeSettings) => plan(def, portRequests(def).map(() => 0), "preview", settings)
+
 /** What a deploy would do, sent as one DeployPlanned event; nothing is changed. */
 const dryRun = (def: ServiceDefinition.ServiceDefinition, progress: ProgressSink) =>
   Effect.gen(function* () {
@@ -52,7 +55,7 @@ const dryRun = (def: ServiceDefinition.ServiceDefinition, progress: ProgressSink
     const settings = yield* NodeSettings
     const existing = yield* registry.service(def.name)
     const oldComponents = yield* registry.components(def.name)
-    const preview = plan(def, portRequests(def).map(() => 0), "dry-run", settings)
+    const preview = unallocatedPlan(def, settings)
     const changes = Option.isNone(existing)
       ? [`new service on ${settings.node}`]
       : [
@@ -74,7 +77,7 @@ const claimedByOthers = (def: ServiceDefinition.ServiceDefinition) =>
   Effect.gen(function* () {
     const registry = yield* Registry
     const settings = yield* NodeSettings
-    const preview = plan(def, portRequests(def).map(() => 0), "plan", settings)
+    const preview = unallocatedPlan(def, settings)
     const routes = yield* registry.routes
     const certificates = yield* registry.certificates
     const problems: Array<string> = []
@@ -131,7 +134,7 @@ export const deploy = (def: ServiceDefinition.ServiceDefinition, options: { read
     const outcome = yield* Effect.either(
       Saga.sequence(registry, sagaId, compensators, onStep, (runStep) =>
         Effect.gen(function* () {
-          yield* runStep(Pull.step(plan(def, portRequests(def).map(() => 0), sagaId, settings).components.map((c) => c.image)))
+          yield* runStep(Pull.step(unallocatedPlan(def, settings).components.map((c) => c.image)))
           const ports = yield* runStep(Ports.step(def, sagaId, keep))
           const planned = plan(def, ports.routePorts, sagaId, settings)
           const certs = yield* runStep(Certs.step(sagaId, planned.certHostnames))
