@@ -8,10 +8,11 @@ export const groups = {
     projects: ["domain", "cli"]
   },
   // The agent's lifecycle of a service: the deploy saga, its steps and journal, the health gate,
-  // the port allocator, the container plan, service operations, status and start-up recovery.
+  // the port allocator, the container plan, service operations, status and start-up recovery;
+  // and the saga runner and SQL journal the agent and the master share.
   saga: {
-    mutate: ["packages/agent/src/lifecycle/**/*.ts"],
-    projects: ["agent"]
+    mutate: ["packages/agent/src/lifecycle/**/*.ts", "packages/rpc/src/Saga.ts", "packages/rpc/src/SagaJournal.ts"],
+    projects: ["agent", "rpc", "master"]
   },
   // Who may call what: the auth middleware and the authenticators behind it.
   auth: {

@@ -1,6 +1,7 @@
 /**
  * RPC contracts shared by master, agent and CLI, with auth and the HTTPS transport, and the
- * runtime the three programs share: the daemon process, keyed actors and fatal failures.
+ * runtime the three programs share: the daemon process, keyed actors, fatal failures and the
+ * journaled saga with its SQL journal.
  */
 export * as Authenticator from "./Authenticator.js"
 export * as AuthMiddleware from "./AuthMiddleware.js"
@@ -12,6 +13,9 @@ export * as KeyedActors from "./KeyedActors.js"
 export * as Pki from "./Pki.js"
 export * as Principal from "./Principal.js"
 export * as Protocol from "./Protocol.js"
+export * as Saga from "./Saga.js"
+export * as SagaJournal from "./SagaJournal.js"
+export * as SqlRows from "./SqlRows.js"
 export * as TokenFile from "./TokenFile.js"
 export * as TokenFileAuthenticator from "./TokenFileAuthenticator.js"
 export * as Transport from "./Transport.js"

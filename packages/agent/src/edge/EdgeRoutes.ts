@@ -16,7 +16,7 @@
  */
 import type { SqlError } from "@effect/sql/SqlError"
 import { Errors, Hostname, type Node, type Routes } from "@mcp/domain"
-import { KeyedActors } from "@mcp/rpc"
+import { KeyedActors, Saga } from "@mcp/rpc"
 import { Context, Effect, Either, Layer, Metric, Option, type Schedule } from "effect"
 import { lookup } from "node:dns/promises"
 import { isIP } from "node:net"
@@ -24,7 +24,6 @@ import { type CertError, CertIssuer, type IssuedCertificate, REUSE_MARGIN_MS } f
 import { NodeSettings } from "../NodeSettings.js"
 import { type ProxyError, type ProxyRoute, ProxyRoutes } from "../proxy/ProxyRoutes.js"
 import { type EdgeRouteRow, type EdgeTarget, Registry } from "../registry/Registry.js"
-import { compensationRetry } from "../lifecycle/Saga.js"
 
 /** What the master asks for (AgentRpcs SetupEdgeRoute's payload). */
 export interface SetupRequest {
@@ -177,7 +176,7 @@ export const make = (options: EdgeRoutesOptions) =>
       certNotAfter: row.cert?.notAfter ?? ""
     })
 
-    const retry = options.retry ?? compensationRetry
+    const retry = options.retry ?? Saga.compensationRetry
     const retrying = <A, E>(effect: Effect.Effect<A, E>) => Effect.retry(effect, retry)
 
     // -------------------------------------------------------------------------------------------

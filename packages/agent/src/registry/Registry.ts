@@ -5,6 +5,7 @@
  */
 import { Migrator, SqlClient } from "@effect/sql"
 import { SqliteClient } from "@effect/sql-sqlite-node"
+import { SagaJournal } from "@mcp/rpc"
 import { Effect, Layer, Option, Schema } from "effect"
 import type { IssuedCertificate } from "../certs/CertIssuer.js"
 import type { ContainerSpec } from "../engine/ContainerRuntime.js"
@@ -204,27 +205,9 @@ export interface EdgeRouteRow extends EdgeTarget {
   readonly retired: ReadonlyArray<IssuedCertificate>
 }
 
-export type SagaState = "running" | "committed" | "compensated" | "failed"
-
 /** A deploy is a saga with steps; stop, start and undeploy are journaled as one entry each. */
-export type SagaKind = "deploy" | "stop" | "start" | "undeploy"
-
-export interface SagaRow {
-  readonly id: string
-  readonly service: string
-  readonly kind: SagaKind
-  readonly state: SagaState
-  readonly startedAt: string
-  readonly error: string | undefined
-}
-
-export interface SagaStepRow {
-  readonly sagaId: string
-  readonly seq: number
-  readonly step: string
-  readonly phase: "started" | "done" | "compensated"
-  readonly data: unknown
-}
+export const SagaKind = Schema.Literal("deploy", "stop", "start", "undeploy")
+export type SagaKind = typeof SagaKind.Type
 
 export interface EventRow {
   readonly id: number
@@ -254,6 +237,7 @@ export class Registry extends Effect.Service<Registry>()("@mcp/agent/Registry", 
     const sql = yield* SqlClient.SqlClient
     const now = () => new Date().toISOString()
     const parse = (text: string) => Schema.decodeUnknownSync(json)(text)
+    const sagas = yield* SagaJournal.make(SagaKind)
 
     const toComponent = (r: Record<string, unknown>): ComponentRow => ({
       service: r["service"] as string,
@@ -399,28 +383,8 @@ export class Registry extends Effect.Service<Registry>()("@mcp/agent/Registry", 
       },
       deleteEdgeRoute: (hostname: string) => sql`DELETE FROM edge_routes WHERE hostname = ${hostname}`.pipe(Effect.asVoid),
 
-      // sagas ----------------------------------------------------------------------------------
-      beginSaga: (id: string, service: string, kind: SagaKind) =>
-        sql`INSERT INTO sagas (id, service, kind, state, started_at) VALUES (${id}, ${service}, ${kind}, 'running', ${now()})`.pipe(Effect.asVoid),
-      journal: (sagaId: string, step: string, phase: SagaStepRow["phase"], data: unknown) =>
-        sql`INSERT INTO saga_steps (saga_id, seq, step, phase, data, at)
-          VALUES (${sagaId}, (SELECT COALESCE(MAX(seq), 0) + 1 FROM saga_steps WHERE saga_id = ${sagaId}), ${step}, ${phase}, ${JSON.stringify(data ?? null)}, ${now()})`.pipe(Effect.asVoid),
-      endSaga: (id: string, state: Exclude<SagaState, "running">, error?: string) =>
-        sql`UPDATE sagas SET state = ${state}, ended_at = ${now()}, error = ${error ?? null} WHERE id = ${id}`.pipe(Effect.asVoid),
-      sagasIn: (state: SagaState) =>
-        sql`SELECT * FROM sagas WHERE state = ${state} ORDER BY started_at`.pipe(
-          Effect.map((rows) => rows.map((r): SagaRow => ({
-            id: r["id"] as string, service: r["service"] as string, kind: r["kind"] as SagaKind,
-            state: r["state"] as SagaState, startedAt: r["started_at"] as string, error: nullable(r["error"] as string | null)
-          })))
-        ),
-      sagaSteps: (sagaId: string) =>
-        sql`SELECT * FROM saga_steps WHERE saga_id = ${sagaId} ORDER BY seq`.pipe(
-          Effect.map((rows) => rows.map((r): SagaStepRow => ({
-            sagaId, seq: Number(r["seq"]), step: r["step"] as string,
-            phase: r["phase"] as SagaStepRow["phase"], data: parse(r["data"] as string)
-          })))
-        ),
+      // sagas: the shared journal's two tables ----------------------------------------------
+      ...sagas,
 
       // events ---------------------------------------------------------------------------------
       addEvent: (kind: string, service: string | undefined, message: string) =>

@@ -1,12 +1,14 @@
 /**
  * The master's SQLite database: the nodes it knows (from config, `mcp node add` and
  * self-registration), where each service was placed, stored definitions, edge routes and the
- * master's event log. Agents stay the truth about what runs; this is rebuilt from them on start.
+ * master's event log, and the journal of its cross-node sagas. Agents stay the truth about what
+ * runs; this is rebuilt from them on start.
  */
 import { Migrator, SqlClient } from "@effect/sql"
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import type { Health, Node, Routes } from "@mcp/domain"
-import { Effect, Layer, Option } from "effect"
+import { SagaJournal } from "@mcp/rpc"
+import { Effect, Layer, Option, Schema } from "effect"
 
 const migrations = {
   "0001_initial": Effect.gen(function* () {
@@ -41,7 +43,9 @@ const migrations = {
   "0003_stale_copies": Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     yield* sql`CREATE TABLE stale_copies (service TEXT NOT NULL, node TEXT NOT NULL, since TEXT NOT NULL, PRIMARY KEY (service, node))`
-  })
+  }),
+  /** The journal of cross-node deploys and undeploys, so a master killed mid-way finishes or undoes them at start. */
+  "0004_saga_journal": SagaJournal.createTables
 }
 
 export const layerSqlite = (filename: string) => {
@@ -64,6 +68,10 @@ export interface NodeRow {
   /** How the master learned of it: "config", "cli" or "register". */
   readonly source: string
 }
+
+/** The master journals its cross-node deploys and undeploys (services/CrossNodeSaga.ts). */
+export const SagaKind = Schema.Literal("deploy", "undeploy")
+export type SagaKind = typeof SagaKind.Type
 
 export type EdgeRouteState = "active" | "removing"
 
@@ -105,7 +113,10 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
   effect: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const now = () => new Date().toISOString()
+    const sagas = yield* SagaJournal.make(SagaKind)
     return {
+      /** The saga journal's two tables (shared with the agent's registry). */
+      ...sagas,
       nodes: sql`SELECT * FROM nodes ORDER BY name`.pipe(Effect.map((rows) => rows.map(toNode))),
       node: (name: string) => sql`SELECT * FROM nodes WHERE name = ${name}`.pipe(Effect.map((rows) => Option.fromNullable(rows[0]).pipe(Option.map(toNode)))),
       upsertNode: (info: Node.NodeInfo, source: string, resources?: Node.Resources) =>

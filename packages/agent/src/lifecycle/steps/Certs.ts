@@ -9,7 +9,7 @@ import { Effect, Schema } from "effect"
 import { CertIssuer, REUSE_MARGIN_MS } from "../../certs/CertIssuer.js"
 import { type CertificateRow, Registry } from "../../registry/Registry.js"
 import { recordedCerts } from "../Converge.js"
-import * as Saga from "../Saga.js"
+import { Saga } from "@mcp/rpc"
 
 const IssuedCertificate = Schema.Struct({
   hostname: Schema.String,

@@ -7,7 +7,7 @@ import { Effect, Schema } from "effect"
 import { ContainerRuntime, LABEL_DEPLOY } from "../../engine/ContainerRuntime.js"
 import type { PlannedComponent } from "../ContainerPlan.js"
 import { launch } from "../Converge.js"
-import * as Saga from "../Saga.js"
+import { Saga } from "@mcp/rpc"
 
 export const journaled = Saga.journaled({
   name: "containers",

@@ -7,7 +7,7 @@
 import { Effect, Schema } from "effect"
 import { Registry } from "../../registry/Registry.js"
 import { isActive, switchDns } from "../Converge.js"
-import * as Saga from "../Saga.js"
+import { Saga } from "@mcp/rpc"
 
 export const journaled = Saga.journaled({
   name: "dns",

@@ -6,7 +6,7 @@ import type { ServiceDefinition } from "@mcp/domain"
 import { Effect } from "effect"
 import type { PlannedRoute } from "../ContainerPlan.js"
 import * as HealthGate from "../HealthGate.js"
-import * as Saga from "../Saga.js"
+import { Saga } from "@mcp/rpc"
 
 /** `host`: where the node reaches published ports; a check targets its route's host port. */
 export const step = (

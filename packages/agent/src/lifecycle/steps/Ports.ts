@@ -9,7 +9,7 @@ import { Effect, Schema } from "effect"
 import { Registry } from "../../registry/Registry.js"
 import { explicitPorts, portRequests } from "../ContainerPlan.js"
 import { PortAllocator } from "../PortAllocator.js"
-import * as Saga from "../Saga.js"
+import { Saga } from "@mcp/rpc"
 
 export const journaled = Saga.journaled({
   name: "ports",

@@ -4,7 +4,7 @@
  */
 import { Effect } from "effect"
 import { ContainerRuntime } from "../../engine/ContainerRuntime.js"
-import * as Saga from "../Saga.js"
+import { Saga } from "@mcp/rpc"
 
 export const step = (images: ReadonlyArray<string>) =>
   Saga.plain("pull", Effect.flatMap(ContainerRuntime, (runtime) => Effect.forEach(images, (image) => runtime.ensureImage(image), { discard: true })))

@@ -8,7 +8,7 @@ import { Effect, Schema } from "effect"
 import { ContainerRuntime } from "../../engine/ContainerRuntime.js"
 import { type ComponentRow, Registry } from "../../registry/Registry.js"
 import { isActive, relaunchRecorded } from "../Converge.js"
-import * as Saga from "../Saga.js"
+import { Saga } from "@mcp/rpc"
 
 export const journaled = Saga.journaled({
   name: "retire-old",

@@ -11,7 +11,7 @@
 import { Effect, Schema } from "effect"
 import { Registry } from "../../registry/Registry.js"
 import { isActive, recordedRoutes, RouteSnapshot, switchRoutes } from "../Converge.js"
-import * as Saga from "../Saga.js"
+import { Saga } from "@mcp/rpc"
 
 export const journaled = Saga.journaled({
   name: "routes",

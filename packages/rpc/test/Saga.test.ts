@@ -1,27 +1,30 @@
 /**
- * The journaled saga over a real SQLite registry: what the journal records for each step, the
+ * The journaled saga over a real SQLite journal: what the journal records for each step, the
  * order compensations run in and the data they get, what a failing compensation reports (error,
  * log, a saga left open), and a later compensation run that finishes only what is left.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Logger } from "effect"
+import { SqliteClient } from "@effect/sql-sqlite-node"
+import { Effect, Layer, Logger, Schema } from "effect"
 import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { layerSqlite, Registry } from "../src/registry/Registry.js"
-import * as Saga from "../src/lifecycle/Saga.js"
+import * as Saga from "../src/Saga.js"
+import * as SagaJournal from "../src/SagaJournal.js"
 
 const scratch = mkdtempSync(join(existsSync("/dev/shm") ? "/dev/shm" : tmpdir(), "mcp-saga-"))
 let files = 0
 afterAll(() => rmSync(scratch, { recursive: true, force: true }))
 
-/** Runs `body` against a fresh registry file, with warnings logged to `logs`. */
+type Registry = SagaJournal.SagaJournal<"deploy">
+
+/** Runs `body` against a journal in a fresh database file, with warnings logged to `logs`. */
 const withRegistry = <A, E>(logs: Array<string>, body: (registry: Registry) => Effect.Effect<A, E>) =>
   Effect.scoped(
     Effect.provide(
-      Effect.flatMap(Registry, body),
+      Effect.flatMap(Effect.zipRight(SagaJournal.createTables, SagaJournal.make(Schema.Literal("deploy"))), body),
       Layer.mergeAll(
-        Registry.Default.pipe(Layer.provideMerge(layerSqlite(join(scratch, `registry-${files++}.db`)))),
+        SqliteClient.layer({ filename: join(scratch, `journal-${files++}.db`) }),
         Logger.replace(
           Logger.defaultLogger,
           Logger.make(({ logLevel, message }) => void logs.push(`${logLevel.label}: ${Array.isArray(message) ? message.join(" ") : String(message)}`))

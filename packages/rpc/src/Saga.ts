@@ -1,6 +1,8 @@
 /**
  * A journaled saga: each step is recorded before it runs and after it succeeds, so that a
- * saga cut short (a failure, or the agent killed) can be compensated from the journal alone.
+ * saga cut short (a failure, or its daemon killed) can be compensated from the journal alone.
+ * The agent runs its deploys with it and the master its cross-node deploys and undeploys, each
+ * over its own SQL journal (SagaJournal.ts).
  * Compensations are looked up by step name and get the step's journaled data, never a closure.
  *
  * Two ways to run one: `run` takes a fixed list of steps; `sequence` hands its body a function
@@ -10,7 +12,10 @@
  */
 import { Data, Effect, Either, ParseResult, Schedule, Schema } from "effect"
 import type { SqlError } from "@effect/sql/SqlError"
-import type { Registry } from "../registry/Registry.js"
+import type { SagaJournal } from "./SagaJournal.js"
+
+/** The part of a journal a running saga writes and a compensation reads (any kind of saga). */
+export type Journal = Pick<SagaJournal, "journal" | "sagaSteps" | "endSaga">
 
 export interface Step<E, R, A = unknown> {
   readonly name: string
@@ -40,14 +45,14 @@ const describe = (e: unknown): string => (e instanceof Error ? e.message : typeo
  * saga is marked compensated only when there are none.
  */
 export const compensate = <R>(
-  registry: Registry,
+  journal: Journal,
   sagaId: string,
   compensators: Readonly<Record<string, Compensator<R>>>
 ) =>
   Effect.gen(function* () {
-    const journal = yield* registry.sagaSteps(sagaId)
+    const rows = yield* journal.sagaSteps(sagaId)
     const steps = new Map<string, { intent: unknown; result: unknown; compensated: boolean }>()
-    for (const row of journal) {
+    for (const row of rows) {
       const entry = steps.get(row.step) ?? { intent: undefined, result: undefined, compensated: false }
       if (row.phase === "started") entry.intent = row.data
       else if (row.phase === "done") entry.result = row.data
@@ -64,10 +69,10 @@ export const compensate = <R>(
         failures.push(`${step}: ${describe(outcome.left)}`)
         yield* Effect.logWarning(`saga ${sagaId}: compensating ${step} failed: ${describe(outcome.left)}`)
       } else {
-        yield* registry.journal(sagaId, step, "compensated", null)
+        yield* journal.journal(sagaId, step, "compensated", null)
       }
     }
-    if (failures.length === 0) yield* registry.endSaga(sagaId, "compensated")
+    if (failures.length === 0) yield* journal.endSaga(sagaId, "compensated")
     return failures
   })
 
@@ -85,7 +90,7 @@ export type RunStep = <A, E, R>(step: Step<E, R, A>) => Effect.Effect<A, Halted<
  * steps the journal shows are compensated (newest first) and the saga fails with `StepFailed`.
  */
 export const sequence = <A, EB, R, RC>(
-  registry: Registry,
+  journal: Journal,
   sagaId: string,
   compensators: Readonly<Record<string, Compensator<RC>>>,
   onStep: (step: string, status: "started" | "done" | "failed") => Effect.Effect<void>,
@@ -93,14 +98,14 @@ export const sequence = <A, EB, R, RC>(
 ) => {
   const runStep: RunStep = (step) =>
     Effect.gen(function* () {
-      yield* registry.journal(sagaId, step.name, "started", step.intent())
+      yield* journal.journal(sagaId, step.name, "started", step.intent())
       yield* onStep(step.name, "started")
       const outcome = yield* Effect.either(step.run)
       if (Either.isLeft(outcome)) {
         yield* onStep(step.name, "failed")
         return yield* new Halted({ step: step.name, error: outcome.left })
       }
-      yield* registry.journal(sagaId, step.name, "done", step.journal === undefined ? outcome.right ?? null : step.journal(outcome.right))
+      yield* journal.journal(sagaId, step.name, "done", step.journal === undefined ? outcome.right ?? null : step.journal(outcome.right))
       yield* onStep(step.name, "done")
       return outcome.right
     })
@@ -108,7 +113,7 @@ export const sequence = <A, EB, R, RC>(
     Effect.catchIf(
       (e): e is Extract<EB, Halted<unknown>> => e instanceof Halted,
       (halted) =>
-        Effect.flatMap(compensate(registry, sagaId, compensators), (compensationErrors) =>
+        Effect.flatMap(compensate(journal, sagaId, compensators), (compensationErrors) =>
           Effect.fail(new StepFailed({ step: halted.step, error: halted.error as HaltedError<EB>, compensationErrors }))
         )
     )
@@ -117,12 +122,12 @@ export const sequence = <A, EB, R, RC>(
 
 /** Runs `steps` in order, journaling each; on a failure compensates what ran and fails. */
 export const run = <E, R, RC>(
-  registry: Registry,
+  journal: Journal,
   sagaId: string,
   steps: ReadonlyArray<Step<E, R>>,
   compensators: Readonly<Record<string, Compensator<RC>>>,
   onStep: (step: string, status: "started" | "done" | "failed") => Effect.Effect<void> = () => Effect.void
-) => sequence(registry, sagaId, compensators, onStep, (runStep) => Effect.forEach(steps, runStep, { discard: true }))
+) => sequence(journal, sagaId, compensators, onStep, (runStep) => Effect.forEach(steps, runStep, { discard: true }))
 
 // ---------------------------------------------------------------------------------------------
 // Typed steps: the intent and the result are journaled through their Schemas and decoded again
