@@ -10,7 +10,7 @@
  * steps produced as plain arguments. Either way, the first failure compensates every step the
  * journal shows and fails with `StepFailed`.
  */
-import { Data, Effect, Either, ParseResult, Schedule, Schema } from "effect"
+import { Context, Data, Effect, Either, ParseResult, Schedule, Schema } from "effect"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { SagaJournal } from "./SagaJournal.js"
 
@@ -38,7 +38,40 @@ export class StepFailed<E> extends Data.TaggedError("StepFailed")<{
 
 export const compensationRetry = Schedule.exponential("50 millis", 2).pipe(Schedule.intersect(Schedule.recurs(3)))
 
+/**
+ * How a failing compensation is retried before the saga is left open: `compensationRetry` unless
+ * provided (a test on the TestClock provides one that does not sleep).
+ */
+export class CompensationRetry extends Context.Reference<CompensationRetry>()("@mcp/rpc/Saga/CompensationRetry", {
+  defaultValue: (): Schedule.Schedule<unknown, unknown> => compensationRetry
+}) {}
+
 const describe = (e: unknown): string => (e instanceof Error ? e.message : typeof e === "object" && e !== null && "message" in e ? String(e.message) : String(e))
+
+/** Compensators by step name: a record, or a lookup for sagas whose step names carry data (one step per hostname). */
+export type Compensators<R> = Readonly<Record<string, Compensator<R>>> | ((step: string) => Compensator<R> | undefined)
+
+/** What the journal shows of one step. */
+export interface StepProgress {
+  readonly intent: unknown
+  /** `undefined` until the step is done. */
+  readonly result: unknown
+  readonly done: boolean
+  readonly compensated: boolean
+}
+
+/** The steps of `sagaId` in the order they started, each with what the journal shows of it. */
+export const progress = (journal: Journal, sagaId: string) =>
+  Effect.map(journal.sagaSteps(sagaId), (rows) => {
+    const steps = new Map<string, StepProgress>()
+    for (const row of rows) {
+      const entry = steps.get(row.step) ?? { intent: undefined, result: undefined, done: false, compensated: false }
+      steps.set(row.step, row.phase === "started" ? { ...entry, intent: row.data }
+        : row.phase === "done" ? { ...entry, result: row.data, done: true }
+        : { ...entry, compensated: true })
+    }
+    return steps as ReadonlyMap<string, StepProgress>
+  })
 
 /**
  * Compensates the journaled steps of `sagaId` in reverse order. Returns the failures; the
@@ -47,24 +80,17 @@ const describe = (e: unknown): string => (e instanceof Error ? e.message : typeo
 export const compensate = <R>(
   journal: Journal,
   sagaId: string,
-  compensators: Readonly<Record<string, Compensator<R>>>
+  compensators: Compensators<R>
 ) =>
   Effect.gen(function* () {
-    const rows = yield* journal.sagaSteps(sagaId)
-    const steps = new Map<string, { intent: unknown; result: unknown; compensated: boolean }>()
-    for (const row of rows) {
-      const entry = steps.get(row.step) ?? { intent: undefined, result: undefined, compensated: false }
-      if (row.phase === "started") entry.intent = row.data
-      else if (row.phase === "done") entry.result = row.data
-      else entry.compensated = true
-      steps.set(row.step, entry)
-    }
+    const steps = yield* progress(journal, sagaId)
+    const retry = yield* CompensationRetry
     const failures: Array<string> = []
     for (const [step, entry] of [...steps.entries()].reverse()) {
       if (entry.compensated) continue
-      const undo = compensators[step]
+      const undo = typeof compensators === "function" ? compensators(step) : compensators[step]
       if (undo === undefined) continue
-      const outcome = yield* Effect.either(Effect.retry(undo(entry), compensationRetry))
+      const outcome = yield* Effect.either(Effect.retry(undo(entry), retry))
       if (Either.isLeft(outcome)) {
         failures.push(`${step}: ${describe(outcome.left)}`)
         yield* Effect.logWarning(`saga ${sagaId}: compensating ${step} failed: ${describe(outcome.left)}`)
@@ -92,7 +118,7 @@ export type RunStep = <A, E, R>(step: Step<E, R, A>) => Effect.Effect<A, Halted<
 export const sequence = <A, EB, R, RC>(
   journal: Journal,
   sagaId: string,
-  compensators: Readonly<Record<string, Compensator<RC>>>,
+  compensators: Compensators<RC>,
   onStep: (step: string, status: "started" | "done" | "failed") => Effect.Effect<void>,
   body: (runStep: RunStep) => Effect.Effect<A, EB, R>
 ) => {
@@ -125,7 +151,7 @@ export const run = <E, R, RC>(
   journal: Journal,
   sagaId: string,
   steps: ReadonlyArray<Step<E, R>>,
-  compensators: Readonly<Record<string, Compensator<RC>>>,
+  compensators: Compensators<RC>,
   onStep: (step: string, status: "started" | "done" | "failed") => Effect.Effect<void> = () => Effect.void
 ) => sequence(journal, sagaId, compensators, onStep, (runStep) => Effect.forEach(steps, runStep, { discard: true }))
 

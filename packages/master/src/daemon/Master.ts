@@ -83,8 +83,15 @@ export const layer = (config: MasterConfig) => {
   const crossNode = Layer.mergeAll(CrossNodeSaga.layer, EdgeReconciler.Default).pipe(
     Layer.provideMerge(Layer.mergeAll(edgeSettings, FleetCalls.layerAgents, EdgeResolver.layerResolver(config.edge.dns_servers), ServiceCoordinators.Default))
   )
+  // At start, sagas a killed master left open are finished or undone first (each in its service's
+  // actor, so before any new work on the service), then the reconciler converges the edges.
   const reconciling = Layer.scopedDiscard(
-    Effect.flatMap(EdgeReconciler, (r) => Effect.forkScoped(r.run(Duration.millis(millis(config.edge.reconcile_interval)))))
+    Effect.gen(function* () {
+      const saga = yield* CrossNodeSaga.CrossNodeSaga
+      const reconciler = yield* EdgeReconciler
+      yield* Effect.forkScoped(saga.recover)
+      yield* Effect.forkScoped(reconciler.run(Duration.millis(millis(config.edge.reconcile_interval))))
+    })
   )
   const handlers = MasterHandlers.layer({
     internalZone: config.internal_zone,
