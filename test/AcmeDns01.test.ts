@@ -10,6 +10,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as AcmeIssuer from "../packages/agent/src/certs/AcmeIssuer.js"
 import * as PowerDnsRecords from "../packages/agent/src/dns/PowerDnsRecords.js"
+import { layerPlatform } from "../packages/agent/test/Platform.js"
 import { type Pebble, startPebble } from "./support/Pebble.js"
 import { type PowerDnsServer, startPowerDns } from "./support/PowerDns.js"
 
@@ -30,13 +31,15 @@ describe("ACME dns-01 through PowerDNS", () => {
     const zone = "svc.mcp.internal"
     const options = { apiUrl: pdns.apiUrl, apiKey: Redacted.make(pdns.apiKey), zone }
     // The DNS layer creates the zone the agent's records (and challenges) live in.
-    await Effect.runPromise(PowerDnsRecords.make(options))
-    const issuer = await Effect.runPromise(AcmeIssuer.make({
-      directoryUrl: pebble.directoryUrl,
-      dataDir: mkdtempSync(join(tmpdir(), "mcp-acme-dns01-")),
-      caBundle: pebble.tlsCa,
-      challenge: { kind: "dns-01", solver: PowerDnsRecords.makeTxtSolver(options) }
-    }))
+    await Effect.runPromise(PowerDnsRecords.make(options).pipe(Effect.provide(layerPlatform)))
+    const issuer = await Effect.runPromise(Effect.gen(function*() {
+      return yield* AcmeIssuer.make({
+        directoryUrl: pebble.directoryUrl,
+        dataDir: mkdtempSync(join(tmpdir(), "mcp-acme-dns01-")),
+        caBundle: pebble.tlsCa,
+        challenge: { kind: "dns-01", solver: yield* PowerDnsRecords.makeTxtSolver(options) }
+      })
+    }).pipe(Effect.provide(layerPlatform)))
     const cert = await Effect.runPromise(issuer.issue(`web.${zone}`))
     const leaf = new X509Certificate(readFileSync(cert.certPath))
     expect(leaf.checkHost(`web.${zone}`)).toBe(`web.${zone}`)

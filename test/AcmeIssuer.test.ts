@@ -11,6 +11,7 @@ import * as path from "node:path"
 import * as AcmeIssuer from "../packages/agent/src/certs/AcmeIssuer.js"
 import { CertError, type CertIssuer } from "../packages/agent/src/certs/CertIssuer.js"
 import { certIssuerContract, contractHostname, pemBlocks, tlsHandshake, verifyChain } from "../packages/agent/test/CertIssuerContract.js"
+import { layerPlatform } from "../packages/agent/test/Platform.js"
 import { freePort, type Pebble, startPebble, startTestDns, type TestDns } from "./support/Pebble.js"
 
 const scratch = mkdtempSync(path.join(tmpdir(), "mcp-acme-test-"))
@@ -61,7 +62,8 @@ const httpOptions = (pebble: Pebble, dir: string, extra: Partial<AcmeIssuer.Acme
 })
 
 // Built lazily: pebble's URL and TLS CA exist only once beforeAll has run.
-const lazy = (options: () => AcmeIssuer.AcmeIssuerOptions) => Layer.unwrapEffect(Effect.sync(() => AcmeIssuer.layer(options())))
+const lazy = (options: () => AcmeIssuer.AcmeIssuerOptions) =>
+  Layer.unwrapEffect(Effect.sync(() => AcmeIssuer.layer(options()))).pipe(Layer.provide(layerPlatform))
 
 certIssuerContract(
   "ACME http-01 (pebble, PEBBLE_VA_ALWAYS_VALID)",
@@ -81,7 +83,7 @@ certIssuerContract(
   () => realRoot
 )
 
-const make = (options: AcmeIssuer.AcmeIssuerOptions): Effect.Effect<CertIssuer> => AcmeIssuer.make(options)
+const make = (options: AcmeIssuer.AcmeIssuerOptions): Effect.Effect<CertIssuer> => AcmeIssuer.make(options).pipe(Effect.provide(layerPlatform))
 
 const failure = <A>(effect: Effect.Effect<A, CertError>) =>
   Effect.gen(function*() {

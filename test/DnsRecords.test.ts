@@ -9,6 +9,7 @@ import { DnsError, DnsRecords } from "../packages/agent/src/dns/DnsRecords.js"
 import * as PowerDnsRecords from "../packages/agent/src/dns/PowerDnsRecords.js"
 import * as Rfc2136Records from "../packages/agent/src/dns/Rfc2136Records.js"
 import { CONTRACT_ZONE, contractName, dnsRecordsContract } from "../packages/agent/test/DnsRecordsContract.js"
+import { layerPlatform } from "../packages/agent/test/Platform.js"
 import { type KnotServer, startKnot } from "./support/Knot.js"
 import { type PowerDnsServer, startPowerDns } from "./support/PowerDns.js"
 
@@ -48,7 +49,9 @@ const knotOptions = (server: KnotServer, overrides: Partial<Rfc2136Records.Rfc21
 })
 
 // Built lazily: the servers exist only once beforeAll has run.
-const pdnsLayer = Layer.unwrapEffect(Effect.sync(() => PowerDnsRecords.layer(pdnsOptions(started(pdns, "PowerDNS")))))
+const pdnsLayer = Layer.unwrapEffect(Effect.sync(() => PowerDnsRecords.layer(pdnsOptions(started(pdns, "PowerDNS"))))).pipe(
+  Layer.provide(layerPlatform)
+)
 const knotLayer = Layer.unwrapEffect(Effect.sync(() => Rfc2136Records.layer(knotOptions(started(knot, "Knot")))))
 
 dnsRecordsContract("PowerDNS HTTP API", pdnsLayer)
@@ -147,7 +150,7 @@ describe("PowerDnsRecords on PowerDNS 4.7", () => {
       // A restart finds the zone and leaves it as it is.
       const again = yield* PowerDnsRecords.make(pdnsOptions(own))
       expect((yield* again.list).get(name)).toBe("127.0.0.41")
-    }).pipe(Effect.scoped))
+    }).pipe(Effect.scoped, Effect.provide(layerPlatform)))
 
   it.live("a wrong API key fails at start with a message that does not contain either key", () =>
     Effect.gen(function* () {
@@ -159,13 +162,13 @@ describe("PowerDnsRecords on PowerDNS 4.7", () => {
       expect(error.message).not.toContain(wrong)
       expect(error.message).not.toContain(server.apiKey)
       expect(String(Redacted.make(wrong))).not.toContain(wrong)
-    }))
+    }).pipe(Effect.provide(layerPlatform)))
 
   it.live("a wrong server id fails at start naming it", () =>
     Effect.gen(function* () {
       const error = yield* Effect.flip(PowerDnsRecords.make(pdnsOptions(started(pdns, "PowerDNS"), { server: "nope" })))
       expect(error.reason).toContain(`no server "nope"`)
-    }))
+    }).pipe(Effect.provide(layerPlatform)))
 })
 
 describe("Rfc2136Records on Knot 3.2", () => {

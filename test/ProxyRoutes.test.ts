@@ -13,19 +13,23 @@ import * as CaddyRoutes from "../packages/agent/src/proxy/CaddyRoutes.js"
 import * as HaproxyRoutes from "../packages/agent/src/proxy/HaproxyRoutes.js"
 import { ProxyError } from "../packages/agent/src/proxy/ProxyRoutes.js"
 import { freePort } from "../packages/agent/test/ContainerRuntimeContract.js"
+import { layerPlatform } from "../packages/agent/test/Platform.js"
 import { makeRoute, proxyRoutesContract } from "../packages/agent/test/ProxyRoutesContract.js"
 import { scopedCaddy } from "./support/Caddy.js"
 import { scopedHaproxy } from "./support/Haproxy.js"
 
 proxyRoutesContract(
   "HAProxy",
-  () => Layer.unwrapScoped(Effect.map(scopedHaproxy(), (h) => HaproxyRoutes.layer(h.options))),
+  () => Layer.unwrapScoped(Effect.map(scopedHaproxy(), (h) => HaproxyRoutes.layer(h.options))).pipe(Layer.provide(layerPlatform)),
   { l4: true }
 )
 
 proxyRoutesContract(
   "Caddy",
-  () => Layer.unwrapScoped(Effect.map(scopedCaddy, (c) => CaddyRoutes.layer({ adminUrl: c.adminUrl, listenerBind: "127.0.0.1" }))),
+  () =>
+    Layer.unwrapScoped(Effect.map(scopedCaddy, (c) => CaddyRoutes.layer({ adminUrl: c.adminUrl, listenerBind: "127.0.0.1" }))).pipe(
+      Layer.provide(layerPlatform)
+    ),
   { l4: false }
 )
 
@@ -103,7 +107,7 @@ describe("HAProxy routes with real traffic", () => {
     Effect.gen(function*() {
       const pki = yield* scopedPki
       const h = yield* scopedHaproxy()
-      const proxy = yield* HaproxyRoutes.make(h.options)
+      const proxy = yield* HaproxyRoutes.make(h.options).pipe(Effect.provide(layerPlatform))
       const backend = yield* scopedBackend("one")
       const listener = yield* freePort
       const cert = yield* Effect.orDie(pki.issue("app1.test"))
@@ -126,7 +130,7 @@ describe("HAProxy routes with real traffic", () => {
     Effect.gen(function*() {
       const pki = yield* scopedPki
       const h = yield* scopedHaproxy()
-      const proxy = yield* HaproxyRoutes.make(h.options)
+      const proxy = yield* HaproxyRoutes.make(h.options).pipe(Effect.provide(layerPlatform))
       const backendCert = yield* Effect.orDie(pki.issue("pass.test"))
       const backend = yield* scopedBackend("tls-backend", backendCert)
       const plain = yield* scopedBackend("plain")
@@ -144,7 +148,7 @@ describe("HAProxy routes with real traffic", () => {
     Effect.gen(function*() {
       const pki = yield* scopedPki
       const h = yield* scopedHaproxy({ backendCaFile: pki.caPath })
-      const proxy = yield* HaproxyRoutes.make(h.options)
+      const proxy = yield* HaproxyRoutes.make(h.options).pipe(Effect.provide(layerPlatform))
       const backendCert = yield* Effect.orDie(pki.issue("secure.test"))
       const backend = yield* scopedBackend("reencrypted", backendCert)
       const listener = yield* freePort
@@ -157,7 +161,7 @@ describe("HAProxy routes with real traffic", () => {
     Effect.gen(function*() {
       const pki = yield* scopedPki
       const h = yield* scopedHaproxy()
-      const proxy = yield* HaproxyRoutes.make(h.options)
+      const proxy = yield* HaproxyRoutes.make(h.options).pipe(Effect.provide(layerPlatform))
       const backend = yield* scopedBackend("one")
       const listener = yield* freePort
       for (const name of ["gone.test", "stays.test"]) {
@@ -177,7 +181,7 @@ describe("HAProxy routes with real traffic", () => {
     Effect.gen(function*() {
       const pki = yield* scopedPki
       const h = yield* scopedHaproxy()
-      const proxy = yield* HaproxyRoutes.make(h.options)
+      const proxy = yield* HaproxyRoutes.make(h.options).pipe(Effect.provide(layerPlatform))
       const plain = yield* scopedBackend("plain")
       const passCert = yield* Effect.orDie(pki.issue("pass.test"))
       const passBackend = yield* scopedBackend("tls-backend", passCert)
@@ -204,7 +208,7 @@ describe("HAProxy routes with real traffic", () => {
     Effect.gen(function*() {
       const pki = yield* scopedPki
       const h = yield* scopedHaproxy()
-      const proxy = yield* HaproxyRoutes.make(h.options)
+      const proxy = yield* HaproxyRoutes.make(h.options).pipe(Effect.provide(layerPlatform))
       const one = yield* scopedBackend("one")
       const two = yield* scopedBackend("two")
       const listener = yield* freePort
@@ -241,7 +245,7 @@ describe("HAProxy routes with real traffic", () => {
     Effect.gen(function*() {
       const pki = yield* scopedPki
       const h = yield* scopedHaproxy()
-      const proxy = yield* HaproxyRoutes.make(h.options)
+      const proxy = yield* HaproxyRoutes.make(h.options).pipe(Effect.provide(layerPlatform))
       const backend = yield* scopedBackend("one")
       const listener = yield* freePort
       const cert = yield* Effect.orDie(pki.issue("app.test"))
@@ -261,7 +265,7 @@ describe("HAProxy routes with real traffic", () => {
     Effect.gen(function*() {
       const pki = yield* scopedPki
       const h = yield* scopedHaproxy()
-      const proxy = yield* HaproxyRoutes.make(h.options)
+      const proxy = yield* HaproxyRoutes.make(h.options).pipe(Effect.provide(layerPlatform))
       yield* Effect.promise(() => h.stop())
       const cert = yield* Effect.orDie(pki.issue("app.test"))
       const listener = yield* freePort
@@ -282,7 +286,7 @@ describe("Caddy routes with real traffic", () => {
     Effect.gen(function*() {
       const pki = yield* scopedPki
       const caddy = yield* scopedCaddy
-      const proxy = yield* CaddyRoutes.make({ adminUrl: caddy.adminUrl, listenerBind: "127.0.0.1" })
+      const proxy = yield* CaddyRoutes.make({ adminUrl: caddy.adminUrl, listenerBind: "127.0.0.1" }).pipe(Effect.provide(layerPlatform))
       const backend = yield* scopedBackend("one")
       const listener = yield* freePort
       const cert = yield* Effect.orDie(pki.issue("app1.test"))
@@ -302,7 +306,7 @@ describe("Caddy routes with real traffic", () => {
   it.scopedLive("an L4 route is a typed error that points to HAProxy", () =>
     Effect.gen(function*() {
       const caddy = yield* scopedCaddy
-      const proxy = yield* CaddyRoutes.make({ adminUrl: caddy.adminUrl, listenerBind: "127.0.0.1" })
+      const proxy = yield* CaddyRoutes.make({ adminUrl: caddy.adminUrl, listenerBind: "127.0.0.1" }).pipe(Effect.provide(layerPlatform))
       const listener = yield* freePort
       const error = yield* Effect.flip(proxy.put(makeRoute({ listener, hostname: "pass.test", backend: "127.0.0.1:9001", mode: "l4" })))
       assert.instanceOf(error, ProxyError)
@@ -315,7 +319,7 @@ describe("Caddy routes with real traffic", () => {
     Effect.gen(function*() {
       const pki = yield* scopedPki
       const port = yield* freePort
-      const proxy = yield* CaddyRoutes.make({ adminUrl: `http://127.0.0.1:${port}` })
+      const proxy = yield* CaddyRoutes.make({ adminUrl: `http://127.0.0.1:${port}` }).pipe(Effect.provide(layerPlatform))
       const cert = yield* Effect.orDie(pki.issue("app.test"))
       const error = yield* Effect.flip(
         proxy.put(makeRoute({ listener: port, hostname: "app.test", backend: "127.0.0.1:9001", mode: "l7", tlsCert: cert.certPath, tlsKey: cert.keyPath }))

@@ -3,6 +3,7 @@
  * proxy/CA/DNS adapters: what the benchmarks drive, and a client for it.
  */
 import { HttpServer } from "@effect/platform"
+import { NodeHttpClient } from "@effect/platform-node"
 import * as Authenticator from "@mcp/rpc/Authenticator"
 import * as AuthMiddleware from "@mcp/rpc/AuthMiddleware"
 import { AgentRpcs } from "@mcp/rpc/Contracts"
@@ -50,7 +51,9 @@ export const run = <A, E>(
         DnsRecords.layerNone,
         Layer.succeed(NodeSettings, { node: options.node, nodeAddress: "127.0.0.1", internalZone: "svc.mcp.internal", bindAddress: "127.0.0.1", imageRegistry: "localhost", stopTimeoutSeconds: 1 })
       )),
-      Layer.provideMerge(Registry.Default.pipe(Layer.provideMerge(layerSqlite(join(dir, "registry.db")))))
+      Layer.provideMerge(Registry.Default.pipe(Layer.provideMerge(layerSqlite(join(dir, "registry.db"))))),
+      // Health checks and boot checks probe over HTTP.
+      Layer.provide(NodeHttpClient.layerUndici)
     )
     const server = Transport.layerServer(
       { host: "127.0.0.1", port: 0, tls: { cert: readFileSync(join(dir, "ca", "agent.crt"), "utf8"), key: Redacted.make(readFileSync(join(dir, "ca", "agent.key"), "utf8")), ca, clientAuth: false } },

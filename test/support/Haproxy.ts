@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto"
 import * as net from "node:net"
 import * as path from "node:path"
 import * as HaproxyRoutes from "../../packages/agent/src/proxy/HaproxyRoutes.js"
+import { layerPlatform } from "../../packages/agent/test/Platform.js"
 import { type ManagedProcess, privateDir, removeDir, requireBinary, startManagedProcess } from "./ManagedProcess.js"
 
 export interface HaproxyInstance {
@@ -80,7 +81,7 @@ export const startHaproxy = async (settings: HaproxySettings = {}): Promise<Hapr
   }
 
   try {
-    await Effect.runPromise(HaproxyRoutes.ensureConfig(options))
+    await Effect.runPromise(HaproxyRoutes.ensureConfig(options).pipe(Effect.provide(layerPlatform)))
     await start()
   } catch (e) {
     removeDir(root)

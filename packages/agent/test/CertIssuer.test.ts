@@ -1,7 +1,7 @@
 // The CertIssuer contract on the embedded local CA, and the memory issuer's own semantics (it
 // writes no files, so the file-based contract does not apply to it).
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Either } from "effect"
+import { Effect, Either, Layer } from "effect"
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -10,11 +10,12 @@ import { CertError, makeMemory } from "../src/certs/CertIssuer.js"
 import * as LocalCaIssuer from "../src/certs/LocalCaIssuer.js"
 import { makeFaults } from "../src/Faults.js"
 import { certIssuerContract } from "./CertIssuerContract.js"
+import { layerPlatform } from "./Platform.js"
 
 const dataDir = mkdtempSync(join(tmpdir(), "mcp-local-ca-"))
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }))
 
-certIssuerContract("local CA", LocalCaIssuer.layer(dataDir), () => readFileSync(join(dataDir, "ca", Pki.CA_CERT_FILE), "utf8"))
+certIssuerContract("local CA", LocalCaIssuer.layer(dataDir).pipe(Layer.provide(layerPlatform)), () => readFileSync(join(dataDir, "ca", Pki.CA_CERT_FILE), "utf8"))
 
 // [certs] ca_dir: an existing CA (as `mcp ca init` makes it) issues, and the data dir gets no CA of its own.
 const platformCa = join(dataDir, "platform-ca")
@@ -22,7 +23,7 @@ const externalData = join(dataDir, "external")
 await Effect.runPromise(Pki.initCa(platformCa))
 certIssuerContract(
   "local CA with ca_dir",
-  LocalCaIssuer.layer(externalData, { caDir: platformCa }),
+  LocalCaIssuer.layer(externalData, { caDir: platformCa }).pipe(Layer.provide(layerPlatform)),
   () => readFileSync(join(platformCa, Pki.CA_CERT_FILE), "utf8")
 )
 
@@ -30,7 +31,7 @@ describe("local CA with ca_dir", () => {
   it.effect("refuses to start without the CA files, naming the fix, and creates none", () =>
     Effect.gen(function*() {
       const missing = join(dataDir, "no-such-ca")
-      const error = yield* Effect.flip(LocalCaIssuer.make(join(dataDir, "data-2"), { caDir: missing }))
+      const error = yield* Effect.flip(LocalCaIssuer.make(join(dataDir, "data-2"), { caDir: missing }).pipe(Effect.provide(layerPlatform)))
       expect(error).toBeInstanceOf(CertError)
       expect(error.reason).toContain("mcp ca init")
       expect(existsSync(missing)).toBe(false)
@@ -38,7 +39,7 @@ describe("local CA with ca_dir", () => {
 
   it.effect("issues from the given CA and never creates one in the data dir", () =>
     Effect.gen(function*() {
-      const issuer = yield* LocalCaIssuer.make(externalData, { caDir: platformCa })
+      const issuer = yield* LocalCaIssuer.make(externalData, { caDir: platformCa }).pipe(Effect.provide(layerPlatform))
       const cert = yield* issuer.issue("edge.example.test")
       expect(cert.certPath.startsWith(join(externalData, "certs"))).toBe(true)
       expect(existsSync(join(externalData, "ca"))).toBe(false)

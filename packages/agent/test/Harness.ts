@@ -12,6 +12,7 @@ import { type Faults, makeFaults } from "../src/Faults.js"
 import { Lifecycle } from "../src/lifecycle/Lifecycle.js"
 import * as MemoryRuntime from "../src/engine/MemoryRuntime.js"
 import * as PortAllocator from "../src/lifecycle/PortAllocator.js"
+import { layerPlatform } from "./Platform.js"
 import * as ProxyRoutes from "../src/proxy/ProxyRoutes.js"
 import { layerSqlite, Registry } from "../src/registry/Registry.js"
 import { ServiceActors } from "../src/lifecycle/ServiceActors.js"
@@ -65,7 +66,9 @@ export const layerAgent = (peers: Peers, registryFile: string) =>
         Layer.succeed(NodeSettings, settings)
       )
     ),
-    Layer.provideMerge(Registry.Default.pipe(Layer.provideMerge(layerSqlite(registryFile))))
+    Layer.provideMerge(Registry.Default.pipe(Layer.provideMerge(layerSqlite(registryFile)))),
+    // Health checks are real probes (against servers the tests start).
+    Layer.provide(layerPlatform)
   )
 
 export const definition = (toml: string) =>

@@ -3,9 +3,10 @@
  * (http, tcp) or the memory runtime's scripted exec, and the gate's retries: a check that passes
  * after a few failures lets it through, one that never passes within `retries` × `interval` stops it.
  */
+import type { HttpClient } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
-import type { ServiceDefinition } from "@mcp/domain"
-import { Effect, Either, Layer } from "effect"
+import { ServiceDefinition } from "@mcp/domain"
+import { Effect, Either, Layer, Schema } from "effect"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as net from "node:net"
@@ -14,6 +15,7 @@ import { ContainerRuntime } from "../src/engine/ContainerRuntime.js"
 import * as HealthGate from "../src/lifecycle/HealthGate.js"
 import { layerMemory, MemoryRuntimeControl } from "../src/engine/MemoryRuntime.js"
 import { IMAGE } from "./Harness.js"
+import { layerPlatform } from "./Platform.js"
 
 /** An http server on an ephemeral port of 127.0.0.1 answering `status(n)` to its nth request (from 1). */
 const httpServer = (status: (n: number) => number, headers: http.OutgoingHttpHeaders = {}) =>
@@ -108,12 +110,10 @@ const within = (ms: number) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
 /** A runtime whose exec never answers (an engine that hangs); the probe uses nothing else. */
 const hangingExec = Layer.succeed(ContainerRuntime, { exec: () => Effect.never } as unknown as ContainerRuntime)
 
-const check = (fields: Partial<ServiceDefinition.HealthCheck> & Pick<ServiceDefinition.HealthCheck, "kind">): ServiceDefinition.HealthCheck => ({
-  interval: "100ms",
-  timeout: "500ms",
-  retries: 3,
-  ...fields
-})
+/** A check as a definition writes it (durations as text), decoded as the agent gets it. */
+const check = (fields: Partial<HealthCheckText> & Pick<HealthCheckText, "kind">): ServiceDefinition.HealthCheck =>
+  Schema.decodeSync(ServiceDefinition.HealthCheck)({ interval: "100ms", timeout: "500ms", retries: 3, ...fields })
+type HealthCheckText = typeof ServiceDefinition.HealthCheck.Encoded
 
 const target = (c: ServiceDefinition.HealthCheck, hostPort: number | undefined, containerId = "none"): HealthGate.CheckTarget => ({
   component: "web",
@@ -123,8 +123,8 @@ const target = (c: ServiceDefinition.HealthCheck, hostPort: number | undefined, 
   host: "127.0.0.1"
 })
 
-/** Runs `body` with a memory runtime holding one running container. */
-const withContainer = <A, E>(body: (id: string) => Effect.Effect<A, E, ContainerRuntime | MemoryRuntimeControl>) =>
+/** Runs `body` with a memory runtime holding one running container, and the platform's HTTP client. */
+const withContainer = <A, E>(body: (id: string) => Effect.Effect<A, E, ContainerRuntime | MemoryRuntimeControl | HttpClient.HttpClient>) =>
   Effect.gen(function* () {
     const runtime = yield* ContainerRuntime
     const id = yield* runtime.create({
@@ -132,7 +132,7 @@ const withContainer = <A, E>(body: (id: string) => Effect.Effect<A, E, Container
     })
     yield* runtime.start(id)
     return yield* body(id)
-  }).pipe(Effect.provide(layerMemory({ images: [IMAGE] })))
+  }).pipe(Effect.provide(Layer.merge(layerMemory({ images: [IMAGE] }), layerPlatform)))
 
 /** The probe's failure reason, or "ok". */
 const probeOutcome = (t: HealthGate.CheckTarget) =>
@@ -236,7 +236,7 @@ describe("HealthGate.probe", () => {
   it.live("exec: a command that never returns fails after the check's timeout", () =>
     Effect.gen(function* () {
       const reason = yield* probeOutcome(target(check({ kind: "exec", command: ["sleep", "1d"], timeout: "200ms" }), undefined, "c-1")).pipe(
-        Effect.provide(hangingExec),
+        Effect.provide(Layer.merge(hangingExec, layerPlatform)),
         within(5_000)
       )
       expect(reason).toBe("no answer within 200 ms")

@@ -21,6 +21,7 @@ import * as PortAllocator from "../src/lifecycle/PortAllocator.js"
 import * as ProxyRoutes from "../src/proxy/ProxyRoutes.js"
 import { layerSqlite, Registry } from "../src/registry/Registry.js"
 import { IMAGE, layerAgent, makePeers, type Peers, settings, webService } from "./Harness.js"
+import { layerPlatform } from "./Platform.js"
 
 type Env = Lifecycle | Registry | ContainerRuntime | MemoryRuntimeControl
 
@@ -442,7 +443,8 @@ const layerOnePort = (peers: Peers, file: string) =>
       Layer.succeed(DnsRecords.DnsRecords, peers.dns),
       Layer.succeed(NodeSettings, settings)
     )),
-    Layer.provideMerge(Registry.Default.pipe(Layer.provideMerge(layerSqlite(file))))
+    Layer.provideMerge(Registry.Default.pipe(Layer.provideMerge(layerSqlite(file)))),
+    Layer.provide(layerPlatform)
   )
 
 describe("deploy failures that retrying will not fix", () => {

@@ -67,7 +67,7 @@ describe("monitor: pure parts", () => {
   })
 
   it("a container of a deploy in flight is not unexpected; one of an older deploy is", () => {
-    const service: ServiceRow = { name: "web", definition: {}, active: true, deployId: "d2", deployedAt: "" }
+    const service: ServiceRow = { name: "web", definition: webService("web"), active: true, deployId: "d2", deployedAt: "" }
     const info = (name: string, deploy: string): ContainerInfo => ({
       id: name, name, image: IMAGE, state: "running", restartCount: 0, startedAt: undefined, ports: [],
       labels: { [LABEL_SERVICE]: "web", [LABEL_DEPLOY]: deploy, [LABEL_NODE]: "n" }

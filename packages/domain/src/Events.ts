@@ -5,6 +5,7 @@
 import { Schema } from "effect"
 
 export const EventKind = Schema.Literal("health", "deploy", "drift", "flap", "boot", "recover", "route", "cert", "dns", "node")
+export type EventKind = typeof EventKind.Type
 
 export const FleetEvent = Schema.Struct({
   at: Schema.String,

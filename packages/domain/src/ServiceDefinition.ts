@@ -2,7 +2,7 @@
  * The service definition an operator writes in TOML: what to run, where, and how it is reached.
  * Field names are the file's own (snake_case) so that decode and encode are one schema.
  */
-import { FastCheck, Schema } from "effect"
+import { Duration as EffectDuration, FastCheck, ParseResult, Schema } from "effect"
 import { Hostname } from "./Hostname.js"
 import { ImageRef, parseImage } from "./Image.js"
 import { ComponentName, NodeName, RouteName, ServiceName } from "./Names.js"
@@ -37,20 +37,44 @@ export const RestartPolicy = choice(["no", "always", "on-failure", "unless-stopp
 export type RestartPolicy = typeof RestartPolicy.Type
 
 /** A duration written as a number and a unit: `500ms`, `10s`, `2m`, `1h`. */
-export const Duration = Schema.String.pipe(
+export const DurationText = Schema.String.pipe(
   Schema.pattern(/^[1-9][0-9]{0,5}(ms|s|m|h)$/, {
     message: (issue) => `must be a duration such as "500ms", "10s" or "2m", got ${formatActual(issue.actual)}`
   }),
-  Schema.annotations({ identifier: "Duration" })
+  Schema.annotations({ identifier: "DurationText" })
 )
 
 const UNIT_MILLIS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const
+const LARGEST_UNIT_FIRST = (Object.entries(UNIT_MILLIS) as Array<[keyof typeof UNIT_MILLIS, number]>).sort(([, a], [, b]) => b - a)
 
 export const durationMillis = (d: string): number => {
   const m = /^([0-9]+)(ms|s|m|h)$/.exec(d)
   if (m === null) throw new Error(`not a duration: ${d}`)
   return Number(m[1]) * UNIT_MILLIS[m[2] as keyof typeof UNIT_MILLIS]
 }
+
+/**
+ * A written duration decoded once into an Effect `Duration`, so the code that waits never parses
+ * text. It encodes in the largest unit that divides it ("60s" comes back as "1m"); one no unit
+ * writes in six digits, which decoding never yields, cannot be encoded.
+ */
+export const Duration = Schema.transformOrFail(DurationText, Schema.DurationFromSelf, {
+  strict: true,
+  decode: (text) => ParseResult.succeed(EffectDuration.millis(durationMillis(text))),
+  encode: (duration, _, ast) => {
+    const millis = EffectDuration.toMillis(duration)
+    const unit = Number.isSafeInteger(millis) && millis > 0
+      ? LARGEST_UNIT_FIRST.find(([, size]) => millis % size === 0 && millis / size <= 999_999)
+      : undefined
+    return unit === undefined
+      ? ParseResult.fail(new ParseResult.Type(ast, duration, `${EffectDuration.format(duration)} is not a whole number of ms, s, m or h below a million`))
+      : ParseResult.succeed(`${millis / unit[1]}${unit[0]}`)
+  }
+}).annotations({
+  identifier: "Duration",
+  arbitrary: () => (fc) =>
+    fc.tuple(fc.integer({ min: 1, max: 999_999 }), fc.constantFrom(...Object.values(UNIT_MILLIS))).map(([n, size]) => EffectDuration.millis(n * size))
+})
 
 const relativePathProblem = (p: string): string | undefined => {
   if (p.length === 0) return "is empty"
@@ -200,8 +224,8 @@ export const HealthCheck = Schema.Struct({
   port: optional(Port),
   /** exec: the command run inside the container; exit 0 is healthy. */
   command: optional(Schema.Array(Schema.String)),
-  interval: Schema.optionalWith(Duration, { exact: true, default: () => "10s" }),
-  timeout: Schema.optionalWith(Duration, { exact: true, default: () => "2s" }),
+  interval: Schema.optionalWith(Duration, { exact: true, default: () => EffectDuration.seconds(10) }),
+  timeout: Schema.optionalWith(Duration, { exact: true, default: () => EffectDuration.seconds(2) }),
   retries: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 100)), { exact: true, default: () => 3 })
 })
 export type HealthCheck = typeof HealthCheck.Type

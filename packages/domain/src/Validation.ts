@@ -138,6 +138,14 @@ export const decodeDefinition = (
   return problems.length > 0 ? Either.left(problems) : Either.right(decoded.right)
 }
 
+/**
+ * Decodes a definition stored after its deploy, by the schema alone: the fleet's context was
+ * checked at the deploy. A stored one this schema now refuses (an older agent wrote it) comes
+ * back as its problems, each naming the field, for the reader to report.
+ */
+export const decodeStoredDefinition = (raw: unknown): Either.Either<ServiceDefinition, ReadonlyArray<Problem>> =>
+  Either.mapLeft(decodeAll(raw), schemaProblems)
+
 /** Parses TOML text, reporting syntax errors with their line and column. */
 export const parseToml = (text: string): Either.Either<Record<string, unknown>, ReadonlyArray<Problem>> => {
   try {

@@ -1,12 +1,19 @@
 /**
- * The one way a failure that no caller can act on (the node's own database failing, say) leaves
- * typed code: it is logged with what was being done, counted, and then becomes a defect.
+ * The two ways a failure that no caller can act on (the node's own database failing, say) leaves
+ * typed code: logged with what was being done and counted, then either a defect (`fatal`, the
+ * request cannot complete) or carried on past with less (`reported`, the work goes on without
+ * what failed).
  */
 import { Effect, Metric } from "effect"
 
 /** How many such failures happened, by what was being done. */
 export const unrecoverable = Metric.counter("mcp_unrecoverable_failures", {
   description: "failures turned into defects after being logged, by operation"
+})
+
+/** How many failures were logged and carried on past, by what was being done. */
+export const carriedOn = Metric.counter("mcp_carried_on_failures", {
+  description: "failures logged and then worked around with less than was wanted, by operation"
 })
 
 export const fatal = (what: string) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, never, R> =>
@@ -18,4 +25,11 @@ export const fatal = (what: string) => <A, E, R>(effect: Effect.Effect<A, E, R>)
       )
     ),
     Effect.orDieWith((error) => error)
+  )
+
+/** Logs `error` as a warning with what was being done, and counts it; the caller goes on. */
+export const reported = (what: string, error: unknown): Effect.Effect<void> =>
+  Effect.zipRight(
+    Effect.logWarning(`${what} failed; carrying on without it`, error),
+    Metric.increment(Metric.tagged(carriedOn, "operation", what))
   )

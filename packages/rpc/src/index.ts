@@ -1,12 +1,13 @@
 /**
  * RPC contracts shared by master, agent and CLI, with auth and the HTTPS transport, and the
- * runtime the three programs share: the daemon process, keyed actors, fatal failures and the
- * journaled saga with its SQL journal.
+ * runtime the three programs share: the daemon process, keyed actors, fatal failures, the
+ * journaled saga with its SQL journal, the event log and rows read through Schemas.
  */
 export * as Authenticator from "./Authenticator.js"
 export * as AuthMiddleware from "./AuthMiddleware.js"
 export * from "./Contracts.js"
 export * as Daemon from "./Daemon.js"
+export * as EventLog from "./EventLog.js"
 export * as Failures from "./Failures.js"
 export * as HttpAuthenticator from "./HttpAuthenticator.js"
 export * as KeyedActors from "./KeyedActors.js"

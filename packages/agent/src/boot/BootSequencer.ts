@@ -4,16 +4,17 @@
  * watching: when a service of an earlier stage fails its checks repeatedly, it is restarted
  * first and the later stages are re-gated behind it (rest_for_one).
  */
-import { type Operations, ServiceDefinition } from "@mcp/domain"
+import { HttpClient } from "@effect/platform"
+import { NodeHttpClient, Undici } from "@effect/platform-node"
+import type { Operations } from "@mcp/domain"
 import { Failures } from "@mcp/rpc"
 import { Duration, Effect, Either, Option, Ref, Schedule } from "effect"
 import * as dns from "node:dns"
-import * as https from "node:https"
 import { ContainerRuntime } from "../engine/ContainerRuntime.js"
 import { NodeSettings } from "../NodeSettings.js"
 import * as HealthGate from "../lifecycle/HealthGate.js"
 import { Lifecycle } from "../lifecycle/Lifecycle.js"
-import { Registry } from "../registry/Registry.js"
+import { Registry, UnreadableDefinition } from "../registry/Registry.js"
 import { ServiceActors } from "../lifecycle/ServiceActors.js"
 
 export interface StageCheck {
@@ -59,9 +60,16 @@ export class BootSequencer extends Effect.Service<BootSequencer>()("@mcp/agent/B
     const lifecycle = yield* Lifecycle
     const actors = yield* ServiceActors
     const settings = yield* NodeSettings
+    const httpClient = yield* HttpClient.HttpClient
     const states = yield* Ref.make<ReadonlyArray<StageState>>([])
 
     const event = (message: string, service?: string) => Failures.fatal("the agent registry")(registry.addEvent("boot", service, message))
+    /** Reported once per sequence here, not by the checks that fall back for it (they run every interval). */
+    const reportUnreadable = (service: string, definition: UnreadableDefinition) =>
+      Effect.zipRight(
+        Failures.reported("reading a stored definition", `${service}: ${definition.reason}`),
+        event(`the stored definition of ${service} cannot be read (${definition.reason}); its components are gated on running until it is redeployed`, service)
+      )
     const update = (name: string, f: (s: StageState) => StageState) => Ref.update(states, (all) => all.map((s) => (s.name === name ? f(s) : s)))
 
     // -------------------------------------------------------------------------------------------
@@ -95,11 +103,14 @@ export class BootSequencer extends Effect.Service<BootSequencer>()("@mcp/agent/B
         return {
           missing: false as const,
           checks: components.map((c) => {
-            const declared = (row.value.definition as { components?: Array<{ name: string; health?: ServiceDefinition.HealthCheck }> }).components?.find((d) => d.name === c.name)?.health
-            if (declared === undefined) {
-              return Effect.map(Effect.either(Effect.flatMap(runtime.inspect(c.spec.name), (info) => (info.state === "running" ? Effect.void : Effect.fail(`container ${c.spec.name} is ${info.state}`)))), (o) => result(`${c.name} running`, o))
+            // An unreadable definition was reported when the sequence started; until a redeploy
+            // replaces it, its components are gated on running, the check that needs no definition.
+            const definition = row.value.definition
+            const unreadable = definition instanceof UnreadableDefinition
+            const check = unreadable ? undefined : definition.components.find((d) => d.name === c.name)?.health
+            if (check === undefined) {
+              return Effect.map(Effect.either(Effect.flatMap(runtime.inspect(c.spec.name), (info) => (info.state === "running" ? Effect.void : Effect.fail(`container ${c.spec.name} is ${info.state}`)))), (o) => result(`${c.name} running${unreadable ? " (stored definition unreadable)" : ""}`, o))
             }
-            const check = { ...declared, interval: declared.interval ?? "10s", timeout: declared.timeout ?? "2s", retries: declared.retries ?? 3 }
             const own = routes.filter((r) => r.component === c.name)
             const target = check.route === undefined ? own[0] : own.find((r) => r.route === check.route)
             return Effect.map(
@@ -110,7 +121,7 @@ export class BootSequencer extends Effect.Service<BootSequencer>()("@mcp/agent/B
         }
       })
 
-    const runCheck = (c: StageCheck, port: number | undefined, container: string | undefined): Effect.Effect<void, string> => {
+    const runCheck = (c: StageCheck, port: number | undefined, container: string | undefined): Effect.Effect<void, string, HttpClient.HttpClient> => {
       const timeout = { duration: Duration.seconds(3), onTimeout: () => "no answer within 3 s" }
       switch (c.kind) {
         case "http":
@@ -120,7 +131,7 @@ export class BootSequencer extends Effect.Service<BootSequencer>()("@mcp/agent/B
             HealthGate.probe({
               component: c.service,
               containerId: container ?? "",
-              check: { kind: c.kind, ...(c.path === undefined ? {} : { path: c.path }), ...(c.command === undefined ? {} : { command: c.command }), interval: "1s", timeout: "3s", retries: 1 },
+              check: { kind: c.kind, ...(c.path === undefined ? {} : { path: c.path }), ...(c.command === undefined ? {} : { command: c.command }), interval: Duration.seconds(1), timeout: Duration.seconds(3), retries: 1 },
               hostPort: port,
               host: "127.0.0.1"
             }),
@@ -128,15 +139,18 @@ export class BootSequencer extends Effect.Service<BootSequencer>()("@mcp/agent/B
             runtime
           )
         case "https":
-          return Effect.async<void, string>((resume) => {
-            // A liveness check: the certificate is the proxy's business, not the boot gate's.
-            const req = https.get({ host: "127.0.0.1", port, path: c.path ?? "/", rejectUnauthorized: false, timeout: 3000 }, (res) => {
-              res.resume()
-              resume((res.statusCode ?? 500) < 400 ? Effect.void : Effect.fail(`answered HTTP ${res.statusCode}`))
-            })
-            req.on("timeout", () => req.destroy(new Error("no answer within 3 s")))
-            req.on("error", (e) => resume(Effect.fail(e.message)))
-          })
+          return Effect.gen(function* () {
+            // A liveness check: the certificate is the proxy's business, not the boot gate's, so
+            // this client (its own connections, closed after the check) verifies none.
+            const dispatcher = yield* Effect.acquireRelease(
+              Effect.sync(() => new Undici.Agent({ connect: { rejectUnauthorized: false } })),
+              (agent) => Effect.promise(() => agent.destroy())
+            )
+            const res = yield* HttpClient.withScope(NodeHttpClient.makeUndici(dispatcher)).get(`https://127.0.0.1:${port}${c.path ?? "/"}`).pipe(
+              Effect.mapError((e) => (e.cause instanceof Error ? e.cause.message : e.message))
+            )
+            if (res.status >= 400) return yield* Effect.fail(`answered HTTP ${res.status}`)
+          }).pipe(Effect.timeoutFail(timeout), Effect.scoped)
         case "dns":
           return Effect.tryPromise({
             try: () => {
@@ -162,7 +176,7 @@ export class BootSequencer extends Effect.Service<BootSequencer>()("@mcp/agent/B
           for (const c of checks) results.push(yield* c)
         }
         return results
-      })
+      }).pipe(Effect.provideService(HttpClient.HttpClient, httpClient))
 
     // -------------------------------------------------------------------------------------------
     // Bringing stages up.
@@ -226,7 +240,11 @@ export class BootSequencer extends Effect.Service<BootSequencer>()("@mcp/agent/B
 
     const run = (boot: BootSettings) =>
       Effect.gen(function* () {
-        const services = (yield* Failures.fatal("the agent registry")(registry.services)).map((s) => s.name)
+        const rows = yield* Failures.fatal("the agent registry")(registry.services)
+        for (const row of rows) {
+          if (row.definition instanceof UnreadableDefinition) yield* reportUnreadable(row.name, row.definition)
+        }
+        const services = rows.map((s) => s.name)
         const staged = new Set(boot.stages.flatMap((s) => s.services))
         // Services in no stage come up last, as an implicit final stage.
         const rest = services.filter((s) => !staged.has(s))

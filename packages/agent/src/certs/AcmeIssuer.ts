@@ -2,12 +2,13 @@
  * The ACME CertIssuer (Let's Encrypt, pebble, any RFC 8555 CA): keeps one account key in the data
  * dir and answers http-01 from a short-lived HTTP server or dns-01 through a `Dns01Solver`.
  */
+import { type Error as PlatformError, FileSystem, HttpClient } from "@effect/platform"
+import { NodeHttpClient } from "@effect/platform-node"
 import * as acme from "acme-client"
 import { Duration, Effect, Layer, Runtime, type Scope } from "effect"
 import { createPrivateKey, randomBytes, X509Certificate } from "node:crypto"
-import * as fs from "node:fs/promises"
 import * as http from "node:http"
-import * as https from "node:https"
+import type * as https from "node:https"
 import { join } from "node:path"
 import { CertError, CertIssuer, type IssuedCertificate } from "./CertIssuer.js"
 
@@ -60,7 +61,7 @@ class ChallengeFailedError extends Error {
   }
 }
 
-export const make = (options: AcmeIssuerOptions): Effect.Effect<CertIssuer> =>
+export const make = (options: AcmeIssuerOptions): Effect.Effect<CertIssuer, never, HttpClient.HttpClient | FileSystem.FileSystem> =>
   Effect.gen(function*() {
     const name = `ACME (${options.directoryUrl})`
     const accountKeyPath = join(options.dataDir, "acme", "account.key")
@@ -68,7 +69,8 @@ export const make = (options: AcmeIssuerOptions): Effect.Effect<CertIssuer> =>
     const timeout = Duration.decode(options.timeout ?? DEFAULT_TIMEOUT)
     // One issuance at a time: http-01 owns one port, and the CA's rate limits favour a queue anyway.
     const lock = yield* Effect.makeSemaphore(1)
-    const agent = options.caBundle !== undefined ? new https.Agent({ ca: options.caBundle }) : undefined
+    const platform = yield* Effect.context<HttpClient.HttpClient | FileSystem.FileSystem>()
+    const fs = yield* FileSystem.FileSystem
 
     const issue = (hostname: string): Effect.Effect<IssuedCertificate, CertError> => {
       const fail = (reason: string) => new CertError({ issuer: name, hostname, reason })
@@ -76,8 +78,7 @@ export const make = (options: AcmeIssuerOptions): Effect.Effect<CertIssuer> =>
         const directory = yield* parseDirectoryUrl(options.directoryUrl, fail)
         yield* validateHostname(hostname, options.challenge.kind, fail)
         const accountKey = yield* ensureAccountKey(accountKeyPath, fail)
-        if (agent !== undefined) yield* trustForOrigin(directory.origin, agent)
-        yield* probeDirectory(options.directoryUrl, agent, fail)
+        yield* probeDirectory(yield* trustedClient(directory.origin, options.caBundle), options.directoryUrl, fail)
 
         const leafKey = yield* Effect.tryPromise({
           try: () => acme.crypto.createPrivateEcdsaKey("P-256"),
@@ -125,7 +126,8 @@ export const make = (options: AcmeIssuerOptions): Effect.Effect<CertIssuer> =>
                 `check that it is reachable and that it can validate the ${options.challenge.kind} challenge`
             )
         }),
-        lock.withPermits(1)
+        lock.withPermits(1),
+        Effect.provide(platform)
       )
     }
 
@@ -135,15 +137,15 @@ export const make = (options: AcmeIssuerOptions): Effect.Effect<CertIssuer> =>
       // Deleting the files is what the port promises; an ACME revocation is not needed for a
       // certificate that is merely replaced, and would need the CA to be reachable.
       revoke: (cert) =>
-        Effect.tryPromise({
-          try: () => Promise.all([fs.rm(cert.certPath, { force: true }), fs.rm(cert.keyPath, { force: true })]),
-          catch: (e) =>
+        Effect.all([fs.remove(cert.certPath, { force: true }), fs.remove(cert.keyPath, { force: true })], { concurrency: 2, discard: true }).pipe(
+          Effect.mapError((e) =>
             new CertError({
               issuer: name,
               hostname: cert.hostname,
-              reason: `cannot delete ${cert.certPath} or ${cert.keyPath} (${errorCode(e) ?? String(e)}); check the permissions of ${certDir}`
+              reason: `cannot delete ${cert.certPath} or ${cert.keyPath} (${fileErrorCode(e)}); check the permissions of ${certDir}`
             })
-        })
+          )
+        )
     } satisfies CertIssuer
   })
 
@@ -155,6 +157,12 @@ type Fail = (reason: string) => CertError
 
 const errorCode = (e: unknown): string | undefined =>
   typeof e === "object" && e !== null && "code" in e && typeof e.code === "string" ? e.code : undefined
+
+/** A failed file call's errno code ("EACCES"), as operators know it; the platform's words when it has none. */
+const fileErrorCode = (e: PlatformError.PlatformError): string => errorCode(e.cause) ?? e.message
+
+const isSystemError = (e: PlatformError.PlatformError, reason: PlatformError.SystemErrorReason): boolean =>
+  e._tag === "SystemError" && e.reason === reason
 
 const parseDirectoryUrl = (url: string, fail: Fail): Effect.Effect<URL, CertError> =>
   Effect.try({
@@ -195,10 +203,13 @@ const transportReason = (url: string, e: unknown): string | undefined => {
       `pass the CA that signed it as caBundle, or fix directoryUrl`
   }
   if (["ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN", "ETIMEDOUT", "ECONNABORTED", "EPIPE"].includes(code)) {
-    return `the ACME server at ${url} is not reachable (${code}); check directoryUrl and that the server is up`
+    return unreachable(url, code)
   }
   return undefined
 }
+
+const unreachable = (url: string, code: string): string =>
+  `the ACME server at ${url} is not reachable (${code}); check directoryUrl and that the server is up`
 
 /**
  * Make acme-client trust `agent`'s CA for this issuer's origin only. acme-client shares one axios
@@ -218,34 +229,52 @@ const trustForOrigin = (origin: string, agent: https.Agent): Effect.Effect<void,
     (id) => Effect.sync(() => acme.axios.interceptors.request.eject(id))
   )
 
-/** One GET of the directory with a short timeout, so a dead or untrusted server fails at once. */
-const probeDirectory = (url: string, agent: https.Agent | undefined, fail: Fail): Effect.Effect<void, CertError> =>
-  Effect.async<void, CertError>((resume) => {
-    const get = url.startsWith("https:") ? https.get : http.get
-    const req = get(url, { timeout: PROBE_TIMEOUT_MS, ...(agent !== undefined ? { agent } : {}) }, (res) => {
-      res.resume()
-      if (res.statusCode === 200) resume(Effect.void)
-      else resume(Effect.fail(fail(`the ACME server at ${url} answered HTTP ${res.statusCode} for its directory; check directoryUrl`)))
+/**
+ * The client this issuance asks the ACME server with, trusting what acme-client trusts: with a
+ * `caBundle`, one agent (closed when the issuance ends) serves both; without, the platform's
+ * client and acme-client's default both use the system roots.
+ */
+const trustedClient = (
+  origin: string,
+  caBundle: string | undefined
+): Effect.Effect<HttpClient.HttpClient, never, HttpClient.HttpClient | Scope.Scope> =>
+  caBundle === undefined
+    ? HttpClient.HttpClient
+    : Effect.gen(function*() {
+      const agent = yield* NodeHttpClient.makeAgent({ ca: caBundle })
+      yield* trustForOrigin(origin, agent.https)
+      return yield* Effect.provideService(NodeHttpClient.make, NodeHttpClient.HttpAgent, agent)
     })
-    req.on("timeout", () => req.destroy(Object.assign(new Error("timeout"), { code: "ETIMEDOUT" })))
-    req.on("error", (e) =>
-      resume(Effect.fail(fail(transportReason(url, e) ?? `the ACME server at ${url} could not be asked for its directory: ${e.message}`)))
-    )
-    return Effect.sync(() => req.destroy())
-  })
+
+/** One GET of the directory with a short timeout, so a dead or untrusted server fails at once. */
+const probeDirectory = (client: HttpClient.HttpClient, url: string, fail: Fail): Effect.Effect<void, CertError> =>
+  HttpClient.withScope(client).get(url).pipe(
+    Effect.mapError((e) =>
+      fail(
+        transportReason(url, e.cause) ??
+          `the ACME server at ${url} could not be asked for its directory: ${e.cause instanceof Error ? e.cause.message : e.message}`
+      )
+    ),
+    Effect.timeoutFail({ duration: Duration.millis(PROBE_TIMEOUT_MS), onTimeout: () => fail(unreachable(url, "ETIMEDOUT")) }),
+    Effect.flatMap((res) =>
+      res.status === 200
+        ? Effect.void
+        : Effect.fail(fail(`the ACME server at ${url} answered HTTP ${res.status} for its directory; check directoryUrl`))
+    ),
+    // The body is not needed: the request ends with the status.
+    Effect.scoped
+  )
 
 /** Reads the account key, or creates it (ECDSA P-256, 0600) on first use. Never logs or echoes it. */
-const ensureAccountKey = (keyPath: string, fail: Fail): Effect.Effect<string, CertError> =>
+const ensureAccountKey = (keyPath: string, fail: Fail): Effect.Effect<string, CertError, FileSystem.FileSystem> =>
   Effect.gen(function*() {
-    const existing = yield* Effect.tryPromise({
-      try: () => fs.readFile(keyPath, "utf8"),
-      catch: (e) => e
-    }).pipe(
+    const fs = yield* FileSystem.FileSystem
+    const existing = yield* fs.readFileString(keyPath).pipe(
       Effect.map((text): string | undefined => text),
       Effect.catchAll((e) =>
-        errorCode(e) === "ENOENT"
+        isSystemError(e, "NotFound")
           ? Effect.succeed(undefined)
-          : Effect.fail(fail(`cannot read the ACME account key ${keyPath} (${errorCode(e) ?? String(e)}); check its permissions`))
+          : Effect.fail(fail(`cannot read the ACME account key ${keyPath} (${fileErrorCode(e)}); check its permissions`))
       )
     )
     if (existing !== undefined) {
@@ -261,24 +290,18 @@ const ensureAccountKey = (keyPath: string, fail: Fail): Effect.Effect<string, Ce
       catch: () => fail("could not generate the ACME account key; this is a bug, please report it")
     })).toString("utf8")
     const dir = join(keyPath, "..")
-    yield* Effect.tryPromise({
-      try: async () => {
-        await fs.mkdir(dir, { recursive: true, mode: 0o700 })
-        // "wx": never replace an account key, even one written since the read above.
-        await fs.writeFile(keyPath, key, { mode: 0o600, flag: "wx" })
-      },
-      catch: (e) => e
-    }).pipe(
+    yield* fs.makeDirectory(dir, { recursive: true, mode: 0o700 }).pipe(
+      // "wx": never replace an account key, even one written since the read above.
+      Effect.zipRight(fs.writeFileString(keyPath, key, { mode: 0o600, flag: "wx" })),
       Effect.catchAll((e) =>
-        errorCode(e) === "EEXIST"
+        isSystemError(e, "AlreadyExists")
           ? Effect.void
-          : Effect.fail(fail(`cannot write the ACME account key ${keyPath} (${errorCode(e) ?? String(e)}); check that ${dir} is writable`))
+          : Effect.fail(fail(`cannot write the ACME account key ${keyPath} (${fileErrorCode(e)}); check that ${dir} is writable`))
       )
     )
-    return yield* Effect.tryPromise({
-      try: () => fs.readFile(keyPath, "utf8"),
-      catch: (e) => fail(`cannot read the ACME account key ${keyPath} (${errorCode(e) ?? String(e)}); check its permissions`)
-    })
+    return yield* fs.readFileString(keyPath).pipe(
+      Effect.mapError((e) => fail(`cannot read the ACME account key ${keyPath} (${fileErrorCode(e)}); check its permissions`))
+    )
   })
 
 interface ChallengeHooks {
@@ -423,8 +446,9 @@ const writeCertificate = (
   chainPem: string,
   keyPem: Buffer,
   fail: Fail
-): Effect.Effect<IssuedCertificate, CertError> =>
+): Effect.Effect<IssuedCertificate, CertError, FileSystem.FileSystem> =>
   Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
     const chain = acme.crypto.splitPemChain(chainPem)
     const leaf = yield* Effect.try({
       try: () => new X509Certificate(chain[0] ?? ""),
@@ -440,17 +464,15 @@ const writeCertificate = (
     const base = join(certDir, `${hostname.replace(/^\*\./, "_wildcard.").slice(0, 50)}-${Date.now().toString(36)}${randomBytes(3).toString("hex")}`)
     const certPath = `${base}.crt`
     const keyPath = `${base}.key`
-    yield* Effect.tryPromise({
-      try: async () => {
-        await fs.mkdir(certDir, { recursive: true, mode: 0o700 })
-        await writePrivate(keyPath, keyPem)
-        await writePrivate(certPath, chain.map((pem) => `${pem.trim()}\n`).join("")).catch(async (e) => {
-          await fs.rm(keyPath, { force: true })
-          throw e
-        })
-      },
-      catch: (e) => fail(`cannot write the certificate under ${certDir} (${errorCode(e) ?? String(e)}); check that it is writable`)
-    })
+    yield* fs.makeDirectory(certDir, { recursive: true, mode: 0o700 }).pipe(
+      Effect.zipRight(writePrivate(keyPath, keyPem)),
+      Effect.zipRight(
+        writePrivate(certPath, Buffer.from(chain.map((pem) => `${pem.trim()}\n`).join(""))).pipe(
+          Effect.tapError(() => Effect.ignore(fs.remove(keyPath, { force: true })))
+        )
+      ),
+      Effect.mapError((e) => fail(`cannot write the certificate under ${certDir} (${fileErrorCode(e)}); check that it is writable`))
+    )
     return {
       hostname,
       certPath,
@@ -461,13 +483,11 @@ const writeCertificate = (
   })
 
 // Written to a temp name created with the mode, then renamed: a reader never sees half a key.
-const writePrivate = async (target: string, data: string | Buffer): Promise<void> => {
-  const temp = `${target}.${randomBytes(6).toString("hex")}.tmp`
-  try {
-    await fs.writeFile(temp, data, { mode: 0o600, flag: "wx" })
-    await fs.rename(temp, target)
-  } catch (e) {
-    await fs.rm(temp, { force: true })
-    throw e
-  }
-}
+const writePrivate = (target: string, data: Uint8Array): Effect.Effect<void, PlatformError.PlatformError, FileSystem.FileSystem> =>
+  Effect.flatMap(FileSystem.FileSystem, (fs) => {
+    const temp = `${target}.${randomBytes(6).toString("hex")}.tmp`
+    return fs.writeFile(temp, data, { mode: 0o600, flag: "wx" }).pipe(
+      Effect.zipRight(fs.rename(temp, target)),
+      Effect.tapError(() => Effect.ignore(fs.remove(temp, { force: true })))
+    )
+  })

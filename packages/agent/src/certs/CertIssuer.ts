@@ -2,16 +2,18 @@
  * The CertIssuer port: TLS certificates for route hostnames. Real layers (local CA, ACME) come
  * with the integrations; `layerMemory` issues fake certificates for tests of the saga.
  */
-import { Context, Data, Effect, Layer, Ref } from "effect"
+import { Context, Data, Effect, Layer, Ref, Schema } from "effect"
 import { type Faults, noFaults } from "../Faults.js"
 
-export interface IssuedCertificate {
-  readonly hostname: string
-  readonly certPath: string
-  readonly keyPath: string
-  readonly serial: string
-  readonly notAfter: string
-}
+/** A certificate's files and validity; the registry and the deploy journal keep it as this schema encodes it. */
+export const IssuedCertificate = Schema.Struct({
+  hostname: Schema.String,
+  certPath: Schema.String,
+  keyPath: Schema.String,
+  serial: Schema.String,
+  notAfter: Schema.String
+})
+export interface IssuedCertificate extends Schema.Schema.Type<typeof IssuedCertificate> {}
 
 export class CertError extends Data.TaggedError("CertError")<{
   readonly issuer: string

@@ -4,11 +4,10 @@
  * `mcp ca init`), so that other nodes' proxies can trust what this one issues. It issues leaf
  * certificates for route hostnames with the full chain (leaf then CA) in the certificate file.
  */
+import { FileSystem } from "@effect/platform"
 import { Pki } from "@mcp/rpc"
 import { Effect, Layer } from "effect"
 import { randomBytes } from "node:crypto"
-import { existsSync } from "node:fs"
-import { chmod, rm } from "node:fs/promises"
 import { join, resolve } from "node:path"
 import { CertError, CertIssuer } from "./CertIssuer.js"
 
@@ -21,8 +20,11 @@ export interface LocalCaOptions {
   readonly caDir?: string
 }
 
-export const make = (dataDir: string, options: LocalCaOptions = {}): Effect.Effect<CertIssuer, CertError> =>
+export const make = (dataDir: string, options: LocalCaOptions = {}): Effect.Effect<CertIssuer, CertError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    // Like existsSync: a file that cannot be looked at counts as missing.
+    const exists = (path: string) => Effect.orElseSucceed(fs.exists(path), () => false)
     const external = options.caDir !== undefined
     const caDir = external ? resolve(options.caDir!) : join(dataDir, "ca")
     const certDir = join(dataDir, "certs")
@@ -30,7 +32,7 @@ export const make = (dataDir: string, options: LocalCaOptions = {}): Effect.Effe
     if (external) {
       // Checked now: an operator who names a CA wants to hear at start that it is not there.
       for (const file of [Pki.CA_KEY_FILE, Pki.CA_CERT_FILE]) {
-        if (!existsSync(join(caDir, file))) {
+        if (!(yield* exists(join(caDir, file)))) {
           return yield* new CertError({
             issuer: name,
             hostname: "(any)",
@@ -41,9 +43,10 @@ export const make = (dataDir: string, options: LocalCaOptions = {}): Effect.Effe
       yield* Effect.mapError(Pki.readCa(caDir), (e) => new CertError({ issuer: name, hostname: "(any)", reason: e.message }))
     }
     const lock = yield* Effect.makeSemaphore(1)
-    const ensureCa = Effect.suspend(() =>
-      external || existsSync(join(caDir, Pki.CA_KEY_FILE)) ? Effect.void : Effect.asVoid(Pki.initCa(caDir, { commonName: "MCP agent local CA" }))
-    )
+    const ensureCa = Effect.gen(function* () {
+      if (external || (yield* exists(join(caDir, Pki.CA_KEY_FILE)))) return
+      yield* Pki.initCa(caDir, { commonName: "MCP agent local CA" })
+    })
     return {
       name,
       issue: (hostname) =>
@@ -55,15 +58,14 @@ export const make = (dataDir: string, options: LocalCaOptions = {}): Effect.Effe
             const stamp = Date.now().toString(36) + randomBytes(2).toString("hex")
             const written = yield* Pki.issueCertificate(caDir, `${hostname.slice(0, 50)}-${stamp}`, { ips: [], dns: [hostname], usage: "server", days: 90, outDir: certDir })
             // Route certificates are the agent's alone: neither file is for other users to read.
-            yield* Effect.promise(() => chmod(written.certPath, 0o600))
+            yield* fs.chmod(written.certPath, 0o600)
             return { hostname, certPath: written.certPath, keyPath: written.keyPath, serial: written.serial, notAfter: written.notAfter.toISOString() }
           })
         ).pipe(Effect.mapError((e) => new CertError({ issuer: name, hostname, reason: e.message }))),
       revoke: (cert) =>
-        Effect.tryPromise({
-          try: () => Promise.all([rm(cert.certPath, { force: true }), rm(cert.keyPath, { force: true })]),
-          catch: (e) => new CertError({ issuer: name, hostname: cert.hostname, reason: `cannot delete certificate files: ${String(e)}` })
-        })
+        Effect.all([fs.remove(cert.certPath, { force: true }), fs.remove(cert.keyPath, { force: true })], { concurrency: 2, discard: true }).pipe(
+          Effect.mapError((e) => new CertError({ issuer: name, hostname: cert.hostname, reason: `cannot delete certificate files: ${e.description ?? e.message}` }))
+        )
     } satisfies CertIssuer
   })
 

@@ -2,7 +2,8 @@
  * Assembles an agent from its config: the registry, the engine, the proxy, CA and DNS ports,
  * the lifecycle and actors, and the RPC server. `main.ts` runs it; tests build it directly.
  */
-import { NodeContext } from "@effect/platform-node"
+import type { CommandExecutor, FileSystem, HttpClient } from "@effect/platform"
+import { NodeContext, NodeHttpClient } from "@effect/platform-node"
 import { AgentRpcs, AuthMiddleware, Daemon, Transport } from "@mcp/rpc"
 import { Duration, Effect, Layer, Redacted } from "effect"
 import { ServiceDefinition } from "@mcp/domain"
@@ -61,7 +62,9 @@ export const layerCore = <E, R>(config: AgentConfig, runtime: Layer.Layer<Contai
 const secretFile = (path: string) => Redacted.make(readFileSync(path, "utf8").trim())
 
 /** The proxy named in [proxy]; none records routes only. */
-export const layerProxy = (config: AgentConfig): Layer.Layer<ProxyRoutes.ProxyRoutes, ProxyRoutes.ProxyError> => {
+export const layerProxy = (
+  config: AgentConfig
+): Layer.Layer<ProxyRoutes.ProxyRoutes, ProxyRoutes.ProxyError, FileSystem.FileSystem | CommandExecutor.CommandExecutor | HttpClient.HttpClient> => {
   const p = config.proxy
   switch (p.kind) {
     case "none":
@@ -86,7 +89,7 @@ export const layerProxy = (config: AgentConfig): Layer.Layer<ProxyRoutes.ProxyRo
   }
 }
 
-export const layerDns = (config: AgentConfig): Layer.Layer<DnsRecords.DnsRecords, DnsRecords.DnsError> => {
+export const layerDns = (config: AgentConfig): Layer.Layer<DnsRecords.DnsRecords, DnsRecords.DnsError, HttpClient.HttpClient> => {
   const d = config.dns
   switch (d.kind) {
     case "none":
@@ -110,29 +113,36 @@ export const layerDns = (config: AgentConfig): Layer.Layer<DnsRecords.DnsRecords
   }
 }
 
-export const layerCerts = (config: AgentConfig): Layer.Layer<CertIssuer, CertError> => {
+export const layerCerts = (config: AgentConfig): Layer.Layer<CertIssuer, CertError, FileSystem.FileSystem | HttpClient.HttpClient> => {
   const c = config.certs
   switch (c.kind) {
     case "local-ca":
       return LocalCaIssuer.layer(config.data_dir, c.ca_dir === undefined ? {} : { caDir: c.ca_dir })
-    case "acme":
-      return AcmeIssuer.layer({
-        directoryUrl: c.directory_url,
-        dataDir: config.data_dir,
-        challenge: c.challenge === "dns-01" && config.dns.kind === "powerdns"
-          ? {
-              kind: "dns-01",
-              solver: PowerDnsRecords.makeTxtSolver({
+    case "acme": {
+      const challenge: Effect.Effect<AcmeIssuer.AcmeChallenge, never, HttpClient.HttpClient> =
+        c.challenge === "dns-01" && config.dns.kind === "powerdns"
+          ? Effect.map(
+              PowerDnsRecords.makeTxtSolver({
                 apiUrl: config.dns.api_url,
                 apiKey: secretFile(config.dns.api_key_file),
                 zone: config.internal_zone,
                 ...(config.dns.server === undefined ? {} : { server: config.dns.server })
-              })
-            }
-          : { kind: "http-01", serve: { port: c.http_port, ...(c.http_host === undefined ? {} : { host: c.http_host }) } },
-        ...(c.email === undefined ? {} : { email: c.email }),
-        ...(c.ca_bundle === undefined ? {} : { caBundle: readFileSync(c.ca_bundle, "utf8") })
-      })
+              }),
+              (solver) => ({ kind: "dns-01", solver })
+            )
+          : Effect.succeed({ kind: "http-01", serve: { port: c.http_port, ...(c.http_host === undefined ? {} : { host: c.http_host }) } })
+      const caBundle = c.ca_bundle === undefined ? {} : { caBundle: readFileSync(c.ca_bundle, "utf8") }
+      return Layer.unwrapEffect(
+        Effect.map(challenge, (challenge) =>
+          AcmeIssuer.layer({
+            directoryUrl: c.directory_url,
+            dataDir: config.data_dir,
+            challenge,
+            ...(c.email === undefined ? {} : { email: c.email }),
+            ...caBundle
+          }))
+      )
+    }
   }
 }
 
@@ -181,7 +191,8 @@ export const layer = (config: AgentConfig) => {
     Layer.provideMerge(layerBoot(config)),
     Layer.provideMerge(resume),
     Layer.provideMerge(core),
-    Layer.provide(NodeContext.layer)
+    // Provided once: health checks, PowerDNS, Caddy and ACME share one HTTP connection pool for the agent's life.
+    Layer.provide(Layer.merge(NodeContext.layer, NodeHttpClient.layerUndici))
   )
 }
 

@@ -22,7 +22,7 @@ export const MONITOR_DEFAULTS = {
 /** The `[edge]` table's defaults: public routes on the standard HTTPS port. */
 export const EDGE_DEFAULTS = { listener: 443 } as const
 
-const monitorDuration = (fallback: string) => Schema.optionalWith(ServiceDefinition.Duration, { exact: true, default: () => fallback })
+const monitorDuration = (fallback: string) => Schema.optionalWith(ServiceDefinition.DurationText, { exact: true, default: () => fallback })
 
 export const AgentConfig = Schema.Struct({
   node: Names.NodeName,
@@ -126,13 +126,13 @@ export const AgentConfig = Schema.Struct({
   /** Health-gated start-up order, e.g. dns, then core, then management, then apps. */
   boot: Schema.optionalWith(
     Schema.Struct({
-      check_interval: Schema.optionalWith(ServiceDefinition.Duration, { exact: true, default: () => "5s" }),
+      check_interval: Schema.optionalWith(ServiceDefinition.DurationText, { exact: true, default: () => "5s" }),
       restart_after: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 100)), { exact: true, default: () => 3 }),
       sequence: Schema.optionalWith(
         Schema.Array(Schema.Struct({
           name: Schema.String,
           services: Schema.Array(Names.ServiceName),
-          timeout: Schema.optionalWith(ServiceDefinition.Duration, { exact: true, default: () => "60s" }),
+          timeout: Schema.optionalWith(ServiceDefinition.DurationText, { exact: true, default: () => "60s" }),
           on_failure: Schema.optionalWith(Schema.Literal("wait", "continue"), { exact: true, default: () => "wait" as const }),
           checks: Schema.optionalWith(
             Schema.Array(Schema.Struct({

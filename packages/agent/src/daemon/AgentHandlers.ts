@@ -3,8 +3,8 @@
  * routes each service command through its actor, and maps internal failures to wire errors.
  */
 import { Deploy, Errors, type Operations, type Status, Validation } from "@mcp/domain"
-import { AgentRpcs, Failures, Protocol } from "@mcp/rpc"
-import { Effect, Either, Mailbox, Option, Schedule, Stream } from "effect"
+import { AgentRpcs, EventLog, Failures, Protocol } from "@mcp/rpc"
+import { Effect, Either, Mailbox, Option, Stream } from "effect"
 import { BootSequencer } from "../boot/BootSequencer.js"
 import { ContainerRuntime, LABEL_NODE } from "../engine/ContainerRuntime.js"
 import { NodeSettings } from "../NodeSettings.js"
@@ -171,24 +171,8 @@ export const layer = (identity: AgentIdentity) =>
             }
           }),
         Events: ({ follow, limit }) =>
-          Stream.unwrap(
-            Effect.gen(function* () {
-              const initial = yield* Failures.fatal("the agent registry")(registry.events(limit))
-              const toWire = (e: (typeof initial)[number]) => ({
-                at: e.at, node: settings.node, kind: e.kind as "deploy", message: e.message, ...(e.service === undefined ? {} : { service: e.service })
-              })
-              const first = Stream.fromIterable(initial.map(toWire))
-              if (!follow) return first
-              let last = initial.at(-1)?.id ?? 0
-              const more = Stream.repeatEffectWithSchedule(
-                Effect.map(Failures.fatal("the agent registry")(registry.events(1000, last)), (rows) => {
-                  last = rows.at(-1)?.id ?? last
-                  return rows.map(toWire)
-                }),
-                Schedule.spaced("500 millis")
-              ).pipe(Stream.flattenIterables)
-              return Stream.concat(first, more)
-            })
+          EventLog.stream((n, afterId) => Failures.fatal("the agent registry")(registry.events(n, afterId)), { limit, follow }).pipe(
+            Stream.map((e) => EventLog.toFleetEvent(e, settings.node))
           )
       }
     })

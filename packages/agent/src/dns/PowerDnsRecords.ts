@@ -2,8 +2,9 @@
  * DnsRecords on PowerDNS Authoritative through its HTTP API: A rrsets in one zone, replaced with
  * PATCH (changetype REPLACE), deleted with changetype DELETE, listed from GET zone.
  */
+import { HttpBody, HttpClient, HttpClientRequest } from "@effect/platform"
 import type { Dns01Solver } from "../certs/AcmeIssuer.js"
-import { Effect, Layer, Redacted } from "effect"
+import { Duration, Effect, Layer, Redacted } from "effect"
 import { DnsError, DnsRecords, nameInZone, normalizeName, resolveIPv4 } from "./DnsRecords.js"
 
 export interface PowerDnsOptions {
@@ -63,13 +64,12 @@ interface HttpAnswer {
   readonly body: string
 }
 
-/** What a failed fetch was, from the `cause` chain undici attaches ("fetch failed" alone says nothing). */
-const describeFetchError = (error: unknown): string => {
+/** What a failed request was, from its `cause` chain ("Transport error" alone says nothing). */
+const describeTransportError = (error: unknown): string => {
   const parts: Array<string> = []
   let current: unknown = error
   for (let depth = 0; depth < 4 && current !== undefined && current !== null; depth++) {
     if (current instanceof Error) {
-      if (current.name === "TimeoutError") return "the request timed out"
       if (!parts.includes(current.message)) parts.push(current.message)
       current = (current as { cause?: unknown }).cause
     } else {
@@ -79,6 +79,28 @@ const describeFetchError = (error: unknown): string => {
   }
   // The innermost cause is the useful one (e.g. "connect ECONNREFUSED 127.0.0.1:8081").
   return parts.length > 0 ? parts[parts.length - 1]! : "unknown error"
+}
+
+/**
+ * One API request, answered with its status and body whatever the status; the failure says why
+ * PowerDNS could not be asked. The timeout covers the body too.
+ */
+const apiRequest = (client: HttpClient.HttpClient, options: PowerDnsOptions) => {
+  const apiUrl = options.apiUrl.replace(/\/+$/, "")
+  const timeout = Duration.millis(options.timeoutMs ?? 10_000)
+  return (method: "GET" | "POST" | "PATCH", path: string, body?: unknown): Effect.Effect<HttpAnswer, string> =>
+    client.execute(
+      HttpClientRequest.make(method)(`${apiUrl}${path}`, {
+        // The key goes into this header only; no error message or log line carries it.
+        headers: { "X-API-Key": Redacted.value(options.apiKey), accept: "application/json" },
+        ...(body === undefined ? {} : { body: HttpBody.unsafeJson(body) })
+      })
+    ).pipe(
+      Effect.flatMap((res) => Effect.map(res.text, (text) => ({ status: res.status, body: text }))),
+      Effect.mapError(describeTransportError),
+      Effect.timeoutFail({ duration: timeout, onTimeout: () => "the request timed out" }),
+      Effect.mapError((reason) => `PowerDNS API at ${apiUrl} is not reachable: ${reason}`)
+    )
 }
 
 const errorText = (answer: HttpAnswer): string => {
@@ -91,33 +113,19 @@ const errorText = (answer: HttpAnswer): string => {
   return answer.body.trim().slice(0, 200) || "(empty body)"
 }
 
-export const make = (options: PowerDnsOptions): Effect.Effect<DnsRecords, DnsError> =>
+export const make = (options: PowerDnsOptions): Effect.Effect<DnsRecords, DnsError, HttpClient.HttpClient> =>
   Effect.gen(function* () {
     const apiUrl = options.apiUrl.replace(/\/+$/, "")
     const serverId = options.server ?? "localhost"
     const zone = normalizeName(options.zone)
     const ttl = options.ttl ?? 60
-    const timeoutMs = options.timeoutMs ?? 10_000
+    const send = apiRequest(yield* HttpClient.HttpClient, options)
     const server = `PowerDNS at ${apiUrl}`
     const zonesPath = `/api/v1/servers/${encodeURIComponent(serverId)}/zones`
     const zonePath = `${zonesPath}/${encodeURIComponent(`${zone}.`)}`
 
-    const request = (operation: string, method: string, path: string, body?: unknown): Effect.Effect<HttpAnswer, DnsError> =>
-      Effect.tryPromise({
-        try: async (signal) => {
-          const init: RequestInit = {
-            method,
-            // The key goes into this header only; no error message or log line carries it.
-            headers: { "X-API-Key": Redacted.value(options.apiKey), accept: "application/json", ...(body === undefined ? {} : { "content-type": "application/json" }) },
-            signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)])
-          }
-          if (body !== undefined) init.body = JSON.stringify(body)
-          const res = await fetch(`${apiUrl}${path}`, init)
-          return { status: res.status, body: await res.text() }
-        },
-        catch: (error) =>
-          new DnsError({ server, operation, reason: `PowerDNS API at ${apiUrl} is not reachable: ${describeFetchError(error)}` })
-      })
+    const request = (operation: string, method: "GET" | "POST" | "PATCH", path: string, body?: unknown): Effect.Effect<HttpAnswer, DnsError> =>
+      Effect.mapError(send(method, path, body), (reason) => new DnsError({ server, operation, reason }))
 
     /** Turns a non-2xx answer into the error an operator can act on. */
     const failed = (operation: string, answer: HttpAnswer): DnsError => {
@@ -178,34 +186,28 @@ export const make = (options: PowerDnsOptions): Effect.Effect<DnsRecords, DnsErr
     return records
   })
 
-export const layer = (options: PowerDnsOptions): Layer.Layer<DnsRecords, DnsError> => Layer.effect(DnsRecords, make(options))
+export const layer = (options: PowerDnsOptions): Layer.Layer<DnsRecords, DnsError, HttpClient.HttpClient> =>
+  Layer.effect(DnsRecords, make(options))
 
 /**
  * An ACME dns-01 solver over the same PowerDNS zone: `_acme-challenge.<host>` TXT records are
  * set for the CA's check and deleted afterwards. The value is quoted, as PowerDNS stores TXT.
  */
-export const makeTxtSolver = (options: PowerDnsOptions): Dns01Solver => {
-  const apiUrl = options.apiUrl.replace(/\/+$/, "")
-  const zone = normalizeName(options.zone)
-  const path = `${apiUrl}/api/v1/servers/${encodeURIComponent(options.server ?? "localhost")}/zones/${encodeURIComponent(`${zone}.`)}`
-  const patch = (rrset: unknown) =>
-    Effect.tryPromise({
-      try: async (signal) => {
-        const res = await fetch(path, {
-          method: "PATCH",
-          headers: { "X-API-Key": Redacted.value(options.apiKey), "content-type": "application/json" },
-          body: JSON.stringify({ rrsets: [rrset] }),
-          signal: AbortSignal.any([signal, AbortSignal.timeout(options.timeoutMs ?? 10_000)])
-        })
-        const body = await res.text()
-        if (res.status < 200 || res.status >= 300) throw new Error(`PowerDNS at ${apiUrl} answered HTTP ${res.status}: ${body.slice(0, 200)}`)
-      },
-      catch: (e) => (e instanceof Error ? e.message : String(e))
-    })
-  const fqdn = (name: string) => `${normalizeName(name)}.`
-  return {
-    set: (name, value) =>
-      patch({ name: fqdn(name), type: "TXT", ttl: 60, changetype: "REPLACE", records: [{ content: JSON.stringify(value), disabled: false }] }),
-    clear: (name) => patch({ name: fqdn(name), type: "TXT", changetype: "DELETE" })
-  }
-}
+export const makeTxtSolver = (options: PowerDnsOptions): Effect.Effect<Dns01Solver, never, HttpClient.HttpClient> =>
+  Effect.map(HttpClient.HttpClient, (client) => {
+    const apiUrl = options.apiUrl.replace(/\/+$/, "")
+    const zone = normalizeName(options.zone)
+    const path = `/api/v1/servers/${encodeURIComponent(options.server ?? "localhost")}/zones/${encodeURIComponent(`${zone}.`)}`
+    const send = apiRequest(client, options)
+    const patch = (rrset: unknown) =>
+      Effect.flatMap(send("PATCH", path, { rrsets: [rrset] }), (answer) =>
+        answer.status >= 200 && answer.status < 300
+          ? Effect.void
+          : Effect.fail(`PowerDNS at ${apiUrl} answered HTTP ${answer.status}: ${answer.body.slice(0, 200)}`))
+    const fqdn = (name: string) => `${normalizeName(name)}.`
+    return {
+      set: (name, value) =>
+        patch({ name: fqdn(name), type: "TXT", ttl: 60, changetype: "REPLACE", records: [{ content: JSON.stringify(value), disabled: false }] }),
+      clear: (name) => patch({ name: fqdn(name), type: "TXT", changetype: "DELETE" })
+    } satisfies Dns01Solver
+  })

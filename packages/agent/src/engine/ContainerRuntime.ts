@@ -3,29 +3,35 @@
  * (DockerRuntime) speaks the Docker-compatible API to Podman or Docker; layerMemory stands in
  * for tests of the agent's own logic.
  */
-import { Context, Data, type Effect, type Stream } from "effect"
+import { ServiceDefinition } from "@mcp/domain"
+import { Context, Data, type Effect, Schema, type Stream } from "effect"
 
-/** Everything needed to create a container, as pure data (built from the registry). */
-export interface ContainerSpec {
-  readonly name: string
-  readonly image: string
-  readonly cmd: ReadonlyArray<string> | undefined
-  readonly env: ReadonlyArray<string>
+export const PortBinding = Schema.Struct({
+  hostIp: Schema.String,
+  hostPort: Schema.Number,
+  containerPort: Schema.Number,
+  protocol: Schema.Literal("tcp", "udp")
+})
+export interface PortBinding extends Schema.Schema.Type<typeof PortBinding> {}
+
+/**
+ * Everything needed to create a container, as pure data. The registry stores it as this schema
+ * encodes it, and recreates lost containers from it.
+ */
+export const ContainerSpec = Schema.Struct({
+  name: Schema.String,
+  image: Schema.String,
+  cmd: Schema.UndefinedOr(Schema.Array(Schema.String)),
+  env: Schema.Array(Schema.String),
   /** `host:container[:options]` bind mounts. */
-  readonly volumes: ReadonlyArray<string>
-  readonly ports: ReadonlyArray<PortBinding>
-  readonly network: string | undefined
-  readonly user: string | undefined
-  readonly restart: "no" | "always" | "on-failure" | "unless-stopped" | undefined
-  readonly labels: Readonly<Record<string, string>>
-}
-
-export interface PortBinding {
-  readonly hostIp: string
-  readonly hostPort: number
-  readonly containerPort: number
-  readonly protocol: "tcp" | "udp"
-}
+  volumes: Schema.Array(Schema.String),
+  ports: Schema.Array(PortBinding),
+  network: Schema.UndefinedOr(Schema.String),
+  user: Schema.UndefinedOr(Schema.String),
+  restart: Schema.UndefinedOr(ServiceDefinition.RestartPolicy),
+  labels: Schema.Record({ key: Schema.String, value: Schema.String })
+})
+export interface ContainerSpec extends Schema.Schema.Type<typeof ContainerSpec> {}
 
 export type ContainerState = "created" | "running" | "paused" | "restarting" | "exited" | "dead" | "unknown"
 

@@ -3,7 +3,8 @@
  * command run in the container. Each attempt has the check's timeout; the gate allows
  * `retries` failed attempts, `interval` apart.
  */
-import { ServiceDefinition } from "@mcp/domain"
+import { HttpClient } from "@effect/platform"
+import type { ServiceDefinition } from "@mcp/domain"
 import { Data, Duration, Effect, Schedule } from "effect"
 import * as net from "node:net"
 import { ContainerRuntime } from "../engine/ContainerRuntime.js"
@@ -27,12 +28,17 @@ export interface CheckTarget {
   readonly host: string
 }
 
-const httpGet = (url: string, timeoutMs: number) =>
-  Effect.tryPromise({
-    try: (signal) => fetch(url, { signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]), redirect: "manual" }),
-    catch: (e) => (e instanceof Error ? (e.cause instanceof Error ? e.cause.message : e.message) : String(e))
-  }).pipe(
-    Effect.flatMap((res) => (res.status >= 200 && res.status < 400 ? Effect.void : Effect.fail(`answered HTTP ${res.status}`)))
+/**
+ * A redirect is itself the answer (the client follows none), and the body is never read: the
+ * request's scope ends once the status is known, which closes the connection.
+ */
+const httpGet = (url: string, timeoutMs: number): Effect.Effect<void, string, HttpClient.HttpClient> =>
+  Effect.flatMap(HttpClient.HttpClient, (client) => HttpClient.withScope(client).get(url)).pipe(
+    Effect.mapError((e) => (e.cause instanceof Error ? e.cause.message : e.message)),
+    // Worded as the probe has always reported a timeout.
+    Effect.timeoutFail({ duration: Duration.millis(timeoutMs), onTimeout: () => "The operation was aborted due to timeout" }),
+    Effect.flatMap((res) => (res.status >= 200 && res.status < 400 ? Effect.void : Effect.fail(`answered HTTP ${res.status}`))),
+    Effect.scoped
   )
 
 const tcpConnect = (host: string, port: number, timeoutMs: number) =>
@@ -55,7 +61,7 @@ export const probe = (target: CheckTarget) =>
   Effect.gen(function* () {
     const runtime = yield* ContainerRuntime
     const { check } = target
-    const timeoutMs = ServiceDefinition.durationMillis(check.timeout)
+    const timeoutMs = Duration.toMillis(check.timeout)
     switch (check.kind) {
       case "http":
         return yield* httpGet(`http://${target.host}:${target.hostPort}${check.path ?? "/"}`, timeoutMs)
@@ -78,9 +84,9 @@ export const describeCheck = (check: ServiceDefinition.HealthCheck): string =>
 export const gate = (target: CheckTarget) =>
   probe(target).pipe(
     Effect.retry(
-      Schedule.spaced(Duration.millis(ServiceDefinition.durationMillis(target.check.interval) / 5)).pipe(
+      Schedule.spaced(Duration.unsafeDivide(target.check.interval, 5)).pipe(
         // Poll five times per interval for a quick start, giving up after `retries` intervals.
-        Schedule.upTo(Duration.millis(ServiceDefinition.durationMillis(target.check.interval) * target.check.retries))
+        Schedule.upTo(Duration.times(target.check.interval, target.check.retries))
       )
     ),
     Effect.mapError((reason) => new Unhealthy({ component: target.component, check: describeCheck(target.check), reason }))

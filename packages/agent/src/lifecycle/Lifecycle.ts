@@ -6,6 +6,7 @@
  * them to the ports it was built with, so callers (RPC handlers, actors, boot, the monitor)
  * need nothing else.
  */
+import type { HttpClient } from "@effect/platform"
 import { Effect } from "effect"
 import { CertIssuer } from "../certs/CertIssuer.js"
 import { DnsRecords } from "../dns/DnsRecords.js"
@@ -22,7 +23,7 @@ import { resumeOpenWork } from "./StartupRecovery.js"
 import { ps, status } from "./Status.js"
 
 /** What the operations run against. */
-type Ports = Registry | ContainerRuntime | ProxyRoutes | CertIssuer | DnsRecords | PortAllocator | NodeSettings
+type Ports = Registry | ContainerRuntime | ProxyRoutes | CertIssuer | DnsRecords | PortAllocator | NodeSettings | HttpClient.HttpClient
 
 export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle", {
   effect: Effect.gen(function* () {

@@ -4,8 +4,9 @@
  * `<serverName>-<listener>`, with the routes first and a 404 catch-all last; certificates are
  * `load_files` entries. Caddy's own config (autosaved by Caddy) is the state: `list` reads it back.
  */
+import { HttpBody, HttpClient, HttpClientRequest } from "@effect/platform"
 import { Routes } from "@mcp/domain"
-import { Data, Effect, Layer, Schema } from "effect"
+import { Data, Duration, Effect, Layer, Schema } from "effect"
 import { type ProxyRoute, ProxyError, ProxyRoutes } from "./ProxyRoutes.js"
 
 export interface Options {
@@ -111,37 +112,39 @@ const causeOf = (e: unknown): { code?: string; message: string } => {
   return code === undefined ? { message } : { code, message }
 }
 
-export const make = (options: Options): Effect.Effect<ProxyRoutes> =>
+export const make = (options: Options): Effect.Effect<ProxyRoutes, never, HttpClient.HttpClient> =>
   Effect.gen(function* () {
     const adminUrl = options.adminUrl.replace(/\/+$/, "")
     const prefix = options.serverName ?? "mcp"
     const id = ids(prefix)
     const name = `caddy (${adminUrl})`
-    const timeoutMs = options.timeoutMs ?? 10_000
+    const timeout = Duration.millis(options.timeoutMs ?? 10_000)
     const lock = yield* Effect.makeSemaphore(1)
+    const client = yield* HttpClient.HttpClient
 
-    const request = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
-      Effect.tryPromise({
-        try: async () => {
-          const res = await fetch(`${adminUrl}${path}`, {
-            method,
-            // Caddy restarts its admin endpoint on every config change, closing kept-alive connections:
-            // a reused one fails with "other side closed". One connection per request avoids that.
-            headers: { connection: "close", ...(body === undefined ? {} : { "content-type": "application/json" }), ...headers },
-            ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-            signal: AbortSignal.timeout(timeoutMs)
-          })
-          return { status: res.status, text: await res.text() }
-        },
-        catch: (e) => {
+    const request = (method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE", path: string, body?: unknown, headers: Record<string, string> = {}) =>
+      client.execute(
+        HttpClientRequest.make(method)(`${adminUrl}${path}`, {
+          // Caddy restarts its admin endpoint on every config change, closing kept-alive connections:
+          // a reused one fails with "other side closed". One connection per request avoids that.
+          headers: { connection: "close", ...headers },
+          ...(body === undefined ? {} : { body: HttpBody.unsafeJson(body) })
+        })
+      ).pipe(
+        Effect.flatMap((res) => Effect.map(res.text, (text) => ({ status: res.status, text }))),
+        Effect.mapError((e) => {
           const cause = causeOf(e)
           return new Failure({
             reason: cause.code === "ECONNREFUSED"
               ? `Caddy is not running: ${cause.message}`
               : `cannot reach Caddy's admin API at ${adminUrl}: ${cause.message}`
           })
-        }
-      }).pipe(
+        }),
+        // Worded as a timed-out request has always been reported.
+        Effect.timeoutFail({
+          duration: timeout,
+          onTimeout: () => new Failure({ reason: `cannot reach Caddy's admin API at ${adminUrl}: The operation was aborted due to timeout` })
+        }),
         Effect.flatMap(({ status, text }) => {
           if (status >= 200 && status < 300) return Effect.succeed(text)
           let detail = text.trim()
@@ -257,4 +260,4 @@ export const make = (options: Options): Effect.Effect<ProxyRoutes> =>
     return { name, switchesTraffic: true, put, remove, list } satisfies ProxyRoutes
   })
 
-export const layer = (options: Options): Layer.Layer<ProxyRoutes> => Layer.effect(ProxyRoutes, make(options))
+export const layer = (options: Options): Layer.Layer<ProxyRoutes, never, HttpClient.HttpClient> => Layer.effect(ProxyRoutes, make(options))

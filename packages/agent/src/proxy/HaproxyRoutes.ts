@@ -12,11 +12,10 @@
  * Files are written before every runtime call so a restarted HAProxy serves the same routes;
  * `routes.json` is the source of truth for `list` and for regenerating the files.
  */
+import { Command, type CommandExecutor, FileSystem, type Error as PlatformError } from "@effect/platform"
 import { Routes } from "@mcp/domain"
-import { Data, Effect, Layer, Option, Schedule, Schema } from "effect"
-import { execFile } from "node:child_process"
+import { Data, Effect, Fiber, Layer, Option, Schedule, Schema, Stream } from "effect"
 import { createHash } from "node:crypto"
-import * as fs from "node:fs/promises"
 import * as net from "node:net"
 import * as path from "node:path"
 import { type ProxyRoute, ProxyError, ProxyRoutes } from "./ProxyRoutes.js"
@@ -204,32 +203,32 @@ class Failure extends Data.TaggedError("HaproxyFailure")<{
   readonly unreachable?: boolean
 }> {}
 
-const errorText = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 const errorCode = (e: unknown): string | undefined =>
   typeof e === "object" && e !== null && "code" in e && typeof e.code === "string" ? e.code : undefined
 
-const io = <A>(what: string, f: () => Promise<A>) =>
-  Effect.tryPromise({ try: f, catch: (e) => new Failure({ reason: `${what}: ${errorText(e)}` }) })
+/** The system's own words (e.g. "ENOENT: no such file or directory, open '…'"), without the platform's prefix. */
+const platformText = (e: PlatformError.PlatformError): string => e.description ?? e.message
 
-const readOptional = (file: string): Effect.Effect<string | undefined, Failure> =>
-  Effect.tryPromise({
-    try: () => fs.readFile(file, "utf8"),
-    catch: (e) => e
-  }).pipe(
+const io = <A>(what: string, f: (fs: FileSystem.FileSystem) => Effect.Effect<A, PlatformError.PlatformError>) =>
+  Effect.flatMap(FileSystem.FileSystem, f).pipe(Effect.mapError((e) => new Failure({ reason: `${what}: ${platformText(e)}` })))
+
+const readOptional = (file: string): Effect.Effect<string | undefined, Failure, FileSystem.FileSystem> =>
+  Effect.flatMap(FileSystem.FileSystem, (fs) => fs.readFileString(file)).pipe(
     Effect.catchAll((e) =>
-      errorCode(e) === "ENOENT" ? Effect.succeed(undefined) : Effect.fail(new Failure({ reason: `cannot read ${file}: ${errorText(e)}` }))
+      e._tag === "SystemError" && e.reason === "NotFound"
+        ? Effect.succeed(undefined)
+        : Effect.fail(new Failure({ reason: `cannot read ${file}: ${platformText(e)}` }))
     )
   )
 
 /** Writes through a temporary file and a rename, so HAProxy never reads half a file. */
 const writeAtomic = (file: string, content: string, mode: number) =>
-  io(`cannot write ${file}`, async () => {
+  io(`cannot write ${file}`, (fs) => {
     const tmp = `${file}.${process.pid}.tmp`
-    await fs.writeFile(tmp, content, { mode })
-    await fs.rename(tmp, file)
+    return Effect.zipRight(fs.writeFileString(tmp, content, { mode }), fs.rename(tmp, file))
   })
 
-const removeFile = (file: string) => io(`cannot delete ${file}`, () => fs.rm(file, { force: true }))
+const removeFile = (file: string) => io(`cannot delete ${file}`, (fs) => fs.remove(file, { force: true }))
 
 /** A file's new content, or null to delete it. */
 interface FileWrite {
@@ -239,9 +238,11 @@ interface FileWrite {
 }
 
 /** Writes the files and returns an effect that puts their previous contents back. */
-const writeFiles = (writes: ReadonlyArray<FileWrite>): Effect.Effect<Effect.Effect<void>, Failure> =>
+const writeFiles = (
+  writes: ReadonlyArray<FileWrite>
+): Effect.Effect<Effect.Effect<void, never, FileSystem.FileSystem>, Failure, FileSystem.FileSystem> =>
   Effect.gen(function* () {
-    const undo: Array<Effect.Effect<void, Failure>> = []
+    const undo: Array<Effect.Effect<void, Failure, FileSystem.FileSystem>> = []
     const restore = Effect.suspend(() => Effect.forEach([...undo].reverse(), (u) => Effect.catchAll(u, (e) => Effect.logWarning(`haproxy: undoing a partial change failed: ${String(e)}`)), { discard: true }))
     for (const w of writes) {
       const before = yield* readOptional(w.path).pipe(Effect.tapError(() => restore))
@@ -255,7 +256,7 @@ const writeFiles = (writes: ReadonlyArray<FileWrite>): Effect.Effect<Effect.Effe
 
 const StateFile = Schema.parseJson(Schema.Struct({ version: Schema.Literal(1), routes: Schema.Array(Routes.ProxyRoute) }), { space: 2 })
 
-const readState = (files: Layout): Effect.Effect<ReadonlyArray<ProxyRoute>, Failure> =>
+const readState = (files: Layout): Effect.Effect<ReadonlyArray<ProxyRoute>, Failure, FileSystem.FileSystem> =>
   Effect.flatMap(readOptional(files.state), (text) =>
     text === undefined
       ? Effect.succeed([])
@@ -298,17 +299,27 @@ const socketCommand = (socketPath: string, command: string, timeoutMs = 5000): E
     return Effect.sync(() => socket.destroy())
   })
 
-const runProcess = (file: string, args: ReadonlyArray<string>): Effect.Effect<{ code: number; output: string }, Failure> =>
-  Effect.async((resume) => {
-    const child = execFile(file, [...args], { timeout: 30_000 }, (error, stdout, stderr) => {
-      if (error !== null && typeof error.code === "string") {
-        resume(Effect.fail(new Failure({ reason: `cannot run ${file}: ${error.message}` })))
-        return
-      }
-      resume(Effect.succeed({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, output: `${stdout}${stderr}` }))
-    })
-    return Effect.sync(() => child.kill())
-  })
+/**
+ * Runs a program to its end and gives its exit code and output (stdout, then stderr). A run past
+ * 30 s is killed and counts as failed, with what it printed until then.
+ */
+const runProcess = (
+  file: string,
+  args: ReadonlyArray<string>
+): Effect.Effect<{ code: number; output: string }, Failure, CommandExecutor.CommandExecutor> =>
+  Effect.gen(function* () {
+    const child = yield* Command.start(Command.make(file, ...args))
+    const text = (stream: Stream.Stream<Uint8Array, PlatformError.PlatformError>) => Stream.mkString(Stream.decodeText(stream))
+    const output = yield* Effect.fork(Effect.all([text(child.stdout), text(child.stderr)], { concurrency: 2 }))
+    // A signal's end (the exit code is then an error) is a failed run, like a non-zero exit.
+    const exited = yield* Effect.timeoutOption(Effect.orElseSucceed(child.exitCode, () => 1), "30 seconds")
+    if (Option.isNone(exited)) yield* Effect.ignore(child.kill())
+    const [stdout, stderr] = yield* Fiber.join(output)
+    return { code: Option.getOrElse(exited, () => 1), output: `${stdout}${stderr}` }
+  }).pipe(
+    Effect.scoped,
+    Effect.mapError((e) => new Failure({ reason: `cannot run ${file}: ${platformText(e)}` }))
+  )
 
 /** Fails when another process already listens on the port: HAProxy 2.6 stops altogether when a reload cannot bind. */
 const checkPortFree = (host: string, port: number): Effect.Effect<void, Failure> =>
@@ -324,12 +335,13 @@ const checkPortFree = (host: string, port: number): Effect.Effect<void, Failure>
   })
 
 const mkdirs = (files: Layout) =>
-  io(`cannot create ${files.maps}`, async () => {
-    await fs.mkdir(path.dirname(files.config), { recursive: true, mode: 0o700 })
-    await fs.mkdir(files.maps, { recursive: true })
-    await fs.mkdir(files.crtLists, { recursive: true })
-    await fs.mkdir(files.certs, { recursive: true, mode: 0o700 })
-  })
+  io(`cannot create ${files.maps}`, (fs) =>
+    Effect.all([
+      fs.makeDirectory(path.dirname(files.config), { recursive: true, mode: 0o700 }),
+      fs.makeDirectory(files.maps, { recursive: true }),
+      fs.makeDirectory(files.crtLists, { recursive: true }),
+      fs.makeDirectory(files.certs, { recursive: true, mode: 0o700 })
+    ], { discard: true }))
 
 /** All generated files for a route set: config plus each listener's maps and crt-list. */
 const generatedFiles = (options: Options, files: Layout, routes: ReadonlyArray<ProxyRoute>): Array<FileWrite> => {
@@ -354,7 +366,7 @@ const listenerWrites = (files: Layout, routes: ReadonlyArray<ProxyRoute>, listen
  * Writes haproxy.cfg (and the maps and crt-lists it names) from the route state when no config
  * exists yet. The agent calls it before starting HAProxy with `haproxyCommand`.
  */
-export const ensureConfig = (options: Options): Effect.Effect<void, ProxyError> => {
+export const ensureConfig = (options: Options): Effect.Effect<void, ProxyError, FileSystem.FileSystem> => {
   const s = settingsOf(options)
   const files = layout(s.dir)
   return Effect.gen(function* () {
@@ -378,15 +390,15 @@ const backendProblem = (route: ProxyRoute): string | undefined => {
   return undefined
 }
 
-const pemOf = (route: ProxyRoute): Effect.Effect<string, Failure> =>
+const pemOf = (route: ProxyRoute): Effect.Effect<string, Failure, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     if (route.tlsCert === undefined || route.tlsKey === undefined) {
       return yield* new Failure({
         reason: `an L7 route needs tlsCert and tlsKey: HAProxy terminates TLS for ${route.hostname} and has no certificate for it`
       })
     }
-    const cert = yield* io(`cannot read the certificate ${route.tlsCert}`, () => fs.readFile(route.tlsCert!, "utf8"))
-    const keyPem = yield* io(`cannot read the key ${route.tlsKey}`, () => fs.readFile(route.tlsKey!, "utf8"))
+    const cert = yield* io(`cannot read the certificate ${route.tlsCert}`, (fs) => fs.readFileString(route.tlsCert!))
+    const keyPem = yield* io(`cannot read the key ${route.tlsKey}`, (fs) => fs.readFileString(route.tlsKey!))
     if (!cert.includes("-----BEGIN CERTIFICATE-----")) return yield* new Failure({ reason: `${route.tlsCert} holds no PEM certificate` })
     if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(keyPem)) return yield* new Failure({ reason: `${route.tlsKey} holds no PEM private key` })
     // The runtime API ends a payload at the first empty line: keep none.
@@ -395,12 +407,13 @@ const pemOf = (route: ProxyRoute): Effect.Effect<string, Failure> =>
 
 // ---------------------------------------------------------------------------------------------
 
-export const make = (options: Options): Effect.Effect<ProxyRoutes> =>
+export const make = (options: Options): Effect.Effect<ProxyRoutes, never, FileSystem.FileSystem | CommandExecutor.CommandExecutor> =>
   Effect.gen(function* () {
     const s = settingsOf(options)
     const files = layout(s.dir)
     const name = proxyName(s)
     const lock = yield* Effect.makeSemaphore(1)
+    const platform = yield* Effect.context<FileSystem.FileSystem | CommandExecutor.CommandExecutor>()
 
     /** A Runtime API command; a payload (`<<`) must end with an empty line, which HAProxy waits for. */
     const api = (command: string, ok: (answer: string) => boolean): Effect.Effect<string, Failure> =>
@@ -581,8 +594,13 @@ export const make = (options: Options): Effect.Effect<ProxyRoutes> =>
         }
       })
 
-    const withName = (operation: string) => <A>(self: Effect.Effect<A, Failure>): Effect.Effect<A, ProxyError> =>
-      Effect.mapError(self, (e) => new ProxyError({ proxy: name, operation, reason: e.reason }))
+    /** The port's form of an operation: its failures are ProxyErrors naming it, and it needs nothing more. */
+    const asPort = (operation: string) =>
+      <A>(self: Effect.Effect<A, Failure, FileSystem.FileSystem | CommandExecutor.CommandExecutor>): Effect.Effect<A, ProxyError> =>
+        self.pipe(
+          Effect.mapError((e) => new ProxyError({ proxy: name, operation, reason: e.reason })),
+          Effect.provide(platform)
+        )
 
     const put = (route: ProxyRoute): Effect.Effect<void, ProxyError> =>
       Effect.gen(function* () {
@@ -591,7 +609,7 @@ export const make = (options: Options): Effect.Effect<ProxyRoutes> =>
         const before = yield* readState(files)
         const after = [...before.filter((r) => key(r.listener, r.hostname) !== key(route.listener, route.hostname)), route]
         yield* transition(before, after, route.listener, route.hostname)
-      }).pipe(lock.withPermits(1), withName(`put ${route.hostname} on listener ${route.listener}`))
+      }).pipe(lock.withPermits(1), asPort(`put ${route.hostname} on listener ${route.listener}`))
 
     const remove = (listener: number, hostname: string): Effect.Effect<void, ProxyError> =>
       Effect.gen(function* () {
@@ -599,11 +617,12 @@ export const make = (options: Options): Effect.Effect<ProxyRoutes> =>
         if (!before.some((r) => r.listener === listener && r.hostname === hostname)) return
         const after = before.filter((r) => key(r.listener, r.hostname) !== key(listener, hostname))
         yield* transition(before, after, listener, hostname)
-      }).pipe(lock.withPermits(1), withName(`remove ${hostname} from listener ${listener}`))
+      }).pipe(lock.withPermits(1), asPort(`remove ${hostname} from listener ${listener}`))
 
-    const list = readState(files).pipe(lock.withPermits(1), withName("list routes"))
+    const list = readState(files).pipe(lock.withPermits(1), asPort("list routes"))
 
     return { name, switchesTraffic: true, put, remove, list } satisfies ProxyRoutes
   })
 
-export const layer = (options: Options): Layer.Layer<ProxyRoutes> => Layer.effect(ProxyRoutes, make(options))
+export const layer = (options: Options): Layer.Layer<ProxyRoutes, never, FileSystem.FileSystem | CommandExecutor.CommandExecutor> =>
+  Layer.effect(ProxyRoutes, make(options))

@@ -6,8 +6,8 @@
  */
 import { Migrator, SqlClient } from "@effect/sql"
 import { SqliteClient } from "@effect/sql-sqlite-node"
-import type { Health, Node, Routes } from "@mcp/domain"
-import { SagaJournal } from "@mcp/rpc"
+import { Health, Node, Routes } from "@mcp/domain"
+import { EventLog, SagaJournal, SqlRows } from "@mcp/rpc"
 import { Effect, Layer, Option, Schema } from "effect"
 
 const migrations = {
@@ -60,53 +60,72 @@ export const layerSqlite = (filename: string) => {
   return Layer.provideMerge(migrated, Layer.provideMerge(pragmas, SqliteClient.layer({ filename })))
 }
 
-export interface NodeRow {
-  readonly info: Node.NodeInfo
-  readonly resources: Node.Resources | undefined
-  readonly health: Health.HealthStatus
-  readonly lastHeartbeat: string | undefined
+/** The `nodes` columns, the JSON ones decoded with the domain's schemas; a NodeRow gathers the identity into its NodeInfo. */
+const NodeColumns = Schema.Struct({
+  name: Node.NodeInfo.fields.name,
+  role: Node.NodeRole,
+  addresses: SqlRows.JsonText(Node.NodeInfo.fields.addresses),
+  arch: Schema.String,
+  version: Schema.String,
+  nodeAddress: SqlRows.column("node_address", SqlRows.Nullable(Schema.String)),
+  resources: SqlRows.Nullable(SqlRows.JsonText(Node.Resources)),
+  health: Health.HealthStatus,
+  lastHeartbeat: SqlRows.column("last_heartbeat", SqlRows.Nullable(Schema.String)),
   /** How the master learned of it: "config", "cli" or "register". */
-  readonly source: string
-}
+  source: Schema.String
+})
+
+const NodeRow = Schema.transform(
+  NodeColumns,
+  Schema.typeSchema(Schema.Struct({
+    info: Node.NodeInfo,
+    resources: Schema.UndefinedOr(Node.Resources),
+    health: Health.HealthStatus,
+    lastHeartbeat: Schema.UndefinedOr(Schema.String),
+    source: Schema.String
+  })),
+  {
+    strict: true,
+    decode: ({ arch, name, nodeAddress, role, version, addresses, ...rest }) => ({
+      info: { name, role, addresses, arch, version, ...(nodeAddress === undefined ? {} : { nodeAddress }) },
+      ...rest
+    }),
+    encode: ({ info: { nodeAddress, ...info }, ...rest }) => ({ ...info, nodeAddress, ...rest })
+  }
+)
+export interface NodeRow extends Schema.Schema.Type<typeof NodeRow> {}
+
+/** What registering or adding a node writes; its health and heartbeat are the supervisor's. */
+const NodeRecord = NodeColumns.omit("health", "lastHeartbeat")
+
+const Placement = Schema.Struct({ service: Schema.String, node: Schema.String })
+
+/**
+ * The definition as the operator wrote it (the TOML table as JSON), not decoded here: the master
+ * sends it on to the worker, which decodes it with its own zone, and compares it as written.
+ */
+const DefinitionRow = Schema.Struct({ definition: SqlRows.JsonText(Schema.Unknown) })
 
 /** The master journals its cross-node deploys and undeploys (services/CrossNodeSaga.ts). */
 export const SagaKind = Schema.Literal("deploy", "undeploy")
 export type SagaKind = typeof SagaKind.Type
 
-export type EdgeRouteState = "active" | "removing"
+const EdgeRouteState = Schema.Literal("active", "removing")
+export type EdgeRouteState = typeof EdgeRouteState.Type
 
-export interface EdgeRouteRow {
-  readonly route: Routes.EdgeRoute
-  readonly state: EdgeRouteState
-}
-
-const toEdgeRoute = (r: Record<string, unknown>): EdgeRouteRow => ({
-  route: JSON.parse(r["data"] as string) as Routes.EdgeRoute,
-  state: r["state"] as EdgeRouteState
+/** An edge route's row: the route is the `data` column, decoded with the domain's schema. */
+const EdgeRouteRow = Schema.Struct({
+  route: SqlRows.column("data", SqlRows.JsonText(Routes.EdgeRoute)),
+  state: EdgeRouteState
 })
+export interface EdgeRouteRow extends Schema.Schema.Type<typeof EdgeRouteRow> {}
 
-export interface EventRow {
-  readonly id: number
-  readonly at: string
-  readonly node: string
-  readonly service: string | undefined
-  readonly kind: string
-  readonly message: string
-}
-
-const toNode = (r: Record<string, unknown>): NodeRow => ({
-  info: {
-    name: r["name"] as Node.NodeInfo["name"],
-    role: r["role"] as Node.NodeRole,
-    addresses: JSON.parse(r["addresses"] as string),
-    arch: r["arch"] as string,
-    version: r["version"] as string,
-    ...(typeof r["node_address"] === "string" ? { nodeAddress: r["node_address"] } : {})
-  },
-  resources: r["resources"] === null ? undefined : JSON.parse(r["resources"] as string),
-  health: r["health"] as Health.HealthStatus,
-  lastHeartbeat: (r["last_heartbeat"] as string | null) ?? undefined,
-  source: r["source"] as string
+/** What putting an edge route writes: the route's keys have their own columns, for lookups. */
+const EdgeRouteRecord = Schema.Struct({
+  ...EdgeRouteRow.fields,
+  hostname: Schema.String,
+  service: Schema.String,
+  edgeNode: SqlRows.column("edge_node", Schema.String)
 })
 
 export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb", {
@@ -114,68 +133,93 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
     const sql = yield* SqlClient.SqlClient
     const now = () => new Date().toISOString()
     const sagas = yield* SagaJournal.make(SagaKind)
+    const events = yield* EventLog.make(EventLog.NodeEvent)
+
+    const nodes = SqlRows.findAll("nodes", { Request: Schema.Void, Result: NodeRow, execute: () => sql`SELECT * FROM nodes ORDER BY name` })
+    const node = SqlRows.findOne("nodes", { Request: Schema.String, Result: NodeRow, execute: (name) => sql`SELECT * FROM nodes WHERE name = ${name}` })
+    // A node's resources and address, once known, outlive a write that lacks them.
+    const upsertNode = SqlRows.write("nodes", {
+      Request: NodeRecord,
+      execute: (n) =>
+        sql`INSERT INTO nodes (name, role, addresses, arch, version, resources, source, node_address)
+          VALUES (${n.name}, ${n.role}, ${n.addresses}, ${n.arch}, ${n.version}, ${n.resources}, ${n.source}, ${n.node_address})
+          ON CONFLICT (name) DO UPDATE SET role = excluded.role, addresses = excluded.addresses, arch = excluded.arch,
+            version = excluded.version, resources = COALESCE(excluded.resources, nodes.resources),
+            node_address = COALESCE(excluded.node_address, nodes.node_address)`
+    })
+    const heartbeat = SqlRows.write("nodes", {
+      Request: Schema.Struct({ name: Schema.String, ...NodeColumns.pick("resources", "lastHeartbeat").fields }),
+      execute: (n) => sql`UPDATE nodes SET resources = ${n.resources}, last_heartbeat = ${n.last_heartbeat} WHERE name = ${n.name}`
+    })
+
+    const placements = SqlRows.findAll("placements", { Request: Schema.Void, Result: Placement, execute: () => sql`SELECT service, node FROM placements ORDER BY service` })
+    const placement = SqlRows.findOne("placements", { Request: Schema.String, Result: Placement, execute: (service) => sql`SELECT service, node FROM placements WHERE service = ${service}` })
+
+    const definition = SqlRows.findOne("definitions", {
+      Request: Schema.String,
+      Result: DefinitionRow,
+      execute: (service) => sql`SELECT definition FROM definitions WHERE service = ${service}`
+    })
+    const storeDefinition = SqlRows.write("definitions", {
+      Request: Schema.Struct({ service: Schema.String, ...DefinitionRow.fields, storedAt: SqlRows.column("stored_at", Schema.String) }),
+      execute: (d) =>
+        sql`INSERT INTO definitions (service, definition, stored_at) VALUES (${d.service}, ${d.definition}, ${d.stored_at})
+          ON CONFLICT (service) DO UPDATE SET definition = excluded.definition, stored_at = excluded.stored_at`
+    })
+
+    const edgeRoutes = SqlRows.findAll("edge_routes", { Request: Schema.Void, Result: EdgeRouteRow, execute: () => sql`SELECT * FROM edge_routes ORDER BY hostname` })
+    const edgeRoutesOf = SqlRows.findAll("edge_routes", {
+      Request: Schema.String,
+      Result: EdgeRouteRow,
+      execute: (service) => sql`SELECT * FROM edge_routes WHERE service = ${service} ORDER BY hostname`
+    })
+    const edgeRoute = SqlRows.findOne("edge_routes", { Request: Schema.String, Result: EdgeRouteRow, execute: (hostname) => sql`SELECT * FROM edge_routes WHERE hostname = ${hostname}` })
+    const putEdgeRoute = SqlRows.write("edge_routes", {
+      Request: EdgeRouteRecord,
+      execute: (r) =>
+        sql`INSERT INTO edge_routes (hostname, service, edge_node, data, state)
+          VALUES (${r.hostname}, ${r.service}, ${r.edge_node}, ${r.data}, ${r.state})
+          ON CONFLICT (hostname) DO UPDATE SET service = excluded.service, edge_node = excluded.edge_node, data = excluded.data, state = excluded.state`
+    })
+
+    const staleCopies = SqlRows.findAll("stale_copies", { Request: Schema.Void, Result: Placement, execute: () => sql`SELECT service, node FROM stale_copies ORDER BY service, node` })
+
     return {
       /** The saga journal's two tables (shared with the agent's registry). */
       ...sagas,
-      nodes: sql`SELECT * FROM nodes ORDER BY name`.pipe(Effect.map((rows) => rows.map(toNode))),
-      node: (name: string) => sql`SELECT * FROM nodes WHERE name = ${name}`.pipe(Effect.map((rows) => Option.fromNullable(rows[0]).pipe(Option.map(toNode)))),
+      nodes: nodes(undefined),
+      node,
       upsertNode: (info: Node.NodeInfo, source: string, resources?: Node.Resources) =>
-        sql`INSERT INTO nodes (name, role, addresses, arch, version, resources, source, node_address)
-          VALUES (${info.name}, ${info.role}, ${JSON.stringify(info.addresses)}, ${info.arch}, ${info.version}, ${resources === undefined ? null : JSON.stringify(resources)}, ${source}, ${info.nodeAddress ?? null})
-          ON CONFLICT (name) DO UPDATE SET role = excluded.role, addresses = excluded.addresses, arch = excluded.arch,
-            version = excluded.version, resources = COALESCE(excluded.resources, nodes.resources),
-            node_address = COALESCE(excluded.node_address, nodes.node_address)`.pipe(Effect.asVoid),
-      heartbeat: (name: string, resources: Node.Resources) =>
-        sql`UPDATE nodes SET resources = ${JSON.stringify(resources)}, last_heartbeat = ${now()} WHERE name = ${name}`.pipe(Effect.asVoid),
+        upsertNode({ ...info, nodeAddress: info.nodeAddress, resources, source }),
+      heartbeat: (name: string, resources: Node.Resources) => heartbeat({ name, resources, lastHeartbeat: now() }),
       setHealth: (name: string, health: Health.HealthStatus) => sql`UPDATE nodes SET health = ${health} WHERE name = ${name}`.pipe(Effect.asVoid),
       removeNode: (name: string) => sql`DELETE FROM nodes WHERE name = ${name}`.pipe(Effect.asVoid),
 
-      placements: sql`SELECT * FROM placements ORDER BY service`.pipe(
-        Effect.map((rows) => rows.map((r) => ({ service: r["service"] as string, node: r["node"] as string })))
-      ),
-      placement: (service: string) =>
-        sql`SELECT node FROM placements WHERE service = ${service}`.pipe(Effect.map((rows) => Option.fromNullable(rows[0]).pipe(Option.map((r) => r["node"] as string)))),
+      placements: placements(undefined),
+      placement: (service: string) => Effect.map(placement(service), Option.map((p) => p.node)),
       place: (service: string, node: string) =>
         sql`INSERT INTO placements (service, node, placed_at) VALUES (${service}, ${node}, ${now()})
           ON CONFLICT (service) DO UPDATE SET node = excluded.node, placed_at = excluded.placed_at`.pipe(Effect.asVoid),
       unplace: (service: string) => sql`DELETE FROM placements WHERE service = ${service}`.pipe(Effect.asVoid),
 
-      storeDefinition: (service: string, definition: unknown) =>
-        sql`INSERT INTO definitions (service, definition, stored_at) VALUES (${service}, ${JSON.stringify(definition)}, ${now()})
-          ON CONFLICT (service) DO UPDATE SET definition = excluded.definition, stored_at = excluded.stored_at`.pipe(Effect.asVoid),
-      definition: (service: string) =>
-        sql`SELECT definition FROM definitions WHERE service = ${service}`.pipe(
-          Effect.map((rows) => Option.fromNullable(rows[0]).pipe(Option.map((r) => JSON.parse(r["definition"] as string) as unknown)))
-        ),
+      storeDefinition: (service: string, definition: unknown) => storeDefinition({ service, definition, storedAt: now() }),
+      definition: (service: string) => Effect.map(definition(service), Option.map((d) => d.definition)),
       withTransaction: sql.withTransaction,
 
-      edgeRoutes: sql`SELECT * FROM edge_routes ORDER BY hostname`.pipe(Effect.map((rows) => rows.map(toEdgeRoute))),
-      edgeRoutesOf: (service: string) =>
-        sql`SELECT * FROM edge_routes WHERE service = ${service} ORDER BY hostname`.pipe(Effect.map((rows) => rows.map(toEdgeRoute))),
-      edgeRoute: (hostname: string) =>
-        sql`SELECT * FROM edge_routes WHERE hostname = ${hostname}`.pipe(Effect.map((rows) => Option.fromNullable(rows[0]).pipe(Option.map(toEdgeRoute)))),
+      edgeRoutes: edgeRoutes(undefined),
+      edgeRoutesOf,
+      edgeRoute,
       /** Records the route (one row per public hostname) in the given state. */
       putEdgeRoute: (route: Routes.EdgeRoute, state: EdgeRouteState) =>
-        sql`INSERT INTO edge_routes (hostname, service, edge_node, data, state)
-          VALUES (${route.hostname}, ${route.service}, ${route.edgeNode}, ${JSON.stringify(route)}, ${state})
-          ON CONFLICT (hostname) DO UPDATE SET service = excluded.service, edge_node = excluded.edge_node, data = excluded.data, state = excluded.state`.pipe(Effect.asVoid),
-      staleCopies: sql`SELECT service, node FROM stale_copies ORDER BY service, node`.pipe(
-        Effect.map((rows) => rows.map((r) => ({ service: r["service"] as string, node: r["node"] as string })))
-      ),
+        putEdgeRoute({ route, state, hostname: route.hostname, service: route.service, edgeNode: route.edgeNode }),
+      deleteEdgeRoute: (hostname: string) => sql`DELETE FROM edge_routes WHERE hostname = ${hostname}`.pipe(Effect.asVoid),
+      staleCopies: staleCopies(undefined),
       addStaleCopy: (service: string, node: string) =>
         sql`INSERT INTO stale_copies (service, node, since) VALUES (${service}, ${node}, ${now()}) ON CONFLICT DO NOTHING`.pipe(Effect.asVoid),
       deleteStaleCopy: (service: string, node: string) => sql`DELETE FROM stale_copies WHERE service = ${service} AND node = ${node}`.pipe(Effect.asVoid),
-      deleteEdgeRoute: (hostname: string) => sql`DELETE FROM edge_routes WHERE hostname = ${hostname}`.pipe(Effect.asVoid),
 
-      addEvent: (node: string, kind: string, service: string | undefined, message: string) =>
-        sql`INSERT INTO events (at, node, service, kind, message) VALUES (${now()}, ${node}, ${service ?? null}, ${kind}, ${message})`.pipe(Effect.asVoid),
-      events: (limit: number, afterId = 0) =>
-        sql`SELECT * FROM (SELECT * FROM events WHERE id > ${afterId} ORDER BY id DESC LIMIT ${limit}) ORDER BY id`.pipe(
-          Effect.map((rows) => rows.map((r): EventRow => ({
-            id: Number(r["id"]), at: r["at"] as string, node: r["node"] as string,
-            service: (r["service"] as string | null) ?? undefined, kind: r["kind"] as string, message: r["message"] as string
-          })))
-        )
+      addEvent: (node: string, kind: EventLog.EventRow["kind"], service: string | undefined, message: string) => events.append({ node, kind, service, message }),
+      events: events.events
     }
   })
 }) {}

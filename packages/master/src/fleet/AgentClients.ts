@@ -5,7 +5,7 @@
  */
 import { Errors } from "@mcp/domain"
 import { AgentRpcs, Transport } from "@mcp/rpc"
-import { Context, Effect, Ref, Scope } from "effect"
+import { Context, Duration, Effect, RcMap } from "effect"
 
 export interface AgentClientSettings {
   readonly ca: string
@@ -19,8 +19,6 @@ const isTransportFailure = (e: unknown): boolean => typeof e === "object" && e !
 export class AgentClients extends Effect.Service<AgentClients>()("@mcp/master/AgentClients", {
   scoped: Effect.gen(function* () {
     const settings = yield* AgentClientSettings
-    const scope = yield* Effect.scope
-    const clients = yield* Ref.make(new Map<string, Effect.Effect.Success<ReturnType<typeof makeFor>>>())
 
     const makeFor = (address: string) =>
       Transport.makeClient(AgentRpcs, {
@@ -30,15 +28,15 @@ export class AgentClients extends Effect.Service<AgentClients>()("@mcp/master/Ag
         ...(settings.clientCert === undefined ? {} : { clientCert: settings.clientCert })
       })
 
+    // Clients live as long as the service, not the call that first needed them: an idle one is
+    // kept, so releasing it right after the lookup leaves it for the next call.
+    const clients = yield* RcMap.make({ lookup: makeFor, idleTimeToLive: Duration.infinity })
+
     const client = (address: string) =>
-      Effect.gen(function* () {
-        const known = (yield* Ref.get(clients)).get(address)
-        if (known !== undefined) return known
-        // Clients live as long as the service, not the call that first needed them.
-        const made = yield* Scope.extend(makeFor(address), scope)
-        yield* Ref.update(clients, (m) => new Map(m).set(address, made))
-        return made
-      })
+      Effect.scoped(RcMap.get(clients, address)).pipe(
+        // Making a client cannot fail, only die; a death is not kept: the next call makes it again.
+        Effect.tapDefect(() => RcMap.invalidate(clients, address))
+      )
 
     /**
      * Runs `f` against the node's addresses in order until one is reachable. When none is, the

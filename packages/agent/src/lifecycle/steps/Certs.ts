@@ -6,18 +6,10 @@
  * the saga open.
  */
 import { Effect, Schema } from "effect"
-import { CertIssuer, REUSE_MARGIN_MS } from "../../certs/CertIssuer.js"
+import { CertIssuer, IssuedCertificate, REUSE_MARGIN_MS } from "../../certs/CertIssuer.js"
 import { type CertificateRow, Registry } from "../../registry/Registry.js"
 import { recordedCerts } from "../Converge.js"
 import { Saga } from "@mcp/rpc"
-
-const IssuedCertificate = Schema.Struct({
-  hostname: Schema.String,
-  certPath: Schema.String,
-  keyPath: Schema.String,
-  serial: Schema.String,
-  notAfter: Schema.String
-})
 
 export const journaled = Saga.journaled({
   name: "certs",
@@ -28,7 +20,7 @@ export const journaled = Saga.journaled({
 })
 
 /** The certificates the routes will serve, by hostname: recorded ones reused, and new ones. */
-export type Served = Map<string, typeof IssuedCertificate.Type | CertificateRow>
+export type Served = Map<string, IssuedCertificate | CertificateRow>
 
 export const step = (sagaId: string, hostnames: ReadonlyArray<string>) =>
   Saga.step(
@@ -39,7 +31,7 @@ export const step = (sagaId: string, hostnames: ReadonlyArray<string>) =>
       const registry = yield* Registry
       const recorded = yield* recordedCerts
       const served: Served = new Map()
-      const issued: Array<typeof IssuedCertificate.Type> = []
+      const issued: Array<IssuedCertificate> = []
       for (const hostname of hostnames) {
         const have = recorded.get(hostname)
         if (have !== undefined && Date.parse(have.notAfter) - Date.now() > REUSE_MARGIN_MS) {
