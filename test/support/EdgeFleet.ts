@@ -14,7 +14,7 @@ import { Pki } from "../../packages/rpc/src/index.js"
 import { type HaproxyInstance, startHaproxy } from "./Haproxy.js"
 import * as LocalFleet from "./LocalFleet.js"
 import { makeNetns, type Netns } from "./Netns.js"
-import { containersConfPath, type PodmanService, startPodmanService } from "./Podman.js"
+import { containersConfPath, makePrivateStorage, type PodmanService, startPodmanService } from "./Podman.js"
 import { createZone, type PowerDnsServer, startPowerDns } from "./PowerDns.js"
 
 export interface EdgeFleet {
@@ -24,11 +24,18 @@ export interface EdgeFleet {
   /** The port the edge serves public hostnames on, at `ns.innerIp`. */
   readonly edgePort: number
   readonly edgeProxy: HaproxyInstance
+  readonly master: () => LocalFleet.Daemon
+  /** Starts the master again (after a stop or a kill) with the same config and database. */
+  readonly startMaster: () => Promise<void>
+  /** The master's SQLite database file. */
+  readonly masterDb: string
   readonly edge: () => LocalFleet.Daemon
   /** Starts the edge agent again (after a stop or a kill) inside its namespace. */
   readonly startEdge: () => Promise<void>
   /** Names of the worker's containers in the engine. */
   readonly workerContainers: () => ReadonlyArray<string>
+  /** Runs podman on the worker's engine storage (stdout, trimmed). */
+  readonly podman: (args: ReadonlyArray<string>) => string
   /** curl https://<hostname>:<port>/ at `ip`, trusting only the fleet's CA. */
   readonly curl: (hostname: string, ip: string, port: number) => Promise<{ code: number; body: string }>
   /** Certificate files in an agent's data dir for a hostname. */
@@ -51,8 +58,18 @@ export const waitFor = async (what: string, check: () => Promise<boolean>, timeo
 }
 
 /** Starts everything; each peer fails with how to install it when it is missing. */
-export const startEdgeFleet = async (dir: string, options: { readonly reconcileInterval?: string } = {}): Promise<EdgeFleet> => {
+export const startEdgeFleet = async (dir: string, options: {
+  readonly reconcileInterval?: string
+  /**
+   * The worker's containers in a Podman storage of their own, so that another fleet's clean-up
+   * (which removes the containers of its node w1) running at the same time cannot touch them.
+   */
+  readonly privateStorage?: boolean
+} = {}): Promise<EdgeFleet> => {
   const ns = makeNetns()
+  const storage = options.privateStorage === true ? makePrivateStorage() : undefined
+  const storageFlags = storage === undefined ? [] : ["--root", storage.root, "--runroot", storage.runroot]
+  const podmanRun = (args: ReadonlyArray<string>) => spawnSync("podman", [...storageFlags, ...args], { encoding: "utf8", env: podmanEnv() })
   let podman: PodmanService | undefined
   let pdns: PowerDnsServer | undefined
   let workerProxy: HaproxyInstance | undefined
@@ -63,8 +80,7 @@ export const startEdgeFleet = async (dir: string, options: { readonly reconcileI
   let fleet: LocalFleet.Fleet | undefined
 
   const workerContainers = () =>
-    spawnSync("podman", ["ps", "-a", "--filter", "label=mcp.node=w1", "--format", "{{.Names}}"], { encoding: "utf8", env: podmanEnv() })
-      .stdout.trim().split("\n").filter((l) => l.length > 0)
+    podmanRun(["ps", "-a", "--filter", "label=mcp.node=w1", "--format", "{{.Names}}"]).stdout.trim().split("\n").filter((l) => l.length > 0)
 
   const dispose = async (undeploy: ReadonlyArray<string>) => {
     // Clean-up goes on past a failure, but says what it could not do.
@@ -81,7 +97,7 @@ export const startEdgeFleet = async (dir: string, options: { readonly reconcileI
     ;(await Promise.allSettled([edge?.stop(), worker?.stop(), master?.stop()])).forEach(said("stop a daemon"))
     if (podman !== undefined) {
       for (const c of workerContainers()) {
-        const rm = spawnSync("podman", ["rm", "-f", c], { encoding: "utf8", env: podmanEnv() })
+        const rm = podmanRun(["rm", "-f", c])
         if (rm.status !== 0) console.warn(`edge fleet clean-up: podman rm -f ${c}: ${rm.stderr}`)
       }
     }
@@ -90,7 +106,7 @@ export const startEdgeFleet = async (dir: string, options: { readonly reconcileI
   }
 
   try {
-    ;[podman, pdns] = await Promise.all([startPodmanService(), startPowerDns()])
+    ;[podman, pdns] = await Promise.all([startPodmanService(storage === undefined ? {} : { storage }), startPowerDns()])
     const masterPort = await LocalFleet.freePort()
     const masterAddress = `${ns.hostIp}:${masterPort}`
     const masters = [masterAddress]
@@ -113,7 +129,10 @@ export const startEdgeFleet = async (dir: string, options: { readonly reconcileI
       cert: "hosts",
       extra: `[edge]\nallowed_domains = ["example.com"]\ndefault_node = "e1"\ndns_servers = ["127.0.0.1:${pdns.dnsPort}"]\nreconcile_interval = "${options.reconcileInterval ?? "2s"}"\n`
     })
-    master = await LocalFleet.spawnDaemon(LocalFleet.bins.master, masterConfig)
+    const startMaster = async () => {
+      master = await LocalFleet.spawnDaemon(LocalFleet.bins.master, masterConfig)
+    }
+    await startMaster()
     // Both agents issue from the fleet CA: the edge's HAProxy trusts the worker's proxy by it, and so do clients.
     const certs = `[certs]\nkind = "local-ca"\nca_dir = ${JSON.stringify(f.caDir)}\n`
     const workerConfig = LocalFleet.writeAgentConfig(f, {
@@ -140,9 +159,13 @@ export const startEdgeFleet = async (dir: string, options: { readonly reconcileI
       masterAddress,
       edgePort,
       edgeProxy,
+      master: () => master!,
+      startMaster,
+      masterDb: join(f.dir, "master", "master.db"),
       edge: () => edge!,
       startEdge,
       workerContainers,
+      podman: (args) => podmanRun(args).stdout.trim(),
       curl: (hostname, ip, port) =>
         new Promise((resolve) =>
           execFile("curl", ["-sS", "--max-time", "5", "--resolve", `${hostname}:${port}:${ip}`, "--cacert", caFile, `https://${hostname}:${port}/`], (error, stdout, stderr) =>

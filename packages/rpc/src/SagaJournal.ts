@@ -40,6 +40,8 @@ export interface SagaJournal<K extends string = string> {
   readonly endSaga: (id: string, state: Exclude<SagaState, "running">, error?: string) => Effect.Effect<void, SqlError>
   readonly sagasIn: (state: SagaState) => Effect.Effect<ReadonlyArray<SagaRow<K>>, SqlError>
   readonly sagaSteps: (sagaId: string) => Effect.Effect<ReadonlyArray<SagaStepRow>, SqlError>
+  /** Whether a saga of `service` is open, or ended at or after `since`. */
+  readonly busySince: (service: string, since: Date) => Effect.Effect<boolean, SqlError>
 }
 
 /** The two tables, for a database that does not have them yet (the agent's registry has had them since its first migration). */
@@ -108,7 +110,9 @@ export const make = <K extends string>(Kind: Schema.Schema<K, K>) =>
       endSaga: (id, state, error) =>
         sql`UPDATE sagas SET state = ${state}, ended_at = ${now()}, error = ${error ?? null} WHERE id = ${id}`.pipe(Effect.asVoid),
       sagasIn: (state) => Effect.map(sagasIn(state), (rows) => rows.map((r) => ({ ...r, error: r.error }))),
-      sagaSteps
+      sagaSteps,
+      busySince: (service, since) =>
+        sql`SELECT 1 FROM sagas WHERE service = ${service} AND (state = 'running' OR ended_at >= ${since.toISOString()}) LIMIT 1`.pipe(Effect.map((rows) => rows.length > 0))
     }
     return journal
   })

@@ -4,8 +4,8 @@
  * go through that service's actor, so they never race across nodes.
  */
 import { Deploy, Errors, Health, Node, Operations, Placement, Validation } from "@mcp/domain"
-import { ControlRpcs, Failures, MasterRpcs } from "@mcp/rpc"
-import { Clock, Duration, Effect, Either, Layer, Mailbox, Option, Schedule, Stream } from "effect"
+import { ControlRpcs, EventLog, Failures, MasterRpcs } from "@mcp/rpc"
+import { Clock, Duration, Effect, Either, Layer, Mailbox, Option, Stream } from "effect"
 import { AgentClients } from "../fleet/AgentClients.js"
 import { MasterDb } from "../db/MasterDb.js"
 import { NodeSupervisors } from "../nodes/NodeSupervisors.js"
@@ -244,24 +244,7 @@ export const layer = (settings: MasterSettings) => {
               Stream.mapError(agent.Logs(payload), asPeerFailure(info.name, `logs of ${payload.service}`)))
           ),
         Events: ({ follow, limit }) =>
-          Stream.unwrap(
-            Effect.gen(function* () {
-              const toWire = (e: { at: string; node: string; service: string | undefined; kind: string; message: string }) => ({
-                at: e.at, node: e.node, kind: e.kind as "node", message: e.message, ...(e.service === undefined ? {} : { service: e.service })
-              })
-              const initial = yield* viaDb(db.events(limit))
-              if (!follow) return Stream.fromIterable(initial.map(toWire))
-              let last = initial.at(-1)?.id ?? 0
-              const more = Stream.repeatEffectWithSchedule(
-                Effect.map(viaDb(db.events(1000, last)), (rows) => {
-                  last = rows.at(-1)?.id ?? last
-                  return rows.map(toWire)
-                }),
-                Schedule.spaced("500 millis")
-              ).pipe(Stream.flattenIterables)
-              return Stream.concat(Stream.fromIterable(initial.map(toWire)), more)
-            })
-          ),
+          EventLog.stream((n, afterId) => viaDb(db.events(n, afterId)), { limit, follow }).pipe(Stream.map((e) => EventLog.toFleetEvent(e, e.node))),
         AgentRecover: ({ node, force }) =>
           Effect.gen(function* () {
             const rows = node === undefined ? yield* viaDb(db.nodes) : [yield* nodeRow(node)]
@@ -293,10 +276,14 @@ export const layer = (settings: MasterSettings) => {
             if (!known) return { known }
             yield* Failures.fatal("the master database")(db.heartbeat(node, resources))
             // Agents are the truth about what runs: a master that lost its database learns
-            // the placements back from heartbeats.
+            // the placements back from heartbeats. Not for a service the master is deploying or
+            // undeploying, or just did: its saga (or the recovery of one a killed master left
+            // open) decides, and this heartbeat may predate what it did.
             const placed = new Set((yield* Failures.fatal("the master database")(db.placements)).map((p) => p.service))
+            const settledSince = new Date((yield* Clock.currentTimeMillis) - 2 * settings.heartbeatIntervalMs * settings.missThreshold)
             for (const s of services) {
               if (placed.has(s.service)) continue
+              if (yield* Failures.fatal("the master database")(db.busySince(s.service, settledSince))) continue
               yield* Failures.fatal("the master database")(db.place(s.service, node))
               yield* Failures.fatal("the master database")(db.addEvent(node, "node", s.service, `placement learned from ${node}'s heartbeat`))
             }
