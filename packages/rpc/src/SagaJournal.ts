@@ -65,7 +65,7 @@ export const createTables = Effect.gen(function* () {
     at TEXT NOT NULL,
     PRIMARY KEY (saga_id, seq)
   )`
-  yield* sql`CREATE INDEX sagas_state ON sagas(state)`
+  yield* sql`CREATE INDEX IF NOT EXISTS sagas_state ON sagas(state)`
 })
 
 /** The journal over the current SQL client; `Kind` decodes the kinds its owner runs. */
@@ -109,7 +109,7 @@ export const make = <K extends string>(Kind: Schema.Schema<K, K>) =>
           VALUES (${sagaId}, (SELECT COALESCE(MAX(seq), 0) + 1 FROM saga_steps WHERE saga_id = ${sagaId}), ${step}, ${phase}, ${JSON.stringify(data ?? null)}, ${now()})`.pipe(Effect.asVoid),
       endSaga: (id, state, error) =>
         sql`UPDATE sagas SET state = ${state}, ended_at = ${now()}, error = ${error ?? null} WHERE id = ${id}`.pipe(Effect.asVoid),
-      sagasIn: (state) => Effect.map(sagasIn(state), (rows) => rows.map((r) => ({ ...r, error: r.error }))),
+      sagasIn,
       sagaSteps,
       busySince: (service, since) =>
         sql`SELECT 1 FROM sagas WHERE service = ${service} AND (state = 'running' OR ended_at >= ${since.toISOString()}) LIMIT 1`.pipe(Effect.map((rows) => rows.length > 0))

@@ -10,10 +10,9 @@
  * transaction, and a deploy's commit ends its saga in the transaction that writes its rows.
  * Separate services would only move that coupling into every caller's requirements.
  */
-import { Migrator, SqlClient } from "@effect/sql"
-import { SqliteClient } from "@effect/sql-sqlite-node"
-import { EventLog, SagaJournal } from "@mcp/rpc"
-import { Effect, Layer, Schema } from "effect"
+import { SqlClient } from "@effect/sql"
+import { EventLog, SagaJournal, SqliteFile } from "@mcp/rpc"
+import { Effect, Schema } from "effect"
 import * as EdgeRouteRecords from "./EdgeRouteRecords.js"
 import * as ServiceRecords from "./ServiceRecords.js"
 
@@ -70,24 +69,7 @@ const migrations = {
     )`
     yield* sql`CREATE TABLE dns_records (name TEXT PRIMARY KEY, service TEXT NOT NULL, address TEXT NOT NULL)`
     yield* sql`CREATE TABLE edge_routes (hostname TEXT PRIMARY KEY, service TEXT NOT NULL, data TEXT NOT NULL)`
-    yield* sql`CREATE TABLE sagas (
-      id TEXT PRIMARY KEY,
-      service TEXT NOT NULL,
-      kind TEXT NOT NULL,
-      state TEXT NOT NULL,
-      started_at TEXT NOT NULL,
-      ended_at TEXT,
-      error TEXT
-    )`
-    yield* sql`CREATE TABLE saga_steps (
-      saga_id TEXT NOT NULL REFERENCES sagas(id) ON DELETE CASCADE,
-      seq INTEGER NOT NULL,
-      step TEXT NOT NULL,
-      phase TEXT NOT NULL,
-      data TEXT NOT NULL,
-      at TEXT NOT NULL,
-      PRIMARY KEY (saga_id, seq)
-    )`
+    yield* SagaJournal.createTables
     yield* sql`CREATE TABLE events (
       id INTEGER PRIMARY KEY AUTOINCREMENT,
       at TEXT NOT NULL,
@@ -99,7 +81,8 @@ const migrations = {
   "0002_restart_tracking": Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     yield* sql`ALTER TABLE components ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0`
-    yield* sql`CREATE INDEX sagas_state ON sagas(state)`
+    // SagaJournal.createTables makes this index since a registry's first migration uses it.
+    yield* sql`CREATE INDEX IF NOT EXISTS sagas_state ON sagas(state)`
     yield* sql`CREATE INDEX events_service ON events(service, id)`
   }),
   // Edge routes are set up in steps (record, certificate, proxy): the state says how far one got,
@@ -110,26 +93,9 @@ const migrations = {
   })
 }
 
-const migrate = (upTo?: number) =>
-  Migrator.make({})({
-    loader: Migrator.fromRecord(
-      upTo === undefined ? migrations : Object.fromEntries(Object.entries(migrations).slice(0, upTo))
-    )
-  })
-
-/** SQLite with the pragmas the registry relies on, then migrated. `upTo` is for migration tests. */
-export const layerSqlite = (filename: string, upTo?: number) => {
-  const pragmas = Layer.effectDiscard(
-    Effect.gen(function* () {
-      const sql = yield* SqlClient.SqlClient
-      yield* sql`PRAGMA foreign_keys = ON`
-      yield* sql`PRAGMA busy_timeout = 5000`
-      yield* sql`PRAGMA synchronous = NORMAL`
-    })
-  )
-  const migrated = Layer.effectDiscard(migrate(upTo))
-  return Layer.provideMerge(migrated, Layer.provideMerge(pragmas, SqliteClient.layer({ filename })))
-}
+/** The registry file, migrated. `upTo` is for migration tests. */
+export const layerSqlite = (filename: string, upTo?: number) =>
+  SqliteFile.layer({ filename, migrations, synchronous: "NORMAL", ...(upTo === undefined ? {} : { upTo }) })
 
 /** A deploy is a saga with steps; stop, start and undeploy are journaled as one entry each. */
 export const SagaKind = Schema.Literal("deploy", "stop", "start", "undeploy")

@@ -4,11 +4,10 @@
  * master's event log, and the journal of its cross-node sagas. Agents stay the truth about what
  * runs; this is rebuilt from them on start.
  */
-import { Migrator, SqlClient } from "@effect/sql"
-import { SqliteClient } from "@effect/sql-sqlite-node"
+import { SqlClient } from "@effect/sql"
 import { Health, Node, Routes } from "@mcp/domain"
-import { EventLog, SagaJournal, SqlRows } from "@mcp/rpc"
-import { Effect, Layer, Option, Schema } from "effect"
+import { EventLog, SagaJournal, SqliteFile, SqlRows } from "@mcp/rpc"
+import { Effect, Option, Schema } from "effect"
 
 const migrations = {
   "0001_initial": Effect.gen(function* () {
@@ -48,17 +47,7 @@ const migrations = {
   "0004_saga_journal": SagaJournal.createTables
 }
 
-export const layerSqlite = (filename: string) => {
-  const pragmas = Layer.effectDiscard(
-    Effect.gen(function* () {
-      const sql = yield* SqlClient.SqlClient
-      yield* sql`PRAGMA foreign_keys = ON`
-      yield* sql`PRAGMA busy_timeout = 5000`
-    })
-  )
-  const migrated = Layer.effectDiscard(Migrator.make({})({ loader: Migrator.fromRecord(migrations) }))
-  return Layer.provideMerge(migrated, Layer.provideMerge(pragmas, SqliteClient.layer({ filename })))
-}
+export const layerSqlite = (filename: string) => SqliteFile.layer({ filename, migrations })
 
 /** The `nodes` columns, the JSON ones decoded with the domain's schemas; a NodeRow gathers the identity into its NodeInfo. */
 const NodeColumns = Schema.Struct({
