@@ -1,0 +1,100 @@
+/**
+ * What the master's cross-node sagas share: their settings, requests and errors, what they
+ * journal (each step's intent, enough to undo or finish it from the journal alone), and the
+ * reads of the master's database they all make. The database is fatal: a failing master
+ * database is a defect of the request, logged and counted (Failures.fatal).
+ */
+import { type Deploy, Errors, Node, Routes, type ServiceDefinition } from "@mcp/domain"
+import { Failures } from "@mcp/rpc"
+import { Context, Data, Effect, Option, Schema } from "effect"
+import type { EdgeRouteRequest as EdgeRouteRequestType } from "../../fleet/FleetCalls.js"
+import { MasterDb } from "../../db/MasterDb.js"
+
+export interface EdgeSettings {
+  readonly internalZone: string
+  readonly allowedDomains: ReadonlyArray<string>
+  /** Used when a public hostname's DNS points at no known edge node. */
+  readonly defaultEdge: string | undefined
+}
+export const EdgeSettings = Context.GenericTag<EdgeSettings>("@mcp/master/EdgeSettings")
+
+export type DeployError = Errors.InvalidDefinition | Errors.DeployFailed | Errors.PeerFailed | Errors.PlacementFailed | Errors.NodeUnreachable
+export type UndeployError = Errors.ServiceNotFound | Errors.DeployFailed | Errors.PeerFailed | Errors.NodeUnreachable
+
+export interface DeployRequest {
+  readonly definition: ServiceDefinition.ServiceDefinition
+  /** The definition as the operator wrote it: what the worker decodes and the master stores. */
+  readonly raw: unknown
+  readonly worker: Node.NodeInfo
+  readonly placementReason: string
+  readonly dryRun: boolean
+}
+
+export type Emit = (event: Deploy.DeployEvent) => Effect.Effect<void>
+
+// What the sagas journal: enough to undo or finish each step from the journal alone.
+
+export const EdgeRouteRequest = Schema.Struct({
+  hostname: Schema.String,
+  service: Schema.String,
+  workerNode: Schema.String,
+  backendHostname: Schema.String,
+  backendPort: Schema.Number
+})
+export const EdgeRouteRowSchema = Schema.Struct({ route: Routes.EdgeRoute, state: Schema.Literal("active", "removing") })
+
+/** The worker's part of a deploy: the definition it was given, to roll forward if it cannot be put back. */
+export const WorkerDeployIntent = Schema.Struct({ service: Schema.String, worker: Node.NodeInfo, definition: Schema.Unknown })
+/** One public hostname's route on its edge, and the row it replaces (put back on compensation). */
+export const EdgeSetupIntent = Schema.Struct({ request: EdgeRouteRequest, edge: Node.NodeInfo, previous: Schema.OptionFromNullOr(EdgeRouteRowSchema) })
+/** One edge route an undeploy removes, put back if the undeploy cannot finish. */
+export const EdgeRemovalIntent = Schema.Struct({ row: EdgeRouteRowSchema, edge: Node.NodeInfo })
+export const WorkerUndeployIntent = Schema.Struct({ service: Schema.String, worker: Node.NodeInfo })
+
+/** An edge step's failure, with the route it was for. */
+export class EdgeStepFailed extends Data.TaggedError("EdgeStepFailed")<{
+  readonly hostname: string
+  readonly edgeNode: string
+  readonly cause: Errors.PeerFailed | Errors.InvalidRequest | Errors.NodeUnreachable
+}> {}
+
+export const edgeStepPrefix = "edge "
+export const edgeStepName = (hostname: string) => `${edgeStepPrefix}${hostname}`
+
+/** An edge route the saga wants, with the node that will serve it. */
+export interface WantedEdgeRoute {
+  readonly request: EdgeRouteRequestType
+  readonly edge: Node.NodeInfo
+}
+
+export const routeOf = (wanted: WantedEdgeRoute, fields?: Pick<Routes.EdgeRoute, "certSerial" | "certNotAfter">): Routes.EdgeRoute => ({
+  hostname: wanted.request.hostname as Routes.EdgeRoute["hostname"],
+  edgeNode: wanted.edge.name,
+  workerNode: wanted.request.workerNode,
+  backendHostname: wanted.request.backendHostname,
+  backendPort: wanted.request.backendPort,
+  service: wanted.request.service,
+  certSerial: fields?.certSerial ?? "",
+  certNotAfter: fields?.certNotAfter ?? ""
+})
+
+export const requestOf = (route: Routes.EdgeRoute): EdgeRouteRequestType => ({
+  hostname: route.hostname,
+  service: route.service,
+  workerNode: route.workerNode,
+  backendHostname: route.backendHostname,
+  backendPort: route.backendPort
+})
+
+export const viaDb = Failures.fatal("the master database")
+
+/** The saga runner fails with the journal's SQL errors too: those are the database's, fatal like any other. */
+export const journalFatal = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.catchIf(effect, (e): e is Extract<E, { readonly _tag: "SqlError" }> => (e as { readonly _tag?: string })._tag === "SqlError", (e) => viaDb(Effect.fail(e)))
+
+export const nodeInfo = (name: string) => Effect.flatMap(MasterDb, (db) => Effect.map(viaDb(db.node(name)), Option.map((row) => row.info)))
+
+/** A node as the master knows it now (its addresses may have changed since it was journaled). */
+export const current = (node: Node.NodeInfo) => Effect.map(nodeInfo(node.name), Option.getOrElse(() => node))
+
+export const edgeNodes = Effect.flatMap(MasterDb, (db) => Effect.map(viaDb(db.nodes), (rows) => rows.filter((r) => r.info.role === "edge").map((r) => r.info)))
