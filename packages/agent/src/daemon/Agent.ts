@@ -5,8 +5,7 @@
 import type { CommandExecutor, FileSystem, HttpClient } from "@effect/platform"
 import { NodeContext, NodeHttpClient } from "@effect/platform-node"
 import { AgentRpcs, AuthMiddleware, Daemon, Transport } from "@mcp/rpc"
-import { Duration, Effect, Layer, Redacted } from "effect"
-import { ServiceDefinition } from "@mcp/domain"
+import { Effect, Layer, Redacted } from "effect"
 import { mkdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import type { AgentConfig } from "./AgentConfig.js"
@@ -202,12 +201,12 @@ export const layerBoot = (config: AgentConfig) =>
     Effect.flatMap(BootSequencer, (boot) =>
       Effect.forkScoped(
         boot.run({
-          checkInterval: Duration.millis(ServiceDefinition.durationMillis(config.boot.check_interval)),
+          checkInterval: config.boot.check_interval,
           restartAfter: config.boot.restart_after,
           stages: config.boot.sequence.map((s) => ({
             name: s.name,
             services: s.services,
-            timeout: Duration.millis(ServiceDefinition.durationMillis(s.timeout)),
+            timeout: s.timeout,
             onFailure: s.on_failure,
             checks: s.checks.map((c) => ({
               service: c.service,

@@ -4,25 +4,28 @@
  */
 import { Names, Node, ServiceDefinition } from "@mcp/domain"
 import { Daemon } from "@mcp/rpc"
-import { Schema } from "effect"
+import { Duration, Schema } from "effect"
 
 const PortNumber = Schema.Int.pipe(Schema.between(1, 65535))
 
 /** The `[monitor]` table's defaults: watch every 10 s, report only, no automatic restarts. */
 export const MONITOR_DEFAULTS = {
-  interval: "10s",
+  interval: Duration.seconds(10),
   reconcile: false,
   flap_restarts: 5,
-  flap_window: "10m",
-  backoff_initial: "10s",
-  backoff_max: "5m",
-  stable_after: "10m"
+  flap_window: Duration.minutes(10),
+  backoff_initial: Duration.seconds(10),
+  backoff_max: Duration.minutes(5),
+  stable_after: Duration.minutes(10)
 } as const
 
 /** The `[edge]` table's defaults: public routes on the standard HTTPS port. */
 export const EDGE_DEFAULTS = { listener: 443 } as const
 
-const monitorDuration = (fallback: string) => Schema.optionalWith(ServiceDefinition.DurationText, { exact: true, default: () => fallback })
+const optionalDuration = (fallback: Duration.Duration) => Schema.optionalWith(ServiceDefinition.Duration, { exact: true, default: () => fallback })
+
+/** A decoded setting as the file can write it (largest whole unit: "60s" reads "1m"), for messages. */
+const durationText = Schema.encodeSync(ServiceDefinition.Duration)
 
 export const AgentConfig = Schema.Struct({
   node: Names.NodeName,
@@ -126,13 +129,13 @@ export const AgentConfig = Schema.Struct({
   /** Health-gated start-up order, e.g. dns, then core, then management, then apps. */
   boot: Schema.optionalWith(
     Schema.Struct({
-      check_interval: Schema.optionalWith(ServiceDefinition.DurationText, { exact: true, default: () => "5s" }),
+      check_interval: optionalDuration(Duration.seconds(5)),
       restart_after: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 100)), { exact: true, default: () => 3 }),
       sequence: Schema.optionalWith(
         Schema.Array(Schema.Struct({
           name: Schema.String,
           services: Schema.Array(Names.ServiceName),
-          timeout: Schema.optionalWith(ServiceDefinition.DurationText, { exact: true, default: () => "60s" }),
+          timeout: optionalDuration(Duration.seconds(60)),
           on_failure: Schema.optionalWith(Schema.Literal("wait", "continue"), { exact: true, default: () => "wait" as const }),
           checks: Schema.optionalWith(
             Schema.Array(Schema.Struct({
@@ -150,7 +153,7 @@ export const AgentConfig = Schema.Struct({
         { exact: true, default: () => [] }
       )
     }),
-    { exact: true, default: () => ({ check_interval: "5s", restart_after: 3, sequence: [] }) }
+    { exact: true, default: () => ({ check_interval: Duration.seconds(5), restart_after: 3, sequence: [] }) }
   ),
   /** Edge nodes (role = "edge"): how public routes are served. */
   edge: Schema.optionalWith(
@@ -167,19 +170,19 @@ export const AgentConfig = Schema.Struct({
   /** The drift and flap monitor (Monitor.ts): how often it compares registry and engine, and whether it restarts. */
   monitor: Schema.optionalWith(
     Schema.Struct({
-      interval: monitorDuration(MONITOR_DEFAULTS.interval),
+      interval: optionalDuration(MONITOR_DEFAULTS.interval),
       /** Restart missing or stopped containers of active services, with backoff. */
       reconcile: Schema.optionalWith(Schema.Boolean, { exact: true, default: () => MONITOR_DEFAULTS.reconcile }),
       /** More restarts than this within flap_window is a flap. */
       flap_restarts: Schema.optionalWith(Schema.Int.pipe(Schema.positive()), { exact: true, default: () => MONITOR_DEFAULTS.flap_restarts }),
-      flap_window: monitorDuration(MONITOR_DEFAULTS.flap_window),
-      backoff_initial: monitorDuration(MONITOR_DEFAULTS.backoff_initial),
-      backoff_max: monitorDuration(MONITOR_DEFAULTS.backoff_max),
+      flap_window: optionalDuration(MONITOR_DEFAULTS.flap_window),
+      backoff_initial: optionalDuration(MONITOR_DEFAULTS.backoff_initial),
+      backoff_max: optionalDuration(MONITOR_DEFAULTS.backoff_max),
       /** A component running this long since its last restart gets its backoff reset. */
-      stable_after: monitorDuration(MONITOR_DEFAULTS.stable_after)
-    }).pipe(Schema.filter((m) => ServiceDefinition.durationMillis(m.backoff_initial) <= ServiceDefinition.durationMillis(m.backoff_max)
+      stable_after: optionalDuration(MONITOR_DEFAULTS.stable_after)
+    }).pipe(Schema.filter((m) => Duration.lessThanOrEqualTo(m.backoff_initial, m.backoff_max)
       ? true
-      : { path: ["backoff_max"], message: `backoff_max (${m.backoff_max}) must not be below backoff_initial (${m.backoff_initial})` })),
+      : { path: ["backoff_max"], message: `backoff_max (${durationText(m.backoff_max)}) must not be below backoff_initial (${durationText(m.backoff_initial)})` })),
     { exact: true, default: () => ({ ...MONITOR_DEFAULTS }) }
   )
 }).pipe(

@@ -3,7 +3,6 @@
  * this node with what the engine runs, turns each change in its findings into an event, and,
  * with reconcile on, restarts what fell over (per-component backoff, through the service's actor).
  */
-import { ServiceDefinition } from "@mcp/domain"
 import { Clock, Context, Duration, Effect, Either, FiberMap, Layer, Option, Ref, Schedule } from "effect"
 import { type AgentConfig, MONITOR_DEFAULTS } from "../daemon/AgentConfig.js"
 import { type ContainerInfo, ContainerRuntime, LABEL_DEPLOY, LABEL_NODE, LABEL_SERVICE } from "../engine/ContainerRuntime.js"
@@ -136,18 +135,15 @@ export interface MonitorConfig {
 }
 
 /** The `[monitor]` table of the agent config, as a MonitorConfig. */
-export const fromConfig = (m: AgentConfig["monitor"]): MonitorConfig => {
-  const d = (s: string) => Duration.millis(ServiceDefinition.durationMillis(s))
-  return {
-    interval: d(m.interval),
-    reconcile: m.reconcile,
-    flapRestarts: m.flap_restarts,
-    flapWindow: d(m.flap_window),
-    backoffInitial: d(m.backoff_initial),
-    backoffMax: d(m.backoff_max),
-    stableAfter: d(m.stable_after)
-  }
-}
+export const fromConfig = (m: AgentConfig["monitor"]): MonitorConfig => ({
+  interval: m.interval,
+  reconcile: m.reconcile,
+  flapRestarts: m.flap_restarts,
+  flapWindow: m.flap_window,
+  backoffInitial: m.backoff_initial,
+  backoffMax: m.backoff_max,
+  stableAfter: m.stable_after
+})
 
 export const defaultConfig: MonitorConfig = fromConfig(MONITOR_DEFAULTS)
 

@@ -8,7 +8,7 @@ import { Duration, Effect, Layer, Option, Redacted } from "effect"
 import { mkdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { AgentClients, AgentClientSettings } from "../fleet/AgentClients.js"
-import { type MasterConfig, millis } from "./MasterConfig.js"
+import type { MasterConfig } from "./MasterConfig.js"
 import { layerSqlite, MasterDb } from "../db/MasterDb.js"
 import * as CrossNodeSaga from "../services/CrossNodeSaga.js"
 import { EdgeReconciler } from "../edge/EdgeReconciler.js"
@@ -32,11 +32,11 @@ export const layer = (config: MasterConfig) => {
       clientCert: config.client_cert === undefined ? undefined : { cert: readFileSync(config.client_cert.cert, "utf8"), key: Redacted.make(readFileSync(config.client_cert.key, "utf8")) }
     }))
   )
-  const probeTimeout = millis(config.heartbeat.probe_timeout)
+  const probeTimeout = config.heartbeat.probe_timeout
   const prober = Layer.effect(Prober, Effect.map(AgentClients, (agents) => ({
     probe: (node: string, address: string) =>
       Effect.flatMap(agents.client(address), (agent) => agent.Health()).pipe(
-        Effect.timeoutFail({ duration: Duration.millis(probeTimeout), onTimeout: () => `no answer within ${probeTimeout} ms` }),
+        Effect.timeoutFail({ duration: probeTimeout, onTimeout: () => `no answer within ${Duration.toMillis(probeTimeout)} ms` }),
         Effect.mapError((e) => (typeof e === "string" ? e : e.message)),
         Effect.asVoid,
         Effect.withSpan("probe", { attributes: { node } })
@@ -52,7 +52,7 @@ export const layer = (config: MasterConfig) => {
   })))
   const supervisors = NodeSupervisors.Default.pipe(
     Layer.provide(Layer.mergeAll(
-      Layer.succeed(SupervisorSettings, { interval: millis(config.heartbeat.interval), missThreshold: config.heartbeat.miss_threshold, probeTimeout }),
+      Layer.succeed(SupervisorSettings, { interval: config.heartbeat.interval, missThreshold: config.heartbeat.miss_threshold, probeTimeout }),
       prober,
       sink
     ))
@@ -90,14 +90,14 @@ export const layer = (config: MasterConfig) => {
       const saga = yield* CrossNodeSaga.CrossNodeSaga
       const reconciler = yield* EdgeReconciler
       yield* Effect.forkScoped(saga.recover)
-      yield* Effect.forkScoped(reconciler.run(Duration.millis(millis(config.edge.reconcile_interval))))
+      yield* Effect.forkScoped(reconciler.run(config.edge.reconcile_interval))
     })
   )
   const handlers = MasterHandlers.layer({
     internalZone: config.internal_zone,
-    heartbeatIntervalMs: millis(config.heartbeat.interval),
+    heartbeatInterval: config.heartbeat.interval,
     missThreshold: config.heartbeat.miss_threshold,
-    fanoutTimeoutMs: millis(config.fanout_timeout)
+    fanoutTimeout: config.fanout_timeout
   }).pipe(Layer.provideMerge(reconciling), Layer.provideMerge(crossNode))
   const authenticator = Daemon.layerAuthenticator(config.auth)
   const auth = AuthMiddleware.layerServer({ guestMayRead: true }).pipe(Layer.provide(authenticator))

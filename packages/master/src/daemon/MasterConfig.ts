@@ -2,11 +2,24 @@
  * The master's configuration file (`mcp-master.toml`), decoded with Schema: every problem as
  * `path: message` before anything starts.
  */
-import { Names, Node } from "@mcp/domain"
+import { Names, Node, ServiceDefinition } from "@mcp/domain"
 import { Daemon } from "@mcp/rpc"
-import { Schema } from "effect"
+import { Duration, Schema } from "effect"
 
-const Duration = Schema.String.pipe(Schema.pattern(/^[1-9][0-9]*(ms|s|m)$/, { message: () => `must be a duration such as "500ms", "30s" or "1m"` }))
+const DurationText = Schema.String.pipe(Schema.pattern(/^[1-9][0-9]*(ms|s|m)$/, { message: () => `must be a duration such as "500ms", "30s" or "1m"` }))
+
+/**
+ * Decoded once, so the code that waits gets a `Duration` and never parses text. The master keeps
+ * its own text form (no hours, any number of digits), not the service definitions'. It encodes in
+ * milliseconds, the one unit every decoded value is a whole number of.
+ */
+const DurationFromText = Schema.transform(DurationText, Schema.DurationFromSelf, {
+  strict: true,
+  decode: (text) => Duration.millis(ServiceDefinition.durationMillis(text)),
+  encode: (duration) => `${Duration.toMillis(duration)}ms`
+})
+
+const optionalDuration = (fallback: Duration.Duration) => Schema.optionalWith(DurationFromText, { exact: true, default: () => fallback })
 
 export const MasterConfig = Schema.Struct({
   listen: Node.NodeAddress,
@@ -20,14 +33,14 @@ export const MasterConfig = Schema.Struct({
   client_cert: Schema.optionalWith(Schema.Struct({ cert: Schema.String, key: Schema.String }), { exact: true }),
   heartbeat: Schema.optionalWith(
     Schema.Struct({
-      interval: Schema.optionalWith(Duration, { exact: true, default: () => "30s" }),
+      interval: optionalDuration(Duration.seconds(30)),
       miss_threshold: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 100)), { exact: true, default: () => 3 }),
-      probe_timeout: Schema.optionalWith(Duration, { exact: true, default: () => "5s" })
+      probe_timeout: optionalDuration(Duration.seconds(5))
     }),
-    { exact: true, default: () => ({ interval: "30s", miss_threshold: 3, probe_timeout: "5s" }) }
+    { exact: true, default: () => ({ interval: Duration.seconds(30), miss_threshold: 3, probe_timeout: Duration.seconds(5) }) }
   ),
   /** Per-node timeout of fleet-wide views (`mcp ps`). */
-  fanout_timeout: Schema.optionalWith(Duration, { exact: true, default: () => "3s" }),
+  fanout_timeout: optionalDuration(Duration.seconds(3)),
   /** Public routes: which domains may be published, and through which edge node by default. */
   edge: Schema.optionalWith(
     Schema.Struct({
@@ -38,9 +51,9 @@ export const MasterConfig = Schema.Struct({
       /** DNS servers ("host:port") for the CNAME lookups that pick an edge node; default: the system's. */
       dns_servers: Schema.optionalWith(Schema.Array(Node.NodeAddress), { exact: true }),
       /** How often edge nodes are compared with the master's record of edge routes and repaired. */
-      reconcile_interval: Schema.optionalWith(Duration, { exact: true, default: () => "30s" })
+      reconcile_interval: optionalDuration(Duration.seconds(30))
     }),
-    { exact: true, default: () => ({ allowed_domains: [], reconcile_interval: "30s" }) }
+    { exact: true, default: () => ({ allowed_domains: [], reconcile_interval: Duration.seconds(30) }) }
   ),
   nodes: Schema.optionalWith(
     Schema.Array(Schema.Struct({ name: Names.NodeName, role: Node.NodeRole, addresses: Schema.Array(Node.NodeAddress).pipe(Schema.minItems(1)) })),
@@ -50,9 +63,3 @@ export const MasterConfig = Schema.Struct({
 export type MasterConfig = typeof MasterConfig.Type
 
 export const decode = Daemon.decodeConfig(MasterConfig, "master")
-
-/** "30s" -> milliseconds. */
-export const millis = (d: string): number => {
-  const m = /^(\d+)(ms|s|m)$/.exec(d)!
-  return Number(m[1]) * (m[2] === "ms" ? 1 : m[2] === "s" ? 1000 : 60_000)
-}

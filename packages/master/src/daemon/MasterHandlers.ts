@@ -17,9 +17,9 @@ import { asPeerFailure } from "../fleet/FleetCalls.js"
 
 export interface MasterSettings {
   readonly internalZone: string
-  readonly heartbeatIntervalMs: number
+  readonly heartbeatInterval: Duration.Duration
   readonly missThreshold: number
-  readonly fanoutTimeoutMs: number
+  readonly fanoutTimeout: Duration.Duration
 }
 
 /**
@@ -156,7 +156,7 @@ export const layer = (settings: MasterSettings) => {
             const results = yield* Effect.forEach(nodes, ({ row, health }) => {
               if (health === "unhealthy") return Effect.succeed(Either.left({ node: row.info.name, reason: "node is unhealthy (missed heartbeats and failed its probe)" }))
               return agents.call(row.info.name, row.info.addresses, (agent) => agent.Ps()).pipe(
-                Effect.timeoutFail({ duration: Duration.millis(settings.fanoutTimeoutMs), onTimeout: () => `no answer within ${settings.fanoutTimeoutMs} ms` }),
+                Effect.timeoutFail({ duration: settings.fanoutTimeout, onTimeout: () => `no answer within ${Duration.toMillis(settings.fanoutTimeout)} ms` }),
                 Effect.map((services) => Either.right(services)),
                 Effect.catchAll((e) => Effect.succeed(Either.left({ node: row.info.name, reason: typeof e === "string" ? e : e.message })))
               )
@@ -257,6 +257,9 @@ export const layer = (settings: MasterSettings) => {
     })
   )
 
+  // The agents' contract counts in milliseconds.
+  const heartbeatIntervalMs = Duration.toMillis(settings.heartbeatInterval)
+  const deadlineMs = heartbeatIntervalMs * settings.missThreshold
   const control = ControlRpcs.toLayer(
     Effect.gen(function* () {
       const db = yield* MasterDb
@@ -268,7 +271,7 @@ export const layer = (settings: MasterSettings) => {
             yield* supervisors.watch(info.name, info.addresses)
             yield* supervisors.heartbeat(info.name)
             yield* Failures.fatal("the master database")(db.addEvent(info.name, "node", undefined, `registered (${info.role}, ${info.arch}, version ${info.version})`))
-            return { heartbeatIntervalMs: settings.heartbeatIntervalMs, deadlineMs: settings.heartbeatIntervalMs * settings.missThreshold }
+            return { heartbeatIntervalMs, deadlineMs }
           }),
         Heartbeat: ({ node, resources, services }) =>
           Effect.gen(function* () {
@@ -280,7 +283,7 @@ export const layer = (settings: MasterSettings) => {
             // undeploying, or just did: its saga (or the recovery of one a killed master left
             // open) decides, and this heartbeat may predate what it did.
             const placed = new Set((yield* Failures.fatal("the master database")(db.placements)).map((p) => p.service))
-            const settledSince = new Date((yield* Clock.currentTimeMillis) - 2 * settings.heartbeatIntervalMs * settings.missThreshold)
+            const settledSince = new Date((yield* Clock.currentTimeMillis) - 2 * deadlineMs)
             for (const s of services) {
               if (placed.has(s.service)) continue
               if (yield* Failures.fatal("the master database")(db.busySince(s.service, settledSince))) continue
