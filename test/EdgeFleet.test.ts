@@ -8,12 +8,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { type ChildProcess, spawn } from "node:child_process"
-import { mkdtempSync, writeFileSync } from "node:fs"
+import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { type EdgeFleet, startEdgeFleet, waitFor } from "./support/EdgeFleet.js"
+import { type EdgeFleet, publicServiceFile, startEdgeFleet, waitFor } from "./support/EdgeFleet.js"
 import * as LocalFleet from "./support/LocalFleet.js"
-import { BUSYBOX_IMAGE } from "./support/Podman.js"
 
 const dir = mkdtempSync(join(tmpdir(), "mcp-edge-"))
 let edgeFleet: EdgeFleet
@@ -27,27 +26,7 @@ const cli = async (args: ReadonlyArray<string>) => {
 /** Through the edge, as a client on the internet would reach it. */
 const curlViaEdge = (hostname: string) => edgeFleet.curl(hostname, edgeFleet.ns.innerIp, edgeFleet.edgePort)
 
-const service = (name: string, hostname: string) => {
-  const file = join(dir, `${name}.toml`)
-  writeFileSync(file, `name = "${name}"
-node = "w1"
-[[components]]
-name = "web"
-image = "${BUSYBOX_IMAGE}"
-cmd = ["sh", "-c", "mkdir -p /www && echo ${name} says hello > /www/index.html && exec httpd -f -p $PORT_PUBLIC -h /www"]
-[[components.routes]]
-name = "public"
-port = 8443
-mode = "l7"
-hostname = "${hostname}"
-public = true
-[components.health]
-kind = "http"
-path = "/"
-interval = "1s"
-`)
-  return file
-}
+const service = (name: string, hostname: string) => publicServiceFile(dir, name, hostname, `${name} says hello`)
 
 const edgeRoutesOnMaster = async () => JSON.parse(await cli(["edge", "list", "--json"])) as Array<{ hostname: string; edgeNode: string; backendHostname: string; backendPort: number; certSerial: string; certNotAfter: string }>
 

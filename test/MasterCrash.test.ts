@@ -13,12 +13,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import Database from "better-sqlite3"
 import { spawn } from "node:child_process"
-import { mkdtempSync, writeFileSync } from "node:fs"
+import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { type EdgeFleet, startEdgeFleet, waitFor } from "./support/EdgeFleet.js"
+import { type EdgeFleet, publicServiceFile, startEdgeFleet, waitFor } from "./support/EdgeFleet.js"
 import * as LocalFleet from "./support/LocalFleet.js"
-import { BUSYBOX_IMAGE } from "./support/Podman.js"
 
 const TRIALS = Number(process.env["MCP_MASTER_CRASH_TRIALS"] ?? "") || 20
 const SERVICE = "crashy"
@@ -28,27 +27,7 @@ const dir = mkdtempSync(join(tmpdir(), "mcp-master-crash-"))
 let edgeFleet: EdgeFleet
 
 /** Version `version` of the service: its page says which version it is. */
-const definition = (version: number) => {
-  const file = join(dir, `${SERVICE}-${version}.toml`)
-  writeFileSync(file, `name = "${SERVICE}"
-node = "w1"
-[[components]]
-name = "web"
-image = "${BUSYBOX_IMAGE}"
-cmd = ["sh", "-c", "mkdir -p /www && echo ${SERVICE} v${version} > /www/index.html && exec httpd -f -p $PORT_PUBLIC -h /www"]
-[[components.routes]]
-name = "public"
-port = 8443
-mode = "l7"
-hostname = "${HOSTNAME}"
-public = true
-[components.health]
-kind = "http"
-path = "/"
-interval = "1s"
-`)
-  return file
-}
+const definition = (version: number) => publicServiceFile(dir, SERVICE, HOSTNAME, `${SERVICE} v${version}`, `${SERVICE}-${version}`)
 
 /** What the master recorded, read from its database file (the master may be down). */
 const masterState = () => {

@@ -8,13 +8,13 @@
  */
 import { Effect } from "effect"
 import { execFile, spawnSync } from "node:child_process"
-import { existsSync, readdirSync } from "node:fs"
+import { existsSync, readdirSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Pki } from "../../packages/rpc/src/index.js"
 import { type HaproxyInstance, startHaproxy } from "./Haproxy.js"
 import * as LocalFleet from "./LocalFleet.js"
 import { makeNetns, type Netns } from "./Netns.js"
-import { containersConfPath, makePrivateStorage, type PodmanService, startPodmanService } from "./Podman.js"
+import { BUSYBOX_IMAGE, containersConfPath, makePrivateStorage, type PodmanService, startPodmanService } from "./Podman.js"
 import { createZone, type PowerDnsServer, startPowerDns } from "./PowerDns.js"
 
 export interface EdgeFleet {
@@ -47,6 +47,32 @@ const podmanEnv = () => ({ ...process.env, CONTAINERS_CONF: containersConfPath()
 
 const haproxySection = (h: HaproxyInstance, bind: string, backendCa?: string) =>
   `[proxy]\nkind = "haproxy"\ndir = ${JSON.stringify(h.options.dir)}\nmaster_socket = ${JSON.stringify(h.options.masterSocket)}\nstats_socket = ${JSON.stringify(h.options.statsSocket)}\nbind = "${bind}"\n${backendCa === undefined ? "" : `backend_ca = ${JSON.stringify(backendCa)}\n`}`
+
+/**
+ * Writes a definition of service `name` on w1 to `<dir>/<file>.toml`: busybox httpd answering
+ * `page` for the public hostname `hostname` (published through the edge), with an HTTP health check.
+ */
+export const publicServiceFile = (dir: string, name: string, hostname: string, page: string, file = name) => {
+  const path = join(dir, `${file}.toml`)
+  writeFileSync(path, `name = "${name}"
+node = "w1"
+[[components]]
+name = "web"
+image = "${BUSYBOX_IMAGE}"
+cmd = ["sh", "-c", "mkdir -p /www && echo ${page} > /www/index.html && exec httpd -f -p $PORT_PUBLIC -h /www"]
+[[components.routes]]
+name = "public"
+port = 8443
+mode = "l7"
+hostname = "${hostname}"
+public = true
+[components.health]
+kind = "http"
+path = "/"
+interval = "1s"
+`)
+  return path
+}
 
 export const waitFor = async (what: string, check: () => Promise<boolean>, timeoutMs: number) => {
   const start = Date.now()
