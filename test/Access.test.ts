@@ -7,6 +7,7 @@
  * and is Forbidden from every write one, which changes nothing; the agent refuses guests
  * outright; a user's writes reach the handlers.
  */
+import { NodeFileSystem } from "@effect/platform-node"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Errors } from "@mcp/domain"
 import { AgentRpcs, ControlRpcs, MasterRpcs, TokenFile, Transport } from "@mcp/rpc"
@@ -185,7 +186,7 @@ beforeAll(async () => {
     Effect.all([
       TokenFile.createToken(fleet.tokenFile, { name: "gina", kind: "human", role: "guest" }),
       TokenFile.createToken(fleet.tokenFile, { name: "ursula", kind: "human", role: "user" })
-    ])
+    ]).pipe(Effect.provide(NodeFileSystem.layer))
   )
   tokens.guest = Redacted.value(guest)
   tokens.user = Redacted.value(user)

@@ -6,6 +6,7 @@
  * (`[proxy] backend_ca`). SetupEdgeRoute makes the public name answer through the edge with a
  * certificate from the edge's CA; RemoveEdgeRoute takes route and certificate away.
  */
+import { NodeFileSystem } from "@effect/platform-node"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Errors } from "@mcp/domain"
 import { AgentRpcs, Pki, Transport } from "@mcp/rpc"
@@ -72,10 +73,12 @@ const proxyPems = () => readdirSync(join(haproxy.options.dir, "certs")).filter((
 
 beforeAll(async () => {
   ;[podman, fleet] = await Promise.all([startPodmanService(), LocalFleet.prepare(join(dir, "fleet"))])
-  await Effect.runPromise(Pki.initCa(publicCaDir, { commonName: "MCP edge public CA" }))
+  await Effect.runPromise(Pki.initCa(publicCaDir, { commonName: "MCP edge public CA" }).pipe(Effect.provide(NodeFileSystem.layer)))
   // The worker side: a certificate for the public name from the platform CA (what a worker's
   // proxy gets when its agent issues from `[certs] ca_dir` = the platform CA).
-  const worker = await Effect.runPromise(Pki.issueCertificate(fleet.caDir, "shop-worker", { ips: [], dns: [PUBLIC], usage: "server", outDir: join(dir, "worker") }))
+  const worker = await Effect.runPromise(
+    Pki.issueCertificate(fleet.caDir, "shop-worker", { ips: [], dns: [PUBLIC], usage: "server", outDir: join(dir, "worker") }).pipe(Effect.provide(NodeFileSystem.layer))
+  )
   backend = https.createServer({ cert: readFileSync(worker.certPath), key: readFileSync(worker.keyPath) }, (req, res) => {
     res.writeHead(200, { "content-type": "text/plain" })
     res.end(`hello from the worker for ${req.headers.host}\n`)

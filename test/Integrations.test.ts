@@ -4,6 +4,7 @@
  * HTTPS through HAProxy, its name resolves, a redeploy under load fails no request, stop takes
  * route and record away, and a peer that is down fails the deploy cleanly until it is back.
  */
+import { NodeFileSystem } from "@effect/platform-node"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import Database from "better-sqlite3"
 import { Pki } from "@mcp/rpc"
@@ -167,7 +168,9 @@ describe("deploys through HAProxy, PowerDNS and a CA", () => {
     await new Promise<void>((r) => backend.listen(0, "127.0.0.1", () => r()))
     const backendPort = (backend.address() as { port: number }).port
     try {
-      const cert = await Effect.runPromise(Pki.issueCertificate(fleet.caDir, "manual", { ips: [], dns: ["manual.example.com"], usage: "server" }))
+      const cert = await Effect.runPromise(
+        Pki.issueCertificate(fleet.caDir, "manual", { ips: [], dns: ["manual.example.com"], usage: "server" }).pipe(Effect.provide(NodeFileSystem.layer))
+      )
       const listener = await LocalFleet.freePort()
       const node = ["-n", agents.local.node[2]!, "--direct"]
       await cli(["route", "add", `:${listener}`, "manual.example.com", `127.0.0.1:${backendPort}`, "--mode", "l7", "--tls-cert", cert.certPath, "--tls-key", cert.keyPath, ...node])

@@ -48,9 +48,11 @@ const scopedPki = Effect.gen(function*() {
   const ca = yield* Pki.initCa(caDir, { commonName: CA_NAME })
   const caPem = readFileSync(ca.certPath, "utf8")
   const issue = (hostname: string, name: string = hostname) =>
-    Pki.issueCertificate(caDir, name, { ips: [], dns: [hostname], usage: "server", outDir: path.join(dir, "leaf") })
+    Pki.issueCertificate(caDir, name, { ips: [], dns: [hostname], usage: "server", outDir: path.join(dir, "leaf") }).pipe(
+      Effect.provide(layerPlatform)
+    )
   return { caPath: ca.certPath, caPem, issue }
-}).pipe(Effect.orDie)
+}).pipe(Effect.orDie, Effect.provide(layerPlatform))
 
 /** An HTTP (or HTTPS, given a certificate) server on 127.0.0.1 answering `<name> <host header>`. */
 const scopedBackend = (name: string, tlsFiles?: { readonly certPath: string; readonly keyPath: string }) =>

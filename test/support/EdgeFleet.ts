@@ -6,6 +6,7 @@
  * Both agents issue certificates from the fleet CA, which the edge's HAProxy trusts for its
  * backends and clients trust for the edge. Used by the edge test and the edge benchmark.
  */
+import { NodeFileSystem } from "@effect/platform-node"
 import { Effect } from "effect"
 import { execFile, spawnSync } from "node:child_process"
 import { existsSync, readdirSync, writeFileSync } from "node:fs"
@@ -139,7 +140,11 @@ export const startEdgeFleet = async (dir: string, options: {
     const f = await LocalFleet.prepare(join(dir, "fleet"), { masters })
     fleet = f
     // One certificate for every daemon, valid at both hosts' addresses.
-    await Effect.runPromise(Pki.issueCertificate(f.caDir, "hosts", { ips: ["127.0.0.1", ns.hostIp, ns.innerIp], dns: ["localhost"], usage: "both" }))
+    await Effect.runPromise(
+      Pki.issueCertificate(f.caDir, "hosts", { ips: ["127.0.0.1", ns.hostIp, ns.innerIp], dns: ["localhost"], usage: "both" }).pipe(
+        Effect.provide(NodeFileSystem.layer)
+      )
+    )
     const caFile = join(f.caDir, "ca.crt")
     await createZone(pdns, "example.com", [
       { name: "hello.example.com", type: "CNAME", content: "e1.example.com" },

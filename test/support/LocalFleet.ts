@@ -3,6 +3,7 @@
  * a token file, CLI and daemon configs, and helpers that spawn `mcp-agent` / `mcp-master` and
  * run `mcp`. Used by the quick start and by the multi-process tests; every child is killed by pid.
  */
+import { NodeFileSystem } from "@effect/platform-node"
 import { Pki, TokenFile } from "@mcp/rpc"
 import { Effect, Redacted } from "effect"
 import { type ChildProcess, execFile } from "node:child_process"
@@ -45,7 +46,7 @@ export const prepare = async (dir: string, options: { readonly masters?: Readonl
       const operator = yield* TokenFile.createToken(tokenFile, { name: "operator", kind: "human", role: "admin" })
       const system = yield* TokenFile.createToken(tokenFile, { name: "fleet", kind: "system", role: "admin" })
       return { operator: Redacted.value(operator), system: Redacted.value(system) }
-    })
+    }).pipe(Effect.provide(NodeFileSystem.layer))
   )
   writeFileSync(systemTokenFile, system, { mode: 0o600 })
   writeFileSync(operatorTokenFile, operator, { mode: 0o600 })

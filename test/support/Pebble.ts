@@ -2,6 +2,7 @@
  * Test harness for a real ACME CA: starts pebble (Let's Encrypt's test server) as a child process
  * on 127.0.0.1 with its own TLS certificate from `@mcp/rpc` Pki, and a tiny DNS responder for its VA.
  */
+import { NodeFileSystem } from "@effect/platform-node"
 import { Pki } from "@mcp/rpc"
 import * as dgram from "node:dgram"
 import { readFileSync, writeFileSync } from "node:fs"
@@ -146,7 +147,7 @@ export const startPebble = async (options: PebbleOptions): Promise<Pebble> => {
       Effect.zipRight(
         Pki.initCa(caDir, { commonName: "pebble test TLS CA" }),
         Pki.issueCertificate(caDir, "pebble", { ips: ["127.0.0.1"], dns: ["localhost"], usage: "server", days: 2, outDir: dir })
-      )
+      ).pipe(Effect.provide(NodeFileSystem.layer))
     )
     const tlsCa = readFileSync(path.join(caDir, Pki.CA_CERT_FILE), "utf8")
     const [listenPort, managementPort, tlsPort] = [await freePort(), await freePort(), await freePort()]

@@ -20,7 +20,7 @@ certIssuerContract("local CA", LocalCaIssuer.layer(dataDir).pipe(Layer.provide(l
 // [certs] ca_dir: an existing CA (as `mcp ca init` makes it) issues, and the data dir gets no CA of its own.
 const platformCa = join(dataDir, "platform-ca")
 const externalData = join(dataDir, "external")
-await Effect.runPromise(Pki.initCa(platformCa))
+await Effect.runPromise(Pki.initCa(platformCa).pipe(Effect.provide(layerPlatform)))
 certIssuerContract(
   "local CA with ca_dir",
   LocalCaIssuer.layer(externalData, { caDir: platformCa }).pipe(Layer.provide(layerPlatform)),

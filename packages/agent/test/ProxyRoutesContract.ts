@@ -3,6 +3,7 @@
  * (memory layer here, HAProxy and Caddy in the top-level integration tests). Each test works on
  * listeners of its own and looks only at them, so one proxy instance serves the whole suite.
  */
+import { NodeFileSystem } from "@effect/platform-node"
 import { assert, expect, layer } from "@effect/vitest"
 import { Routes } from "@mcp/domain"
 import { Pki } from "@mcp/rpc"
@@ -43,7 +44,7 @@ export const contractCertsLayer = Layer.scoped(
       b: { certPath: b.certPath, keyPath: b.keyPath }
     }
   }).pipe(Effect.orDie)
-)
+).pipe(Layer.provide(NodeFileSystem.layer))
 
 /** A validated route (the hostname is a branded Hostname). */
 export const makeRoute = (fields: {

@@ -3,6 +3,7 @@
 // with what each test sets, so the table, the OK/WRONG report and the exit codes are what an
 // operator sees.
 import { HttpServer } from "@effect/platform"
+import { NodeFileSystem } from "@effect/platform-node"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import type { Routes } from "@mcp/domain"
 import { AuthMiddleware, MasterRpcs, Pki, TokenFile, TokenFileAuthenticator, Transport } from "@mcp/rpc"
@@ -117,7 +118,7 @@ beforeAll(async () => {
       yield* Pki.initCa(caDir)
       yield* Pki.issueCertificate(caDir, "master", { ips: ["127.0.0.1"], dns: ["localhost"], usage: "server" })
       return yield* TokenFile.createToken(tokenFile, { name: "operator", kind: "human", role: "admin" })
-    })
+    }).pipe(Effect.provide(NodeFileSystem.layer))
   )
   writeFileSync(operatorTokenFile, Redacted.value(token), { mode: 0o600 })
   const server = Transport.layerServer(
@@ -134,7 +135,7 @@ beforeAll(async () => {
     [Transport.route("/master", MasterRpcs)]
   ).pipe(
     Layer.provide(StubMaster),
-    Layer.provide(AuthMiddleware.layerServer({ guestMayRead: true }).pipe(Layer.provide(TokenFileAuthenticator.layer(tokenFile))))
+    Layer.provide(AuthMiddleware.layerServer({ guestMayRead: true }).pipe(Layer.provide(TokenFileAuthenticator.layer(tokenFile).pipe(Layer.provide(NodeFileSystem.layer)))))
   )
   scope = Effect.runSync(Scope.make())
   const context = await Effect.runPromise(Layer.buildWithScope(server, scope))

@@ -2,6 +2,7 @@
 // masters ("a" and "b", HTTPS with the platform CA and a token) and closed ports on 127.0.0.1. It
 // moves on only when an address cannot be reached; an answer, an error included, is final.
 import { HttpServer } from "@effect/platform"
+import { NodeFileSystem } from "@effect/platform-node"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Errors, type Events } from "@mcp/domain"
 import { AuthMiddleware, MasterRpcs, Pki, TokenFile, TokenFileAuthenticator, Transport } from "@mcp/rpc"
@@ -65,7 +66,7 @@ const serve = async (name: "a" | "b") => {
     [Transport.route("/master", MasterRpcs)]
   ).pipe(
     Layer.provide(stubMaster(name)),
-    Layer.provide(AuthMiddleware.layerServer({ guestMayRead: true }).pipe(Layer.provide(TokenFileAuthenticator.layer(tokenFile))))
+    Layer.provide(AuthMiddleware.layerServer({ guestMayRead: true }).pipe(Layer.provide(TokenFileAuthenticator.layer(tokenFile).pipe(Layer.provide(NodeFileSystem.layer)))))
   )
   const scope = Effect.runSync(Scope.make())
   scopes.push(scope)
@@ -92,7 +93,7 @@ beforeAll(async () => {
       yield* Pki.initCa(caDir)
       yield* Pki.issueCertificate(caDir, "master", { ips: ["127.0.0.1"], dns: ["localhost"], usage: "server" })
       return yield* TokenFile.createToken(tokenFile, { name: "operator", kind: "human", role: "admin" })
-    })
+    }).pipe(Effect.provide(NodeFileSystem.layer))
   )
   writeFileSync(operatorTokenFile, Redacted.value(token), { mode: 0o600 })
   await serve("a")

@@ -2,10 +2,10 @@
  * The platform CA behind the RPC transport's pinned-CA HTTPS and optional mTLS: creates the CA
  * (ca.key + ca.crt in one 0700 directory), issues ECDSA P-256 leaf certificates, and reads the CA for pinning.
  */
+import { type Error as PlatformError, FileSystem } from "@effect/platform"
 import * as x509 from "@peculiar/x509"
 import { Clock, Data, Effect } from "effect"
 import { createPrivateKey, createPublicKey, KeyObject, randomBytes, type webcrypto } from "node:crypto"
-import * as fs from "node:fs/promises"
 import { isIP } from "node:net"
 import * as path from "node:path"
 
@@ -73,7 +73,10 @@ const DNS_NAME = /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0
  * Create a new CA in `dir`: `ca.key` (PKCS#8 PEM, mode 0600) and a self-signed `ca.crt`.
  * Refuses if either file already exists: a CA is never overwritten.
  */
-export const initCa = (dir: string, options: InitCaOptions = {}): Effect.Effect<WrittenCertificate, PkiError> =>
+export const initCa = (
+  dir: string,
+  options: InitCaOptions = {}
+): Effect.Effect<WrittenCertificate, PkiError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const keyPath = path.resolve(dir, CA_KEY_FILE)
     const certPath = path.resolve(dir, CA_CERT_FILE)
@@ -108,13 +111,12 @@ export const initCa = (dir: string, options: InitCaOptions = {}): Effect.Effect<
 
     yield* mkdirPrivate(dir)
     // "wx" makes the refusal race-free: a CA created since the check above is not overwritten either.
-    const refuseExisting = (target: string) => (self: Effect.Effect<void, PkiError>) =>
-      Effect.catchIf(self, (e) => errorCode(e.cause) === "EEXIST", () => Effect.fail(caExists(target)))
-    yield* writeFile(keyPath, privateKeyPem(keys.privateKey), { mode: 0o600, flag: "wx" }).pipe(refuseExisting(keyPath))
-    yield* writeFile(certPath, pem(cert), { mode: 0o644, flag: "wx" }).pipe(
-      refuseExisting(certPath),
-      Effect.tapError(() => Effect.promise(() => fs.rm(keyPath, { force: true })))
-    )
+    const writeNew = (target: string, data: string, mode: number) =>
+      Effect.flatMap(FileSystem.FileSystem, (fs) => fs.writeFileString(target, data, { mode, flag: "wx" })).pipe(
+        Effect.mapError((e) => (e._tag === "SystemError" && e.reason === "AlreadyExists" ? caExists(target) : fsError(target, "write")(e)))
+      )
+    yield* writeNew(keyPath, privateKeyPem(keys.privateKey), 0o600)
+    yield* writeNew(certPath, pem(cert), 0o644).pipe(Effect.tapError(() => removeOrDie(keyPath)))
     return { certPath, keyPath, serial: cert.serialNumber.toUpperCase(), notAfter: cert.notAfter }
   })
 
@@ -126,7 +128,7 @@ export const issueCertificate = (
   caDir: string,
   name: string,
   options: IssueOptions
-): Effect.Effect<WrittenCertificate, PkiError> =>
+): Effect.Effect<WrittenCertificate, PkiError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const outDir = options.outDir ?? caDir
     const keyPath = path.resolve(outDir, `${name}.key`)
@@ -177,7 +179,7 @@ export const issueCertificate = (
   })
 
 /** The CA certificate as PEM, for clients and servers to pin. */
-export const readCa = (dir: string): Effect.Effect<string, PkiError> =>
+export const readCa = (dir: string): Effect.Effect<string, PkiError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const certPath = path.resolve(dir, CA_CERT_FILE)
     const text = yield* readCaFile(certPath)
@@ -194,7 +196,7 @@ interface LoadedCa {
 
 type CryptoKey = webcrypto.CryptoKey
 
-const loadCa = (dir: string): Effect.Effect<LoadedCa, PkiError> =>
+const loadCa = (dir: string): Effect.Effect<LoadedCa, PkiError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const certPath = path.resolve(dir, CA_CERT_FILE)
     const keyPath = path.resolve(dir, CA_KEY_FILE)
@@ -308,14 +310,17 @@ const cryptoOp = <A>(target: string, what: string, run: () => Promise<A>): Effec
 // ---------------------------------------------------------------------------------------------
 // File system
 
-const errorCode = (cause: unknown): string | undefined =>
-  typeof cause === "object" && cause !== null && "code" in cause && typeof cause.code === "string" ? cause.code : undefined
+// The platform error keeps Node's own error as its cause, and with it the errno code (EACCES, ENOSPC, ...).
+const errorCode = (error: PlatformError.PlatformError): string | undefined => {
+  const cause: unknown = error.cause
+  return typeof cause === "object" && cause !== null && "code" in cause && typeof cause.code === "string" ? cause.code : undefined
+}
 
-const fsError = (target: string, action: string) => (cause: unknown) =>
+const fsError = (target: string, action: string) => (cause: PlatformError.PlatformError) =>
   new PkiError({
     reason: "FileSystem",
     path: target,
-    message: `cannot ${action} ${target} (${errorCode(cause) ?? String(cause)}); check the path and its permissions`,
+    message: `cannot ${action} ${target} (${errorCode(cause) ?? cause.message}); check the path and its permissions`,
     cause
   })
 
@@ -326,41 +331,39 @@ const caExists = (target: string) =>
     message: `${target} already exists; refusing to overwrite a CA. Remove it or choose another directory`
   })
 
-const exists = (target: string): Effect.Effect<boolean, PkiError> =>
-  Effect.tryPromise({ try: () => fs.lstat(target), catch: (cause) => cause }).pipe(
-    Effect.as(true),
-    Effect.catchAll((cause) => (errorCode(cause) === "ENOENT" ? Effect.succeed(false) : Effect.fail(fsError(target, "inspect")(cause))))
-  )
+// FileSystem has no lstat, so a dangling symlink counts as absent here; initCa's "wx" writes still refuse it.
+const exists = (target: string): Effect.Effect<boolean, PkiError, FileSystem.FileSystem> =>
+  Effect.flatMap(FileSystem.FileSystem, (fs) => fs.exists(target)).pipe(Effect.mapError(fsError(target, "inspect")))
 
-const readCaFile = (target: string): Effect.Effect<string, PkiError> =>
-  Effect.tryPromise({
-    try: () => fs.readFile(target, "utf8"),
-    catch: (cause) =>
-      errorCode(cause) === "ENOENT"
+const readCaFile = (target: string): Effect.Effect<string, PkiError, FileSystem.FileSystem> =>
+  Effect.flatMap(FileSystem.FileSystem, (fs) => fs.readFileString(target)).pipe(
+    Effect.mapError((cause) =>
+      cause._tag === "SystemError" && cause.reason === "NotFound"
         ? new PkiError({
             reason: "CaMissing",
             path: target,
             message: `${target} does not exist; create the CA with \`mcp ca init <dir>\` or pass the right CA directory`
           })
         : fsError(target, "read")(cause)
-  })
+    )
+  )
 
 // Mode applies only to directories created here; an existing directory keeps its permissions.
-const mkdirPrivate = (dir: string): Effect.Effect<void, PkiError> =>
-  Effect.tryPromise({ try: () => fs.mkdir(dir, { recursive: true, mode: 0o700 }), catch: fsError(dir, "create directory") })
+const mkdirPrivate = (dir: string): Effect.Effect<void, PkiError, FileSystem.FileSystem> =>
+  Effect.flatMap(FileSystem.FileSystem, (fs) => fs.makeDirectory(dir, { recursive: true, mode: 0o700 })).pipe(
+    Effect.mapError(fsError(dir, "create directory"))
+  )
 
-const writeFile = (
-  target: string,
-  data: string,
-  options: { readonly mode: number; readonly flag: string }
-): Effect.Effect<void, PkiError> =>
-  Effect.tryPromise({ try: () => fs.writeFile(target, data, options), catch: fsError(target, "write") })
+const removeOrDie = (target: string): Effect.Effect<void, never, FileSystem.FileSystem> =>
+  Effect.flatMap(FileSystem.FileSystem, (fs) => Effect.orDie(fs.remove(target, { force: true })))
 
 // A fresh temp file gets `mode` at creation, so a re-issued key is never readable with an old file's mode.
-const writeFileAtomic = (target: string, data: string, mode: number): Effect.Effect<void, PkiError> => {
-  const temp = `${target}.${randomBytes(6).toString("hex")}.tmp`
-  return writeFile(temp, data, { mode, flag: "wx" }).pipe(
-    Effect.zipRight(Effect.tryPromise({ try: () => fs.rename(temp, target), catch: fsError(target, "write") })),
-    Effect.tapError(() => Effect.promise(() => fs.rm(temp, { force: true })))
-  )
-}
+const writeFileAtomic = (target: string, data: string, mode: number): Effect.Effect<void, PkiError, FileSystem.FileSystem> =>
+  Effect.flatMap(FileSystem.FileSystem, (fs) => {
+    const temp = `${target}.${randomBytes(6).toString("hex")}.tmp`
+    return fs.writeFileString(temp, data, { mode, flag: "wx" }).pipe(
+      Effect.mapError(fsError(temp, "write")),
+      Effect.zipRight(fs.rename(temp, target).pipe(Effect.mapError(fsError(target, "write")))),
+      Effect.tapError(() => removeOrDie(temp))
+    )
+  })

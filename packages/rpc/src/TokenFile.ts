@@ -3,9 +3,10 @@
  * SHA-256 digest (never the token). Owns its format, loading (refusing group/other-readable files)
  * and the create/revoke edits, which rewrite the file atomically with mode 0600.
  */
+import { type Error as PlatformError, FileSystem } from "@effect/platform"
 import { Clock, Data, DateTime, Duration, Effect, Either, ParseResult, Redacted, Schema } from "effect"
 import { randomBytes } from "node:crypto"
-import * as fs from "node:fs/promises"
+import { stat } from "node:fs/promises"
 import * as nodePath from "node:path"
 import * as TOML from "smol-toml"
 import { tokenDigest } from "./Authenticator.js"
@@ -207,6 +208,9 @@ const errnoCode = (e: unknown): string | undefined =>
 
 const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 
+/** The system's own words (e.g. "EACCES: permission denied, open '…'"), without the platform's prefix. */
+const platformText = (e: PlatformError.PlatformError): string => e.description ?? e.message
+
 /** What the authenticator compares to decide whether the file changed since it was read. */
 export interface FileStamp {
   readonly mtimeMs: number
@@ -218,9 +222,11 @@ export interface FileStamp {
 export const sameStamp = (a: FileStamp, b: FileStamp): boolean =>
   a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs && a.ino === b.ino && a.size === b.size
 
+// Node's stat, not FileSystem.stat: File.Info has no ctime and rounds mtime to the millisecond, and
+// the stamp needs both to see a same-size rewrite in place whose mtime was kept or fell in the same millisecond.
 export const statTokenFile = (path: string): Effect.Effect<FileStamp & { readonly mode: number }, TokenFileUnavailable> =>
   Effect.tryPromise({
-    try: () => fs.stat(path),
+    try: () => stat(path),
     catch: (e) =>
       new TokenFileUnavailable({
         path,
@@ -233,14 +239,14 @@ export interface LoadedTokenFile extends TokenFile {
 }
 
 /** Reads and decodes the file, refusing it when group or others may access it (mode & 0o077). */
-export const loadTokenFile = (path: string): Effect.Effect<LoadedTokenFile, TokenFileError> =>
+export const loadTokenFile = (path: string): Effect.Effect<LoadedTokenFile, TokenFileError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
     const before = yield* statTokenFile(path)
     if ((before.mode & 0o077) !== 0) return yield* new TokenFileInsecure({ path, mode: before.mode })
-    const text = yield* Effect.tryPromise({
-      try: () => fs.readFile(path, "utf8"),
-      catch: (e) => new TokenFileUnavailable({ path, reason: `cannot read: ${describe(e)}` })
-    })
+    const text = yield* fs.readFileString(path).pipe(
+      Effect.mapError((e) => new TokenFileUnavailable({ path, reason: `cannot read: ${platformText(e)}` }))
+    )
     const file = decodeTokenFile(text)
     if (Either.isLeft(file)) return yield* new TokenFileInvalid({ path, problems: file.left })
     const { mode: _mode, ...stamp } = before
@@ -248,7 +254,7 @@ export const loadTokenFile = (path: string): Effect.Effect<LoadedTokenFile, Toke
   })
 
 /** Like loadTokenFile, but a missing file is an empty one (for edits that may create it). */
-const loadOrEmpty = (path: string): Effect.Effect<TokenFile, TokenFileError> =>
+const loadOrEmpty = (path: string): Effect.Effect<TokenFile, TokenFileError, FileSystem.FileSystem> =>
   Effect.catchIf(
     loadTokenFile(path),
     (e) => e._tag === "TokenFileUnavailable" && e.reason.startsWith("does not exist"),
@@ -256,27 +262,28 @@ const loadOrEmpty = (path: string): Effect.Effect<TokenFile, TokenFileError> =>
   )
 
 /** Writes a temp file with mode 0600 next to `path`, syncs it and renames it over `path`. */
-export const writeTokenFile = (path: string, file: TokenFile): Effect.Effect<void, TokenFileUnavailable> => {
-  const temp = nodePath.join(nodePath.dirname(path), `.${nodePath.basename(path)}.${randomBytes(6).toString("hex")}.tmp`)
-  const write = async () => {
-    const handle = await fs.open(temp, "wx", 0o600)
-    try {
-      await handle.writeFile(encodeTokenFile(file), "utf8")
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
-    await fs.rename(temp, path)
-  }
-  return Effect.tryPromise({
-    try: write,
-    catch: (e) =>
-      new TokenFileUnavailable({
-        path,
-        reason: errnoCode(e) === "ENOENT" ? `directory ${nodePath.dirname(path)} does not exist` : `cannot write: ${describe(e)}`
+export const writeTokenFile = (path: string, file: TokenFile): Effect.Effect<void, TokenFileUnavailable, FileSystem.FileSystem> =>
+  Effect.flatMap(FileSystem.FileSystem, (fs) => {
+    const temp = nodePath.join(nodePath.dirname(path), `.${nodePath.basename(path)}.${randomBytes(6).toString("hex")}.tmp`)
+    const write = Effect.scoped(
+      Effect.gen(function* () {
+        const handle = yield* fs.open(temp, { flag: "wx", mode: 0o600 })
+        yield* handle.writeAll(new TextEncoder().encode(encodeTokenFile(file)))
+        yield* handle.sync
       })
-  }).pipe(Effect.tapError(() => Effect.promise(() => fs.rm(temp, { force: true }).catch(() => undefined))))
-}
+    )
+    return Effect.zipRight(write, fs.rename(temp, path)).pipe(
+      Effect.mapError((e) =>
+        new TokenFileUnavailable({
+          path,
+          reason: e._tag === "SystemError" && e.reason === "NotFound"
+            ? `directory ${nodePath.dirname(path)} does not exist`
+            : `cannot write: ${platformText(e)}`
+        })
+      ),
+      Effect.tapError(() => Effect.ignore(fs.remove(temp, { force: true })))
+    )
+  })
 
 // ---------------------------------------------------------------------------------------------
 // Edits
@@ -299,7 +306,7 @@ export const generateToken = (): Redacted.Redacted<string> => Redacted.make(`mcp
 export const createToken = (
   path: string,
   options: CreateTokenOptions
-): Effect.Effect<Redacted.Redacted<string>, TokenFileError | TokenNameTaken | InvalidTokenRequest> =>
+): Effect.Effect<Redacted.Redacted<string>, TokenFileError | TokenNameTaken | InvalidTokenRequest, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const problems: Array<Problem> = []
     if (Either.isLeft(Schema.decodeUnknownEither(TokenName)(options.name))) {
@@ -329,7 +336,7 @@ export const createToken = (
   })
 
 /** Removes the named token's entry; the token stops working at the authenticator's next reload. */
-export const revokeToken = (path: string, name: string): Effect.Effect<void, TokenFileError | TokenNameUnknown> =>
+export const revokeToken = (path: string, name: string): Effect.Effect<void, TokenFileError | TokenNameUnknown, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const file = yield* loadTokenFile(path)
     if (!file.tokens.some((t) => t.name === name)) return yield* new TokenNameUnknown({ path, name })

@@ -2,6 +2,7 @@
  * The embedded Authenticator: checks bearer tokens against the digests in a token file, reloading
  * the file when it changes (looked at no more than once a second) so create/revoke need no restart.
  */
+import { FileSystem } from "@effect/platform"
 import { Errors } from "@mcp/domain"
 import { Clock, DateTime, Effect, Layer, Option, SynchronizedRef } from "effect"
 import { timingSafeEqual } from "node:crypto"
@@ -41,7 +42,7 @@ const find = (entries: ReadonlyArray<Entry>, digest: Buffer): Entry | undefined 
 }
 
 /** Stats the file; when it changed, reloads it. A bad reload keeps the last good table and logs why. */
-const refresh = (path: string, state: State, now: number): Effect.Effect<State> =>
+const refresh = (path: string, state: State, now: number): Effect.Effect<State, never, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const stat = yield* Effect.either(TokenFile.statTokenFile(path))
     if (stat._tag === "Left") {
@@ -61,8 +62,9 @@ const refresh = (path: string, state: State, now: number): Effect.Effect<State> 
   })
 
 /** Builds the authenticator for the token file at `path`; fails when the file is missing, invalid or too open. */
-export const make = (path: string): Effect.Effect<Authenticator, TokenFile.TokenFileError> =>
+export const make = (path: string): Effect.Effect<Authenticator, TokenFile.TokenFileError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
     const initial = yield* TokenFile.loadTokenFile(path)
     const state = yield* SynchronizedRef.make<State>({
       entries: toEntries(initial),
@@ -71,11 +73,12 @@ export const make = (path: string): Effect.Effect<Authenticator, TokenFile.Token
     })
     yield* Effect.logDebug(`loaded token file ${path}: ${initial.tokens.length} tokens`)
 
+    // Reloads run inside authenticate, in the caller's context: they use the FileSystem this was built with.
     const current = Effect.flatMap(Clock.currentTimeMillis, (now) =>
       SynchronizedRef.updateAndGetEffect(state, (s) =>
         now - s.checkedAt >= CHECK_INTERVAL_MS ? refresh(path, s, now) : Effect.succeed(s)
       )
-    )
+    ).pipe(Effect.provideService(FileSystem.FileSystem, fs))
 
     return Authenticator.of({
       authenticate: (token) =>
@@ -94,5 +97,5 @@ export const make = (path: string): Effect.Effect<Authenticator, TokenFile.Token
     })
   })
 
-export const layer = (path: string): Layer.Layer<Authenticator, TokenFile.TokenFileError> =>
+export const layer = (path: string): Layer.Layer<Authenticator, TokenFile.TokenFileError, FileSystem.FileSystem> =>
   Layer.effect(Authenticator, make(path))

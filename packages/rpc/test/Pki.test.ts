@@ -1,3 +1,4 @@
+import { NodeFileSystem } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, TestClock } from "effect"
 import { X509Certificate } from "node:crypto"
@@ -72,7 +73,7 @@ describe("Pki over real TLS", () => {
       const { ca, client, port } = yield* fixture
       const reply = yield* request({ port, ca, key: read(client.keyPath), cert: read(client.certPath) })
       expect(reply).toBe("hello client1")
-    }))
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
 
   it.scopedLive("a client pinned to a different CA rejects the server", () =>
     Effect.gen(function* () {
@@ -83,13 +84,13 @@ describe("Pki over real TLS", () => {
         request({ port, ca: yield* Pki.readCa(otherDir), key: read(client.keyPath), cert: read(client.certPath) })
       )
       expect(error.code).toBe("SELF_SIGNED_CERT_IN_CHAIN")
-    }))
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
 
   it.scopedLive("the server refuses a client without a certificate", () =>
     Effect.gen(function* () {
       const { ca, port } = yield* fixture
       expect(yield* outcome({ port, ca })).toMatch(/^refused: /)
-    }))
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
 
   it.scopedLive("the server refuses a client certificate from another CA", () =>
     Effect.gen(function* () {
@@ -98,7 +99,7 @@ describe("Pki over real TLS", () => {
       yield* Pki.initCa(otherDir)
       const rogue = yield* Pki.issueCertificate(otherDir, "rogue", { ips: [], dns: [], usage: "client" })
       expect(yield* outcome({ port, ca, key: read(rogue.keyPath), cert: read(rogue.certPath) })).toMatch(/^refused: /)
-    }))
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
 
   it.scopedLive("the server certificate only matches its SANs", () =>
     Effect.gen(function* () {
@@ -107,7 +108,7 @@ describe("Pki over real TLS", () => {
         request({ port, ca, servername: "other.example", key: read(client.keyPath), cert: read(client.certPath) })
       )
       expect(error.code).toBe("ERR_TLS_CERT_ALTNAME_INVALID")
-    }))
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
 })
 
 describe("Pki files", () => {
@@ -142,7 +143,7 @@ describe("Pki files", () => {
       expect(leafCert.keyUsage).toEqual(["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"])
       expect(leafCert.serialNumber).toBe(leaf.serial)
       expect(new Date(leafCert.validTo)).toEqual(leaf.notAfter)
-    }))
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
 
   it.scopedLive("re-issuing replaces the key and keeps it 0600", () =>
     Effect.gen(function* () {
@@ -154,7 +155,7 @@ describe("Pki files", () => {
       expect(read(second.keyPath)).not.toBe(firstKey)
       expect(second.serial).not.toBe(first.serial)
       expect(modeOf(second.keyPath)).toBe(0o600)
-    }))
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
 
   it.scoped("leaves default to 825 days and never outlive the CA", () =>
     Effect.gen(function* () {
@@ -167,7 +168,7 @@ describe("Pki files", () => {
       expect(leaf.notAfter.getTime()).toBe(now + 825 * 86_400_000)
       const long = yield* Pki.issueCertificate(dir, "b", { ips: ["127.0.0.1"], dns: [], usage: "server", days: 2000 })
       expect(long.notAfter).toEqual(ca.notAfter)
-    }))
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
 })
 
 describe("Pki errors", () => {
@@ -183,7 +184,7 @@ describe("Pki errors", () => {
       expect(error.path).toBe(ca.keyPath)
       expect(error.message).toContain("Remove it or choose another directory")
       expect(read(ca.keyPath)).toBe(key)
-    }))
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
 
   it.scopedLive("initCa refuses a directory that already holds a ca.crt", () =>
     Effect.gen(function* () {
@@ -192,7 +193,7 @@ describe("Pki errors", () => {
       const error = yield* Effect.flip(Pki.initCa(dir))
       expect(error.reason).toBe("CaExists")
       expect(existsSync(join(dir, "ca.key"))).toBe(false)
-    }))
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
 
   it.scopedLive("a server certificate without any SAN is refused and nothing is written", () =>
     Effect.gen(function* () {
@@ -204,7 +205,7 @@ describe("Pki errors", () => {
         expect(error.message).toContain("pass --ip and/or --dns")
       }
       expect(existsSync(join(dir, "web.key"))).toBe(false)
-    }))
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
 
   it.scopedLive("bad IPs, DNS names and certificate names are refused", () =>
     Effect.gen(function* () {
@@ -217,7 +218,7 @@ describe("Pki errors", () => {
       expect((yield* issue("../web", ["127.0.0.1"], [])).reason).toBe("InvalidRequest")
       expect((yield* issue("ca", ["127.0.0.1"], [])).reason).toBe("InvalidRequest")
       expect(read(join(dir, "ca.crt"))).toContain("BEGIN CERTIFICATE")
-    }))
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
 
   it.scopedLive("a missing CA is CaMissing, and a mismatched key is CaInvalid without key material", () =>
     Effect.gen(function* () {
@@ -246,5 +247,5 @@ describe("Pki errors", () => {
         expect(shown).not.toContain("PRIVATE KEY")
         expect(shown).not.toContain(foreignKey.split("\n")[1])
       }
-    }))
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
 })

@@ -1,3 +1,4 @@
+import { NodeFileSystem } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Errors } from "@mcp/domain"
 import { Effect, Either, Exit, Layer, Redacted, TestClock } from "effect"
@@ -43,7 +44,7 @@ describe("TokenFile", () => {
       const auth = yield* authenticator(path)
       const principal = yield* auth.authenticate(token)
       expect(principal).toEqual(new Principal({ name: "alice", kind: "human", role: "admin" }))
-    }))
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
 
   it.scoped("a wrong token is Unauthorized: unknown token, and the token is not in the error", () =>
     Effect.gen(function* () {
@@ -54,7 +55,7 @@ describe("TokenFile", () => {
       const error = yield* Effect.flip(auth.authenticate(wrong))
       expect(error).toEqual(new Errors.Unauthorized({ reason: "unknown token" }))
       expect(shown(error)).not.toContain(Redacted.value(wrong))
-    }))
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
 
   it.scoped("a token past its expiry is Unauthorized: token expired", () =>
     Effect.gen(function* () {
@@ -70,7 +71,7 @@ describe("TokenFile", () => {
       const error = yield* Effect.flip(auth.authenticate(token))
       expect(error).toEqual(new Errors.Unauthorized({ reason: "token expired" }))
       expect(shown(error)).not.toContain(Redacted.value(token))
-    }))
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
 
   it.scoped("a hand-written entry with an expiry in the past is refused", () =>
     Effect.gen(function* () {
@@ -94,7 +95,7 @@ describe("TokenFile", () => {
       const auth = yield* authenticator(path)
       const error = yield* Effect.flip(auth.authenticate(token))
       expect(error.reason).toBe("token expired")
-    }))
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
 
   it.scoped("a file group or others may read is refused, naming the path and the fix", () =>
     Effect.gen(function* () {
@@ -112,7 +113,7 @@ describe("TokenFile", () => {
 
       const created = yield* Effect.flip(TokenFile.createToken(path, { name: "bob", kind: "human", role: "user" }))
       expect(created._tag).toBe("TokenFileInsecure")
-    }))
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
 
   it.scoped("the authenticator picks up tokens created after it started, and drops revoked ones", () =>
     Effect.gen(function* () {
@@ -129,7 +130,7 @@ describe("TokenFile", () => {
       yield* TokenFile.revokeToken(path, "agent-7")
       yield* TestClock.adjust("1 second")
       expect((yield* Effect.flip(auth.authenticate(later))).reason).toBe("unknown token")
-    }))
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
 
   it.scoped("a broken edit keeps the last good tokens instead of locking everyone out", () =>
     Effect.gen(function* () {
@@ -139,7 +140,7 @@ describe("TokenFile", () => {
       yield* writeRaw(path, "[[tokens]]\nname = ", 0o600)
       yield* TestClock.adjust("1 second")
       expect((yield* auth.authenticate(token)).name).toBe("alice")
-    }))
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
 
   it.scoped("a duplicate name is refused and the file is unchanged", () =>
     Effect.gen(function* () {
@@ -151,7 +152,7 @@ describe("TokenFile", () => {
       expect(yield* Effect.promise(() => fs.readFile(path, "utf8"))).toBe(before)
       const entries = yield* Effect.promise(() => fs.readdir(nodePath.dirname(path)))
       expect(entries).toEqual(["tokens.toml"])
-    }))
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
 
   it.scoped("revoking a name that is not there says so", () =>
     Effect.gen(function* () {
@@ -159,7 +160,7 @@ describe("TokenFile", () => {
       yield* TokenFile.createToken(path, { name: "alice", kind: "human", role: "admin" })
       const error = yield* Effect.flip(TokenFile.revokeToken(path, "bob"))
       expect(error._tag).toBe("TokenNameUnknown")
-    }))
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
 
   it.scoped("unknown keys and bad values are reported by field", () =>
     Effect.gen(function* () {
@@ -182,7 +183,7 @@ describe("TokenFile", () => {
       expect(problems).toEqual(expect.arrayContaining(["tokens[0].kind", "tokens[0].sha256", "tokens[0].created", "tokens[0].sha265"]))
       expect(error.message).toContain("tokens[0].sha265: unknown field")
       expect(error.message).toContain(path)
-    }))
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
 
   it("decodeTokenFile accepts an empty file and rejects duplicate names", () => {
     expect(TokenFile.decodeTokenFile("")).toEqual(Either.right({ tokens: [] }))
@@ -197,5 +198,5 @@ describe("TokenFile", () => {
       const path = yield* tempFile
       const error = yield* Effect.flip(TokenFile.loadTokenFile(path))
       expect(error.message).toContain("mcp token create")
-    }))
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
 })

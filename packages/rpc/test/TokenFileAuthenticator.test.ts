@@ -2,6 +2,7 @@
  * The token-file authenticator's reloading: how often it looks at the file, what it does with a
  * file that is unchanged, deleted or broken, and what it tells the operator each time.
  */
+import { NodeFileSystem } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Logger, LogLevel, Redacted, TestClock } from "effect"
 import * as fs from "node:fs/promises"
@@ -51,7 +52,7 @@ describe("TokenFileAuthenticator", () => {
       expect(yield* knows(auth, second)).toBe(false)
       yield* TestClock.adjust("1 millis")
       expect(yield* knows(auth, second)).toBe(true)
-    }))
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
 
   it.scoped("an unchanged file is not read again; a changed one is, and the reload is logged", () =>
     logged((lines) => Effect.gen(function* () {
@@ -68,7 +69,7 @@ describe("TokenFileAuthenticator", () => {
       yield* TestClock.adjust("1 second")
       expect(yield* knows(auth, token)).toBe(true)
       expect(lines.filter((l) => l.includes("reloaded"))).toEqual([`INFO reloaded token file ${path}: 2 tokens`])
-    })))
+    })).pipe(Effect.provide(NodeFileSystem.layer)))
 
   it.scoped("a deleted file keeps the tokens loaded before, and says so", () =>
     logged((lines) => Effect.gen(function* () {
@@ -82,7 +83,7 @@ describe("TokenFileAuthenticator", () => {
       expect(warnings).toHaveLength(1)
       expect(warnings[0]).toContain(path)
       expect(warnings[0]).toMatch(/; keeping the 1 tokens loaded before$/)
-    })))
+    })).pipe(Effect.provide(NodeFileSystem.layer)))
 
   it.scoped("a broken file is reported once, not every second, and its tokens are not taken", () =>
     logged((lines) => Effect.gen(function* () {
@@ -101,5 +102,5 @@ describe("TokenFileAuthenticator", () => {
       expect(warnings).toHaveLength(1)
       expect(warnings[0]).toContain(path)
       expect(warnings[0]).toMatch(/\nkeeping the 1 tokens loaded before$/)
-    })))
+    })).pipe(Effect.provide(NodeFileSystem.layer)))
 })

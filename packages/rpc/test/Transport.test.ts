@@ -3,6 +3,7 @@
  * typed errors, streams item by item, CA pinning, tokens, oversized and malformed frames,
  * concurrency and version skew.
  */
+import { NodeFileSystem } from "@effect/platform-node"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Errors } from "@mcp/domain"
 import { Chunk, Effect, Redacted, Stream } from "effect"
@@ -61,7 +62,7 @@ beforeAll(async () => {
       tokens.expired = Redacted.value(yield* TokenFile.createToken(tokenFile, { name: "old", kind: "system", role: "admin", expiresInDays: 1 }))
       // Age the token: its expiry moves into the past.
       writeFileSync(tokenFile, readFileSync(tokenFile, "utf8").replace(/(expires\s*=\s*"?)[0-9][^"\n]*/, "$12020-01-01T00:00:00.000Z"), { mode: 0o600 })
-    })
+    }).pipe(Effect.provide(NodeFileSystem.layer))
   )
   ca = readFileSync(join(dir, "ca", "ca.crt"), "utf8")
   otherCa = readFileSync(join(dir, "other-ca", "ca.crt"), "utf8")

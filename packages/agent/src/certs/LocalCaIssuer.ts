@@ -61,7 +61,10 @@ export const make = (dataDir: string, options: LocalCaOptions = {}): Effect.Effe
             yield* fs.chmod(written.certPath, 0o600)
             return { hostname, certPath: written.certPath, keyPath: written.keyPath, serial: written.serial, notAfter: written.notAfter.toISOString() }
           })
-        ).pipe(Effect.mapError((e) => new CertError({ issuer: name, hostname, reason: e.message }))),
+        ).pipe(
+          Effect.mapError((e) => new CertError({ issuer: name, hostname, reason: e.message })),
+          Effect.provideService(FileSystem.FileSystem, fs)
+        ),
       revoke: (cert) =>
         Effect.all([fs.remove(cert.certPath, { force: true }), fs.remove(cert.keyPath, { force: true })], { concurrency: 2, discard: true }).pipe(
           Effect.mapError((e) => new CertError({ issuer: name, hostname: cert.hostname, reason: `cannot delete certificate files: ${e.description ?? e.message}` }))
