@@ -43,6 +43,13 @@ import {
 
 const RUNS = Number(process.env["MCP_EDGE_SAGA_RUNS"] ?? "") || 300
 
+/**
+ * Lets the event loop run between generated runs: a run is all in memory on the TestClock, and
+ * thousands of them in a row would keep the worker from answering vitest (a "Timeout calling
+ * onTaskUpdate" error at MCP_EDGE_SAGA_RUNS=5000).
+ */
+const breathe = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+
 // ---------------------------------------------------------------------------------------------
 // Operations.
 
@@ -71,6 +78,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 const runScenario = (ops: ReadonlyArray<Op>) => {
   const state = newFleet()
   return Effect.gen(function* () {
+    yield* breathe
     yield* seedNodes
     const reconciler = yield* EdgeReconciler
     let version = 0
@@ -332,6 +340,7 @@ const runCrashScenario = (ops: ReadonlyArray<CrashOp>) => {
   const state = newFleet()
   const plan = { crash: undefined as Crash | undefined, calls: 0 }
   return Effect.gen(function* () {
+    yield* breathe
     yield* seedNodes
     const db = yield* MasterDb
     const saga = yield* CrossNodeSaga.CrossNodeSaga

@@ -1,0 +1,99 @@
+/**
+ * The CLI's commands that change a service: deploy (placement, then the cross-node saga),
+ * undeploy, the lifecycle commands its agent carries out, and sync of stored definitions.
+ * Commands for one service go through that service's actor, so they never race across nodes.
+ */
+import { Deploy, Errors, Placement, Validation } from "@mcp/domain"
+import type { KeyedActors } from "@mcp/rpc"
+import { Effect, Either, Mailbox, Option, Stream } from "effect"
+import { MasterDb } from "../../db/MasterDb.js"
+import { AgentClients } from "../../fleet/AgentClients.js"
+import { asPeerFailure } from "../../fleet/FleetCalls.js"
+import * as CrossNodeSaga from "../../services/CrossNodeSaga.js"
+import { ServiceCoordinators } from "../../services/ServiceCoordinators.js"
+import { type AgentClient, makeLookups, type MasterSettings, nameOf, type SomeMasterHandlers, viaDb } from "./Common.js"
+
+/** Runs a stream inside the service's actor, so one service's deploys never overlap. */
+const serialized = <A, E>(
+  coordinators: KeyedActors.KeyedActors,
+  service: string,
+  job: (emit: (a: A) => Effect.Effect<void>) => Effect.Effect<void, E>
+) =>
+  Stream.unwrapScoped(
+    Effect.gen(function* () {
+      const mailbox = yield* Mailbox.make<A, E>()
+      const run = job((a) => Effect.asVoid(mailbox.offer(a))).pipe(Effect.exit, Effect.flatMap((exit) => mailbox.done(exit)))
+      yield* Effect.forkScoped(coordinators.submit(service, run))
+      return Mailbox.toStream(mailbox)
+    })
+  )
+
+export const handlers = (settings: Pick<MasterSettings, "internalZone">) =>
+  Effect.gen(function* () {
+    const db = yield* MasterDb
+    const agents = yield* AgentClients
+    const coordinators = yield* ServiceCoordinators
+    const saga = yield* CrossNodeSaga.CrossNodeSaga
+    const { fleet, placedOn } = yield* makeLookups
+    const decode = (raw: unknown) => Validation.decodeDefinition(raw, { internalZone: settings.internalZone })
+
+    const forward = <A, E extends { readonly _tag: string }>(service: string, operation: string, f: (agent: AgentClient) => Effect.Effect<A, E>) =>
+      coordinators.submit(service, Effect.gen(function* () {
+        const info = yield* placedOn(service)
+        return yield* Effect.mapError(agents.call(info.name, info.addresses, f), asPeerFailure(info.name, operation))
+      }))
+
+    /** Decodes and places the definition, then runs the cross-node saga, streaming its steps. */
+    const deployJob = (raw: unknown, dryRun: boolean, emit: (e: Deploy.DeployEvent) => Effect.Effect<void>) =>
+      Effect.gen(function* () {
+        const decoded = decode(raw)
+        if (Either.isLeft(decoded)) return yield* new Errors.InvalidDefinition({ service: nameOf(raw), problems: decoded.left })
+        const def = decoded.right
+        // A deployed service stays where it is unless its pin changes; new ones are placed.
+        const current = yield* viaDb(db.placement(def.name))
+        const nodes = yield* fleet
+        const placed = Option.isSome(current) && (def.node === undefined || def.node === current.value)
+          ? Either.right({ node: current.value, reason: "already placed there (redeploy)" })
+          : Placement.place(
+              { service: def.name, node: def.node, tier: def.tier },
+              nodes.map(({ row, health }) => ({ name: row.info.name, role: row.info.role, health, resources: row.resources }))
+            )
+        if (Either.isLeft(placed)) return yield* new Errors.PlacementFailed({ service: def.name, reason: placed.left })
+        const target = nodes.find((n) => n.row.info.name === placed.right.node)!.row.info
+        yield* emit(new Deploy.DeployStep({ node: target.name, step: "place", status: "done", detail: `${target.name}: ${placed.right.reason}` }))
+        yield* saga.deploy({ definition: def, raw, worker: target, placementReason: placed.right.reason, dryRun }, emit)
+      })
+
+    /** Stores the definitions that changed, all or none: one that does not decode stores nothing. */
+    const sync = (definitions: ReadonlyArray<unknown>) =>
+      Effect.gen(function* () {
+        const decoded = definitions.map((raw) => ({ raw, result: decode(raw) }))
+        const bad = decoded.find((d) => Either.isLeft(d.result))
+        if (bad !== undefined && Either.isLeft(bad.result)) {
+          return yield* Effect.fail(new Errors.InvalidDefinition({ service: nameOf(bad.raw), problems: bad.result.left }))
+        }
+        const stored: Array<string> = []
+        const unchanged: Array<string> = []
+        yield* viaDb(db.withTransaction(Effect.forEach(decoded, ({ raw }) =>
+          Effect.gen(function* () {
+            const name = nameOf(raw)
+            const before = yield* db.definition(name)
+            if (Option.isSome(before) && JSON.stringify(before.value) === JSON.stringify(raw)) unchanged.push(name)
+            else {
+              yield* db.storeDefinition(name, raw)
+              stored.push(name)
+            }
+          })
+        )))
+        return { stored, unchanged }
+      })
+
+    return {
+      Deploy: ({ definition: raw, dryRun }) => serialized<Deploy.DeployEvent, CrossNodeSaga.DeployError>(coordinators, nameOf(raw), (emit) => deployJob(raw, dryRun, emit)),
+      Undeploy: ({ service }) => coordinators.submit(service, Effect.flatMap(placedOn(service), (worker) => saga.undeploy(service, worker))),
+      Stop: ({ service }) => forward(service, `stop ${service}`, (agent) => agent.Stop({ service })),
+      Start: ({ service }) => forward(service, `start ${service}`, (agent) => agent.Start({ service })),
+      Restart: ({ service }) => forward(service, `restart ${service}`, (agent) => agent.Restart({ service })),
+      Sync: ({ definitions }) => sync(definitions)
+    } satisfies SomeMasterHandlers
+  })
