@@ -122,7 +122,8 @@ const allUp = (names: ReadonlyArray<string>) => Effect.map(stageStates, (s) => n
 
 // ---------------------------------------------------------------------------------------------
 
-describe("BootSequencer", () => {
+// Each test takes about a second alone; on a loaded 2-core CI machine, next to the Podman tests, 5 s is not enough.
+describe("BootSequencer", { timeout: 30_000 }, () => {
   it.effect("brings stages up in order: a stage's services start only once the stage before it is healthy", () =>
     withBoot((ready) =>
       Effect.gen(function* () {
