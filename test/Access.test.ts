@@ -4,8 +4,9 @@
  * RPC of MasterRpcs, ControlRpcs (the master's /control) and AgentRpcs is called from the
  * groups' request lists, each with an access level and a payload written out here, so an RPC
  * added without an entry fails the test by name. On the master a guest may call the read RPCs
- * and is Forbidden from every write one, which changes nothing; the agent refuses guests
- * outright; a user's writes reach the handlers.
+ * and is Forbidden from every other one, which changes nothing; the agent refuses guests
+ * outright; a user's routine operations reach the handlers, and a user is Forbidden from every
+ * admin RPC on the master and the agent, naming the role it needs, with nothing changed.
  */
 import { NodeFileSystem } from "@effect/platform-node"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
@@ -79,11 +80,14 @@ const noPayload = Symbol("no payload")
 
 interface Call {
   /** Written out by hand, like the table in packages/rpc/test/Access.test.ts: not read from the contract. */
-  readonly access: "read" | "write"
+  readonly access: "read" | "operate" | "admin"
   readonly payload: unknown
 }
 const read = (payload: unknown = noPayload): Call => ({ access: "read", payload })
-const write = (payload: unknown = noPayload): Call => ({ access: "write", payload })
+/** Routine work on services: a user's. */
+const operate = (payload: unknown = noPayload): Call => ({ access: "operate", payload })
+/** The fleet's shape and privileged operations: an admin's. */
+const admin = (payload: unknown = noPayload): Call => ({ access: "admin", payload })
 
 /**
  * Each RPC with its access level and a minimal valid payload: for the writes, one that would
@@ -91,22 +95,22 @@ const write = (payload: unknown = noPayload): Call => ({ access: "write", payloa
  * here, or the test fails naming it.
  */
 const masterCalls: Record<string, Call> = {
-  Deploy: write({ definition: definition("intruder"), dryRun: false }),
-  Undeploy: write({ service: "guarded" }),
-  Stop: write({ service: "guarded" }),
-  Start: write({ service: "guarded" }),
-  Restart: write({ service: "guarded" }),
+  Deploy: operate({ definition: definition("intruder"), dryRun: false }),
+  Undeploy: operate({ service: "guarded" }),
+  Stop: operate({ service: "guarded" }),
+  Start: operate({ service: "guarded" }),
+  Restart: operate({ service: "guarded" }),
   Ps: read(),
   Status: read({ service: "guarded" }),
-  Sync: write({ definitions: [definition("intruder")] }),
+  Sync: operate({ definitions: [definition("intruder")] }),
   NodesList: read(),
-  NodesAdd: write({ info: { name: "intruder", role: "worker", addresses: ["127.0.0.1:1"], arch: "x64", version: "0" } }),
-  NodesRemove: write({ node: NODE }),
+  NodesAdd: admin({ info: { name: "intruder", role: "worker", addresses: ["127.0.0.1:1"], arch: "x64", version: "0" } }),
+  NodesRemove: admin({ node: NODE }),
   EdgeRoutesList: read(),
   DnsCheck: read(),
-  Logs: read({ service: "guarded", follow: false, tail: 10 }),
+  Logs: operate({ service: "guarded", follow: false, tail: 10 }),
   Events: read({ follow: false, limit: 10 }),
-  AgentRecover: write({ force: true }),
+  AgentRecover: admin({ force: true }),
   Tree: read()
 }
 
@@ -114,27 +118,27 @@ const resources = { cpuCores: 1, load1: 0, memoryTotalBytes: 1, memoryFreeBytes:
 
 /** The master's routes for agents: a guest must not register a node or fake a heartbeat. */
 const controlCalls: Record<string, Call> = {
-  Register: write({ info: { name: "intruder", role: "worker", addresses: ["127.0.0.1:1"], arch: "x64", version: "0" }, resources }),
-  Heartbeat: write({ node: NODE, resources, services: [] })
+  Register: admin({ info: { name: "intruder", role: "worker", addresses: ["127.0.0.1:1"], arch: "x64", version: "0" }, resources }),
+  Heartbeat: admin({ node: NODE, resources, services: [] })
 }
 
 /** On the agent every RPC is refused to guests; the levels are listed only for the messages. */
 const agentCalls: Record<string, Call> = {
-  Deploy: write({ definition: definition("intruder"), dryRun: false }),
-  Stop: write({ service: "guarded" }),
-  Start: write({ service: "guarded" }),
-  Restart: write({ service: "guarded" }),
-  Undeploy: write({ service: "guarded" }),
+  Deploy: operate({ definition: definition("intruder"), dryRun: false }),
+  Stop: operate({ service: "guarded" }),
+  Start: operate({ service: "guarded" }),
+  Restart: operate({ service: "guarded" }),
+  Undeploy: operate({ service: "guarded" }),
   Ps: read(),
   Status: read({ service: "guarded" }),
-  Logs: read({ service: "guarded", follow: false, tail: 10 }),
-  SetupEdgeRoute: write({ hostname: "intruder.example.com", service: "guarded", workerNode: NODE, backendHostname: "guarded.internal", backendPort: 8443 }),
-  RemoveEdgeRoute: write({ hostname: "intruder.example.com" }),
+  Logs: operate({ service: "guarded", follow: false, tail: 10 }),
+  SetupEdgeRoute: admin({ hostname: "intruder.example.com", service: "guarded", workerNode: NODE, backendHostname: "guarded.internal", backendPort: 8443 }),
+  RemoveEdgeRoute: admin({ hostname: "intruder.example.com" }),
   ListEdgeRoutes: read(),
-  ProxyRoutesAdd: write({ route: { listener: 8443, hostname: "intruder.example.com", backend: "127.0.0.1:1", mode: "l4", backendTls: false } }),
-  ProxyRoutesRemove: write({ listener: 8443, hostname: "intruder.example.com" }),
+  ProxyRoutesAdd: admin({ route: { listener: 8443, hostname: "intruder.example.com", backend: "127.0.0.1:1", mode: "l4", backendTls: false } }),
+  ProxyRoutesRemove: admin({ listener: 8443, hostname: "intruder.example.com" }),
   ProxyRoutesList: read(),
-  Recover: write({ force: true }),
+  Recover: admin({ force: true }),
   BootStatus: read(),
   Health: read(),
   NodeInfo: read(),
@@ -212,11 +216,11 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true })
 }, 60_000)
 
-describe("a guest against the real master and agent", () => {
-  it("the master: every write RPC is Forbidden and changes nothing; every read RPC answers", async () => {
+describe("a guest and a user against the real master and agent", () => {
+  it("the master: every operate and admin RPC is Forbidden to a guest and changes nothing; every read RPC answers", async () => {
     const before = await fleetView()
     const calls = [...plan("MasterRpcs", MasterRpcs, masterCalls), ...plan("ControlRpcs", ControlRpcs, controlCalls)]
-    expect(calls.filter((c) => c.access === "write").length).toBeGreaterThanOrEqual(11)
+    expect(calls.filter((c) => c.access !== "read").length).toBeGreaterThanOrEqual(12)
     const controlUrl = masterUrl.replace(/\/master$/, "/control")
     for (const { tag, access, payload } of calls) {
       const isControl = tag in controlCalls
@@ -224,10 +228,11 @@ describe("a guest against the real master and agent", () => {
         ? await call(ControlRpcs, controlUrl, tokens.guest, tag, payload)
         : await call(MasterRpcs, masterUrl, tokens.guest, tag, payload)
       const outcome = outcomeOf(exit)
-      if (access === "write") {
-        expect.soft(outcome, `a guest calling ${tag} (write) on the master`).toBe(forbiddenToGuest(tag))
+      if (access !== "read") {
+        expect.soft(outcome, `a guest calling ${tag} (${access}) on the master`).toBe(forbiddenToGuest(tag))
         // The exact error, fields and class, as the CLI receives it.
-        if (outcome === forbiddenToGuest(tag)) expect(failureOf(exit)).toEqual(new Errors.Forbidden({ principal: "gina", role: "guest", rpc: tag }))
+        const needs = access === "admin" ? "admin" : "user"
+        if (outcome === forbiddenToGuest(tag)) expect(failureOf(exit)).toEqual(new Errors.Forbidden({ principal: "gina", role: "guest", rpc: tag, needs }))
       } else {
         // Answered, or a typed error from the handler; never an auth failure.
         expect.soft(outcome, `a guest calling ${tag} (read) on the master`).not.toMatch(authFailure)
@@ -262,5 +267,28 @@ describe("a guest against the real master and agent", () => {
     expect(failureOf(await call(AgentRpcs, agentUrl, tokens.user, "Stop", { service: "no-such-service" }))).toEqual(
       new Errors.ServiceNotFound({ service: "no-such-service" })
     )
+  }, 60_000)
+
+  it("a user is refused every admin RPC, on the master and on the agent, naming the role it needs, and nothing changes", async () => {
+    const before = await fleetView()
+    const routesBefore = await call(AgentRpcs, agentUrl, fleet.operatorToken, "ProxyRoutesList", noPayload)
+    const controlUrl = masterUrl.replace(/\/master$/, "/control")
+    const adminCalls = [
+      ...plan("MasterRpcs", MasterRpcs, masterCalls).map((c) => ({ ...c, group: MasterRpcs, url: masterUrl })),
+      ...plan("ControlRpcs", ControlRpcs, controlCalls).map((c) => ({ ...c, group: ControlRpcs, url: controlUrl })),
+      ...plan("AgentRpcs", AgentRpcs, agentCalls).map((c) => ({ ...c, group: AgentRpcs, url: agentUrl }))
+    ].filter((c) => c.access === "admin")
+    expect(adminCalls.map((c) => c.tag).sort()).toEqual(
+      ["AgentRecover", "Heartbeat", "NodesAdd", "NodesRemove", "ProxyRoutesAdd", "ProxyRoutesRemove", "Recover", "Register", "RemoveEdgeRoute", "SetupEdgeRoute"]
+    )
+    for (const { tag, payload, group, url } of adminCalls) {
+      const exit = await call(group as typeof MasterRpcs, url, tokens.user, tag, payload)
+      expect.soft(outcomeOf(exit), `a user calling ${tag} (admin)`).toBe(`Forbidden(ursula, user, ${tag})`)
+      expect.soft(failureOf(exit), `a user calling ${tag} (admin)`).toEqual(new Errors.Forbidden({ principal: "ursula", role: "user", rpc: tag, needs: "admin" }))
+    }
+    // Nothing changed: same nodes and services, no proxy route added or removed, one container.
+    expect(await fleetView()).toEqual(before)
+    expect(await call(AgentRpcs, agentUrl, fleet.operatorToken, "ProxyRoutesList", noPayload)).toEqual(routesBefore)
+    expect(nodeContainers()).toHaveLength(1)
   }, 60_000)
 })

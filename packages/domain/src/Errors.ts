@@ -69,10 +69,14 @@ export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthoriz
 export class Forbidden extends Schema.TaggedError<Forbidden>()("Forbidden", {
   principal: Schema.String,
   role: Schema.String,
-  rpc: Schema.String
+  rpc: Schema.String,
+  /** The least role the RPC needs (absent from peers that predate roles with meaning). */
+  needs: Schema.optional(Schema.String)
 }) {
   override get message() {
-    return `${this.principal} (role ${this.role}) may not call ${this.rpc}; ask an admin for a token with the user or admin role`
+    return this.needs === undefined
+      ? `${this.principal} (role ${this.role}) may not call ${this.rpc}; ask an admin for a token with the user or admin role`
+      : `${this.principal} (role ${this.role}) may not call ${this.rpc}: it needs the ${this.needs} role${this.needs === "admin" ? "" : " or above"}; ask an admin for such a token`
   }
 }
 

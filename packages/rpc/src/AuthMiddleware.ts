@@ -7,8 +7,8 @@ import { RpcMiddleware } from "@effect/rpc"
 import { Errors } from "@mcp/domain"
 import { Context, Effect, Layer, Redacted, Schema } from "effect"
 import { Authenticator } from "./Authenticator.js"
-import { CurrentPrincipal, type Principal } from "./Principal.js"
-import { Access, PROTOCOL_HEADER, PROTOCOL_VERSION } from "./Protocol.js"
+import { CurrentPrincipal, type Principal, type Role } from "./Principal.js"
+import { Access, type AccessLevel, PROTOCOL_HEADER, PROTOCOL_VERSION } from "./Protocol.js"
 
 export const AuthFailure = Schema.Union(Errors.Unauthorized, Errors.Forbidden, Errors.VersionSkew)
 
@@ -30,11 +30,15 @@ const bearer = (headers: Headers.Headers): Redacted.Redacted<string> | undefined
   return m === null ? undefined : Redacted.make(m[1]!)
 }
 
-export const authorize = (principal: Principal, access: "read" | "write", rpc: string, policy: AccessPolicy) => {
-  const allowed = principal.role === "guest" ? policy.guestMayRead && access === "read" : true
-  return allowed
+/** The least role each access level needs; a guest reads only where the policy lets it. */
+const needed: Record<AccessLevel, Role> = { read: "guest", operate: "user", admin: "admin" }
+const rank: Record<Role, number> = { guest: 0, user: 1, admin: 2 }
+
+export const authorize = (principal: Principal, access: AccessLevel, rpc: string, policy: AccessPolicy) => {
+  const needs = access === "read" && !policy.guestMayRead ? "user" : needed[access]
+  return rank[principal.role] >= rank[needs]
     ? Effect.succeed(principal)
-    : Effect.fail(new Errors.Forbidden({ principal: principal.name, role: principal.role, rpc }))
+    : Effect.fail(new Errors.Forbidden({ principal: principal.name, role: principal.role, rpc, needs }))
 }
 
 /** The server side: needs an Authenticator. */

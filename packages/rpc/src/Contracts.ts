@@ -6,16 +6,21 @@ import { Rpc, RpcGroup, type RpcMiddleware } from "@effect/rpc"
 import { Deploy, Errors, Events, Names, Node, Operations, Routes, Status } from "@mcp/domain"
 import { Schema } from "effect"
 import { AuthMiddleware } from "./AuthMiddleware.js"
-import { Access } from "./Protocol.js"
+import { Access, type AccessLevel } from "./Protocol.js"
 
-/** Marks an RPC as read-only: guests may call it on the master. */
-const readOnly = <
+/** Marks the least role an RPC needs (unmarked ones need admin). */
+const needs = (level: AccessLevel) => <
   Tag extends string,
   P extends Rpc.AnySchema,
   S extends Schema.Schema.Any,
   E extends Schema.Schema.All,
   M extends RpcMiddleware.TagClassAny
->(rpc: Rpc.Rpc<Tag, P, S, E, M>) => rpc.annotate(Access, "read")
+>(rpc: Rpc.Rpc<Tag, P, S, E, M>) => rpc.annotate(Access, level)
+
+/** Guests may call it (on the master; the agent refuses guests outright). */
+const readOnly = needs("read")
+/** Routine work on services: users may call it. */
+const operate = needs("operate")
 
 const ServiceRef = { service: Names.ServiceName }
 const LifecycleError = Schema.Union(Errors.ServiceNotFound, Errors.DeployFailed, Errors.PeerFailed)
@@ -58,14 +63,16 @@ export const NodeInfoReport = Schema.Struct({ info: Node.NodeInfo, resources: No
 
 /** Served by each agent; called by the master, or by the CLI with --direct. */
 export class AgentRpcs extends RpcGroup.make(
-  Rpc.make("Deploy", { payload: deployPayload, success: Deploy.DeployEvent, error: DeployError, stream: true }),
-  Rpc.make("Stop", { payload: ServiceRef, success: Status.ServiceStatus, error: LifecycleError }),
-  Rpc.make("Start", { payload: ServiceRef, success: Status.ServiceStatus, error: LifecycleError }),
-  Rpc.make("Restart", { payload: ServiceRef, success: Status.ServiceStatus, error: LifecycleError }),
-  Rpc.make("Undeploy", { payload: ServiceRef, error: LifecycleError }),
+  operate(Rpc.make("Deploy", { payload: deployPayload, success: Deploy.DeployEvent, error: DeployError, stream: true })),
+  operate(Rpc.make("Stop", { payload: ServiceRef, success: Status.ServiceStatus, error: LifecycleError })),
+  operate(Rpc.make("Start", { payload: ServiceRef, success: Status.ServiceStatus, error: LifecycleError })),
+  operate(Rpc.make("Restart", { payload: ServiceRef, success: Status.ServiceStatus, error: LifecycleError })),
+  operate(Rpc.make("Undeploy", { payload: ServiceRef, error: LifecycleError })),
   readOnly(Rpc.make("Ps", { success: Schema.Array(Status.ServiceStatus) })),
   readOnly(Rpc.make("Status", { payload: ServiceRef, success: Status.ServiceStatus, error: Errors.ServiceNotFound })),
-  readOnly(Rpc.make("Logs", { payload: LogsPayload, success: LogLine, error: Schema.Union(Errors.ServiceNotFound, Errors.PeerFailed), stream: true })),
+  operate(Rpc.make("Logs", { payload: LogsPayload, success: LogLine, error: Schema.Union(Errors.ServiceNotFound, Errors.PeerFailed), stream: true })),
+  // Unmarked, so admin's: the master's system token sets up and removes edge routes, and manual
+  // proxy routes and recover --force are privileged.
   Rpc.make("SetupEdgeRoute", {
     payload: {
       hostname: Schema.String,
@@ -95,24 +102,25 @@ export class AgentRpcs extends RpcGroup.make(
 
 /** Served by the master for the CLI. */
 export class MasterRpcs extends RpcGroup.make(
-  Rpc.make("Deploy", { payload: deployPayload, success: Deploy.DeployEvent, error: DeployError, stream: true }),
-  Rpc.make("Undeploy", { payload: ServiceRef, error: Schema.Union(LifecycleError, Errors.NodeUnreachable) }),
-  Rpc.make("Stop", { payload: ServiceRef, success: Status.ServiceStatus, error: Schema.Union(LifecycleError, Errors.NodeUnreachable) }),
-  Rpc.make("Start", { payload: ServiceRef, success: Status.ServiceStatus, error: Schema.Union(LifecycleError, Errors.NodeUnreachable) }),
-  Rpc.make("Restart", { payload: ServiceRef, success: Status.ServiceStatus, error: Schema.Union(LifecycleError, Errors.NodeUnreachable) }),
+  operate(Rpc.make("Deploy", { payload: deployPayload, success: Deploy.DeployEvent, error: DeployError, stream: true })),
+  operate(Rpc.make("Undeploy", { payload: ServiceRef, error: Schema.Union(LifecycleError, Errors.NodeUnreachable) })),
+  operate(Rpc.make("Stop", { payload: ServiceRef, success: Status.ServiceStatus, error: Schema.Union(LifecycleError, Errors.NodeUnreachable) })),
+  operate(Rpc.make("Start", { payload: ServiceRef, success: Status.ServiceStatus, error: Schema.Union(LifecycleError, Errors.NodeUnreachable) })),
+  operate(Rpc.make("Restart", { payload: ServiceRef, success: Status.ServiceStatus, error: Schema.Union(LifecycleError, Errors.NodeUnreachable) })),
   readOnly(Rpc.make("Ps", { success: Status.FleetStatus })),
   readOnly(Rpc.make("Status", { payload: ServiceRef, success: Status.ServiceStatus, error: Schema.Union(Errors.ServiceNotFound, Errors.NodeUnreachable, Errors.PeerFailed) })),
-  Rpc.make("Sync", {
+  operate(Rpc.make("Sync", {
     payload: { definitions: Schema.Array(DefinitionPayload) },
     success: Schema.Struct({ stored: Schema.Array(Schema.String), unchanged: Schema.Array(Schema.String) }),
     error: Errors.InvalidDefinition
-  }),
+  })),
   readOnly(Rpc.make("NodesList", { success: Schema.Array(Operations.NodeView) })),
+  // Unmarked, so admin's: the fleet's shape.
   Rpc.make("NodesAdd", { payload: { info: Node.NodeInfo }, success: Operations.NodeView, error: Errors.InvalidRequest }),
   Rpc.make("NodesRemove", { payload: { node: Names.NodeName }, error: Schema.Union(Errors.NodeNotFound, Errors.InvalidRequest) }),
   readOnly(Rpc.make("EdgeRoutesList", { success: Schema.Array(Routes.EdgeRoute) })),
   readOnly(Rpc.make("DnsCheck", { success: Schema.Array(Routes.DnsCheckResult) })),
-  readOnly(Rpc.make("Logs", { payload: LogsPayload, success: LogLine, error: Schema.Union(Errors.ServiceNotFound, Errors.PeerFailed, Errors.NodeUnreachable), stream: true })),
+  operate(Rpc.make("Logs", { payload: LogsPayload, success: LogLine, error: Schema.Union(Errors.ServiceNotFound, Errors.PeerFailed, Errors.NodeUnreachable), stream: true })),
   readOnly(Rpc.make("Events", { payload: EventsPayload, success: Events.FleetEvent, stream: true })),
   Rpc.make("AgentRecover", {
     payload: Schema.Struct({ node: Schema.optional(Names.NodeName), force: Schema.optionalWith(Schema.Boolean, { default: () => false }) }),

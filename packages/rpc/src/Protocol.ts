@@ -9,9 +9,15 @@ export const PROTOCOL_VERSION = 1
 
 export const PROTOCOL_HEADER = "x-mcp-protocol"
 
-/** Whether an RPC only reads (guests may call it on the master) or changes something. */
+/**
+ * The least role an RPC needs: `read` (guests, where the daemon lets guests read), `operate`
+ * (routine work on services: users) or `admin` (the fleet's shape and privileged operations).
+ * An RPC nobody marked needs `admin`: a new RPC is closed until someone decides otherwise.
+ */
+export type AccessLevel = "read" | "operate" | "admin"
+
 export class Access extends Context.Reference<Access>()("@mcp/rpc/Access", {
-  defaultValue: (): "read" | "write" => "write"
+  defaultValue: (): AccessLevel => "admin"
 }) {}
 
 export const parseVersion = (header: string | undefined): number | undefined => {

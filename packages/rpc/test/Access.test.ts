@@ -1,6 +1,6 @@
 /**
  * Who may call what. Every RPC's access level is written out here by hand and compared with the
- * `Access` annotation the contract gives it, so making an RPC readable by guests (or adding one)
+ * `Access` annotation the contract gives it, so opening an RPC to users or guests (or adding one)
  * is a decision a reviewer sees in this file. Then `authorize` for every role × access × policy.
  */
 import { describe, expect, it } from "@effect/vitest"
@@ -9,58 +9,58 @@ import { Context, Effect, Exit } from "effect"
 import { authorize } from "../src/AuthMiddleware.js"
 import { AgentRpcs, ControlRpcs, MasterRpcs } from "../src/Contracts.js"
 import { Principal, type Role } from "../src/Principal.js"
-import { Access } from "../src/Protocol.js"
+import { Access, type AccessLevel } from "../src/Protocol.js"
 
-type Level = "read" | "write"
+type Level = AccessLevel
 
 /** The master's RPCs for the CLI: guests may call the "read" ones. */
 const masterAccess: Record<string, Level> = {
-  Deploy: "write",
-  Undeploy: "write",
-  Stop: "write",
-  Start: "write",
-  Restart: "write",
+  Deploy: "operate",
+  Undeploy: "operate",
+  Stop: "operate",
+  Start: "operate",
+  Restart: "operate",
   Ps: "read",
   Status: "read",
-  Sync: "write",
+  Sync: "operate",
   NodesList: "read",
-  NodesAdd: "write",
-  NodesRemove: "write",
+  NodesAdd: "admin",
+  NodesRemove: "admin",
   EdgeRoutesList: "read",
   DnsCheck: "read",
-  Logs: "read",
+  Logs: "operate",
   Events: "read",
-  AgentRecover: "write",
+  AgentRecover: "admin",
   Tree: "read"
 }
 
 /** The agent's RPCs (guests are refused outright there, but the levels still say what changes things). */
 const agentAccess: Record<string, Level> = {
-  Deploy: "write",
-  Stop: "write",
-  Start: "write",
-  Restart: "write",
-  Undeploy: "write",
+  Deploy: "operate",
+  Stop: "operate",
+  Start: "operate",
+  Restart: "operate",
+  Undeploy: "operate",
   Ps: "read",
   Status: "read",
-  Logs: "read",
-  SetupEdgeRoute: "write",
-  RemoveEdgeRoute: "write",
+  Logs: "operate",
+  SetupEdgeRoute: "admin",
+  RemoveEdgeRoute: "admin",
   ListEdgeRoutes: "read",
-  ProxyRoutesAdd: "write",
-  ProxyRoutesRemove: "write",
+  ProxyRoutesAdd: "admin",
+  ProxyRoutesRemove: "admin",
   ProxyRoutesList: "read",
-  Recover: "write",
+  Recover: "admin",
   BootStatus: "read",
   Health: "read",
   NodeInfo: "read",
   Events: "read"
 }
 
-/** The master's RPCs for agents: both change the master's view of the fleet. */
+/** The master's RPCs for agents: both change the master's view of the fleet (agents hold admin system tokens). */
 const controlAccess: Record<string, Level> = {
-  Register: "write",
-  Heartbeat: "write"
+  Register: "admin",
+  Heartbeat: "admin"
 }
 
 type Group = { readonly requests: ReadonlyMap<string, { readonly _tag: string; readonly annotations: Context.Context<never> }> }
@@ -81,7 +81,7 @@ describe("every RPC's access level is the one written here", () => {
       const stale = inTable.filter((tag) => !group.requests.has(tag))
       expect(
         missing,
-        `${name} has RPCs this table lacks: add each to the table in Access.test.ts with "read" (guests may call it on the master) or "write"`
+        `${name} has RPCs this table lacks: add each to the table in Access.test.ts with "read" (guests may call it on the master), "operate" (users) or "admin"`
       ).toEqual([])
       expect(stale, `the table lists RPCs ${name} no longer has: remove them`).toEqual([])
     })
@@ -91,8 +91,8 @@ describe("every RPC's access level is the one written here", () => {
     })
   }
 
-  it("the annotation defaults to write, so an RPC nobody marked is closed to guests", () => {
-    expect(Context.get(Context.empty(), Access)).toBe("write")
+  it("the annotation defaults to admin, so an RPC nobody marked is closed to users and guests", () => {
+    expect(Context.get(Context.empty(), Access)).toBe("admin")
   })
 })
 
@@ -102,35 +102,43 @@ describe("authorize: each role × access level × policy", () => {
     user: new Principal({ name: "bob", kind: "human", role: "user" }),
     guest: new Principal({ name: "eve", kind: "human", role: "guest" })
   }
-  const cases: ReadonlyArray<readonly [Role, Level, boolean, "allowed" | "forbidden"]> = [
-    ["admin", "read", true, "allowed"],
-    ["admin", "write", true, "allowed"],
-    ["admin", "read", false, "allowed"],
-    ["admin", "write", false, "allowed"],
-    ["user", "read", true, "allowed"],
-    ["user", "write", true, "allowed"],
-    ["user", "read", false, "allowed"],
-    ["user", "write", false, "allowed"],
-    ["guest", "read", true, "allowed"],
-    ["guest", "write", true, "forbidden"],
-    ["guest", "read", false, "forbidden"],
-    ["guest", "write", false, "forbidden"]
+  // [role, access, guestMayRead, the role the RPC needs when the caller is refused (undefined: allowed)]
+  const cases: ReadonlyArray<readonly [Role, Level, boolean, string | undefined]> = [
+    ["admin", "read", true, undefined],
+    ["admin", "operate", true, undefined],
+    ["admin", "admin", true, undefined],
+    ["admin", "read", false, undefined],
+    ["admin", "operate", false, undefined],
+    ["admin", "admin", false, undefined],
+    ["user", "read", true, undefined],
+    ["user", "operate", true, undefined],
+    ["user", "admin", true, "admin"],
+    ["user", "read", false, undefined],
+    ["user", "operate", false, undefined],
+    ["user", "admin", false, "admin"],
+    ["guest", "read", true, undefined],
+    ["guest", "operate", true, "user"],
+    ["guest", "admin", true, "admin"],
+    ["guest", "read", false, "user"],
+    ["guest", "operate", false, "user"],
+    ["guest", "admin", false, "admin"]
   ]
-  for (const [role, access, guestMayRead, outcome] of cases) {
-    it.effect(`${role} calling a ${access} RPC with guestMayRead ${guestMayRead}: ${outcome}`, () =>
+  for (const [role, access, guestMayRead, needs] of cases) {
+    it.effect(`${role} calling a ${access} RPC with guestMayRead ${guestMayRead}: ${needs === undefined ? "allowed" : `forbidden, needs ${needs}`}`, () =>
       Effect.gen(function* () {
         const principal = principals[role]
         const exit = yield* Effect.exit(authorize(principal, access, "SomeRpc", { guestMayRead }))
         expect(exit).toEqual(
-          outcome === "allowed"
+          needs === undefined
             ? Exit.succeed(principal)
-            : Exit.fail(new Errors.Forbidden({ principal: principal.name, role, rpc: "SomeRpc" }))
+            : Exit.fail(new Errors.Forbidden({ principal: principal.name, role, rpc: "SomeRpc", needs }))
         )
         if (Exit.isFailure(exit)) {
           const error = yield* Effect.flip(authorize(principal, access, "SomeRpc", { guestMayRead }))
           expect(error).toBeInstanceOf(Errors.Forbidden)
-          expect({ principal: error.principal, role: error.role, rpc: error.rpc }).toEqual({ principal: "eve", role: "guest", rpc: "SomeRpc" })
-          expect(error.message).toBe("eve (role guest) may not call SomeRpc; ask an admin for a token with the user or admin role")
+          expect(error.message).toBe(
+            `${principal.name} (role ${role}) may not call SomeRpc: it needs the ${needs} role${needs === "admin" ? "" : " or above"}; ask an admin for such a token`
+          )
         }
       }))
   }

@@ -57,14 +57,14 @@ describe("auth middleware (in memory)", () => {
   it.scoped("agents refuse guests outright, even for reads", () =>
     Effect.gen(function* () {
       const client = yield* clientAs("guest-token", { guestMayRead: false })
-      expect(yield* Effect.exit(client.Ps())).toEqual(Exit.fail(new Errors.Forbidden({ principal: "eve", role: "guest", rpc: "Ps" })))
+      expect(yield* Effect.exit(client.Ps())).toEqual(Exit.fail(new Errors.Forbidden({ principal: "eve", role: "guest", rpc: "Ps", needs: "user" })))
     }))
 
   it.scoped("agents refuse guests' writes too, though a user's same call succeeds", () =>
     Effect.gen(function* () {
       const guest = yield* clientAs("guest-token", { guestMayRead: false })
       expect(yield* Effect.exit(guest.Stop({ service: "web" as never }))).toEqual(
-        Exit.fail(new Errors.Forbidden({ principal: "eve", role: "guest", rpc: "Stop" }))
+        Exit.fail(new Errors.Forbidden({ principal: "eve", role: "guest", rpc: "Stop", needs: "user" }))
       )
       const user = yield* clientAs("user-token", { guestMayRead: false })
       expect((yield* user.Stop({ service: "web" as never })).active).toBe(false)
@@ -75,7 +75,7 @@ describe("auth middleware (in memory)", () => {
       const guest = yield* clientAs("guest-token", { guestMayRead: true })
       expect(yield* guest.Ps()).toHaveLength(1)
       expect(yield* Effect.exit(guest.Stop({ service: "web" as never }))).toEqual(
-        Exit.fail(new Errors.Forbidden({ principal: "eve", role: "guest", rpc: "Stop" }))
+        Exit.fail(new Errors.Forbidden({ principal: "eve", role: "guest", rpc: "Stop", needs: "user" }))
       )
       const user = yield* clientAs("user-token", { guestMayRead: true })
       expect((yield* user.Stop({ service: "web" as never })).service).toBe("web")
@@ -94,14 +94,14 @@ describe("auth middleware (in memory)", () => {
       expect(calls).toEqual(["Ps", "Status", "NodesList", "Events", "Tree"])
       calls.length = 0
       // Writes are refused by the middleware: every handler here would have answered.
-      const forbidden = (rpc: string) => Exit.fail(new Errors.Forbidden({ principal: "eve", role: "guest", rpc }))
+      const forbidden = (rpc: string, needs = "user") => Exit.fail(new Errors.Forbidden({ principal: "eve", role: "guest", rpc, needs }))
       expect(yield* Effect.exit(guest.Undeploy({ service: "web" as never }))).toEqual(forbidden("Undeploy"))
       expect(yield* Effect.exit(guest.Stop({ service: "web" as never }))).toEqual(forbidden("Stop"))
       expect(yield* Effect.exit(guest.Start({ service: "web" as never }))).toEqual(forbidden("Start"))
       expect(yield* Effect.exit(guest.Restart({ service: "web" as never }))).toEqual(forbidden("Restart"))
       expect(yield* Effect.exit(guest.Sync({ definitions: [] }))).toEqual(forbidden("Sync"))
-      expect(yield* Effect.exit(guest.NodesRemove({ node: "test-node" as never }))).toEqual(forbidden("NodesRemove"))
-      expect(yield* Effect.exit(guest.AgentRecover({ force: false }))).toEqual(forbidden("AgentRecover"))
+      expect(yield* Effect.exit(guest.NodesRemove({ node: "test-node" as never }))).toEqual(forbidden("NodesRemove", "admin"))
+      expect(yield* Effect.exit(guest.AgentRecover({ force: false }))).toEqual(forbidden("AgentRecover", "admin"))
       expect(yield* Effect.exit(Stream.runCollect(guest.Deploy({ definition: { name: "web" }, dryRun: true })))).toEqual(forbidden("Deploy"))
       expect(calls, "write handlers a guest reached").toEqual([])
     }))
@@ -114,6 +114,31 @@ describe("auth middleware (in memory)", () => {
       expect((yield* user.Stop({ service: "web" as never })).active).toBe(false)
       expect(yield* Stream.runCollect(user.Deploy({ definition: { name: "web" }, dryRun: true }))).toHaveLength(1)
       expect(calls).toEqual(["Undeploy", "Stop", "Deploy"])
+    }))
+
+  it.scoped("on the master, the fleet's shape is an admin's: a user is refused it, naming the role it needs, and an admin reaches it", () =>
+    Effect.gen(function* () {
+      const calls: Array<string> = []
+      const user = yield* masterClientAs("user-token", calls)
+      const forbidden = (rpc: string) => Exit.fail(new Errors.Forbidden({ principal: "bob", role: "user", rpc, needs: "admin" }))
+      const node = { name: "n9", role: "worker", addresses: ["127.0.0.1:1"], arch: "x64", version: "test" } as never
+      expect(yield* Effect.exit(user.NodesAdd({ info: node }))).toEqual(forbidden("NodesAdd"))
+      expect(yield* Effect.exit(user.NodesRemove({ node: "test-node" as never }))).toEqual(forbidden("NodesRemove"))
+      expect(yield* Effect.exit(user.AgentRecover({ force: true }))).toEqual(forbidden("AgentRecover"))
+      expect(calls, "admin handlers a user reached").toEqual([])
+      const admin = yield* masterClientAs("admin-token", calls)
+      yield* admin.NodesRemove({ node: "test-node" as never })
+      yield* admin.AgentRecover({ force: true })
+      expect(calls).toEqual(["NodesRemove", "AgentRecover"])
+    }))
+
+  it.scoped("on the agent, manual proxy routes, edge routes and recover are an admin's; a user gets Forbidden before any handler", () =>
+    Effect.gen(function* () {
+      const user = yield* clientAs("user-token", { guestMayRead: false })
+      const forbidden = (rpc: string) => Exit.fail(new Errors.Forbidden({ principal: "bob", role: "user", rpc, needs: "admin" }))
+      expect(yield* Effect.exit(user.ProxyRoutesRemove({ listener: 443, hostname: "x.example.com" }))).toEqual(forbidden("ProxyRoutesRemove"))
+      expect(yield* Effect.exit(user.RemoveEdgeRoute({ hostname: "x.example.com" }))).toEqual(forbidden("RemoveEdgeRoute"))
+      expect(yield* Effect.exit(user.Recover({ force: true }))).toEqual(forbidden("Recover"))
     }))
 
   it.scoped("typed handler errors arrive as their class", () =>
