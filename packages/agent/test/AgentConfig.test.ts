@@ -1,5 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Either } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as nodePath from "node:path"
+import * as Agent from "../src/daemon/Agent.js"
 import * as AgentConfig from "../src/daemon/AgentConfig.js"
 
 const base = `node = "rift"\nlisten = "127.0.0.1:9444"\nnode_address = "10.0.0.5"\ndata_dir = "/srv/mcp"\n[tls]\ncert = "a"\nkey = "b"\nca = "c"\n[auth]\ntoken_file = "/srv/mcp/tokens.toml"\n`
@@ -48,5 +52,51 @@ describe("agent config", () => {
     expect(problems._tag === "Some" ? problems.value.map((p) => p.path) : []).toEqual(["certs.challenge"])
     const withDns = text + `[dns]\nkind = "powerdns"\napi_url = "http://127.0.0.1:8081"\napi_key_file = "/srv/mcp/pdns.key"\n`
     expect(Either.isRight(AgentConfig.decode(withDns))).toBe(true)
+  })
+
+  it("refuses to start when a secret file it reads is readable by group or others, naming it and the fix", () => {
+    const dir = fs.mkdtempSync(nodePath.join(os.tmpdir(), "mcp-agent-secrets-"))
+    try {
+      const file = (name: string, mode: number) => {
+        const path = nodePath.join(dir, name)
+        fs.writeFileSync(path, `secret-${name}`, { mode })
+        fs.chmodSync(path, mode)
+        return path
+      }
+      const text = (key: string, extra = "") => `node = "rift"\nlisten = "127.0.0.1:9444"\nnode_address = "10.0.0.5"\ndata_dir = ${JSON.stringify(nodePath.join(dir, "data"))}\n` +
+        extra + `[tls]\ncert = ${JSON.stringify(file("tls.crt", 0o644))}\nkey = ${JSON.stringify(key)}\nca = ${JSON.stringify(file("ca.crt", 0o644))}\n` +
+        `[auth]\ntoken_file = ${JSON.stringify(nodePath.join(dir, "tokens.toml"))}\n`
+      const failure = (build: () => unknown): string => {
+        try {
+          build()
+        } catch (e) {
+          return (e as Error).message
+        }
+        return "started"
+      }
+
+      const openKey = file("tls.key", 0o644)
+      const message = failure(() => Agent.layerServer(Either.getOrThrow(AgentConfig.decode(text(openKey)))))
+      expect(message).toBe(`TLS private key ([tls] key) ${openKey} has mode 0644, which lets group or others read it; run: chmod 600 ${openKey}`)
+
+      const key = file("tls-ok.key", 0o600)
+      expect(failure(() => Agent.layerServer(Either.getOrThrow(AgentConfig.decode(text(key)))))).toBe("started")
+
+      const apiKey = file("pdns.key", 0o640)
+      const dns = Either.getOrThrow(AgentConfig.decode(text(key, `[dns]\nkind = "powerdns"\napi_url = "http://127.0.0.1:8081"\napi_key_file = ${JSON.stringify(apiKey)}\n`)))
+      expect(failure(() => Agent.layerDns(dns))).toContain(`PowerDNS API key file (api_key_file) ${apiKey} has mode 0640`)
+
+      const tsig = file("tsig.secret", 0o604)
+      const rfc2136 = Either.getOrThrow(AgentConfig.decode(text(key, `[dns]\nkind = "rfc2136"\nserver = "127.0.0.1:53"\nkey_name = "mcp"\nkey_secret_file = ${JSON.stringify(tsig)}\n`)))
+      expect(failure(() => Agent.layerDns(rfc2136))).toContain(`chmod 600 ${tsig}`)
+
+      const systemToken = file("system.token", 0o644)
+      const linked = Either.getOrThrow(AgentConfig.decode(text(key) + `[master]\naddresses = ["127.0.0.1:9443"]\ntoken_file = ${JSON.stringify(systemToken)}\n`))
+      const linkFailure = failure(() => Agent.layerMasterLink(linked))
+      expect(linkFailure).toContain(`system token file ([master] token_file) ${systemToken} has mode 0644`)
+      expect(linkFailure).not.toContain("secret-")
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
   })
 })

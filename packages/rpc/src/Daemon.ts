@@ -54,7 +54,7 @@ export const decodeConfig = <A, I>(schema: Schema.Schema<A, I>, kind: string) =>
 
 /**
  * `<name> --config <file>`: reads and decodes the config (every problem printed, exit 1),
- * then serves until SIGINT/SIGTERM, logging where it listens.
+ * assembles the daemon (a missing or too open secret file printed, exit 1), then serves until SIGINT/SIGTERM, logging where it listens.
  */
 export const main = <C, E>(options: {
   readonly name: string
@@ -86,13 +86,22 @@ export const main = <C, E>(options: {
     for (const p of decoded.left) console.error(`${path}: ${p.path}: ${p.message}`)
     process.exit(1)
   }
+  // Assembling the layer reads the secret files (SecretFile.readSync), which throws when one is
+  // missing or too open: that is a config problem to print, like the ones above, not a crash.
+  let layer: Layer.Layer<HttpServer.HttpServer, E>
+  try {
+    layer = options.layer(decoded.right)
+  } catch (e) {
+    console.error(`${options.name}: ${e instanceof Error ? e.message : String(e)}`)
+    process.exit(1)
+  }
   Effect.gen(function* () {
     const address = (yield* HttpServer.HttpServer).address
     const where = address._tag === "TcpAddress" ? `${address.hostname}:${address.port}` : "its socket"
     yield* Effect.logInfo(`${options.name} listening on https://${where}${options.path}`)
     return yield* Effect.never
   }).pipe(
-    Effect.provide(options.layer(decoded.right)),
+    Effect.provide(layer),
     Effect.provide(Layer.merge(Logger.logFmt, Logger.minimumLogLevel(LogLevel.Info))),
     Effect.tapErrorCause((cause) => Effect.logError(`${options.name} stopped`, cause)),
     NodeRuntime.runMain({ disableErrorReporting: true })

@@ -11,6 +11,7 @@ import * as nodePath from "node:path"
 import * as TOML from "smol-toml"
 import { tokenDigest } from "./Authenticator.js"
 import { Role, TokenKind } from "./Principal.js"
+import * as SecretFile from "./SecretFile.js"
 
 // ---------------------------------------------------------------------------------------------
 // Format
@@ -76,13 +77,15 @@ export interface Problem {
 // ---------------------------------------------------------------------------------------------
 // Errors (adapter-internal: the Authenticator maps nothing of these onto the wire)
 
-/** The file's mode lets group or others read it; tokens are refused until it is 0600. */
+/** The file's mode lets group or others read it (or, for a daemon, another user owns it); tokens are refused until it is fixed. */
 export class TokenFileInsecure extends Data.TaggedError("TokenFileInsecure")<{
   readonly path: string
   readonly mode: number
+  /** From SecretFile.exposure: the mode or owner found and the fix. */
+  readonly problem: string
 }> {
   override get message() {
-    return `token file ${this.path} has mode 0${(this.mode & 0o777).toString(8)}, which lets group or others read it; run: chmod 600 ${this.path}`
+    return `token file ${this.path} ${this.problem}`
   }
 }
 
@@ -224,7 +227,7 @@ export const sameStamp = (a: FileStamp, b: FileStamp): boolean =>
 
 // Node's stat, not FileSystem.stat: File.Info has no ctime and rounds mtime to the millisecond, and
 // the stamp needs both to see a same-size rewrite in place whose mtime was kept or fell in the same millisecond.
-export const statTokenFile = (path: string): Effect.Effect<FileStamp & { readonly mode: number }, TokenFileUnavailable> =>
+export const statTokenFile = (path: string): Effect.Effect<FileStamp & SecretFile.Access, TokenFileUnavailable> =>
   Effect.tryPromise({
     try: () => stat(path),
     catch: (e) =>
@@ -232,24 +235,32 @@ export const statTokenFile = (path: string): Effect.Effect<FileStamp & { readonl
         path,
         reason: errnoCode(e) === "ENOENT" ? `does not exist; create it with mcp token create --file ${path}` : `cannot stat: ${describe(e)}`
       })
-  }).pipe(Effect.map((s) => ({ mtimeMs: s.mtimeMs, ctimeMs: s.ctimeMs, ino: s.ino, size: s.size, mode: s.mode })))
+  }).pipe(Effect.map((s) => ({ mtimeMs: s.mtimeMs, ctimeMs: s.ctimeMs, ino: s.ino, size: s.size, mode: s.mode, uid: s.uid })))
 
 export interface LoadedTokenFile extends TokenFile {
   readonly stamp: FileStamp
 }
 
-/** Reads and decodes the file, refusing it when group or others may access it (mode & 0o077). */
-export const loadTokenFile = (path: string): Effect.Effect<LoadedTokenFile, TokenFileError, FileSystem.FileSystem> =>
+/**
+ * Reads and decodes the file, refusing it when group or others may access it (mode & 0o077) and,
+ * with `requireOwner` (the daemons), when another user owns it. The CLI does not require the owner:
+ * an operator may edit a daemon's file as another user.
+ */
+export const loadTokenFile = (
+  path: string,
+  options: { readonly requireOwner?: boolean } = {}
+): Effect.Effect<LoadedTokenFile, TokenFileError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const before = yield* statTokenFile(path)
-    if ((before.mode & 0o077) !== 0) return yield* new TokenFileInsecure({ path, mode: before.mode })
+    const problem = SecretFile.exposure(path, before, options.requireOwner === true ? SecretFile.daemonUid() : undefined)
+    if (problem !== undefined) return yield* new TokenFileInsecure({ path, mode: before.mode, problem })
     const text = yield* fs.readFileString(path).pipe(
       Effect.mapError((e) => new TokenFileUnavailable({ path, reason: `cannot read: ${platformText(e)}` }))
     )
     const file = decodeTokenFile(text)
     if (Either.isLeft(file)) return yield* new TokenFileInvalid({ path, problems: file.left })
-    const { mode: _mode, ...stamp } = before
+    const { mode: _mode, uid: _uid, ...stamp } = before
     return { tokens: file.right.tokens, stamp }
   })
 

@@ -4,7 +4,7 @@
  */
 import type { CommandExecutor, FileSystem, HttpClient } from "@effect/platform"
 import { NodeContext, NodeHttpClient } from "@effect/platform-node"
-import { AgentRpcs, AuthMiddleware, Daemon, Transport } from "@mcp/rpc"
+import { AgentRpcs, AuthMiddleware, Daemon, SecretFile, Transport } from "@mcp/rpc"
 import { Effect, Layer, Redacted } from "effect"
 import { mkdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
@@ -58,7 +58,7 @@ export const layerCore = <E, R>(config: AgentConfig, runtime: Layer.Layer<Contai
   )
 }
 
-const secretFile = (path: string) => Redacted.make(readFileSync(path, "utf8").trim())
+const secretFile = (path: string, what: string) => Redacted.make(SecretFile.readSync(path, what).trim())
 
 /** The proxy named in [proxy]; none records routes only. */
 export const layerProxy = (
@@ -96,7 +96,7 @@ export const layerDns = (config: AgentConfig): Layer.Layer<DnsRecords.DnsRecords
     case "powerdns":
       return PowerDnsRecords.layer({
         apiUrl: d.api_url,
-        apiKey: secretFile(d.api_key_file),
+        apiKey: secretFile(d.api_key_file, "PowerDNS API key file (api_key_file)"),
         zone: config.internal_zone,
         ...(d.server === undefined ? {} : { server: d.server }),
         ...(d.ttl === undefined ? {} : { ttl: d.ttl })
@@ -106,7 +106,7 @@ export const layerDns = (config: AgentConfig): Layer.Layer<DnsRecords.DnsRecords
         server: d.server,
         zone: config.internal_zone,
         keyName: d.key_name,
-        keySecret: secretFile(d.key_secret_file),
+        keySecret: secretFile(d.key_secret_file, "TSIG secret file (key_secret_file)"),
         ...(d.ttl === undefined ? {} : { ttl: d.ttl })
       })
   }
@@ -123,7 +123,7 @@ export const layerCerts = (config: AgentConfig): Layer.Layer<CertIssuer, CertErr
           ? Effect.map(
               PowerDnsRecords.makeTxtSolver({
                 apiUrl: config.dns.api_url,
-                apiKey: secretFile(config.dns.api_key_file),
+                apiKey: secretFile(config.dns.api_key_file, "PowerDNS API key file (api_key_file)"),
                 zone: config.internal_zone,
                 ...(config.dns.server === undefined ? {} : { server: config.dns.server })
               }),
@@ -161,7 +161,7 @@ export const layerServer = (config: AgentConfig) => {
       port,
       tls: {
         cert: readFileSync(config.tls.cert, "utf8"),
-        key: Redacted.make(readFileSync(config.tls.key, "utf8")),
+        key: Redacted.make(SecretFile.readSync(config.tls.key, "TLS private key ([tls] key)")),
         ca: readFileSync(config.tls.ca, "utf8"),
         clientAuth: config.tls.client_auth
       }
@@ -271,8 +271,8 @@ export const layerMasterLink = (config: AgentConfig) => {
       MasterLink.run({
         masters: master.addresses,
         ca: readFileSync(config.tls.ca, "utf8"),
-        token: Redacted.make(readFileSync(master.token_file, "utf8").trim()),
-        clientCert: { cert: readFileSync(config.tls.cert, "utf8"), key: Redacted.make(readFileSync(config.tls.key, "utf8")) },
+        token: secretFile(master.token_file, "system token file ([master] token_file)"),
+        clientCert: { cert: readFileSync(config.tls.cert, "utf8"), key: Redacted.make(SecretFile.readSync(config.tls.key, "TLS private key ([tls] key)")) },
         info: { name: config.node, role: config.role, addresses: config.addresses ?? [config.listen], arch: NodeResources.arch(), version: VERSION, nodeAddress: config.node_address },
         dataDir: config.data_dir
       })

@@ -3,7 +3,7 @@
  * coordinators and the RPC server for the CLI (/master) and agents (/control).
  */
 import { NodeContext } from "@effect/platform-node"
-import { AuthMiddleware, ControlRpcs, Daemon, Failures, MasterRpcs, Transport } from "@mcp/rpc"
+import { AuthMiddleware, ControlRpcs, Daemon, Failures, MasterRpcs, SecretFile, Transport } from "@mcp/rpc"
 import { Duration, Effect, Layer, Option, Redacted } from "effect"
 import { mkdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
@@ -28,8 +28,8 @@ export const layer = (config: MasterConfig) => {
   const clients = AgentClients.Default.pipe(
     Layer.provide(Layer.succeed(AgentClientSettings, {
       ca,
-      token: Redacted.make(readFileSync(config.agent_token_file, "utf8").trim()),
-      clientCert: config.client_cert === undefined ? undefined : { cert: readFileSync(config.client_cert.cert, "utf8"), key: Redacted.make(readFileSync(config.client_cert.key, "utf8")) }
+      token: Redacted.make(SecretFile.readSync(config.agent_token_file, "system token file (agent_token_file)").trim()),
+      clientCert: config.client_cert === undefined ? undefined : { cert: readFileSync(config.client_cert.cert, "utf8"), key: Redacted.make(SecretFile.readSync(config.client_cert.key, "client certificate key ([client_cert] key)")) }
     }))
   )
   const probeTimeout = config.heartbeat.probe_timeout
@@ -106,7 +106,7 @@ export const layer = (config: MasterConfig) => {
     {
       host,
       port,
-      tls: { cert: readFileSync(config.tls.cert, "utf8"), key: Redacted.make(readFileSync(config.tls.key, "utf8")), ca, clientAuth: config.tls.client_auth }
+      tls: { cert: readFileSync(config.tls.cert, "utf8"), key: Redacted.make(SecretFile.readSync(config.tls.key, "TLS private key ([tls] key)")), ca, clientAuth: config.tls.client_auth }
     },
     [Transport.route("/master", MasterRpcs), Transport.route("/control", ControlRpcs)]
   ).pipe(Layer.provide(Layer.merge(handlers, auth)))
