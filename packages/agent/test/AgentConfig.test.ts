@@ -46,6 +46,33 @@ describe("agent config", () => {
     expect(paths).toEqual(expect.arrayContaining(["node_address", "colour", "ports.max"]))
   })
 
+  it("takes an https identity_url; http only to a loopback host and with identity_allow_http_loopback", () => {
+    const withAuth = (auth: string) => base.replace(`[auth]\ntoken_file = "/srv/mcp/tokens.toml"\n`, `[auth]\n${auth}`)
+    const problems = (auth: string) => {
+      const left = Either.getLeft(AgentConfig.decode(withAuth(auth)))
+      return left._tag === "Some" ? left.value : []
+    }
+    expect(Either.getOrThrow(AgentConfig.decode(withAuth(`identity_url = "https://mcias.example/v1/token/validate"\n`))).auth)
+      .toEqual({ identity_url: "https://mcias.example/v1/token/validate" })
+    for (const url of ["http://127.0.0.1:8080/validate", "http://127.8.0.1/v", "http://localhost:9/v", "http://[::1]:9/v"]) {
+      const auth = `identity_url = "${url}"\nidentity_allow_http_loopback = true\n`
+      expect(Either.getOrThrow(AgentConfig.decode(withAuth(auth))).auth.identity_url, url).toBe(url)
+    }
+    // Plain http elsewhere is refused, even with the opt-in; the problem names the field and the fix.
+    for (const auth of [`identity_url = "http://mcias.example/validate"\n`, `identity_url = "http://10.0.0.2/validate"\nidentity_allow_http_loopback = true\n`]) {
+      const found = problems(auth)
+      expect(found.map((p) => p.path), auth).toEqual(["auth.identity_url"])
+      expect(found[0]!.message).toContain("change http:// to https://")
+      expect(found[0]!.message).toContain("identity_allow_http_loopback = true")
+    }
+    // Loopback without the opt-in is refused too, saying which key allows it.
+    const loopback = problems(`identity_url = "http://127.0.0.1:8080/validate"\n`)
+    expect(loopback.map((p) => p.path)).toEqual(["auth.identity_url"])
+    expect(loopback[0]!.message).toContain("set identity_allow_http_loopback = true in [auth]")
+    expect(problems(`identity_url = "mcias.example"\n`).map((p) => p.path)).toEqual(["auth.identity_url"])
+    expect(problems(`identity_url = "ftp://mcias.example/v"\n`).map((p) => p.path)).toEqual(["auth.identity_url"])
+  })
+
   it("refuses ACME dns-01 without PowerDNS to write the TXT records", () => {
     const text = base + `[certs]\nkind = "acme"\ndirectory_url = "https://acme.example/dir"\nchallenge = "dns-01"\n`
     const problems = Either.getLeft(AgentConfig.decode(text))

@@ -8,6 +8,7 @@ import { NodeHttpClient, NodeRuntime } from "@effect/platform-node"
 import { Validation } from "@mcp/domain"
 import { Effect, Either, Layer, Logger, LogLevel, ParseResult, Schema } from "effect"
 import { readFileSync } from "node:fs"
+import { isIPv4, isIPv6 } from "node:net"
 import * as HttpAuthenticator from "./HttpAuthenticator.js"
 import * as TokenFileAuthenticator from "./TokenFileAuthenticator.js"
 
@@ -19,12 +20,52 @@ export const TlsSection = Schema.Struct({
   client_auth: Schema.optionalWith(Schema.Boolean, { exact: true, default: () => false })
 })
 
+/** 127.0.0.0/8, ::1 or localhost: a URL's hostname (IPv6 in brackets, as URL gives it) that never leaves the host. */
+export const isLoopbackHost = (hostname: string): boolean => {
+  const host = hostname.toLowerCase().replace(/^\[|\]$/g, "").replace(/\.$/, "")
+  if (host === "localhost" || host === "::1") return true
+  if (isIPv4(host)) return host.startsWith("127.")
+  // An IPv4-mapped IPv6 loopback, as URL normalizes it (::ffff:7f00:1).
+  return isIPv6(host) && /^::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}$/.test(host)
+}
+
+/**
+ * Why `identity_url` may not be used, or undefined when it may: bearer tokens travel to it, so it
+ * must be https; plain http only to a loopback host, and only with identity_allow_http_loopback.
+ */
+export const identityUrlProblem = (url: string, allowHttpLoopback: boolean): string | undefined => {
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    return "is not a URL; give the identity service's https:// token-validation endpoint"
+  }
+  if (parsed.protocol === "https:") return undefined
+  if (parsed.protocol !== "http:") {
+    return `must be an https:// URL, not ${parsed.protocol}//; give the identity service's https:// token-validation endpoint`
+  }
+  if (!isLoopbackHost(parsed.hostname)) {
+    return "must be https: bearer tokens are sent to it, so change http:// to https://"
+      + " (plain http is allowed only to a loopback host, 127.0.0.0/8, ::1 or localhost, with identity_allow_http_loopback = true)"
+  }
+  return allowHttpLoopback ? undefined
+    : "uses plain http: change http:// to https://, or, for an identity service on this host only, set identity_allow_http_loopback = true in [auth]"
+}
+
 export const AuthSection = Schema.Struct({
   token_file: Schema.optionalWith(Schema.String, { exact: true }),
-  identity_url: Schema.optionalWith(Schema.String, { exact: true })
-}).pipe(Schema.filter((a) => (a.token_file === undefined) === (a.identity_url === undefined)
-  ? { path: [], message: "set exactly one of token_file (a local token file) or identity_url (an identity service)" }
-  : true))
+  identity_url: Schema.optionalWith(Schema.String, { exact: true }),
+  /** Allow an http:// identity_url when its host is loopback (127.0.0.0/8, ::1, localhost); https otherwise. */
+  identity_allow_http_loopback: Schema.optionalWith(Schema.Boolean, { exact: true })
+}).pipe(
+  Schema.filter((a) => (a.token_file === undefined) === (a.identity_url === undefined)
+    ? { path: [], message: "set exactly one of token_file (a local token file) or identity_url (an identity service)" }
+    : true),
+  Schema.filter((a) => {
+    const problem = a.identity_url === undefined ? undefined : identityUrlProblem(a.identity_url, a.identity_allow_http_loopback === true)
+    return problem === undefined ? true : { path: ["identity_url"], message: problem }
+  })
+)
 
 /** `host:port` (or `[v6]:port`) of a listen setting. */
 export const splitHostPort = (address: string): [string, number] => {

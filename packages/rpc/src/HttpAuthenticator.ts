@@ -1,10 +1,12 @@
 /**
  * An Authenticator backed by an external MCIAS-style identity service: POSTs the bearer token to
  * it and caches each verdict (yes or no) by token digest; an unreachable service is never cached.
+ * When the service gives no verdict, the caller gets a generic Unauthorized; the URL, status and
+ * error are logged and counted (mcp_identity_service_unavailable).
  */
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { Errors } from "@mcp/domain"
-import { Cache, Duration, Effect, Either, Equal, Exit, Hash, Layer, Redacted, Schema } from "effect"
+import { Cache, Duration, Effect, Either, Equal, Exit, Hash, Layer, Metric, Redacted, Schema } from "effect"
 import { Authenticator, tokenDigest } from "./Authenticator.js"
 import { Principal, type Role, TokenKind } from "./Principal.js"
 
@@ -46,7 +48,25 @@ class TokenKey implements Equal.Equal {
   }
 }
 
-const unavailable = (why: string) => new Errors.Unauthorized({ reason: `identity service unavailable: ${why}` })
+/**
+ * What a caller is told when the service could not give a verdict. The URL, the status and the
+ * transport's error go to the daemon's log only: they say where the identity service is and how
+ * it fails, which is nothing a caller holding a (perhaps stolen) token should learn.
+ */
+export const UNAVAILABLE_REASON = "the identity service could not validate the token; the daemon's log says why"
+
+/** How many times the identity service could not give a verdict, by condition; each is logged with the details. */
+export const unavailableCount = Metric.counter("mcp_identity_service_unavailable", {
+  description: "token validations the identity service could not answer (unreachable, timed out, bad status or bad response)"
+})
+
+type Condition = "unreachable" | "timeout" | "status" | "response"
+
+/** The service gave no verdict: why, for the log only. */
+class Unavailable {
+  readonly _tag = "Unavailable"
+  constructor(readonly condition: Condition, readonly detail: string) {}
+}
 
 /** Never let the token through into a reason, whatever an HTTP library put in its message. */
 const scrub = (text: string, token: Redacted.Redacted<string>): string => {
@@ -77,25 +97,32 @@ const validate = (client: HttpClient.HttpClient, url: string, timeout: Duration.
       return Either.left(new Errors.Unauthorized({ reason: "token rejected by the identity service" }))
     }
     if (response.status !== 200) {
-      return yield* Effect.fail(unavailable(`HTTP ${response.status} from ${url}`))
+      return yield* Effect.fail(new Unavailable("status", `HTTP ${response.status} from ${url}`))
     }
-    const body = yield* response.json
+    const body = yield* Effect.mapError(response.json, (e) => new Unavailable("response", `unreadable response from ${url}: ${describe(e)}`))
     const decoded = Schema.decodeUnknownEither(ValidationResponse)(body)
     if (Either.isLeft(decoded)) {
-      return yield* Effect.fail(unavailable(`unexpected response from ${url}: expected {"valid": boolean, "username": string, "roles": string[]}`))
+      return yield* Effect.fail(new Unavailable("response", `unexpected response from ${url}: expected {"valid": boolean, "username": string, "roles": string[]}`))
     }
     const answer = decoded.right
     if (!answer.valid) return Either.left(new Errors.Unauthorized({ reason: "token rejected by the identity service" }))
     if (answer.username === undefined || answer.username === "") {
-      return yield* Effect.fail(unavailable(`unexpected response from ${url}: "valid": true without a username`))
+      return yield* Effect.fail(new Unavailable("response", `unexpected response from ${url}: "valid": true without a username`))
     }
     return Either.right(new Principal({ name: answer.username, kind: answer.kind ?? "human", role: roleOf(answer.roles ?? []) }))
   }).pipe(
-    Effect.timeoutFail({ duration: timeout, onTimeout: () => unavailable(`no answer from ${url} within ${Duration.format(timeout)}`) }),
-    Effect.mapError((e) => {
-      const reason = e._tag === "Unauthorized" ? e.reason : unavailable(describe(e)).reason
-      return new Errors.Unauthorized({ reason: scrub(reason, token) })
-    })
+    Effect.mapError((e) => (e instanceof Unavailable ? e : new Unavailable("unreachable", `cannot reach ${url}: ${describe(e)}`))),
+    Effect.timeoutFail({ duration: timeout, onTimeout: () => new Unavailable("timeout", `no answer from ${url} within ${Duration.format(timeout)}`) }),
+    // The details are logged and counted here; the caller gets only the generic reason.
+    Effect.catchAll((e) =>
+      Effect.zipRight(
+        Effect.zipRight(
+          Effect.logWarning(`identity service could not validate a token (refused): ${scrub(e.detail, token)}`),
+          Metric.increment(Metric.tagged(unavailableCount, "condition", e.condition))
+        ),
+        Effect.fail(new Errors.Unauthorized({ reason: UNAVAILABLE_REASON }))
+      )
+    )
   )
 
 export const make = (options: Options): Effect.Effect<Authenticator, never, HttpClient.HttpClient> =>

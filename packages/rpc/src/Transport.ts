@@ -38,6 +38,12 @@ export interface RpcRoute {
 
 export const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
+/**
+ * The lowest TLS version our own peers speak: servers refuse, and clients do not offer, anything
+ * older. Every MCP server and client is built here, so nothing in the fleet needs TLS 1.2.
+ */
+export const MIN_TLS_VERSION = "TLSv1.3" as const
+
 /** Serves one RPC group at `path`; needs the group's handlers and the auth middleware. */
 export const route = <Rpcs extends Rpc.Any>(path: `/${string}`, group: RpcGroup.RpcGroup<Rpcs>) =>
   Effect.map(RpcServer.toHttpApp(group, { disableFatalDefects: true }), (app): RpcRoute => ({ path, app }))
@@ -84,7 +90,8 @@ export const layerServer = <const Routes extends ReadonlyArray<Effect.Effect<Rpc
         key: Redacted.value(options.tls.key),
         ca: options.tls.ca,
         requestCert: options.tls.clientAuth,
-        rejectUnauthorized: options.tls.clientAuth
+        rejectUnauthorized: options.tls.clientAuth,
+        minVersion: MIN_TLS_VERSION
       }),
     { port: options.port, host: options.host }
   )
@@ -126,6 +133,7 @@ export const makeClient = <Rpcs extends Rpc.Any>(group: RpcGroup.RpcGroup<Rpcs>,
       Layer.provide(
         NodeHttpClient.makeAgentLayer({
           ca: options.ca,
+          minVersion: MIN_TLS_VERSION,
           ...(options.clientCert === undefined ? {} : { cert: options.clientCert.cert, key: Redacted.value(options.clientCert.key) })
         })
       )

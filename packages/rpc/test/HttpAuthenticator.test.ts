@@ -1,7 +1,7 @@
 import { NodeHttpClient } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Errors } from "@mcp/domain"
-import { Context, Effect, Layer, Redacted, TestClock } from "effect"
+import { Context, Effect, Layer, Logger, LogLevel, Metric, Redacted, TestClock } from "effect"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { Authenticator } from "../src/Authenticator.js"
@@ -13,6 +13,7 @@ const AGENT = "mcias-agent-token-77c1"
 const REJECTED = "mcias-revoked-token-0d2e"
 const FALSE = "mcias-false-token-51aa"
 const FLAKY = "mcias-flaky-token-9b0c"
+const NAMELESS = "mcias-nameless-token-4e10"
 
 interface Stub {
   readonly url: string
@@ -48,6 +49,8 @@ const stubService = Effect.acquireRelease(
             return send(200, { valid: true, username: "agent-1", roles: ["user"], kind: "system" })
           case FALSE:
             return send(200, { valid: false })
+          case NAMELESS:
+            return send(200, { valid: true, roles: ["admin"] })
           case FLAKY:
             return n === 1 ? send(503, { error: "overloaded" }) : send(200, { valid: true, username: "bob", roles: ["viewer"] })
           default:
@@ -74,6 +77,26 @@ const authenticatorFor = (url: string) =>
   )
 
 const shown = (e: Error) => `${e.message} ${String(e)} ${JSON.stringify(e)}`
+
+/** Log lines written while `body` runs (the lookup logs from the authenticating fiber). */
+const logged = <A, E, R>(body: (lines: ReadonlyArray<string>) => Effect.Effect<A, E, R>) => {
+  const lines: Array<string> = []
+  const logger = Logger.make(({ logLevel, message }) => {
+    lines.push(`${logLevel.label} ${(Array.isArray(message) ? message : [message]).map(String).join(" ")}`)
+  })
+  return body(lines).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)), Logger.withMinimumLogLevel(LogLevel.Debug))
+}
+
+const unavailableCount = (condition: string) =>
+  Effect.map(Metric.value(Metric.tagged(HttpAuthenticator.unavailableCount, "condition", condition)), (state) => state.count)
+
+/** The caller's error says only that the service could not validate: not where it is, nor how it failed. */
+const expectGeneric = (error: Error & { readonly reason: string }, stub: Stub, token: string) => {
+  expect(error).toBeInstanceOf(Errors.Unauthorized)
+  expect(error.reason).toBe(HttpAuthenticator.UNAVAILABLE_REASON)
+  const port = new URL(stub.url).port
+  for (const secret of [token, stub.url, "127.0.0.1", port]) expect(shown(error)).not.toContain(secret)
+}
 
 describe("HttpAuthenticator", () => {
   it.scoped("a valid token becomes a principal with the highest role, and the verdict is cached for the TTL", () =>
@@ -120,32 +143,51 @@ describe("HttpAuthenticator", () => {
       expect(stub.calls.get(REJECTED)).toBe(2)
     }))
 
-  it.scoped("a 5xx is 'unavailable' and not cached: the next call asks again", () =>
-    Effect.gen(function* () {
+  it.scoped("a 5xx is refused with the generic reason, logged with URL and status, counted, and not cached", () =>
+    logged((lines) => Effect.gen(function* () {
       const stub = yield* stubService
       const auth = yield* authenticatorFor(stub.url)
+      const before = yield* unavailableCount("status")
       const error = yield* Effect.flip(auth.authenticate(Redacted.make(FLAKY)))
-      expect(error.reason).toContain("identity service unavailable")
-      expect(error.reason).toContain("503")
-      expect(shown(error)).not.toContain(FLAKY)
+      // Issue 14: the status and the URL used to be in the caller's reason; now they are in the log only.
+      expectGeneric(error, stub, FLAKY)
+      expect(error.reason).not.toContain("503")
+      expect(lines.filter((l) => l.startsWith("WARN") && l.includes(`HTTP 503 from ${stub.url}`))).toHaveLength(1)
+      expect(lines.join("\n")).not.toContain(FLAKY)
+      expect(yield* unavailableCount("status")).toBe(before + 1)
 
       const principal = yield* auth.authenticate(Redacted.make(FLAKY))
       expect(principal).toEqual(new Principal({ name: "bob", kind: "human", role: "guest" }))
       expect(stub.calls.get(FLAKY)).toBe(2)
-    }))
+    })))
 
-  it.scoped("a service that is down is 'unavailable', not cached, and the token is not in the error", () =>
-    Effect.gen(function* () {
+  it.scoped("an answer without a username is refused with the generic reason; the log says what was wrong", () =>
+    logged((lines) => Effect.gen(function* () {
+      const stub = yield* stubService
+      const auth = yield* authenticatorFor(stub.url)
+      const before = yield* unavailableCount("response")
+      expectGeneric(yield* Effect.flip(auth.authenticate(Redacted.make(NAMELESS))), stub, NAMELESS)
+      expect(lines.some((l) => l.includes(`unexpected response from ${stub.url}: "valid": true without a username`))).toBe(true)
+      expect(yield* unavailableCount("response")).toBe(before + 1)
+    })))
+
+  it.scoped("a service that is down is refused with the generic reason, not cached; the log has the URL and error", () =>
+    logged((lines) => Effect.gen(function* () {
       const stub = yield* stubService
       yield* stub.close
       const auth = yield* authenticatorFor(stub.url)
+      const before = yield* unavailableCount("unreachable")
       for (let i = 0; i < 2; i++) {
         const error = yield* Effect.flip(auth.authenticate(Redacted.make(ADMIN)))
-        expect(error).toBeInstanceOf(Errors.Unauthorized)
-        expect(error.reason).toMatch(/^identity service unavailable: /)
-        expect(shown(error)).not.toContain(ADMIN)
+        // Issue 14: was "identity service unavailable: <transport error naming the URL>".
+        expectGeneric(error, stub, ADMIN)
       }
-    }))
+      const warnings = lines.filter((l) => l.startsWith("WARN") && l.includes(`cannot reach ${stub.url}`))
+      expect(warnings).toHaveLength(2)
+      expect(warnings[0]).toMatch(/ECONNREFUSED/)
+      expect(lines.join("\n")).not.toContain(ADMIN)
+      expect(yield* unavailableCount("unreachable")).toBe(before + 2)
+    })))
 
   it.scoped("a dropped connection is 'unavailable' and not cached: once the service is back, the token works", () =>
     Effect.gen(function* () {
@@ -153,8 +195,8 @@ describe("HttpAuthenticator", () => {
       const auth = yield* authenticatorFor(stub.url)
       stub.setDown(true)
       const error = yield* Effect.flip(auth.authenticate(Redacted.make(AGENT)))
-      expect(error.reason).toMatch(/^identity service unavailable: /)
-      expect(shown(error)).not.toContain(AGENT)
+      // Issue 14: was "identity service unavailable: …" with the transport's error.
+      expectGeneric(error, stub, AGENT)
 
       stub.setDown(false)
       expect((yield* auth.authenticate(Redacted.make(AGENT))).name).toBe("agent-1")

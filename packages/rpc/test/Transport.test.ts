@@ -10,6 +10,7 @@ import { Chunk, Effect, Redacted, Stream } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import * as https from "node:https"
+import * as tls from "node:tls"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -106,7 +107,34 @@ const rawPost = (body: string | Buffer) =>
     req.end(body)
   })
 
+/** A bare TLS handshake with the server: the version agreed, or the handshake's error code. */
+const handshake = (options: tls.ConnectionOptions) =>
+  new Promise<{ protocol: string | null } | { error: string }>((resolve) => {
+    const socket = tls.connect({
+      host: "127.0.0.1",
+      port,
+      servername: "localhost",
+      ca,
+      cert: clientCert.cert,
+      key: Redacted.value(clientCert.key),
+      ...options
+    }, () => {
+      const protocol = socket.getProtocol()
+      socket.end()
+      resolve({ protocol })
+    })
+    socket.on("error", (e: NodeJS.ErrnoException) => resolve({ error: e.code ?? e.message }))
+  })
+
 describe("RPC over HTTPS between processes", () => {
+  it.live("TLS 1.3 is the minimum: a TLS 1.2-only client is refused, a normal client gets TLS 1.3", () =>
+    Effect.gen(function* () {
+      const old = yield* Effect.promise(() => handshake({ maxVersion: "TLSv1.2" }))
+      expect(old).toHaveProperty("error")
+      expect((old as { error: string }).error).toMatch(/PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL|WRONG_VERSION/)
+      expect(yield* Effect.promise(() => handshake({}))).toEqual({ protocol: "TLSv1.3" })
+    }))
+
   it.scopedLive("a typed error arrives as its class", () =>
     Effect.gen(function* () {
       const agent = yield* client()
