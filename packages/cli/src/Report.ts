@@ -9,7 +9,8 @@ import type { RpcClientError } from "@effect/rpc/RpcClientError"
 import type { Errors } from "@mcp/domain"
 import type * as Pki from "@mcp/rpc/Pki"
 import type * as TokenFile from "@mcp/rpc/TokenFile"
-import { Console, Data, Effect } from "effect"
+import { Data, Effect } from "effect"
+import { printError } from "./Output.js"
 import type { CliConfigError } from "./CliConfig.js"
 
 /** Exit codes: 1 when something failed, 2 when the command line was wrong (nothing was tried). */
@@ -44,6 +45,7 @@ export type WireError =
   | Errors.Unauthorized
   | Errors.Forbidden
   | Errors.VersionSkew
+  | Errors.UnknownFields
   | Errors.DeployFailed
   | Errors.PeerFailed
 
@@ -96,6 +98,7 @@ export const describe = (e: CliFailure | ValidationError.ValidationError): Outco
     case "Unauthorized":
     case "Forbidden":
     case "VersionSkew":
+    case "UnknownFields":
     case "DeployFailed":
     case "PeerFailed":
     case "TokenFileInsecure":
@@ -114,7 +117,7 @@ export const report = <A, R>(effect: Effect.Effect<A, CliFailure | ValidationErr
   Effect.catchAll(effect, (e) => {
     const { exitCode, message } = describe(e)
     return Effect.zipRight(
-      message === undefined ? Effect.void : Console.error(`mcp: ${message}`),
+      message === undefined ? Effect.void : printError(`mcp: ${message}`),
       Effect.sync(() => {
         process.exitCode = exitCode
       })

@@ -81,6 +81,20 @@ export class Forbidden extends Schema.TaggedError<Forbidden>()("Forbidden", {
 }
 
 /** The peer speaks another protocol version and lacks (or no longer has) what was asked. */
+/**
+ * A request carrying fields its RPC does not declare: refused by name rather than dropped, since
+ * a field the sender thinks matters (and the daemon would ignore) is a mistake or a version skew.
+ */
+export class UnknownFields extends Schema.TaggedError<UnknownFields>()("UnknownFields", {
+  rpc: Schema.String,
+  fields: Schema.Array(Schema.String)
+}) {
+  override get message() {
+    const list = this.fields.map((f) => `"${f}"`).join(", ")
+    return `the ${this.rpc} request has ${this.fields.length === 1 ? "a field" : "fields"} this daemon does not know: ${list}; remove ${this.fields.length === 1 ? "it" : "them"}, or upgrade the daemon if the client is newer`
+  }
+}
+
 export class VersionSkew extends Schema.TaggedError<VersionSkew>()("VersionSkew", {
   rpc: Schema.String,
   localVersion: Schema.Int,

@@ -22,7 +22,16 @@ const readOnly = needs("read")
 /** Routine work on services: users may call it. */
 const operate = needs("operate")
 
-const ServiceRef = { service: Names.ServiceName }
+/**
+ * Every payload is a Struct whose decode keeps fields it does not know (`preserve`), so that the
+ * AuthMiddleware can refuse them by name with InvalidRequest (a decode failure in @effect/rpc's
+ * server would be an untyped defect, and the default would drop them silently). See
+ * `AuthMiddleware.excessFields`.
+ */
+export const payload = <Fields extends Schema.Struct.Fields>(fields: Fields) =>
+  Schema.Struct(fields).annotations({ parseOptions: { onExcessProperty: "preserve" } })
+
+const ServiceRef = payload({ service: Names.ServiceName })
 const LifecycleError = Schema.Union(Errors.ServiceNotFound, Errors.DeployFailed, Errors.PeerFailed)
 const DeployError = Schema.Union(Errors.InvalidDefinition, Errors.DeployFailed, Errors.PeerFailed, Errors.PlacementFailed, Errors.NodeUnreachable)
 
@@ -32,17 +41,17 @@ const DeployError = Schema.Union(Errors.InvalidDefinition, Errors.DeployFailed, 
  */
 export const DefinitionPayload = Schema.Unknown
 
-const deployPayload = {
+const deployPayload = payload({
   definition: DefinitionPayload,
   dryRun: Schema.optionalWith(Schema.Boolean, { default: () => false })
-}
+})
 
-const LogsPayload = {
+const LogsPayload = payload({
   service: Names.ServiceName,
   component: Schema.optional(Names.ComponentName),
   follow: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   tail: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 100_000)), { default: () => 100 })
-}
+})
 
 export const LogLine = Schema.Struct({
   component: Schema.String,
@@ -50,10 +59,10 @@ export const LogLine = Schema.Struct({
   line: Schema.String
 })
 
-const EventsPayload = {
+const EventsPayload = payload({
   follow: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   limit: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 10_000)), { default: () => 100 })
-}
+})
 
 export const HealthReport = Schema.Struct({ node: Schema.String, at: Schema.String, protocol: Schema.Int })
 
@@ -74,23 +83,23 @@ export class AgentRpcs extends RpcGroup.make(
   // Unmarked, so admin's: the master's system token sets up and removes edge routes, and manual
   // proxy routes and recover --force are privileged.
   Rpc.make("SetupEdgeRoute", {
-    payload: {
+    payload: payload({
       hostname: Schema.String,
       service: Names.ServiceName,
       workerNode: Names.NodeName,
       backendHostname: Schema.String,
       backendPort: Schema.Int.pipe(Schema.between(1, 65535))
-    },
+    }),
     success: Routes.EdgeRoute,
     error: Schema.Union(Errors.PeerFailed, Errors.InvalidRequest)
   }),
-  Rpc.make("RemoveEdgeRoute", { payload: { hostname: Schema.String }, error: Errors.PeerFailed }),
+  Rpc.make("RemoveEdgeRoute", { payload: payload({ hostname: Schema.String }), error: Errors.PeerFailed }),
   readOnly(Rpc.make("ListEdgeRoutes", { success: Schema.Array(Routes.EdgeRoute), error: Errors.PeerFailed })),
-  Rpc.make("ProxyRoutesAdd", { payload: { route: Routes.ProxyRoute }, error: Schema.Union(Errors.PeerFailed, Errors.InvalidRequest) }),
-  Rpc.make("ProxyRoutesRemove", { payload: { listener: Schema.Int, hostname: Schema.String }, error: Errors.PeerFailed }),
+  Rpc.make("ProxyRoutesAdd", { payload: payload({ route: Routes.ProxyRoute }), error: Schema.Union(Errors.PeerFailed, Errors.InvalidRequest) }),
+  Rpc.make("ProxyRoutesRemove", { payload: payload({ listener: Schema.Int, hostname: Schema.String }), error: Errors.PeerFailed }),
   readOnly(Rpc.make("ProxyRoutesList", { success: Schema.Array(Routes.ProxyRoute), error: Errors.PeerFailed })),
   Rpc.make("Recover", {
-    payload: Schema.Struct({ force: Schema.optionalWith(Schema.Boolean, { default: () => false }) }),
+    payload: payload({ force: Schema.optionalWith(Schema.Boolean, { default: () => false }) }),
     success: Operations.RecoverReport,
     error: Errors.PeerFailed
   }),
@@ -110,20 +119,20 @@ export class MasterRpcs extends RpcGroup.make(
   readOnly(Rpc.make("Ps", { success: Status.FleetStatus })),
   readOnly(Rpc.make("Status", { payload: ServiceRef, success: Status.ServiceStatus, error: Schema.Union(Errors.ServiceNotFound, Errors.NodeUnreachable, Errors.PeerFailed) })),
   operate(Rpc.make("Sync", {
-    payload: { definitions: Schema.Array(DefinitionPayload) },
+    payload: payload({ definitions: Schema.Array(DefinitionPayload) }),
     success: Schema.Struct({ stored: Schema.Array(Schema.String), unchanged: Schema.Array(Schema.String) }),
     error: Errors.InvalidDefinition
   })),
   readOnly(Rpc.make("NodesList", { success: Schema.Array(Operations.NodeView) })),
   // Unmarked, so admin's: the fleet's shape.
-  Rpc.make("NodesAdd", { payload: { info: Node.NodeInfo }, success: Operations.NodeView, error: Errors.InvalidRequest }),
-  Rpc.make("NodesRemove", { payload: { node: Names.NodeName }, error: Schema.Union(Errors.NodeNotFound, Errors.InvalidRequest) }),
+  Rpc.make("NodesAdd", { payload: payload({ info: Node.NodeInfo }), success: Operations.NodeView, error: Errors.InvalidRequest }),
+  Rpc.make("NodesRemove", { payload: payload({ node: Names.NodeName }), error: Schema.Union(Errors.NodeNotFound, Errors.InvalidRequest) }),
   readOnly(Rpc.make("EdgeRoutesList", { success: Schema.Array(Routes.EdgeRoute) })),
   readOnly(Rpc.make("DnsCheck", { success: Schema.Array(Routes.DnsCheckResult) })),
   operate(Rpc.make("Logs", { payload: LogsPayload, success: LogLine, error: Schema.Union(Errors.ServiceNotFound, Errors.PeerFailed, Errors.NodeUnreachable), stream: true })),
   readOnly(Rpc.make("Events", { payload: EventsPayload, success: Events.FleetEvent, stream: true })),
   Rpc.make("AgentRecover", {
-    payload: Schema.Struct({ node: Schema.optional(Names.NodeName), force: Schema.optionalWith(Schema.Boolean, { default: () => false }) }),
+    payload: payload({ node: Schema.optional(Names.NodeName), force: Schema.optionalWith(Schema.Boolean, { default: () => false }) }),
     success: Schema.Array(Operations.RecoverReport),
     error: Schema.Union(Errors.NodeNotFound, Errors.NodeUnreachable, Errors.PeerFailed)
   }),
@@ -134,9 +143,9 @@ export const RegisterAck = Schema.Struct({ heartbeatIntervalMs: Schema.Int, dead
 
 /** Served by the master for agents. */
 export class ControlRpcs extends RpcGroup.make(
-  Rpc.make("Register", { payload: { info: Node.NodeInfo, resources: Node.Resources }, success: RegisterAck, error: Errors.InvalidRequest }),
+  Rpc.make("Register", { payload: payload({ info: Node.NodeInfo, resources: Node.Resources }), success: RegisterAck, error: Errors.InvalidRequest }),
   Rpc.make("Heartbeat", {
-    payload: { node: Names.NodeName, resources: Node.Resources, services: Schema.Array(Status.ServiceSummary) },
+    payload: payload({ node: Names.NodeName, resources: Node.Resources, services: Schema.Array(Status.ServiceSummary) }),
     /** `known: false` means the master has forgotten this node: register again. */
     success: Schema.Struct({ known: Schema.Boolean })
   })

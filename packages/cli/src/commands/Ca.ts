@@ -5,7 +5,8 @@
  */
 import { Args, Command, Options } from "@effect/cli"
 import * as Pki from "@mcp/rpc/Pki"
-import { Console, Effect, Option } from "effect"
+import { Effect, Option } from "effect"
+import { print } from "../Output.js"
 
 const json = Options.boolean("json").pipe(Options.withDescription("print what was written as JSON"))
 const days = Options.integer("days").pipe(Options.withDescription("validity in days"), Options.optional)
@@ -14,7 +15,7 @@ const toJson = (written: Pki.WrittenCertificate, extra: Record<string, unknown>)
   JSON.stringify({ ...extra, ...written, notAfter: written.notAfter.toISOString() }, null, 2)
 
 const printWritten = (headline: string, written: Pki.WrittenCertificate, keyNote: string, certNote: string) =>
-  Console.log(
+  print(
     [
       headline,
       `  key      ${written.keyPath}  (${keyNote})`,
@@ -39,7 +40,7 @@ const init = Command.make(
     }).pipe(
       Effect.flatMap((written) =>
         json
-          ? Console.log(toJson(written, { kind: "ca" }))
+          ? print(toJson(written, { kind: "ca" }))
           : printWritten(`created CA in ${dir}`, written, "mode 0600; keep it secret and backed up", "pin this on every client and server")
       )
     )
@@ -71,7 +72,7 @@ const issue = Command.make(
         const sans = [...ip.map((a) => `IP:${a}`), ...dns.map((d) => `DNS:${d}`)]
         const kind = usage === "both" ? "server+client" : usage
         return json
-          ? Console.log(toJson(written, { kind: "leaf", name, usage, ips: ip, dns }))
+          ? print(toJson(written, { kind: "leaf", name, usage, ips: ip, dns }))
           : printWritten(
               `issued ${kind} certificate ${name}${sans.length > 0 ? ` for ${sans.join(", ")}` : ""}`,
               written,

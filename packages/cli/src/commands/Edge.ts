@@ -6,8 +6,8 @@
  */
 import { Command } from "@effect/cli"
 import type { Routes } from "@mcp/domain"
-import { Console, Effect } from "effect"
-import { table } from "../Output.js"
+import { Effect } from "effect"
+import { print, table } from "../Output.js"
 import { CommandFailed } from "../Report.js"
 import * as Common from "./Common.js"
 
@@ -68,7 +68,7 @@ export const summarizeDnsCheck = (results: ReadonlyArray<DnsCheckResult>): { rea
 const list = Command.make("list", { config: Common.config, json: Common.json }, (o) =>
   Effect.gen(function* () {
     const routes = yield* (yield* Common.masterClient(yield* Common.loadConfig(o.config))).call((master) => master.EdgeRoutesList())
-    yield* Console.log(o.json ? JSON.stringify(routes, null, 2) : formatEdgeRoutes(routes, new Date()))
+    yield* print(o.json ? JSON.stringify(routes, null, 2) : formatEdgeRoutes(routes, new Date()))
   })
 ).pipe(Command.withDescription("list public routes: hostname, edge node, service, worker, backend and certificate"))
 
@@ -77,12 +77,12 @@ export const edge = Command.make("edge").pipe(Command.withSubcommands([list]), C
 const check = Command.make("check", { config: Common.config, json: Common.json }, (o) =>
   Effect.gen(function* () {
     const results = yield* (yield* Common.masterClient(yield* Common.loadConfig(o.config))).call((master) => master.DnsCheck())
-    yield* Console.log(o.json ? JSON.stringify(results, null, 2) : formatDnsCheck(results))
+    yield* print(o.json ? JSON.stringify(results, null, 2) : formatDnsCheck(results))
     if (results.length === 0) return
     const summary = summarizeDnsCheck(results)
     // With --json the summary goes to stderr only when something is wrong, so stdout stays JSON.
     if (summary.failed) return yield* new CommandFailed({ message: summary.line })
-    if (!o.json) yield* Console.log(summary.line)
+    if (!o.json) yield* print(summary.line)
   })
 ).pipe(Command.withDescription("check that every public hostname's DNS points at the edge node publishing it; exit 1 and print the records to create if not"))
 

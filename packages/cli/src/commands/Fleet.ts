@@ -4,11 +4,11 @@
  */
 import { Args, Command, Options } from "@effect/cli"
 import { Names, Node, type Operations, Validation } from "@mcp/domain"
-import { Console, Effect, Either, Option } from "effect"
+import { Effect, Either, Option } from "effect"
 import { readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import * as Arguments from "../Arguments.js"
-import { table } from "../Output.js"
+import { print, table } from "../Output.js"
 import { CommandFailed } from "../Report.js"
 import * as Common from "./Common.js"
 
@@ -29,7 +29,7 @@ export const formatNodes = (nodes: ReadonlyArray<Operations.NodeView>) =>
 const list = Command.make("list", { config: Common.config, json: Common.json }, (o) =>
   Effect.gen(function* () {
     const nodes = yield* (yield* Common.masterClient(yield* Common.loadConfig(o.config))).call((master) => master.NodesList())
-    yield* Console.log(o.json ? JSON.stringify(nodes, null, 2) : formatNodes(nodes))
+    yield* print(o.json ? JSON.stringify(nodes, null, 2) : formatNodes(nodes))
   })
 ).pipe(Command.withDescription("list the fleet's nodes with health and resources"))
 
@@ -47,7 +47,7 @@ const add = Command.make(
       const addresses = yield* Effect.forEach(o.address, Arguments.decode(Node.NodeAddress, "<address>"))
       const master = yield* Common.masterClient(yield* Common.loadConfig(o.config))
       yield* master.call((m) => m.NodesAdd({ info: { name, role: o.role, addresses, arch: "unknown", version: "unknown" } }))
-      yield* Console.log(`added ${o.role} node ${name} at ${addresses.join(", ")}; it turns healthy once its agent heartbeats or answers a probe`)
+      yield* print(`added ${o.role} node ${name} at ${addresses.join(", ")}; it turns healthy once its agent heartbeats or answers a probe`)
     })
 ).pipe(Command.withDescription("add a node by name and agent address(es), in order of preference"))
 
@@ -55,7 +55,7 @@ const remove = Command.make("remove", { name: Args.text({ name: "name" }), confi
   Effect.gen(function* () {
     const node = yield* Arguments.decode(Names.NodeName, "<name>")(o.name)
     yield* (yield* Common.masterClient(yield* Common.loadConfig(o.config))).call((master) => master.NodesRemove({ node }))
-    yield* Console.log(`removed node ${node}`)
+    yield* print(`removed node ${node}`)
   })
 ).pipe(Command.withDescription("remove a node that runs no services"))
 
@@ -70,7 +70,7 @@ const printTree = (n: Operations.SupervisionNode, prefix: string, last: boolean,
 export const tree = Command.make("tree", { config: Common.config, json: Common.json }, (o) =>
   Effect.gen(function* () {
     const t = yield* (yield* Common.masterClient(yield* Common.loadConfig(o.config))).call((master) => master.Tree())
-    yield* Console.log(o.json ? JSON.stringify(t, null, 2) : printTree(t, "", true, true).join("\n"))
+    yield* print(o.json ? JSON.stringify(t, null, 2) : printTree(t, "", true, true).join("\n"))
   })
 ).pipe(Command.withDescription("show the master's supervision tree"))
 
@@ -95,7 +95,7 @@ export const sync = Command.make("sync", { config: Common.config, json: Common.j
     }
     if (problems.length > 0) return yield* new CommandFailed({ message: `nothing synced; fix these first:\n${problems.join("\n")}` })
     const result = yield* (yield* Common.masterClient(cfg)).call((master) => master.Sync({ definitions }))
-    yield* Console.log(o.json ? JSON.stringify(result, null, 2) : `synced ${files.length} definitions from ${cfg.services_dir}: ${result.stored.length} stored, ${result.unchanged.length} unchanged`)
+    yield* print(o.json ? JSON.stringify(result, null, 2) : `synced ${files.length} definitions from ${cfg.services_dir}: ${result.stored.length} stored, ${result.unchanged.length} unchanged`)
   })
 ).pipe(Command.withDescription("push every service definition in services_dir to the master"))
 
@@ -118,8 +118,8 @@ const recover = Command.make(
         : yield* (yield* Common.masterClient(cfg)).call((master) =>
             master.AgentRecover({ force: o.force, ...Option.match(node, { onNone: () => ({}), onSome: (node) => ({ node }) }) })
           )
-      if (o.json) return yield* Console.log(JSON.stringify(reports, null, 2))
-      yield* Console.log(table(["NODE", "SERVICE", "COMPONENT", "ACTION", "DETAIL"], reports.flatMap((r) => r.actions.map((a) => [r.node, a.service, a.component, a.action, a.detail]))))
+      if (o.json) return yield* print(JSON.stringify(reports, null, 2))
+      yield* print(table(["NODE", "SERVICE", "COMPONENT", "ACTION", "DETAIL"], reports.flatMap((r) => r.actions.map((a) => [r.node, a.service, a.component, a.action, a.detail]))))
     })
 ).pipe(Command.withDescription("recreate containers the engine lost, from the agents' registries (--direct --node host:port works without the master)"))
 

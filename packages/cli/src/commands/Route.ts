@@ -5,9 +5,9 @@
  */
 import { Args, Command, Options } from "@effect/cli"
 import { Routes } from "@mcp/domain"
-import { Console, Effect, Option } from "effect"
+import { Effect, Option } from "effect"
 import * as Arguments from "../Arguments.js"
-import { table } from "../Output.js"
+import { print, table } from "../Output.js"
 import { UsageError } from "../Report.js"
 import * as Common from "./Common.js"
 
@@ -22,8 +22,8 @@ const listenerOf = (text: string) => {
 const list = Command.make("list", { node: nodeName, config: Common.config, direct: Common.direct, json: Common.json }, (o) =>
   Effect.gen(function* () {
     const routes = yield* (yield* Common.agentFor(o.config, o.node, o.direct)).call((agent) => agent.ProxyRoutesList())
-    if (o.json) return yield* Console.log(JSON.stringify(routes, null, 2))
-    yield* Console.log(table(["LISTENER", "HOSTNAME", "BACKEND", "MODE", "BACKEND TLS", "SERVICE"],
+    if (o.json) return yield* print(JSON.stringify(routes, null, 2))
+    yield* print(table(["LISTENER", "HOSTNAME", "BACKEND", "MODE", "BACKEND TLS", "SERVICE"],
       routes.map((r) => [String(r.listener), r.hostname, r.backend, r.mode, r.backendTls ? "yes" : "no", r.service ?? "(manual)"])))
   })
 ).pipe(Command.withDescription("list the routes in a node's proxy"))
@@ -55,7 +55,7 @@ const add = Command.make(
       })
       const agent = yield* Common.agentFor(o.config, o.node, o.direct)
       yield* agent.call((a) => a.ProxyRoutesAdd({ route }))
-      yield* Console.log(`route ${route.hostname}:${route.listener} -> ${route.backend} (${route.mode}${route.backendTls ? ", backend TLS" : ""}) added on ${o.node}`)
+      yield* print(`route ${route.hostname}:${route.listener} -> ${route.backend} (${route.mode}${route.backendTls ? ", backend TLS" : ""}) added on ${o.node}`)
     })
 ).pipe(Command.withDescription("add (or replace) a route: mcp route add -n rift :443 app.example.com 127.0.0.1:8080 --mode l7 --tls-cert .. --tls-key .."))
 
@@ -63,7 +63,7 @@ const remove = Command.make("remove", { listener: Args.text({ name: "listener" }
   Effect.gen(function* () {
     const listener = yield* listenerOf(o.listener)
     yield* (yield* Common.agentFor(o.config, o.node, o.direct)).call((agent) => agent.ProxyRoutesRemove({ listener, hostname: o.hostname }))
-    yield* Console.log(`route ${o.hostname}:${listener} removed on ${o.node}`)
+    yield* print(`route ${o.hostname}:${listener} removed on ${o.node}`)
   })
 ).pipe(Command.withDescription("remove a route"))
 

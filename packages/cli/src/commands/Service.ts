@@ -4,11 +4,11 @@
  */
 import { Args, Command, Options } from "@effect/cli"
 import { Deploy, Names, ServiceDefinition, type Status, Validation } from "@mcp/domain"
-import { Console, Effect, Either, Option, Schema, Stream } from "effect"
+import { Effect, Either, Option, Schema, Stream } from "effect"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import * as Arguments from "../Arguments.js"
-import { table } from "../Output.js"
+import { print, printError, table } from "../Output.js"
 import { CommandFailed } from "../Report.js"
 import * as Common from "./Common.js"
 
@@ -91,7 +91,7 @@ export const deploy = Command.make(
       const cfg = yield* Common.loadConfig(o.config)
       const definition = yield* readDefinition(cfg.services_dir, service, o.file, cfg.internal_zone)
       const encoded = Schema.encodeSync(ServiceDefinition.ServiceDefinition)(definition)
-      if (!o.json) yield* Console.log(`${o.dryRun ? "planning" : "deploying"} ${definition.name}${target._tag === "Agent" ? ` on ${target.address}` : ""}...`)
+      if (!o.json) yield* print(`${o.dryRun ? "planning" : "deploying"} ${definition.name}${target._tag === "Agent" ? ` on ${target.address}` : ""}...`)
       const payload = { definition: encoded, dryRun: o.dryRun }
       const stream = target._tag === "Agent"
         ? (yield* Common.agentClient(cfg, [target.address])).stream((agent) => agent.Deploy(payload))
@@ -102,10 +102,10 @@ export const deploy = Command.make(
           events.push(e)
           if (o.json) return
           const line = progressLine(e)
-          if (line !== undefined) yield* Console.log(line)
+          if (line !== undefined) yield* print(line)
         })
       )
-      if (o.json) yield* Console.log(JSON.stringify(events, null, 2))
+      if (o.json) yield* print(JSON.stringify(events, null, 2))
     })
 ).pipe(Command.withDescription("deploy (or redeploy) a service from its definition"))
 
@@ -142,9 +142,9 @@ const lifecycle = (name: Lifecycle, description: string) =>
       const result = target._tag === "Agent"
         ? yield* (yield* Common.agentClient(cfg, [target.address])).call((agent) => sendLifecycle(agent, name, service))
         : yield* (yield* Common.masterClient(cfg)).call((master) => sendLifecycle(master, name, service))
-      if (o.json) yield* Console.log(JSON.stringify(result ?? { service, undeployed: true }, null, 2))
-      else if (result !== undefined) yield* Console.log(formatStatuses([result]))
-      else yield* Console.log(`${service}: undeployed`)
+      if (o.json) yield* print(JSON.stringify(result ?? { service, undeployed: true }, null, 2))
+      else if (result !== undefined) yield* print(formatStatuses([result]))
+      else yield* print(`${service}: undeployed`)
     })
   ).pipe(Command.withDescription(description))
 
@@ -159,13 +159,13 @@ export const ps = Command.make("ps", { config: Common.config, direct: Common.dir
     const cfg = yield* Common.loadConfig(o.config)
     if (target._tag === "Agent") {
       const statuses = yield* (yield* Common.agentClient(cfg, [target.address])).call((agent) => agent.Ps())
-      yield* Console.log(o.json ? JSON.stringify(statuses, null, 2) : formatStatuses(statuses))
+      yield* print(o.json ? JSON.stringify(statuses, null, 2) : formatStatuses(statuses))
       return
     }
     const fleet = yield* (yield* Common.masterClient(cfg)).call((master) => master.Ps())
-    if (o.json) return yield* Console.log(JSON.stringify(fleet, null, 2))
-    yield* Console.log(formatStatuses(fleet.services))
-    for (const u of fleet.unreachable) yield* Console.log(`node ${u.node}: unreachable (${u.reason})`)
+    if (o.json) return yield* print(JSON.stringify(fleet, null, 2))
+    yield* print(formatStatuses(fleet.services))
+    for (const u of fleet.unreachable) yield* print(`node ${u.node}: unreachable (${u.reason})`)
   })
 ).pipe(Command.withDescription("list services and their containers"))
 
@@ -177,7 +177,7 @@ export const status = Command.make("status", { service: serviceArg, config: Comm
     const s = target._tag === "Agent"
       ? yield* (yield* Common.agentClient(cfg, [target.address])).call((agent) => agent.Status({ service }))
       : yield* (yield* Common.masterClient(cfg)).call((master) => master.Status({ service }))
-    yield* Console.log(o.json ? JSON.stringify(s, null, 2) : formatStatuses([s]))
+    yield* print(o.json ? JSON.stringify(s, null, 2) : formatStatuses([s]))
   })
 ).pipe(Command.withDescription("show one service"))
 
@@ -202,7 +202,7 @@ export const logs = Command.make(
       const stream = target._tag === "Agent"
         ? (yield* Common.agentClient(cfg, [target.address])).stream((agent) => agent.Logs(payload))
         : (yield* Common.masterClient(cfg)).stream((master) => master.Logs(payload))
-      yield* Stream.runForEach(stream, (l) => (l.stream === "stderr" ? Console.error(`${l.component} | ${l.line}`) : Console.log(`${l.component} | ${l.line}`)))
+      yield* Stream.runForEach(stream, (l) => (l.stream === "stderr" ? printError(`${l.component} | ${l.line}`) : print(`${l.component} | ${l.line}`)))
     })
 ).pipe(Command.withDescription("print a service's container logs"))
 
@@ -217,6 +217,6 @@ export const events = Command.make(
       const stream = target._tag === "Agent"
         ? (yield* Common.agentClient(cfg, [target.address])).stream((agent) => agent.Events(payload))
         : (yield* Common.masterClient(cfg)).stream((master) => master.Events(payload))
-      yield* Stream.runForEach(stream, (e) => Console.log(o.json ? JSON.stringify(e) : `${e.at}  ${e.node}  ${e.kind.padEnd(7)} ${e.service ?? "-"}  ${e.message}`))
+      yield* Stream.runForEach(stream, (e) => print(o.json ? JSON.stringify(e) : `${e.at}  ${e.node}  ${e.kind.padEnd(7)} ${e.service ?? "-"}  ${e.message}`))
     })
 ).pipe(Command.withDescription("print fleet events (deploys, health changes, drift)"))

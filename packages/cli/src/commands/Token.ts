@@ -5,7 +5,8 @@
  */
 import { Command, Options } from "@effect/cli"
 import * as TokenFile from "@mcp/rpc/TokenFile"
-import { Console, DateTime, Effect, Option, Redacted } from "effect"
+import { DateTime, Effect, Option, Redacted } from "effect"
+import { print, printError } from "../Output.js"
 
 const file = Options.file("file").pipe(Options.withDescription("the token file (TOML, mode 0600)"))
 const name = Options.text("name").pipe(Options.withDescription("the token's name, shown as the caller in logs and errors"))
@@ -30,8 +31,8 @@ const create = Command.make(
     Effect.gen(function* () {
       const days = Option.getOrUndefined(expiresInDays)
       const token = yield* TokenFile.createToken(file, { name, kind, role, expiresInDays: days })
-      yield* Console.log(Redacted.value(token))
-      yield* Console.error(
+      yield* print(Redacted.value(token))
+      yield* printError(
         `created ${kind} token "${name}" with role ${role}` +
           (days === undefined ? ", no expiry" : `, expiring in ${days} days`) +
           `; it cannot be shown again (${file} keeps only its SHA-256 digest)`
@@ -80,17 +81,17 @@ const list = Command.make(
     Effect.gen(function* () {
       const loaded = yield* TokenFile.loadTokenFile(file)
       const rows = loaded.tokens.map(listing)
-      if (json) return yield* Console.log(JSON.stringify(rows, null, 2))
-      if (rows.length === 0) return yield* Console.error(`no tokens in ${file}; create one with mcp token create`)
+      if (json) return yield* print(JSON.stringify(rows, null, 2))
+      if (rows.length === 0) return yield* printError(`no tokens in ${file}; create one with mcp token create`)
       const now = yield* DateTime.now
-      for (const line of formatTable(rows, now)) yield* Console.log(line)
+      for (const line of formatTable(rows, now)) yield* print(line)
     })
 ).pipe(Command.withDescription("list the tokens in a token file (names, kinds, roles, dates; never digests)"))
 
 const revoke = Command.make("revoke", { file, name }, ({ file, name }) =>
   Effect.gen(function* () {
     yield* TokenFile.revokeToken(file, name)
-    yield* Console.error(`revoked token "${name}"; servers reading ${file} stop accepting it within a second`)
+    yield* printError(`revoked token "${name}"; servers reading ${file} stop accepting it within a second`)
   })
 ).pipe(Command.withDescription("remove a token from a token file"))
 

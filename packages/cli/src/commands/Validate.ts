@@ -5,7 +5,8 @@
 import { Args, Command, Options } from "@effect/cli"
 import { FileSystem } from "@effect/platform"
 import { Validation } from "@mcp/domain"
-import { Console, Effect, Either } from "effect"
+import { Effect, Either } from "effect"
+import { print, printError } from "../Output.js"
 
 export interface FileReport {
   readonly file: string
@@ -41,8 +42,8 @@ const internalZone = Options.text("internal-zone").pipe(
 export const validate = Command.make("validate", { files, json, internalZone }, ({ files, json, internalZone }) =>
   Effect.gen(function* () {
     const reports = yield* Effect.forEach(files, (f) => validateFile(f, internalZone))
-    if (json) yield* Console.log(JSON.stringify(reports, null, 2))
-    else for (const r of reports) for (const line of formatReport(r)) yield* (r.ok ? Console.log(line) : Console.error(line))
+    if (json) yield* print(JSON.stringify(reports, null, 2))
+    else for (const r of reports) for (const line of formatReport(r)) yield* (r.ok ? print(line) : printError(line))
     if (reports.some((r) => !r.ok)) process.exitCode = 1
   })
 ).pipe(Command.withDescription("check service definition files without deploying anything"))

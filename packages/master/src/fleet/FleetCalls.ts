@@ -10,8 +10,8 @@ import { Context, Effect, Layer, Stream } from "effect"
 import { AgentClients } from "./AgentClients.js"
 
 /** Failures of the master's own call to an agent, reported as that agent failing. */
-type AgentCallError = Errors.Unauthorized | Errors.Forbidden | Errors.VersionSkew | { readonly _tag: "RpcClientError"; readonly message: string }
-const AGENT_CALL_TAGS = new Set(["Unauthorized", "Forbidden", "VersionSkew", "RpcClientError"])
+type AgentCallError = Errors.Unauthorized | Errors.Forbidden | Errors.VersionSkew | Errors.UnknownFields | { readonly _tag: "RpcClientError"; readonly message: string }
+const AGENT_CALL_TAGS = new Set(["Unauthorized", "Forbidden", "VersionSkew", "UnknownFields", "RpcClientError"])
 
 /** Maps the call's own failures (auth, skew, transport) to PeerFailed naming the node; the agent's typed errors pass. */
 export const asPeerFailure = (node: string, operation: string) => <E extends { readonly _tag: string }>(e: E): Exclude<E, AgentCallError> | Errors.PeerFailed =>

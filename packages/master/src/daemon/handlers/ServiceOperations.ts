@@ -3,7 +3,7 @@
  * undeploy, the lifecycle commands its agent carries out, and sync of stored definitions.
  * Commands for one service go through that service's actor, so they never race across nodes.
  */
-import { Deploy, Errors, Placement, Validation } from "@mcp/domain"
+import { Deploy, Errors, Placement, type ServiceDefinition, Validation } from "@mcp/domain"
 import type { KeyedActors } from "@mcp/rpc"
 import { Effect, Either, Mailbox, Option, Stream } from "effect"
 import { MasterDb } from "../../db/MasterDb.js"
@@ -43,12 +43,9 @@ export const handlers = (settings: Pick<MasterSettings, "internalZone">) =>
         return yield* Effect.mapError(agents.call(info.name, info.addresses, f), asPeerFailure(info.name, operation))
       }))
 
-    /** Decodes and places the definition, then runs the cross-node saga, streaming its steps. */
-    const deployJob = (raw: unknown, dryRun: boolean, emit: (e: Deploy.DeployEvent) => Effect.Effect<void>) =>
+    /** Places the decoded definition, then runs the cross-node saga, streaming its steps. */
+    const deployJob = (def: ServiceDefinition.ServiceDefinition, raw: unknown, dryRun: boolean, emit: (e: Deploy.DeployEvent) => Effect.Effect<void>) =>
       Effect.gen(function* () {
-        const decoded = decode(raw)
-        if (Either.isLeft(decoded)) return yield* new Errors.InvalidDefinition({ service: nameOf(raw), problems: decoded.left })
-        const def = decoded.right
         // A deployed service stays where it is unless its pin changes; new ones are placed.
         const current = yield* viaDb(db.placement(def.name))
         const nodes = yield* fleet
@@ -89,7 +86,13 @@ export const handlers = (settings: Pick<MasterSettings, "internalZone">) =>
       })
 
     return {
-      Deploy: ({ definition: raw, dryRun }) => serialized<Deploy.DeployEvent, CrossNodeSaga.DeployError>(coordinators, nameOf(raw), (emit) => deployJob(raw, dryRun, emit)),
+      // Decoded before the service's actor is looked up: a name from the network (with `../` or
+      // control characters, say) is refused as InvalidDefinition and never keys an actor.
+      Deploy: ({ definition: raw, dryRun }) =>
+        Either.match(decode(raw), {
+          onLeft: (problems) => Stream.fail(new Errors.InvalidDefinition({ service: nameOf(raw), problems })),
+          onRight: (def) => serialized<Deploy.DeployEvent, CrossNodeSaga.DeployError>(coordinators, def.name, (emit) => deployJob(def, raw, dryRun, emit))
+        }),
       Undeploy: ({ service }) => coordinators.submit(service, Effect.flatMap(placedOn(service), (worker) => saga.undeploy(service, worker))),
       Stop: ({ service }) => forward(service, `stop ${service}`, (agent) => agent.Stop({ service })),
       Start: ({ service }) => forward(service, `start ${service}`, (agent) => agent.Start({ service })),
