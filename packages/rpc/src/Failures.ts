@@ -33,3 +33,10 @@ export const reported = (what: string, error: unknown): Effect.Effect<void> =>
     Effect.logWarning(`${what} failed; carrying on without it`, error),
     Metric.increment(Metric.tagged(carriedOn, "operation", what))
   )
+
+/**
+ * Runs a clean-up that must not hide the failure it follows (a temporary file removed after a
+ * failed write): its own failure is logged and counted with `what`, never swallowed silently.
+ */
+export const bestEffort = (what: string) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<void, never, R> =>
+  Effect.catchAll(Effect.asVoid(effect), (error) => reported(what, error))

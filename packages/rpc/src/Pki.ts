@@ -5,6 +5,7 @@
 import { type Error as PlatformError, FileSystem } from "@effect/platform"
 import * as x509 from "@peculiar/x509"
 import { Clock, Data, Effect } from "effect"
+import { bestEffort } from "./Failures.js"
 import { createPrivateKey, createPublicKey, KeyObject, randomBytes, type webcrypto } from "node:crypto"
 import { isIP } from "node:net"
 import * as path from "node:path"
@@ -116,7 +117,7 @@ export const initCa = (
         Effect.mapError((e) => (e._tag === "SystemError" && e.reason === "AlreadyExists" ? caExists(target) : fsError(target, "write")(e)))
       )
     yield* writeNew(keyPath, privateKeyPem(keys.privateKey), 0o600)
-    yield* writeNew(certPath, pem(cert), 0o644).pipe(Effect.tapError(() => removeOrDie(keyPath)))
+    yield* writeNew(certPath, pem(cert), 0o644).pipe(Effect.tapError(() => removeAfterFailure(keyPath)))
     return { certPath, keyPath, serial: cert.serialNumber.toUpperCase(), notAfter: cert.notAfter }
   })
 
@@ -354,8 +355,9 @@ const mkdirPrivate = (dir: string): Effect.Effect<void, PkiError, FileSystem.Fil
     Effect.mapError(fsError(dir, "create directory"))
   )
 
-const removeOrDie = (target: string): Effect.Effect<void, never, FileSystem.FileSystem> =>
-  Effect.flatMap(FileSystem.FileSystem, (fs) => Effect.orDie(fs.remove(target, { force: true })))
+/** Removes what a failed write left; its own failure is logged and counted, the write's error stands. */
+const removeAfterFailure = (target: string): Effect.Effect<void, never, FileSystem.FileSystem> =>
+  Effect.flatMap(FileSystem.FileSystem, (fs) => bestEffort(`remove ${target} after a failed write`)(fs.remove(target, { force: true })))
 
 // A fresh temp file gets `mode` at creation, so a re-issued key is never readable with an old file's mode.
 const writeFileAtomic = (target: string, data: string, mode: number): Effect.Effect<void, PkiError, FileSystem.FileSystem> =>
@@ -364,6 +366,6 @@ const writeFileAtomic = (target: string, data: string, mode: number): Effect.Eff
     return fs.writeFileString(temp, data, { mode, flag: "wx" }).pipe(
       Effect.mapError(fsError(temp, "write")),
       Effect.zipRight(fs.rename(temp, target).pipe(Effect.mapError(fsError(target, "write")))),
-      Effect.tapError(() => removeOrDie(temp))
+      Effect.tapError(() => removeAfterFailure(temp))
     )
   })

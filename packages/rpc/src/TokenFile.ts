@@ -10,6 +10,7 @@ import { stat } from "node:fs/promises"
 import * as nodePath from "node:path"
 import * as TOML from "smol-toml"
 import { tokenDigest } from "./Authenticator.js"
+import { bestEffort } from "./Failures.js"
 import { Role, TokenKind } from "./Principal.js"
 import * as SecretFile from "./SecretFile.js"
 
@@ -292,7 +293,7 @@ export const writeTokenFile = (path: string, file: TokenFile): Effect.Effect<voi
             : `cannot write: ${platformText(e)}`
         })
       ),
-      Effect.tapError(() => Effect.ignore(fs.remove(temp, { force: true })))
+      Effect.tapError(() => bestEffort(`remove the temporary file ${temp}`)(fs.remove(temp, { force: true })))
     )
   })
 

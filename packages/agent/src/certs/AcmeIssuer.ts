@@ -5,6 +5,7 @@
 import { type Error as PlatformError, FileSystem, HttpClient } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
 import * as acme from "acme-client"
+import { Failures } from "@mcp/rpc"
 import { Duration, Effect, Layer, Runtime, type Scope } from "effect"
 import { createPrivateKey, randomBytes, X509Certificate } from "node:crypto"
 import * as http from "node:http"
@@ -468,7 +469,7 @@ const writeCertificate = (
       Effect.zipRight(writePrivate(keyPath, keyPem)),
       Effect.zipRight(
         writePrivate(certPath, Buffer.from(chain.map((pem) => `${pem.trim()}\n`).join(""))).pipe(
-          Effect.tapError(() => Effect.ignore(fs.remove(keyPath, { force: true })))
+          Effect.tapError(() => Failures.bestEffort(`remove ${keyPath} after a failed certificate write`)(fs.remove(keyPath, { force: true })))
         )
       ),
       Effect.mapError((e) => fail(`cannot write the certificate under ${certDir} (${fileErrorCode(e)}); check that it is writable`))
@@ -488,6 +489,6 @@ const writePrivate = (target: string, data: Uint8Array): Effect.Effect<void, Pla
     const temp = `${target}.${randomBytes(6).toString("hex")}.tmp`
     return fs.writeFile(temp, data, { mode: 0o600, flag: "wx" }).pipe(
       Effect.zipRight(fs.rename(temp, target)),
-      Effect.tapError(() => Effect.ignore(fs.remove(temp, { force: true })))
+      Effect.tapError(() => Failures.bestEffort(`remove the temporary file ${temp}`)(fs.remove(temp, { force: true })))
     )
   })

@@ -14,6 +14,7 @@
  */
 import { Command, type CommandExecutor, FileSystem, type Error as PlatformError } from "@effect/platform"
 import { Routes } from "@mcp/domain"
+import { Failures } from "@mcp/rpc"
 import { Data, Effect, Fiber, Layer, Option, Schedule, Schema, Stream } from "effect"
 import { createHash } from "node:crypto"
 import * as net from "node:net"
@@ -313,7 +314,7 @@ const runProcess = (
     const output = yield* Effect.fork(Effect.all([text(child.stdout), text(child.stderr)], { concurrency: 2 }))
     // A signal's end (the exit code is then an error) is a failed run, like a non-zero exit.
     const exited = yield* Effect.timeoutOption(Effect.orElseSucceed(child.exitCode, () => 1), "30 seconds")
-    if (Option.isNone(exited)) yield* Effect.ignore(child.kill())
+    if (Option.isNone(exited)) yield* Failures.bestEffort(`kill ${file} after 30 s`)(child.kill())
     const [stdout, stderr] = yield* Fiber.join(output)
     return { code: Option.getOrElse(exited, () => 1), output: `${stdout}${stderr}` }
   }).pipe(
