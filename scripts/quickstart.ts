@@ -49,7 +49,10 @@ const main = async () => {
   const master = await LocalFleet.spawnDaemon(LocalFleet.bins.master, LocalFleet.writeMasterConfig(fleet, { port: masterPort, interval: "2s" }))
   cleanups.push(() => master.stop())
 
-  step("starting mcp-agent for node 'local' (it registers with the master)")
+  step("enrolling node 'local': a certificate naming it and a system token named after it (what `mcp ca issue` and `mcp token create --kind system --name local` make)")
+  await LocalFleet.enrolNode(fleet, "local")
+
+  step("starting mcp-agent for node 'local' (it registers with the master, with its own token)")
   const agentPort = await LocalFleet.freePort()
   const agentConfig = LocalFleet.writeAgentConfig(fleet, { node: "local", port: agentPort, socket: podman.socketPath, masters })
   const agent = await LocalFleet.spawnDaemon(LocalFleet.bins.agent, agentConfig)

@@ -6,7 +6,9 @@
  * added without an entry fails the test by name. On the master a guest may call the read RPCs
  * and is Forbidden from every other one, which changes nothing; the agent refuses guests
  * outright; a user's routine operations reach the handlers, and a user is Forbidden from every
- * admin RPC on the master and the agent, naming the role it needs, with nothing changed.
+ * admin RPC on the master and the agent, naming the role it needs, with nothing changed. The
+ * master's /control takes only a node's own system token, for that node: humans (admins too)
+ * and a node speaking for another are refused, naming the rule.
  */
 import { NodeFileSystem } from "@effect/platform-node"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
@@ -80,7 +82,7 @@ const noPayload = Symbol("no payload")
 
 interface Call {
   /** Written out by hand, like the table in packages/rpc/test/Access.test.ts: not read from the contract. */
-  readonly access: "read" | "operate" | "admin"
+  readonly access: "read" | "operate" | "admin" | "node"
   readonly payload: unknown
 }
 const read = (payload: unknown = noPayload): Call => ({ access: "read", payload })
@@ -88,6 +90,8 @@ const read = (payload: unknown = noPayload): Call => ({ access: "read", payload 
 const operate = (payload: unknown = noPayload): Call => ({ access: "operate", payload })
 /** The fleet's shape and privileged operations: an admin's. */
 const admin = (payload: unknown = noPayload): Call => ({ access: "admin", payload })
+/** A node speaking for itself: only its own system token, whatever the role; no human. */
+const node = (payload: unknown = noPayload): Call => ({ access: "node", payload })
 
 /**
  * Each RPC with its access level and a minimal valid payload: for the writes, one that would
@@ -118,8 +122,8 @@ const resources = { cpuCores: 1, load1: 0, memoryTotalBytes: 1, memoryFreeBytes:
 
 /** The master's routes for agents: a guest must not register a node or fake a heartbeat. */
 const controlCalls: Record<string, Call> = {
-  Register: admin({ info: { name: "intruder", role: "worker", addresses: ["127.0.0.1:1"], arch: "x64", version: "0" }, resources }),
-  Heartbeat: admin({ node: NODE, resources, services: [] })
+  Register: node({ info: { name: "intruder", role: "worker", addresses: ["127.0.0.1:1"], arch: "x64", version: "0" }, resources }),
+  Heartbeat: node({ node: NODE, resources, services: [{ service: "intruder", running: 1, expected: 1 }] })
 }
 
 /** On the agent every RPC is refused to guests; the levels are listed only for the messages. */
@@ -232,7 +236,8 @@ describe("a guest and a user against the real master and agent", () => {
         expect.soft(outcome, `a guest calling ${tag} (${access}) on the master`).toBe(forbiddenToGuest(tag))
         // The exact error, fields and class, as the CLI receives it.
         const needs = access === "admin" ? "admin" : "user"
-        if (outcome === forbiddenToGuest(tag)) expect(failureOf(exit)).toEqual(new Errors.Forbidden({ principal: "gina", role: "guest", rpc: tag, needs }))
+        if (outcome === forbiddenToGuest(tag) && access === "node") expect((failureOf(exit) as Errors.Forbidden).rule).toMatch(new RegExp(`^${tag} is for agents only`))
+        else if (outcome === forbiddenToGuest(tag)) expect(failureOf(exit)).toEqual(new Errors.Forbidden({ principal: "gina", role: "guest", rpc: tag, needs }))
       } else {
         // Answered, or a typed error from the handler; never an auth failure.
         expect.soft(outcome, `a guest calling ${tag} (read) on the master`).not.toMatch(authFailure)
@@ -279,7 +284,7 @@ describe("a guest and a user against the real master and agent", () => {
       ...plan("AgentRpcs", AgentRpcs, agentCalls).map((c) => ({ ...c, group: AgentRpcs, url: agentUrl }))
     ].filter((c) => c.access === "admin")
     expect(adminCalls.map((c) => c.tag).sort()).toEqual(
-      ["AgentRecover", "Heartbeat", "NodesAdd", "NodesRemove", "ProxyRoutesAdd", "ProxyRoutesRemove", "Recover", "Register", "RemoveEdgeRoute", "SetupEdgeRoute"]
+      ["AgentRecover", "NodesAdd", "NodesRemove", "ProxyRoutesAdd", "ProxyRoutesRemove", "Recover", "RemoveEdgeRoute", "SetupEdgeRoute"]
     )
     for (const { tag, payload, group, url } of adminCalls) {
       const exit = await call(group as typeof MasterRpcs, url, tokens.user, tag, payload)
@@ -290,5 +295,25 @@ describe("a guest and a user against the real master and agent", () => {
     expect(await fleetView()).toEqual(before)
     expect(await call(AgentRpcs, agentUrl, fleet.operatorToken, "ProxyRoutesList", noPayload)).toEqual(routesBefore)
     expect(nodeContainers()).toHaveLength(1)
+  }, 60_000)
+
+  it("the master's /control: humans (the operator's admin token too) and a node speaking for another are refused, naming the rule", async () => {
+    const before = await fleetView()
+    const controlUrl = masterUrl.replace(/\/master$/, "/control")
+    const nodeToken = readFileSync(LocalFleet.nodeTokenFile(fleet, NODE), "utf8")
+    for (const { tag, payload } of plan("ControlRpcs", ControlRpcs, controlCalls)) {
+      for (const [who, token] of [["ursula", tokens.user], ["operator", fleet.operatorToken]] as const) {
+        const error = failureOf(await call(ControlRpcs, controlUrl, token, tag, payload))
+        expect.soft(error, `${who} calling ${tag}`).toBeInstanceOf(Errors.Forbidden)
+        expect.soft((error as Errors.Forbidden).rule, `${who} calling ${tag}`).toMatch(new RegExp(`^${tag} is for agents only`))
+      }
+    }
+    // acc1's own token, registering "intruder" and heartbeating for it.
+    const register = failureOf(await call(ControlRpcs, controlUrl, nodeToken, "Register", controlCalls.Register!.payload))
+    expect((register as Errors.Forbidden).rule).toContain(`the token ${NODE} may not speak for node intruder`)
+    const heartbeat = failureOf(await call(ControlRpcs, controlUrl, nodeToken, "Heartbeat", { node: "intruder", resources, services: [] }))
+    expect((heartbeat as Errors.Forbidden).rule).toContain(`the token ${NODE} may not speak for node intruder`)
+    // No "intruder" node, no placement learned for the "intruder" service.
+    expect(await fleetView()).toEqual(before)
   }, 60_000)
 })

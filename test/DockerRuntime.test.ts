@@ -1,12 +1,18 @@
 // The real ContainerRuntime against Podman 4.3's Docker-compatible API (started by the harness):
 // the shared contract, plus what only a real engine can show (published ports, socket discovery).
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { afterAll, assert, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Schedule } from "effect"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import Docker from "dockerode"
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as http from "node:http"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
-import { ContainerRuntime } from "../packages/agent/src/engine/ContainerRuntime.js"
+import {
+  ContainerRuntime,
+  DEFAULT_HARDENING,
+  type Hardening,
+  MAPPED_USERNS
+} from "../packages/agent/src/engine/ContainerRuntime.js"
 import * as DockerRuntime from "../packages/agent/src/engine/DockerRuntime.js"
 import {
   freePort,
@@ -178,12 +184,121 @@ describe("DockerRuntime on Podman", () => {
           },
           Binds: ["/srv/data:/data:ro"],
           NetworkMode: "bridge",
-          RestartPolicy: { Name: "always" }
+          RestartPolicy: { Name: "always" },
+          SecurityOpt: ["no-new-privileges"],
+          CapDrop: ["ALL"],
+          CapAdd: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "KILL"],
+          UsernsMode: "auto:uidmapping=0:1879048192:65536,gidmapping=0:1879048192:65536,size=65536"
         }
       })
-      // No ports, no network: the engine's default network; nothing optional is sent.
-      const bare = DockerRuntime.containerCreateOptions(testSpec(BUSYBOX_IMAGE, { cmd: undefined }))
-      expect(bare.HostConfig).toEqual({})
+      // No ports, no network: the engine's default network; only the hardening is sent.
+      const bare = DockerRuntime.containerCreateOptions(testSpec(BUSYBOX_IMAGE, { cmd: undefined }), {
+        capabilities: ["NET_BIND_SERVICE"],
+        userns: "host"
+      })
+      expect(bare.HostConfig).toEqual({ SecurityOpt: ["no-new-privileges"], CapDrop: ["ALL"], CapAdd: ["NET_BIND_SERVICE"] })
       expect("Cmd" in bare || "User" in bare || "ExposedPorts" in bare).toBe(false)
     }))
+})
+
+/** The container's main process as the node sees it: /proc/<host pid>/status and uid_map. */
+const hostView = (id: string) =>
+  Effect.gen(function*() {
+    const docker = new Docker({ socketPath: socketPath() })
+    const info = yield* Effect.promise(() => docker.getContainer(id).inspect())
+    const pid = info.State.Pid
+    const status = readFileSync(`/proc/${pid}/status`, "utf8")
+    const line = (key: string) => status.split("\n").find((l) => l.startsWith(`${key}:`))?.split(/\s+/).slice(1) ?? []
+    return {
+      uids: line("Uid").map(Number),
+      noNewPrivs: line("NoNewPrivs")[0],
+      capEff: BigInt(`0x${line("CapEff")[0] ?? "0"}`),
+      uidMap: readFileSync(`/proc/${pid}/uid_map`, "utf8").trim().split(/\s+/).map(Number)
+    }
+  })
+
+/** Capability bit numbers (linux/capability.h) of DEFAULT_CAPABILITIES. */
+const CAP_BITS: Readonly<Record<string, number>> = { CHOWN: 0, DAC_OVERRIDE: 1, FOWNER: 3, KILL: 5, SETGID: 6, SETUID: 7, NET_BIND_SERVICE: 10 }
+
+describe("hardening on Podman", () => {
+  it.scopedLive("root in a hardened container is an unprivileged uid on the node, with no-new-privileges and 7 capabilities", () =>
+    Effect.gen(function*() {
+      const rt = yield* ContainerRuntime
+      const id = yield* scopedContainer(testSpec(BUSYBOX_IMAGE, { labels: { "mcp.test": "hardening" } }))
+      yield* rt.start(id)
+      const info = yield* rt.inspect(id)
+      expect(info.security).toMatchObject({ noNewPrivileges: true, userns: "private" })
+      expect(info.security?.capDrop).toContain("NET_RAW")
+
+      // Inside, the process is uid 0 ...
+      const inside = yield* rt.exec(id, ["cat", "/proc/self/status"])
+      expect(inside.output).toMatch(/^Uid:\s+0\s+0\s+0\s+0$/m)
+      // ... and on the node it is the mapped range's first uid, not root.
+      const host = yield* hostView(id)
+      expect(host.uids).toEqual([MAPPED_USERNS.hostId, MAPPED_USERNS.hostId, MAPPED_USERNS.hostId, MAPPED_USERNS.hostId])
+      expect(host.uidMap).toEqual([0, MAPPED_USERNS.hostId, MAPPED_USERNS.size])
+      expect(host.noNewPrivs).toBe("1")
+      const expected = DEFAULT_HARDENING.capabilities.reduce((bits, cap) => bits | (1n << BigInt(CAP_BITS[cap] ?? 63)), 0n)
+      expect(host.capEff.toString(16)).toBe(expected.toString(16))
+    }).pipe(Effect.provide(podmanLayer)))
+
+  it.scopedLive("userns = host keeps the hardening but runs as root on the node (the opt-out the config allows)", () =>
+    Effect.gen(function*() {
+      const hostLayer = DockerRuntime.layerSocket(socketPath(), undefined, { ...DEFAULT_HARDENING, userns: "host" })
+      const rt = yield* Effect.provide(ContainerRuntime, hostLayer)
+      const id = yield* Effect.provide(scopedContainer(testSpec(BUSYBOX_IMAGE)), hostLayer)
+      yield* rt.start(id)
+      expect((yield* rt.inspect(id)).security).toMatchObject({ noNewPrivileges: true, userns: "host" })
+      const host = yield* hostView(id)
+      expect(host.uids).toEqual([0, 0, 0, 0])
+      expect(host.noNewPrivs).toBe("1")
+    }))
+
+  // userns=auto needs "containers" ranges in /etc/subuid and /etc/subgid. This test reads the
+  // node's files and checks whichever outcome they imply: a refusal naming the fix, or a container.
+  it.scopedLive("userns = auto: refused with the fix when /etc/subuid has no containers range, else a private namespace", () =>
+    Effect.gen(function*() {
+      const hasRange = (file: string) =>
+        existsSync(file) && readFileSync(file, "utf8").split("\n").some((l) => l.startsWith("containers:"))
+      const configured = hasRange("/etc/subuid") && hasRange("/etc/subgid")
+      const auto: Hardening = { ...DEFAULT_HARDENING, userns: "auto" }
+      const autoLayer = DockerRuntime.layerSocket(socketPath(), undefined, auto)
+      const rt = yield* Effect.provide(ContainerRuntime, autoLayer)
+      const spec = testSpec(BUSYBOX_IMAGE)
+      if (!configured) {
+        const error = yield* Effect.flip(rt.create(spec))
+        assert(error._tag === "RuntimeError", `create under userns=auto: ${error._tag}`)
+        expect(error.retryable).toBe(false)
+        expect(error.reason).toContain('user namespace mode "auto"')
+        expect(error.reason).toContain("containers:2147483647:2147483648")
+        expect((yield* Effect.flip(rt.inspect(spec.name)))._tag).toBe("ContainerNotFound")
+        console.info(`userns=auto refused here (no containers range in /etc/subuid): ${error.message}`)
+      } else {
+        const id = yield* Effect.provide(scopedContainer(spec), autoLayer)
+        yield* rt.start(id)
+        const host = yield* hostView(id)
+        expect(host.uids[0]).not.toBe(0)
+      }
+    }))
+
+  it.scopedLive("a published port still serves under the mapped user namespace; remove of a running one succeeds", () =>
+    Effect.gen(function*() {
+      const rt = yield* ContainerRuntime
+      for (let i = 0; i < 5; i++) {
+        const hostPort = yield* freePort
+        const spec = testSpec(BUSYBOX_IMAGE, {
+          cmd: ["httpd", "-f", "-p", "80", "-h", "/www"], // below 1024: needs NET_BIND_SERVICE
+          ports: [{ hostIp: "127.0.0.1", hostPort, containerPort: 80, protocol: "tcp" }]
+        })
+        const id = yield* scopedContainer(spec) // removed by the finalizer too if an assertion fails
+        yield* rt.start(id)
+        const res = yield* httpGet(`http://127.0.0.1:${hostPort}/index.html`).pipe(
+          Effect.retry(Schedule.intersect(Schedule.spaced("100 millis"), Schedule.recurs(50)))
+        )
+        expect(res.status).toBe(200)
+        // Podman 4.3 may answer EBUSY on the shm mount here yet remove the container.
+        yield* rt.remove(id)
+        expect((yield* Effect.flip(rt.inspect(id)))._tag).toBe("ContainerNotFound")
+      }
+    }).pipe(Effect.provide(podmanLayer)))
 })

@@ -98,8 +98,8 @@ describe("a master with three agents", () => {
     expect(partial.unreachable.map((u: { node: string }) => u.node)).toEqual(["w1"])
     expect(partial.services.some((s: { service: string }) => s.service === "pinned")).toBe(true)
     const events = await cli(["events"])
-    expect(events).toMatch(/w1\s+health\s+-\s+healthy -> suspect/)
-    expect(events).toMatch(/w1\s+health\s+-\s+suspect -> unhealthy: probe failed/)
+    expect(events).toMatch(/w1\s+health\s+-\s+-\s+healthy -> suspect/)
+    expect(events).toMatch(/w1\s+health\s+-\s+-\s+suspect -> unhealthy: probe failed/)
 
     // Bring it back: healthy again.
     await startAgent("w1", "worker", [])

@@ -14,6 +14,7 @@ import { Effect, Layer, Redacted } from "effect"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import * as AgentHandlers from "../../packages/agent/src/daemon/AgentHandlers.js"
+import * as FleetPolicy from "../../packages/agent/src/daemon/FleetPolicy.js"
 import { BootSequencer } from "../../packages/agent/src/boot/BootSequencer.js"
 import * as CertIssuer from "../../packages/agent/src/certs/CertIssuer.js"
 import type { ContainerRuntime } from "../../packages/agent/src/engine/ContainerRuntime.js"
@@ -49,6 +50,7 @@ export const run = <A, E>(
         ProxyRoutes.layerRecordOnly,
         CertIssuer.layerMemory(),
         DnsRecords.layerNone,
+        FleetPolicy.layer(),
         Layer.succeed(NodeSettings, { node: options.node, nodeAddress: "127.0.0.1", internalZone: "svc.mcp.internal", bindAddress: "127.0.0.1", imageRegistry: "localhost", stopTimeoutSeconds: 1 })
       )),
       Layer.provideMerge(Registry.Default.pipe(Layer.provideMerge(layerSqlite(join(dir, "registry.db"))))),

@@ -139,13 +139,22 @@ export const startEdgeFleet = async (dir: string, options: {
     const masters = [masterAddress]
     const f = await LocalFleet.prepare(join(dir, "fleet"), { masters })
     fleet = f
-    // One certificate for every daemon, valid at both hosts' addresses.
+    // One certificate for every daemon, valid at both hosts' addresses and naming both nodes
+    // (the master calls an agent only if its certificate names it).
     await Effect.runPromise(
-      Pki.issueCertificate(f.caDir, "hosts", { ips: ["127.0.0.1", ns.hostIp, ns.innerIp], dns: ["localhost"], usage: "both" }).pipe(
+      Pki.issueCertificate(f.caDir, "hosts", { ips: ["127.0.0.1", ns.hostIp, ns.innerIp], dns: ["localhost", "w1", "e1"], usage: "both" }).pipe(
         Effect.provide(NodeFileSystem.layer)
       )
     )
-    const caFile = join(f.caDir, "ca.crt")
+    // Route certificates come from their own CA, name-constrained to the internal zone and the
+    // allowed public domain: agents refuse the platform CA as [certs] ca_dir.
+    const routesCaDir = join(dir, "routes-ca")
+    await Effect.runPromise(
+      Pki.initCa(routesCaDir, { commonName: Pki.DEFAULT_ROUTES_CA_COMMON_NAME, permittedDns: ["svc.mcp.internal", "example.com"] }).pipe(
+        Effect.provide(NodeFileSystem.layer)
+      )
+    )
+    const caFile = join(routesCaDir, "ca.crt")
     await createZone(pdns, "example.com", [
       { name: "hello.example.com", type: "CNAME", content: "e1.example.com" },
       { name: "e1.example.com", type: "A", content: ns.innerIp }
@@ -164,8 +173,8 @@ export const startEdgeFleet = async (dir: string, options: {
       master = await LocalFleet.spawnDaemon(LocalFleet.bins.master, masterConfig)
     }
     await startMaster()
-    // Both agents issue from the fleet CA: the edge's HAProxy trusts the worker's proxy by it, and so do clients.
-    const certs = `[certs]\nkind = "local-ca"\nca_dir = ${JSON.stringify(f.caDir)}\n`
+    // Both agents issue from the routes CA: the edge's HAProxy trusts the worker's proxy by it, and so do clients.
+    const certs = `[certs]\nkind = "local-ca"\nca_dir = ${JSON.stringify(routesCaDir)}\n`
     const workerConfig = LocalFleet.writeAgentConfig(f, {
       node: "w1", role: "worker", port: await LocalFleet.freePort(), host: ns.hostIp, nodeAddress: ns.hostIp, cert: "hosts",
       socket: podman.socketPath, masters, extra: haproxySection(workerProxy, ns.hostIp) + certs

@@ -2,6 +2,12 @@
  * A fleet on one machine, as real processes: a platform CA with certificates for every daemon,
  * a token file, CLI and daemon configs, and helpers that spawn `mcp-agent` / `mcp-master` and
  * run `mcp`. Used by the quick start and by the multi-process tests; every child is killed by pid.
+ *
+ * Identities are per node, as in a real fleet: the master calls agents with its own system token
+ * ("master", admin), and an agent that registers with a master does so with a system token named
+ * after its node (role guest: the master's /control needs the name, not a role) and a certificate
+ * naming the node (the master checks it before calling the agent). `enrolNode` makes both;
+ * `writeAgentConfig` starts it for an agent with masters and `spawnDaemon` waits for it.
  */
 import { NodeFileSystem } from "@effect/platform-node"
 import { Pki, TokenFile } from "@mcp/rpc"
@@ -26,8 +32,45 @@ export interface Fleet {
   /** The CLI config, pointing at `masters` (if any). */
   readonly cliConfig: string
   readonly operatorToken: string
-  /** A system token daemons use to call each other. */
+  /** The master's system token (admin, named "master") for its calls to agents. */
   readonly systemTokenFile: string
+}
+
+/** The system token file an enrolled node's agent presents to the master ([master] token_file). */
+export const nodeTokenFile = (fleet: Fleet, node: string) => join(fleet.dir, `${node}.token`)
+
+// One enrolment per node and fleet, however often its config is written; by config path, the one
+// spawnDaemon waits for.
+const enrolments = new Map<string, Promise<void>>()
+const enrolmentOf = new Map<string, Promise<void>>()
+// createToken rewrites the whole token file: agents started together (Promise.all) must not
+// enrol at once, or one's token is written over by another's.
+const tokenFileTurns = new Map<string, Promise<unknown>>()
+
+/**
+ * What an operator does to let a node in: a certificate named after the node (CN and DNS SAN,
+ * valid at 127.0.0.1 and localhost; skipped with `cert: false` when the caller brings its own that
+ * names the node) and a system token named after it, role guest, written to `nodeTokenFile`.
+ * The daemons reread the token file, so this may run after they started.
+ */
+export const enrolNode = (fleet: Fleet, node: string, options: { readonly cert?: boolean } = {}): Promise<void> => {
+  const key = `${fleet.dir}\u0000${node}`
+  const known = enrolments.get(key)
+  if (known !== undefined) return known
+  const previous = tokenFileTurns.get(fleet.tokenFile) ?? Promise.resolve()
+  const enrolment = previous.catch(() => undefined).then(() => Effect.runPromise(
+    Effect.gen(function* () {
+      if (options.cert !== false) {
+        yield* Pki.issueCertificate(fleet.caDir, node, { ips: ["127.0.0.1"], dns: ["localhost", node], usage: "both" })
+      }
+      return yield* TokenFile.createToken(fleet.tokenFile, { name: node, kind: "system", role: "guest" })
+    }).pipe(Effect.provide(NodeFileSystem.layer))
+  )).then((token) => writeFileSync(nodeTokenFile(fleet, node), Redacted.value(token), { mode: 0o600 }))
+  tokenFileTurns.set(fleet.tokenFile, enrolment)
+  enrolments.set(key, enrolment)
+  // Awaited by spawnDaemon (or the caller); not an unhandled rejection in between.
+  enrolment.catch(() => undefined)
+  return enrolment
 }
 
 /** A free TCP port on 127.0.0.1 (bound, then released). */
@@ -44,7 +87,8 @@ export const prepare = async (dir: string, options: { readonly masters?: Readonl
       yield* Pki.initCa(caDir, { commonName: "MCP local fleet CA" })
       yield* Pki.issueCertificate(caDir, "server", { ips: ["127.0.0.1"], dns: ["localhost"], usage: "both" })
       const operator = yield* TokenFile.createToken(tokenFile, { name: "operator", kind: "human", role: "admin" })
-      const system = yield* TokenFile.createToken(tokenFile, { name: "fleet", kind: "system", role: "admin" })
+      // The master's, for its calls to agents; each agent gets its own from enrolNode.
+      const system = yield* TokenFile.createToken(tokenFile, { name: "master", kind: "system", role: "admin" })
       return { operator: Redacted.value(operator), system: Redacted.value(system) }
     }).pipe(Effect.provide(NodeFileSystem.layer))
   )
@@ -78,12 +122,22 @@ export interface AgentOptions {
   readonly host?: string
   /** The agent's `node_address`; default 127.0.0.1. */
   readonly nodeAddress?: string
-  /** The TLS certificate's file stem in the CA dir (made with Pki.issueCertificate); default "server". */
+  /**
+   * The TLS certificate's file stem in the CA dir (made with Pki.issueCertificate); default the
+   * node's own (enrolNode) when it has masters, else "server". The master's calls need it to name the node.
+   */
   readonly cert?: string
 }
 
+/**
+ * Writes the agent's config. With masters, the node is enrolled (`enrolNode`: its token, and its
+ * certificate unless `cert` names another) in the background; spawnDaemon on this config waits for it.
+ */
 export const writeAgentConfig = (fleet: Fleet, o: AgentOptions): string => {
   const path = join(fleet.dir, `${o.node}.agent.toml`)
+  const enrolled = o.masters !== undefined
+  if (enrolled) enrolmentOf.set(path, enrolNode(fleet, o.node, { cert: o.cert === undefined }))
+  const cert = o.cert ?? (enrolled ? o.node : "server")
   writeFileSync(
     path,
     [
@@ -95,14 +149,14 @@ export const writeAgentConfig = (fleet: Fleet, o: AgentOptions): string => {
       `stop_timeout_seconds = 2`,
       o.extra ?? "",
       `[tls]`,
-      `cert = ${JSON.stringify(join(fleet.caDir, `${o.cert ?? "server"}.crt`))}`,
-      `key = ${JSON.stringify(join(fleet.caDir, `${o.cert ?? "server"}.key`))}`,
+      `cert = ${JSON.stringify(join(fleet.caDir, `${cert}.crt`))}`,
+      `key = ${JSON.stringify(join(fleet.caDir, `${cert}.key`))}`,
       `ca = ${JSON.stringify(join(fleet.caDir, "ca.crt"))}`,
       `[auth]`,
       `token_file = ${JSON.stringify(fleet.tokenFile)}`,
       `[runtime]`,
       `socket = ${JSON.stringify(o.socket)}`,
-      ...(o.masters === undefined ? [] : [`[master]`, `addresses = [${o.masters.map((m) => JSON.stringify(m)).join(", ")}]`, `token_file = ${JSON.stringify(fleet.systemTokenFile)}`]),
+      ...(o.masters === undefined ? [] : [`[master]`, `addresses = [${o.masters.map((m) => JSON.stringify(m)).join(", ")}]`, `token_file = ${JSON.stringify(nodeTokenFile(fleet, o.node))}`]),
       ""
     ].join("\n")
   )
@@ -165,6 +219,8 @@ export interface Daemon {
  * command that execs it (e.g. `ip netns exec <ns>`), so the pid is still the daemon's.
  */
 export const spawnDaemon = async (bin: string, configPath: string, ready = /listening on/, timeoutMs = 30_000, prefix: ReadonlyArray<string> = []): Promise<Daemon> => {
+  // An agent's token and certificate (writeAgentConfig) before it starts; a no-op otherwise.
+  await enrolmentOf.get(configPath)
   const [file, ...args] = [...prefix, process.execPath, bin, "--config", configPath]
   const daemon = await startManagedProcess({
     name: bin,

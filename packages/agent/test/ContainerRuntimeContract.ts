@@ -6,7 +6,14 @@ import { assert, expect, layer } from "@effect/vitest"
 import { Effect, Either, type Layer, Schedule, type Scope, Stream } from "effect"
 import { randomBytes } from "node:crypto"
 import * as net from "node:net"
-import { ContainerRuntime, type ContainerSpec, type ExecResult, type LogLine } from "../src/engine/ContainerRuntime.js"
+import {
+  ContainerRuntime,
+  type ContainerSpec,
+  DEFAULT_CAPABILITIES,
+  type ExecResult,
+  keepsCapability,
+  type LogLine
+} from "../src/engine/ContainerRuntime.js"
 
 export interface ContractFixture {
   /** An image present on the engine with busybox's sh, echo, sleep. */
@@ -104,6 +111,24 @@ export const runtimeContract = (
         assert(info.startedAt !== undefined && !Number.isNaN(Date.parse(info.startedAt)), `startedAt: ${info.startedAt}`)
         // The same container by name.
         expect((yield* rt.inspect(spec.name)).id).toBe(id)
+      }))
+
+    it.scoped("hardening: created containers carry no-new-privileges, only the default capabilities, a user namespace", () =>
+      Effect.gen(function*() {
+        const rt = yield* ContainerRuntime
+        // Even a spec asking for root gets the same hardening: services cannot opt out.
+        const id = yield* scopedContainer(testSpec(fixture.image, { user: "0:0" }))
+        // Started: Podman 4.3 reports UsernsMode "" for a container that has only been created.
+        yield* rt.start(id)
+        const security = (yield* rt.inspect(id)).security
+        assert(security !== undefined, "inspect reports no security settings")
+        expect(security.noNewPrivileges).toBe(true)
+        for (const cap of DEFAULT_CAPABILITIES) expect(keepsCapability(security, cap), `keeps ${cap}`).toBe(true)
+        // In both engines' default sets, and dropped by the hardening.
+        for (const cap of ["NET_RAW", "MKNOD", "SYS_CHROOT", "SETFCAP", "SETPCAP", "AUDIT_WRITE"]) {
+          expect(keepsCapability(security, cap), `keeps ${cap}`).toBe(false)
+        }
+        expect(security.userns).toBe("private")
       }))
 
     it.scoped("list by labels finds exactly the containers carrying all of them", () =>

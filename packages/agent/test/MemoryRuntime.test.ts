@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Equal, Stream } from "effect"
-import { ContainerRuntime, RuntimeError } from "../src/engine/ContainerRuntime.js"
+import { ContainerRuntime, DEFAULT_HARDENING, RuntimeError } from "../src/engine/ContainerRuntime.js"
 import { layerMemory, makeMemory, MemoryRuntimeControl } from "../src/engine/MemoryRuntime.js"
 import { CONTRACT_CMD, CONTRACT_EXEC, CONTRACT_EXEC_RESULT, CONTRACT_LOG, runtimeContract, testSpec } from "./ContainerRuntimeContract.js"
 
@@ -29,6 +29,32 @@ describe("MemoryRuntime control", () => {
       expect((yield* Effect.flip(runtime.inspect(id))).message).toContain("engine busy")
       expect((yield* runtime.inspect(id)).id).toBe(id)
       expect((yield* control.calls).create).toBe(2)
+    }))
+
+  it.effect("hardening from the config is recorded; userns auto without subordinate ids fails with the fix", () =>
+    Effect.gen(function*() {
+      const custom = yield* makeMemory({ images: [IMAGE], hardening: { capabilities: ["NET_BIND_SERVICE"], userns: "host" } })
+      const id = yield* custom.runtime.create(testSpec(IMAGE))
+      expect((yield* custom.runtime.inspect(id)).security).toEqual({
+        noNewPrivileges: true,
+        capDrop: ["ALL"],
+        capAdd: ["NET_BIND_SERVICE"],
+        userns: "host"
+      })
+
+      const refused = yield* makeMemory({ images: [IMAGE], hardening: { ...DEFAULT_HARDENING, userns: "auto" }, subordinateIds: false })
+      const spec = testSpec(IMAGE)
+      const error = yield* Effect.flip(refused.runtime.create(spec))
+      expect(error._tag).toBe("RuntimeError")
+      expect(error._tag === "RuntimeError" && error.retryable).toBe(false)
+      expect(error.message).toContain('user namespace mode "auto"')
+      expect(error.message).toContain("containers:2147483647:2147483648")
+      expect(error.message).toContain('userns = "mapped"')
+      // Refused means not created: nothing runs without the namespace it asked for.
+      expect(yield* refused.control.containers).toEqual([])
+
+      const granted = yield* makeMemory({ images: [IMAGE], hardening: { ...DEFAULT_HARDENING, userns: "auto" } })
+      expect((yield* granted.runtime.inspect(yield* granted.runtime.create(testSpec(IMAGE)))).security?.userns).toBe("private")
     }))
 
   it.effect("ensureImage pulls only pullable images", () =>

@@ -37,6 +37,7 @@ export class Unreachable extends Data.TaggedError("Unreachable")<{
 /** Errors that cross the wire from a master or agent; each message already says what to do. */
 export type WireError =
   | Errors.InvalidDefinition
+  | Errors.PolicyViolation
   | Errors.InvalidRequest
   | Errors.ServiceNotFound
   | Errors.NodeNotFound
@@ -46,6 +47,7 @@ export type WireError =
   | Errors.Forbidden
   | Errors.VersionSkew
   | Errors.UnknownFields
+  | Errors.TooBusy
   | Errors.DeployFailed
   | Errors.PeerFailed
 
@@ -90,6 +92,7 @@ export const describe = (e: CliFailure | ValidationError.ValidationError): Outco
     case "Unreachable":
     case "CliConfigError":
     case "InvalidDefinition":
+    case "PolicyViolation":
     case "InvalidRequest":
     case "ServiceNotFound":
     case "NodeNotFound":
@@ -99,6 +102,7 @@ export const describe = (e: CliFailure | ValidationError.ValidationError): Outco
     case "Forbidden":
     case "VersionSkew":
     case "UnknownFields":
+    case "TooBusy":
     case "DeployFailed":
     case "PeerFailed":
     case "TokenFileInsecure":

@@ -3,6 +3,7 @@
  * the same class; each message says what failed and what to do about it.
  */
 import { Schema } from "effect"
+import { Violation } from "./Policy.js"
 import { Problem } from "./Validation.js"
 
 export class InvalidDefinition extends Schema.TaggedError<InvalidDefinition>()("InvalidDefinition", {
@@ -71,9 +72,12 @@ export class Forbidden extends Schema.TaggedError<Forbidden>()("Forbidden", {
   role: Schema.String,
   rpc: Schema.String,
   /** The least role the RPC needs (absent from peers that predate roles with meaning). */
-  needs: Schema.optional(Schema.String)
+  needs: Schema.optional(Schema.String),
+  /** A rule other than a least role that refused the call, with its fix (e.g. a node's own token for /control). */
+  rule: Schema.optional(Schema.String)
 }) {
   override get message() {
+    if (this.rule !== undefined) return `${this.principal} (role ${this.role}) may not call ${this.rpc}: ${this.rule}`
     return this.needs === undefined
       ? `${this.principal} (role ${this.role}) may not call ${this.rpc}; ask an admin for a token with the user or admin role`
       : `${this.principal} (role ${this.role}) may not call ${this.rpc}: it needs the ${this.needs} role${this.needs === "admin" ? "" : " or above"}; ask an admin for such a token`
@@ -92,6 +96,21 @@ export class UnknownFields extends Schema.TaggedError<UnknownFields>()("UnknownF
   override get message() {
     const list = this.fields.map((f) => `"${f}"`).join(", ")
     return `the ${this.rpc} request has ${this.fields.length === 1 ? "a field" : "fields"} this daemon does not know: ${list}; remove ${this.fields.length === 1 ? "it" : "them"}, or upgrade the daemon if the client is newer`
+  }
+}
+
+/**
+ * A caller that already holds as many streaming RPCs (Logs or Events follows, deploys) open on
+ * this daemon as one caller may: the next is refused until an earlier one closes.
+ */
+export class TooBusy extends Schema.TaggedError<TooBusy>()("TooBusy", {
+  principal: Schema.String,
+  rpc: Schema.String,
+  /** How many streams one caller may hold open at once on this daemon. */
+  limit: Schema.Int
+}) {
+  override get message() {
+    return `${this.principal} already has ${this.limit} streaming calls open on this daemon, the most one caller may hold at once; ${this.rpc} was refused: close an earlier Logs or Events follow (or wait for a deploy to finish) and retry`
   }
 }
 
@@ -130,5 +149,20 @@ export class PeerFailed extends Schema.TaggedError<PeerFailed>()("PeerFailed", {
 }) {
   override get message() {
     return `${this.peer} failed to ${this.operation}: ${this.reason}`
+  }
+}
+
+/**
+ * The definition asks for something the deploy policy (`[policy]` on the master) refuses this
+ * caller; nothing was stored, placed or created. Each violation names the field, the rule and who
+ * may do it.
+ */
+export class PolicyViolation extends Schema.TaggedError<PolicyViolation>()("PolicyViolation", {
+  service: Schema.String,
+  violations: Schema.Array(Violation)
+}) {
+  override get message() {
+    return `deploy of "${this.service}" refused by the deploy policy:\n` +
+      this.violations.map((v) => `  ${v.path} (${v.rule}): ${v.message}`).join("\n")
   }
 }

@@ -212,6 +212,34 @@ const ImageTag = Schema.String.pipe(
 )
 
 // ---------------------------------------------------------------------------------------------
+// Limits. A definition travels in one RPC and is decoded, validated, stored and rendered into
+// container and proxy configuration on every deploy; these bound that work and what one file
+// can make the daemons do. Each is far above what a service written by hand needs.
+
+/** Components per service: a service is a few cooperating containers, not a fleet. */
+export const MAX_COMPONENTS_PER_SERVICE = 64
+/** Routes per component: each opens a proxy listener and allocates a port on the node. */
+export const MAX_ROUTES_PER_COMPONENT = 32
+/** Bind mounts per component. */
+export const MAX_VOLUMES_PER_COMPONENT = 64
+/** Environment entries per component: generous for twelve-factor configuration. */
+export const MAX_ENV_PER_COMPONENT = 256
+/** Published port mappings per component: each binds a host port. */
+export const MAX_PORTS_PER_COMPONENT = 64
+
+/** An array of at most `limit` entries, refused by a message naming the limit and the count. */
+const atMost = (limit: number, what: string, where: string, fix: string) =>
+  <S extends Schema.Schema.Any, A extends ReadonlyArray<unknown>>(
+    self: S & Schema.Schema<A, Schema.Schema.Encoded<S>, Schema.Schema.Context<S>>
+  ): Schema.filter<S> =>
+    Schema.maxItems<S>(limit, {
+      message: (issue) => {
+        const n = Array.isArray(issue.actual) ? issue.actual.length : "more"
+        return `has ${n} ${what}; ${where} may have at most ${limit}: ${fix}`
+      }
+    })(self)
+
+// ---------------------------------------------------------------------------------------------
 // Structure.
 
 export const HealthCheck = Schema.Struct({
@@ -269,16 +297,20 @@ const ComponentFields = Schema.Struct({
   name: ComponentName,
   /** Required unless the service sets `version`, in which case it is derived from the registry. */
   image: optional(ImageRef),
-  volumes: optional(Schema.Array(Volume)),
+  volumes: optional(Schema.Array(Volume).pipe(atMost(MAX_VOLUMES_PER_COMPONENT, "volumes", "a component", "mount a common parent directory instead of each one"))),
   cmd: optional(Schema.Array(Schema.String)),
-  env: optional(Schema.Array(EnvEntry)),
+  env: optional(Schema.Array(EnvEntry).pipe(atMost(MAX_ENV_PER_COMPONENT, "env entries", "a component", "move configuration into a file mounted with volumes"))),
   network: optional(NetworkName),
   user: optional(UserSpec),
   restart: optional(RestartPolicy),
   /** Published as given, in addition to the ports the agent allocates for routes. */
-  ports: optional(Schema.Array(PortMapping)),
+  ports: optional(Schema.Array(PortMapping).pipe(atMost(MAX_PORTS_PER_COMPONENT, "port mappings", "a component", "publish a range through a route, or split the component"))),
   health: optional(HealthCheck),
-  routes: optional(Schema.Array(Route).annotations({ message: () => tablesMessage("[[components.routes]]") }))
+  routes: optional(
+    Schema.Array(Route).annotations({ message: () => tablesMessage("[[components.routes]]") }).pipe(
+      atMost(MAX_ROUTES_PER_COMPONENT, "routes", "a component", "split the component into several")
+    )
+  )
 })
 type ComponentShape = typeof ComponentFields.Type
 
@@ -375,7 +407,8 @@ const ServiceFields = Schema.Struct({
   version: optional(ImageTag),
   build: optional(BuildSection),
   components: Schema.Array(Component).annotations({ message: () => tablesMessage("[[components]]") }).pipe(
-    Schema.minItems(1, { message: () => `a service needs at least one [[components]] table with a name and an image` })
+    Schema.minItems(1, { message: () => `a service needs at least one [[components]] table with a name and an image` }),
+    atMost(MAX_COMPONENTS_PER_SERVICE, "components", "a service", "split it into several services")
   )
 })
 type ServiceShape = typeof ServiceFields.Type

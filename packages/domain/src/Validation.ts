@@ -18,6 +18,12 @@ export const Problem = Schema.Struct({ path: Schema.String, message: Schema.Stri
 export interface DefinitionContext {
   /** The zone internal hostnames live under, e.g. `svc.mcp.internal`. */
   readonly internalZone: string
+  /**
+   * The fleet's allowed public domains (`[edge] allowed_domains`). When given, a non-public
+   * route's hostname must fall under the internal zone or one of them: the route CA signs
+   * nothing else. Left out, such hostnames are not checked (callers without the fleet's policy).
+   */
+  readonly allowedDomains?: ReadonlyArray<string>
 }
 
 export const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
@@ -111,8 +117,23 @@ export const contextProblems = (def: ServiceDefinition, ctx: DefinitionContext):
   const problems: Array<Problem> = []
   def.components.forEach((c, ci) =>
     (c.routes ?? []).forEach((r, ri) => {
-      if (!r.public) return
       const path = formatPath(["components", ci, "routes", ri, "hostname"])
+      if (!r.public) {
+        // A name without a hostname gets `<service>.<internal zone>`; public names are checked
+        // against the allowed domains where the master publishes them (PublicRoutes).
+        const allowed = ctx.allowedDomains
+        if (allowed === undefined || r.hostname === undefined) return
+        if (isUnder(r.hostname, ctx.internalZone) || allowed.some((d) => isUnder(r.hostname!, d))) return
+        const domains = allowed.length === 0 ? "none are allowed" : `the allowed domains are ${allowed.map((d) => `"${d}"`).join(", ")}`
+        problems.push({
+          path,
+          message:
+            `"${r.hostname}" is neither under the internal zone "${ctx.internalZone}" nor under an allowed domain (${domains}), ` +
+            `so no route certificate can be issued for it; use a name under one of them, leave hostname out for "${def.name}.${ctx.internalZone}", ` +
+            `or add the domain to [edge] allowed_domains in mcp-master.toml`
+        })
+        return
+      }
       if (r.hostname === undefined) {
         problems.push({ path, message: `a public route needs a hostname outside "${ctx.internalZone}", e.g. hostname = "${def.name}.example.com"` })
       } else if (isUnder(r.hostname, ctx.internalZone)) {

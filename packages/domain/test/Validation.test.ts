@@ -115,3 +115,33 @@ describe("missing fields and syntax errors", () => {
     expect(problems[0]!.message).toMatch(/^cannot parse: TypeError: ./)
   })
 })
+
+describe("route hostnames and the allowed domains", () => {
+  const withRoute = (route: string) =>
+    `name = "web"\n[[components]]\nname = "api"\nimage = "localhost/web:v1.0.0"\n[[components.routes]]\nport = 8443\nmode = "l7"\n${route}\n`
+  const problemsWith = (toml: string, allowedDomains: ReadonlyArray<string> | undefined) => {
+    const result = decodeDefinitionToml(toml, allowedDomains === undefined ? ctx : { ...ctx, allowedDomains })
+    return Either.isLeft(result) ? result.left : []
+  }
+
+  it("a non-public hostname outside the zone and every allowed domain is a problem naming all three and the fix", () => {
+    expect(problemsWith(withRoute(`hostname = "master.corp.example"`), ["example.com", "apps.example.net"])).toEqual([{
+      path: "components[0].routes[0].hostname",
+      message: `"master.corp.example" is neither under the internal zone "svc.mcp.internal" nor under an allowed domain ` +
+        `(the allowed domains are "example.com", "apps.example.net"), so no route certificate can be issued for it; ` +
+        `use a name under one of them, leave hostname out for "web.svc.mcp.internal", or add the domain to [edge] allowed_domains in mcp-master.toml`
+    }])
+    expect(problemsWith(withRoute(`hostname = "notexample.com"`), ["example.com"])).toHaveLength(1)
+    expect(problemsWith(withRoute(`hostname = "api.example.com"`), [])[0]!.message).toContain("(none are allowed)")
+  })
+
+  it("names under the zone or an allowed domain, and routes without a hostname, pass", () => {
+    for (const route of [`hostname = "api.svc.mcp.internal"`, `hostname = "example.com"`, `hostname = "a.b.example.com"`, ``]) {
+      expect(problemsWith(withRoute(route), ["example.com"]), route).toEqual([])
+    }
+  })
+
+  it("without allowedDomains the rule does not apply (callers that do not know the fleet's domains)", () => {
+    expect(problemsWith(withRoute(`hostname = "master.corp.example"`), undefined)).toEqual([])
+  })
+})

@@ -6,17 +6,24 @@ import { Headers } from "@effect/platform"
 import { RpcMiddleware } from "@effect/rpc"
 import { Errors } from "@mcp/domain"
 import type { Rpc } from "@effect/rpc"
-import { Context, Effect, Either, Layer, ParseResult, Redacted, Schema, SchemaAST } from "effect"
+import { Context, Effect, Either, Exit, Layer, ParseResult, Redacted, Schema, SchemaAST } from "effect"
+import * as Audit from "./Audit.js"
 import { Authenticator } from "./Authenticator.js"
 import { CurrentPrincipal, type Principal, type Role } from "./Principal.js"
-import { Access, type AccessLevel, PROTOCOL_HEADER, PROTOCOL_VERSION } from "./Protocol.js"
+import { Access, type AccessLevel, NodeOf, PROTOCOL_HEADER, PROTOCOL_VERSION } from "./Protocol.js"
+import * as StreamLimit from "./StreamLimit.js"
 
-export const AuthFailure = Schema.Union(Errors.Unauthorized, Errors.Forbidden, Errors.VersionSkew, Errors.UnknownFields)
+export const AuthFailure = Schema.Union(Errors.Unauthorized, Errors.Forbidden, Errors.VersionSkew, Errors.UnknownFields, Errors.TooBusy)
 
+/**
+ * A `wrap` middleware: it runs the handler itself (`next`), so it sees how the call ended and
+ * records it in the audit trail (Audit.ts) along with the calls it refuses.
+ */
 export class AuthMiddleware extends RpcMiddleware.Tag<AuthMiddleware>()("@mcp/rpc/AuthMiddleware", {
   provides: CurrentPrincipal,
   failure: AuthFailure,
-  requiredForClient: true
+  requiredForClient: true,
+  wrap: true
 }) {}
 
 export interface AccessPolicy {
@@ -32,10 +39,34 @@ const bearer = (headers: Headers.Headers): Redacted.Redacted<string> | undefined
 }
 
 /** The least role each access level needs; a guest reads only where the policy lets it. */
-const needed: Record<AccessLevel, Role> = { read: "guest", operate: "user", admin: "admin" }
+const needed: Record<Exclude<AccessLevel, "node">, Role> = { read: "guest", operate: "user", admin: "admin" }
 const rank: Record<Role, number> = { guest: 0, user: 1, admin: 2 }
 
-export const authorize = (principal: Principal, access: AccessLevel, rpc: string, policy: AccessPolicy) => {
+/** How a node gets the token a `node` RPC needs; `<token file>` is the master's [auth] token_file. */
+export const nodeTokenFix = (node: string) =>
+  `create one with \`mcp token create --file <token file> --kind system --role guest --name ${node}\` and give it to that node's agent ([master] token_file)`
+
+/**
+ * A `node` RPC is the node speaking for itself (registering its addresses and role, reporting
+ * what runs on it), so the caller must be that node: a system token named after it. The role
+ * does not matter (a node token can be a guest and open nothing else); an admin's human token
+ * is refused too, since the master would take an operator's word for what runs where.
+ */
+const authorizeNode = (principal: Principal, rpc: string, node: string | undefined) => {
+  const refuse = (rule: string) => Effect.fail(new Errors.Forbidden({ principal: principal.name, role: principal.role, rpc, rule }))
+  if (principal.kind !== "system") {
+    return refuse(`${rpc} is for agents only: a node calls it with its own system token, named after the node (a ${principal.kind} token never may); ${nodeTokenFix("<node>")}`)
+  }
+  if (node === undefined) return refuse(`${rpc} names no node, so no token may speak for it`)
+  if (principal.name !== node) {
+    return refuse(`the token ${principal.name} may not speak for node ${node}: a node calls ${rpc} with its own system token, named after it; ${nodeTokenFix(node)}`)
+  }
+  return Effect.succeed(principal)
+}
+
+/** `node` is the node the payload speaks for; only `node` RPCs read it. */
+export const authorize = (principal: Principal, access: AccessLevel, rpc: string, policy: AccessPolicy, node?: string) => {
+  if (access === "node") return authorizeNode(principal, rpc, node)
   const needs = access === "read" && !policy.guestMayRead ? "user" : needed[access]
   return rank[principal.role] >= rank[needs]
     ? Effect.succeed(principal)
@@ -77,19 +108,45 @@ export const excessFields = (rpc: Rpc.AnyWithProps, payload: unknown): Effect.Ef
   return Effect.fail(new Errors.UnknownFields({ rpc: rpc._tag, fields: issues.map((i) => i.path.map(String).join(".")) }))
 }
 
-/** The server side: needs an Authenticator. */
-export const layerServer = (policy: AccessPolicy): Layer.Layer<AuthMiddleware, never, Authenticator> =>
+/**
+ * The server side: needs an Authenticator, and records mutating calls in the AuditLog (whose
+ * default only logs them; the daemons provide their database). A caller without a valid token
+ * has no principal to record: that is counted and logged (Audit.noPrincipal), not stored.
+ */
+export const layerServer = (
+  policy: AccessPolicy,
+  /** Streams one caller may hold open at once (StreamLimit.ts); refused beyond with TooBusy. */
+  streams: StreamLimit.StreamLimits = {}
+): Layer.Layer<AuthMiddleware, never, Authenticator> =>
   Layer.effect(
     AuthMiddleware,
-    Effect.map(Authenticator, (auth) =>
-      AuthMiddleware.of(({ headers, payload, rpc }) => {
+    Effect.map(Effect.all([Authenticator, Audit.AuditLog, Effect.sync(() => StreamLimit.make(streams))]), ([auth, log, limiter]) =>
+      AuthMiddleware.of(({ headers, next, payload, rpc }) => {
         const token = bearer(headers)
-        if (token === undefined) {
-          return Effect.fail(new Errors.Unauthorized({ reason: "no bearer token; pass one with the Authorization header (the CLI reads token_file from its config)" }))
-        }
-        return Effect.flatMap(auth.authenticate(token), (principal) =>
-          authorize(principal, Context.get(rpc.annotations, Access), rpc._tag, policy).pipe(
-            Effect.zipLeft(excessFields(rpc, payload))
+        const authenticated = token === undefined
+          ? Effect.fail(new Errors.Unauthorized({ reason: "no bearer token; pass one with the Authorization header (the CLI reads token_file from its config)" }))
+          : auth.authenticate(token)
+        const access = Context.get(rpc.annotations, Access)
+        const checked = (principal: Principal) =>
+          authorize(principal, access, rpc._tag, policy, access === "node" ? Context.get(rpc.annotations, NodeOf)(payload) : undefined).pipe(
+            Effect.zipRight(excessFields(rpc, payload))
+          )
+        // A stream holds one of its caller's permits for as long as `next` (the whole stream) runs.
+        const run = (principal: Principal) => limiter.limit(principal, rpc, Effect.provideService(next, CurrentPrincipal, principal))
+        const audited = Audit.isAudited(rpc)
+        const target = audited ? Audit.targetOf(payload) : []
+        const record = (principal: Principal, outcome: Audit.Outcome) =>
+          Audit.record(log, { who: Audit.whoOf(principal), rpc: rpc._tag, target, outcome })
+        return authenticated.pipe(
+          Effect.tapError((e) => Audit.noPrincipal(rpc, e.reason)),
+          Effect.flatMap((principal) =>
+            audited
+              ? checked(principal).pipe(
+                Effect.tapErrorCause((cause) => record(principal, Audit.outcomeOf(Exit.failCause(cause), true))),
+                // For a stream, `next` runs until the stream ends, so this is the stream's outcome.
+                Effect.zipRight(Effect.onExit(run(principal), (exit) => record(principal, Audit.outcomeOf(exit))))
+              )
+              : Effect.zipRight(checked(principal), run(principal))
           )
         )
       })

@@ -3,10 +3,11 @@
  * and the master with `Group.toLayer`; every payload, result and error is a Schema.
  */
 import { Rpc, RpcGroup, type RpcMiddleware } from "@effect/rpc"
-import { Deploy, Errors, Events, Names, Node, Operations, Routes, Status } from "@mcp/domain"
+import { Deploy, Errors, Events, Names, Node, Operations, Policy, Routes, Status } from "@mcp/domain"
 import { Schema } from "effect"
 import { AuthMiddleware } from "./AuthMiddleware.js"
-import { Access, type AccessLevel } from "./Protocol.js"
+import { Unaudited } from "./Audit.js"
+import { Access, type AccessLevel, NodeOf } from "./Protocol.js"
 
 /** Marks the least role an RPC needs (unmarked ones need admin). */
 const needs = (level: AccessLevel) => <
@@ -23,6 +24,17 @@ const readOnly = needs("read")
 const operate = needs("operate")
 
 /**
+ * Only the node the payload speaks for, with its own system token (see AuthMiddleware.authorize):
+ * `nodeOf` reads that node from the decoded payload.
+ */
+const ownNode = <P extends Rpc.AnySchema>(nodeOf: (payload: Schema.Schema.Type<P>) => string) => <
+  Tag extends string,
+  S extends Schema.Schema.Any,
+  E extends Schema.Schema.All,
+  M extends RpcMiddleware.TagClassAny
+>(rpc: Rpc.Rpc<Tag, P, S, E, M>) => rpc.annotate(Access, "node").annotate(NodeOf, (payload) => nodeOf(payload as Schema.Schema.Type<P>))
+
+/**
  * Every payload is a Struct whose decode keeps fields it does not know (`preserve`), so that the
  * AuthMiddleware can refuse them by name with InvalidRequest (a decode failure in @effect/rpc's
  * server would be an untyped defect, and the default would drop them silently). See
@@ -33,13 +45,26 @@ export const payload = <Fields extends Schema.Struct.Fields>(fields: Fields) =>
 
 const ServiceRef = payload({ service: Names.ServiceName })
 const LifecycleError = Schema.Union(Errors.ServiceNotFound, Errors.DeployFailed, Errors.PeerFailed)
-const DeployError = Schema.Union(Errors.InvalidDefinition, Errors.DeployFailed, Errors.PeerFailed, Errors.PlacementFailed, Errors.NodeUnreachable)
+const DeployError = Schema.Union(Errors.InvalidDefinition, Errors.PolicyViolation, Errors.DeployFailed, Errors.PeerFailed, Errors.PlacementFailed, Errors.NodeUnreachable)
 
 /**
  * The definition travels as written (the TOML table as JSON) and the receiver decodes it with
  * its own internal zone, so a bad one comes back as InvalidDefinition naming each field.
  */
 export const DefinitionPayload = Schema.Unknown
+
+/**
+ * Definitions one Sync may carry: a workspace holds tens of services, and each definition is
+ * decoded, compared and stored in one transaction, so a thousand bounds the work of one call.
+ */
+export const MAX_DEFINITIONS_PER_SYNC = 1000
+
+const SyncDefinitions = Schema.Array(DefinitionPayload).pipe(
+  Schema.maxItems(MAX_DEFINITIONS_PER_SYNC, {
+    message: (issue) =>
+      `Sync carries ${Array.isArray(issue.actual) ? issue.actual.length : "more"} definitions; one Sync may carry at most ${MAX_DEFINITIONS_PER_SYNC}: sync the workspace in parts`
+  })
+)
 
 const deployPayload = payload({
   definition: DefinitionPayload,
@@ -119,9 +144,9 @@ export class MasterRpcs extends RpcGroup.make(
   readOnly(Rpc.make("Ps", { success: Status.FleetStatus })),
   readOnly(Rpc.make("Status", { payload: ServiceRef, success: Status.ServiceStatus, error: Schema.Union(Errors.ServiceNotFound, Errors.NodeUnreachable, Errors.PeerFailed) })),
   operate(Rpc.make("Sync", {
-    payload: payload({ definitions: Schema.Array(DefinitionPayload) }),
+    payload: payload({ definitions: SyncDefinitions }),
     success: Schema.Struct({ stored: Schema.Array(Schema.String), unchanged: Schema.Array(Schema.String) }),
-    error: Errors.InvalidDefinition
+    error: Schema.Union(Errors.InvalidDefinition, Errors.PolicyViolation)
   })),
   readOnly(Rpc.make("NodesList", { success: Schema.Array(Operations.NodeView) })),
   // Unmarked, so admin's: the fleet's shape.
@@ -139,14 +164,32 @@ export class MasterRpcs extends RpcGroup.make(
   readOnly(Rpc.make("Tree", { success: Operations.SupervisionNode }))
 ).middleware(AuthMiddleware) {}
 
-export const RegisterAck = Schema.Struct({ heartbeatIntervalMs: Schema.Int, deadlineMs: Schema.Int })
+/**
+ * The master's answer to Register: the heartbeat cadence, and the fleet's rules the agent
+ * enforces too (the deploy policy, the public domains). Both optional, so an agent still
+ * registers with a master that predates them; it then keeps the strict default policy.
+ */
+export const RegisterAck = Schema.Struct({
+  heartbeatIntervalMs: Schema.Int,
+  deadlineMs: Schema.Int,
+  policy: Schema.optionalWith(Policy.DeployPolicy, { exact: true }),
+  allowedDomains: Schema.optionalWith(Schema.Array(Schema.String), { exact: true })
+})
 
-/** Served by the master for agents. */
+const RegisterPayload = payload({ info: Node.NodeInfo, resources: Node.Resources })
+const HeartbeatPayload = payload({ node: Names.NodeName, resources: Node.Resources, services: Schema.Array(Status.ServiceSummary) })
+
+/**
+ * Served by the master for agents. Each call is a node speaking for itself, so only that node's
+ * own system token may make it (`ownNode`), never another node's nor an operator's.
+ */
 export class ControlRpcs extends RpcGroup.make(
-  Rpc.make("Register", { payload: payload({ info: Node.NodeInfo, resources: Node.Resources }), success: RegisterAck, error: Errors.InvalidRequest }),
-  Rpc.make("Heartbeat", {
-    payload: payload({ node: Names.NodeName, resources: Node.Resources, services: Schema.Array(Status.ServiceSummary) }),
+  ownNode<typeof RegisterPayload>((p) => p.info.name)(
+    Rpc.make("Register", { payload: RegisterPayload, success: RegisterAck, error: Errors.InvalidRequest })
+  ),
+  ownNode<typeof HeartbeatPayload>((p) => p.node)(Rpc.make("Heartbeat", {
+    payload: HeartbeatPayload,
     /** `known: false` means the master has forgotten this node: register again. */
     success: Schema.Struct({ known: Schema.Boolean })
-  })
+  })).annotate(Unaudited, true) // every few seconds from every node: it would bury the audit trail
 ).middleware(AuthMiddleware) {}

@@ -2,7 +2,8 @@
  * The event log in SQL, shared by the agent's registry and the master's database: one `events`
  * row per event, numbered in the order written, read a page at a time and followed by polling.
  * The two logs differ by one column: the master's rows name the node an event happened on, an
- * agent's all happened on its own node.
+ * agent's all happened on its own node. Events a caller caused (the audit trail, Audit.ts) also
+ * name who.
  */
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -13,7 +14,12 @@ import * as SqlRows from "./SqlRows.js"
 const Fields = {
   service: SqlRows.Nullable(Schema.String),
   kind: Events.EventKind,
-  message: Schema.String
+  message: Schema.String,
+  /**
+   * Who caused it (the audit trail's events), as JSON; absent for the daemons' own events, which
+   * leave the column NULL. The column came later (a migration on each side), so old rows are NULL.
+   */
+  who: Schema.optionalWith(SqlRows.JsonText(Events.Who), { nullable: true })
 }
 
 /** An event as an agent writes it: everything in its log happened on its node. */
@@ -29,6 +35,7 @@ export interface EventRow {
   readonly service: string | undefined
   readonly kind: Events.EventKind
   readonly message: string
+  readonly who?: Events.Who | undefined
 }
 
 /** Written by the log itself: the number that orders the rows, and the time. */
@@ -86,5 +93,9 @@ export const toFleetEvent = (row: EventRow, node: string): Events.FleetEvent => 
   node,
   kind: row.kind,
   message: row.message,
-  ...(row.service === undefined ? {} : { service: row.service })
+  ...(row.service === undefined ? {} : { service: row.service }),
+  ...(row.who === undefined ? {} : { who: row.who })
 })
+
+/** The column `who` on an `events` table made before the audit trail: for each side's migration. */
+export const addWhoColumn = Effect.flatMap(SqlClient.SqlClient, (sql) => sql`ALTER TABLE events ADD COLUMN who TEXT`)

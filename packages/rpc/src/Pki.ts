@@ -33,6 +33,23 @@ export interface InitCaOptions {
   readonly commonName?: string
   /** Validity in days; default 3650. */
   readonly days?: number
+  /**
+   * DNS suffixes the CA may sign for (a routes CA: the internal zone and the allowed public
+   * domains). The certificate then carries a critical NameConstraints extension permitting only
+   * these subtrees and excluding every IP address, so a leaf for any other name (the master's,
+   * an agent's address) fails verification wherever this CA is trusted, even if its key leaks.
+   * Left out: no constraints, as the platform CA needs to sign the daemons' own names.
+   */
+  readonly permittedDns?: ReadonlyArray<string>
+}
+
+/** A CA certificate's NameConstraints, as far as MCP writes them. */
+export interface CaNameConstraints {
+  readonly critical: boolean
+  /** The permitted dNSName subtrees, e.g. `svc.mcp.internal`, `example.com`. */
+  readonly permittedDns: ReadonlyArray<string>
+  /** The excluded iPAddress subtrees as `address/prefix`, e.g. `0.0.0.0/0`. */
+  readonly excludedIps: ReadonlyArray<string>
 }
 
 export type CertificateUsage = "server" | "client" | "both"
@@ -58,6 +75,9 @@ export interface WrittenCertificate {
 export const CA_KEY_FILE = "ca.key"
 export const CA_CERT_FILE = "ca.crt"
 export const DEFAULT_CA_COMMON_NAME = "MCP platform CA"
+export const DEFAULT_ROUTES_CA_COMMON_NAME = "MCP routes CA"
+/** The X.509 NameConstraints extension (RFC 5280 4.2.1.10). */
+export const NAME_CONSTRAINTS_OID = "2.5.29.30"
 export const DEFAULT_CA_DAYS = 3650
 export const DEFAULT_LEAF_DAYS = 825
 
@@ -86,6 +106,7 @@ export const initCa = (
     if (commonName.trim() === "") {
       return yield* invalidRequest(certPath, "the CA common name is empty; pass a non-empty name or leave it out")
     }
+    const permitted = options.permittedDns === undefined ? undefined : yield* validPermittedDns(options.permittedDns, certPath)
     // ca.crt alone counts too: it may be the pinned copy of another CA on this host.
     for (const existing of [keyPath, certPath]) {
       if (yield* exists(existing)) return yield* Effect.fail(caExists(existing))
@@ -106,7 +127,9 @@ export const initCa = (
           // pathLength 0: this CA signs leaves only, never intermediate CAs.
           new x509.BasicConstraintsExtension(true, 0, true),
           new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-          await x509.SubjectKeyIdentifierExtension.create(keys.publicKey)
+          await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+          // Critical: a verifier that cannot enforce the constraints must reject the CA outright.
+          ...(permitted === undefined ? [] : [new x509.Extension(NAME_CONSTRAINTS_OID, true, encodeNameConstraints(permitted))])
         ]
       }))
 
@@ -137,6 +160,7 @@ export const issueCertificate = (
     const sans = yield* validateRequest(name, options, certPath)
     const days = yield* validDays(options.days ?? DEFAULT_LEAF_DAYS, certPath)
     const ca = yield* loadCa(caDir)
+    yield* withinConstraints(ca.cert, options, certPath)
 
     const now = yield* Clock.currentTimeMillis
     const notAfter = Math.min(now + days * DAY_MS, ca.cert.notAfter.getTime())
@@ -187,6 +211,124 @@ export const readCa = (dir: string): Effect.Effect<string, PkiError, FileSystem.
     yield* parseCertificate(certPath, text)
     return text
   })
+
+/**
+ * The NameConstraints of a PEM certificate, or undefined when it has none (the platform CA).
+ * Throws on a certificate or extension that does not parse.
+ */
+export const nameConstraintsOf = (certPem: string): CaNameConstraints | undefined => {
+  const extension = new x509.X509Certificate(certPem).getExtension(NAME_CONSTRAINTS_OID)
+  return extension === null ? undefined : { critical: extension.critical, ...decodeNameConstraints(new Uint8Array(extension.value)) }
+}
+
+/** The NameConstraints of the CA in `dir`, or undefined when it has none. */
+export const readCaConstraints = (dir: string): Effect.Effect<CaNameConstraints | undefined, PkiError, FileSystem.FileSystem> =>
+  Effect.gen(function* () {
+    const certPath = path.resolve(dir, CA_CERT_FILE)
+    const text = yield* readCaFile(certPath)
+    return yield* Effect.try({
+      try: () => nameConstraintsOf(text),
+      catch: () =>
+        new PkiError({
+          reason: "CaInvalid",
+          path: certPath,
+          message: `${certPath} has a NameConstraints extension that cannot be read; create a new routes CA with \`mcp ca init-routes\``
+        })
+    })
+  })
+
+/** True when `name` is `suffix` or a name below it, as RFC 5280 matches a dNSName constraint. */
+export const dnsWithin = (name: string, suffix: string): boolean => {
+  const n = name.toLowerCase()
+  const s = suffix.toLowerCase()
+  return n === s || n.endsWith(`.${s}`)
+}
+
+// ---------------------------------------------------------------------------------------------
+// NameConstraints in DER. Written by hand: @peculiar/x509 has no class for it, and the shape MCP
+// writes (dNSName permitted subtrees, all IPs excluded) is small enough not to need another dependency.
+
+const derLength = (n: number): Array<number> =>
+  n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : [0x82, n >> 8, n & 0xff]
+
+const tlv = (tag: number, content: Uint8Array): Uint8Array => new Uint8Array([tag, ...derLength(content.length), ...content])
+
+const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.length
+  }
+  return out
+}
+
+// GeneralSubtree ::= SEQUENCE { base GeneralName }; dNSName is [2] IA5String, iPAddress [7] OCTET STRING.
+const TAG_SEQUENCE = 0x30
+const TAG_PERMITTED = 0xa0
+const TAG_EXCLUDED = 0xa1
+const TAG_DNS_NAME = 0x82
+const TAG_IP_ADDRESS = 0x87
+// Address and mask all zero: every IPv4 and every IPv6 address.
+const ALL_IPV4 = new Uint8Array(8)
+const ALL_IPV6 = new Uint8Array(32)
+
+const encodeNameConstraints = (permittedDns: ReadonlyArray<string>): ArrayBuffer => {
+  const subtree = (tag: number, value: Uint8Array) => tlv(TAG_SEQUENCE, tlv(tag, value))
+  const permitted = tlv(TAG_PERMITTED, concat(permittedDns.map((d) => subtree(TAG_DNS_NAME, new TextEncoder().encode(d)))))
+  const excluded = tlv(TAG_EXCLUDED, concat([subtree(TAG_IP_ADDRESS, ALL_IPV4), subtree(TAG_IP_ADDRESS, ALL_IPV6)]))
+  return tlv(TAG_SEQUENCE, concat([permitted, excluded])).slice().buffer
+}
+
+interface Tlv {
+  readonly tag: number
+  readonly content: Uint8Array
+}
+
+const readTlvs = (bytes: Uint8Array): Array<Tlv> => {
+  const out: Array<Tlv> = []
+  let at = 0
+  while (at < bytes.length) {
+    const tag = bytes[at++]!
+    let length = bytes[at++]!
+    if (length === undefined) throw new Error("truncated DER")
+    if (length & 0x80) {
+      const octets = length & 0x7f
+      if (octets === 0 || octets > 3) throw new Error("unsupported DER length")
+      length = 0
+      for (let i = 0; i < octets; i++) length = (length << 8) | bytes[at++]!
+    }
+    if (at + length > bytes.length) throw new Error("truncated DER")
+    out.push({ tag, content: bytes.subarray(at, at + length) })
+    at += length
+  }
+  return out
+}
+
+const ipSubtree = (b: Uint8Array): string => {
+  const half = b.length / 2
+  const prefix = [...b.subarray(half)].reduce((n, byte) => n + byte.toString(2).replace(/0/g, "").length, 0)
+  const address = half === 4
+    ? [...b.subarray(0, 4)].join(".")
+    : Array.from({ length: 8 }, (_, i) => ((b[2 * i]! << 8) | b[2 * i + 1]!).toString(16)).join(":")
+  return `${address}/${prefix}`
+}
+
+const decodeNameConstraints = (der: Uint8Array): Omit<CaNameConstraints, "critical"> => {
+  const [outer] = readTlvs(der)
+  if (outer === undefined || outer.tag !== TAG_SEQUENCE) throw new Error("NameConstraints is not a SEQUENCE")
+  const names = (tag: number, nameTag: number) =>
+    readTlvs(outer.content)
+      .filter((t) => t.tag === tag)
+      .flatMap((t) => readTlvs(t.content))
+      .map((subtree) => readTlvs(subtree.content)[0])
+      .filter((base): base is Tlv => base?.tag === nameTag)
+      .map((base) => base.content)
+  return {
+    permittedDns: names(TAG_PERMITTED, TAG_DNS_NAME).map((b) => new TextDecoder().decode(b)),
+    excludedIps: names(TAG_EXCLUDED, TAG_IP_ADDRESS).map(ipSubtree)
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -260,6 +402,44 @@ const validateRequest = (
       )
     }
     return sans
+  })
+
+const validPermittedDns = (domains: ReadonlyArray<string>, certPath: string): Effect.Effect<Array<string>, PkiError> =>
+  Effect.gen(function* () {
+    const normalized = [...new Set(domains.map((d) => d.trim().toLowerCase()))]
+    if (normalized.length === 0) {
+      return yield* invalidRequest(certPath, "a routes CA needs at least one permitted name; pass the internal zone (--internal-zone)")
+    }
+    const bad = normalized.find((d) => !DNS_NAME.test(d) || d.startsWith("*."))
+    if (bad !== undefined) {
+      return yield* invalidRequest(certPath, `${JSON.stringify(bad)} is not a DNS suffix such as "example.com"; fix --internal-zone or --domain`)
+    }
+    return normalized
+  })
+
+/**
+ * A constrained CA's leaves must stay inside its constraints: such a certificate would fail every
+ * verifier anyway, so it is refused here, where the message can say how to widen the CA.
+ */
+const withinConstraints = (ca: x509.X509Certificate, options: IssueOptions, certPath: string): Effect.Effect<void, PkiError> =>
+  Effect.gen(function* () {
+    const extension = ca.getExtension(NAME_CONSTRAINTS_OID)
+    if (extension === null) return
+    const constraints = yield* Effect.try({
+      try: () => decodeNameConstraints(new Uint8Array(extension.value)),
+      catch: () => new PkiError({ reason: "CaInvalid", path: certPath, message: `the CA's NameConstraints extension cannot be read; create a new routes CA with \`mcp ca init-routes\`` })
+    })
+    const permitted = constraints.permittedDns.map((d) => `"${d}"`).join(", ")
+    if (options.ips.length > 0 && constraints.excludedIps.length > 0) {
+      return yield* invalidRequest(certPath, `this CA is name-constrained to DNS names under ${permitted} and signs no IP address; drop --ip`)
+    }
+    const outside = options.dns.find((d) => !constraints.permittedDns.some((p) => dnsWithin(d.replace(/^\*\./, ""), p)))
+    if (outside !== undefined) {
+      return yield* invalidRequest(
+        certPath,
+        `${JSON.stringify(outside)} is outside this CA's name constraints (${permitted}); use a name under one of them, or create a new routes CA that permits its domain with \`mcp ca init-routes --domain\``
+      )
+    }
   })
 
 const extendedKeyUsages = (usage: CertificateUsage): Array<string> => {

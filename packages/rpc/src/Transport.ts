@@ -1,7 +1,11 @@
 /**
  * HTTPS transport for the RPC groups: a server that pins the platform CA (and, with client
  * auth, requires client certificates), and clients that trust only that CA. ndjson framing so
- * streams arrive item by item; a body-size limit so a huge frame is refused, not buffered.
+ * streams arrive item by item. Limits, each refused with a message naming it: body size, RPC
+ * messages per request and JSON depth (checked on the raw body before anything decodes it),
+ * and on the server's connections: timeouts for the TLS handshake, for a connection that sends
+ * nothing, for headers and for the request, and a cap on open connections. Streams per caller
+ * are bounded in the auth middleware (StreamLimit.ts), which knows the caller.
  */
 import { HttpClient, HttpIncomingMessage, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpClient, NodeHttpServer } from "@effect/platform-node"
@@ -9,8 +13,13 @@ import { type Rpc, RpcClient, type RpcGroup, RpcSerialization, RpcServer } from 
 import { Errors } from "@mcp/domain"
 import { Cause, Effect, Layer, Option, Redacted, Ref, type Scope, Stream } from "effect"
 import * as https from "node:https"
+import type * as tls from "node:tls"
 import * as AuthMiddleware from "./AuthMiddleware.js"
 import { parseVersion, PROTOCOL_HEADER, PROTOCOL_VERSION } from "./Protocol.js"
+import { checkBody, DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_MESSAGES_PER_REQUEST, describeProblem } from "./RequestLimits.js"
+
+export { DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_MESSAGES_PER_REQUEST } from "./RequestLimits.js"
+import * as ServerIdentity from "./ServerIdentity.js"
 
 export interface TlsServerOptions {
   readonly cert: string
@@ -27,6 +36,12 @@ export interface ServerOptions {
   readonly tls: TlsServerOptions
   /** Largest request body accepted; larger ones get 413 before they are read. Default 4 MiB. */
   readonly maxBodyBytes?: number
+  /** RPC messages (ndjson lines) one request may carry; more get 413 and none runs. Default 64. */
+  readonly maxMessagesPerRequest?: number
+  /** How deeply a request's JSON may nest; deeper gets 400 before it is parsed. Default 32. */
+  readonly maxJsonDepth?: number
+  /** Timeouts and the connection cap; each defaults to the DEFAULT_ constant below. */
+  readonly connections?: ConnectionOptions
   /** Only for tests of version skew: the protocol version this server claims. */
   readonly protocolVersion?: number
 }
@@ -38,6 +53,51 @@ export interface RpcRoute {
 
 export const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
+export interface ConnectionOptions {
+  /** A TLS handshake not finished in this time is aborted. */
+  readonly handshakeTimeoutMs?: number
+  /** A connection that sends no request (after its handshake) in this time is closed. */
+  readonly idleTimeoutMs?: number
+  /** The request's headers must arrive within this time of its first byte. */
+  readonly headersTimeoutMs?: number
+  /**
+   * The whole request (headers and body) must arrive within this time. It covers receiving the
+   * request only: a response that streams for hours (a Logs or Events follow) is not cut.
+   */
+  readonly requestTimeoutMs?: number
+  /** An idle keep-alive connection between requests is closed after this. */
+  readonly keepAliveTimeoutMs?: number
+  /** How often Node checks the header and request timeouts (it enforces them no finer). */
+  readonly timeoutCheckIntervalMs?: number
+  /** Open connections beyond this are closed as they arrive. */
+  readonly maxConnections?: number
+}
+
+/**
+ * A handshake is a few round trips: 10 s covers a slow link, where Node's default (120 s) lets
+ * a peer that opens connections and never speaks hold each for two minutes.
+ */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000
+/** Our clients send their request as soon as the handshake ends; 10 s covers a slow link. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 10_000
+/** Headers are a few hundred bytes: 20 s is generous (Node's default is 60 s). */
+export const DEFAULT_HEADERS_TIMEOUT_MS = 20_000
+/**
+ * A request body is at most 4 MiB (DEFAULT_MAX_BODY_BYTES): 60 s accepts it down to about
+ * 70 KB/s, and stops a peer that trickles a body to hold the connection (Node's default: 300 s).
+ */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000
+/** Node's own default: clients reuse a connection within it, so this keeps today's behaviour. */
+export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 5_000
+/** Node checks every 30 s by default, which would let a timeout overrun by that much. */
+export const DEFAULT_TIMEOUT_CHECK_INTERVAL_MS = 2_000
+/**
+ * The fleet's clients are a few CLIs, one connection pool per agent and the master: 512 is far
+ * above that and stays below the common 1024 open-file limit, leaving descriptors for the
+ * daemon's databases, sockets and outgoing connections.
+ */
+export const DEFAULT_MAX_CONNECTIONS = 512
+
 /**
  * The lowest TLS version our own peers speak: servers refuse, and clients do not offer, anything
  * older. Every MCP server and client is built here, so nothing in the fleet needs TLS 1.2.
@@ -48,18 +108,40 @@ export const MIN_TLS_VERSION = "TLSv1.3" as const
 export const route = <Rpcs extends Rpc.Any>(path: `/${string}`, group: RpcGroup.RpcGroup<Rpcs>) =>
   Effect.map(RpcServer.toHttpApp(group, { disableFatalDefects: true }), (app): RpcRoute => ({ path, app }))
 
+interface GuardLimits {
+  readonly maxBodyBytes: number
+  readonly maxMessages: number
+  readonly maxDepth: number
+}
+
+const isOverMaxBytes = (error: { readonly cause?: unknown }) => error.cause instanceof Error && error.cause.message === "maxBytes exceeded"
+
 const guard = (
   router: HttpRouter.HttpRouter<never, never>,
-  maxBodyBytes: number,
+  limits: GuardLimits,
   protocolVersion: number
 ) =>
   Effect.gen(function* () {
     const request = yield* HttpServerRequest.HttpServerRequest
+    const { maxBodyBytes } = limits
     const declared = Number(request.headers["content-length"] ?? "0")
     if (declared > maxBodyBytes) {
       return HttpServerResponse.text(`request body of ${declared} bytes is over the limit of ${maxBodyBytes}`, { status: 413 })
     }
-    // Chunked bodies carry no length: the limit also applies while reading.
+    // The body is read whole here (at most maxBodyBytes; chunked bodies carry no length, so the
+    // limit also applies while reading) and checked before the RPC app decodes any of it. The
+    // request caches its text, so the RPC app reads the same body without reading the socket.
+    const body = yield* Effect.either(request.text.pipe(HttpIncomingMessage.withMaxBodySize(Option.some(maxBodyBytes))))
+    if (body._tag === "Left") {
+      return isOverMaxBytes(body.left)
+        ? HttpServerResponse.text(`request body is over the limit of ${maxBodyBytes} bytes`, { status: 413 })
+        : HttpServerResponse.text(`request body could not be read: ${body.left.message}`, { status: 400 })
+    }
+    const problem = checkBody(body.right, { maxMessages: limits.maxMessages, maxDepth: limits.maxDepth })
+    if (problem !== undefined) {
+      const { status, text } = describeProblem(problem)
+      return HttpServerResponse.text(text, { status })
+    }
     const response = yield* router.pipe(HttpIncomingMessage.withMaxBodySize(Option.some(maxBodyBytes)))
     return HttpServerResponse.setHeader(response, PROTOCOL_HEADER, String(protocolVersion))
   }).pipe(
@@ -80,23 +162,59 @@ export const layerServer = <const Routes extends ReadonlyArray<Effect.Effect<Rpc
       >)
       let router: HttpRouter.HttpRouter<never, never> = HttpRouter.empty
       for (const { path, app } of built) router = HttpRouter.post(router, path, app)
-      yield* HttpServer.serveEffect(guard(router, options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES, options.protocolVersion ?? PROTOCOL_VERSION))
+      const limits: GuardLimits = {
+        maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
+        maxMessages: options.maxMessagesPerRequest ?? DEFAULT_MAX_MESSAGES_PER_REQUEST,
+        maxDepth: options.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH
+      }
+      yield* HttpServer.serveEffect(guard(router, limits, options.protocolVersion ?? PROTOCOL_VERSION))
     })
   )
-  const listener = NodeHttpServer.layer(
-    () =>
-      https.createServer({
-        cert: options.tls.cert,
-        key: Redacted.value(options.tls.key),
-        ca: options.tls.ca,
-        requestCert: options.tls.clientAuth,
-        rejectUnauthorized: options.tls.clientAuth,
-        minVersion: MIN_TLS_VERSION
-      }),
-    { port: options.port, host: options.host }
-  )
+  const listener = NodeHttpServer.layer(() => createHttpsServer(options), { port: options.port, host: options.host })
   // Keep HttpServer in the output so callers can read the bound address (port 0 in tests).
   return Layer.provideMerge(serve, Layer.merge(listener, RpcSerialization.layerNdjson))
+}
+
+/** The Node https server with the TLS settings, the timeouts and the connection cap applied. */
+const createHttpsServer = (options: ServerOptions): https.Server => {
+  const c = options.connections ?? {}
+  const headersTimeout = c.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS
+  const requestTimeout = c.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS
+  const server = https.createServer({
+    cert: options.tls.cert,
+    key: Redacted.value(options.tls.key),
+    ca: options.tls.ca,
+    requestCert: options.tls.clientAuth,
+    rejectUnauthorized: options.tls.clientAuth,
+    minVersion: MIN_TLS_VERSION,
+    handshakeTimeout: c.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+    // Node refuses a headers timeout longer than the request timeout.
+    headersTimeout: Math.min(headersTimeout, requestTimeout),
+    requestTimeout,
+    connectionsCheckingInterval: c.timeoutCheckIntervalMs ?? DEFAULT_TIMEOUT_CHECK_INTERVAL_MS
+  })
+  server.keepAliveTimeout = c.keepAliveTimeoutMs ?? DEFAULT_KEEP_ALIVE_TIMEOUT_MS
+  server.maxConnections = c.maxConnections ?? DEFAULT_MAX_CONNECTIONS
+  // Node's header and request timeouts start at a request's first byte, so a connection that
+  // completes its handshake and then sends nothing would stay open for ever: close it unless a
+  // request arrives in time. Once one has, the request, header and keep-alive timeouts apply;
+  // a long response (a follow stream) that is quiet for a while is not idle in this sense.
+  const idleTimeout = c.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS
+  const waiting = new WeakMap<tls.TLSSocket, NodeJS.Timeout>()
+  server.on("secureConnection", (socket: tls.TLSSocket) => {
+    const timer = setTimeout(() => socket.destroy(), idleTimeout).unref()
+    waiting.set(socket, timer)
+    socket.once("close", () => clearTimeout(timer))
+  })
+  server.on("request", (request: { readonly socket: unknown }) => {
+    const socket = request.socket as tls.TLSSocket
+    const timer = waiting.get(socket)
+    if (timer !== undefined) {
+      clearTimeout(timer)
+      waiting.delete(socket)
+    }
+  })
+  return server
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -110,6 +228,12 @@ export interface ClientOptions {
   readonly token: Redacted.Redacted<string>
   /** A client certificate and key, for servers that require mTLS. */
   readonly clientCert?: { readonly cert: string; readonly key: Redacted.Redacted<string> }
+  /**
+   * The peer this client must reach: its certificate must name it (CN or DNS SAN), besides being
+   * the CA's and valid for the URL's host; otherwise the handshake fails with
+   * ServerIdentity.ServerIdentityMismatch before the token or any request is sent.
+   */
+  readonly expectedName?: string
 }
 
 const isUnknownTag = (defect: unknown): boolean =>
@@ -134,7 +258,8 @@ export const makeClient = <Rpcs extends Rpc.Any>(group: RpcGroup.RpcGroup<Rpcs>,
         NodeHttpClient.makeAgentLayer({
           ca: options.ca,
           minVersion: MIN_TLS_VERSION,
-          ...(options.clientCert === undefined ? {} : { cert: options.clientCert.cert, key: Redacted.value(options.clientCert.key) })
+          ...(options.clientCert === undefined ? {} : { cert: options.clientCert.cert, key: Redacted.value(options.clientCert.key) }),
+          ...(options.expectedName === undefined ? {} : { checkServerIdentity: ServerIdentity.expectName(options.expectedName) })
         })
       )
     )

@@ -3,6 +3,7 @@
  * runtime the three programs share: the daemon process, keyed actors, fatal failures, the
  * journaled saga with its SQL journal, the event log and rows read through Schemas.
  */
+export * as Audit from "./Audit.js"
 export * as Authenticator from "./Authenticator.js"
 export * as AuthMiddleware from "./AuthMiddleware.js"
 export * from "./Contracts.js"
@@ -17,6 +18,7 @@ export * as Protocol from "./Protocol.js"
 export * as Saga from "./Saga.js"
 export * as SagaJournal from "./SagaJournal.js"
 export * as SecretFile from "./SecretFile.js"
+export * as ServerIdentity from "./ServerIdentity.js"
 export * as SqliteFile from "./SqliteFile.js"
 export * as SqlRows from "./SqlRows.js"
 export * as TokenFile from "./TokenFile.js"

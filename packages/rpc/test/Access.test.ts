@@ -57,10 +57,10 @@ const agentAccess: Record<string, Level> = {
   Events: "read"
 }
 
-/** The master's RPCs for agents: both change the master's view of the fleet (agents hold admin system tokens). */
+/** The master's RPCs for agents: each is a node speaking for itself, so only its own system token may call it. */
 const controlAccess: Record<string, Level> = {
-  Register: "admin",
-  Heartbeat: "admin"
+  Register: "node",
+  Heartbeat: "node"
 }
 
 type Group = { readonly requests: ReadonlyMap<string, { readonly _tag: string; readonly annotations: Context.Context<never> }> }
@@ -94,6 +94,39 @@ describe("every RPC's access level is the one written here", () => {
   it("the annotation defaults to admin, so an RPC nobody marked is closed to users and guests", () => {
     expect(Context.get(Context.empty(), Access)).toBe("admin")
   })
+})
+
+describe("authorize: a node RPC is the node itself, whatever the token's role", () => {
+  const policy = { guestMayRead: true }
+  for (const role of ["guest", "user", "admin"] as const) {
+    it.effect(`the node's own system token (role ${role}) may; another node's, or a human's, may not`, () =>
+      Effect.gen(function* () {
+        const own = new Principal({ name: "w1", kind: "system", role })
+        expect(yield* authorize(own, "node", "Register", policy, "w1")).toBe(own)
+
+        const other = yield* Effect.flip(authorize(new Principal({ name: "w2", kind: "system", role }), "node", "Register", policy, "w1"))
+        expect(other).toBeInstanceOf(Errors.Forbidden)
+        expect(other.rule).toContain("may not speak for node w1")
+        expect(other.message).toContain("mcp token create --file <token file> --kind system --role guest --name w1")
+
+        // A human admin too: the master would take an operator's word for what runs where.
+        const human = yield* Effect.flip(authorize(new Principal({ name: "w1", kind: "human", role }), "node", "Register", policy, "w1"))
+        expect(human.rule).toContain("Register is for agents only")
+      }))
+  }
+
+  it.effect("a node RPC whose payload names no node refuses everyone", () =>
+    Effect.gen(function* () {
+      const error = yield* Effect.flip(authorize(new Principal({ name: "w1", kind: "system", role: "admin" }), "node", "Register", { guestMayRead: true }, undefined))
+      expect(error.rule).toBe("Register names no node, so no token may speak for it")
+    }))
+
+  it.effect("the system token of a node is only a guest elsewhere: role levels ignore the name", () =>
+    Effect.gen(function* () {
+      const node = new Principal({ name: "w1", kind: "system", role: "guest" })
+      expect((yield* Effect.flip(authorize(node, "operate", "Deploy", { guestMayRead: true }))).needs).toBe("user")
+      expect((yield* Effect.flip(authorize(node, "admin", "NodesAdd", { guestMayRead: true }))).needs).toBe("admin")
+    }))
 })
 
 describe("authorize: each role × access level × policy", () => {

@@ -3,14 +3,14 @@
  * there is no usable token, and that it hands the handler the principal the token stands for.
  */
 import { Headers } from "@effect/platform"
-import type { Rpc } from "@effect/rpc"
+import type { Rpc, RpcMiddleware } from "@effect/rpc"
 import { describe, expect, it } from "@effect/vitest"
 import { Errors } from "@mcp/domain"
 import { Effect, Exit } from "effect"
 import * as Authenticator from "../src/Authenticator.js"
 import * as AuthMiddleware from "../src/AuthMiddleware.js"
 import { AgentRpcs } from "../src/Contracts.js"
-import { Principal } from "../src/Principal.js"
+import { CurrentPrincipal, Principal } from "../src/Principal.js"
 
 const bob = new Principal({ name: "bob", kind: "human", role: "user" })
 const principals = new Map([["tok-1", bob]])
@@ -22,7 +22,9 @@ const callWith = (authorization: string | undefined) =>
     // The group's requests are typed with their own middleware set; the middleware takes any rpc.
     const rpc = AgentRpcs.requests.get("Ps")! as unknown as Rpc.AnyWithProps
     const headers = authorization === undefined ? Headers.empty : Headers.fromInput({ authorization })
-    return yield* Effect.exit(middleware({ clientId: 0, rpc, payload: undefined, headers }))
+    // The middleware wraps the handler: this one answers with the principal it was given.
+    const next = CurrentPrincipal as unknown as Effect.Effect<RpcMiddleware.SuccessValue, never, CurrentPrincipal>
+    return yield* Effect.exit(middleware({ clientId: 0, rpc, payload: undefined, headers, next }))
   }).pipe(
     Effect.provide(AuthMiddleware.layerServer({ guestMayRead: false })),
     Effect.provide(Authenticator.layerMemory(principals))

@@ -1,7 +1,9 @@
 import { NodeFileSystem } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
+import * as x509 from "@peculiar/x509"
 import { Effect, TestClock } from "effect"
-import { X509Certificate } from "node:crypto"
+import { execFileSync } from "node:child_process"
+import { createPrivateKey, KeyObject, randomBytes, X509Certificate } from "node:crypto"
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import type { AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
@@ -246,6 +248,139 @@ describe("Pki errors", () => {
         const shown = `${error.message} ${JSON.stringify(error)} ${String(error.cause)}`
         expect(shown).not.toContain("PRIVATE KEY")
         expect(shown).not.toContain(foreignKey.split("\n")[1])
+      }
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
+})
+
+/**
+ * A leaf for `dns` signed with the CA key in `dir` directly, bypassing issueCertificate's own
+ * constraint check: what a leaked routes CA key could make. Returns the leaf and its key as PEM.
+ */
+const forgeLeaf = (dir: string, dns: string) =>
+  Effect.promise(async () => {
+    const ec = { name: "ECDSA", namedCurve: "P-256" } as const
+    const ca = new x509.X509Certificate(read(join(dir, "ca.crt")))
+    const caKey = await crypto.subtle.importKey("pkcs8", createPrivateKey(read(join(dir, "ca.key"))).export({ type: "pkcs8", format: "der" }), ec, false, ["sign"])
+    const keys = await crypto.subtle.generateKey(ec, true, ["sign", "verify"])
+    const leaf = await x509.X509CertificateGenerator.create({
+      serialNumber: randomBytes(8).toString("hex"),
+      subject: [{ CN: [dns] }],
+      issuer: ca.subjectName,
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 86_400_000),
+      publicKey: keys.publicKey,
+      signingKey: caKey,
+      signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+        new x509.SubjectAlternativeNameExtension([{ type: "dns", value: dns }])
+      ]
+    })
+    const key = KeyObject.from(keys.privateKey).export({ type: "pkcs8", format: "pem" }).toString()
+    return { cert: leaf.toString("pem"), key }
+  })
+
+/** What `openssl verify` says about `leafPem` against the CA in `dir`: "OK" or its error line. */
+const opensslVerify = (dir: string, leafPem: string): string => {
+  const leafFile = join(dir, `leaf-${randomBytes(4).toString("hex")}.pem`)
+  writeFileSync(leafFile, leafPem)
+  try {
+    execFileSync("openssl", ["verify", "-CAfile", join(dir, "ca.crt"), leafFile], { stdio: "pipe" })
+    return "OK"
+  } catch (e) {
+    return String((e as { stderr?: Buffer }).stderr ?? e)
+  }
+}
+
+const hasOpenssl = (() => {
+  try {
+    execFileSync("openssl", ["version"], { stdio: "ignore" })
+    return true
+  } catch {
+    return false
+  }
+})()
+
+describe("routes CA (name-constrained)", () => {
+  const routesCa = Effect.gen(function* () {
+    const dir = yield* tempDir
+    const written = yield* Pki.initCa(dir, { commonName: Pki.DEFAULT_ROUTES_CA_COMMON_NAME, permittedDns: ["svc.mcp.internal", "Example.COM"] })
+    return { dir, written }
+  })
+
+  it.scopedLive("the CA certificate carries critical name constraints: the zone and domains permitted, every IP excluded", () =>
+    Effect.gen(function* () {
+      const { dir } = yield* routesCa
+      expect(Pki.nameConstraintsOf(read(join(dir, "ca.crt")))).toEqual({
+        critical: true,
+        permittedDns: ["svc.mcp.internal", "example.com"],
+        excludedIps: ["0.0.0.0/0", "0:0:0:0:0:0:0:0/0"]
+      })
+      expect(yield* Pki.readCaConstraints(dir)).toEqual(Pki.nameConstraintsOf(read(join(dir, "ca.crt"))))
+      // The platform CA stays unconstrained: it signs the daemons' own names and addresses.
+      const platform = yield* tempDir
+      yield* Pki.initCa(platform)
+      expect(yield* Pki.readCaConstraints(platform)).toBeUndefined()
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
+
+  it.scopedLive.skipIf(!hasOpenssl)("openssl reads the extension as we wrote it", () =>
+    Effect.gen(function* () {
+      const { dir } = yield* routesCa
+      const text = execFileSync("openssl", ["x509", "-noout", "-text", "-in", join(dir, "ca.crt")], { encoding: "utf8" })
+      expect(text).toMatch(/X509v3 Name Constraints: critical\s+Permitted:\s+DNS:svc\.mcp\.internal\s+DNS:example\.com\s+Excluded:\s+IP:0\.0\.0\.0\/0\.0\.0\.0\s+IP:0:0:0:0:0:0:0:0\/0:0:0:0:0:0:0:0/)
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
+
+  it.scopedLive("issueCertificate refuses names outside the constraints and IP SANs, saying how to widen the CA", () =>
+    Effect.gen(function* () {
+      const { dir } = yield* routesCa
+      const outside = yield* Effect.flip(Pki.issueCertificate(dir, "master", { ips: [], dns: ["master.corp.test"], usage: "server" }))
+      expect(outside.reason).toBe("InvalidRequest")
+      expect(outside.message).toContain(`"master.corp.test" is outside this CA's name constraints ("svc.mcp.internal", "example.com")`)
+      expect(outside.message).toContain("mcp ca init-routes --domain")
+      // "notexample.com" ends with "example.com" but is not below it.
+      expect((yield* Effect.flip(Pki.issueCertificate(dir, "x", { ips: [], dns: ["notexample.com"], usage: "server" }))).reason).toBe("InvalidRequest")
+      const ip = yield* Effect.flip(Pki.issueCertificate(dir, "ip", { ips: ["127.0.0.1"], dns: ["a.example.com"], usage: "server" }))
+      expect(ip.message).toContain("signs no IP address; drop --ip")
+      expect(existsSync(join(dir, "master.key"))).toBe(false)
+      const inside = yield* Pki.issueCertificate(dir, "web", { ips: [], dns: ["web.svc.mcp.internal", "*.apps.example.com"], usage: "server" })
+      expect(new X509Certificate(read(inside.certPath)).checkHost("web.svc.mcp.internal")).toBe("web.svc.mcp.internal")
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
+
+  it.scopedLive("a bad or empty permitted list is refused before anything is written", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      expect((yield* Effect.flip(Pki.initCa(dir, { permittedDns: [] }))).message).toContain("--internal-zone")
+      expect((yield* Effect.flip(Pki.initCa(dir, { permittedDns: ["*.example.com"] }))).message).toContain(`"*.example.com" is not a DNS suffix`)
+      expect(existsSync(join(dir, "ca.key"))).toBe(false)
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
+
+  it.scopedLive("a TLS client and openssl refuse a leaf outside the constraints even when the CA key signed it", () =>
+    Effect.gen(function* () {
+      const { dir } = yield* routesCa
+      const ca = read(join(dir, "ca.crt"))
+      const forged = yield* forgeLeaf(dir, "master.corp.test")
+      const fair = yield* forgeLeaf(dir, "web.example.com")
+      // Node's TLS client verifies the chain with OpenSSL, name constraints included.
+      const handshake = (leaf: { cert: string; key: string }, servername: string) =>
+        Effect.gen(function* () {
+          const server = yield* Effect.acquireRelease(
+            Effect.async<tls.Server>((resume) => {
+              const s = tls.createServer({ cert: leaf.cert, key: leaf.key }, (socket) => socket.end("hi"))
+              s.on("tlsClientError", () => {})
+              s.listen(0, "127.0.0.1", () => resume(Effect.succeed(s)))
+            }),
+            (s) => Effect.async<void>((resume) => { s.close(() => resume(Effect.void)) })
+          )
+          return yield* request({ port: (server.address() as AddressInfo).port, ca, servername }).pipe(
+            Effect.match({ onFailure: (e) => `refused: ${e.code}: ${e.message}`, onSuccess: (data) => data })
+          )
+        })
+      expect(yield* handshake(forged, "master.corp.test")).toMatch(/^refused: .*permitted subtree violation/)
+      expect(yield* handshake(fair, "web.example.com")).toBe("hi")
+      if (hasOpenssl) {
+        expect(opensslVerify(dir, forged.cert)).toMatch(/permitted subtree violation/)
+        expect(opensslVerify(dir, fair.cert)).toBe("OK")
       }
     }).pipe(Effect.provide(NodeFileSystem.layer)))
 })

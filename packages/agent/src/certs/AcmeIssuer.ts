@@ -12,6 +12,7 @@ import * as http from "node:http"
 import type * as https from "node:https"
 import { join } from "node:path"
 import { CertError, CertIssuer, type IssuedCertificate } from "./CertIssuer.js"
+import * as SecretKeyFile from "./SecretKeyFile.js"
 
 /** Sets and clears the TXT record a dns-01 challenge asks for; the agent adapts its DNS port to this. */
 export interface Dns01Solver {
@@ -65,7 +66,7 @@ class ChallengeFailedError extends Error {
 export const make = (options: AcmeIssuerOptions): Effect.Effect<CertIssuer, never, HttpClient.HttpClient | FileSystem.FileSystem> =>
   Effect.gen(function*() {
     const name = `ACME (${options.directoryUrl})`
-    const accountKeyPath = join(options.dataDir, "acme", "account.key")
+    const keyPath = accountKeyPath(options.dataDir)
     const certDir = join(options.dataDir, "certs")
     const timeout = Duration.decode(options.timeout ?? DEFAULT_TIMEOUT)
     // One issuance at a time: http-01 owns one port, and the CA's rate limits favour a queue anyway.
@@ -78,7 +79,7 @@ export const make = (options: AcmeIssuerOptions): Effect.Effect<CertIssuer, neve
       return Effect.gen(function*() {
         const directory = yield* parseDirectoryUrl(options.directoryUrl, fail)
         yield* validateHostname(hostname, options.challenge.kind, fail)
-        const accountKey = yield* ensureAccountKey(accountKeyPath, fail)
+        const accountKey = yield* ensureAccountKey(keyPath, fail)
         yield* probeDirectory(yield* trustedClient(directory.origin, options.caBundle), options.directoryUrl, fail)
 
         const leafKey = yield* Effect.tryPromise({
@@ -150,7 +151,20 @@ export const make = (options: AcmeIssuerOptions): Effect.Effect<CertIssuer, neve
     } satisfies CertIssuer
   })
 
-export const layer = (options: AcmeIssuerOptions) => Layer.effect(CertIssuer, make(options))
+/** The account key's path in a data dir. */
+export const accountKeyPath = (dataDir: string): string => join(dataDir, "acme", "account.key")
+
+/**
+ * Refuses an account key readable by others or owned by another user, with the chmod/chown fix.
+ * A missing key passes: the first issue creates it 0600 in a 0700 directory.
+ */
+export const checkAccountKey = (dataDir: string): Effect.Effect<void, CertError, FileSystem.FileSystem> =>
+  SecretKeyFile.check(accountKeyPath(dataDir), "ACME account key").pipe(
+    Effect.mapError((e) => new CertError({ issuer: "ACME", hostname: "(any)", reason: e.message }))
+  )
+
+/** The issuer, after the account key check: a too-open key fails the agent's start. */
+export const layer = (options: AcmeIssuerOptions) => Layer.effect(CertIssuer, Effect.zipRight(checkAccountKey(options.dataDir), make(options)))
 
 // ---------------------------------------------------------------------------------------------
 
@@ -279,6 +293,8 @@ const ensureAccountKey = (keyPath: string, fail: Fail): Effect.Effect<string, Ce
       )
     )
     if (existing !== undefined) {
+      // Checked again at each use: a key opened up since the start is not used.
+      yield* SecretKeyFile.check(keyPath, "ACME account key").pipe(Effect.mapError((e) => fail(e.message)))
       // No cause kept: a parse error could quote the key.
       yield* Effect.try({
         try: () => createPrivateKey(existing),

@@ -25,12 +25,14 @@ import * as Rfc2136Records from "../dns/Rfc2136Records.js"
 import * as DockerRuntime from "../engine/DockerRuntime.js"
 import { Lifecycle } from "../lifecycle/Lifecycle.js"
 import * as LocalCaIssuer from "../certs/LocalCaIssuer.js"
+import * as RouteDomains from "../certs/RouteDomains.js"
+import * as FleetPolicy from "./FleetPolicy.js"
 import * as MasterLink from "./MasterLink.js"
 import * as Monitor from "../monitor/Monitor.js"
 import * as NodeResources from "./NodeResources.js"
 import * as PortAllocator from "../lifecycle/PortAllocator.js"
 import * as ProxyRoutes from "../proxy/ProxyRoutes.js"
-import { layerSqlite, Registry } from "../registry/Registry.js"
+import { layerAuditLog, layerSqlite, Registry } from "../registry/Registry.js"
 import { ServiceActors } from "../lifecycle/ServiceActors.js"
 
 export const VERSION = "0.1.0"
@@ -48,7 +50,8 @@ export const layerCore = <E, R>(config: AgentConfig, runtime: Layer.Layer<Contai
     stopTimeoutSeconds: config.stop_timeout_seconds
   })
   const ports = PortAllocator.layer({ min: config.ports.min, max: config.ports.max })
-  const adapters = Layer.mergeAll(runtime, layerProxy(config), layerDns(config), layerCerts(config), settings)
+  // The deploy policy: the strict defaults until a master pushes its own at registration.
+  const adapters = Layer.mergeAll(runtime, layerProxy(config), layerDns(config), layerCerts(config), settings, FleetPolicy.layer())
   const lifecycle = Lifecycle.Default.pipe(Layer.provide(ports))
   const edge = EdgeRoutes.layer({ role: config.role, listener: config.edge.listener })
   return Layer.mergeAll(BootSequencer.Default, lifecycle, ServiceActors.Default, edge).pipe(
@@ -112,11 +115,23 @@ export const layerDns = (config: AgentConfig): Layer.Layer<DnsRecords.DnsRecords
   }
 }
 
-export const layerCerts = (config: AgentConfig): Layer.Layer<CertIssuer, CertError, FileSystem.FileSystem | HttpClient.HttpClient> => {
+/**
+ * [certs]: the issuer, and RouteDomains, the public domains the local CA signs for besides the
+ * internal zone; whatever learns the fleet's allowed domains at run time replaces them with its `set`.
+ */
+export const layerCerts = (
+  config: AgentConfig
+): Layer.Layer<CertIssuer | RouteDomains.RouteDomains, CertError, FileSystem.FileSystem | HttpClient.HttpClient> => {
   const c = config.certs
+  const domains = RouteDomains.layer(c.kind === "local-ca" ? c.allowed_domains ?? [] : [])
   switch (c.kind) {
     case "local-ca":
-      return LocalCaIssuer.layer(config.data_dir, c.ca_dir === undefined ? {} : { caDir: c.ca_dir })
+      return LocalCaIssuer.layerWithRouteDomains(config.data_dir, {
+        ...(c.ca_dir === undefined ? {} : { caDir: c.ca_dir }),
+        internalZone: config.internal_zone,
+        // A ca_dir holding the CA the daemons trust for RPC is refused at start.
+        platformCaFile: config.tls.ca
+      }).pipe(Layer.provideMerge(domains))
     case "acme": {
       const challenge: Effect.Effect<AcmeIssuer.AcmeChallenge, never, HttpClient.HttpClient> =
         c.challenge === "dns-01" && config.dns.kind === "powerdns"
@@ -131,7 +146,7 @@ export const layerCerts = (config: AgentConfig): Layer.Layer<CertIssuer, CertErr
             )
           : Effect.succeed({ kind: "http-01", serve: { port: c.http_port, ...(c.http_host === undefined ? {} : { host: c.http_host }) } })
       const caBundle = c.ca_bundle === undefined ? {} : { caBundle: readFileSync(c.ca_bundle, "utf8") }
-      return Layer.unwrapEffect(
+      return Layer.merge(domains, Layer.unwrapEffect(
         Effect.map(challenge, (challenge) =>
           AcmeIssuer.layer({
             directoryUrl: c.directory_url,
@@ -140,9 +155,20 @@ export const layerCerts = (config: AgentConfig): Layer.Layer<CertIssuer, CertErr
             ...(c.email === undefined ? {} : { email: c.email }),
             ...caBundle
           }))
-      )
+      ))
     }
   }
+}
+
+/**
+ * Every socket the engine may be reached at (as DockerRuntime looks for it): whichever one it
+ * found, a container mounting it would own the node, so the deploy policy forbids them all.
+ */
+export const engineSockets = (configured: string | undefined, env: Readonly<Record<string, string | undefined>>): ReadonlyArray<string> => {
+  const unix = (p: string | undefined) => (p !== undefined && p.startsWith("unix://") ? p.slice("unix://".length) : p)
+  const xdg = env["XDG_RUNTIME_DIR"]
+  return [unix(configured), unix(env["DOCKER_HOST"]), xdg === undefined || xdg === "" ? undefined : `${xdg}/podman/podman.sock`, ...DockerRuntime.WELL_KNOWN_SOCKETS]
+    .filter((p): p is string => p !== undefined && p.startsWith("/"))
 }
 
 export const layerServer = (config: AgentConfig) => {
@@ -152,9 +178,11 @@ export const layerServer = (config: AgentConfig) => {
     addresses: config.addresses ?? [config.listen],
     nodeAddress: config.node_address,
     version: VERSION,
-    dataDir: config.data_dir
+    dataDir: config.data_dir,
+    engineSockets: engineSockets(config.runtime.socket, process.env)
   })
-  const auth = AuthMiddleware.layerServer({ guestMayRead: false }).pipe(Layer.provide(Daemon.layerAuthenticator(config.auth)))
+  // Mutating calls are recorded in the registry's event log (the audit trail, `mcp events`).
+  const auth = AuthMiddleware.layerServer({ guestMayRead: false }).pipe(Layer.provide(Daemon.layerAuthenticator(config.auth)), Layer.provide(layerAuditLog))
   return Transport.layerServer(
     {
       host,
@@ -173,7 +201,7 @@ export const layerServer = (config: AgentConfig) => {
 
 /** The whole agent: core, then open work closed, then the server. */
 export const layer = (config: AgentConfig) => {
-  const core = layerCore(config, DockerRuntime.layer({ configured: config.runtime.socket, env: process.env }))
+  const core = layerCore(config, DockerRuntime.layer({ configured: config.runtime.socket, env: process.env }, config.runtime))
   const resume = Layer.effectDiscard(
     Effect.gen(function* () {
       const lifecycle = yield* Lifecycle

@@ -2,9 +2,10 @@
  * The agent's configuration file (`mcp-agent.toml`), decoded with Schema: every problem is
  * reported as `path: message` before anything starts.
  */
-import { Names, Node, ServiceDefinition } from "@mcp/domain"
+import { Hostname, Names, Node, ServiceDefinition } from "@mcp/domain"
 import { Daemon } from "@mcp/rpc"
 import { Duration, Schema } from "effect"
+import { Capability, DEFAULT_HARDENING, UsernsMode } from "../engine/ContainerRuntime.js"
 
 const PortNumber = Schema.Int.pipe(Schema.between(1, 65535))
 
@@ -44,7 +45,18 @@ export const AgentConfig = Schema.Struct({
   stop_timeout_seconds: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 600)), { exact: true, default: () => 10 }),
   tls: Daemon.TlsSection,
   auth: Daemon.AuthSection,
-  runtime: Schema.optionalWith(Schema.Struct({ socket: Schema.optionalWith(Schema.String, { exact: true }) }), { exact: true, default: () => ({}) }),
+  /**
+   * The container engine. `userns` and `capabilities` harden every container (see
+   * docs/SECURITY-containers.md); only this file sets them, never a service definition.
+   */
+  runtime: Schema.optionalWith(
+    Schema.Struct({
+      socket: Schema.optionalWith(Schema.String, { exact: true }),
+      userns: Schema.optionalWith(UsernsMode, { exact: true, default: () => DEFAULT_HARDENING.userns }),
+      capabilities: Schema.optionalWith(Schema.Array(Capability), { exact: true, default: () => DEFAULT_HARDENING.capabilities })
+    }),
+    { exact: true, default: () => ({ ...DEFAULT_HARDENING }) }
+  ),
   ports: Schema.optionalWith(
     Schema.Struct({
       min: Schema.optionalWith(PortNumber, { exact: true, default: () => 10000 }),
@@ -82,11 +94,17 @@ export const AgentConfig = Schema.Struct({
       Schema.Struct({
         kind: Schema.Literal("local-ca"),
         /**
-         * An existing CA directory (ca.key + ca.crt, e.g. the platform CA from `mcp ca init`) to
-         * issue from instead of a CA of the agent's own in `<data_dir>/ca`: a worker's route
-         * certificates then verify against the CA an edge's proxy trusts (its `[proxy] backend_ca`).
+         * An existing routes CA directory (ca.key + ca.crt from `mcp ca init-routes`, never the
+         * platform CA: the agent refuses that one at start) to issue from instead of a CA of the
+         * agent's own in `<data_dir>/ca`: a worker's route certificates then verify against the CA
+         * an edge's proxy trusts (its `[proxy] backend_ca`).
          */
-        ca_dir: Schema.optionalWith(Schema.String, { exact: true })
+        ca_dir: Schema.optionalWith(Schema.String, { exact: true }),
+        /**
+         * Public domains route certificates may name besides internal_zone; any other name is
+         * refused. Default none. Replaced at run time when the master pushes its [edge] allowed_domains.
+         */
+        allowed_domains: Schema.optionalWith(Schema.Array(Hostname.Hostname), { exact: true })
       }),
       Schema.Struct({
         kind: Schema.Literal("acme"),

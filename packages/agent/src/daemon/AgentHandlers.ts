@@ -3,7 +3,8 @@
  * routes each service command through its actor, and maps internal failures to wire errors.
  */
 import { Deploy, Errors, type Operations, type Status, Validation } from "@mcp/domain"
-import { AgentRpcs, EventLog, Failures, Protocol } from "@mcp/rpc"
+import type { RpcGroup } from "@effect/rpc"
+import { AgentRpcs, EventLog, Failures, Principal, Protocol } from "@mcp/rpc"
 import { Effect, Either, Mailbox, Option, Stream } from "effect"
 import { BootSequencer } from "../boot/BootSequencer.js"
 import { ContainerRuntime, LABEL_NODE } from "../engine/ContainerRuntime.js"
@@ -11,6 +12,8 @@ import { NodeSettings } from "../NodeSettings.js"
 import { EdgeRoutes } from "../edge/EdgeRoutes.js"
 import { Lifecycle } from "../lifecycle/Lifecycle.js"
 import { Monitor } from "../monitor/Monitor.js"
+import * as DeployGuard from "./DeployGuard.js"
+import { FleetPolicy } from "./FleetPolicy.js"
 import * as NodeResources from "./NodeResources.js"
 import { ProxyRoutes } from "../proxy/ProxyRoutes.js"
 import { Registry } from "../registry/Registry.js"
@@ -23,6 +26,11 @@ export interface AgentIdentity {
   readonly nodeAddress: string
   readonly version: string
   readonly dataDir: string
+  /**
+   * The engine socket paths a container must never mount (the configured one and those the
+   * engine is looked for at); the data dir is always forbidden too.
+   */
+  readonly engineSockets?: ReadonlyArray<string>
 }
 
 type RecoverAction = typeof Operations.RecoverAction.Type
@@ -30,8 +38,21 @@ type RecoverAction = typeof Operations.RecoverAction.Type
 const peer = (name: string, operation: string) => (e: { readonly message: string }) =>
   new Errors.PeerFailed({ peer: name, operation, reason: e.message, retryable: true })
 
-export const layer = (identity: AgentIdentity) =>
-  AgentRpcs.toLayer(
+/**
+ * The caller's role for the deploy policy. Handlers run behind the auth middleware; one called
+ * without a principal gets the least: guest.
+ */
+const callerRole = Effect.map(Effect.serviceOption(Principal.CurrentPrincipal), Option.match({ onNone: () => "guest" as const, onSome: (p) => p.role }))
+
+type AgentHandlerSet = RpcGroup.HandlersFrom<RpcGroup.Rpcs<typeof AgentRpcs>>
+
+/** What the handlers need from the agent's layers. */
+export type HandlersEnv = Effect.Effect.Context<ReturnType<typeof handlers>>
+
+export const layer = (identity: AgentIdentity) => AgentRpcs.toLayer(handlers(identity))
+
+/** The handler object, exported so tests can call one handler with a principal of their choosing. */
+export const handlers = (identity: AgentIdentity) =>
     Effect.gen(function* () {
       const lifecycle = yield* Lifecycle
       const actors = yield* ServiceActors
@@ -41,6 +62,8 @@ export const layer = (identity: AgentIdentity) =>
       const settings = yield* NodeSettings
       const boot = yield* BootSequencer
       const edge = yield* EdgeRoutes
+      const fleet = yield* FleetPolicy
+      const node: DeployGuard.NodeFacts = { bindAddress: settings.bindAddress, forbidden: [identity.dataDir, ...(identity.engineSockets ?? [])] }
       const registryDown = (e: { readonly message: string }) => peer("registry", "read")(e)
       // The monitor's findings become warnings; an agent assembled without one shows none.
       const monitor = yield* Effect.serviceOption(Monitor)
@@ -104,7 +127,12 @@ export const layer = (identity: AgentIdentity) =>
                 return Stream.fail(new Errors.InvalidDefinition({ service: name, problems: decoded.left }))
               }
               const definition = decoded.right
-              const events = yield* Mailbox.make<Deploy.DeployEvent, Errors.DeployFailed | Errors.PeerFailed | Errors.InvalidDefinition | Errors.PlacementFailed | Errors.NodeUnreachable>()
+              // Before the actor, the saga or any container: what the policy refuses this caller
+              // on this node (as the master pushed it, or the strict defaults) never starts.
+              const { policy } = yield* fleet.get
+              const violations = DeployGuard.check(definition, policy, yield* callerRole, node)
+              if (violations.length > 0) return Stream.fail(new Errors.PolicyViolation({ service: definition.name, violations }))
+              const events = yield* Mailbox.make<Deploy.DeployEvent, Errors.DeployFailed | Errors.PeerFailed | Errors.InvalidDefinition | Errors.PolicyViolation | Errors.PlacementFailed | Errors.NodeUnreachable>()
               const job = lifecycle.deploy(definition, { dryRun }, (e) => Effect.asVoid(events.offer(e))).pipe(
                 Effect.flatMap(Option.match({
                   onNone: () => Effect.void,
@@ -174,6 +202,5 @@ export const layer = (identity: AgentIdentity) =>
           EventLog.stream((n, afterId) => Failures.fatal("the agent registry")(registry.events(n, afterId)), { limit, follow }).pipe(
             Stream.map((e) => EventLog.toFleetEvent(e, settings.node))
           )
-      }
+      } satisfies AgentHandlerSet
     })
-  )

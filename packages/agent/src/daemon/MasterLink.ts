@@ -6,9 +6,11 @@
  */
 import type { Node } from "@mcp/domain"
 import { ControlRpcs, Transport } from "@mcp/rpc"
-import { Duration, Effect, Either, Ref, Schedule } from "effect"
+import { Duration, Effect, Either, Option, Ref, Schedule } from "effect"
+import { RouteDomains } from "../certs/RouteDomains.js"
 import { ContainerRuntime, LABEL_NODE } from "../engine/ContainerRuntime.js"
 import { Lifecycle } from "../lifecycle/Lifecycle.js"
+import { FleetPolicy } from "./FleetPolicy.js"
 import * as NodeResources from "./NodeResources.js"
 
 export interface MasterLinkOptions {
@@ -24,6 +26,9 @@ export const run = (options: MasterLinkOptions) =>
   Effect.gen(function* () {
     const lifecycle = yield* Lifecycle
     const runtime = yield* ContainerRuntime
+    const fleet = yield* FleetPolicy
+    // Present when the agent's issuer signs public names; an agent without it has nothing to update.
+    const routeDomains = yield* Effect.serviceOption(RouteDomains)
     const clients = yield* Effect.forEach(options.masters, (address) =>
       Effect.map(
         Transport.makeClient(ControlRpcs, {
@@ -63,6 +68,10 @@ export const run = (options: MasterLinkOptions) =>
     const register = Effect.gen(function* () {
       const ack = yield* firstAnswer("register", (c) => Effect.flatMap(resources, (r) => c.Register({ info: options.info, resources: r })))
       yield* Ref.set(interval, Duration.millis(ack.heartbeatIntervalMs))
+      // The fleet's rules come with every registration (a master restarted with a new [policy]
+      // is re-registered with); a master that predates them leaves what the agent had.
+      yield* fleet.update(ack)
+      if (ack.allowedDomains !== undefined && Option.isSome(routeDomains)) yield* routeDomains.value.set(ack.allowedDomains)
       yield* Ref.set(registered, true)
       yield* Effect.logInfo(`registered with the master; heartbeat every ${ack.heartbeatIntervalMs} ms`)
     })

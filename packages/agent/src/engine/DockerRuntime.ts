@@ -10,13 +10,19 @@ import {
   type ContainerInfo,
   ContainerNotFound,
   ContainerRuntime,
+  type ContainerSecurity,
   type ContainerSpec,
   type ContainerState,
+  DEFAULT_HARDENING,
   type ExecResult,
+  type Hardening,
   ImageNotFound,
   type LogLine,
+  MAPPED_USERNS,
   type PortBinding,
-  RuntimeError
+  RuntimeError,
+  usernsRefused,
+  type UsernsMode
 } from "./ContainerRuntime.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -250,7 +256,10 @@ export const findSocket = (options: FindSocketOptions): Effect.Effect<FoundSocke
 const portKey = (p: PortBinding): string => `${p.containerPort}/${p.protocol}`
 
 /** The engine's create request for a spec; pure so it can be checked without an engine. */
-export const containerCreateOptions = (spec: ContainerSpec): Docker.ContainerCreateOptions => {
+export const containerCreateOptions = (
+  spec: ContainerSpec,
+  hardening: Hardening = DEFAULT_HARDENING
+): Docker.ContainerCreateOptions => {
   const portBindings: Record<string, Array<{ HostIp: string; HostPort: string }>> = {}
   const exposed: Record<string, {}> = {}
   for (const p of spec.ports) {
@@ -263,7 +272,8 @@ export const containerCreateOptions = (spec: ContainerSpec): Docker.ContainerCre
     ...(spec.ports.length > 0 ? { PortBindings: portBindings } : {}),
     ...(spec.volumes.length > 0 ? { Binds: [...spec.volumes] } : {}),
     ...(networkMode !== undefined ? { NetworkMode: networkMode } : {}),
-    ...(spec.restart !== undefined ? { RestartPolicy: { Name: spec.restart } } : {})
+    ...(spec.restart !== undefined ? { RestartPolicy: { Name: spec.restart } } : {}),
+    ...hardeningHostConfig(hardening)
   }
   return {
     name: spec.name,
@@ -274,6 +284,63 @@ export const containerCreateOptions = (spec: ContainerSpec): Docker.ContainerCre
     ...(spec.ports.length > 0 ? { ExposedPorts: exposed } : {}),
     ...(spec.user !== undefined ? { User: spec.user } : {}),
     HostConfig: hostConfig
+  }
+}
+
+/**
+ * Podman's compat handler passes HostConfig.UsernsMode to its own --userns parser (measured on
+ * 4.3.1, see docs/SECURITY-containers.md). `auto` with forced uid/gid mappings covering the whole
+ * size needs no /etc/subuid entries, so `mapped` is `auto` pinned to one fixed range.
+ */
+export const usernsModeValue = (mode: UsernsMode): string | undefined => {
+  switch (mode) {
+    case "auto":
+      return "auto"
+    case "mapped": {
+      const { hostId, size } = MAPPED_USERNS
+      return `auto:uidmapping=0:${hostId}:${size},gidmapping=0:${hostId}:${size},size=${size}`
+    }
+    case "host":
+      // Left to the engine's default (no user namespace for a rootful engine): Docker rejects
+      // values other than "" and "host", and "" keeps the request valid on both engines.
+      return undefined
+  }
+}
+
+/**
+ * What every container gets whatever its service says: no-new-privileges (setuid binaries and
+ * file capabilities cannot raise privileges on exec), all capabilities dropped but the configured
+ * few, and a user namespace unless the config says `host`.
+ */
+const hardeningHostConfig = (hardening: Hardening): Docker.HostConfig => {
+  const userns = usernsModeValue(hardening.userns)
+  return {
+    SecurityOpt: ["no-new-privileges"],
+    CapDrop: ["ALL"],
+    CapAdd: [...hardening.capabilities],
+    ...(userns !== undefined ? { UsernsMode: userns } : {})
+  }
+}
+
+/** Podman's answers when userns=auto finds no `containers` subordinate ids (4.3.1, measured). */
+const isUsernsRefusal = (f: EngineFailure): boolean =>
+  /could not find enough available IDs|cannot find mappings for user|no subuid ranges|no subgid ranges/i.test(f.message)
+
+const capNames = (u: unknown): ReadonlyArray<string> =>
+  Array.isArray(u) ? u.filter((c): c is string => typeof c === "string").map((c) => c.toUpperCase().replace(/^CAP_/, "")) : []
+
+/** Reads the security settings from an inspect answer (Docker and Podman spell them alike). */
+export const toContainerSecurity = (hostConfig: unknown): ContainerSecurity => {
+  const hc = typeof hostConfig === "object" && hostConfig !== null ? hostConfig : {}
+  const securityOpt = field(hc, "SecurityOpt")
+  const opts = Array.isArray(securityOpt) ? securityOpt.filter((o): o is string => typeof o === "string") : []
+  const userns = field(hc, "UsernsMode")
+  return {
+    // Docker accepts "no-new-privileges", "no-new-privileges:true" and "no-new-privileges=true".
+    noNewPrivileges: opts.some((o) => /^no-new-privileges([:=]true)?$/.test(o)),
+    capDrop: capNames(field(hc, "CapDrop")),
+    capAdd: capNames(field(hc, "CapAdd")),
+    userns: typeof userns === "string" && userns !== "" && userns !== "host" ? "private" : "host"
   }
 }
 
@@ -332,7 +399,8 @@ export const toContainerInfo = (info: Docker.ContainerInspectInfo): ContainerInf
     labels: info.Config.Labels ?? {},
     restartCount: info.RestartCount ?? 0,
     startedAt: info.State.StartedAt && info.State.StartedAt !== ZERO_TIME ? info.State.StartedAt : undefined,
-    ports: configured.length > 0 ? configured : toPorts(info.NetworkSettings?.Ports)
+    ports: configured.length > 0 ? configured : toPorts(info.NetworkSettings?.Ports),
+    security: toContainerSecurity(info.HostConfig)
   }
 }
 
@@ -451,7 +519,11 @@ const isNotRunning = (f: EngineFailure): boolean =>
   (f.statusCode === 409 || f.statusCode === 500) && /state improper|not running/i.test(f.message)
 
 /** A ContainerRuntime on the engine behind `socketPath` (no probe: see findSocket / layer). */
-export const make = (socketPath: string, describe?: string): Effect.Effect<ContainerRuntime> =>
+export const make = (
+  socketPath: string,
+  describe?: string,
+  hardening: Hardening = DEFAULT_HARDENING
+): Effect.Effect<ContainerRuntime> =>
   Effect.sync(() => {
     const docker = client(socketPath)
     const container = (idOrName: string) => docker.getContainer(idOrName)
@@ -500,10 +572,12 @@ export const make = (socketPath: string, describe?: string): Effect.Effect<Conta
         ),
 
       create: (spec) =>
-        call(() => docker.createContainer(containerCreateOptions(spec))).pipe(
+        call(() => docker.createContainer(containerCreateOptions(spec, hardening))).pipe(
           Effect.map((c) => c.id),
           Effect.mapError((f) =>
-            f.statusCode === 404
+            hardening.userns !== "host" && isUsernsRefusal(f)
+              ? usernsRefused(spec.name, hardening.userns, f.message)
+              : f.statusCode === 404
               ? new ImageNotFound({ image: spec.image, reason: `not present on this engine (${f.message})` })
               : isNameConflict(f)
               ? new RuntimeError({
@@ -534,7 +608,17 @@ export const make = (socketPath: string, describe?: string): Effect.Effect<Conta
         call(() => container(idOrName).remove({ force: true })).pipe(
           Effect.asVoid,
           Effect.catchIf((f) => f.statusCode === 404, () => Effect.void),
-          Effect.mapError((f) => runtimeError(`remove ${idOrName}`, f))
+          // Podman 4.3 sometimes answers 500 "unlinkat .../userdata/shm: device or resource busy"
+          // when force-removing a running container in a user namespace, yet removes it (2 of 15
+          // in a measured loop). Gone is what the caller asked for: check before reporting failure.
+          Effect.catchAll((f) =>
+            call((signal) => container(idOrName).inspect({ abortSignal: signal })).pipe(
+              Effect.matchEffect({
+                onFailure: (g) => (g.statusCode === 404 ? Effect.void : Effect.fail(runtimeError(`remove ${idOrName}`, f))),
+                onSuccess: () => Effect.fail(runtimeError(`remove ${idOrName}`, f))
+              })
+            )
+          )
         ),
 
       inspect,
@@ -603,12 +687,18 @@ export const make = (socketPath: string, describe?: string): Effect.Effect<Conta
   })
 
 /** The engine at a known socket, without discovery (tests, or a path the operator insists on). */
-export const layerSocket = (socketPath: string, describe?: string): Layer.Layer<ContainerRuntime> =>
-  Layer.effect(ContainerRuntime, make(socketPath, describe))
+export const layerSocket = (
+  socketPath: string,
+  describe?: string,
+  hardening: Hardening = DEFAULT_HARDENING
+): Layer.Layer<ContainerRuntime> => Layer.effect(ContainerRuntime, make(socketPath, describe, hardening))
 
 /** Finds the engine (see findSocket) and provides the ContainerRuntime on it. */
-export const layer = (options: FindSocketOptions): Layer.Layer<ContainerRuntime, RuntimeError> =>
+export const layer = (
+  options: FindSocketOptions,
+  hardening: Hardening = DEFAULT_HARDENING
+): Layer.Layer<ContainerRuntime, RuntimeError> =>
   Layer.effect(
     ContainerRuntime,
-    Effect.flatMap(findSocket(options), (found) => make(found.socketPath, found.describe))
+    Effect.flatMap(findSocket(options), (found) => make(found.socketPath, found.describe, hardening))
   )

@@ -7,12 +7,16 @@ import {
   type ContainerInfo,
   ContainerNotFound,
   ContainerRuntime,
+  type ContainerSecurity,
   type ContainerSpec,
   type ContainerState,
+  DEFAULT_HARDENING,
   type ExecResult,
+  type Hardening,
   ImageNotFound,
   type LogLine,
-  RuntimeError
+  RuntimeError,
+  usernsRefused
 } from "./ContainerRuntime.js"
 
 /** The error each ContainerRuntime operation may fail with; `failNext` must inject one of these. */
@@ -40,6 +44,13 @@ export interface MemoryRuntimeOptions {
   /** The answer to `exec`; by default exit code 0 and no output. */
   readonly onExec?: ((spec: ContainerSpec, cmd: ReadonlyArray<string>) => ExecResult) | undefined
   readonly describe?: string | undefined
+  /** The hardening applied to every container, as DockerRuntime takes it; DEFAULT_HARDENING if absent. */
+  readonly hardening?: Hardening | undefined
+  /**
+   * Whether the "engine" has subordinate ids for `userns = "auto"` (default true). False makes
+   * create refuse auto the way Podman does without /etc/subuid entries.
+   */
+  readonly subordinateIds?: boolean | undefined
 }
 
 /** Test hooks on a memory runtime. */
@@ -127,6 +138,15 @@ export const makeMemory = (
         return c === undefined ? Effect.fail(new ContainerNotFound({ container: idOrName })) : Effect.succeed(c)
       })
 
+    const hardening = options.hardening ?? DEFAULT_HARDENING
+    // Recorded as Docker echoes a request (CapDrop ALL + CapAdd), which keepsCapability reads alike.
+    const security: ContainerSecurity = {
+      noNewPrivileges: true,
+      capDrop: ["ALL"],
+      capAdd: [...hardening.capabilities],
+      userns: hardening.userns === "host" ? "host" : "private"
+    }
+
     const info = (c: MemContainer): ContainerInfo => ({
       id: c.id,
       name: c.spec.name,
@@ -135,7 +155,8 @@ export const makeMemory = (
       labels: { ...c.spec.labels },
       restartCount: c.restartCount,
       startedAt: c.startedAt,
-      ports: c.spec.ports
+      ports: c.spec.ports,
+      security
     })
 
     const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms).toISOString())
@@ -192,6 +213,9 @@ export const makeMemory = (
           yield* enter("create")
           if (!images.has(spec.image)) {
             return yield* new ImageNotFound({ image: spec.image, reason: "not present on this engine" })
+          }
+          if (hardening.userns === "auto" && options.subordinateIds === false) {
+            return yield* usernsRefused(spec.name, "auto", "could not find enough available IDs (memory runtime)")
           }
           if ([...containers.values()].some((c) => c.spec.name === spec.name)) {
             return yield* new RuntimeError({

@@ -11,8 +11,8 @@
  * Separate services would only move that coupling into every caller's requirements.
  */
 import { SqlClient } from "@effect/sql"
-import { EventLog, SagaJournal, SqliteFile } from "@mcp/rpc"
-import { Effect, Schema } from "effect"
+import { Audit, EventLog, SagaJournal, SqliteFile } from "@mcp/rpc"
+import { Effect, Layer, Schema } from "effect"
 import * as EdgeRouteRecords from "./EdgeRouteRecords.js"
 import * as ServiceRecords from "./ServiceRecords.js"
 
@@ -90,7 +90,9 @@ const migrations = {
   "0003_edge_route_state": Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     yield* sql`ALTER TABLE edge_routes ADD COLUMN state TEXT NOT NULL DEFAULT 'active'`
-  })
+  }),
+  /** Who caused an event: the audit trail's entries are events naming their caller. */
+  "0004_event_who": EventLog.addWhoColumn
 }
 
 /** The registry file, migrated. `upTo` is for migration tests. */
@@ -112,7 +114,12 @@ export class Registry extends Effect.Service<Registry>()("@mcp/agent/Registry", 
       ...(yield* EdgeRouteRecords.make),
       ...(yield* SagaJournal.make(SagaKind)),
       addEvent: (kind: EventLog.EventRow["kind"], service: string | undefined, message: string) => events.append({ kind, service, message }),
-      events: events.events
+      events: events.events,
+      /** An audit entry, as an `audit` event in this node's log. */
+      audit: (entry: Audit.AuditEntry) => events.append(Audit.toEvent(entry)).pipe(Effect.mapError((cause) => new Audit.AuditWriteFailed({ cause })))
     }
   })
 }) {}
+
+/** The agent's audit trail is its event log. */
+export const layerAuditLog = Layer.effect(Audit.AuditLog, Effect.map(Registry, (registry) => ({ record: registry.audit })))

@@ -1,5 +1,6 @@
 /**
- * `mcp ca init <dir>` and `mcp ca issue <name>`: the operator's front end to the platform CA in @mcp/rpc/Pki.
+ * `mcp ca init <dir>`, `mcp ca init-routes <dir>` and `mcp ca issue <name>`: the operator's front end
+ * to the platform CA and the name-constrained routes CA in @mcp/rpc/Pki.
  * Prints what was written (paths, serial, expiry) or JSON with --json; a refusal (PkiError, whose
  * message says what to do) is printed by Report.ts.
  */
@@ -46,6 +47,46 @@ const init = Command.make(
     )
 ).pipe(Command.withDescription("create a new platform CA; refuses if the directory already holds one"))
 
+// A separate CA for route certificates ([certs] ca_dir): the platform CA is trusted by the CLI and
+// every daemon, so a route certificate from it for the master's name would impersonate the master.
+const initRoutes = Command.make(
+  "init-routes",
+  {
+    dir: Args.text({ name: "dir" }).pipe(Args.withDescription("directory for ca.key and ca.crt (created with mode 0700); not the platform CA's")),
+    internalZone: Options.text("internal-zone").pipe(
+      Options.withDescription("the fleet's internal zone (internal_zone in mcp-agent.toml), e.g. svc.mcp.internal")
+    ),
+    domain: Options.text("domain").pipe(
+      Options.withDescription("a public domain routes may use, as in [edge] allowed_domains (repeatable)"),
+      Options.repeated
+    ),
+    cn: Options.text("cn").pipe(Options.withDescription(`CA common name (default "${Pki.DEFAULT_ROUTES_CA_COMMON_NAME}")`), Options.optional),
+    days,
+    json
+  },
+  ({ cn, days, dir, domain, internalZone, json }) => {
+    const permittedDns = [internalZone, ...domain]
+    return Pki.initCa(dir, {
+      commonName: Option.getOrElse(cn, () => Pki.DEFAULT_ROUTES_CA_COMMON_NAME),
+      permittedDns,
+      ...Option.match(days, { onNone: () => ({}), onSome: (days) => ({ days }) })
+    }).pipe(
+      Effect.flatMap((written) =>
+        json
+          ? print(toJson(written, { kind: "routes-ca", permittedDns }))
+          : printWritten(
+              `created routes CA in ${dir}, name-constrained to ${permittedDns.join(", ")}`,
+              written,
+              "mode 0600; only the agents' [certs] ca_dir needs it",
+              "trust it as the proxies' backend_ca, never as [tls] ca"
+            ).pipe(
+              Effect.zipRight(print(`  a new allowed domain needs a new routes CA: the constraints are part of the certificate`))
+            )
+      )
+    )
+  }
+).pipe(Command.withDescription("create a CA for route certificates, limited to the internal zone and the given domains"))
+
 const issue = Command.make(
   "issue",
   {
@@ -84,6 +125,6 @@ const issue = Command.make(
 ).pipe(Command.withDescription("issue a certificate signed by the platform CA"))
 
 export const ca = Command.make("ca").pipe(
-  Command.withDescription("manage the platform CA that secures RPC (HTTPS with a pinned CA, optional mTLS)"),
-  Command.withSubcommands([init, issue])
+  Command.withDescription("manage the platform CA that secures RPC (HTTPS with a pinned CA, optional mTLS) and the routes CA"),
+  Command.withSubcommands([init, initRoutes, issue])
 )

@@ -11,6 +11,7 @@ import * as Arguments from "../Arguments.js"
 import { print, printError, table } from "../Output.js"
 import { CommandFailed } from "../Report.js"
 import * as Common from "./Common.js"
+import { formatEvent } from "./Events.js"
 
 const serviceArg = Args.text({ name: "service" })
 const serviceName = Arguments.decode(Names.ServiceName, "<service>")
@@ -217,6 +218,6 @@ export const events = Command.make(
       const stream = target._tag === "Agent"
         ? (yield* Common.agentClient(cfg, [target.address])).stream((agent) => agent.Events(payload))
         : (yield* Common.masterClient(cfg)).stream((master) => master.Events(payload))
-      yield* Stream.runForEach(stream, (e) => print(o.json ? JSON.stringify(e) : `${e.at}  ${e.node}  ${e.kind.padEnd(7)} ${e.service ?? "-"}  ${e.message}`))
+      yield* Stream.runForEach(stream, (e) => print(formatEvent(e, o.json)))
     })
-).pipe(Command.withDescription("print fleet events (deploys, health changes, drift)"))
+).pipe(Command.withDescription("print fleet events (deploys, health changes, drift, and who called what)"))

@@ -7,9 +7,9 @@ import { AuthMiddleware, ControlRpcs, Daemon, Failures, MasterRpcs, SecretFile, 
 import { Duration, Effect, Layer, Option, Redacted } from "effect"
 import { mkdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
-import { AgentClients, AgentClientSettings } from "../fleet/AgentClients.js"
+import { AgentClients, AgentClientSettings, reasonOf } from "../fleet/AgentClients.js"
 import type { MasterConfig } from "./MasterConfig.js"
-import { layerSqlite, MasterDb } from "../db/MasterDb.js"
+import { layerAuditLog, layerSqlite, MasterDb } from "../db/MasterDb.js"
 import * as CrossNodeSaga from "../services/CrossNodeSaga.js"
 import { EdgeReconciler } from "../edge/EdgeReconciler.js"
 import * as EdgeResolver from "../edge/EdgeResolver.js"
@@ -35,9 +35,9 @@ export const layer = (config: MasterConfig) => {
   const probeTimeout = config.heartbeat.probe_timeout
   const prober = Layer.effect(Prober, Effect.map(AgentClients, (agents) => ({
     probe: (node: string, address: string) =>
-      Effect.flatMap(agents.client(address), (agent) => agent.Health()).pipe(
+      Effect.flatMap(agents.client(node, address), (agent) => agent.Health()).pipe(
         Effect.timeoutFail({ duration: probeTimeout, onTimeout: () => `no answer within ${Duration.toMillis(probeTimeout)} ms` }),
-        Effect.mapError((e) => (typeof e === "string" ? e : e.message)),
+        Effect.mapError((e) => (typeof e === "string" ? e : reasonOf(e))),
         Effect.asVoid,
         Effect.withSpan("probe", { attributes: { node } })
       )
@@ -97,10 +97,13 @@ export const layer = (config: MasterConfig) => {
     internalZone: config.internal_zone,
     heartbeatInterval: config.heartbeat.interval,
     missThreshold: config.heartbeat.miss_threshold,
-    fanoutTimeout: config.fanout_timeout
+    fanoutTimeout: config.fanout_timeout,
+    policy: config.policy,
+    allowedDomains: config.edge.allowed_domains
   }).pipe(Layer.provideMerge(reconciling), Layer.provideMerge(crossNode))
   const authenticator = Daemon.layerAuthenticator(config.auth)
-  const auth = AuthMiddleware.layerServer({ guestMayRead: true }).pipe(Layer.provide(authenticator))
+  // Mutating calls are recorded in the master's event log (the audit trail, `mcp events`).
+  const auth = AuthMiddleware.layerServer({ guestMayRead: true }).pipe(Layer.provide(authenticator), Layer.provide(layerAuditLog))
   const [host, port] = Daemon.splitHostPort(config.listen)
   const server = Transport.layerServer(
     {

@@ -2,7 +2,7 @@
  * The master's configuration file (`mcp-master.toml`), decoded with Schema: every problem as
  * `path: message` before anything starts.
  */
-import { Names, Node, ServiceDefinition } from "@mcp/domain"
+import { Names, Node, Policy, ServiceDefinition } from "@mcp/domain"
 import { Daemon } from "@mcp/rpc"
 import { Duration, Schema } from "effect"
 
@@ -55,6 +55,11 @@ export const MasterConfig = Schema.Struct({
     }),
     { exact: true, default: () => ({ allowed_domains: [], reconcile_interval: Duration.seconds(30) }) }
   ),
+  /**
+   * What a deployed definition may ask of its node (host paths, host network, root, ports, the
+   * core tier), enforced here and pushed to agents at registration. Absent: the strict defaults.
+   */
+  policy: Schema.optionalWith(Policy.DeployPolicy, { exact: true, default: () => Policy.defaults }),
   nodes: Schema.optionalWith(
     Schema.Array(Schema.Struct({ name: Names.NodeName, role: Node.NodeRole, addresses: Schema.Array(Node.NodeAddress).pipe(Schema.minItems(1)) })),
     { exact: true, default: () => [] }

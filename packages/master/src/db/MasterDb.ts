@@ -6,8 +6,8 @@
  */
 import { SqlClient } from "@effect/sql"
 import { Health, Node, Routes } from "@mcp/domain"
-import { EventLog, SagaJournal, SqliteFile, SqlRows } from "@mcp/rpc"
-import { Effect, Option, Schema } from "effect"
+import { Audit, EventLog, SagaJournal, SqliteFile, SqlRows } from "@mcp/rpc"
+import { Effect, Layer, Option, Schema } from "effect"
 
 const migrations = {
   "0001_initial": Effect.gen(function* () {
@@ -44,7 +44,9 @@ const migrations = {
     yield* sql`CREATE TABLE stale_copies (service TEXT NOT NULL, node TEXT NOT NULL, since TEXT NOT NULL, PRIMARY KEY (service, node))`
   }),
   /** The journal of cross-node deploys and undeploys, so a master killed mid-way finishes or undoes them at start. */
-  "0004_saga_journal": SagaJournal.createTables
+  "0004_saga_journal": SagaJournal.createTables,
+  /** Who caused an event: the audit trail's entries are events naming their caller. */
+  "0005_event_who": EventLog.addWhoColumn
 }
 
 export const layerSqlite = (filename: string) => SqliteFile.layer({ filename, migrations })
@@ -208,7 +210,13 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
       deleteStaleCopy: (service: string, node: string) => sql`DELETE FROM stale_copies WHERE service = ${service} AND node = ${node}`.pipe(Effect.asVoid),
 
       addEvent: (node: string, kind: EventLog.EventRow["kind"], service: string | undefined, message: string) => events.append({ node, kind, service, message }),
-      events: events.events
+      events: events.events,
+      /** An audit entry, as an `audit` event on the master itself (the node the call was served on). */
+      audit: (entry: Audit.AuditEntry) =>
+        events.append({ node: "master", ...Audit.toEvent(entry) }).pipe(Effect.mapError((cause) => new Audit.AuditWriteFailed({ cause })))
     }
   })
 }) {}
+
+/** The master's audit trail is its event log. */
+export const layerAuditLog = Layer.effect(Audit.AuditLog, Effect.map(MasterDb, (db) => ({ record: db.audit })))

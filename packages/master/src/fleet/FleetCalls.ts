@@ -10,13 +10,13 @@ import { Context, Effect, Layer, Stream } from "effect"
 import { AgentClients } from "./AgentClients.js"
 
 /** Failures of the master's own call to an agent, reported as that agent failing. */
-type AgentCallError = Errors.Unauthorized | Errors.Forbidden | Errors.VersionSkew | Errors.UnknownFields | { readonly _tag: "RpcClientError"; readonly message: string }
-const AGENT_CALL_TAGS = new Set(["Unauthorized", "Forbidden", "VersionSkew", "UnknownFields", "RpcClientError"])
+type AgentCallError = Errors.Unauthorized | Errors.Forbidden | Errors.VersionSkew | Errors.UnknownFields | Errors.TooBusy | { readonly _tag: "RpcClientError"; readonly message: string }
+const AGENT_CALL_TAGS = new Set(["Unauthorized", "Forbidden", "VersionSkew", "UnknownFields", "TooBusy", "RpcClientError"])
 
 /** Maps the call's own failures (auth, skew, transport) to PeerFailed naming the node; the agent's typed errors pass. */
 export const asPeerFailure = (node: string, operation: string) => <E extends { readonly _tag: string }>(e: E): Exclude<E, AgentCallError> | Errors.PeerFailed =>
   AGENT_CALL_TAGS.has(e._tag)
-    ? new Errors.PeerFailed({ peer: `agent on ${node}`, operation, reason: (e as unknown as { message: string }).message, retryable: e._tag === "RpcClientError" })
+    ? new Errors.PeerFailed({ peer: `agent on ${node}`, operation, reason: (e as unknown as { message: string }).message, retryable: e._tag === "RpcClientError" || e._tag === "TooBusy" })
     : (e as Exclude<E, AgentCallError>)
 
 export interface EdgeRouteRequest {
@@ -27,7 +27,7 @@ export interface EdgeRouteRequest {
   readonly backendPort: number
 }
 
-export type DeployCallError = Errors.InvalidDefinition | Errors.DeployFailed | Errors.PeerFailed | Errors.PlacementFailed | Errors.NodeUnreachable
+export type DeployCallError = Errors.InvalidDefinition | Errors.PolicyViolation | Errors.DeployFailed | Errors.PeerFailed | Errors.PlacementFailed | Errors.NodeUnreachable
 
 export interface FleetCalls {
   readonly deploy: (worker: Node.NodeInfo, definition: unknown, dryRun: boolean) => Stream.Stream<Deploy.DeployEvent, DeployCallError>

@@ -4,7 +4,7 @@
  * fatal (`viaDb`): no caller can act on it, and the master cannot answer without its records.
  */
 import type { RpcGroup } from "@effect/rpc"
-import { Errors, type Health, type Node } from "@mcp/domain"
+import { Errors, type Health, type Node, type Policy } from "@mcp/domain"
 import { type ControlRpcs, Failures, type MasterRpcs } from "@mcp/rpc"
 import { type Duration, Effect, Option } from "effect"
 import { MasterDb } from "../../db/MasterDb.js"
@@ -17,6 +17,10 @@ export interface MasterSettings {
   readonly heartbeatInterval: Duration.Duration
   readonly missThreshold: number
   readonly fanoutTimeout: Duration.Duration
+  /** `[policy]`: checked on every deploy and sync, and pushed to agents when they register. */
+  readonly policy: Policy.DeployPolicy
+  /** `[edge] allowed_domains`, pushed to agents with the policy. */
+  readonly allowedDomains: ReadonlyArray<string>
 }
 
 // Each group is checked against the contract on its own (a misspelt or mistyped handler fails

@@ -1,30 +1,65 @@
 /**
  * ControlRpcs, served to agents: register and heartbeat. An agent's heartbeat also tells the
  * master what runs on it, which is how a master that lost its database learns placements back.
+ *
+ * Every call is a node speaking for itself: the auth middleware lets through only the system
+ * token named after the node the payload names (the `node` access level), and `asNode` checks it
+ * again here, where the payload is acted on, so these handlers stay safe if they are ever served
+ * behind another middleware. So a node's addresses and role change only by its own Register (or
+ * an admin's NodesAdd), and placements are learned only from the node they are on.
  */
-import { Clock, Duration, Effect } from "effect"
+import { AuthMiddleware, Principal } from "@mcp/rpc"
+import { Clock, Duration, Effect, Option } from "effect"
 import { MasterDb } from "../../db/MasterDb.js"
 import { NodeSupervisors } from "../../nodes/NodeSupervisors.js"
 import { type MasterSettings, type SomeControlHandlers, viaDb } from "./Common.js"
 
-export const handlers = (settings: Pick<MasterSettings, "heartbeatInterval" | "missThreshold">) => {
+export const handlers = (settings: Pick<MasterSettings, "heartbeatInterval" | "missThreshold"> & Partial<Pick<MasterSettings, "policy" | "allowedDomains">>) => {
   // The agents' contract counts in milliseconds.
   const heartbeatIntervalMs = Duration.toMillis(settings.heartbeatInterval)
   const deadlineMs = heartbeatIntervalMs * settings.missThreshold
   return Effect.gen(function* () {
     const db = yield* MasterDb
     const supervisors = yield* NodeSupervisors
+    /**
+     * The caller must be `node` itself: the middleware's rule, re-checked. The middleware has
+     * already refused anyone else with a typed Forbidden, so a refusal here means the handlers
+     * were served without it: a bug, hence a defect (the call fails, nothing is written).
+     */
+    const asNode = (rpc: string, node: string) =>
+      Effect.flatMap(Principal.CurrentPrincipal, (principal) => AuthMiddleware.authorize(principal, "node", rpc, { guestMayRead: false }, node)).pipe(Effect.orDie)
     return {
       Register: ({ info, resources }) =>
         Effect.gen(function* () {
+          yield* asNode("Register", info.name)
+          // A node the master does not know is enrolled here: its token being named after it
+          // means an operator created that token for it (`mcp token create --kind system --name
+          // <node>`), which is the decision to let it in. Its own Register may then change its
+          // addresses and role; no other caller's may.
+          const before = Option.map(yield* viaDb(db.node(info.name)), (row) => row.info)
           yield* viaDb(db.upsertNode(info, "register", resources))
           yield* supervisors.watch(info.name, info.addresses)
           yield* supervisors.heartbeat(info.name)
-          yield* viaDb(db.addEvent(info.name, "node", undefined, `registered (${info.role}, ${info.arch}, version ${info.version})`))
-          return { heartbeatIntervalMs, deadlineMs }
+          const moved = Option.match(before, {
+            onNone: () => "",
+            onSome: (b) =>
+              b.addresses.join(",") !== info.addresses.join(",") || b.role !== info.role
+                ? `; was ${b.role} at ${b.addresses.join(", ")}, now ${info.role} at ${info.addresses.join(", ")}`
+                : ""
+          })
+          yield* viaDb(db.addEvent(info.name, "node", undefined, `registered (${info.role}, ${info.arch}, version ${info.version})${moved}`))
+          // The agent enforces the fleet's rules too (issue 14): what it is deployed is checked
+          // there against the same policy, with what only the node knows.
+          return {
+            heartbeatIntervalMs,
+            deadlineMs,
+            ...(settings.policy === undefined ? {} : { policy: settings.policy }),
+            ...(settings.allowedDomains === undefined ? {} : { allowedDomains: settings.allowedDomains })
+          }
         }),
       Heartbeat: ({ node, resources, services }) =>
         Effect.gen(function* () {
+          yield* asNode("Heartbeat", node)
           const known = yield* supervisors.heartbeat(node)
           if (!known) return { known }
           yield* viaDb(db.heartbeat(node, resources))

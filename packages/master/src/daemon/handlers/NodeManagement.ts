@@ -54,6 +54,9 @@ export const handlers = Effect.gen(function* () {
 
   return {
     NodesList: () => nodesList,
+    // An admin's (the RPC is unmarked): besides the node's own Register, the only way a known
+    // node's addresses or role change. The master still calls it only where the certificate
+    // names it (AgentClients), so a wrong address here reaches nothing else.
     NodesAdd: ({ info }) =>
       Effect.gen(function* () {
         yield* viaDb(db.upsertNode(info, "cli"))

@@ -3,8 +3,8 @@
  * undeploy, the lifecycle commands its agent carries out, and sync of stored definitions.
  * Commands for one service go through that service's actor, so they never race across nodes.
  */
-import { Deploy, Errors, Placement, type ServiceDefinition, Validation } from "@mcp/domain"
-import type { KeyedActors } from "@mcp/rpc"
+import { Deploy, Errors, Placement, Policy, type ServiceDefinition, Validation } from "@mcp/domain"
+import { type KeyedActors, Principal } from "@mcp/rpc"
 import { Effect, Either, Mailbox, Option, Stream } from "effect"
 import { MasterDb } from "../../db/MasterDb.js"
 import { AgentClients } from "../../fleet/AgentClients.js"
@@ -28,7 +28,13 @@ const serialized = <A, E>(
     })
   )
 
-export const handlers = (settings: Pick<MasterSettings, "internalZone">) =>
+/**
+ * The caller's role for the deploy policy. Handlers always run behind the auth middleware; one
+ * called without a principal (a test, a future internal caller) gets the least: guest.
+ */
+const callerRole = Effect.map(Effect.serviceOption(Principal.CurrentPrincipal), Option.match({ onNone: () => "guest" as const, onSome: (p) => p.role }))
+
+export const handlers = (settings: Pick<MasterSettings, "internalZone"> & Partial<Pick<MasterSettings, "policy">>) =>
   Effect.gen(function* () {
     const db = yield* MasterDb
     const agents = yield* AgentClients
@@ -36,6 +42,16 @@ export const handlers = (settings: Pick<MasterSettings, "internalZone">) =>
     const saga = yield* CrossNodeSaga.CrossNodeSaga
     const { fleet, placedOn } = yield* makeLookups
     const decode = (raw: unknown) => Validation.decodeDefinition(raw, { internalZone: settings.internalZone })
+    const policy = settings.policy ?? Policy.defaults
+    /**
+     * The policy for this caller, before anything is stored, placed or sent. The node's bind
+     * address is not known here: the agent checks that rule (and where host paths resolve).
+     */
+    const allowed = (def: ServiceDefinition.ServiceDefinition) =>
+      Effect.flatMap(callerRole, (role) => {
+        const violations = Policy.check(def, policy, { role })
+        return violations.length === 0 ? Effect.void : Effect.fail(new Errors.PolicyViolation({ service: def.name, violations }))
+      })
 
     const forward = <A, E extends { readonly _tag: string }>(service: string, operation: string, f: (agent: AgentClient) => Effect.Effect<A, E>) =>
       coordinators.submit(service, Effect.gen(function* () {
@@ -69,6 +85,9 @@ export const handlers = (settings: Pick<MasterSettings, "internalZone">) =>
         if (bad !== undefined && Either.isLeft(bad.result)) {
           return yield* Effect.fail(new Errors.InvalidDefinition({ service: nameOf(bad.raw), problems: bad.result.left }))
         }
+        // Stored definitions are deployed later (by whoever runs the deploy); refuse here what
+        // this caller could not deploy, so sync is no way around the policy.
+        for (const d of decoded) if (Either.isRight(d.result)) yield* allowed(d.result.right)
         const stored: Array<string> = []
         const unchanged: Array<string> = []
         yield* viaDb(db.withTransaction(Effect.forEach(decoded, ({ raw }) =>
@@ -91,7 +110,8 @@ export const handlers = (settings: Pick<MasterSettings, "internalZone">) =>
       Deploy: ({ definition: raw, dryRun }) =>
         Either.match(decode(raw), {
           onLeft: (problems) => Stream.fail(new Errors.InvalidDefinition({ service: nameOf(raw), problems })),
-          onRight: (def) => serialized<Deploy.DeployEvent, CrossNodeSaga.DeployError>(coordinators, def.name, (emit) => deployJob(def, raw, dryRun, emit))
+          onRight: (def) =>
+            Stream.unwrap(Effect.as(allowed(def), serialized<Deploy.DeployEvent, CrossNodeSaga.DeployError>(coordinators, def.name, (emit) => deployJob(def, raw, dryRun, emit))))
         }),
       Undeploy: ({ service }) => coordinators.submit(service, Effect.flatMap(placedOn(service), (worker) => saga.undeploy(service, worker))),
       Stop: ({ service }) => forward(service, `stop ${service}`, (agent) => agent.Stop({ service })),

@@ -18,7 +18,7 @@ export interface EdgeSettings {
 }
 export const EdgeSettings = Context.GenericTag<EdgeSettings>("@mcp/master/EdgeSettings")
 
-export type DeployError = Errors.InvalidDefinition | Errors.DeployFailed | Errors.PeerFailed | Errors.PlacementFailed | Errors.NodeUnreachable
+export type DeployError = Errors.InvalidDefinition | Errors.PolicyViolation | Errors.DeployFailed | Errors.PeerFailed | Errors.PlacementFailed | Errors.NodeUnreachable
 export type UndeployError = Errors.ServiceNotFound | Errors.DeployFailed | Errors.PeerFailed | Errors.NodeUnreachable
 
 export interface DeployRequest {
