@@ -5,15 +5,17 @@
  * groups' request lists, each with an access level and a payload written out here, so an RPC
  * added without an entry fails the test by name. On the master a guest may call the read RPCs
  * and is Forbidden from every other one, which changes nothing; the agent refuses guests
- * outright; a user's routine operations reach the handlers, and a user is Forbidden from every
- * admin RPC on the master and the agent, naming the role it needs, with nothing changed. The
+ * outright; a user's routine operations reach the master's handlers, while the agent refuses a
+ * user every operate RPC (changes come from the master, which calls with its admin system
+ * token), and a user is Forbidden from every admin RPC on the master and the agent, naming the
+ * role it needs, with nothing changed. The
  * master's /control takes only a node's own system token, for that node: humans (admins too)
  * and a node speaking for another are refused, naming the rule.
  */
 import { NodeFileSystem } from "@effect/platform-node"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Errors } from "@mcp/domain"
-import { AgentRpcs, ControlRpcs, MasterRpcs, TokenFile, Transport } from "@mcp/rpc"
+import { AgentRpcs, AuthMiddleware, ControlRpcs, MasterRpcs, TokenFile, Transport } from "@mcp/rpc"
 import type { Rpc, RpcGroup } from "@effect/rpc"
 import { Cause, Effect, Exit, Redacted, Stream } from "effect"
 import { spawnSync } from "node:child_process"
@@ -126,7 +128,7 @@ const controlCalls: Record<string, Call> = {
   Heartbeat: node({ node: NODE, resources, services: [{ service: "intruder", running: 1, expected: 1 }] })
 }
 
-/** On the agent every RPC is refused to guests; the levels are listed only for the messages. */
+/** On the agent every RPC is refused to guests, and every operate one to users; the levels are listed for the messages. */
 const agentCalls: Record<string, Call> = {
   Deploy: operate({ definition: definition("intruder"), dryRun: false }),
   Stop: operate({ service: "guarded" }),
@@ -262,16 +264,36 @@ describe("a guest and a user against the real master and agent", () => {
     expect(nodeContainers()).toHaveLength(1)
   }, 60_000)
 
-  it("a user's write RPCs reach the handlers, on the master and on the agent", async () => {
+  it("a user's write RPCs reach the master's handlers", async () => {
     // Undeploy of an unknown service: the handler's ServiceNotFound, not Forbidden.
     expect(failureOf(await call(MasterRpcs, masterUrl, tokens.user, "Undeploy", { service: "no-such-service" }))).toEqual(
       new Errors.ServiceNotFound({ service: "no-such-service" })
     )
     // Sync of nothing succeeds and stores nothing.
     expect(await call(MasterRpcs, masterUrl, tokens.user, "Sync", { definitions: [] })).toEqual(Exit.succeed({ stored: [], unchanged: [] }))
-    expect(failureOf(await call(AgentRpcs, agentUrl, tokens.user, "Stop", { service: "no-such-service" }))).toEqual(
-      new Errors.ServiceNotFound({ service: "no-such-service" })
-    )
+  }, 60_000)
+
+  it("the agent refuses a user every operate RPC (logs too), naming the rule: changes come from the master; nothing changes", async () => {
+    const before = await fleetView()
+    const operateCalls = plan("AgentRpcs", AgentRpcs, agentCalls).filter((c) => c.access === "operate")
+    expect(operateCalls.map((c) => c.tag).sort()).toEqual(["Deploy", "Logs", "Restart", "Start", "Stop", "Undeploy"])
+    for (const { tag, payload } of operateCalls) {
+      const exit = await call(AgentRpcs, agentUrl, tokens.user, tag, payload)
+      expect.soft(failureOf(exit), `a user calling ${tag} (operate) on the agent`).toEqual(
+        new Errors.Forbidden({ principal: "ursula", role: "user", rpc: tag, needs: "admin", rule: AuthMiddleware.operateOnAgentRule })
+      )
+    }
+    // The message names the rule and both ways out.
+    const stop = failureOf(await call(AgentRpcs, agentUrl, tokens.user, "Stop", { service: "guarded" })) as Errors.Forbidden
+    expect(stop.message).toContain("on an agent, changes come from the master")
+    expect(stop.message).toContain("deploy through the master")
+    expect(stop.message).toContain("use an admin token")
+    // "guarded" still runs, no "intruder"; a user still reads the agent.
+    expect(await fleetView()).toEqual(before)
+    expect(nodeContainers()).toHaveLength(1)
+    expect(outcomeOf(await call(AgentRpcs, agentUrl, tokens.user, "Status", { service: "guarded" }))).toBe("answered")
+    // Through the master (which calls the agent with its admin system token) the same user reads the logs.
+    expect(outcomeOf(await call(MasterRpcs, masterUrl, tokens.user, "Logs", { service: "guarded", follow: false, tail: 10 }))).toBe("answered")
   }, 60_000)
 
   it("a user is refused every admin RPC, on the master and on the agent, naming the role it needs, and nothing changes", async () => {

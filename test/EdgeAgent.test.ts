@@ -1,8 +1,8 @@
 /**
  * The agent side of edge routing with real peers: an `mcp-agent` process with role "edge",
  * HAProxy as its proxy and a local CA (an existing CA directory, `[certs] ca_dir`) for public
- * certificates. The backend stands in for a worker's proxy: a Node HTTPS server on 127.0.0.1
- * whose certificate, for the public name, comes from the platform CA the edge's HAProxy trusts
+ * certificates. The backend stands in for a worker's proxy: a Node HTTPS server on this host's
+ * own (non-loopback) address, inside the edge's `[proxy] backend_networks`, whose certificate, for the public name, comes from the platform CA the edge's HAProxy trusts
  * (`[proxy] backend_ca`). SetupEdgeRoute makes the public name answer through the edge with a
  * certificate from the edge's CA; RemoveEdgeRoute takes route and certificate away.
  */
@@ -15,7 +15,7 @@ import { execFile } from "node:child_process"
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import * as https from "node:https"
 import type { AddressInfo } from "node:net"
-import { tmpdir } from "node:os"
+import { networkInterfaces, tmpdir } from "node:os"
 import { join } from "node:path"
 import * as tls from "node:tls"
 import { type HaproxyInstance, startHaproxy } from "./support/Haproxy.js"
@@ -30,11 +30,21 @@ let fleet: LocalFleet.Fleet
 let agent: LocalFleet.Daemon
 let backend: https.Server
 let backendPort = 0
+let backendIp = ""
 let listener = 0
 let agentUrl = ""
 /** The CA the edge issues public certificates from (what a browser would trust). */
 const publicCaDir = join(dir, "public-ca")
 const edgeDataDir = () => join(fleet.dir, "edge")
+
+/** This host's IPv4 address on its default route (not loopback), else its first non-loopback one. */
+const hostAddress = () => {
+  const defaultIface = readFileSync("/proc/net/route", "utf8").split("\n").slice(1).map((l) => l.trim().split(/\s+/)).find((f) => f[1] === "00000000")?.[0]
+  const v4 = (name: string) => (networkInterfaces()[name] ?? []).find((i) => i.family === "IPv4" && !i.internal)?.address
+  const address = (defaultIface === undefined ? undefined : v4(defaultIface)) ?? Object.keys(networkInterfaces()).map(v4).find((a) => a !== undefined)
+  if (address === undefined) throw new Error("this host has no non-loopback IPv4 address for the test's backend")
+  return address
+}
 
 /** Runs `f` with an AgentRpcs client of the edge agent, as the master would call it. */
 const withClient = <A, E>(f: (client: Effect.Effect.Success<ReturnType<typeof makeClient>>) => Effect.Effect<A, E>) =>
@@ -83,7 +93,10 @@ beforeAll(async () => {
     res.writeHead(200, { "content-type": "text/plain" })
     res.end(`hello from the worker for ${req.headers.host}\n`)
   })
-  await new Promise<void>((resolve) => backend.listen(0, "127.0.0.1", resolve))
+  // Not loopback: an edge never forwards to its own loopback (its agent's and proxy's admin
+  // ports live there). The worker stands on this host's own address, inside backend_networks.
+  backendIp = hostAddress()
+  await new Promise<void>((resolve) => backend.listen(0, backendIp, resolve))
   backendPort = (backend.address() as AddressInfo).port
 
   const platformCa = join(fleet.caDir, Pki.CA_CERT_FILE)
@@ -98,9 +111,12 @@ beforeAll(async () => {
     `stats_socket = ${JSON.stringify(haproxy.options.statsSocket)}`,
     `bind = "127.0.0.1"`,
     `backend_ca = ${JSON.stringify(platformCa)}`,
+    `backend_networks = ["${backendIp}/32"]`,
     `[certs]`,
     `kind = "local-ca"`,
     `ca_dir = ${JSON.stringify(publicCaDir)}`,
+    // No master here: the public domains come from the agent's own config until one pushes them.
+    `allowed_domains = ["example.test"]`,
     `[edge]`,
     `listener = ${listener}`,
     ``
@@ -118,9 +134,9 @@ afterAll(async () => {
 describe("an edge agent with HAProxy and a local CA", () => {
   it("publishes a public name through the edge, lists it, and removes it with its certificate", async () => {
     const route = await withClient((client) =>
-      client.SetupEdgeRoute({ hostname: PUBLIC, service: "shop" as never, workerNode: "rift" as never, backendHostname: "127.0.0.1", backendPort })
+      client.SetupEdgeRoute({ hostname: PUBLIC, service: "shop" as never, workerNode: "rift" as never, backendHostname: backendIp, backendPort })
     )
-    expect(route).toMatchObject({ hostname: PUBLIC, edgeNode: "edge", workerNode: "rift", backendHostname: "127.0.0.1", backendPort, service: "shop" })
+    expect(route).toMatchObject({ hostname: PUBLIC, edgeNode: "edge", workerNode: "rift", backendHostname: backendIp, backendPort, service: "shop" })
     expect(route.certSerial).toMatch(/^[0-9A-F]+$/)
     expect(Date.parse(route.certNotAfter)).toBeGreaterThan(Date.now() + 60 * 24 * 3600 * 1000)
 
@@ -134,7 +150,7 @@ describe("an edge agent with HAProxy and a local CA", () => {
 
     // The same request again: the same route and certificate.
     const again = await withClient((client) =>
-      client.SetupEdgeRoute({ hostname: PUBLIC, service: "shop" as never, workerNode: "rift" as never, backendHostname: "127.0.0.1", backendPort })
+      client.SetupEdgeRoute({ hostname: PUBLIC, service: "shop" as never, workerNode: "rift" as never, backendHostname: backendIp, backendPort })
     )
     expect(again).toEqual(route)
     expect(certFiles()).toHaveLength(2)
@@ -153,10 +169,22 @@ describe("an edge agent with HAProxy and a local CA", () => {
 
   it("refuses an internal name, over the wire, naming the field", async () => {
     const error = await withClient((client) =>
-      Effect.flip(client.SetupEdgeRoute({ hostname: "shop.svc.mcp.internal", service: "shop" as never, workerNode: "rift" as never, backendHostname: "127.0.0.1", backendPort }))
+      Effect.flip(client.SetupEdgeRoute({ hostname: "shop.svc.mcp.internal", service: "shop" as never, workerNode: "rift" as never, backendHostname: backendIp, backendPort }))
     )
     expect(error).toBeInstanceOf(Errors.InvalidRequest)
     expect(error instanceof Errors.InvalidRequest ? error.problems.map((p) => p.path) : []).toEqual(["hostname"])
     expect(await withClient((client) => client.ListEdgeRoutes())).toEqual([])
+  }, 30_000)
+
+  it("refuses a name outside the allowed domains and a loopback or link-local backend, over the wire, writing nothing", async () => {
+    const paths = (e: unknown) => (e instanceof Errors.InvalidRequest ? e.problems.map((p) => p.path) : [`not InvalidRequest: ${String(e)}`])
+    const setup = (hostname: string, backendHostname: string) =>
+      withClient((client) => Effect.flip(client.SetupEdgeRoute({ hostname, service: "shop" as never, workerNode: "rift" as never, backendHostname, backendPort })))
+    expect(paths(await setup("shop.example.org", backendIp))).toEqual(["hostname"])
+    for (const ip of ["127.0.0.1", "169.254.169.254"]) expect(paths(await setup(PUBLIC, ip))).toEqual(["backendHostname"])
+    expect(paths(await setup(PUBLIC, "198.51.100.7"))).toEqual(["backendHostname"])
+    expect(await withClient((client) => client.ListEdgeRoutes())).toEqual([])
+    expect(certFiles()).toEqual([])
+    expect(proxyPems()).toEqual([])
   }, 30_000)
 })

@@ -12,7 +12,7 @@ import { Effect } from "effect"
 import { spawnSync } from "node:child_process"
 import * as http from "node:http"
 import * as dns from "node:dns"
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import * as https from "node:https"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -165,7 +165,12 @@ describe("deploys through HAProxy, PowerDNS and a CA", () => {
 
   it("mcp route add/list/remove manages a manual route in the node's proxy", async () => {
     const backend = http.createServer((_, res) => res.end("manual backend\n"))
-    await new Promise<void>((r) => backend.listen(0, "127.0.0.1", () => r()))
+    // A manual route to this node reaches only the agent's port range ([ports], 10000-60000 by default).
+    for (;;) {
+      await new Promise<void>((r) => backend.listen(0, "127.0.0.1", () => r()))
+      if ((backend.address() as { port: number }).port <= 60000) break
+      await new Promise((r) => backend.close(r))
+    }
     const backendPort = (backend.address() as { port: number }).port
     try {
       const cert = await Effect.runPromise(
@@ -173,7 +178,17 @@ describe("deploys through HAProxy, PowerDNS and a CA", () => {
       )
       const listener = await LocalFleet.freePort()
       const node = ["-n", agents.local.node[2]!, "--direct"]
+      // The CLI reads the files here and sends PEM; the agent writes them into its own certs dir.
       await cli(["route", "add", `:${listener}`, "manual.example.com", `127.0.0.1:${backendPort}`, "--mode", "l7", "--tls-cert", cert.certPath, "--tls-key", cert.keyPath, ...node])
+      const certDir = join(fleet.dir, agents.local.name, "certs")
+      const written = readdirSync(certDir).filter((f) => f.startsWith(`manual-${listener}-manual.example.com-`))
+      expect(written).toHaveLength(2)
+      for (const f of written) expect(statSync(join(certDir, f)).mode & 0o777).toBe(0o600)
+      // A backend the agent never forwards to is refused over the wire, naming the field.
+      const metadata = await LocalFleet.mcp(fleet, ["route", "add", `:${listener}`, "meta.example.com", "169.254.169.254:80", "--mode", "l4", ...node])
+      expect(metadata.code).not.toBe(0)
+      expect(metadata.stderr).toMatch(/backend: "169\.254\.169\.254" is link-local/)
+      expect(JSON.parse(await cli(["route", "list", "--json", ...node]))).not.toContainEqual(expect.objectContaining({ hostname: "meta.example.com" }))
       const listed = JSON.parse(await cli(["route", "list", "--json", ...node]))
       expect(listed).toContainEqual(expect.objectContaining({ listener, hostname: "manual.example.com", backend: `127.0.0.1:${backendPort}`, mode: "l7" }))
       expect(await viaProxy("manual.example.com", listener, readFileSync(join(fleet.caDir, "ca.crt"), "utf8"))).toBe("manual backend")

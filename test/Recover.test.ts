@@ -34,8 +34,16 @@ const containerNames = (): Array<string> =>
 
 /** Removes every container of this node behind the agent's back. */
 const removeAll = () => {
-  const names = containerNames()
-  if (names.length > 0) podmanCmd(["rm", "-f", ...names])
+  // Podman 4.3 may answer "device or resource busy" while force-removing a running container in a
+  // user namespace and finish the removal a moment later: ask again for what is still there.
+  for (let attempt = 1; ; attempt++) {
+    const names = containerNames()
+    if (names.length === 0) break
+    const r = spawnSync("podman", ["rm", "-f", ...names], { encoding: "utf8", env: podmanEnv() })
+    if (r.status === 0) continue
+    if (attempt >= 5) throw new Error(`podman rm -f ${names.join(" ")} exited ${r.status}: ${r.stderr}`)
+    spawnSync("sleep", ["1"])
+  }
   expect(containerNames()).toEqual([])
 }
 

@@ -41,6 +41,10 @@ export interface EdgeFleet {
   readonly curl: (hostname: string, ip: string, port: number) => Promise<{ code: number; body: string }>
   /** Certificate files in an agent's data dir for a hostname. */
   readonly certFiles: (node: string, hostname: string) => ReadonlyArray<string>
+  /** The routes CA's directory (ca.crt): the name-constrained CA the agents issue route certificates from. */
+  readonly routesCaDir: string
+  /** Every record in PowerDNS's zones, as `name type content` lines, sorted. */
+  readonly dnsRecords: () => Promise<ReadonlyArray<string>>
   readonly dispose: (undeploy: ReadonlyArray<string>) => Promise<void>
 }
 
@@ -92,6 +96,12 @@ export const startEdgeFleet = async (dir: string, options: {
    * (which removes the containers of its node w1) running at the same time cannot touch them.
    */
   readonly privateStorage?: boolean
+  /**
+   * The edge's `[proxy] backend_networks`: where its routes may forward to by IP (CIDR).
+   * `"worker"` stands for the worker's address (`<hostIp>/32`), the default: the master sends the
+   * worker's node address as the edge backend, which an edge refuses outside its networks.
+   */
+  readonly edgeBackendNetworks?: ReadonlyArray<string>
 } = {}): Promise<EdgeFleet> => {
   const ns = makeNetns()
   const storage = options.privateStorage === true ? makePrivateStorage() : undefined
@@ -182,7 +192,9 @@ export const startEdgeFleet = async (dir: string, options: {
     const edgePort = await LocalFleet.freePort()
     const edgeConfig = LocalFleet.writeAgentConfig(f, {
       node: "e1", role: "edge", port: await LocalFleet.freePort(), host: ns.innerIp, nodeAddress: ns.innerIp, cert: "hosts",
-      socket: podman.socketPath, masters, extra: haproxySection(edgeProxy, ns.innerIp, caFile) + certs + `[edge]\nlistener = ${edgePort}\n`
+      socket: podman.socketPath, masters, extra: haproxySection(edgeProxy, ns.innerIp, caFile) +
+        `backend_networks = ${JSON.stringify((options.edgeBackendNetworks ?? ["worker"]).map((n) => (n === "worker" ? `${ns.hostIp}/32` : n)))}\n` +
+        certs + `[edge]\nlistener = ${edgePort}\n`
     })
     worker = await LocalFleet.spawnDaemon(LocalFleet.bins.agent, workerConfig)
     const startEdge = async () => {
@@ -215,6 +227,21 @@ export const startEdgeFleet = async (dir: string, options: {
       certFiles: (node, hostname) => {
         const files = join(f.dir, node, "certs")
         return existsSync(files) ? readdirSync(files).filter((name) => name.startsWith(hostname)) : []
+      },
+      routesCaDir,
+      dnsRecords: async () => {
+        const api = (path: string) =>
+          fetch(`${pdns!.apiUrl}/api/v1/servers/localhost${path}`, { headers: { "X-API-Key": pdns!.apiKey }, signal: AbortSignal.timeout(5000) }).then(async (r) => {
+            if (r.status !== 200) throw new Error(`PowerDNS answered ${r.status} to GET ${path}: ${await r.text()}`)
+            return r.json() as Promise<unknown>
+          })
+        const zones = (await api("/zones")) as Array<{ id: string }>
+        const lines: Array<string> = []
+        for (const zone of zones) {
+          const detail = (await api(`/zones/${encodeURIComponent(zone.id)}`)) as { rrsets: Array<{ name: string; type: string; records: Array<{ content: string }> }> }
+          for (const rrset of detail.rrsets) for (const r of rrset.records) lines.push(`${rrset.name} ${rrset.type} ${r.content}`)
+        }
+        return lines.sort()
       },
       dispose
     }

@@ -3,7 +3,7 @@
  * private socket (foreground child, killed by pid) after making sure Podman and the image exist.
  */
 import { spawnSync } from "node:child_process"
-import { existsSync, rmSync } from "node:fs"
+import { existsSync, readFileSync, rmSync } from "node:fs"
 import * as http from "node:http"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -44,6 +44,12 @@ export const makePrivateStorage = (): PrivateStorage => {
  */
 export const resetContainerState = (storage: PrivateStorage): void => {
   spawnSync("podman", ["--root", storage.root, "--runroot", storage.runroot, "stop", "-a", "-t", "0"], { env: podmanEnv() })
+  // A reboot also drops the mounts a stopped container may keep (its /dev/shm: Podman does not
+  // always unmount it for a container in a user namespace); deepest first, only under this storage.
+  const mounts = readFileSync("/proc/self/mountinfo", "utf8").split("\n").map((l) => l.split(" ")[4] ?? "")
+    .filter((m) => m.startsWith(`${storage.root}/`) || m.startsWith(`${storage.runroot}/`))
+    .sort((a, b) => b.length - a.length)
+  for (const m of mounts) spawnSync("umount", ["-l", m])
   for (const p of [path.join(storage.root, "libpod", "bolt_state.db"), path.join(storage.root, "overlay-containers"), storage.runroot]) {
     rmSync(p, { recursive: true, force: true })
   }

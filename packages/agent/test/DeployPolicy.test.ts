@@ -48,10 +48,10 @@ const withAgent = <A, E>(body: Effect.Effect<A, E, AgentHandlers.HandlersEnv | M
     return yield* Effect.provide(body, layer)
   }).pipe(Effect.scoped)
 
-const deploy = (definition: unknown, role: Principal.Role) =>
+const deploy = (definition: unknown, role: Principal.Role, onBehalfOf?: Principal.Role) =>
   Effect.gen(function* () {
     const h = yield* AgentHandlers.handlers({ role: "worker", addresses: [], nodeAddress: "10.0.0.5", version: "test", dataDir })
-    return yield* Stream.runDrain(h.Deploy({ definition, dryRun: false })).pipe(as(role), Effect.either)
+    return yield* Stream.runDrain(h.Deploy({ definition, dryRun: false, ...(onBehalfOf === undefined ? {} : { onBehalfOf }) })).pipe(as(role), Effect.either)
   })
 
 const creates = Effect.flatMap(MemoryRuntimeControl, (c) => Effect.map(c.calls, (calls) => calls.create))
@@ -89,6 +89,16 @@ describe("agent Deploy: the policy as the node sees it", () => {
       expect(error.violations[0]!.message).toContain("not on the node's bind address 127.0.0.1; only an admin may")
       expect(yield* creates).toBe(0)
       expect((yield* deploy(service({ ports: ["18080:80"] }), "admin"))._tag).toBe("Right")
+    })))
+
+  it.scopedLive("the master's admin token forwarding a user's deploy is held to the user's rules; claiming admin raises nothing", () =>
+    withAgent(Effect.gen(function* () {
+      const forwarded = yield* deploy(service({ ports: ["18080:80"] }), "admin", "user")
+      expect((forwarded as { left: Errors.PolicyViolation }).left.violations.map((v) => v.rule)).toEqual(["ports_off_bind_address"])
+      const claimed = yield* deploy(service({ ports: ["18080:80"] }), "user", "admin")
+      expect((claimed as { left: Errors.PolicyViolation }).left.violations.map((v) => v.rule)).toEqual(["ports_off_bind_address"])
+      expect(yield* creates).toBe(0)
+      expect((yield* deploy(service({ ports: ["18080:80"] }), "admin", "admin"))._tag).toBe("Right")
     })))
 
   it.scopedLive("an agent no master has told a policy uses the strict defaults (/srv/<service> only)", () =>

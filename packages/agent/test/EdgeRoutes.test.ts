@@ -12,6 +12,7 @@ import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import * as CertIssuer from "../src/certs/CertIssuer.js"
 import * as CertRenewer from "../src/certs/CertRenewer.js"
+import * as FleetPolicy from "../src/daemon/FleetPolicy.js"
 import { NodeSettings } from "../src/NodeSettings.js"
 import { EdgeRoutes, type EdgeRoutesOptions, layer, systemResolver } from "../src/edge/EdgeRoutes.js"
 import { type Faults, makeFaults } from "../src/Faults.js"
@@ -32,7 +33,14 @@ afterAll(() => {
 })
 
 /** Backend names the fake resolver knows; anything else does not resolve. */
-const HOSTS: Record<string, string> = { "web.svc.mcp.internal": "10.0.0.7", "web2.svc.mcp.internal": "10.0.0.8" }
+const HOSTS: Record<string, string> = {
+  "web.svc.mcp.internal": "10.0.0.7",
+  "web2.svc.mcp.internal": "10.0.0.8",
+  // Internal names whose records point where an edge must never forward.
+  "metadata.svc.mcp.internal": "169.254.169.254",
+  "self.svc.mcp.internal": "127.0.0.1",
+  "web.example.net": "10.0.0.7"
+}
 
 /** Where an agent can die: right after the peer call took effect, before it returned. */
 type CrashPoint = "proxy.put" | "proxy.remove" | "cert.revoke"
@@ -71,12 +79,16 @@ const makePeers = Effect.gen(function* () {
   } satisfies Peers
 })
 
-const layerEdge = (peers: Peers, file: string, options: Partial<EdgeRoutesOptions> = {}) =>
+type TestOptions = Partial<EdgeRoutesOptions> & { readonly allowedDomains?: ReadonlyArray<string> }
+
+const layerEdge = (peers: Peers, file: string, options: TestOptions = {}) =>
   EdgeRoutesLayer(options).pipe(
     Layer.provideMerge(Layer.mergeAll(
       Layer.succeed(ProxyRoutes.ProxyRoutes, peers.proxy),
       Layer.succeed(CertIssuer.CertIssuer, peers.certs),
-      Layer.succeed(NodeSettings, { ...settings, node: "edge-1" })
+      Layer.succeed(NodeSettings, { ...settings, node: "edge-1" }),
+      // The public domains the master pushed: the tests publish names under these two.
+      FleetPolicy.layer({ ...FleetPolicy.initial, allowedDomains: options.allowedDomains ?? ["example.com", "example.net"] })
     )),
     Layer.provideMerge(Registry.Default.pipe(Layer.provideMerge(layerSqlite(file))))
   )
@@ -88,10 +100,12 @@ const EdgeRoutesLayer = (options: Partial<EdgeRoutesOptions>) =>
     resolve: (name) => (HOSTS[name] === undefined ? Effect.fail(`ENOTFOUND ${name}`) : Effect.succeed(HOSTS[name]!)),
     // No waiting between compensation attempts: the tests run on the TestClock.
     retry: Schedule.recurs(3),
+    // Where IP-literal backends may be (the documentation range the tests use for workers).
+    backendNetworks: ["192.0.2.0/24"],
     ...options
   })
 
-const withEdge = <A, E>(peers: Peers, file: string, body: Effect.Effect<A, E, EdgeRoutes | Registry>, options: Partial<EdgeRoutesOptions> = {}) =>
+const withEdge = <A, E>(peers: Peers, file: string, body: Effect.Effect<A, E, EdgeRoutes | Registry>, options: TestOptions = {}) =>
   Effect.scoped(Effect.provide(body, layerEdge(peers, file, options)))
 
 const request = { hostname: "web.example.com", service: "web", workerNode: "rift", backendHostname: "web.svc.mcp.internal", backendPort: 8443 }
@@ -224,6 +238,72 @@ describe("edge routes", () => {
         expect(refusal(yield* Effect.flip(edge.setup({ ...request, backendHostname: "::1" })))).toEqual(["backendHostname"])
         expect(yield* snapshot(peers)).toEqual({ routes: [], certs: [], rows: [] })
       }))
+    }))
+
+  it.effect("only names under the allowed public domains the master pushed are published", () =>
+    Effect.gen(function* () {
+      const peers = yield* makePeers
+      const file = freshFile()
+      yield* withEdge(peers, file, Effect.gen(function* () {
+        const edge = yield* EdgeRoutes
+        const error = yield* Effect.flip(edge.setup({ ...request, hostname: "web.example.org" }))
+        expect(refusal(error)).toEqual(["hostname"])
+        expect(error.message).toContain(`"web.example.org" is not under an allowed public domain (example.com, example.net)`)
+        // A look-alike suffix is not under the domain.
+        expect(refusal(yield* Effect.flip(edge.setup({ ...request, hostname: "web.notexample.com" })))).toEqual(["hostname"])
+        expect(yield* snapshot(peers)).toEqual({ routes: [], certs: [], rows: [] })
+      }))
+      // No master has pushed any yet: nothing is published.
+      yield* withEdge(peers, file, Effect.gen(function* () {
+        const error = yield* Effect.flip(Effect.flatMap(EdgeRoutes, (edge) => edge.setup(request)))
+        expect(refusal(error)).toEqual(["hostname"])
+        expect(error.message).toContain("none yet")
+        expect(yield* snapshot(peers)).toEqual({ routes: [], certs: [], rows: [] })
+      }), { allowedDomains: [] })
+    }))
+
+  it.effect("a backend is a worker's internal name or an address inside backend_networks; never loopback or link-local", () =>
+    Effect.gen(function* () {
+      const peers = yield* makePeers
+      yield* withEdge(peers, freshFile(), Effect.gen(function* () {
+        const edge = yield* EdgeRoutes
+        const refused = (backendHostname: string) =>
+          Effect.map(Effect.flip(edge.setup({ ...request, backendHostname })), (e) => ({ paths: refusal(e), message: e.message }))
+        for (const ip of ["127.0.0.1", "127.1.2.3", "169.254.169.254", "0.0.0.0", "224.0.0.1"]) {
+          const r = yield* refused(ip)
+          expect(r.paths, ip).toEqual(["backendHostname"])
+          expect(r.message, ip).toMatch(/is a (loopback|link-local|unroutable) address/)
+        }
+        const outside = yield* refused("198.51.100.7")
+        expect(outside.paths).toEqual(["backendHostname"])
+        expect(outside.message).toContain(`"198.51.100.7" is not inside [proxy] backend_networks (192.0.2.0/24) of edge-1`)
+        // A name outside the internal zone could resolve anywhere: refused before it is looked up.
+        expect((yield* refused("web.example.net")).paths).toEqual(["backendHostname"])
+        // Names that resolve where an edge never forwards: refused without saying what they resolved to.
+        for (const name of ["metadata.svc.mcp.internal", "self.svc.mcp.internal"]) {
+          const r = yield* refused(name)
+          expect(r.paths, name).toEqual(["backendHostname"])
+          expect(r.message, name).not.toMatch(/169\.254|127\.0|loopback|link-local/)
+        }
+        expect(refusal(yield* Effect.flip(edge.setup({ ...request, backendPort: 0 })))).toEqual(["backendPort"])
+        expect(yield* snapshot(peers)).toEqual({ routes: [], certs: [], rows: [] })
+        // Inside the configured network: set up.
+        const ok = yield* edge.setup({ ...request, backendHostname: "192.0.2.10" })
+        expect(ok.backendHostname).toBe("192.0.2.10")
+      }))
+    }))
+
+  it.effect("with no backend_networks configured, an IP-literal backend is refused; internal names still work", () =>
+    Effect.gen(function* () {
+      const peers = yield* makePeers
+      yield* withEdge(peers, freshFile(), Effect.gen(function* () {
+        const edge = yield* EdgeRoutes
+        const error = yield* Effect.flip(edge.setup({ ...request, backendHostname: "192.0.2.10" }))
+        expect(refusal(error)).toEqual(["backendHostname"])
+        expect(error.message).toContain("none configured")
+        expect(yield* snapshot(peers)).toEqual({ routes: [], certs: [], rows: [] })
+        yield* edge.setup(request)
+      }), { backendNetworks: [] })
     }))
 
   it.effect("a backend name that does not resolve fails naming the name, with nothing written", () =>

@@ -6,7 +6,7 @@
 import type { HttpClient } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
 import { ServiceDefinition } from "@mcp/domain"
-import { Effect, Either, Layer, Schema } from "effect"
+import { Effect, Either, HashMap, Layer, Logger, Schema } from "effect"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as net from "node:net"
@@ -151,7 +151,7 @@ describe("HealthGate.probe", () => {
           expect(yield* probeOutcome(target(c, ok.port))).toBe("ok")
           expect(yield* probeOutcome(target(c, redirect.port))).toBe("ok")
           expect(yield* probeOutcome(target(c, broken.port))).toBe("answered HTTP 500")
-          expect(yield* probeOutcome(target(c, nobody))).not.toBe("ok")
+          expect(yield* probeOutcome(target(c, nobody))).toBe(`no answer on port ${nobody} within 500 ms`)
         })
       )
       expect(ok.requests()).toBe(1)
@@ -166,7 +166,8 @@ describe("HealthGate.probe", () => {
       yield* withContainer(() =>
         Effect.gen(function* () {
           expect(yield* probeOutcome(target(c, portOf(server)))).toBe("ok")
-          expect(yield* probeOutcome(target(c, nobody))).toMatch(/ECONNREFUSED/)
+          // Refused, but not said so: the reason reaches the deploy's caller (see the oracle test).
+          expect(yield* probeOutcome(target(c, nobody))).toBe(`no answer on port ${nobody} within 500 ms`)
         })
       )
     }))
@@ -208,7 +209,7 @@ describe("HealthGate.probe", () => {
       const hung = yield* silentServer
       const started = Date.now()
       const reason = yield* withContainer(() => probeOutcome(target(check({ kind: "http", path: "/", timeout: "300ms" }), hung.port))).pipe(within(5_000))
-      expect(reason).toBe("The operation was aborted due to timeout")
+      expect(reason).toBe(`no answer on port ${hung.port} within 300 ms`)
       expect(Date.now() - started).toBeGreaterThanOrEqual(250)
       expect(hung.sockets.size).toBe(1)
     }))
@@ -218,7 +219,7 @@ describe("HealthGate.probe", () => {
       const { port } = yield* unansweredPort
       const started = Date.now()
       const reason = yield* withContainer(() => probeOutcome(target(check({ kind: "tcp", timeout: "300ms" }), port))).pipe(within(5_000))
-      expect(reason).toBe("no connection within 300 ms")
+      expect(reason).toBe(`no answer on port ${port} within 300 ms`)
       expect(Date.now() - started).toBeGreaterThanOrEqual(250)
     }))
 
@@ -251,6 +252,44 @@ describe("HealthGate.probe", () => {
         expect(yield* probeOutcome(target(check({ kind: "exec", command: ["ready"] }), undefined, id))).toBe(`exited 1: ${"e".repeat(150)}${"f".repeat(50)}`)
       })
     ))
+})
+
+describe("HealthGate.probe reports no more than it must", () => {
+  /** The log lines written while `effect` runs, with their annotations. */
+  const logged = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+    Effect.gen(function* () {
+      const lines: Array<string> = []
+      const logger = Logger.make(({ annotations, message }) => {
+        lines.push(`${String(message)} ${JSON.stringify(Object.fromEntries(HashMap.toEntries(annotations)))}`)
+      })
+      const result = yield* effect.pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+      return { result, lines }
+    })
+
+  it.scopedLive("a refused port and an unanswered one fail with the same words, over tcp and http, and the detail is logged", () =>
+    Effect.gen(function* () {
+      const refused = yield* closedPort
+      const { port: unanswered } = yield* unansweredPort
+      const c = check({ kind: "tcp", timeout: "300ms" })
+      const h = check({ kind: "http", path: "/", timeout: "300ms" })
+      const { result, lines } = yield* logged(withContainer(() =>
+        Effect.all([
+          probeOutcome(target(c, refused)),
+          probeOutcome(target(c, unanswered)),
+          probeOutcome(target(h, refused)),
+          probeOutcome(target(h, unanswered))
+        ])
+      ).pipe(within(10_000)))
+      expect(result).toEqual([
+        `no answer on port ${refused} within 300 ms`,
+        `no answer on port ${unanswered} within 300 ms`,
+        `no answer on port ${refused} within 300 ms`,
+        `no answer on port ${unanswered} within 300 ms`
+      ])
+      for (const r of result) expect(r).not.toMatch(/ECONN|EHOST|ENET|refused|reset|abort/i)
+      // The operator still finds the socket's words in the agent's log.
+      expect(lines.some((l) => l.includes("health probe failed") && l.includes("ECONNREFUSED"))).toBe(true)
+    }))
 })
 
 describe("HealthGate.gate", () => {

@@ -36,6 +36,8 @@ const failingChecks: ReadonlyArray<FailingCheck> = ["tcp", "http 500", "http, no
 /** A `[components.health]` table (for `webService`'s extra) with tiny intervals. */
 const healthTable = (kind: FailingCheck, options: { readonly port?: number; readonly interval?: string; readonly retries?: number } = {}) =>
   [
+    // A checked port must be one the component publishes (the definition refuses any other).
+    ...(options.port === undefined ? [] : [`ports = ["127.0.0.1:${options.port}:${options.port}"]`]),
     "[components.health]",
     `kind = "${kind.startsWith("http") ? "http" : kind}"`,
     ...(kind.startsWith("http") ? [`path = "/healthz"`] : []),

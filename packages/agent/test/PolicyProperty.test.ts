@@ -96,7 +96,7 @@ const realpathPrefix = (p: string): string => {
 const within = (p: string, dir: string) => p === dir || (dir !== "/" && p.startsWith(`${dir}/`))
 const FORBIDDEN = [...Policy.ALWAYS_FORBIDDEN, dataDir, socket].flatMap((f) => [resolve(f), realpathPrefix(f)])
 const ROOTS = [root, realpathPrefix(root)]
-const SAFE_OPTIONS = ["ro", "rw", "z", "Z"]
+const SAFE_OPTIONS = ["ro", "rw", "z", "Z", "U"]
 
 /** The items of a spec (or component) the role may not have, by the definition path they came from. */
 const deniedItems = (c: { volumes?: ReadonlyArray<string> | undefined; network?: string | undefined; user?: string | undefined; ports?: ReadonlyArray<string> | undefined }, i: number, role: Policy.Role) => {

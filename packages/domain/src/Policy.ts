@@ -44,7 +44,9 @@ export const ALWAYS_FORBIDDEN: ReadonlyArray<string> = [
 ]
 
 export const DEFAULT_ROOTS: ReadonlyArray<string> = ["/srv/{service}"]
-export const DEFAULT_VOLUME_OPTIONS: ReadonlyArray<string> = ["ro", "rw", "z", "Z"]
+// "U" chowns the host directory, which is harmless under the roots a user may mount (their own
+// /srv/<service>) and is what makes it writable under the user namespace containers run in.
+export const DEFAULT_VOLUME_OPTIONS: ReadonlyArray<string> = ["ro", "rw", "z", "Z", "U"]
 
 const who = Schema.optionalWith(Who, { exact: true, default: () => "admin" as const })
 

@@ -99,7 +99,10 @@ const RelativePath = Schema.String.pipe(
 export const VOLUME_OPTIONS = {
   access: ["ro", "rw"],
   "SELinux label": ["z", "Z"],
-  propagation: ["private", "rprivate", "shared", "rshared", "slave", "rslave"]
+  propagation: ["private", "rprivate", "shared", "rshared", "slave", "rslave"],
+  // Podman chowns the host directory to the container's (namespaced) root: how a service makes
+  // its own /srv/<service> writable under the user namespace containers run in.
+  ownership: ["U"]
 } as const satisfies Record<string, ReadonlyArray<string>>
 
 const volumeOptionKind = (option: string): string | undefined =>
@@ -108,7 +111,7 @@ const volumeOptionKind = (option: string): string | undefined =>
 const VOLUME_OPTIONS_HELP =
   `options are a comma-separated list of at most one of each: "ro" or "rw" (read-only, read-write), ` +
   `"z" or "Z" (SELinux label shared between containers, private to this one), and a mount propagation ` +
-  `(${VOLUME_OPTIONS.propagation.map((o) => `"${o}"`).join(", ")}), e.g. "/srv/app:/srv/app:ro,Z"`
+  `(${VOLUME_OPTIONS.propagation.map((o) => `"${o}"`).join(", ")}) and "U" (chown the host directory to the container's user), e.g. "/srv/app:/srv/app:ro,Z"`
 
 const volumeOptionsProblem = (v: string, options: string): string | undefined => {
   if (options.length === 0) return `volume "${v}" ends with an empty options field; drop the trailing ":" or give options: ${VOLUME_OPTIONS_HELP}`
@@ -179,6 +182,12 @@ export const portMappingProblem = (p: string): string | undefined => {
     if (port < 1 || port > 65535) return `port mapping "${p}" has port ${n} outside 1-65535`
   }
   return undefined
+}
+
+/** The host port of a valid port mapping, or undefined. */
+const hostPortOf = (p: string): number | undefined => {
+  const m = /^(?:(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):)?(\d+):\d+(?:\/(?:tcp|udp))?$/.exec(p)
+  return m === null ? undefined : Number(m[1])
 }
 
 export const PortMapping = Schema.String.pipe(
@@ -343,6 +352,20 @@ export const Component = ComponentFields.pipe(
         if (h.route !== undefined && !routes.some((r) => r.name === h.route)) {
           issues.push({ path: ["health", "route"], message: `no route named "${h.route}" in component "${c.name}"; name one of its routes` })
         }
+        // The agent probes from the node and reports what it found: only a port this component
+        // publishes itself, or it would be a scanner of the node's other services.
+        const published = (c.ports ?? []).flatMap((p) => {
+          const host = hostPortOf(p)
+          return host === undefined ? [] : [host]
+        })
+        if (h.port !== undefined && !published.includes(h.port)) {
+          issues.push({
+            path: ["health", "port"],
+            message: published.length === 0
+              ? `port ${h.port} is not published by component "${c.name}"; a check probes only the component's own ports: publish it in ports (e.g. "127.0.0.1:${h.port}:<container port>"), or check a route with route = "<name>"`
+              : `port ${h.port} is not one of component "${c.name}"'s published host ports (${published.join(", ")}); check one of them, or a route with route = "<name>"`
+          })
+        }
         if (h.route === undefined && h.port === undefined && routes.length !== 1) {
           issues.push({
             path: ["health"],
@@ -386,7 +409,10 @@ const repairComponent = (c: ComponentShape): ComponentShape => {
           ...(h.kind === "http" ? { path: h.path ?? "/" } : {}),
           ...(routes.length === 1 ? {} : target?.name !== undefined ? { route: target.name } : { port: h.port ?? 8080 })
         }
-  return { ...repaired, health }
+  // A checked port must be one the component publishes: publish it when it does not.
+  const port = health.port
+  const ports = port === undefined || (c.ports ?? []).some((p) => hostPortOf(p) === port) ? c.ports : [...(c.ports ?? []).slice(0, MAX_PORTS_PER_COMPONENT - 1), `127.0.0.1:${port}:${port}`]
+  return { ...repaired, ...(ports === undefined ? {} : { ports }), health }
 }
 
 export const BuildSection = Schema.Struct({

@@ -17,7 +17,7 @@ const denyAll = Schema.decodeUnknownSync(Policy.DeployPolicy)({
 describe("DeployPolicy schema", () => {
   it("an empty [policy] is the strict defaults", () => {
     expect(strict.host_path_roots).toEqual(["/srv/{service}"])
-    expect(strict.volume_options).toEqual(["ro", "rw", "z", "Z"])
+    expect(strict.volume_options).toEqual(["ro", "rw", "z", "Z", "U"])
     expect(strict.forbidden_paths).toEqual([])
     for (const key of ["host_path_outside_roots", "other_volume_options", "host_network", "root_user", "ports_off_bind_address", "core_tier"] as const) {
       expect(strict[key]).toBe("admin")

@@ -83,12 +83,29 @@ describe("health checks", () => {
       { path: "components[0].health", message: `component "api" has 2 routes; say which one to check with route = "<name>"` }
     ])
     expect(problems({ routes, health: { kind: "http", path: "/healthz", route: "grpc" } })).toEqual([])
-    expect(problems({ health: { kind: "tcp", port: 5432 } })).toEqual([])
+    expect(problems({ ports: ["127.0.0.1:5432:5432"], health: { kind: "tcp", port: 5432 } })).toEqual([])
     expect(problems({ routes: routes.slice(0, 1), health: { kind: "tcp" } })).toEqual([])
   })
 
+  it("port = names one of the component's published host ports, nothing else on the node", () => {
+    // Any other port would make the agent's probe a scanner of the node's other services.
+    expect(problems({ health: { kind: "tcp", port: 22 } })).toEqual([{
+      path: "components[0].health.port",
+      message: `port 22 is not published by component "api"; a check probes only the component's own ports: publish it in ports (e.g. "127.0.0.1:22:<container port>"), or check a route with route = "<name>"`
+    }])
+    expect(problems({ ports: ["127.0.0.1:8080:80", "9090:90/udp"], health: { kind: "http", path: "/", port: 80 } })).toEqual([{
+      path: "components[0].health.port",
+      message: `port 80 is not one of component "api"'s published host ports (8080, 9090); check one of them, or a route with route = "<name>"`
+    }])
+    // The container port is not the host port: only host ports count.
+    expect(problems({ ports: ["8080:80"], health: { kind: "tcp", port: 8080 } })).toEqual([])
+    expect(problems({ ports: ["[::1]:8081:80"], health: { kind: "tcp", port: 8081 } })).toEqual([])
+    // With routes too: port = still has to be the component's own.
+    expect(problems({ routes: [{ name: "https", port: 8443, mode: "l7" }], health: { kind: "tcp", port: 6379 } }).map((p) => p.path)).toEqual(["components[0].health.port"])
+  })
+
   it("an http path starts with \"/\" and durations are a number and a unit", () => {
-    expect(problems({ health: { kind: "http", path: "healthz", port: 80, interval: "10", timeout: "1d" } })).toEqual([
+    expect(problems({ ports: ["80:80"], health: { kind: "http", path: "healthz", port: 80, interval: "10", timeout: "1d" } })).toEqual([
       { path: "components[0].health.path", message: `must start with "/", e.g. "/healthz"` },
       { path: "components[0].health.interval", message: `must be a duration such as "500ms", "10s" or "2m", got "10"` },
       { path: "components[0].health.timeout", message: `must be a duration such as "500ms", "10s" or "2m", got "1d"` }

@@ -64,7 +64,7 @@ describe("volume container paths", () => {
 describe("volume options", () => {
   it("accepts each option alone and sensible combinations", () => {
     const accepted = [
-      "ro", "rw", "z", "Z", "private", "rprivate", "shared", "rshared", "slave", "rslave",
+      "ro", "rw", "z", "Z", "private", "rprivate", "shared", "rshared", "slave", "rslave", "U",
       "ro,Z", "Z,ro", "rw,z", "ro,z,rslave", "rshared,rw,Z"
     ]
     for (const options of accepted) expect(volumeProblem(`${GOOD}:${options}`), options).toBeUndefined()
@@ -80,7 +80,7 @@ describe("volume options", () => {
     for (const option of Object.values(VOLUME_OPTIONS).flat()) expect(message).toContain(`"${option}"`)
     expect(message).toContain(`e.g. "/srv/app:/srv/app:ro,Z"`)
     // Case matters ("Z" is not "z", "RO" is not "ro"), and Podman-only or --mount spellings are refused.
-    for (const option of ["RO", "Rw", "U", "O", "nocopy", "noexec", "bind", "delegated", "ro Z", " ro"]) {
+    for (const option of ["RO", "Rw", "u", "O", "nocopy", "noexec", "bind", "delegated", "ro Z", " ro"]) {
       expect(volumeProblem(`${GOOD}:${option}`), option).toContain(`unknown option "${option.split(",")[0]}"`)
     }
     expect(volumeProblem(`${GOOD}:ro,bogus`)).toContain(`unknown option "bogus"`)

@@ -29,7 +29,19 @@ export class AuthMiddleware extends RpcMiddleware.Tag<AuthMiddleware>()("@mcp/rp
 export interface AccessPolicy {
   /** The agent rejects guests outright; the master lets them read. */
   readonly guestMayRead: boolean
+  /**
+   * Whether a user may call `operate` RPCs (deploy, stop, start, restart, undeploy, logs). The
+   * master lets users (that is their role); an agent does not: its changes come from the master,
+   * which calls with its admin system token after checking placement, hostnames and the policy
+   * fleet-wide, so a user going to an agent directly would bypass all of that. Left out: true,
+   * the role ranks alone (the master's behaviour); the agent passes false.
+   */
+  readonly usersMayOperate?: boolean
 }
+
+/** Why a user's (or guest's) `operate` call is refused where users may not operate (an agent). */
+export const operateOnAgentRule =
+  "on an agent, changes come from the master (which calls with its admin system token); deploy through the master (mcp without --direct), or use an admin token"
 
 const bearer = (headers: Headers.Headers): Redacted.Redacted<string> | undefined => {
   const value = headers["authorization"]
@@ -67,6 +79,9 @@ const authorizeNode = (principal: Principal, rpc: string, node: string | undefin
 /** `node` is the node the payload speaks for; only `node` RPCs read it. */
 export const authorize = (principal: Principal, access: AccessLevel, rpc: string, policy: AccessPolicy, node?: string) => {
   if (access === "node") return authorizeNode(principal, rpc, node)
+  if (access === "operate" && policy.usersMayOperate === false && rank[principal.role] < rank.admin) {
+    return Effect.fail(new Errors.Forbidden({ principal: principal.name, role: principal.role, rpc, needs: "admin", rule: operateOnAgentRule }))
+  }
   const needs = access === "read" && !policy.guestMayRead ? "user" : needed[access]
   return rank[principal.role] >= rank[needs]
     ? Effect.succeed(principal)

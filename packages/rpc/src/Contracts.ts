@@ -6,6 +6,7 @@ import { Rpc, RpcGroup, type RpcMiddleware } from "@effect/rpc"
 import { Deploy, Errors, Events, Names, Node, Operations, Policy, Routes, Status } from "@mcp/domain"
 import { Schema } from "effect"
 import { AuthMiddleware } from "./AuthMiddleware.js"
+import { Role } from "./Principal.js"
 import { Unaudited } from "./Audit.js"
 import { Access, type AccessLevel, NodeOf } from "./Protocol.js"
 
@@ -71,6 +72,18 @@ const deployPayload = payload({
   dryRun: Schema.optionalWith(Schema.Boolean, { default: () => false })
 })
 
+/**
+ * The agent's Deploy also says whose deploy the master forwards (`onBehalfOf`, the operator's
+ * role): the agent applies its policy with the lesser of that and its caller's role, so a rule
+ * only the node can check (the bind address, say) still holds for a user deploying via the master.
+ * Claiming a role only ever lowers the caller's own.
+ */
+const agentDeployPayload = payload({
+  definition: DefinitionPayload,
+  dryRun: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  onBehalfOf: Schema.optional(Role)
+})
+
 const LogsPayload = payload({
   service: Names.ServiceName,
   component: Schema.optional(Names.ComponentName),
@@ -97,7 +110,7 @@ export const NodeInfoReport = Schema.Struct({ info: Node.NodeInfo, resources: No
 
 /** Served by each agent; called by the master, or by the CLI with --direct. */
 export class AgentRpcs extends RpcGroup.make(
-  operate(Rpc.make("Deploy", { payload: deployPayload, success: Deploy.DeployEvent, error: DeployError, stream: true })),
+  operate(Rpc.make("Deploy", { payload: agentDeployPayload, success: Deploy.DeployEvent, error: DeployError, stream: true })),
   operate(Rpc.make("Stop", { payload: ServiceRef, success: Status.ServiceStatus, error: LifecycleError })),
   operate(Rpc.make("Start", { payload: ServiceRef, success: Status.ServiceStatus, error: LifecycleError })),
   operate(Rpc.make("Restart", { payload: ServiceRef, success: Status.ServiceStatus, error: LifecycleError })),

@@ -7,6 +7,11 @@ import { Context, Schema } from "effect"
 export const Role = Schema.Literal("admin", "user", "guest")
 export type Role = typeof Role.Type
 
+const RANK: Record<Role, number> = { guest: 0, user: 1, admin: 2 }
+
+/** The lesser of two roles: what a caller acting for someone else may do. */
+export const lesserRole = (a: Role, b: Role): Role => (RANK[a] <= RANK[b] ? a : b)
+
 /** `human` tokens belong to operators; `system` tokens to daemons (the master, agents). */
 export const TokenKind = Schema.Literal("human", "system")
 export type TokenKind = typeof TokenKind.Type

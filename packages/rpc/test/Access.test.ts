@@ -6,7 +6,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Errors } from "@mcp/domain"
 import { Context, Effect, Exit } from "effect"
-import { authorize } from "../src/AuthMiddleware.js"
+import { authorize, operateOnAgentRule } from "../src/AuthMiddleware.js"
 import { AgentRpcs, ControlRpcs, MasterRpcs } from "../src/Contracts.js"
 import { Principal, type Role } from "../src/Principal.js"
 import { Access, type AccessLevel } from "../src/Protocol.js"
@@ -34,7 +34,11 @@ const masterAccess: Record<string, Level> = {
   Tree: "read"
 }
 
-/** The agent's RPCs (guests are refused outright there, but the levels still say what changes things). */
+/**
+ * The agent's RPCs (guests are refused outright there, but the levels still say what changes
+ * things). On an agent `operate` needs an admin (usersMayOperate: false): changes, and logs,
+ * come through the master, which calls with its admin system token.
+ */
 const agentAccess: Record<string, Level> = {
   Deploy: "operate",
   Stop: "operate",
@@ -135,44 +139,61 @@ describe("authorize: each role × access level × policy", () => {
     user: new Principal({ name: "bob", kind: "human", role: "user" }),
     guest: new Principal({ name: "eve", kind: "human", role: "guest" })
   }
-  // [role, access, guestMayRead, the role the RPC needs when the caller is refused (undefined: allowed)]
-  const cases: ReadonlyArray<readonly [Role, Level, boolean, string | undefined]> = [
-    ["admin", "read", true, undefined],
-    ["admin", "operate", true, undefined],
-    ["admin", "admin", true, undefined],
-    ["admin", "read", false, undefined],
-    ["admin", "operate", false, undefined],
-    ["admin", "admin", false, undefined],
-    ["user", "read", true, undefined],
-    ["user", "operate", true, undefined],
-    ["user", "admin", true, "admin"],
-    ["user", "read", false, undefined],
-    ["user", "operate", false, undefined],
-    ["user", "admin", false, "admin"],
-    ["guest", "read", true, undefined],
-    ["guest", "operate", true, "user"],
-    ["guest", "admin", true, "admin"],
-    ["guest", "read", false, "user"],
-    ["guest", "operate", false, "user"],
-    ["guest", "admin", false, "admin"]
+  // The two daemons' policies: the master lets guests read and users operate; the agent neither.
+  const master = { guestMayRead: true, usersMayOperate: true }
+  const agent = { guestMayRead: false, usersMayOperate: false }
+  const policies = { master, agent } as const
+  // [role, access, policy, the role the RPC needs when the caller is refused (undefined: allowed), and whether a rule is named]
+  const cases: ReadonlyArray<readonly [Role, Level, keyof typeof policies, string | undefined, "rule"?]> = [
+    ["admin", "read", "master", undefined],
+    ["admin", "operate", "master", undefined],
+    ["admin", "admin", "master", undefined],
+    ["admin", "read", "agent", undefined],
+    ["admin", "operate", "agent", undefined],
+    ["admin", "admin", "agent", undefined],
+    ["user", "read", "master", undefined],
+    ["user", "operate", "master", undefined],
+    ["user", "admin", "master", "admin"],
+    ["user", "read", "agent", undefined],
+    // On an agent, changes come from the master: a user is refused naming that rule.
+    ["user", "operate", "agent", "admin", "rule"],
+    ["user", "admin", "agent", "admin"],
+    ["guest", "read", "master", undefined],
+    ["guest", "operate", "master", "user"],
+    ["guest", "admin", "master", "admin"],
+    ["guest", "read", "agent", "user"],
+    ["guest", "operate", "agent", "admin", "rule"],
+    ["guest", "admin", "agent", "admin"]
   ]
-  for (const [role, access, guestMayRead, needs] of cases) {
-    it.effect(`${role} calling a ${access} RPC with guestMayRead ${guestMayRead}: ${needs === undefined ? "allowed" : `forbidden, needs ${needs}`}`, () =>
+  for (const [role, access, policyName, needs, rule] of cases) {
+    const policy = policies[policyName]
+    it.effect(`${role} calling a ${access} RPC on the ${policyName}: ${needs === undefined ? "allowed" : `forbidden, needs ${needs}`}`, () =>
       Effect.gen(function* () {
         const principal = principals[role]
-        const exit = yield* Effect.exit(authorize(principal, access, "SomeRpc", { guestMayRead }))
+        const exit = yield* Effect.exit(authorize(principal, access, "SomeRpc", policy))
         expect(exit).toEqual(
           needs === undefined
             ? Exit.succeed(principal)
-            : Exit.fail(new Errors.Forbidden({ principal: principal.name, role, rpc: "SomeRpc", needs }))
+            : Exit.fail(new Errors.Forbidden({ principal: principal.name, role, rpc: "SomeRpc", needs, ...(rule === undefined ? {} : { rule: operateOnAgentRule }) }))
         )
         if (Exit.isFailure(exit)) {
-          const error = yield* Effect.flip(authorize(principal, access, "SomeRpc", { guestMayRead }))
+          const error = yield* Effect.flip(authorize(principal, access, "SomeRpc", policy))
           expect(error).toBeInstanceOf(Errors.Forbidden)
           expect(error.message).toBe(
-            `${principal.name} (role ${role}) may not call SomeRpc: it needs the ${needs} role${needs === "admin" ? "" : " or above"}; ask an admin for such a token`
+            rule === undefined
+              ? `${principal.name} (role ${role}) may not call SomeRpc: it needs the ${needs} role${needs === "admin" ? "" : " or above"}; ask an admin for such a token`
+              : `${principal.name} (role ${role}) may not call SomeRpc: on an agent, changes come from the master (which calls with its admin system token); deploy through the master (mcp without --direct), or use an admin token`
           )
         }
       }))
   }
+
+  it.effect("guestMayRead and usersMayOperate each act alone; usersMayOperate left out is the master's (users operate)", () =>
+    Effect.gen(function* () {
+      const { guest, user } = principals
+      expect(yield* authorize(user, "operate", "Deploy", { guestMayRead: false })).toBe(user)
+      expect(yield* authorize(guest, "read", "Ps", { guestMayRead: true, usersMayOperate: false })).toBe(guest)
+      expect((yield* Effect.flip(authorize(guest, "read", "Ps", { guestMayRead: false, usersMayOperate: true }))).needs).toBe("user")
+      expect(yield* authorize(user, "operate", "Deploy", { guestMayRead: false, usersMayOperate: true })).toBe(user)
+    }))
 })

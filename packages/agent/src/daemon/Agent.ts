@@ -31,6 +31,8 @@ import * as MasterLink from "./MasterLink.js"
 import * as Monitor from "../monitor/Monitor.js"
 import * as NodeResources from "./NodeResources.js"
 import * as PortAllocator from "../lifecycle/PortAllocator.js"
+import * as BackendAddress from "../proxy/BackendAddress.js"
+import * as ManualRoutes from "../proxy/ManualRoutes.js"
 import * as ProxyRoutes from "../proxy/ProxyRoutes.js"
 import { layerAuditLog, layerSqlite, Registry } from "../registry/Registry.js"
 import { ServiceActors } from "../lifecycle/ServiceActors.js"
@@ -51,9 +53,12 @@ export const layerCore = <E, R>(config: AgentConfig, runtime: Layer.Layer<Contai
   })
   const ports = PortAllocator.layer({ min: config.ports.min, max: config.ports.max })
   // The deploy policy: the strict defaults until a master pushes its own at registration.
-  const adapters = Layer.mergeAll(runtime, layerProxy(config), layerDns(config), layerCerts(config), settings, FleetPolicy.layer())
+  // The public domains start as the operator's own [certs] allowed_domains (like RouteDomains),
+  // until a master pushes its [edge] allowed_domains; an edge publishes names under them only.
+  const domains = config.certs.kind === "local-ca" ? config.certs.allowed_domains ?? [] : []
+  const adapters = Layer.mergeAll(runtime, layerProxy(config), layerDns(config), layerCerts(config), settings, FleetPolicy.layer({ ...FleetPolicy.initial, allowedDomains: domains }))
   const lifecycle = Lifecycle.Default.pipe(Layer.provide(ports))
-  const edge = EdgeRoutes.layer({ role: config.role, listener: config.edge.listener })
+  const edge = EdgeRoutes.layer({ role: config.role, listener: config.edge.listener, backendNetworks: config.proxy.backend_networks ?? [] })
   return Layer.mergeAll(BootSequencer.Default, lifecycle, ServiceActors.Default, edge).pipe(
     Layer.provideMerge(Layer.mergeAll(lifecycle, ServiceActors.Default)),
     Layer.provideMerge(adapters),
@@ -180,9 +185,15 @@ export const layerServer = (config: AgentConfig) => {
     version: VERSION,
     dataDir: config.data_dir,
     engineSockets: engineSockets(config.runtime.socket, process.env)
-  })
+  }).pipe(Layer.provide(ManualRoutes.layerRules({
+    ports: { min: config.ports.min, max: config.ports.max },
+    rpcPort: Number(port),
+    backendNetworks: BackendAddress.networks(config.proxy.backend_networks ?? [])
+  })))
   // Mutating calls are recorded in the registry's event log (the audit trail, `mcp events`).
-  const auth = AuthMiddleware.layerServer({ guestMayRead: false }).pipe(Layer.provide(Daemon.layerAuthenticator(config.auth)), Layer.provide(layerAuditLog))
+  // Changes come from the master (its admin system token): a user's deploy, stop or logs
+  // straight to the agent would skip the master's placement, hostname and policy checks.
+  const auth = AuthMiddleware.layerServer({ guestMayRead: false, usersMayOperate: false }).pipe(Layer.provide(Daemon.layerAuthenticator(config.auth)), Layer.provide(layerAuditLog))
   return Transport.layerServer(
     {
       host,

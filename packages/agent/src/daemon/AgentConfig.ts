@@ -6,6 +6,7 @@ import { Hostname, Names, Node, ServiceDefinition } from "@mcp/domain"
 import { Daemon } from "@mcp/rpc"
 import { Duration, Schema } from "effect"
 import { Capability, DEFAULT_HARDENING, UsernsMode } from "../engine/ContainerRuntime.js"
+import * as BackendAddress from "../proxy/BackendAddress.js"
 
 const PortNumber = Schema.Int.pipe(Schema.between(1, 65535))
 
@@ -22,6 +23,16 @@ export const MONITOR_DEFAULTS = {
 
 /** The `[edge]` table's defaults: public routes on the standard HTTPS port. */
 export const EDGE_DEFAULTS = { listener: 443 } as const
+
+/**
+ * `[proxy] backend_networks`: the other hosts' networks manual routes and edge routes may
+ * forward to (CIDR). Default none: a route reaches this node's own ports only, and link-local
+ * addresses (cloud metadata) are refused whatever this says.
+ */
+const BackendNetworks = Schema.optionalWith(
+  Schema.Array(Schema.String.pipe(Schema.filter((cidr) => BackendAddress.cidrProblem(cidr) ?? true))),
+  { exact: true }
+)
 
 const optionalDuration = (fallback: Duration.Duration) => Schema.optionalWith(ServiceDefinition.Duration, { exact: true, default: () => fallback })
 
@@ -68,9 +79,10 @@ export const AgentConfig = Schema.Struct({
   /** The node's TLS proxy. Without one, routes are only recorded. */
   proxy: Schema.optionalWith(
     Schema.Union(
-      Schema.Struct({ kind: Schema.Literal("none") }),
+      Schema.Struct({ kind: Schema.Literal("none"), backend_networks: BackendNetworks }),
       Schema.Struct({
         kind: Schema.Literal("haproxy"),
+        backend_networks: BackendNetworks,
         /** Agent-owned: haproxy.cfg, maps, crt-lists, certificates. */
         dir: Schema.String,
         master_socket: Schema.String,
@@ -81,6 +93,7 @@ export const AgentConfig = Schema.Struct({
       }),
       Schema.Struct({
         kind: Schema.Literal("caddy"),
+        backend_networks: BackendNetworks,
         admin_url: Schema.String,
         bind: Schema.optionalWith(Schema.String, { exact: true }),
         backend_ca: Schema.optionalWith(Schema.String, { exact: true })

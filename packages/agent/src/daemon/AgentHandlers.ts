@@ -15,7 +15,9 @@ import { Monitor } from "../monitor/Monitor.js"
 import * as DeployGuard from "./DeployGuard.js"
 import { FleetPolicy } from "./FleetPolicy.js"
 import * as NodeResources from "./NodeResources.js"
+import * as ManualRoutes from "../proxy/ManualRoutes.js"
 import { ProxyRoutes } from "../proxy/ProxyRoutes.js"
+import * as HostnameOwners from "../registry/HostnameOwners.js"
 import { Registry } from "../registry/Registry.js"
 import { ServiceActors } from "../lifecycle/ServiceActors.js"
 
@@ -44,6 +46,14 @@ const peer = (name: string, operation: string) => (e: { readonly message: string
  */
 const callerRole = Effect.map(Effect.serviceOption(Principal.CurrentPrincipal), Option.match({ onNone: () => "guest" as const, onSome: (p) => p.role }))
 
+/** Why an edge node refuses to run a service's containers, and the fix. */
+const edgeRunsNoContainers = (node: string) =>
+  `node "${node}" is an edge node; edge nodes only proxy public routes and never run containers: deploy through the master, which places services on workers (or masters for tier "core"), or set role = "worker" in this node's mcp-agent.toml`
+
+/** A start or restart on an edge, refused before its actor runs: nothing was started, nothing to roll back. */
+const edgeStartRefused = (service: string, step: string) =>
+  new Errors.DeployFailed({ service, step, reason: `${edgeRunsNoContainers("this node")}; remove the service from it with mcp undeploy ${service} --direct (an admin token)`, retryable: false })
+
 type AgentHandlerSet = RpcGroup.HandlersFrom<RpcGroup.Rpcs<typeof AgentRpcs>>
 
 /** What the handlers need from the agent's layers. */
@@ -63,6 +73,9 @@ export const handlers = (identity: AgentIdentity) =>
       const boot = yield* BootSequencer
       const edge = yield* EdgeRoutes
       const fleet = yield* FleetPolicy
+      /** Refuses a start or restart on an edge before its actor runs: that would run containers. */
+      const notOnEdge = (service: string, step: string): Effect.Effect<void, Errors.DeployFailed> =>
+        identity.role === "edge" ? Effect.fail(edgeStartRefused(service, step)) : Effect.void
       const node: DeployGuard.NodeFacts = { bindAddress: settings.bindAddress, forbidden: [identity.dataDir, ...(identity.engineSockets ?? [])] }
       const registryDown = (e: { readonly message: string }) => peer("registry", "read")(e)
       // The monitor's findings become warnings; an agent assembled without one shows none.
@@ -83,6 +96,11 @@ export const handlers = (identity: AgentIdentity) =>
           const row = yield* registry.service(service)
           if (Option.isNone(row)) return [] // undeployed since the list was read
           const rows = yield* registry.components(service)
+          if (identity.role === "edge") {
+            return rows.map((r): RecoverAction => ({
+              service, component: r.name, action: "failed", detail: `not recreated: ${edgeRunsNoContainers(settings.node)}; remove it with mcp undeploy ${service} --direct (an admin token)`
+            }))
+          }
           if (!row.value.active) {
             return rows.map((r): RecoverAction => ({
               service, component: r.name, action: "kept", detail: `service is stopped: not recreated (mcp start ${service} recreates it)`
@@ -118,20 +136,28 @@ export const handlers = (identity: AgentIdentity) =>
         }).pipe(Failures.fatal("the agent registry"))
 
       return {
-        Deploy: ({ definition: raw, dryRun }) =>
+        Deploy: ({ definition: raw, dryRun, onBehalfOf }) =>
           Stream.unwrapScoped(
             Effect.gen(function* () {
-              const decoded = Validation.decodeDefinition(raw, { internalZone: settings.internalZone })
+              // Non-public hostnames must fall under the internal zone or a domain the master
+              // pushed (none until it has): the route CA signs nothing else.
+              const { allowedDomains, policy } = yield* fleet.get
+              const decoded = Validation.decodeDefinition(raw, { internalZone: settings.internalZone, allowedDomains })
               if (Either.isLeft(decoded)) {
                 const name = typeof raw === "object" && raw !== null && "name" in raw ? String(raw.name) : "(unnamed)"
                 return Stream.fail(new Errors.InvalidDefinition({ service: name, problems: decoded.left }))
               }
               const definition = decoded.right
-              // Before the actor, the saga or any container: what the policy refuses this caller
-              // on this node (as the master pushed it, or the strict defaults) never starts.
-              const { policy } = yield* fleet.get
-              const violations = DeployGuard.check(definition, policy, yield* callerRole, node)
+              // Before the actor, the saga or any container: an edge runs none, and what the policy
+              // refuses this caller on this node (as the master pushed it, or the strict defaults)
+              // never starts.
+              if (identity.role === "edge") return Stream.fail(new Errors.PlacementFailed({ service: definition.name, reason: edgeRunsNoContainers(settings.node) }))
+              const caller = yield* callerRole
+              const role = onBehalfOf === undefined ? caller : Principal.lesserRole(caller, onBehalfOf)
+              const violations = DeployGuard.check(definition, policy, role, node)
               if (violations.length > 0) return Stream.fail(new Errors.PolicyViolation({ service: definition.name, violations }))
+              const taken = yield* Failures.fatal("the agent registry")(HostnameOwners.taken(definition, settings.internalZone))
+              if (taken.length > 0) return Stream.fail(new Errors.InvalidDefinition({ service: definition.name, problems: taken }))
               const events = yield* Mailbox.make<Deploy.DeployEvent, Errors.DeployFailed | Errors.PeerFailed | Errors.InvalidDefinition | Errors.PolicyViolation | Errors.PlacementFailed | Errors.NodeUnreachable>()
               const job = lifecycle.deploy(definition, { dryRun }, (e) => Effect.asVoid(events.offer(e))).pipe(
                 Effect.flatMap(Option.match({
@@ -145,8 +171,10 @@ export const handlers = (identity: AgentIdentity) =>
             })
           ),
         Stop: ({ service }) => actors.submit(service, lifecycle.stop(service)),
-        Start: ({ service }) => actors.submit(service, lifecycle.start(service)),
-        Restart: ({ service }) => actors.submit(service, lifecycle.restart(service)),
+        // Stop and Undeploy stay open on an edge: they are how a service recorded there by an
+        // older agent is taken away. Starting one would run its containers.
+        Start: ({ service }) => Effect.zipRight(notOnEdge(service, "start"), actors.submit(service, lifecycle.start(service))),
+        Restart: ({ service }) => Effect.zipRight(notOnEdge(service, "restart"), actors.submit(service, lifecycle.restart(service))),
         Undeploy: ({ service }) => actors.submit(service, lifecycle.undeploy(service)),
         Ps: () => Effect.flatMap(Failures.fatal("the agent registry")(lifecycle.ps), Effect.forEach(withWarnings)),
         Status: ({ service }) => Effect.flatMap(Effect.catchTag(lifecycle.status(service), "SqlError", Effect.die), withWarnings),
@@ -171,7 +199,8 @@ export const handlers = (identity: AgentIdentity) =>
         SetupEdgeRoute: (request) => edge.setup(request),
         RemoveEdgeRoute: ({ hostname }) => edge.remove(hostname),
         ListEdgeRoutes: () => edge.list,
-        ProxyRoutesAdd: ({ route }) => Effect.mapError(proxy.put(route), peer(proxy.name, `add route ${route.hostname}`)),
+        // Checked first (certificate files and backend addresses are never the caller's choice).
+        ProxyRoutesAdd: ({ route }) => ManualRoutes.add(route, { proxy, settings, dataDir: identity.dataDir }),
         ProxyRoutesRemove: ({ listener, hostname }) => Effect.mapError(proxy.remove(listener, hostname), peer(proxy.name, `remove route ${hostname}`)),
         ProxyRoutesList: () => Effect.mapError(proxy.list, peer(proxy.name, "list routes")),
         Recover: ({ force }) =>

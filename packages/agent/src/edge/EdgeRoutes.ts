@@ -25,7 +25,9 @@ import type { Errors, Routes } from "@mcp/domain"
 import { KeyedActors, Saga } from "@mcp/rpc"
 import { Context, Effect, Layer } from "effect"
 import type { CertIssuer } from "../certs/CertIssuer.js"
+import type { FleetPolicy } from "../daemon/FleetPolicy.js"
 import type { NodeSettings } from "../NodeSettings.js"
+import { networks } from "../proxy/BackendAddress.js"
 import type { ProxyRoutes } from "../proxy/ProxyRoutes.js"
 import type { EdgeRouteRow, Registry } from "../registry/Registry.js"
 import { renewCertificate } from "./CertificateRenewal.js"
@@ -67,7 +69,7 @@ export interface EdgeRoutes {
 export const EdgeRoutes = Context.GenericTag<EdgeRoutes>("@mcp/agent/EdgeRoutes")
 
 /** What the operations run against, besides the options and the actors this service adds. */
-type Ports = Registry | ProxyRoutes | CertIssuer | NodeSettings
+type Ports = Registry | ProxyRoutes | CertIssuer | NodeSettings | FleetPolicy
 
 export const make = (options: EdgeRoutesOptions) =>
   Effect.gen(function* () {
@@ -77,7 +79,8 @@ export const make = (options: EdgeRoutesOptions) =>
       role: options.role,
       listener: options.listener,
       resolve: options.resolve ?? systemResolver,
-      retry: options.retry ?? Saga.compensationRetry
+      retry: options.retry ?? Saga.compensationRetry,
+      backendNetworks: networks(options.backendNetworks ?? [])
     })
     // A job runs in its actor's fiber, so it gets this service's context rather than its caller's.
     const all = Context.add(context, HostnameActors, {

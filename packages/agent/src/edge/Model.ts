@@ -6,7 +6,9 @@
 import type { Hostname, Node, Routes } from "@mcp/domain"
 import { Context, Effect, type Schedule } from "effect"
 import type { CertIssuer, IssuedCertificate } from "../certs/CertIssuer.js"
+import type { FleetPolicy } from "../daemon/FleetPolicy.js"
 import type { NodeSettings } from "../NodeSettings.js"
+import type { Networks } from "../proxy/BackendAddress.js"
 import type { ProxyRoute, ProxyRoutes } from "../proxy/ProxyRoutes.js"
 import type { EdgeRouteRow, EdgeTarget, Registry } from "../registry/Registry.js"
 
@@ -42,6 +44,8 @@ export interface EdgeRoutesOptions {
   readonly resolve?: Resolver
   /** How each compensation step is retried before it is left for later. Default: Saga.compensationRetry. */
   readonly retry?: Schedule.Schedule<unknown, unknown>
+  /** `[proxy] backend_networks`: where an IP-literal backend may be. Default none. */
+  readonly backendNetworks?: ReadonlyArray<string>
 }
 
 /** The options with their defaults filled in (EdgeRoutes.make does it once). */
@@ -50,11 +54,12 @@ export interface EdgeOptions {
   readonly listener: number
   readonly resolve: Resolver
   readonly retry: Schedule.Schedule<unknown, unknown>
+  readonly backendNetworks: Networks
 }
 export const EdgeOptions = Context.GenericTag<EdgeOptions>("@mcp/agent/edge/EdgeOptions")
 
 /** What the work on one hostname runs against. */
-export type Needs = Registry | ProxyRoutes | CertIssuer | NodeSettings | EdgeOptions
+export type Needs = Registry | ProxyRoutes | CertIssuer | NodeSettings | FleetPolicy | EdgeOptions
 
 /**
  * One actor per hostname, so two operations on one hostname never interleave. A job gets the

@@ -5,7 +5,7 @@
  */
 import { HttpClient } from "@effect/platform"
 import type { ServiceDefinition } from "@mcp/domain"
-import { Data, Duration, Effect, Schedule } from "effect"
+import { Cause, Data, Duration, Effect, Schedule } from "effect"
 import * as net from "node:net"
 import { ContainerRuntime } from "../engine/ContainerRuntime.js"
 
@@ -29,14 +29,28 @@ export interface CheckTarget {
 }
 
 /**
+ * The one failure an http or tcp probe reports, whatever the socket said. The reason travels to
+ * the deploy's caller, and "refused" against "host unreachable" against "timed out" would tell
+ * them what else is (or is not) on the node's ports; the detail goes to the agent's log only.
+ */
+export const noAnswer = (port: number | undefined, timeoutMs: number) => `no answer on port ${port ?? "(none)"} within ${timeoutMs} ms`
+
+/** Logs what the socket really said (for the operator), and fails with the generic reason. */
+const generic = (port: number, timeoutMs: number) => (detail: string) =>
+  Effect.zipRight(
+    Effect.logInfo("health probe failed").pipe(Effect.annotateLogs({ port, detail })),
+    Effect.fail(noAnswer(port, timeoutMs))
+  )
+
+/**
  * A redirect is itself the answer (the client follows none), and the body is never read: the
  * request's scope ends once the status is known, which closes the connection.
  */
-const httpGet = (url: string, timeoutMs: number): Effect.Effect<void, string, HttpClient.HttpClient> =>
+const httpGet = (url: string, port: number, timeoutMs: number): Effect.Effect<void, string, HttpClient.HttpClient> =>
   Effect.flatMap(HttpClient.HttpClient, (client) => HttpClient.withScope(client).get(url)).pipe(
-    Effect.mapError((e) => (e.cause instanceof Error ? e.cause.message : e.message)),
-    // Worded as the probe has always reported a timeout.
-    Effect.timeoutFail({ duration: Duration.millis(timeoutMs), onTimeout: () => "The operation was aborted due to timeout" }),
+    Effect.catchAll((e) => generic(port, timeoutMs)(e.cause instanceof Error ? e.cause.message : e.message)),
+    Effect.timeoutFailCause({ duration: Duration.millis(timeoutMs), onTimeout: () => Cause.fail(noAnswer(port, timeoutMs)) }),
+    // The status is the component's own answer, not the node's: it is reported as it came.
     Effect.flatMap((res) => (res.status >= 200 && res.status < 400 ? Effect.void : Effect.fail(`answered HTTP ${res.status}`))),
     Effect.scoped
   )
@@ -50,11 +64,11 @@ const tcpConnect = (host: string, port: number, timeoutMs: number) =>
     })
     socket.once("timeout", () => {
       socket.destroy()
-      resume(Effect.fail(`no connection within ${timeoutMs} ms`))
+      resume(Effect.fail(`timed out after ${timeoutMs} ms`))
     })
     socket.once("error", (e) => resume(Effect.fail(e.message)))
     return Effect.sync(() => socket.destroy())
-  })
+  }).pipe(Effect.catchAll(generic(port, timeoutMs)))
 
 /** One attempt of the check. */
 export const probe = (target: CheckTarget) =>
@@ -64,7 +78,8 @@ export const probe = (target: CheckTarget) =>
     const timeoutMs = Duration.toMillis(check.timeout)
     switch (check.kind) {
       case "http":
-        return yield* httpGet(`http://${target.host}:${target.hostPort}${check.path ?? "/"}`, timeoutMs)
+        if (target.hostPort === undefined) return yield* Effect.fail(noAnswer(undefined, timeoutMs))
+        return yield* httpGet(`http://${target.host}:${target.hostPort}${check.path ?? "/"}`, target.hostPort, timeoutMs)
       case "tcp":
         return yield* tcpConnect(target.host, target.hostPort ?? 0, timeoutMs)
       case "exec": {

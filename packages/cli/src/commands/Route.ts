@@ -4,6 +4,7 @@
  * agent's host:port.
  */
 import { Args, Command, Options } from "@effect/cli"
+import { FileSystem } from "@effect/platform"
 import { Routes } from "@mcp/domain"
 import { Effect, Option } from "effect"
 import * as Arguments from "../Arguments.js"
@@ -18,6 +19,12 @@ const listenerOf = (text: string) => {
   const port = Number(text.replace(/^.*:/, ""))
   return Number.isInteger(port) && port >= 1 && port <= 65535 ? Effect.succeed(port) : Effect.fail(new UsageError({ message: `listener "${text}" must be a port such as :443` }))
 }
+
+/** A local file's text; a file that cannot be read is a usage error naming the option. */
+const readLocal = (option: string) => (file: string) =>
+  Effect.flatMap(FileSystem.FileSystem, (fs) => fs.readFileString(file)).pipe(
+    Effect.mapError((e) => new UsageError({ message: `${option}: cannot read ${file} (${e.message}); give a readable PEM file on this machine` }))
+  )
 
 const list = Command.make("list", { node: nodeName, config: Common.config, direct: Common.direct, json: Common.json }, (o) =>
   Effect.gen(function* () {
@@ -36,22 +43,28 @@ const add = Command.make(
     backend: Args.text({ name: "backend" }),
     mode: Options.choice("mode", ["l4", "l7"]).pipe(Options.withDefault("l7" as const)),
     backendTls: Options.boolean("backend-tls"),
-    tlsCert: Options.text("tls-cert").pipe(Options.withDescription("L7: the certificate file (full chain) on the node"), Options.optional),
-    tlsKey: Options.text("tls-key").pipe(Options.withDescription("L7: the key file on the node"), Options.optional),
+    tlsCert: Options.text("tls-cert").pipe(Options.withDescription("L7: the certificate file (full chain) here, sent to the agent as PEM"), Options.optional),
+    tlsKey: Options.text("tls-key").pipe(Options.withDescription("L7: its unencrypted key file here, sent to the agent as PEM"), Options.optional),
     node: nodeName,
     config: Common.config,
     direct: Common.direct
   },
   (o) =>
     Effect.gen(function* () {
-      const route = yield* Arguments.decodeFields(Routes.ProxyRoute, { listener: "<listener>", hostname: "<hostname>", backend: "<backend>" })({
+      // The files are read here and sent as PEM: the agent reads no path a caller names outside
+      // its own certificate directory, and the files need not be on the node at all.
+      const tlsCertPem = yield* Effect.transposeMapOption(o.tlsCert, readLocal("--tls-cert"))
+      const tlsKeyPem = yield* Effect.transposeMapOption(o.tlsKey, readLocal("--tls-key"))
+      const route = yield* Arguments.decodeFields(Routes.ProxyRoute, {
+        listener: "<listener>", hostname: "<hostname>", backend: "<backend>", tlsCertPem: "--tls-cert", tlsKeyPem: "--tls-key"
+      })({
         listener: yield* listenerOf(o.listener),
         hostname: o.hostname,
         backend: o.backend,
         mode: o.mode,
         backendTls: o.backendTls,
-        ...Option.match(o.tlsCert, { onNone: () => ({}), onSome: (tlsCert) => ({ tlsCert }) }),
-        ...Option.match(o.tlsKey, { onNone: () => ({}), onSome: (tlsKey) => ({ tlsKey }) })
+        ...Option.match(tlsCertPem, { onNone: () => ({}), onSome: (pem) => ({ tlsCertPem: pem }) }),
+        ...Option.match(tlsKeyPem, { onNone: () => ({}), onSome: (pem) => ({ tlsKeyPem: pem }) })
       })
       const agent = yield* Common.agentFor(o.config, o.node, o.direct)
       yield* agent.call((a) => a.ProxyRoutesAdd({ route }))

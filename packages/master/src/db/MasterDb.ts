@@ -151,6 +151,11 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
       Result: DefinitionRow,
       execute: (service) => sql`SELECT definition FROM definitions WHERE service = ${service}`
     })
+    const definitions = SqlRows.findAll("definitions", {
+      Request: Schema.Void,
+      Result: Schema.Struct({ service: Schema.String, ...DefinitionRow.fields }),
+      execute: () => sql`SELECT service, definition FROM definitions ORDER BY service`
+    })
     const storeDefinition = SqlRows.write("definitions", {
       Request: Schema.Struct({ service: Schema.String, ...DefinitionRow.fields, storedAt: SqlRows.column("stored_at", Schema.String) }),
       execute: (d) =>
@@ -195,6 +200,8 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
 
       storeDefinition: (service: string, definition: unknown) => storeDefinition({ service, definition, storedAt: now() }),
       definition: (service: string) => Effect.map(definition(service), Option.map((d) => d.definition)),
+      /** Every stored definition, as written, with its service (which hostnames each claims). */
+      definitions: definitions(undefined),
       withTransaction: sql.withTransaction,
 
       edgeRoutes: edgeRoutes(undefined),

@@ -5,9 +5,11 @@
  */
 import type { Deploy, Names, Node, Routes } from "@mcp/domain"
 import { Errors } from "@mcp/domain"
-import { Daemon } from "@mcp/rpc"
+import { Daemon, type Principal } from "@mcp/rpc"
 import { Context, Effect, Layer, Stream } from "effect"
 import { AgentClients } from "./AgentClients.js"
+
+type Role = Principal.Role
 
 /** Failures of the master's own call to an agent, reported as that agent failing. */
 type AgentCallError = Errors.Unauthorized | Errors.Forbidden | Errors.VersionSkew | Errors.UnknownFields | Errors.TooBusy | { readonly _tag: "RpcClientError"; readonly message: string }
@@ -30,7 +32,8 @@ export interface EdgeRouteRequest {
 export type DeployCallError = Errors.InvalidDefinition | Errors.PolicyViolation | Errors.DeployFailed | Errors.PeerFailed | Errors.PlacementFailed | Errors.NodeUnreachable
 
 export interface FleetCalls {
-  readonly deploy: (worker: Node.NodeInfo, definition: unknown, dryRun: boolean) => Stream.Stream<Deploy.DeployEvent, DeployCallError>
+  /** `onBehalfOf`: the role of the operator whose deploy this is, for the agent's policy check. */
+  readonly deploy: (worker: Node.NodeInfo, definition: unknown, dryRun: boolean, onBehalfOf?: Role) => Stream.Stream<Deploy.DeployEvent, DeployCallError>
   readonly undeploy: (worker: Node.NodeInfo, service: string) => Effect.Effect<void, Errors.ServiceNotFound | Errors.DeployFailed | Errors.PeerFailed | Errors.NodeUnreachable>
   /** The IP the worker's proxy is reached at: what edge routes forward to. */
   readonly proxyAddress: (worker: Node.NodeInfo) => Effect.Effect<string, Errors.PeerFailed | Errors.NodeUnreachable>
@@ -44,11 +47,11 @@ export const FleetCalls = Context.GenericTag<FleetCalls>("@mcp/master/FleetCalls
 export const layerAgents = Layer.effect(
   FleetCalls,
   Effect.map(AgentClients, (agents): FleetCalls => ({
-    deploy: (worker, definition, dryRun) =>
+    deploy: (worker, definition, dryRun, onBehalfOf) =>
       Stream.unwrap(
         Effect.map(
           Effect.mapError(agents.call(worker.name, worker.addresses, (a) => Effect.as(a.Health(), a)), asPeerFailure(worker.name, "answer a health check")),
-          (a) => Stream.mapError(a.Deploy({ definition, dryRun }), asPeerFailure(worker.name, `deploy on ${worker.name}`))
+          (a) => Stream.mapError(a.Deploy({ definition, dryRun, ...(onBehalfOf === undefined ? {} : { onBehalfOf }) }), asPeerFailure(worker.name, `deploy on ${worker.name}`))
         )
       ),
     undeploy: (worker, service) =>

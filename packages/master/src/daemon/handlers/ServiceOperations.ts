@@ -10,6 +10,7 @@ import { MasterDb } from "../../db/MasterDb.js"
 import { AgentClients } from "../../fleet/AgentClients.js"
 import { asPeerFailure } from "../../fleet/FleetCalls.js"
 import * as CrossNodeSaga from "../../services/CrossNodeSaga.js"
+import * as HostnameOwners from "../../services/HostnameOwners.js"
 import { ServiceCoordinators } from "../../services/ServiceCoordinators.js"
 import { type AgentClient, makeLookups, type MasterSettings, nameOf, type SomeMasterHandlers, viaDb } from "./Common.js"
 
@@ -34,14 +35,16 @@ const serialized = <A, E>(
  */
 const callerRole = Effect.map(Effect.serviceOption(Principal.CurrentPrincipal), Option.match({ onNone: () => "guest" as const, onSome: (p) => p.role }))
 
-export const handlers = (settings: Pick<MasterSettings, "internalZone"> & Partial<Pick<MasterSettings, "policy">>) =>
+export const handlers = (settings: Pick<MasterSettings, "internalZone"> & Partial<Pick<MasterSettings, "policy" | "allowedDomains">>) =>
   Effect.gen(function* () {
     const db = yield* MasterDb
     const agents = yield* AgentClients
     const coordinators = yield* ServiceCoordinators
     const saga = yield* CrossNodeSaga.CrossNodeSaga
     const { fleet, placedOn } = yield* makeLookups
-    const decode = (raw: unknown) => Validation.decodeDefinition(raw, { internalZone: settings.internalZone })
+    // Non-public route hostnames must fall under the internal zone or an allowed domain: the
+    // route CA signs nothing else. Without [edge] allowed_domains, only the internal zone.
+    const decode = (raw: unknown) => Validation.decodeDefinition(raw, { internalZone: settings.internalZone, allowedDomains: settings.allowedDomains ?? [] })
     const policy = settings.policy ?? Policy.defaults
     /**
      * The policy for this caller, before anything is stored, placed or sent. The node's bind
@@ -53,6 +56,14 @@ export const handlers = (settings: Pick<MasterSettings, "internalZone"> & Partia
         return violations.length === 0 ? Effect.void : Effect.fail(new Errors.PolicyViolation({ service: def.name, violations }))
       })
 
+    /**
+     * No hostname another service owns (HostnameOwners), before anything is stored, placed or
+     * sent. The first definition refused is reported, all its hostnames at once.
+     */
+    const owned = (defs: ReadonlyArray<ServiceDefinition.ServiceDefinition>) =>
+      Effect.flatMap(Effect.provideService(HostnameOwners.taken(defs, settings.internalZone), MasterDb, db), (refused) =>
+        refused.length === 0 ? Effect.void : Effect.fail(new Errors.InvalidDefinition({ service: refused[0]!.service, problems: refused[0]!.problems })))
+
     const forward = <A, E extends { readonly _tag: string }>(service: string, operation: string, f: (agent: AgentClient) => Effect.Effect<A, E>) =>
       coordinators.submit(service, Effect.gen(function* () {
         const info = yield* placedOn(service)
@@ -60,8 +71,16 @@ export const handlers = (settings: Pick<MasterSettings, "internalZone"> & Partia
       }))
 
     /** Places the decoded definition, then runs the cross-node saga, streaming its steps. */
-    const deployJob = (def: ServiceDefinition.ServiceDefinition, raw: unknown, dryRun: boolean, emit: (e: Deploy.DeployEvent) => Effect.Effect<void>) =>
+    const deployJob = (
+      def: ServiceDefinition.ServiceDefinition,
+      raw: unknown,
+      dryRun: boolean,
+      onBehalfOf: Principal.Role,
+      emit: (e: Deploy.DeployEvent) => Effect.Effect<void>
+    ) =>
       Effect.gen(function* () {
+        // In the service's actor, so its own previous deploy has committed (and is not "another").
+        yield* owned([def])
         // A deployed service stays where it is unless its pin changes; new ones are placed.
         const current = yield* viaDb(db.placement(def.name))
         const nodes = yield* fleet
@@ -74,7 +93,7 @@ export const handlers = (settings: Pick<MasterSettings, "internalZone"> & Partia
         if (Either.isLeft(placed)) return yield* new Errors.PlacementFailed({ service: def.name, reason: placed.left })
         const target = nodes.find((n) => n.row.info.name === placed.right.node)!.row.info
         yield* emit(new Deploy.DeployStep({ node: target.name, step: "place", status: "done", detail: `${target.name}: ${placed.right.reason}` }))
-        yield* saga.deploy({ definition: def, raw, worker: target, placementReason: placed.right.reason, dryRun }, emit)
+        yield* saga.deploy({ definition: def, raw, worker: target, placementReason: placed.right.reason, dryRun, onBehalfOf }, emit)
       })
 
     /** Stores the definitions that changed, all or none: one that does not decode stores nothing. */
@@ -88,6 +107,7 @@ export const handlers = (settings: Pick<MasterSettings, "internalZone"> & Partia
         // Stored definitions are deployed later (by whoever runs the deploy); refuse here what
         // this caller could not deploy, so sync is no way around the policy.
         for (const d of decoded) if (Either.isRight(d.result)) yield* allowed(d.result.right)
+        yield* owned(decoded.flatMap((d) => (Either.isRight(d.result) ? [d.result.right] : [])))
         const stored: Array<string> = []
         const unchanged: Array<string> = []
         yield* viaDb(db.withTransaction(Effect.forEach(decoded, ({ raw }) =>
@@ -111,7 +131,9 @@ export const handlers = (settings: Pick<MasterSettings, "internalZone"> & Partia
         Either.match(decode(raw), {
           onLeft: (problems) => Stream.fail(new Errors.InvalidDefinition({ service: nameOf(raw), problems })),
           onRight: (def) =>
-            Stream.unwrap(Effect.as(allowed(def), serialized<Deploy.DeployEvent, CrossNodeSaga.DeployError>(coordinators, def.name, (emit) => deployJob(def, raw, dryRun, emit))))
+            // The role is read here, in the caller's fiber: the job runs in the service's actor.
+            Stream.unwrap(Effect.zipRight(allowed(def), Effect.map(callerRole, (role) =>
+              serialized<Deploy.DeployEvent, CrossNodeSaga.DeployError>(coordinators, def.name, (emit) => deployJob(def, raw, dryRun, role, emit)))))
         }),
       Undeploy: ({ service }) => coordinators.submit(service, Effect.flatMap(placedOn(service), (worker) => saga.undeploy(service, worker))),
       Stop: ({ service }) => forward(service, `stop ${service}`, (agent) => agent.Stop({ service })),

@@ -9,6 +9,7 @@ import { Effect, Either, Option, Stream } from "effect"
 import * as EdgeResolver from "../../edge/EdgeResolver.js"
 import { FleetCalls } from "../../fleet/FleetCalls.js"
 import { MasterDb } from "../../db/MasterDb.js"
+import { publishedBy } from "../HostnameOwners.js"
 import { commitDeploy, finishAfterCommit, rollForward } from "./Commit.js"
 import { type DeployError, type DeployRequest, EdgeSettings, edgeNodes, type Emit, journalFatal, viaDb, type WantedEdgeRoute } from "./Model.js"
 import { setUpEdgeRoute } from "./NodeChanges.js"
@@ -48,7 +49,7 @@ export const deploy = (request: DeployRequest, emit: Emit): Effect.Effect<void, 
         onNone: () => [],
         onSome: (row) => row.route.service === def.name ? [] : [{
           path: `${r.path}.hostname`,
-          message: `public hostname "${r.hostname}" is already published by service ${row.route.service}; undeploy ${row.route.service} first, or use another name`
+          message: publishedBy(r.hostname, row.route.service)
         }]
       })))
     const problems = [...disallowed, ...taken.flat()]
@@ -56,7 +57,7 @@ export const deploy = (request: DeployRequest, emit: Emit): Effect.Effect<void, 
     const chosen = yield* chooseEdges(def, emit)
 
     if (request.dryRun) {
-      return yield* Stream.runForEach(fleet.deploy(worker, request.raw, true), (e) =>
+      return yield* Stream.runForEach(fleet.deploy(worker, request.raw, true, request.onBehalfOf), (e) =>
         emit(e._tag === "DeployPlanned"
           ? new Deploy.DeployPlanned({ plan: { ...e.plan, node: worker.name, placementReason: request.placementReason, edgeRoutes: chosen.map((c) => ({ hostname: c.route.hostname, edgeNode: c.edge.name })) } })
           : e)
@@ -80,7 +81,7 @@ export const deploy = (request: DeployRequest, emit: Emit): Effect.Effect<void, 
       Effect.gen(function* () {
         // 1. The worker: its own saga either deploys the service or leaves it as it was, so a
         // failure here has nothing left to undo on the worker.
-        const onWorker = Stream.runFoldEffect(fleet.deploy(worker, request.raw, false), Option.none<Deploy.DeployDone>(), (done, e) =>
+        const onWorker = Stream.runFoldEffect(fleet.deploy(worker, request.raw, false, request.onBehalfOf), Option.none<Deploy.DeployDone>(), (done, e) =>
           e._tag === "DeployDone" ? Effect.succeed(Option.some(e)) : Effect.as(emit(e), done)
         ).pipe(Effect.tapError(() => viaDb(db.journal(sagaId, steps.worker.name, "compensated", null))))
         const done = yield* runStep(Saga.step(steps.worker, { service: def.name, worker, definition: request.raw }, onWorker, () => null))

@@ -5,7 +5,7 @@
  * database is a defect of the request, logged and counted (Failures.fatal).
  */
 import { type Deploy, Errors, Node, Routes, type ServiceDefinition } from "@mcp/domain"
-import { Failures } from "@mcp/rpc"
+import { Failures, type Principal } from "@mcp/rpc"
 import { Context, Data, Effect, Option, Schema } from "effect"
 import type { EdgeRouteRequest as EdgeRouteRequestType } from "../../fleet/FleetCalls.js"
 import { MasterDb } from "../../db/MasterDb.js"
@@ -28,6 +28,8 @@ export interface DeployRequest {
   readonly worker: Node.NodeInfo
   readonly placementReason: string
   readonly dryRun: boolean
+  /** The operator's role: the worker checks its own policy rules for it (its bind address...). */
+  readonly onBehalfOf?: Principal.Role
 }
 
 export type Emit = (event: Deploy.DeployEvent) => Effect.Effect<void>
