@@ -474,8 +474,8 @@ describe("red team: least privilege against a real fleet", () => {
     for (const rpc of ["NodesAdd", "NodesRemove", "AgentRecover"]) {
       expect.soft(lines.some((l) => l.startsWith(`${rpc}`) && l.includes(": refused (Forbidden")), `${rpc} by ursula, refused:\n${lines.join("\n")}`).toBe(true)
     }
-    // The policy refusals of her deploys: recorded with the error that stopped them.
-    expect.soft(lines.some((l) => /^Deploy service=evil.*: (refused|failed) \(PolicyViolation/.test(l)), `Deploy service=evil by ursula:\n${lines.join("\n")}`).toBe(true)
+    // The policy refusals of her deploys: recorded as refused, with the error that stopped them.
+    expect.soft(lines.some((l) => /^Deploy service=evil.*: refused \(PolicyViolation/.test(l)), `Deploy service=evil by ursula:\n${lines.join("\n")}`).toBe(true)
     // Her Register and Heartbeat for w1 on /control (Heartbeat is not audited: Register is).
     expect.soft(lines.some((l) => /^Register node=w1: refused \(Forbidden/.test(l)), `Register node=w1 by ursula:\n${lines.join("\n")}`).toBe(true)
     // No audited call of hers succeeded.

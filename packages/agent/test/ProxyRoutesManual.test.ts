@@ -101,6 +101,16 @@ describe("manual route certificates", () => {
       expect(files(f.certDir)).toEqual(before)
     }))
 
+  it.scoped("removing a PEM route removes the route and the files the agent wrote for it", () =>
+    Effect.gen(function* () {
+      const f = yield* fixture()
+      yield* add(f, route(pem(f)))
+      expect(files(f.certDir)).toHaveLength(2)
+      yield* ManualRoutes.remove(8443, "manual.example.com", { proxy: f.proxy, dataDir: f.dataDir })
+      expect(yield* f.proxy.list).toEqual([])
+      expect(files(f.certDir)).toEqual([])
+    }))
+
   it.scoped("a path outside the certificate directory is refused with one message, whatever is there", () =>
     Effect.gen(function* () {
       const f = yield* fixture()

@@ -121,10 +121,11 @@ const errorOf = (error: unknown): { readonly error: string; readonly message: st
 }
 
 /**
- * The middleware's own refusals, whichever step made them (a stream refused for the caller's
- * open streams fails inside `next`, after the role check): recorded as refused, not failed.
+ * Refusals, recorded as refused, not failed: the middleware's own, whichever step made them (a
+ * stream refused for the caller's open streams fails inside `next`, after the role check), and
+ * the deploy policy's, which a handler reports before it changes anything.
  */
-const REFUSALS: ReadonlySet<string> = new Set(["Unauthorized", "Forbidden", "UnknownFields", "VersionSkew", "TooBusy"])
+const REFUSALS: ReadonlySet<string> = new Set(["Unauthorized", "Forbidden", "UnknownFields", "VersionSkew", "TooBusy", "PolicyViolation"])
 
 /** A call's end as an Outcome; `refused` when it was the middleware that stopped it. */
 export const outcomeOf = (exit: Exit.Exit<unknown, unknown>, refused = false): Outcome => {

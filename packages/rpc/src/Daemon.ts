@@ -56,7 +56,13 @@ export const AuthSection = Schema.Struct({
   token_file: Schema.optionalWith(Schema.String, { exact: true }),
   identity_url: Schema.optionalWith(Schema.String, { exact: true }),
   /** Allow an http:// identity_url when its host is loopback (127.0.0.0/8, ::1, localhost); https otherwise. */
-  identity_allow_http_loopback: Schema.optionalWith(Schema.Boolean, { exact: true })
+  identity_allow_http_loopback: Schema.optionalWith(Schema.Boolean, { exact: true }),
+  /**
+   * The CA (PEM file) the identity service's certificate must chain to, and the only one trusted
+   * for it: tokens are sent there, so a public CA mis-issuing for its name must not receive them.
+   * Without it, the system's trust store.
+   */
+  identity_ca: Schema.optionalWith(Schema.String, { exact: true })
 }).pipe(
   Schema.filter((a) => (a.token_file === undefined) === (a.identity_url === undefined)
     ? { path: [], message: "set exactly one of token_file (a local token file) or identity_url (an identity service)" }
@@ -64,7 +70,12 @@ export const AuthSection = Schema.Struct({
   Schema.filter((a) => {
     const problem = a.identity_url === undefined ? undefined : identityUrlProblem(a.identity_url, a.identity_allow_http_loopback === true)
     return problem === undefined ? true : { path: ["identity_url"], message: problem }
-  })
+  }),
+  Schema.filter((a) =>
+    a.identity_ca !== undefined && (a.identity_url === undefined || !a.identity_url.startsWith("https:"))
+      ? { path: ["identity_ca"], message: "pins the CA of an https:// identity_url; set identity_url to the service's https:// endpoint, or remove identity_ca" }
+      : true
+  )
 )
 
 /** `host:port` (or `[v6]:port`) of a listen setting. */
@@ -73,11 +84,26 @@ export const splitHostPort = (address: string): [string, number] => {
   return [address.slice(0, i).replace(/^\[|\]$/g, ""), Number(address.slice(i + 1))]
 }
 
+/**
+ * The HTTP client for the identity service: with `identity_ca`, one whose TLS trusts that CA
+ * alone (read at start: a missing file is a config problem, reported before anything serves).
+ */
+export const identityClientLayer = (auth: Pick<typeof AuthSection.Type, "identity_ca">) => {
+  if (auth.identity_ca === undefined) return NodeHttpClient.layerUndici
+  let ca: string
+  try {
+    ca = readFileSync(auth.identity_ca, "utf8")
+  } catch (e) {
+    throw new Error(`[auth] identity_ca: cannot read ${auth.identity_ca}: ${(e as Error).message}; give the PEM file of the identity service's CA`)
+  }
+  return NodeHttpClient.layerWithoutAgent.pipe(Layer.provide(NodeHttpClient.makeAgentLayer({ ca })))
+}
+
 /** The authenticator the [auth] section names: a token file, or an identity service URL. */
 export const layerAuthenticator = (auth: typeof AuthSection.Type) =>
   auth.token_file !== undefined
     ? TokenFileAuthenticator.layer(auth.token_file)
-    : HttpAuthenticator.layer({ url: auth.identity_url! }).pipe(Layer.provide(NodeHttpClient.layerUndici))
+    : HttpAuthenticator.layer({ url: auth.identity_url! }).pipe(Layer.provide(identityClientLayer(auth)))
 
 /** Decodes a daemon config file's text; unknown keys are errors, like in service definitions. */
 export const decodeConfig = <A, I>(schema: Schema.Schema<A, I>, kind: string) =>

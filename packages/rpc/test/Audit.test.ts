@@ -7,7 +7,7 @@
 import { RpcTest } from "@effect/rpc"
 import { describe, expect, it } from "@effect/vitest"
 import { Deploy, Errors, type Names } from "@mcp/domain"
-import { Context, Effect, Layer, Metric, Redacted, Ref, Stream } from "effect"
+import { Context, Effect, Exit, Layer, Metric, Redacted, Ref, Stream } from "effect"
 import * as Audit from "../src/Audit.js"
 import * as Authenticator from "../src/Authenticator.js"
 import * as AuthMiddleware from "../src/AuthMiddleware.js"
@@ -156,6 +156,15 @@ describe("the audit trail", () => {
       expect((yield* rpc.Stop({ service: "web" as Names.ServiceName })).active).toBe(false)
       expect((yield* Metric.value(counter)).count).toBe(before + 1)
     }))
+})
+
+describe("outcomes", () => {
+  it("a deploy the policy refused is recorded as refused, a step that failed as failed", () => {
+    const violation = new Errors.PolicyViolation({ service: "web", violations: [{ path: "components[0].network", rule: "host_network", message: "only an admin may" }] })
+    expect(Audit.outcomeOf(Exit.fail(violation))).toMatchObject({ _tag: "Refused", error: "PolicyViolation" })
+    const failed = new Errors.DeployFailed({ service: "web", step: "start", reason: "exit 1", retryable: false })
+    expect(Audit.outcomeOf(Exit.fail(failed))).toMatchObject({ _tag: "Failed", error: "DeployFailed" })
+  })
 })
 
 describe("which RPCs are audited", () => {

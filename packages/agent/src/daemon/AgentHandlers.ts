@@ -201,7 +201,7 @@ export const handlers = (identity: AgentIdentity) =>
         ListEdgeRoutes: () => edge.list,
         // Checked first (certificate files and backend addresses are never the caller's choice).
         ProxyRoutesAdd: ({ route }) => ManualRoutes.add(route, { proxy, settings, dataDir: identity.dataDir }),
-        ProxyRoutesRemove: ({ listener, hostname }) => Effect.mapError(proxy.remove(listener, hostname), peer(proxy.name, `remove route ${hostname}`)),
+        ProxyRoutesRemove: ({ listener, hostname }) => ManualRoutes.remove(listener, hostname, { proxy, dataDir: identity.dataDir }),
         ProxyRoutesList: () => Effect.mapError(proxy.list, peer(proxy.name, "list routes")),
         Recover: ({ force }) =>
           Effect.gen(function* () {

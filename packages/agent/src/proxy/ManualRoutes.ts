@@ -18,6 +18,7 @@
  * changes no route.
  */
 import { Errors, type Routes } from "@mcp/domain"
+import { Failures } from "@mcp/rpc"
 import { Context, Effect, Layer, Option, Redacted } from "effect"
 import { createPrivateKey, randomBytes, X509Certificate } from "node:crypto"
 import * as fs from "node:fs/promises"
@@ -178,7 +179,16 @@ const prepare = (route: Routes.ProxyRoute, settings: NodeSettings, rules: Manual
 
 const peer = (operation: string, reason: string) => new Errors.PeerFailed({ peer: "agent certificate directory", operation, reason, retryable: true })
 
-const removeQuietly = (paths: ReadonlyArray<string>) => Effect.promise(() => Promise.allSettled(paths.map((p) => fs.rm(p, { force: true }))))
+/** Removes certificate files the agent wrote; one that cannot go is logged and counted, not hidden. */
+const removeQuietly = (paths: ReadonlyArray<string>) =>
+  Effect.forEach(paths, (p) =>
+    Effect.tryPromise(() => fs.rm(p, { force: true })).pipe(Failures.bestEffort(`remove the unused certificate file ${p}`)), { discard: true })
+
+/** The files a manual route was given as PEM (the agent named them `manual-*` in its directory). */
+const writtenFiles = (route: Routes.ProxyRoute | undefined, certDir: string): ReadonlyArray<string> =>
+  route === undefined || route.service !== undefined
+    ? []
+    : [route.tlsCert, route.tlsKey].filter((p): p is string => p !== undefined && p.startsWith(join(certDir, "manual-")))
 
 /**
  * Checks the route, writes a sent certificate, puts the route; a put that fails removes what it
@@ -210,8 +220,21 @@ export const add = (
     )
     // Files an earlier manual route on this (listener, hostname) was given as PEM, now unused.
     const replaced = previous.find((r) => r.listener === route.listener && r.hostname === route.hostname && r.service === undefined)
-    const stale = [replaced?.tlsCert, replaced?.tlsKey].filter(
-      (p): p is string => p !== undefined && p !== prepared.route.tlsCert && p !== prepared.route.tlsKey && p.startsWith(join(certDir, "manual-"))
-    )
+    const stale = writtenFiles(replaced, certDir).filter((p) => p !== prepared.route.tlsCert && p !== prepared.route.tlsKey)
     if (stale.length > 0) yield* removeQuietly(stale)
+  })
+
+/** Removes a manual route, then the certificate files the agent wrote for it. */
+export const remove = (
+  listener: number,
+  hostname: string,
+  env: { readonly proxy: ProxyRoutes; readonly dataDir: string }
+): Effect.Effect<void, Errors.PeerFailed> =>
+  Effect.gen(function* () {
+    const operation = `remove route ${hostname}`
+    const asPeer = (e: { readonly message: string }) => new Errors.PeerFailed({ peer: env.proxy.name, operation, reason: e.message, retryable: true })
+    const existing = (yield* Effect.mapError(env.proxy.list, asPeer)).find((r) => r.listener === listener && r.hostname === hostname)
+    yield* Effect.mapError(env.proxy.remove(listener, hostname), asPeer)
+    const files = writtenFiles(existing, certDirOf(env.dataDir))
+    if (files.length > 0) yield* removeQuietly(files)
   })

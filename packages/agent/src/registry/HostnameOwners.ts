@@ -4,27 +4,11 @@
  * service here owns: its routes would replace the other's on the shared listener (or fail at the
  * commit, after the containers started) and its DNS name would point the other's clients at it.
  */
-import { Hostname, type ServiceDefinition, Validation } from "@mcp/domain"
+import { HostnameClaims, type ServiceDefinition, Validation } from "@mcp/domain"
 import { Effect } from "effect"
 import { Registry } from "./Registry.js"
 
-export interface Claim {
-  readonly hostname: string
-  /** Where the route is in the definition: `components[0].routes[1].hostname`. */
-  readonly path: string
-}
-
-/**
- * The hostnames a definition's routes claim: each route's `hostname`, or `<service>.<zone>` for
- * one that names none (another service may have named that one explicitly).
- */
-export const claims = (def: ServiceDefinition.ServiceDefinition, internalZone: string): ReadonlyArray<Claim> =>
-  def.components.flatMap((c, ci) =>
-    (c.routes ?? []).map((r, ri) => ({
-      hostname: r.hostname ?? Hostname.defaultHostname(def.name, internalZone),
-      path: Validation.formatPath(["components", ci, "routes", ri, "hostname"])
-    }))
-  )
+const { claims } = HostnameClaims
 
 /**
  * One problem per route hostname another service on this node already routes or has a DNS name

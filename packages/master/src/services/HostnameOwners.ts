@@ -6,28 +6,12 @@
  * service: one deployed (placed) whose stored definition routes it, one earlier in the same sync,
  * or one publishing it on an edge (the master's edge routes table).
  */
-import { Hostname, type ServiceDefinition, Validation } from "@mcp/domain"
+import { HostnameClaims, type ServiceDefinition, Validation } from "@mcp/domain"
 import { Effect, Either } from "effect"
 import { MasterDb } from "../db/MasterDb.js"
 import { viaDb } from "./crossnode/Model.js"
 
-export interface Claim {
-  readonly hostname: string
-  /** Where the route is in the definition: `components[0].routes[1].hostname`. */
-  readonly path: string
-}
-
-/**
- * The hostnames a definition's routes claim: each route's `hostname`, or `<service>.<zone>` for
- * one that names none (which another service could have named explicitly before it).
- */
-export const claims = (def: ServiceDefinition.ServiceDefinition, internalZone: string): ReadonlyArray<Claim> =>
-  def.components.flatMap((c, ci) =>
-    (c.routes ?? []).map((r, ri) => ({
-      hostname: r.hostname ?? Hostname.defaultHostname(def.name, internalZone),
-      path: Validation.formatPath(["components", ci, "routes", ri, "hostname"])
-    }))
-  )
+const { claims } = HostnameClaims
 
 /** A public hostname another service publishes on an edge (the deploy saga says the same). */
 export const publishedBy = (hostname: string, owner: string) =>
