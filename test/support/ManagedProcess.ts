@@ -11,6 +11,7 @@ import { accessSync, constants, mkdtempSync, rmSync, statSync } from "node:fs"
 import * as net from "node:net"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
+import { recordChild } from "./Reaper.js"
 
 // ---------------------------------------------------------------------------------------------
 // Preconditions: binaries, ports, directories
@@ -84,25 +85,56 @@ export const removeDir = (dir: string): void => rmSync(dir, { recursive: true, f
 // ---------------------------------------------------------------------------------------------
 // Orphan protection
 
-const live = new Set<ChildProcess>()
+/** Running children: their directory, and how to drop their record in the run's reap directory. */
+const live = new Map<ChildProcess, { readonly dir: string | undefined; readonly forget: () => void }>()
 let exitHookInstalled = false
 
+/** SIGKILLs every child still running, by pid, and removes its directory; synchronous. */
+const killLive = (): void => {
+  for (const [child, { dir, forget }] of live) {
+    try {
+      if (child.pid !== undefined) process.kill(child.pid, "SIGKILL")
+    } catch {
+      // already gone
+    }
+    try {
+      if (dir !== undefined) removeDir(dir)
+      forget()
+    } catch {
+      // the run's teardown (TempRoot.ts) tries again
+    }
+  }
+  live.clear()
+}
+
 /**
- * On a normal exit of the test process (process.exit included) SIGKILL every child still
- * running; "exit" handlers must be synchronous, so there is no grace period here.
+ * On any exit of the test process (process.exit, an uncaught error, a failed test file's worker
+ * ending) SIGKILL every child still running and remove its directory: "exit" handlers must be
+ * synchronous, so there is no grace period. SIGINT, SIGTERM and SIGHUP (Ctrl-C; tinypool stops a
+ * vitest worker with SIGTERM) end a process without "exit" handlers: do the same, then die of the
+ * signal as before (vitest workers turn process.exit into an error, so re-raise it instead).
  */
 const installExitHook = (): void => {
   if (exitHookInstalled) return
   exitHookInstalled = true
-  process.on("exit", () => {
-    for (const child of live) {
-      try {
-        if (child.pid !== undefined) process.kill(child.pid, "SIGKILL")
-      } catch {
-        // already gone
-      }
+  // First: a later "exit" listener that calls process.exit() again would skip the rest.
+  process.prependListener("exit", killLive)
+  const dieOf = (sig: NodeJS.Signals) => {
+    const handler = () => {
+      killLive()
+      process.off(sig, handler)
+      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig)
     }
-  })
+    return handler
+  }
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.prependListener(sig, dieOf(sig))
+  // A vitest worker whose vitest has gone (killed) is left waiting for work: stop with it.
+  if (process.connected) {
+    process.once("disconnect", () => {
+      killLive()
+      process.kill(process.pid, "SIGTERM")
+    })
+  }
 }
 
 /**
@@ -246,9 +278,10 @@ export const startManagedProcess = async (options: ManagedProcessOptions): Promi
   child.on("error", (e) => console.warn(`managed process ${options.name} (pid ${pid}): ${e.message}`))
 
   installExitHook()
-  live.add(child)
+  live.set(child, { dir: options.dir, forget: recordChild({ pid, name: options.name, dir: options.dir }) })
   const guard = watchdog(pid)
   void exited.then(() => {
+    live.get(child)?.forget()
     live.delete(child)
     // By pid, and only the guard we started; it may well have ended already.
     if (guard.exitCode === null && guard.signalCode === null) guard.kill("SIGKILL")

@@ -75,7 +75,8 @@ const ensureImage = (): void => {
     existsSync(containersConfPath()) &&
     spawnSync("podman", ["image", "exists", BUSYBOX_IMAGE], { env: podmanEnv() }).status === 0
   if (exists()) return
-  const setup = spawnSync("bash", [path.join(repoRoot, "scripts", "setup-podman.sh")], {
+  // --image-only: the conf and an import of the machine's busybox, never an apt-get from a test.
+  const setup = spawnSync("bash", [path.join(repoRoot, "scripts", "setup-podman.sh"), "--image-only"], {
     encoding: "utf8",
     env: { ...process.env, MCP_CONTAINERS_CONF: containersConfPath() }
   })

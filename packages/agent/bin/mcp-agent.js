@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources directly through tsx, so the repo needs no build step.
-import { register } from "tsx/esm/api"
+// Runs the bundle dist/mcp-agent.mjs (npm run build) when there is one, else the TypeScript sources
+// through tsx; MCP_FROM_SOURCE=1 forces the sources (scripts/launch.mjs).
+import { launch } from "../../../scripts/launch.mjs"
 
-register()
-await import("../src/main.ts")
+await launch("mcp-agent", new URL("../src/main.ts", import.meta.url))

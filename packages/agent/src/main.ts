@@ -1,6 +1,30 @@
-/** `mcp-agent --config <file>`: runs one node's agent until SIGINT/SIGTERM. */
-import { Daemon } from "@mcp/rpc"
-import * as Agent from "./daemon/Agent.js"
-import * as AgentConfig from "./daemon/AgentConfig.js"
+/**
+ * `mcp-agent --config <file>`: runs one node's agent until SIGINT/SIGTERM. `--version` answers from
+ * what the build baked in (or the bin computed for the sources) before anything else is loaded.
+ */
+declare const __MCP_VERSION__: string | undefined
+declare const __MCP_COMMIT__: string
+declare const __MCP_PROTOCOL__: number
 
-Daemon.main({ name: "mcp-agent", version: Agent.VERSION, path: "/agent", decode: AgentConfig.decode, layer: Agent.layer })
+interface BuildInfo {
+  readonly version: string
+  readonly commit: string
+  readonly protocol: number
+}
+
+const buildInfo = (): BuildInfo =>
+  typeof __MCP_VERSION__ === "string"
+    ? { version: __MCP_VERSION__, commit: __MCP_COMMIT__, protocol: __MCP_PROTOCOL__ }
+    : (globalThis as { __mcpBuildInfo?: () => BuildInfo }).__mcpBuildInfo?.() ?? { version: "unknown", commit: "unknown", protocol: 0 }
+
+const versionLine = () => {
+  const info = buildInfo()
+  return `${info.version} (commit ${info.commit}, protocol ${info.protocol})`
+}
+
+if (process.argv.slice(2).includes("--version")) {
+  console.log(`mcp-agent ${versionLine()}`)
+} else {
+  const [{ main }, Agent, AgentConfig] = await Promise.all([import("@mcp/rpc/Daemon"), import("./daemon/Agent.js"), import("./daemon/AgentConfig.js")])
+  main({ name: "mcp-agent", version: versionLine(), path: "/agent", decode: AgentConfig.decode, layer: Agent.layer })
+}

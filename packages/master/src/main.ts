@@ -1,6 +1,30 @@
-/** `mcp-master --config <file>`: runs the master until SIGINT/SIGTERM. */
-import { Daemon } from "@mcp/rpc"
-import * as Master from "./daemon/Master.js"
-import * as MasterConfig from "./daemon/MasterConfig.js"
+/**
+ * `mcp-master --config <file>`: runs the master until SIGINT/SIGTERM. `--version` answers from
+ * what the build baked in (or the bin computed for the sources) before anything else is loaded.
+ */
+declare const __MCP_VERSION__: string | undefined
+declare const __MCP_COMMIT__: string
+declare const __MCP_PROTOCOL__: number
 
-Daemon.main({ name: "mcp-master", version: Master.VERSION, path: "/master", decode: MasterConfig.decode, layer: Master.layer })
+interface BuildInfo {
+  readonly version: string
+  readonly commit: string
+  readonly protocol: number
+}
+
+const buildInfo = (): BuildInfo =>
+  typeof __MCP_VERSION__ === "string"
+    ? { version: __MCP_VERSION__, commit: __MCP_COMMIT__, protocol: __MCP_PROTOCOL__ }
+    : (globalThis as { __mcpBuildInfo?: () => BuildInfo }).__mcpBuildInfo?.() ?? { version: "unknown", commit: "unknown", protocol: 0 }
+
+const versionLine = () => {
+  const info = buildInfo()
+  return `${info.version} (commit ${info.commit}, protocol ${info.protocol})`
+}
+
+if (process.argv.slice(2).includes("--version")) {
+  console.log(`mcp-master ${versionLine()}`)
+} else {
+  const [{ main }, Master, MasterConfig] = await Promise.all([import("@mcp/rpc/Daemon"), import("./daemon/Master.js"), import("./daemon/MasterConfig.js")])
+  main({ name: "mcp-master", version: versionLine(), path: "/master", decode: MasterConfig.decode, layer: Master.layer })
+}

@@ -1,0 +1,70 @@
+/**
+ * The `mcp` command tree, run on a command line. Only the modules of the command named on it
+ * are loaded (each command module brings its own dependencies: the RPC client, the PKI, ...);
+ * a command line that names none (`mcp`, `mcp --help`, an unknown command) loads them all, so
+ * help lists every command and a wrong one is reported against the whole tree.
+ */
+import { Command, Options } from "@effect/cli"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import { Effect, type Scope } from "effect"
+import { print } from "../Output.js"
+import { type CliFailure, report } from "../Report.js"
+import { buildInfo, formatVersion } from "./Version.js"
+
+/** A command the root can run: what it needs is provided below, and every failure is one `report` knows. */
+// `any`: each command has its own name and parsed config.
+type AnyCommand = Command.Command<any, NodeContext.NodeContext | Scope.Scope, CliFailure, any>
+
+const version = Command.make("version", { json: Options.boolean("json").pipe(Options.withDescription("print JSON for scripts")) }, (o) =>
+  print(formatVersion(buildInfo(), o.json))
+).pipe(Command.withDescription("print the version, git commit and protocol version"))
+
+/** Every command, in the order help lists them, with the module that defines it. */
+const commands: ReadonlyArray<readonly [string, () => Promise<AnyCommand>]> = [
+  ["deploy", async () => (await import("./Service.js")).deploy],
+  ["stop", async () => (await import("./Service.js")).stop],
+  ["start", async () => (await import("./Service.js")).start],
+  ["restart", async () => (await import("./Service.js")).restart],
+  ["undeploy", async () => (await import("./Service.js")).undeploy],
+  ["ps", async () => (await import("./Service.js")).ps],
+  ["status", async () => (await import("./Service.js")).status],
+  ["logs", async () => (await import("./Service.js")).logs],
+  ["events", async () => (await import("./Service.js")).events],
+  ["sync", async () => (await import("./Fleet.js")).sync],
+  ["node", async () => (await import("./Fleet.js")).node],
+  ["tree", async () => (await import("./Fleet.js")).tree],
+  ["agent", async () => (await import("./Fleet.js")).agent],
+  ["route", async () => (await import("./Route.js")).route],
+  ["edge", async () => (await import("./Edge.js")).edge],
+  ["dns", async () => (await import("./Edge.js")).dns],
+  ["boot", async () => (await import("./Boot.js")).boot],
+  ["validate", async () => (await import("./Validate.js")).validate],
+  ["ca", async () => (await import("./Ca.js")).ca],
+  ["token", async () => (await import("./Token.js")).token],
+  ["version", async () => version]
+]
+
+/** The commands a command line needs: the one it names first, or all of them. */
+export const load = async (args: ReadonlyArray<string>): Promise<Array<AnyCommand>> => {
+  const named = args[0] === undefined ? undefined : commands.find(([name]) => name === args[0])
+  return Promise.all((named === undefined ? commands : [named]).map(([, make]) => make()))
+}
+
+/** Parses `argv` (process.argv: node, script, arguments) and runs the command, as the `mcp` process. */
+export const run = async (argv: ReadonlyArray<string>) => {
+  const subcommands = await load(argv.slice(2))
+  const mcp = Command.make("mcp").pipe(
+    Command.withDescription("MCP: deploy and run containers on a small fleet of nodes"),
+    Command.withSubcommands(subcommands as [AnyCommand, ...Array<AnyCommand>])
+  )
+  const cli = Command.run(mcp, { name: "mcp", version: buildInfo().version })
+  cli(argv).pipe(
+    // Commands fail with typed errors and report nothing themselves: one reporter for all of them.
+    report,
+    // Connections a command opened close when it ends.
+    Effect.scoped,
+    Effect.provide(NodeContext.layer),
+    NodeRuntime.runMain({ disableErrorReporting: false })
+  )
+}

@@ -1,0 +1,28 @@
+/**
+ * What `mcp version` and `--version` print: the version (package.json), the git commit
+ * ("unknown" outside a checkout; "-dirty" with uncommitted changes to tracked files) and the
+ * protocol version (PROTOCOL_VERSION in packages/rpc/src/Protocol.ts). scripts/build.mjs bakes
+ * these into the bundles; the bins compute them when they run the sources.
+ */
+import { execFileSync } from "node:child_process"
+import { readFileSync } from "node:fs"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+
+export const repo = fileURLToPath(new URL("..", import.meta.url))
+
+const git = (args) => execFileSync("git", args, { cwd: repo, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], timeout: 5000 }).trim()
+
+export const buildInfo = () => {
+  const version = JSON.parse(readFileSync(join(repo, "package.json"), "utf8")).version
+  let commit = "unknown"
+  try {
+    commit = git(["rev-parse", "--short=12", "HEAD"])
+    if (git(["status", "--porcelain", "--untracked-files=no"]) !== "") commit += "-dirty"
+  } catch {
+    // not a git checkout (a tarball), or no git: "unknown"
+  }
+  const match = /export const PROTOCOL_VERSION\s*=\s*(\d+)/.exec(readFileSync(join(repo, "packages/rpc/src/Protocol.ts"), "utf8"))
+  if (match === null) throw new Error("cannot find PROTOCOL_VERSION in packages/rpc/src/Protocol.ts")
+  return { version, commit, protocol: Number(match[1]) }
+}

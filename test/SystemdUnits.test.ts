@@ -1,0 +1,375 @@
+// The systemd units in packaging/systemd: each hardening directive is in the file (parsed, not
+// grepped), systemd itself accepts them (systemd-analyze verify on a Debian node with systemd as
+// PID 1), and the daemons really run under them: docs/INSTALL.md's steps on that node, a master
+// and an agent started by systemctl, the agent registered (`mcp node list`).
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { spawnSync } from "node:child_process"
+import { readFileSync } from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { requireBinary } from "./support/ManagedProcess.js"
+import { containersConfPath, type PodmanService, startPodmanService } from "./support/Podman.js"
+
+const repo = fileURLToPath(new URL("..", import.meta.url))
+const unitPath = (name: string) => path.join(repo, "packaging", "systemd", `${name}.service`)
+
+/** A unit file as systemd reads it: sections of keys, each key with every value it was given, in order. */
+type Unit = Map<string, Map<string, Array<string>>>
+
+const parseUnit = (text: string): Unit => {
+  const unit: Unit = new Map()
+  let section: Map<string, Array<string>> | undefined
+  // Backslash-newline continues a line, as in systemd.syntax(7).
+  for (const raw of text.replace(/\\\n/g, " ").split("\n")) {
+    const line = raw.trim()
+    if (line === "" || line.startsWith("#") || line.startsWith(";")) continue
+    const header = /^\[([A-Za-z]+)\]$/.exec(line)
+    if (header !== null) {
+      if (unit.has(header[1]!)) throw new Error(`section [${header[1]}] appears twice`)
+      section = new Map()
+      unit.set(header[1]!, section)
+      continue
+    }
+    const eq = line.indexOf("=")
+    if (section === undefined || eq <= 0) throw new Error(`not a section header nor key=value inside a section: ${line}`)
+    const key = line.slice(0, eq).trim()
+    const values = section.get(key) ?? []
+    values.push(line.slice(eq + 1).trim())
+    section.set(key, values)
+  }
+  return unit
+}
+
+const loadUnit = (name: string): Unit => parseUnit(readFileSync(unitPath(name), "utf8"))
+
+/** The one value of a key (a key given twice is a mistake for these), or undefined. */
+const single = (unit: Unit, section: string, key: string): string | undefined => {
+  const values = unit.get(section)?.get(key)
+  if (values === undefined) return undefined
+  expect(values, `${section}.${key} is set once`).toHaveLength(1)
+  return values[0]
+}
+
+const all = (unit: Unit, section: string, key: string): Array<string> => unit.get(section)?.get(key) ?? []
+
+/** What both daemons get, whatever their user. */
+const commonService: Record<string, string> = {
+  Type: "simple",
+  NoNewPrivileges: "yes",
+  ProtectSystem: "strict",
+  ProtectHome: "yes",
+  PrivateTmp: "yes",
+  PrivateDevices: "yes",
+  ProtectKernelTunables: "yes",
+  ProtectKernelModules: "yes",
+  ProtectKernelLogs: "yes",
+  ProtectControlGroups: "yes",
+  ProtectClock: "yes",
+  ProtectHostname: "yes",
+  RestrictSUIDSGID: "yes",
+  LockPersonality: "yes",
+  RestrictRealtime: "yes",
+  RestrictNamespaces: "yes",
+  SystemCallArchitectures: "native",
+  UMask: "0077",
+  Restart: "on-failure",
+  RestartSec: "5s",
+  KillMode: "mixed",
+  KillSignal: "SIGTERM",
+  TimeoutStopSec: "30s",
+  SendSIGKILL: "yes",
+  LimitNOFILE: "16384",
+  AmbientCapabilities: ""
+}
+
+const expected = {
+  "mcp-master": {
+    user: "mcp",
+    config: "/etc/mcp/mcp-master.toml",
+    bundle: "mcp-master.mjs",
+    stateDirectory: "mcp-master",
+    readWrite: ["/var/lib/mcp-master"],
+    capabilities: [] as Array<string>,
+    families: ["AF_UNIX", "AF_INET", "AF_INET6"]
+  },
+  "mcp-agent": {
+    user: "root",
+    config: "/etc/mcp/mcp-agent.toml",
+    bundle: "mcp-agent.mjs",
+    stateDirectory: "mcp-agent",
+    readWrite: ["/var/lib/mcp-agent", "-/run/podman"],
+    capabilities: ["CAP_NET_BIND_SERVICE", "CAP_DAC_READ_SEARCH"],
+    families: ["AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"]
+  }
+} as const
+
+describe("systemd units: the files", () => {
+  for (const [name, want] of Object.entries(expected)) {
+    describe(name, () => {
+      const unit = loadUnit(name)
+
+      it("has the three sections, starts after the network, and is wanted by multi-user.target", () => {
+        expect([...unit.keys()]).toEqual(["Unit", "Service", "Install"])
+        expect(single(unit, "Unit", "Description")).toMatch(/^MCP /)
+        expect(all(unit, "Unit", "After").join(" ").split(/\s+/)).toContain("network-online.target")
+        expect(all(unit, "Unit", "Wants").join(" ").split(/\s+/)).toContain("network-online.target")
+        expect(single(unit, "Install", "WantedBy")).toBe("multi-user.target")
+      })
+
+      it("runs the installed release's node on its bundle with the config under /etc/mcp, as its user", () => {
+        expect(single(unit, "Service", "ExecStart")).toBe(`/opt/mcp/current/node --max-semi-space-size=1 /opt/mcp/current/${want.bundle} --config ${want.config}`)
+        expect(single(unit, "Service", "User")).toBe(want.user)
+        expect(single(unit, "Service", "Group")).toBe(want.user)
+        expect(single(unit, "Service", "StateDirectory")).toBe(want.stateDirectory)
+        expect(single(unit, "Service", "StateDirectoryMode")).toBe("0700")
+        expect(single(unit, "Service", "WorkingDirectory")).toBe(`/var/lib/${want.stateDirectory}`)
+      })
+
+      it("has every hardening directive with its value", () => {
+        for (const [key, value] of Object.entries(commonService)) {
+          expect(single(unit, "Service", key), `[Service] ${key}`).toBe(value)
+        }
+        expect(single(unit, "Service", "ProtectProc")).toBe("invisible")
+        // Node's JIT needs W+X pages: this directive would make the daemon abort at start.
+        expect(single(unit, "Service", "MemoryDenyWriteExecute")).toBeUndefined()
+      })
+
+      it("writes only to its data dir (and, for the agent, the engine socket's directory)", () => {
+        expect(all(unit, "Service", "ReadWritePaths").join(" ").split(/\s+/)).toEqual(want.readWrite)
+        for (const key of ["ReadWriteDirectories", "BindPaths", "InaccessiblePaths"]) {
+          expect(all(unit, "Service", key), key).toEqual([])
+        }
+      })
+
+      it("keeps only the capabilities it needs, and only the address families it uses", () => {
+        const bounding = single(unit, "Service", "CapabilityBoundingSet")
+        expect(bounding, "CapabilityBoundingSet is set (empty means none)").toBeDefined()
+        expect(bounding!.split(/\s+/).filter((c) => c !== "")).toEqual(want.capabilities)
+        expect(single(unit, "Service", "RestrictAddressFamilies")!.split(/\s+/)).toEqual(want.families)
+      })
+
+      it("filters system calls to the service set without the privileged ones", () => {
+        expect(all(unit, "Service", "SystemCallFilter")).toEqual(["@system-service", "~@privileged"])
+        expect(single(unit, "Service", "SystemCallErrorNumber")).toBe("EPERM")
+      })
+
+      it("gives up after repeated failed starts", () => {
+        expect(single(unit, "Unit", "StartLimitIntervalSec")).toBe("300")
+        expect(single(unit, "Unit", "StartLimitBurst")).toBe("5")
+      })
+    })
+  }
+
+  it("the master alone runs unprivileged in its own user namespace; the agent follows the engine's socket", () => {
+    expect(single(loadUnit("mcp-master"), "Service", "PrivateUsers")).toBe("yes")
+    const agent = loadUnit("mcp-agent")
+    expect(all(agent, "Unit", "Wants").join(" ")).toContain("podman.socket")
+    expect(all(agent, "Unit", "After").join(" ")).toContain("podman.socket")
+  })
+
+  it("the parser refuses what systemd would not read as a unit", () => {
+    expect(() => parseUnit("Foo=bar\n")).toThrow(/inside a section/)
+    expect(() => parseUnit("[Service]\n[Service]\n")).toThrow(/twice/)
+    expect(parseUnit("[Service]\nA=1 \\\n 2\nA=3\n").get("Service")?.get("A")).toEqual(["1   2", "3"])
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+// On a Debian node with systemd (a Podman container with systemd as PID 1).
+
+const NODE_IMAGE = process.env["MCP_DEBIAN_NODE_IMAGE"] ?? "localhost/debian-node:bookworm"
+const HOW_TO_MAKE_NODE_IMAGE = [
+  `the Debian node image ${NODE_IMAGE} is missing (needed to run the units under systemd). Make it (about a minute), as root:`,
+  `  apt-get install -y debootstrap podman runc`,
+  `  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm /var/tmp/mcp-debian-node/rootfs <the URIs: mirror in /etc/apt/sources.list.d/>`,
+  `  tar -C /var/tmp/mcp-debian-node/rootfs -c . | CONTAINERS_CONF=${containersConfPath()} podman import - ${NODE_IMAGE}`,
+  `(or set MCP_DEBIAN_NODE_IMAGE to another image of Debian with systemd)`
+].join("\n")
+
+const podmanEnv = () => ({ ...process.env, CONTAINERS_CONF: containersConfPath() })
+
+const podman = (args: ReadonlyArray<string>, options: { input?: string; timeoutMs?: number } = {}) => {
+  const r = spawnSync("podman", args, { encoding: "utf8", env: podmanEnv(), input: options.input, timeout: options.timeoutMs ?? 60_000 })
+  return { status: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "", output: `${r.stdout ?? ""}${r.stderr ?? ""}` }
+}
+
+const container = `mcp-units-${process.pid}-${Date.now().toString(36)}`
+let engine: PodmanService | undefined
+let started = false
+
+/** Runs a bash script in the node as root; fails with its output unless it exits 0. */
+const onNode = (script: string, timeoutMs = 90_000): string => {
+  const r = podman(["exec", "-i", container, "bash", "-euo", "pipefail", "-s"], { input: script, timeoutMs })
+  if (r.status !== 0) throw new Error(`on the node, exit ${r.status}:\n${script}\n---\n${r.output}`)
+  return r.stdout
+}
+
+const journal = (unit: string) => podman(["exec", container, "journalctl", "--no-pager", "-n", "40", "-u", unit]).output
+
+describe("systemd units on a Debian node with systemd", () => {
+  beforeAll(async () => {
+    requireBinary("podman", "the systemd unit tests on a Debian node", "Fix: run: bash scripts/setup-podman.sh (as root), or apt-get install podman runc")
+    if (podman(["image", "exists", NODE_IMAGE]).status !== 0) throw new Error(HOW_TO_MAKE_NODE_IMAGE)
+    // The agent's engine: the host's Podman API, its socket's directory mounted where podman.socket
+    // would put it on a real node (/run/podman), which the agent's unit may write to.
+    engine = await startPodmanService()
+    const run = podman([
+      "run", "-d", "--name", container, "--systemd=always",
+      // The release dir /opt/mcp/0.1.0: this machine's Node 20 as its `node`; the repository
+      // read-only, for the CLI and daemons from source until `npm run build` ships bundles.
+      "-v", `${process.execPath}:/opt/mcp/0.1.0/node:ro`,
+      "-v", `${repo}:${repo}:ro`,
+      "-v", `${path.dirname(engine.socketPath)}:/run/podman`,
+      NODE_IMAGE, "/sbin/init"
+    ])
+    if (run.status !== 0) throw new Error(`podman run ${NODE_IMAGE} failed:\n${run.output}`)
+    started = true
+    // systemd's bus comes up a moment after the container starts; then wait for boot to finish.
+    let state = podman(["exec", container, "systemctl", "is-system-running", "--wait"], { timeoutMs: 60_000 })
+    for (const until = Date.now() + 30_000; /Failed to connect to bus/.test(state.output) && Date.now() < until;) {
+      spawnSync("sleep", ["0.5"])
+      state = podman(["exec", container, "systemctl", "is-system-running", "--wait"], { timeoutMs: 60_000 })
+    }
+    expect(state.stdout.trim(), `systemd in the node: ${state.output}`).toMatch(/^(running|degraded)$/)
+    for (const name of Object.keys(expected)) {
+      const cp = podman(["cp", unitPath(name), `${container}:/etc/systemd/system/${name}.service`])
+      if (cp.status !== 0) throw new Error(`podman cp ${name}.service: ${cp.output}`)
+    }
+  }, 180_000)
+
+  afterAll(async () => {
+    if (started) podman(["rm", "-f", "-t", "0", container])
+    await engine?.stop()
+  })
+
+  it("systemd-analyze verify accepts both units, and security rates them OK or better", () => {
+    // The installed layout verify checks ExecStart against: the release dir and its `current` link.
+    onNode(`ln -sfn 0.1.0 /opt/mcp/current; touch /opt/mcp/current/mcp-master.mjs /opt/mcp/current/mcp-agent.mjs 2>/dev/null || true`)
+    const verify = podman(["exec", container, "systemd-analyze", "verify", "/etc/systemd/system/mcp-master.service", "/etc/systemd/system/mcp-agent.service"])
+    expect(verify.output.trim(), "systemd-analyze verify prints nothing for good units").toBe("")
+    expect(verify.status).toBe(0)
+    onNode("systemctl daemon-reload")
+    for (const [name, ceiling] of [["mcp-master", 1.5], ["mcp-agent", 2.5]] as const) {
+      const security = podman(["exec", container, "systemd-analyze", "security", "--no-pager", `${name}.service`])
+      const score = /Overall exposure level for \S+: ([0-9.]+)/.exec(security.stdout)
+      expect(score, security.output).not.toBeNull()
+      console.log(`systemd-analyze security ${name}.service: ${score![1]}`)
+      expect(Number(score![1]), `${name} exposure`).toBeLessThanOrEqual(ceiling)
+    }
+  })
+
+  it("the daemons run under the units: INSTALL.md's steps, then the agent registers with the master", () => {
+    // docs/INSTALL.md steps 2-6 on one node: CLI wrapper, user, CA, certificates, tokens, configs.
+    onNode(`
+      printf '#!/bin/sh\\nexec /opt/mcp/current/node ${repo}/packages/cli/bin/mcp.js "$@"\\n' > /usr/local/bin/mcp
+      chmod 755 /usr/local/bin/mcp
+      useradd --system --user-group --home-dir /var/lib/mcp-master --no-create-home --shell /usr/sbin/nologin mcp
+      install -d -m 0700 /root/mcp-admin && cd /root/mcp-admin
+      mcp ca init ca
+      mcp ca issue master --ca-dir ca --ip 127.0.0.1 --dns master --usage both
+      mcp ca issue n1 --ca-dir ca --ip 127.0.0.1 --dns n1 --usage both
+      (umask 077
+       mcp token create --file tokens.toml --kind human --role admin --name operator > operator.token
+       mcp token create --file tokens.toml --kind system --role admin --name master > master.token
+       mcp token create --file tokens.toml --kind system --role guest --name n1 > n1.token)
+      install -d -m 0750 -o root -g mcp /etc/mcp
+      install -m 0644 ca/ca.crt ca/master.crt ca/n1.crt /etc/mcp/
+      install -m 0600 -o mcp -g mcp ca/master.key master.token /etc/mcp/
+      install -m 0600 -o mcp -g mcp tokens.toml /etc/mcp/master-tokens.toml
+      install -m 0600 -o root -g root ca/n1.key n1.token /etc/mcp/
+      install -m 0600 -o root -g root tokens.toml /etc/mcp/agent-tokens.toml
+      cat > /etc/mcp/mcp-master.toml <<'EOF'
+listen = "127.0.0.1:9555"
+data_dir = "/var/lib/mcp-master"
+agent_token_file = "/etc/mcp/master.token"
+[tls]
+cert = "/etc/mcp/master.crt"
+key = "/etc/mcp/master.key"
+ca = "/etc/mcp/ca.crt"
+[auth]
+token_file = "/etc/mcp/master-tokens.toml"
+[heartbeat]
+interval = "2s"
+EOF
+      cat > /etc/mcp/mcp-agent.toml <<'EOF'
+node = "n1"
+role = "worker"
+listen = "127.0.0.1:9444"
+node_address = "127.0.0.1"
+data_dir = "/var/lib/mcp-agent"
+[tls]
+cert = "/etc/mcp/n1.crt"
+key = "/etc/mcp/n1.key"
+ca = "/etc/mcp/ca.crt"
+[auth]
+token_file = "/etc/mcp/agent-tokens.toml"
+[runtime]
+socket = "/run/podman/podman.sock"
+[master]
+addresses = ["127.0.0.1:9555"]
+token_file = "/etc/mcp/n1.token"
+EOF
+      chmod 0640 /etc/mcp/mcp-master.toml /etc/mcp/mcp-agent.toml && chgrp mcp /etc/mcp/mcp-master.toml
+      install -d -m 0700 /root/.config/mcp
+      printf 'master = ["127.0.0.1:9555"]\\nca = "/etc/mcp/ca.crt"\\ntoken_file = "/root/mcp-admin/operator.token"\\n' > /root/.config/mcp/mcp.toml
+    `, 120_000)
+    // Until the release has bundles, ExecStart is pointed at the sources by a drop-in: everything
+    // else (user, sandbox, paths, secrets' owners) is the unit as shipped.
+    for (const [name, entry] of [["mcp-master", "packages/master/bin/mcp-master.js"], ["mcp-agent", "packages/agent/bin/mcp-agent.js"]]) {
+      onNode(`
+        mkdir -p /etc/systemd/system/${name}.service.d
+        printf '[Service]\\nExecStart=\\nExecStart=/opt/mcp/current/node ${repo}/${entry} --config /etc/mcp/${name}.toml\\n' > /etc/systemd/system/${name}.service.d/from-source.conf
+      `)
+    }
+    onNode("systemctl daemon-reload && systemctl enable --now mcp-master.service mcp-agent.service")
+
+    const deadline = Date.now() + 60_000
+    let listing = ""
+    while (Date.now() < deadline) {
+      const r = podman(["exec", container, "mcp", "node", "list", "--json"])
+      listing = r.output
+      if (r.status === 0 && /"n1"/.test(r.stdout) && /healthy/i.test(r.stdout) && !/unhealthy/i.test(r.stdout)) break
+      spawnSync("sleep", ["1"])
+    }
+    const diagnosis = `mcp node list: ${listing}\n--- master:\n${journal("mcp-master")}\n--- agent:\n${journal("mcp-agent")}`
+    expect(listing, diagnosis).toMatch(/"n1"/)
+    expect(listing, diagnosis).toMatch(/healthy/i)
+    expect(onNode("systemctl is-active mcp-master mcp-agent").split("\n").filter((l) => l !== ""), diagnosis).toEqual(["active", "active"])
+
+    // Who they run as, and what the sandbox left them (read from the node's /proc).
+    const status = (name: string) => onNode(`cat /proc/$(systemctl show -P MainPID ${name})/status`)
+    const master = status("mcp-master")
+    const agent = status("mcp-agent")
+    const mcpUid = onNode("id -u mcp").trim()
+    expect(master).toMatch(new RegExp(`^Uid:\\s+${mcpUid}\\s`, "m"))
+    expect(master).toMatch(/^NoNewPrivs:\s+1$/m)
+    expect(master).toMatch(/^CapBnd:\s+0{16}$/m)
+    expect(agent).toMatch(/^Uid:\s+0\s/m)
+    expect(agent).toMatch(/^NoNewPrivs:\s+1$/m)
+    // CAP_DAC_READ_SEARCH (2) and CAP_NET_BIND_SERVICE (10): 0x404, less what the node itself
+    // lacks (a Podman container has no CAP_DAC_READ_SEARCH, so here it is 0x400).
+    const nodeBounding = BigInt(`0x${/^CapBnd:\s+([0-9a-f]+)$/m.exec(onNode("cat /proc/1/status"))![1]}`)
+    const agentBounding = BigInt(`0x${/^CapBnd:\s+([0-9a-f]+)$/m.exec(agent)![1]}`)
+    expect(agentBounding.toString(16)).toBe((0x404n & nodeBounding).toString(16))
+    expect(onNode("stat -c '%U %a' /var/lib/mcp-master /var/lib/mcp-agent").trim().split("\n")).toEqual(["mcp 700", "root 700"])
+
+    // Stopped by systemctl (SIGTERM), the master is gone and starts again.
+    onNode("systemctl stop mcp-master && ! systemctl is-active --quiet mcp-master && systemctl start mcp-master")
+  }, 240_000)
+
+  it("a stop that hangs escalates to SIGKILL after TimeoutStopSec", () => {
+    // The shipped master unit with a main process that ignores SIGTERM, and a short timeout.
+    onNode(`
+      mkdir -p /etc/systemd/system/mcp-master.service.d
+      printf '[Service]\\nExecStart=\\nExecStart=/bin/sh -c "trap \\x27\\x27 TERM; while :; do sleep 1; done"\\nTimeoutStopSec=2s\\n' > /etc/systemd/system/mcp-master.service.d/zz-hang.conf
+      systemctl daemon-reload && systemctl restart mcp-master && sleep 1 && systemctl is-active mcp-master
+    `)
+    const started = Date.now()
+    onNode("systemctl stop mcp-master")
+    const took = Date.now() - started
+    expect(took).toBeGreaterThanOrEqual(1_500)
+    expect(took).toBeLessThan(15_000)
+    expect(journal("mcp-master")).toMatch(/State 'stop-sigterm' timed out\. Killing\./)
+    onNode("rm /etc/systemd/system/mcp-master.service.d/zz-hang.conf && systemctl daemon-reload")
+  }, 60_000)
+})
