@@ -12,6 +12,11 @@ import { containersConfPath, type PodmanService, startPodmanService } from "./su
 
 const repo = fileURLToPath(new URL("..", import.meta.url))
 const unitPath = (name: string) => path.join(repo, "packaging", "systemd", `${name}.service`)
+/**
+ * Where the node sees this checkout (read-only): a fixed path outside /tmp, because the units'
+ * PrivateTmp hides the host's /tmp, where a clone may well live.
+ */
+const SOURCE_IN_NODE = "/opt/mcp-source"
 
 /** A unit file as systemd reads it: sections of keys, each key with every value it was given, in order. */
 type Unit = Map<string, Map<string, Array<string>>>
@@ -218,7 +223,7 @@ describe("systemd units on a Debian node with systemd", () => {
       // The release dir /opt/mcp/0.1.0: this machine's Node 20 as its `node`; the repository
       // read-only, for the CLI and daemons from source until `npm run build` ships bundles.
       "-v", `${process.execPath}:/opt/mcp/0.1.0/node:ro`,
-      "-v", `${repo}:${repo}:ro`,
+      "-v", `${repo}:${SOURCE_IN_NODE}:ro`,
       "-v", `${path.dirname(engine.socketPath)}:/run/podman`,
       NODE_IMAGE, "/sbin/init"
     ])
@@ -261,7 +266,7 @@ describe("systemd units on a Debian node with systemd", () => {
   it("the daemons run under the units: INSTALL.md's steps, then the agent registers with the master", () => {
     // docs/INSTALL.md steps 2-6 on one node: CLI wrapper, user, CA, certificates, tokens, configs.
     onNode(`
-      printf '#!/bin/sh\\nexec /opt/mcp/current/node ${repo}/packages/cli/bin/mcp.js "$@"\\n' > /usr/local/bin/mcp
+      printf '#!/bin/sh\\nexec /opt/mcp/current/node ${SOURCE_IN_NODE}/packages/cli/bin/mcp.js "$@"\\n' > /usr/local/bin/mcp
       chmod 755 /usr/local/bin/mcp
       useradd --system --user-group --home-dir /var/lib/mcp-master --no-create-home --shell /usr/sbin/nologin mcp
       install -d -m 0700 /root/mcp-admin && cd /root/mcp-admin
@@ -318,7 +323,7 @@ EOF
     for (const [name, entry] of [["mcp-master", "packages/master/bin/mcp-master.js"], ["mcp-agent", "packages/agent/bin/mcp-agent.js"]]) {
       onNode(`
         mkdir -p /etc/systemd/system/${name}.service.d
-        printf '[Service]\\nExecStart=\\nExecStart=/opt/mcp/current/node ${repo}/${entry} --config /etc/mcp/${name}.toml\\n' > /etc/systemd/system/${name}.service.d/from-source.conf
+        printf '[Service]\\nExecStart=\\nExecStart=/opt/mcp/current/node ${SOURCE_IN_NODE}/${entry} --config /etc/mcp/${name}.toml\\n' > /etc/systemd/system/${name}.service.d/from-source.conf
       `)
     }
     onNode("systemctl daemon-reload && systemctl enable --now mcp-master.service mcp-agent.service")
