@@ -203,7 +203,9 @@ export const add = (
     const certDir = certDirOf(env.dataDir)
     const prepared = yield* prepare(route, env.settings, rules, certDir)
     const operation = `add route ${route.hostname}`
-    const previous = yield* Effect.orElseSucceed(env.proxy.list, () => [])
+    // Only to find files a replaced route no longer serves: without the list, they stay (logged, counted).
+    const previous = yield* Effect.catchAll(env.proxy.list, (e) =>
+      Effect.as(Failures.reported("list the proxy's routes before adding a manual one", e), [] as ReadonlyArray<Routes.ProxyRoute>))
     if (prepared.write.length > 0) {
       yield* Effect.tryPromise({
         try: async () => {

@@ -8,7 +8,7 @@
  * behind another middleware. So a node's addresses and role change only by its own Register (or
  * an admin's NodesAdd), and placements are learned only from the node they are on.
  */
-import { AuthMiddleware, Principal } from "@mcp/rpc"
+import { AuthMiddleware, Failures, Principal } from "@mcp/rpc"
 import { Clock, Duration, Effect, Option } from "effect"
 import { MasterDb } from "../../db/MasterDb.js"
 import { NodeSupervisors } from "../../nodes/NodeSupervisors.js"
@@ -27,7 +27,7 @@ export const handlers = (settings: Pick<MasterSettings, "heartbeatInterval" | "m
      * were served without it: a bug, hence a defect (the call fails, nothing is written).
      */
     const asNode = (rpc: string, node: string) =>
-      Effect.flatMap(Principal.CurrentPrincipal, (principal) => AuthMiddleware.authorize(principal, "node", rpc, { guestMayRead: false }, node)).pipe(Effect.orDie)
+      Effect.flatMap(Principal.CurrentPrincipal, (principal) => AuthMiddleware.authorize(principal, "node", rpc, { guestMayRead: false }, node)).pipe(Failures.fatal(`the node identity check of ${rpc} (the auth middleware should have refused this caller)`))
     return {
       Register: ({ info, resources }) =>
         Effect.gen(function* () {
