@@ -16,7 +16,8 @@ export default defineWorkspace([
       name: "integration",
       root: "test",
       include: ["**/*.test.ts"],
-      globalSetup,
+      // The binaries the tests start run the bundles, built first if need be (test/support/Bundles.ts).
+      globalSetup: [...globalSetup, fileURLToPath(new URL("./test/support/Bundles.ts", import.meta.url))],
       testTimeout: 120_000,
       hookTimeout: 120_000
     }

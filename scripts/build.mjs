@@ -4,6 +4,8 @@
  * without tsx or thousands of module files:
  *
  *   dist/mcp.mjs, dist/mcp-agent.mjs, dist/mcp-master.mjs   (+ dist/chunks/*.mjs, loaded lazily)
+ *   dist/mcp.cjs, dist/mcp.cjs.cache   the CLI's commands as one CommonJS file and its V8 code
+ *                                      cache, which dist/mcp.mjs runs (see codeCached below)
  *
  * ESM, platform node, target node20, code splitting: what a command or an adapter loads with a
  * dynamic import() is its own chunk, read only when used. Baked in with `define`: the version
@@ -16,7 +18,9 @@
  *
  *   node scripts/build.mjs [--metafile]   (--metafile writes dist/meta.json for size analysis)
  */
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { spawnSync } from "node:child_process"
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { createRequire } from "node:module"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -95,18 +99,72 @@ const lazyStubs = {
     build.onLoad({ filter: /.*/, namespace: "lazy" }, (args) => {
       const { functions, classes } = lazyPackages[args.path]
       const file = JSON.stringify(`${args.path}.cjs`)
+      // ESM: stubs land in dist/ or dist/chunks/<binary>/ (dist/lazy/ is then two levels up).
+      // CommonJS (the CLI, codeCached below): one file in dist/, __dirname; a path esbuild leaves alone.
+      const load = build.initialOptions.format === "cjs"
+        ? [`const load = () => (loaded ??= require(require("node:path").join(__dirname, "lazy", ${file})))`]
+        : [
+            `import { createRequire } from "node:module"`,
+            `const base = new URL(import.meta.url.includes("/chunks/") ? "../../lazy/" : "./lazy/", import.meta.url)`,
+            `const load = () => (loaded ??= createRequire(base)("./" + ${file}))`
+          ]
       return {
         loader: "js",
         contents: [
-          `import { createRequire } from "node:module"`,
-          // Stubs land in dist/chunks/<binary>/; dist/lazy/ is two levels up.
-          `const base = new URL(import.meta.url.includes("/chunks/") ? "../../lazy/" : "./lazy/", import.meta.url)`,
           `let loaded`,
-          `const load = () => (loaded ??= createRequire(base)("./" + ${file}))`,
+          ...load,
           ...functions.map((f) => `export const ${f} = (...args) => load().${f}(...args)`),
           ...classes.map((c) => `export const ${c} = function (...args) { return new (load().${c})(...args) }`),
           `export default new Proxy({}, { get: (_, key) => load()[key] })`
         ].join("\n")
+      }
+    })
+  }
+}
+
+/**
+ * docker-modem (under dockerode) requires ssh2 at its top, for engines reached over ssh://. The
+ * agent only talks to the engine's unix socket (DockerRuntime forces protocol "http"), so ssh2
+ * never runs, yet loading it costs an idle agent about 5 MiB (its poly1305 WebAssembly memory, a
+ * native binding) and the release a native package. The bundles get a stand-in whose Client
+ * refuses with a clear error, should an ssh:// engine ever be configured.
+ */
+const withoutSsh2 = {
+  name: "without-ssh2",
+  setup(build) {
+    build.onResolve({ filter: /^ssh2$/ }, (args) => ({ path: args.path, namespace: "no-ssh2" }))
+    build.onLoad({ filter: /.*/, namespace: "no-ssh2" }, () => ({
+      loader: "js",
+      contents: [
+        `class Client {`,
+        `  constructor() { throw new Error("engines reached over ssh:// are not supported: give [runtime] socket, the engine's unix socket") }`,
+        `}`,
+        `module.exports = { Client }`
+      ].join("\n")
+    }))
+  }
+}
+
+/**
+ * dockerode requires its BuildKit support at its top: lib/session.js (@grpc/grpc-js and
+ * @grpc/proto-loader, with protobufjs) for buildImage({ version: "2" }), and lib/buildkit.js
+ * (protobufjs) for docker.followProgress. The agent builds no images and follows pulls with
+ * docker.modem.followProgress, so neither runs, yet loading them cost an idle agent about 400 KB
+ * of JavaScript. (In a bundle the session could not work anyway: it reads proto/auth.proto beside
+ * its own file.) The bundles get stand-ins that fail with a clear error if ever called.
+ */
+const withoutBuildKit = {
+  name: "without-buildkit",
+  setup(build) {
+    build.onResolve({ filter: /^\.\/(session|buildkit)$/ }, (args) =>
+      /[\\/]node_modules[\\/]dockerode[\\/]lib$/.test(args.resolveDir) ? { path: args.path.slice(2), namespace: "no-buildkit" } : undefined)
+    build.onLoad({ filter: /.*/, namespace: "no-buildkit" }, (args) => {
+      const refusal = `new Error("BuildKit (dockerode's ${args.path}) is not part of the MCP bundles: the agent builds no images")`
+      return {
+        loader: "js",
+        contents: args.path === "session"
+          ? `module.exports = function withSession(docker, auth, handler) { handler(${refusal}, null, () => undefined) }`
+          : `module.exports = { followProgress() { throw ${refusal} } }`
       }
     })
   }
@@ -151,16 +209,132 @@ const options = {
       "const __dirname = __mcpDirname(__filename);"
     ].join("\n")
   },
-  plugins: [lazyStubs, nativeExternals]
+  plugins: [withoutSsh2, withoutBuildKit, lazyStubs, nativeExternals]
+}
+
+/**
+ * The CLI's command tree runs from a V8 code cache (scripts/code-cache.mjs): a CLI starts for
+ * every command, and compiling its bundle was a quarter of `mcp ps`. dist/mcp.mjs stays the
+ * entry point: packages/cli/src/main.ts, which answers --version itself and otherwise imports
+ * commands/Root.ts; that import becomes runCached(), which runs dist/mcp.cjs, Root.ts and all it
+ * imports as one CommonJS file (vm.Script takes a cache; ES modules have none in Node 20), its
+ * lazily loaded command modules inside as functions called on first import() instead of files.
+ * dist/mcp.cjs.cache is the cache, written by a warm run at the end of the build. The daemons
+ * start once: plain ESM.
+ */
+const codeCached = { mcp: { tree: join(repo, "packages/cli/src/commands/Root.ts"), exports: ["run"] } }
+/**
+ * The warm run whose compiled functions the cache keeps (see writeCodeCache): `mcp ps` against a
+ * master that is not there (a closed port; the CA file is never parsed, as the connection fails
+ * first), which runs what every fleet command runs: parsing, the CLI config, the RPC client and
+ * an error's report. It must end with that error (exit 1), or the run did not go where it should.
+ * Measured against a cache of `mcp --help`: about 5 ms less CPU for each `mcp ps`.
+ */
+const warmRun = {
+  mcp: (dir) => {
+    writeFileSync(join(dir, "ca.crt"), "never read: the connection is refused first\n")
+    writeFileSync(join(dir, "token"), "warm-run\n", { mode: 0o600 })
+    writeFileSync(join(dir, "mcp.toml"), `master = ["127.0.0.1:1"]\nca = "ca.crt"\ntoken_file = "token"\n`)
+    return { args: ["ps", "--config", join(dir, "mcp.toml")], exit: 1, output: /cannot reach the master/ }
+  }
+}
+
+/** In the entry point's bundle, its import of the command tree runs the cached bundle instead. */
+const cachedTree = (name) => ({
+  name: "cached-tree",
+  setup(build) {
+    const { tree, exports } = codeCached[name]
+    build.onResolve({ filter: /.*/ }, (args) => {
+      if (args.kind !== "dynamic-import" || args.resolveDir === "" || join(args.resolveDir, args.path.replace(/\.js$/, ".ts")) !== tree) return undefined
+      return { path: name, namespace: "cached-tree" }
+    })
+    build.onLoad({ filter: /.*/, namespace: "cached-tree" }, () => ({
+      loader: "js",
+      resolveDir: repo,
+      contents: [
+        `import { runCached } from ${JSON.stringify(join(repo, "scripts/code-cache.mjs"))}`,
+        `const tree = runCached(import.meta.url, ${JSON.stringify(name)})`,
+        ...exports.map((e) => `export const ${e} = tree.${e}`)
+      ].join("\n")
+    }))
+  }
+})
+
+/**
+ * The CLI speaks ndjson, never MessagePack, but @effect/rpc imports msgpackr, which probes for
+ * its optional native decoder (msgpackr-extract: libc detection, file reads) as it loads: about
+ * 6 ms of every command. For the CLI that import is an empty module, which msgpackr takes for
+ * "not installed" and keeps its JavaScript decoder. The daemons keep the native one.
+ */
+const withoutMsgpackrExtract = {
+  name: "without-msgpackr-extract",
+  setup(build) {
+    build.onResolve({ filter: /^msgpackr-extract$/ }, (args) => ({ path: args.path, namespace: "absent" }))
+    build.onLoad({ filter: /.*/, namespace: "absent" }, () => ({ loader: "js", contents: "module.exports = undefined" }))
+  }
+}
+
+/**
+ * effect's Schema imports fast-check (through effect/FastCheck) for Arbitrary, which derives
+ * test data generators from schemas; the CLI never asks for one. In the command tree every
+ * module is initialised as a whole when first imported (esbuild wraps them, see cjsOptions), so
+ * that import alone set up fast-check's ~220 modules on every command. For the CLI it is an
+ * empty module: a generator asked for anyway fails with "... is not a function".
+ */
+const withoutFastCheck = {
+  name: "without-fast-check",
+  setup(build) {
+    build.onResolve({ filter: /^fast-check$/ }, (args) => ({ path: args.path, namespace: "no-fast-check" }))
+    build.onLoad({ filter: /.*/, namespace: "no-fast-check" }, () => ({ loader: "js", contents: "module.exports = {}" }))
+  }
+}
+
+const cjsOptions = {
+  ...options,
+  plugins: [withoutMsgpackrExtract, withoutFastCheck, ...options.plugins],
+  outExtension: { ".js": ".cjs" },
+  splitting: false,
+  format: "cjs",
+  // import() of a bundled module becomes a call to its init function, and of a Node built-in a
+  // require(): the code runs as a vm.Script, which has no import() of its own. Every module is
+  // then wrapped in such a function and runs whole when first imported, so importing a package's
+  // index (`from "@effect/platform"`) initialises all it re-exports: the modules on a command's
+  // path import by module path (`@effect/platform/HttpClientError`) instead.
+  supported: { "dynamic-import": false },
+  // CommonJS has require, __filename and __dirname (the code cache entry passes them).
+  banner: {}
+}
+
+/** Runs the bundle once as the build's warm run, which writes dist/<name>.cjs.cache at exit. */
+const writeCodeCache = (name) => {
+  const cache = join(outdir, `${name}.cjs.cache`)
+  // NODE_OPTIONS may carry V8 flags, and V8 rejects a cache made under other flags than the run's.
+  const env = { ...process.env, MCP_BUILD_CODE_CACHE: "1" }
+  delete env.NODE_OPTIONS
+  const dir = mkdtempSync(join(tmpdir(), "mcp-warm-run-"))
+  try {
+    const warm = warmRun[name](dir)
+    const run = spawnSync(process.execPath, [join(outdir, `${name}.mjs`), ...warm.args], { env, encoding: "utf8" })
+    if (run.status !== warm.exit || !warm.output.test(run.stdout + run.stderr) || !existsSync(cache)) {
+      console.error(`build: the warm run of ${name} (${warm.args.join(" ")}) exited ${run.status}, expected ${warm.exit} saying ${warm.output}, and ${existsSync(cache) ? "wrote" : "did not write"} ${cache}:\n${run.stdout}${run.stderr}`)
+      process.exit(1)
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
 }
 
 const started = performance.now()
 // Only what this script writes: dist/test holds tsc's output for test/ (tsconfig there).
-for (const f of ["chunks", "lazy", "BUILD", "meta.json", ...Object.keys(entryPoints).map((n) => `${n}.mjs`)]) rmSync(join(outdir, f), { recursive: true, force: true })
+for (const f of ["chunks", "lazy", "BUILD", "meta.json", ...Object.keys(entryPoints).flatMap((n) => [`${n}.mjs`, `${n}.cjs`, `${n}.cjs.cache`])]) rmSync(join(outdir, f), { recursive: true, force: true })
 // One build per binary: chunks shared between binaries would make the CLI read the daemons' code.
 const results = await Promise.all(Object.entries(entryPoints).map(([name, entry]) =>
-  esbuild.build({ ...options, entryPoints: { [name]: entry }, chunkNames: `chunks/${name}/[name]-[hash]` })
+  codeCached[name] === undefined
+    ? esbuild.build({ ...options, entryPoints: { [name]: entry }, chunkNames: `chunks/${name}/[name]-[hash]` })
+    // One file: the entry point finds the cached bundle beside it through import.meta.url.
+    : esbuild.build({ ...options, entryPoints: { [name]: entry }, splitting: false, plugins: [cachedTree(name), ...options.plugins] })
 ))
+await Promise.all(Object.entries(codeCached).map(([name, { tree }]) => esbuild.build({ ...cjsOptions, entryPoints: { [name]: tree } })))
 await esbuild.build({
   entryPoints: Object.fromEntries(Object.keys(lazyPackages).map((name) => [name, require.resolve(name)])),
   outdir: join(outdir, "lazy"),
@@ -174,13 +348,18 @@ await esbuild.build({
 })
 const result = { metafile: Object.fromEntries(Object.keys(entryPoints).map((name, i) => [name, results[i].metafile])) }
 if (process.argv.includes("--metafile")) writeFileSync(join(outdir, "meta.json"), JSON.stringify(result.metafile))
-// What the bins check to prefer dist/ over the sources.
-writeFileSync(join(outdir, "BUILD"), JSON.stringify({ version, commit, protocol, builtAt: new Date().toISOString() }) + "\n")
-
-const externals = [...nativeCache].filter(([, native]) => native).map(([name]) => name)
+const externals = [...nativeCache].filter(([, native]) => native).map(([name]) => name).sort()
+// What the bins check to prefer dist/ over the sources; externals: the native packages the
+// bundles require at run time, which scripts/release.mjs ships beside them.
+// The warm runs load dist/lazy/ (help may read a config file parser): after it is built.
+for (const name of Object.keys(codeCached)) writeCodeCache(name)
+writeFileSync(join(outdir, "BUILD"), JSON.stringify({ version, commit, protocol, externals, builtAt: new Date().toISOString() }) + "\n")
 const size = (f) => (existsSync(f) ? `${(statSync(f).size / 1024).toFixed(0)} KiB` : "-")
 console.log(`built ${version} (commit ${commit}, protocol ${protocol}) in ${((performance.now() - started) / 1000).toFixed(1)} s`)
-for (const name of Object.keys(entryPoints)) console.log(`  dist/${name}.mjs  ${size(join(outdir, `${name}.mjs`))}`)
+for (const name of Object.keys(entryPoints)) {
+  console.log(`  dist/${name}.mjs  ${size(join(outdir, `${name}.mjs`))}`)
+  if (codeCached[name] !== undefined) console.log(`  dist/${name}.cjs  ${size(join(outdir, `${name}.cjs`))}, code cache dist/${name}.cjs.cache  ${size(join(outdir, `${name}.cjs.cache`))}`)
+}
 for (const name of Object.keys(entryPoints)) {
   const dir = join(outdir, "chunks", name)
   if (existsSync(dir)) console.log(`  dist/chunks/${name}/  ${readdirSync(dir).length} lazily loaded chunks`)

@@ -34,10 +34,15 @@ const stale = (buildStamp) => {
   })
 }
 
+/** Whether dist/ holds the bundle `name` built after the last edit of any source. */
+export const bundleIsFresh = (name) => {
+  const stamp = join(repo, "dist", "BUILD")
+  return existsSync(join(repo, "dist", `${name}.mjs`)) && existsSync(stamp) && !stale(stamp)
+}
+
 export const launch = async (name, sourceMain) => {
   const bundle = join(repo, "dist", `${name}.mjs`)
-  const stamp = join(repo, "dist", "BUILD")
-  const fresh = existsSync(bundle) && existsSync(stamp) && !stale(stamp)
+  const fresh = bundleIsFresh(name)
   if (existsSync(bundle) && !fresh && process.env.MCP_FROM_SOURCE !== "1") {
     process.stderr.write(`${name}: dist/ is older than the sources; running the sources (npm run build refreshes it)\n`)
   }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Quick start: installs what is missing (npm dependencies, Podman and the example image), then
-# runs MCP's main job on this machine (scripts/quickstart.ts). Pass --once to exit after it.
+# Quick start: installs what is missing (npm dependencies, Podman and the example image), builds
+# the bundles, then runs MCP's main job on this machine (scripts/quickstart.ts). Pass --once to exit after it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export npm_config_nodedir=/usr
@@ -10,4 +10,7 @@ if [ ! -d node_modules/@mcp/cli ]; then
   npm ci --no-audit --no-fund
 fi
 bash scripts/setup-podman.sh
+# The programs as they ship: the bundles in dist/, which the binaries run (a few seconds).
+echo "==> building the bundles (npm run build)"
+node scripts/build.mjs
 exec node --import tsx scripts/quickstart.ts "$@"

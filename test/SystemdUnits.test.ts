@@ -1,22 +1,20 @@
 // The systemd units in packaging/systemd: each hardening directive is in the file (parsed, not
 // grepped), systemd itself accepts them (systemd-analyze verify on a Debian node with systemd as
-// PID 1), and the daemons really run under them: docs/INSTALL.md's steps on that node, a master
-// and an agent started by systemctl, the agent registered (`mcp node list`).
+// PID 1), and the daemons really run under them: docs/INSTALL.md's steps on that node with the
+// release artifact (npm run release; the node has no Node), a master and an agent started by
+// systemctl, the agent registered (`mcp node list`).
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { spawnSync } from "node:child_process"
-import { readFileSync } from "node:fs"
+import { mkdtempSync, readFileSync } from "node:fs"
+import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { requireBinary } from "./support/ManagedProcess.js"
 import { containersConfPath, type PodmanService, startPodmanService } from "./support/Podman.js"
+import { buildRelease } from "./support/Release.js"
 
 const repo = fileURLToPath(new URL("..", import.meta.url))
 const unitPath = (name: string) => path.join(repo, "packaging", "systemd", `${name}.service`)
-/**
- * Where the node sees this checkout (read-only): a fixed path outside /tmp, because the units'
- * PrivateTmp hides the host's /tmp, where a clone may well live.
- */
-const SOURCE_IN_NODE = "/opt/mcp-source"
 
 /** A unit file as systemd reads it: sections of keys, each key with every value it was given, in order. */
 type Unit = Map<string, Map<string, Array<string>>>
@@ -91,7 +89,6 @@ const expected = {
   "mcp-master": {
     user: "mcp",
     config: "/etc/mcp/mcp-master.toml",
-    bundle: "mcp-master.mjs",
     stateDirectory: "mcp-master",
     readWrite: ["/var/lib/mcp-master"],
     capabilities: [] as Array<string>,
@@ -100,7 +97,6 @@ const expected = {
   "mcp-agent": {
     user: "root",
     config: "/etc/mcp/mcp-agent.toml",
-    bundle: "mcp-agent.mjs",
     stateDirectory: "mcp-agent",
     readWrite: ["/var/lib/mcp-agent", "-/run/podman"],
     capabilities: ["CAP_NET_BIND_SERVICE", "CAP_DAC_READ_SEARCH"],
@@ -121,8 +117,11 @@ describe("systemd units: the files", () => {
         expect(single(unit, "Install", "WantedBy")).toBe("multi-user.target")
       })
 
-      it("runs the installed release's node on its bundle with the config under /etc/mcp, as its user", () => {
-        expect(single(unit, "Service", "ExecStart")).toBe(`/opt/mcp/current/node --max-semi-space-size=1 /opt/mcp/current/${want.bundle} --config ${want.config}`)
+      it("runs the installed release's program with the config under /etc/mcp, as its user, Node's flags in NODE_OPTIONS", () => {
+        expect(single(unit, "Service", "ExecStart")).toBe(`/opt/mcp/current/${name} --config ${want.config}`)
+        const environment = all(unit, "Service", "Environment")
+        for (const line of environment) expect(line, "Environment=KEY=VALUE, one per line").toMatch(/^[A-Z_][A-Z0-9_]*=\S+$/)
+        expect(environment.filter((l) => l.startsWith("NODE_OPTIONS="))).toEqual([expect.stringMatching(/^NODE_OPTIONS=--[a-z-]+(=\S+)?( --[a-z-]+(=\S+)?)*$/)])
         expect(single(unit, "Service", "User")).toBe(want.user)
         expect(single(unit, "Service", "Group")).toBe(want.user)
         expect(single(unit, "Service", "StateDirectory")).toBe(want.stateDirectory)
@@ -218,12 +217,9 @@ describe("systemd units on a Debian node with systemd", () => {
     // The agent's engine: the host's Podman API, its socket's directory mounted where podman.socket
     // would put it on a real node (/run/podman), which the agent's unit may write to.
     engine = await startPodmanService()
+    const release = buildRelease(mkdtempSync(path.join(tmpdir(), "mcp-units-release-")))
     const run = podman([
       "run", "-d", "--name", container, "--systemd=always",
-      // The release dir /opt/mcp/0.1.0: this machine's Node 20 as its `node`; the repository
-      // read-only, for the CLI and daemons from source until `npm run build` ships bundles.
-      "-v", `${process.execPath}:/opt/mcp/0.1.0/node:ro`,
-      "-v", `${repo}:${SOURCE_IN_NODE}:ro`,
       "-v", `${path.dirname(engine.socketPath)}:/run/podman`,
       NODE_IMAGE, "/sbin/init"
     ])
@@ -236,11 +232,18 @@ describe("systemd units on a Debian node with systemd", () => {
       state = podman(["exec", container, "systemctl", "is-system-running", "--wait"], { timeoutMs: 60_000 })
     }
     expect(state.stdout.trim(), `systemd in the node: ${state.output}`).toMatch(/^(running|degraded)$/)
-    for (const name of Object.keys(expected)) {
-      const cp = podman(["cp", unitPath(name), `${container}:/etc/systemd/system/${name}.service`])
-      if (cp.status !== 0) throw new Error(`podman cp ${name}.service: ${cp.output}`)
-    }
-  }, 180_000)
+    // docs/INSTALL.md step 2 on the node: the archive unpacked under /opt/mcp, `current`, the CLI
+    // on the PATH and the units from the release.
+    const cp = podman(["cp", release.archive, `${container}:/root/`])
+    if (cp.status !== 0) throw new Error(`podman cp ${release.archive}: ${cp.output}`)
+    onNode(`
+      mkdir -p /opt/mcp && tar -C /opt/mcp -xzf /root/${release.name}.tar.gz
+      ln -sfn ${release.name} /opt/mcp/current
+      ln -sfn /opt/mcp/current/mcp /usr/local/bin/mcp
+      cp /opt/mcp/current/systemd/mcp-master.service /opt/mcp/current/systemd/mcp-agent.service /etc/systemd/system/
+      ! command -v node
+    `)
+  }, 300_000)
 
   afterAll(async () => {
     if (started) podman(["rm", "-f", "-t", "0", container])
@@ -248,8 +251,6 @@ describe("systemd units on a Debian node with systemd", () => {
   })
 
   it("systemd-analyze verify accepts both units, and security rates them OK or better", () => {
-    // The installed layout verify checks ExecStart against: the release dir and its `current` link.
-    onNode(`ln -sfn 0.1.0 /opt/mcp/current; touch /opt/mcp/current/mcp-master.mjs /opt/mcp/current/mcp-agent.mjs 2>/dev/null || true`)
     const verify = podman(["exec", container, "systemd-analyze", "verify", "/etc/systemd/system/mcp-master.service", "/etc/systemd/system/mcp-agent.service"])
     expect(verify.output.trim(), "systemd-analyze verify prints nothing for good units").toBe("")
     expect(verify.status).toBe(0)
@@ -264,10 +265,8 @@ describe("systemd units on a Debian node with systemd", () => {
   })
 
   it("the daemons run under the units: INSTALL.md's steps, then the agent registers with the master", () => {
-    // docs/INSTALL.md steps 2-6 on one node: CLI wrapper, user, CA, certificates, tokens, configs.
+    // docs/INSTALL.md steps 2-6 on one node: user, CA, certificates, tokens, configs.
     onNode(`
-      printf '#!/bin/sh\\nexec /opt/mcp/current/node ${SOURCE_IN_NODE}/packages/cli/bin/mcp.js "$@"\\n' > /usr/local/bin/mcp
-      chmod 755 /usr/local/bin/mcp
       useradd --system --user-group --home-dir /var/lib/mcp-master --no-create-home --shell /usr/sbin/nologin mcp
       install -d -m 0700 /root/mcp-admin && cd /root/mcp-admin
       mcp ca init ca
@@ -318,14 +317,6 @@ EOF
       install -d -m 0700 /root/.config/mcp
       printf 'master = ["127.0.0.1:9555"]\\nca = "/etc/mcp/ca.crt"\\ntoken_file = "/root/mcp-admin/operator.token"\\n' > /root/.config/mcp/mcp.toml
     `, 120_000)
-    // Until the release has bundles, ExecStart is pointed at the sources by a drop-in: everything
-    // else (user, sandbox, paths, secrets' owners) is the unit as shipped.
-    for (const [name, entry] of [["mcp-master", "packages/master/bin/mcp-master.js"], ["mcp-agent", "packages/agent/bin/mcp-agent.js"]]) {
-      onNode(`
-        mkdir -p /etc/systemd/system/${name}.service.d
-        printf '[Service]\\nExecStart=\\nExecStart=/opt/mcp/current/node ${SOURCE_IN_NODE}/${entry} --config /etc/mcp/${name}.toml\\n' > /etc/systemd/system/${name}.service.d/from-source.conf
-      `)
-    }
     onNode("systemctl daemon-reload && systemctl enable --now mcp-master.service mcp-agent.service")
 
     const deadline = Date.now() + 60_000

@@ -17,6 +17,7 @@ import { mkdirSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { freeTcpPort, startManagedProcess } from "./ManagedProcess.js"
+import { type DaemonUnit, unitEnvironment, unitNodeFlags } from "./Units.js"
 
 const repo = fileURLToPath(new URL("../..", import.meta.url))
 export const bins = {
@@ -215,17 +216,21 @@ export interface Daemon {
 }
 
 /**
- * Spawns a daemon and waits for the line that says it listens. `prefix` runs it under another
+ * Spawns a daemon with what its systemd unit gives it (its NODE_OPTIONS as node flags and the rest
+ * of its environment: test/support/Units.ts) and waits for the line that says it listens. `prefix` runs it under another
  * command that execs it (e.g. `ip netns exec <ns>`), so the pid is still the daemon's.
  */
 export const spawnDaemon = async (bin: string, configPath: string, ready = /listening on/, timeoutMs = 30_000, prefix: ReadonlyArray<string> = []): Promise<Daemon> => {
   // An agent's token and certificate (writeAgentConfig) before it starts; a no-op otherwise.
   await enrolmentOf.get(configPath)
-  const [file, ...args] = [...prefix, process.execPath, bin, "--config", configPath]
+  const unit: DaemonUnit = bin.includes("mcp-agent") ? "mcp-agent" : "mcp-master"
+  const { NODE_OPTIONS: _, ...unitEnv } = unitEnvironment(unit)
+  const [file, ...args] = [...prefix, process.execPath, ...unitNodeFlags(unit), bin, "--config", configPath]
   const daemon = await startManagedProcess({
     name: bin,
     command: file!,
     args,
+    env: { ...process.env, ...unitEnv },
     ready: { awaiting: `a line matching ${ready}`, output: ready },
     timeoutMs,
     // Tests search a daemon's whole log for what it did, not only the latest lines.

@@ -4,7 +4,7 @@
  * The union below is the whole list, so a new kind of failure does not compile until it is
  * placed here.
  */
-import { ValidationError } from "@effect/cli"
+import * as ValidationError from "@effect/cli/ValidationError"
 import type { RpcClientError } from "@effect/rpc/RpcClientError"
 import type { Errors } from "@mcp/domain"
 import type * as Pki from "@mcp/rpc/Pki"

@@ -2,8 +2,8 @@
  * The middleware every RPC group carries: authenticates the bearer token, checks the caller's
  * role against the RPC's access level, and provides the CurrentPrincipal to handlers.
  */
-import { Headers } from "@effect/platform"
-import { RpcMiddleware } from "@effect/rpc"
+import * as Headers from "@effect/platform/Headers"
+import * as RpcMiddleware from "@effect/rpc/RpcMiddleware"
 import { Errors } from "@mcp/domain"
 import type { Rpc } from "@effect/rpc"
 import { Context, Effect, Either, Exit, Layer, ParseResult, Redacted, Schema, SchemaAST } from "effect"

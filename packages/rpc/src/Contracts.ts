@@ -2,7 +2,9 @@
  * The RPC contracts: what each daemon serves. Declared once here and implemented by the agent
  * and the master with `Group.toLayer`; every payload, result and error is a Schema.
  */
-import { Rpc, RpcGroup, type RpcMiddleware } from "@effect/rpc"
+import * as Rpc from "@effect/rpc/Rpc"
+import * as RpcGroup from "@effect/rpc/RpcGroup"
+import type * as RpcMiddleware from "@effect/rpc/RpcMiddleware"
 import { Deploy, Errors, Events, Names, Node, Operations, Policy, Routes, Status } from "@mcp/domain"
 import { Schema } from "effect"
 import { AuthMiddleware } from "./AuthMiddleware.js"

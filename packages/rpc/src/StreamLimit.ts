@@ -5,7 +5,8 @@
  * The auth middleware wraps every call with `limit`, so the permit is held exactly as long as
  * the stream runs (the middleware's `next` is the whole stream) and released however it ends.
  */
-import { type Rpc, RpcSchema } from "@effect/rpc"
+import type * as Rpc from "@effect/rpc/Rpc"
+import * as RpcSchema from "@effect/rpc/RpcSchema"
 import { Errors } from "@mcp/domain"
 import { Effect } from "effect"
 import type { Principal } from "./Principal.js"

@@ -5,21 +5,22 @@
  * messages per request and JSON depth (checked on the raw body before anything decodes it),
  * and on the server's connections: timeouts for the TLS handshake, for a connection that sends
  * nothing, for headers and for the request, and a cap on open connections. Streams per caller
- * are bounded in the auth middleware (StreamLimit.ts), which knows the caller.
+ * are bounded in the auth middleware (StreamLimit.ts), which knows the caller. The clients are
+ * in TransportClient.ts, re-exported here.
  */
-import { HttpClient, HttpIncomingMessage, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { NodeHttpClient, NodeHttpServer } from "@effect/platform-node"
-import { type Rpc, RpcClient, type RpcGroup, RpcSerialization, RpcServer } from "@effect/rpc"
-import { Errors } from "@mcp/domain"
-import { Cause, Effect, Layer, Option, Redacted, Ref, type Scope, Stream } from "effect"
+import { HttpIncomingMessage, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { type Rpc, type RpcGroup, RpcSerialization, RpcServer } from "@effect/rpc"
+import { Effect, Layer, Option, Redacted, type Scope } from "effect"
 import * as https from "node:https"
 import type * as tls from "node:tls"
-import * as AuthMiddleware from "./AuthMiddleware.js"
-import { parseVersion, PROTOCOL_HEADER, PROTOCOL_VERSION } from "./Protocol.js"
+import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "./Protocol.js"
 import { checkBody, DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_MESSAGES_PER_REQUEST, describeProblem } from "./RequestLimits.js"
+import { MIN_TLS_VERSION } from "./TransportClient.js"
 
 export { DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_MESSAGES_PER_REQUEST } from "./RequestLimits.js"
-import * as ServerIdentity from "./ServerIdentity.js"
+// The clients live in TransportClient.ts (a client need not load the server); here too for daemons and tests.
+export { type ClientOptions, makeClient, MIN_TLS_VERSION } from "./TransportClient.js"
 
 export interface TlsServerOptions {
   readonly cert: string
@@ -97,12 +98,6 @@ export const DEFAULT_TIMEOUT_CHECK_INTERVAL_MS = 2_000
  * daemon's databases, sockets and outgoing connections.
  */
 export const DEFAULT_MAX_CONNECTIONS = 512
-
-/**
- * The lowest TLS version our own peers speak: servers refuse, and clients do not offer, anything
- * older. Every MCP server and client is built here, so nothing in the fleet needs TLS 1.2.
- */
-export const MIN_TLS_VERSION = "TLSv1.3" as const
 
 /** Serves one RPC group at `path`; needs the group's handlers and the auth middleware. */
 export const route = <Rpcs extends Rpc.Any>(path: `/${string}`, group: RpcGroup.RpcGroup<Rpcs>) =>
@@ -216,77 +211,3 @@ const createHttpsServer = (options: ServerOptions): https.Server => {
   })
   return server
 }
-
-// ---------------------------------------------------------------------------------------------
-// Clients.
-
-export interface ClientOptions {
-  /** `https://host:port/path` of the group's endpoint. */
-  readonly url: string
-  /** The platform CA: the only issuer trusted for the server's certificate. */
-  readonly ca: string
-  readonly token: Redacted.Redacted<string>
-  /** A client certificate and key, for servers that require mTLS. */
-  readonly clientCert?: { readonly cert: string; readonly key: Redacted.Redacted<string> }
-  /**
-   * The peer this client must reach: its certificate must name it (CN or DNS SAN), besides being
-   * the CA's and valid for the URL's host; otherwise the handshake fails with
-   * ServerIdentity.ServerIdentityMismatch before the token or any request is sent.
-   */
-  readonly expectedName?: string
-}
-
-const isUnknownTag = (defect: unknown): boolean =>
-  (typeof defect === "string" && defect.startsWith("Unknown request tag")) ||
-  (defect instanceof Error && defect.message.startsWith("Unknown request tag"))
-
-/**
- * A typed client for `group` over HTTPS. A call the server does not know fails with
- * VersionSkew, carrying both protocol versions, instead of an opaque defect.
- */
-export const makeClient = <Rpcs extends Rpc.Any>(group: RpcGroup.RpcGroup<Rpcs>, options: ClientOptions) =>
-  Effect.gen(function* () {
-    const remoteVersion = yield* Ref.make<number | undefined>(undefined)
-    const protocol = RpcClient.layerProtocolHttp({
-      url: options.url,
-      transformClient: (client) =>
-        HttpClient.tap(client, (response) => Ref.set(remoteVersion, parseVersion(response.headers[PROTOCOL_HEADER])))
-    }).pipe(
-      Layer.provide(RpcSerialization.layerNdjson),
-      Layer.provide(NodeHttpClient.layerWithoutAgent),
-      Layer.provide(
-        NodeHttpClient.makeAgentLayer({
-          ca: options.ca,
-          minVersion: MIN_TLS_VERSION,
-          ...(options.clientCert === undefined ? {} : { cert: options.clientCert.cert, key: Redacted.value(options.clientCert.key) }),
-          ...(options.expectedName === undefined ? {} : { checkServerIdentity: ServerIdentity.expectName(options.expectedName) })
-        })
-      )
-    )
-    const context = yield* Layer.build(Layer.merge(protocol, AuthMiddleware.layerClient(options.token)))
-    const client = yield* Effect.provide(RpcClient.make(group), context)
-
-    const skew = (rpc: string) =>
-      Effect.flatMap(Ref.get(remoteVersion), (remote) =>
-        Effect.fail(new Errors.VersionSkew({ rpc, localVersion: PROTOCOL_VERSION, remoteVersion: remote ?? 0 }))
-      )
-    const wrapped: Record<string, unknown> = {}
-    for (const [tag, call] of Object.entries(client as Record<string, (...args: Array<unknown>) => unknown>)) {
-      wrapped[tag] = (...args: Array<unknown>) => {
-        const result = call(...args)
-        if (Stream.StreamTypeId in (result as object)) {
-          return Stream.catchAllCause(result as Stream.Stream<unknown, unknown>, (cause) =>
-            Option.match(Cause.dieOption(cause), {
-              onNone: () => Stream.failCause(cause),
-              onSome: (defect) => (isUnknownTag(defect) ? Stream.fromEffect(skew(tag)) : Stream.failCause(cause))
-            })
-          )
-        }
-        return Effect.catchSomeDefect(result as Effect.Effect<unknown, unknown>, (defect) =>
-          isUnknownTag(defect) ? Option.some(skew(tag)) : Option.none()
-        )
-      }
-    }
-    // Same shape and types: VersionSkew is already in every RPC's error union via the middleware.
-    return wrapped as unknown as typeof client
-  })

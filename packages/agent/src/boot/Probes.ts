@@ -4,7 +4,7 @@
  * reason, as the status shows it.
  */
 import { HttpClient } from "@effect/platform"
-import { NodeHttpClient, Undici } from "@effect/platform-node"
+import { NodeHttpClient } from "@effect/platform-node"
 import { Duration, Effect } from "effect"
 import * as dns from "node:dns"
 import type { ContainerRuntime } from "../engine/ContainerRuntime.js"
@@ -43,12 +43,10 @@ const gateProbe = (c: StageCheck, kind: "http" | "tcp" | "exec", port: number | 
 const httpsGet = (url: string) =>
   Effect.gen(function* () {
     // A liveness check: the certificate is the proxy's business, not the boot gate's, so
-    // this client (its own connections, closed after the check) verifies none.
-    const dispatcher = yield* Effect.acquireRelease(
-      Effect.sync(() => new Undici.Agent({ connect: { rejectUnauthorized: false } })),
-      (agent) => Effect.promise(() => agent.destroy())
-    )
-    const res = yield* HttpClient.withScope(NodeHttpClient.makeUndici(dispatcher)).get(url).pipe(
+    // this client (its own connections, closed with the scope after the check) verifies none.
+    const agent = yield* NodeHttpClient.makeAgent({ rejectUnauthorized: false })
+    const client = yield* Effect.provideService(NodeHttpClient.make, NodeHttpClient.HttpAgent, agent)
+    const res = yield* HttpClient.withScope(client).get(url).pipe(
       Effect.mapError((e) => (e.cause instanceof Error ? e.cause.message : e.message))
     )
     if (res.status >= 400) return yield* Effect.fail(`answered HTTP ${res.status}`)

@@ -12,16 +12,12 @@ import type { AgentConfig } from "./AgentConfig.js"
 import * as AgentHandlers from "./AgentHandlers.js"
 import type { ContainerRuntime } from "../engine/ContainerRuntime.js"
 import { NodeSettings } from "../NodeSettings.js"
-import * as AcmeIssuer from "../certs/AcmeIssuer.js"
+import type * as AcmeIssuer from "../certs/AcmeIssuer.js"
 import { BootSequencer } from "../boot/BootSequencer.js"
-import * as CaddyRoutes from "../proxy/CaddyRoutes.js"
 import * as CertRenewer from "../certs/CertRenewer.js"
 import type { CertError, CertIssuer } from "../certs/CertIssuer.js"
 import * as DnsRecords from "../dns/DnsRecords.js"
 import * as EdgeRoutes from "../edge/EdgeRoutes.js"
-import * as HaproxyRoutes from "../proxy/HaproxyRoutes.js"
-import * as PowerDnsRecords from "../dns/PowerDnsRecords.js"
-import * as Rfc2136Records from "../dns/Rfc2136Records.js"
 import * as DockerRuntime from "../engine/DockerRuntime.js"
 import { Lifecycle } from "../lifecycle/Lifecycle.js"
 import * as LocalCaIssuer from "../certs/LocalCaIssuer.js"
@@ -38,6 +34,15 @@ import { layerAuditLog, layerSqlite, Registry } from "../registry/Registry.js"
 import { ServiceActors } from "../lifecycle/ServiceActors.js"
 
 export const VERSION = "0.1.0"
+
+/**
+ * The proxy, DNS and ACME adapters are loaded with import() once the config has chosen one, so a
+ * node runs only the code of the ones it uses: the bundle splits each into its own chunk, and an
+ * idle agent does not hold the others' code in memory (acme-client alone brings node-forge, axios
+ * and mime-db, about 600 KB). A chunk that cannot be read is a broken install: a defect.
+ */
+const adapter = <M, A, E, R>(load: () => Promise<M>, make: (module: M) => Layer.Layer<A, E, R>): Layer.Layer<A, E, R> =>
+  Layer.unwrapEffect(Effect.map(Effect.promise(load), make))
 
 /** The agent's services (everything but the network edge), over a given engine layer. */
 export const layerCore = <E, R>(config: AgentConfig, runtime: Layer.Layer<ContainerRuntime, E, R>) => {
@@ -85,14 +90,17 @@ export const layerProxy = (
         ...(p.backend_ca === undefined ? {} : { backendCaFile: p.backend_ca })
       }
       // The agent owns the config HAProxy runs with: make sure it exists before the first route.
-      return Layer.effect(ProxyRoutes.ProxyRoutes, Effect.zipRight(HaproxyRoutes.ensureConfig(options), HaproxyRoutes.make(options)))
+      return adapter(() => import("../proxy/HaproxyRoutes.js"), (HaproxyRoutes) =>
+        Layer.effect(ProxyRoutes.ProxyRoutes, Effect.zipRight(HaproxyRoutes.ensureConfig(options), HaproxyRoutes.make(options))))
     }
-    case "caddy":
-      return CaddyRoutes.layer({
+    case "caddy": {
+      const options = {
         adminUrl: p.admin_url,
         ...(p.bind === undefined ? {} : { listenerBind: p.bind }),
         ...(p.backend_ca === undefined ? {} : { backendCaFile: p.backend_ca })
-      })
+      }
+      return adapter(() => import("../proxy/CaddyRoutes.js"), (CaddyRoutes) => CaddyRoutes.layer(options))
+    }
   }
 }
 
@@ -101,22 +109,27 @@ export const layerDns = (config: AgentConfig): Layer.Layer<DnsRecords.DnsRecords
   switch (d.kind) {
     case "none":
       return DnsRecords.layerNone
-    case "powerdns":
-      return PowerDnsRecords.layer({
+    case "powerdns": {
+      // Secret files are read here, before the adapter loads: a missing one stops the start as before.
+      const options = {
         apiUrl: d.api_url,
         apiKey: secretFile(d.api_key_file, "PowerDNS API key file (api_key_file)"),
         zone: config.internal_zone,
         ...(d.server === undefined ? {} : { server: d.server }),
         ...(d.ttl === undefined ? {} : { ttl: d.ttl })
-      })
-    case "rfc2136":
-      return Rfc2136Records.layer({
+      }
+      return adapter(() => import("../dns/PowerDnsRecords.js"), (PowerDnsRecords) => PowerDnsRecords.layer(options))
+    }
+    case "rfc2136": {
+      const options = {
         server: d.server,
         zone: config.internal_zone,
         keyName: d.key_name,
         keySecret: secretFile(d.key_secret_file, "TSIG secret file (key_secret_file)"),
         ...(d.ttl === undefined ? {} : { ttl: d.ttl })
-      })
+      }
+      return adapter(() => import("../dns/Rfc2136Records.js"), (Rfc2136Records) => Rfc2136Records.layer(options))
+    }
   }
 }
 
@@ -138,21 +151,25 @@ export const layerCerts = (
         platformCaFile: config.tls.ca
       }).pipe(Layer.provideMerge(domains))
     case "acme": {
+      const dns = config.dns
+      const solverOptions = c.challenge === "dns-01" && dns.kind === "powerdns"
+        ? {
+          apiUrl: dns.api_url,
+          apiKey: secretFile(dns.api_key_file, "PowerDNS API key file (api_key_file)"),
+          zone: config.internal_zone,
+          ...(dns.server === undefined ? {} : { server: dns.server })
+        }
+        : undefined
       const challenge: Effect.Effect<AcmeIssuer.AcmeChallenge, never, HttpClient.HttpClient> =
-        c.challenge === "dns-01" && config.dns.kind === "powerdns"
-          ? Effect.map(
-              PowerDnsRecords.makeTxtSolver({
-                apiUrl: config.dns.api_url,
-                apiKey: secretFile(config.dns.api_key_file, "PowerDNS API key file (api_key_file)"),
-                zone: config.internal_zone,
-                ...(config.dns.server === undefined ? {} : { server: config.dns.server })
-              }),
-              (solver) => ({ kind: "dns-01", solver })
+        solverOptions !== undefined
+          ? Effect.promise(() => import("../dns/PowerDnsRecords.js")).pipe(
+              Effect.flatMap((PowerDnsRecords) => PowerDnsRecords.makeTxtSolver(solverOptions)),
+              Effect.map((solver) => ({ kind: "dns-01", solver }))
             )
           : Effect.succeed({ kind: "http-01", serve: { port: c.http_port, ...(c.http_host === undefined ? {} : { host: c.http_host }) } })
       const caBundle = c.ca_bundle === undefined ? {} : { caBundle: readFileSync(c.ca_bundle, "utf8") }
       return Layer.merge(domains, Layer.unwrapEffect(
-        Effect.map(challenge, (challenge) =>
+        Effect.zipWith(challenge, Effect.promise(() => import("../certs/AcmeIssuer.js")), (challenge, AcmeIssuer) =>
           AcmeIssuer.layer({
             directoryUrl: c.directory_url,
             dataDir: config.data_dir,
@@ -230,7 +247,9 @@ export const layer = (config: AgentConfig) => {
     Layer.provideMerge(resume),
     Layer.provideMerge(core),
     // Provided once: health checks, PowerDNS, Caddy and ACME share one HTTP connection pool for the agent's life.
-    Layer.provide(Layer.merge(NodeContext.layer, NodeHttpClient.layerUndici))
+    // node:http's, not undici's: undici is about 2 MB of JavaScript and a WebAssembly parser an
+    // idle agent would keep in memory, for a few local requests now and then.
+    Layer.provide(Layer.merge(NodeContext.layer, NodeHttpClient.layer))
   )
 }
 

@@ -2,13 +2,15 @@
  * Options every fleet command shares and the connection they open: to the master by default,
  * or straight to one agent with --direct --node <host:port> (works with no master at all).
  */
-import { Options } from "@effect/cli"
-import { HttpClientError } from "@effect/platform"
+// Modules by their own paths, not packages' index: in the CLI's bundle importing an index
+// initialises every module it re-exports (see scripts/build.mjs, cjsOptions), on every command.
+import * as Options from "@effect/cli/Options"
+import * as HttpClientError from "@effect/platform/HttpClientError"
 import type { Rpc, RpcGroup } from "@effect/rpc"
 import { RpcClientError } from "@effect/rpc/RpcClientError"
 import { Names, Node } from "@mcp/domain"
 import { AgentRpcs, MasterRpcs } from "@mcp/rpc/Contracts"
-import * as Transport from "@mcp/rpc/Transport"
+import * as Transport from "@mcp/rpc/TransportClient"
 import { Effect, Option, Stream } from "effect"
 import * as Arguments from "../Arguments.js"
 import * as CliConfig from "../CliConfig.js"

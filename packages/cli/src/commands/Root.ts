@@ -4,17 +4,28 @@
  * a command line that names none (`mcp`, `mcp --help`, an unknown command) loads them all, so
  * help lists every command and a wrong one is reported against the whole tree.
  */
-import { Command, Options } from "@effect/cli"
-import * as NodeContext from "@effect/platform-node/NodeContext"
+import type * as CliApp from "@effect/cli/CliApp"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodePath from "@effect/platform-node/NodePath"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Effect, type Scope } from "effect"
+import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
+import { Effect, Layer, type Scope } from "effect"
 import { print } from "../Output.js"
 import { type CliFailure, report } from "../Report.js"
 import { buildInfo, formatVersion } from "./Version.js"
 
 /** A command the root can run: what it needs is provided below, and every failure is one `report` knows. */
 // `any`: each command has its own name and parsed config.
-type AnyCommand = Command.Command<any, NodeContext.NodeContext | Scope.Scope, CliFailure, any>
+type AnyCommand = Command.Command<any, CliApp.CliApp.Environment | Scope.Scope, CliFailure, any>
+
+/**
+ * What @effect/cli needs (files, paths, the terminal), not all of NodeContext: its command
+ * executor and worker manager load child_process and worker modules on every command, which
+ * none of ours uses.
+ */
+const platform = Layer.mergeAll(NodeFileSystem.layer, NodePath.layer, NodeTerminal.layer)
 
 const version = Command.make("version", { json: Options.boolean("json").pipe(Options.withDescription("print JSON for scripts")) }, (o) =>
   print(formatVersion(buildInfo(), o.json))
@@ -64,7 +75,7 @@ export const run = async (argv: ReadonlyArray<string>) => {
     report,
     // Connections a command opened close when it ends.
     Effect.scoped,
-    Effect.provide(NodeContext.layer),
+    Effect.provide(platform),
     NodeRuntime.runMain({ disableErrorReporting: false })
   )
 }

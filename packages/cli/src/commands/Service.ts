@@ -2,7 +2,9 @@
  * Service commands: deploy, stop, start, restart, undeploy, ps, status, logs, events. Each goes
  * to the master, or with --direct to one agent. Deploys print live progress lines.
  */
-import { Args, Command, Options } from "@effect/cli"
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
 import { Deploy, Names, ServiceDefinition, type Status, Validation } from "@mcp/domain"
 import { Effect, Either, Option, Schema, Stream } from "effect"
 import { readFileSync } from "node:fs"

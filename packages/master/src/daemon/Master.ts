@@ -3,7 +3,12 @@
  * coordinators and the RPC server for the CLI (/master) and agents (/control).
  */
 import { NodeContext } from "@effect/platform-node"
-import { AuthMiddleware, ControlRpcs, Daemon, Failures, MasterRpcs, SecretFile, Transport } from "@mcp/rpc"
+import * as AuthMiddleware from "@mcp/rpc/AuthMiddleware"
+import * as Daemon from "@mcp/rpc/Daemon"
+import * as Failures from "@mcp/rpc/Failures"
+import * as SecretFile from "@mcp/rpc/SecretFile"
+import * as Transport from "@mcp/rpc/Transport"
+import { ControlRpcs, MasterRpcs } from "@mcp/rpc/Contracts"
 import { Duration, Effect, Layer, Option, Redacted } from "effect"
 import { mkdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"

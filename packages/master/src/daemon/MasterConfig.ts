@@ -3,7 +3,7 @@
  * `path: message` before anything starts.
  */
 import { Names, Node, Policy, ServiceDefinition } from "@mcp/domain"
-import { Daemon } from "@mcp/rpc"
+import * as Daemon from "@mcp/rpc/Daemon"
 import { Duration, Schema } from "effect"
 
 const DurationText = Schema.String.pipe(Schema.pattern(/^[1-9][0-9]*(ms|s|m)$/, { message: () => `must be a duration such as "500ms", "30s" or "1m"` }))

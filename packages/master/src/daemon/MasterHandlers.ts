@@ -4,7 +4,7 @@
  * logs, events, edge routes, tree) and NodeManagement (node registry, agent recover); ControlRpcs
  * for agents from Control (register, heartbeat).
  */
-import { ControlRpcs, MasterRpcs } from "@mcp/rpc"
+import { ControlRpcs, MasterRpcs } from "@mcp/rpc/Contracts"
 import { Effect, Layer } from "effect"
 import type { MasterSettings } from "./handlers/Common.js"
 import * as Control from "./handlers/Control.js"

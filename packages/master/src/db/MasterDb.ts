@@ -6,7 +6,11 @@
  */
 import { SqlClient } from "@effect/sql"
 import { Health, Node, Routes } from "@mcp/domain"
-import { Audit, EventLog, SagaJournal, SqliteFile, SqlRows } from "@mcp/rpc"
+import * as Audit from "@mcp/rpc/Audit"
+import * as EventLog from "@mcp/rpc/EventLog"
+import * as SagaJournal from "@mcp/rpc/SagaJournal"
+import * as SqliteFile from "@mcp/rpc/SqliteFile"
+import * as SqlRows from "@mcp/rpc/SqlRows"
 import { Effect, Layer, Option, Schema } from "effect"
 
 const migrations = {

@@ -10,7 +10,7 @@
  * with a fresh listing taken there: a listing from before the actor ran could be stale.
  */
 import type { Node, Routes } from "@mcp/domain"
-import { Failures } from "@mcp/rpc"
+import * as Failures from "@mcp/rpc/Failures"
 import { Cause, Clock, type Duration, Effect, Either, Metric, Option, Ref, Schedule } from "effect"
 import { FleetCalls } from "../fleet/FleetCalls.js"
 import { MasterDb } from "../db/MasterDb.js"

@@ -9,7 +9,9 @@
  * counts as an address that cannot be reached, with the reason saying so.
  */
 import { Errors } from "@mcp/domain"
-import { AgentRpcs, ServerIdentity, Transport } from "@mcp/rpc"
+import * as ServerIdentity from "@mcp/rpc/ServerIdentity"
+import * as Transport from "@mcp/rpc/Transport"
+import { AgentRpcs } from "@mcp/rpc/Contracts"
 import { Context, Data, Duration, Effect, RcMap } from "effect"
 
 export interface AgentClientSettings {

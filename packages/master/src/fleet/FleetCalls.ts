@@ -5,7 +5,8 @@
  */
 import type { Deploy, Names, Node, Routes } from "@mcp/domain"
 import { Errors } from "@mcp/domain"
-import { Daemon, type Principal } from "@mcp/rpc"
+import * as Daemon from "@mcp/rpc/Daemon"
+import type * as Principal from "@mcp/rpc/Principal"
 import { Context, Effect, Layer, Stream } from "effect"
 import { AgentClients } from "./AgentClients.js"
 

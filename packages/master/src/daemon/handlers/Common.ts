@@ -5,7 +5,8 @@
  */
 import type { RpcGroup } from "@effect/rpc"
 import { Errors, type Health, type Node, type Policy } from "@mcp/domain"
-import { type ControlRpcs, Failures, type MasterRpcs } from "@mcp/rpc"
+import * as Failures from "@mcp/rpc/Failures"
+import { type ControlRpcs, type MasterRpcs } from "@mcp/rpc/Contracts"
 import { type Duration, Effect, Option } from "effect"
 import { MasterDb } from "../../db/MasterDb.js"
 import { AgentClients } from "../../fleet/AgentClients.js"

@@ -8,7 +8,9 @@
  * behind another middleware. So a node's addresses and role change only by its own Register (or
  * an admin's NodesAdd), and placements are learned only from the node they are on.
  */
-import { AuthMiddleware, Failures, Principal } from "@mcp/rpc"
+import * as AuthMiddleware from "@mcp/rpc/AuthMiddleware"
+import * as Failures from "@mcp/rpc/Failures"
+import * as Principal from "@mcp/rpc/Principal"
 import { Clock, Duration, Effect, Option } from "effect"
 import { MasterDb } from "../../db/MasterDb.js"
 import { NodeSupervisors } from "../../nodes/NodeSupervisors.js"

@@ -4,7 +4,7 @@
  * what it could gather: a node that is down or slow is reported, not waited for.
  */
 import type { Operations } from "@mcp/domain"
-import { EventLog } from "@mcp/rpc"
+import * as EventLog from "@mcp/rpc/EventLog"
 import { Clock, Duration, Effect, Either, Stream } from "effect"
 import { MasterDb } from "../../db/MasterDb.js"
 import { EdgeReconciler } from "../../edge/EdgeReconciler.js"

@@ -4,7 +4,8 @@
  * Commands for one service go through that service's actor, so they never race across nodes.
  */
 import { Deploy, Errors, Placement, Policy, type ServiceDefinition, Validation } from "@mcp/domain"
-import { type KeyedActors, Principal } from "@mcp/rpc"
+import type * as KeyedActors from "@mcp/rpc/KeyedActors"
+import * as Principal from "@mcp/rpc/Principal"
 import { Effect, Either, Mailbox, Option, Stream } from "effect"
 import { MasterDb } from "../../db/MasterDb.js"
 import { AgentClients } from "../../fleet/AgentClients.js"

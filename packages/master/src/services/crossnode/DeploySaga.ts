@@ -4,7 +4,7 @@
  * edge undoes the edges and the worker; a worker that cannot be put back rolls forward.
  */
 import { Deploy, Errors, PublicRoutes, type ServiceDefinition } from "@mcp/domain"
-import { Saga } from "@mcp/rpc"
+import * as Saga from "@mcp/rpc/Saga"
 import { Effect, Either, Option, Stream } from "effect"
 import * as EdgeResolver from "../../edge/EdgeResolver.js"
 import { FleetCalls } from "../../fleet/FleetCalls.js"

@@ -5,7 +5,8 @@
  * database is a defect of the request, logged and counted (Failures.fatal).
  */
 import { type Deploy, Errors, Node, Routes, type ServiceDefinition } from "@mcp/domain"
-import { Failures, type Principal } from "@mcp/rpc"
+import * as Failures from "@mcp/rpc/Failures"
+import type * as Principal from "@mcp/rpc/Principal"
 import { Context, Data, Effect, Option, Schema } from "effect"
 import type { EdgeRouteRequest as EdgeRouteRequestType } from "../../fleet/FleetCalls.js"
 import { MasterDb } from "../../db/MasterDb.js"

@@ -2,7 +2,8 @@
  * At master start: the cross-node sagas a killed master left open, finished or undone from the
  * journal alone, each in its service's actor (so no new work on the service runs before).
  */
-import { Saga, type SagaJournal } from "@mcp/rpc"
+import * as Saga from "@mcp/rpc/Saga"
+import type * as SagaJournal from "@mcp/rpc/SagaJournal"
 import { Effect, Either, Option, Schema } from "effect"
 import { FleetCalls } from "../../fleet/FleetCalls.js"
 import { MasterDb, type SagaKind } from "../../db/MasterDb.js"

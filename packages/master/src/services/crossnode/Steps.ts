@@ -4,7 +4,7 @@
  * `edge <hostname>` per route, then `worker`. Step names carry the hostname, so compensators
  * are found by a lookup rather than a fixed record.
  */
-import { Saga } from "@mcp/rpc"
+import * as Saga from "@mcp/rpc/Saga"
 import { Effect, Either, Option, Schema } from "effect"
 import { FleetCalls } from "../../fleet/FleetCalls.js"
 import type { MasterDb } from "../../db/MasterDb.js"

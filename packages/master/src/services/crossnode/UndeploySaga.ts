@@ -4,7 +4,7 @@
  * failure puts the removed routes back and leaves the service deployed.
  */
 import { Errors, type Node } from "@mcp/domain"
-import { Saga } from "@mcp/rpc"
+import * as Saga from "@mcp/rpc/Saga"
 import { Effect, Either, Option } from "effect"
 import { FleetCalls } from "../../fleet/FleetCalls.js"
 import { MasterDb } from "../../db/MasterDb.js"

@@ -1,0 +1,95 @@
+/**
+ * The client side of the HTTPS transport (Transport.ts): a typed client for an RPC group that
+ * trusts only the platform CA, speaks ndjson and turns an RPC the server does not know into
+ * VersionSkew. A module of its own so that a client (the CLI, for every command it runs) does
+ * not load the server's side: RpcServer, the HTTP server and router, the request limits.
+ * Transport.ts re-exports all of it, so daemons and tests import either.
+ */
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import type * as Rpc from "@effect/rpc/Rpc"
+import * as RpcClient from "@effect/rpc/RpcClient"
+import type * as RpcGroup from "@effect/rpc/RpcGroup"
+import * as RpcSerialization from "@effect/rpc/RpcSerialization"
+import { Errors } from "@mcp/domain"
+import { Cause, Effect, Layer, Option, Redacted, Ref, Stream } from "effect"
+import * as AuthMiddleware from "./AuthMiddleware.js"
+import { parseVersion, PROTOCOL_HEADER, PROTOCOL_VERSION } from "./Protocol.js"
+import * as ServerIdentity from "./ServerIdentity.js"
+
+/**
+ * The lowest TLS version our own peers speak: servers refuse, and clients do not offer, anything
+ * older. Every MCP server and client is built here, so nothing in the fleet needs TLS 1.2.
+ */
+export const MIN_TLS_VERSION = "TLSv1.3" as const
+
+export interface ClientOptions {
+  /** `https://host:port/path` of the group's endpoint. */
+  readonly url: string
+  /** The platform CA: the only issuer trusted for the server's certificate. */
+  readonly ca: string
+  readonly token: Redacted.Redacted<string>
+  /** A client certificate and key, for servers that require mTLS. */
+  readonly clientCert?: { readonly cert: string; readonly key: Redacted.Redacted<string> }
+  /**
+   * The peer this client must reach: its certificate must name it (CN or DNS SAN), besides being
+   * the CA's and valid for the URL's host; otherwise the handshake fails with
+   * ServerIdentity.ServerIdentityMismatch before the token or any request is sent.
+   */
+  readonly expectedName?: string
+}
+
+const isUnknownTag = (defect: unknown): boolean =>
+  (typeof defect === "string" && defect.startsWith("Unknown request tag")) ||
+  (defect instanceof Error && defect.message.startsWith("Unknown request tag"))
+
+/**
+ * A typed client for `group` over HTTPS. A call the server does not know fails with
+ * VersionSkew, carrying both protocol versions, instead of an opaque defect.
+ */
+export const makeClient = <Rpcs extends Rpc.Any>(group: RpcGroup.RpcGroup<Rpcs>, options: ClientOptions) =>
+  Effect.gen(function* () {
+    const remoteVersion = yield* Ref.make<number | undefined>(undefined)
+    const protocol = RpcClient.layerProtocolHttp({
+      url: options.url,
+      transformClient: (client) =>
+        HttpClient.tap(client, (response) => Ref.set(remoteVersion, parseVersion(response.headers[PROTOCOL_HEADER])))
+    }).pipe(
+      Layer.provide(RpcSerialization.layerNdjson),
+      Layer.provide(NodeHttpClient.layerWithoutAgent),
+      Layer.provide(
+        NodeHttpClient.makeAgentLayer({
+          ca: options.ca,
+          minVersion: MIN_TLS_VERSION,
+          ...(options.clientCert === undefined ? {} : { cert: options.clientCert.cert, key: Redacted.value(options.clientCert.key) }),
+          ...(options.expectedName === undefined ? {} : { checkServerIdentity: ServerIdentity.expectName(options.expectedName) })
+        })
+      )
+    )
+    const context = yield* Layer.build(Layer.merge(protocol, AuthMiddleware.layerClient(options.token)))
+    const client = yield* Effect.provide(RpcClient.make(group), context)
+
+    const skew = (rpc: string) =>
+      Effect.flatMap(Ref.get(remoteVersion), (remote) =>
+        Effect.fail(new Errors.VersionSkew({ rpc, localVersion: PROTOCOL_VERSION, remoteVersion: remote ?? 0 }))
+      )
+    const wrapped: Record<string, unknown> = {}
+    for (const [tag, call] of Object.entries(client as Record<string, (...args: Array<unknown>) => unknown>)) {
+      wrapped[tag] = (...args: Array<unknown>) => {
+        const result = call(...args)
+        if (Stream.StreamTypeId in (result as object)) {
+          return Stream.catchAllCause(result as Stream.Stream<unknown, unknown>, (cause) =>
+            Option.match(Cause.dieOption(cause), {
+              onNone: () => Stream.failCause(cause),
+              onSome: (defect) => (isUnknownTag(defect) ? Stream.fromEffect(skew(tag)) : Stream.failCause(cause))
+            })
+          )
+        }
+        return Effect.catchSomeDefect(result as Effect.Effect<unknown, unknown>, (defect) =>
+          isUnknownTag(defect) ? Option.some(skew(tag)) : Option.none()
+        )
+      }
+    }
+    // Same shape and types: VersionSkew is already in every RPC's error union via the middleware.
+    return wrapped as unknown as typeof client
+  })
