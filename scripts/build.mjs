@@ -348,11 +348,11 @@ await esbuild.build({
 })
 const result = { metafile: Object.fromEntries(Object.keys(entryPoints).map((name, i) => [name, results[i].metafile])) }
 if (process.argv.includes("--metafile")) writeFileSync(join(outdir, "meta.json"), JSON.stringify(result.metafile))
+// The warm runs load dist/lazy/ (a command may read a config file parser): after it is built.
+for (const name of Object.keys(codeCached)) writeCodeCache(name)
 const externals = [...nativeCache].filter(([, native]) => native).map(([name]) => name).sort()
 // What the bins check to prefer dist/ over the sources; externals: the native packages the
 // bundles require at run time, which scripts/release.mjs ships beside them.
-// The warm runs load dist/lazy/ (help may read a config file parser): after it is built.
-for (const name of Object.keys(codeCached)) writeCodeCache(name)
 writeFileSync(join(outdir, "BUILD"), JSON.stringify({ version, commit, protocol, externals, builtAt: new Date().toISOString() }) + "\n")
 const size = (f) => (existsSync(f) ? `${(statSync(f).size / 1024).toFixed(0)} KiB` : "-")
 console.log(`built ${version} (commit ${commit}, protocol ${protocol}) in ${((performance.now() - started) / 1000).toFixed(1)} s`)

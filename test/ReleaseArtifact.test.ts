@@ -15,6 +15,7 @@ import * as LocalFleet from "./support/LocalFleet.js"
 import { requireBinary, startManagedProcess, type ManagedProcess } from "./support/ManagedProcess.js"
 import { BUSYBOX_IMAGE, containersConfPath, type PodmanService, startPodmanService } from "./support/Podman.js"
 import { buildRelease, type Release } from "./support/Release.js"
+import { unitEnvironment } from "./support/Units.js"
 
 const repo = fileURLToPath(new URL("..", import.meta.url))
 const NODE_IMAGE = process.env["MCP_DEBIAN_NODE_IMAGE"] ?? "localhost/debian-node:bookworm"
@@ -145,6 +146,8 @@ describe("the release on a Debian node without Node", () => {
           "-v", `${releaseDir}:${INSTALLED}:ro`,
           "-v", `${dirname(engine.socketPath)}:${dirname(engine.socketPath)}`,
           "-v", `${fleet.dir}:${fleet.dir}`,
+          // What its systemd unit gives it (NODE_OPTIONS, the malloc setting): the agent as installed.
+          ...Object.entries(unitEnvironment("mcp-agent")).flatMap(([key, value]) => ["-e", `${key}=${value}`]),
           NODE_IMAGE, `${INSTALLED}/mcp-agent`, "--config", config
         ],
         env: podmanEnv(),
