@@ -289,9 +289,35 @@ const withoutFastCheck = {
   }
 }
 
+/**
+ * @peculiar/x509 (with asn1js, tsyringe, reflect-metadata: about 0.6 MB) serves only the commands
+ * that read or make certificates (ca, token; through @mcp/rpc's Pki). In the command tree it was a
+ * quarter of the bundle, which every command paid to read and to load from the code cache. For
+ * the CLI it is bundled on its own into dist/lazy/x509.cjs and the tree gets a stand-in that
+ * require()s it when first imported: when Pki is initialised, never for ps and the like. Those
+ * commands compile it from source (no code cache), a few ms. It stays unminified: asn1js
+ * compares class names (constructor.name === "Sequence").
+ */
+const lazyX509 = {
+  name: "lazy-x509",
+  setup(build) {
+    build.onResolve({ filter: /^@peculiar\/x509$/ }, (args) => ({ path: args.path, namespace: "lazy-x509" }))
+    build.onLoad({ filter: /.*/, namespace: "lazy-x509" }, () => ({
+      loader: "js",
+      contents: `module.exports = require(require("node:path").join(__dirname, "lazy", "x509.cjs"))`
+    }))
+  }
+}
+
 const cjsOptions = {
   ...options,
-  plugins: [withoutMsgpackrExtract, withoutFastCheck, ...options.plugins],
+  plugins: [withoutMsgpackrExtract, withoutFastCheck, lazyX509, ...options.plugins],
+  // No keepNames here: its __name() call on every function and class was about 80 KiB of the
+  // bundle and 140 KiB of its code cache, some 8 ms of CPU per command. Nothing on the command
+  // tree reads a function's or class's own name (effect, @effect/*, the sources: identifiers and
+  // tags are strings); asn1js does (constructor.name === "Sequence"), and @peculiar/x509 with it
+  // is the unminified dist/lazy/x509.cjs (lazyX509 above), so it keeps its names.
+  keepNames: false,
   outExtension: { ".js": ".cjs" },
   splitting: false,
   format: "cjs",
@@ -336,7 +362,7 @@ const results = await Promise.all(Object.entries(entryPoints).map(([name, entry]
 ))
 await Promise.all(Object.entries(codeCached).map(([name, { tree }]) => esbuild.build({ ...cjsOptions, entryPoints: { [name]: tree } })))
 await esbuild.build({
-  entryPoints: Object.fromEntries(Object.keys(lazyPackages).map((name) => [name, require.resolve(name)])),
+  entryPoints: { ...Object.fromEntries(Object.keys(lazyPackages).map((name) => [name, require.resolve(name)])), x509: require.resolve("@peculiar/x509") },
   outdir: join(outdir, "lazy"),
   outExtension: { ".js": ".cjs" },
   bundle: true,

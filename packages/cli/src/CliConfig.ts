@@ -2,7 +2,9 @@
  * The CLI's own config (`~/.config/mcp/mcp.toml`, or --config / $MCP_CONFIG): where the master
  * is, which CA to pin, the token to present and where service definitions live.
  */
-import { Node, Validation } from "@mcp/domain"
+import * as Node from "@mcp/domain/Node"
+import { formatPath } from "@mcp/domain/Problem"
+import { parseToml } from "@mcp/domain/Toml"
 import { Data, Effect, Either, ParseResult, Redacted, Schema } from "effect"
 import { readFileSync, statSync } from "node:fs"
 import { homedir } from "node:os"
@@ -49,9 +51,9 @@ export const load = (path: string): Effect.Effect<LoadedConfig, CliConfigError> 
     } catch (e) {
       return yield* fail(`cannot read the CLI config (${(e as Error).message}); create it with master, ca and token_file, or pass --config`)
     }
-    const decoded = Either.flatMap(Validation.parseToml(text), (raw) =>
+    const decoded = Either.flatMap(parseToml(text), (raw) =>
       Either.mapLeft(Schema.decodeUnknownEither(CliConfig, { errors: "all", onExcessProperty: "error" })(raw), (e) =>
-        ParseResult.ArrayFormatter.formatErrorSync(e).map((i) => ({ path: Validation.formatPath(i.path), message: i._tag === "Unexpected" ? "unknown setting" : i.message }))
+        ParseResult.ArrayFormatter.formatErrorSync(e).map((i) => ({ path: formatPath(i.path), message: i._tag === "Unexpected" ? "unknown setting" : i.message }))
       )
     )
     if (Either.isLeft(decoded)) return yield* fail(...decoded.left.map((p) => `${p.path}: ${p.message}`))

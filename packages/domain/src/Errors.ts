@@ -3,8 +3,8 @@
  * the same class; each message says what failed and what to do about it.
  */
 import { Schema } from "effect"
-import { Violation } from "./Policy.js"
-import { Problem } from "./Validation.js"
+import { Problem } from "./Problem.js"
+import { Violation } from "./Violation.js"
 
 export class InvalidDefinition extends Schema.TaggedError<InvalidDefinition>()("InvalidDefinition", {
   service: Schema.String,

@@ -8,7 +8,8 @@
  * through symlinks itself before calling `checkHostPath` on the result.
  */
 import { Schema } from "effect"
-import { VOLUME_OPTIONS } from "./ServiceDefinition.js"
+import { Violation } from "./Violation.js"
+import { VOLUME_OPTIONS } from "./VolumeOptions.js"
 
 /** The caller's role (as in @mcp/rpc's Principal; restated here so the domain needs no RPC). */
 export type Role = "admin" | "user" | "guest"
@@ -75,22 +76,8 @@ export type DeployPolicy = typeof DeployPolicy.Type
 /** The policy of a master with no `[policy]` table, and of an agent no master has told one. */
 export const defaults: DeployPolicy = Schema.decodeUnknownSync(DeployPolicy)({})
 
-export type Rule =
-  | "host_path_roots" | "forbidden_paths" | "volume_options"
-  | "host_network" | "root_user" | "ports_off_bind_address" | "core_tier"
+export { type Rule, Violation } from "./Violation.js"
 
-export const Violation = Schema.Struct({
-  /** Where in the definition: `components[0].volumes[1]`. */
-  path: Schema.String,
-  /** The `[policy]` key that refuses it. */
-  rule: Schema.String,
-  message: Schema.String
-})
-export interface Violation {
-  readonly path: string
-  readonly rule: Rule | string
-  readonly message: string
-}
 
 export interface CheckContext {
   readonly role: Role

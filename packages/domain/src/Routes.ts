@@ -4,7 +4,7 @@
  */
 import { Schema } from "effect"
 import { Hostname } from "./Hostname.js"
-import { RouteMode } from "./ServiceDefinition.js"
+import { RouteMode } from "./RouteMode.js"
 
 /** Far above a real chain (a leaf and two intermediates are ~6 KB); bounds what one request makes the agent write. */
 export const MAX_PEM_LENGTH = 64 * 1024

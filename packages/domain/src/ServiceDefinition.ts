@@ -3,18 +3,16 @@
  * Field names are the file's own (snake_case) so that decode and encode are one schema.
  */
 import { Duration as EffectDuration, FastCheck, ParseResult, Schema } from "effect"
+import { choice, formatActual } from "./Choice.js"
 import { Hostname } from "./Hostname.js"
 import { ImageRef, parseImage } from "./Image.js"
 import { ComponentName, NodeName, RouteName, ServiceName } from "./Names.js"
+import { RouteMode } from "./RouteMode.js"
+import { VOLUME_OPTIONS } from "./VolumeOptions.js"
 
 /** An optional key that may be absent but never `undefined`, like a TOML key. */
 const optional = <S extends Schema.Schema.All>(schema: S) => Schema.optionalWith(schema, { exact: true })
 
-/** A literal choice whose message replaces the per-member "Expected ..." lines. */
-const choice = <const L extends ReadonlyArray<string>>(literals: L, explain: string) =>
-  Schema.Literal(...literals).annotations({
-    message: (issue) => ({ message: `must be ${explain}, got ${formatActual(issue.actual)}`, override: true })
-  })
 
 // ---------------------------------------------------------------------------------------------
 // Field-level schemas. Each refinement's message names what is wrong and how to write it.
@@ -27,8 +25,7 @@ export const Port = Schema.Int.pipe(
   })
 )
 
-export const RouteMode = choice(["l4", "l7"], `"l4" (TLS passed through to the service) or "l7" (TLS terminated by the proxy)`)
-export type RouteMode = typeof RouteMode.Type
+export { RouteMode } from "./RouteMode.js"
 
 export const Tier = choice(["core", "worker"], `"core" (runs on the master node) or "worker" (placed on a worker)`)
 export type Tier = typeof Tier.Type
@@ -92,18 +89,7 @@ const RelativePath = Schema.String.pipe(
   Schema.annotations({ arbitrary: () => (fc) => fc.array(segment(fc), { minLength: 1, maxLength: 3 }).map((s) => s.join("/")) })
 )
 
-/**
- * The options a bind mount may carry, as Docker's `-v` accepts them (and Podman with it): a
- * comma-separated list with at most one option of each kind.
- */
-export const VOLUME_OPTIONS = {
-  access: ["ro", "rw"],
-  "SELinux label": ["z", "Z"],
-  propagation: ["private", "rprivate", "shared", "rshared", "slave", "rslave"],
-  // Podman chowns the host directory to the container's (namespaced) root: how a service makes
-  // its own /srv/<service> writable under the user namespace containers run in.
-  ownership: ["U"]
-} as const satisfies Record<string, ReadonlyArray<string>>
+export { VOLUME_OPTIONS } from "./VolumeOptions.js"
 
 const volumeOptionKind = (option: string): string | undefined =>
   Object.entries(VOLUME_OPTIONS).find(([, options]) => (options as ReadonlyArray<string>).includes(option))?.[0]
@@ -500,5 +486,3 @@ export const resolveImage = (def: ServiceDefinition, index: number, registry: st
   return `${registry}/${imageRepository(def.name, component, index)}:${def.version}`
 }
 
-const formatActual = (actual: unknown): string =>
-  actual === undefined ? "nothing" : typeof actual === "string" ? JSON.stringify(actual) : String(actual)

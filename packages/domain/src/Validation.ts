@@ -5,15 +5,11 @@
 import { Either, ParseResult, Schema } from "effect"
 import * as TOML from "smol-toml"
 import { isUnder } from "./Hostname.js"
+import { formatPath, Problem } from "./Problem.js"
 import { BuildSection, Component, HealthCheck, Route, ServiceDefinition } from "./ServiceDefinition.js"
+import { parseToml } from "./Toml.js"
 
-export interface Problem {
-  /** Where in the file: `components[0].routes[1].mode`, or `toml` for a syntax error. */
-  readonly path: string
-  readonly message: string
-}
-
-export const Problem = Schema.Struct({ path: Schema.String, message: Schema.String })
+export { Problem } from "./Problem.js"
 
 export interface DefinitionContext {
   /** The zone internal hostnames live under, e.g. `svc.mcp.internal`. */
@@ -26,11 +22,7 @@ export interface DefinitionContext {
   readonly allowedDomains?: ReadonlyArray<string>
 }
 
-export const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
-  path.reduce<string>(
-    (acc, key) => (typeof key === "number" ? `${acc}[${key}]` : acc === "" ? String(key) : `${acc}.${String(key)}`),
-    ""
-  )
+export { formatPath } from "./Problem.js"
 
 // ---------------------------------------------------------------------------------------------
 // Unknown keys. The original system's parser silently dropped fields it did not know (and with
@@ -167,18 +159,7 @@ export const decodeDefinition = (
 export const decodeStoredDefinition = (raw: unknown): Either.Either<ServiceDefinition, ReadonlyArray<Problem>> =>
   Either.mapLeft(decodeAll(raw), schemaProblems)
 
-/** Parses TOML text, reporting syntax errors with their line and column. */
-export const parseToml = (text: string): Either.Either<Record<string, unknown>, ReadonlyArray<Problem>> => {
-  try {
-    return Either.right(TOML.parse(text) as Record<string, unknown>)
-  } catch (e) {
-    if (e instanceof TOML.TomlError) {
-      const first = e.message.split("\n")[0]!
-      return Either.left([{ path: "toml", message: `syntax error at line ${e.line}, column ${e.column}: ${first}` }])
-    }
-    return Either.left([{ path: "toml", message: `cannot parse: ${String(e)}` }])
-  }
-}
+export { parseToml } from "./Toml.js"
 
 export const decodeDefinitionToml = (
   text: string,

@@ -9,7 +9,7 @@
  * (service, node, hostname, listener...), never a definition body or anything token-like.
  */
 import type { Rpc } from "@effect/rpc"
-import { Events } from "@mcp/domain"
+import * as Events from "@mcp/domain/Events"
 import { Cause, Context, Data, Effect, Exit, Metric, Option } from "effect"
 import * as Failures from "./Failures.js"
 import type { Principal } from "./Principal.js"

@@ -4,7 +4,7 @@
  */
 import * as Headers from "@effect/platform/Headers"
 import * as RpcMiddleware from "@effect/rpc/RpcMiddleware"
-import { Errors } from "@mcp/domain"
+import * as Errors from "@mcp/domain/Errors"
 import type { Rpc } from "@effect/rpc"
 import { Context, Effect, Either, Exit, Layer, ParseResult, Redacted, Schema, SchemaAST } from "effect"
 import * as Audit from "./Audit.js"

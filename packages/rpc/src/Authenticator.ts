@@ -3,7 +3,7 @@
  * Real layers: TokenFileAuthenticator (embedded default) and HttpAuthenticator (an external
  * identity service). Tokens are Redacted so they never reach logs or error messages.
  */
-import { Errors } from "@mcp/domain"
+import * as Errors from "@mcp/domain/Errors"
 import { Context, Effect, Layer, Redacted } from "effect"
 import { createHash } from "node:crypto"
 import type { Principal } from "./Principal.js"

@@ -7,7 +7,7 @@
  */
 import type * as Rpc from "@effect/rpc/Rpc"
 import * as RpcSchema from "@effect/rpc/RpcSchema"
-import { Errors } from "@mcp/domain"
+import * as Errors from "@mcp/domain/Errors"
 import { Effect } from "effect"
 import type { Principal } from "./Principal.js"
 

@@ -19,6 +19,8 @@ const ServiceRow = Schema.Struct({
 })
 export interface ServiceRow extends Schema.Schema.Type<typeof ServiceRow> {}
 
+const ServiceState = Schema.Struct({ name: Schema.String, active: SqlRows.IntBoolean })
+
 const ComponentRow = Schema.Struct({
   service: Schema.String,
   name: Schema.String,
@@ -82,6 +84,8 @@ export const make = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
 
   const services = SqlRows.findAll("services", { Request: All, Result: ServiceRow, execute: () => sql`SELECT * FROM services ORDER BY name` })
+  // For ps: what status needs of every service, without decoding each definition.
+  const serviceStates = SqlRows.findAll("services", { Request: All, Result: ServiceState, execute: () => sql`SELECT name, active FROM services ORDER BY name` })
   const service = SqlRows.findOne("services", { Request: ByService, Result: ServiceRow, execute: (name) => sql`SELECT * FROM services WHERE name = ${name}` })
   const components = SqlRows.findAll("components", {
     Request: ByService,
@@ -92,6 +96,8 @@ export const make = Effect.gen(function* () {
   const ports = SqlRows.findAll("ports", { Request: All, Result: PortRow, execute: () => sql`SELECT * FROM ports ORDER BY port` })
   const servicePorts = SqlRows.findAll("ports", { Request: ByService, Result: PortRow, execute: (service) => sql`SELECT * FROM ports WHERE service = ${service} ORDER BY port` })
   const routes = SqlRows.findAll("routes", { Request: All, Result: RouteRow, execute: () => sql`SELECT * FROM routes ORDER BY listener, hostname` })
+  // In table order: the order a `WHERE service = ?` scan (no index on service) gives each service's routes.
+  const routesByRowid = SqlRows.findAll("routes", { Request: All, Result: RouteRow, execute: () => sql`SELECT * FROM routes ORDER BY rowid` })
   const serviceRoutes = SqlRows.findAll("routes", { Request: ByService, Result: RouteRow, execute: (service) => sql`SELECT * FROM routes WHERE service = ${service}` })
   const certificates = SqlRows.findAll("certificates", { Request: All, Result: CertificateRow, execute: () => sql`SELECT * FROM certificates ORDER BY hostname` })
   const dnsRecords = SqlRows.findAll("dns_records", { Request: All, Result: DnsRow, execute: () => sql`SELECT * FROM dns_records ORDER BY name` })
@@ -137,6 +143,8 @@ export const make = Effect.gen(function* () {
   return {
     // services and components --------------------------------------------------------------
     services: services(undefined),
+    /** Every service's name and whether it is active, by name (ps needs no definitions). */
+    serviceStates: serviceStates(undefined),
     service,
     components,
     allComponents: allComponents(undefined),
@@ -185,6 +193,8 @@ export const make = Effect.gen(function* () {
     // routes, certificates, DNS --------------------------------------------------------------
     routes: routes(undefined),
     serviceRoutes,
+    /** Every route, each service's in the order serviceRoutes gives them. */
+    routesByRowid: routesByRowid(undefined),
     certificates: certificates(undefined),
     putCertificate,
     deleteCertificate: (hostname: string) => sql`DELETE FROM certificates WHERE hostname = ${hostname}`.pipe(Effect.asVoid),

@@ -2,7 +2,7 @@
  * How `mcp events` prints one event. Events arrive as a stream (with --follow, for as long as the
  * command runs), so each is a line of its own rather than a row of a table sized to all of them.
  */
-import { Events } from "@mcp/domain"
+import * as Events from "@mcp/domain/Events"
 
 /**
  * `at  node  kind  service  who  message`: `who` is the caller an audit event names (`-` for the

@@ -1,6 +1,7 @@
 /**
- * Service commands: deploy, stop, start, restart, undeploy, ps, status, logs, events. Each goes
- * to the master, or with --direct to one agent. Deploys print live progress lines.
+ * Service commands: deploy, stop, start, restart, undeploy, logs, events (ps and status are in
+ * Status.ts). Each goes to the master, or with --direct to one agent. Deploys print live progress
+ * lines.
  */
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
@@ -10,31 +11,17 @@ import { Effect, Either, Option, Schema, Stream } from "effect"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import * as Arguments from "../Arguments.js"
-import { print, printError, table } from "../Output.js"
+import { print, printError } from "../Output.js"
 import { CommandFailed } from "../Report.js"
 import * as Common from "./Common.js"
 import { formatEvent } from "./Events.js"
+import { formatStatuses } from "./Status.js"
+
+// ps and status live in ./Status.js, which loads without what deploy needs (ServiceDefinition, Validation).
+export { formatStatuses, ps, status } from "./Status.js"
 
 const serviceArg = Args.text({ name: "service" })
 const serviceName = Arguments.decode(Names.ServiceName, "<service>")
-
-export const formatStatuses = (statuses: ReadonlyArray<Status.ServiceStatus>): string =>
-  table(
-    ["SERVICE", "NODE", "COMPONENT", "STATE", "VERSION", "PORTS", "ROUTES"],
-    statuses.flatMap((s) =>
-      s.components.length === 0
-        ? [[s.service, s.node, "-", s.active ? "no components" : "stopped", "-", "-", "-"]]
-        : s.components.map((c) => [
-            s.service,
-            s.node,
-            c.name,
-            s.active ? c.state : c.state === "running" ? "running (inactive)" : "stopped",
-            c.version,
-            c.routes.map((r) => String(r.hostPort)).join(",") || "-",
-            c.routes.map((r) => `${r.hostname}:${r.listener}/${r.mode}`).join(",") || "-"
-          ])
-    )
-  )
 
 const readDefinition = (servicesDir: string, service: string, file: Option.Option<string>, internalZone: string) =>
   Effect.gen(function* () {
@@ -155,34 +142,6 @@ export const stop = lifecycle("stop", "stop a service: DNS, then routes, then co
 export const start = lifecycle("start", "start a stopped service")
 export const restart = lifecycle("restart", "restart a service's containers")
 export const undeploy = lifecycle("undeploy", "remove a service: routes, DNS, containers, ports and certificates")
-
-export const ps = Command.make("ps", { config: Common.config, direct: Common.direct, node: Common.node, json: Common.json }, (o) =>
-  Effect.gen(function* () {
-    const target = yield* Common.target(o.direct, o.node)
-    const cfg = yield* Common.loadConfig(o.config)
-    if (target._tag === "Agent") {
-      const statuses = yield* (yield* Common.agentClient(cfg, [target.address])).call((agent) => agent.Ps())
-      yield* print(o.json ? JSON.stringify(statuses, null, 2) : formatStatuses(statuses))
-      return
-    }
-    const fleet = yield* (yield* Common.masterClient(cfg)).call((master) => master.Ps())
-    if (o.json) return yield* print(JSON.stringify(fleet, null, 2))
-    yield* print(formatStatuses(fleet.services))
-    for (const u of fleet.unreachable) yield* print(`node ${u.node}: unreachable (${u.reason})`)
-  })
-).pipe(Command.withDescription("list services and their containers"))
-
-export const status = Command.make("status", { service: serviceArg, config: Common.config, direct: Common.direct, node: Common.node, json: Common.json }, (o) =>
-  Effect.gen(function* () {
-    const service = yield* serviceName(o.service)
-    const target = yield* Common.target(o.direct, o.node)
-    const cfg = yield* Common.loadConfig(o.config)
-    const s = target._tag === "Agent"
-      ? yield* (yield* Common.agentClient(cfg, [target.address])).call((agent) => agent.Status({ service }))
-      : yield* (yield* Common.masterClient(cfg)).call((master) => master.Status({ service }))
-    yield* print(o.json ? JSON.stringify(s, null, 2) : formatStatuses([s]))
-  })
-).pipe(Command.withDescription("show one service"))
 
 export const logs = Command.make(
   "logs",

@@ -1,0 +1,58 @@
+/**
+ * The RPC contracts the master serves for agents: Register and Heartbeat (ControlRpcs).
+ * Re-exported by Contracts; apart from FleetContracts so that operators' clients load none of it.
+ */
+import * as Rpc from "@effect/rpc/Rpc"
+import * as RpcGroup from "@effect/rpc/RpcGroup"
+import type * as RpcMiddleware from "@effect/rpc/RpcMiddleware"
+import * as Errors from "@mcp/domain/Errors"
+import * as Names from "@mcp/domain/Names"
+import * as Node from "@mcp/domain/Node"
+import * as Policy from "@mcp/domain/Policy"
+import * as Status from "@mcp/domain/Status"
+import { Schema } from "effect"
+import { Unaudited } from "./Audit.js"
+import { AuthMiddleware } from "./AuthMiddleware.js"
+import { payload } from "./FleetContracts.js"
+import { Access, NodeOf } from "./Protocol.js"
+
+/**
+ * Only the node the payload speaks for, with its own system token (see AuthMiddleware.authorize):
+ * `nodeOf` reads that node from the decoded payload.
+ */
+const ownNode = <P extends Rpc.AnySchema>(nodeOf: (payload: Schema.Schema.Type<P>) => string) => <
+  Tag extends string,
+  S extends Schema.Schema.Any,
+  E extends Schema.Schema.All,
+  M extends RpcMiddleware.TagClassAny
+>(rpc: Rpc.Rpc<Tag, P, S, E, M>) => rpc.annotate(Access, "node").annotate(NodeOf, (payload) => nodeOf(payload as Schema.Schema.Type<P>))
+
+/**
+ * The master's answer to Register: the heartbeat cadence, and the fleet's rules the agent
+ * enforces too (the deploy policy, the public domains). Both optional, so an agent still
+ * registers with a master that predates them; it then keeps the strict default policy.
+ */
+export const RegisterAck = Schema.Struct({
+  heartbeatIntervalMs: Schema.Int,
+  deadlineMs: Schema.Int,
+  policy: Schema.optionalWith(Policy.DeployPolicy, { exact: true }),
+  allowedDomains: Schema.optionalWith(Schema.Array(Schema.String), { exact: true })
+})
+
+const RegisterPayload = payload({ info: Node.NodeInfo, resources: Node.Resources })
+const HeartbeatPayload = payload({ node: Names.NodeName, resources: Node.Resources, services: Schema.Array(Status.ServiceSummary) })
+
+/**
+ * Served by the master for agents. Each call is a node speaking for itself, so only that node's
+ * own system token may make it (`ownNode`), never another node's nor an operator's.
+ */
+export class ControlRpcs extends RpcGroup.make(
+  ownNode<typeof RegisterPayload>((p) => p.info.name)(
+    Rpc.make("Register", { payload: RegisterPayload, success: RegisterAck, error: Errors.InvalidRequest })
+  ),
+  ownNode<typeof HeartbeatPayload>((p) => p.node)(Rpc.make("Heartbeat", {
+    payload: HeartbeatPayload,
+    /** `known: false` means the master has forgotten this node: register again. */
+    success: Schema.Struct({ known: Schema.Boolean })
+  })).annotate(Unaudited, true) // every few seconds from every node: it would bury the audit trail
+).middleware(AuthMiddleware) {}
