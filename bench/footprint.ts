@@ -8,6 +8,12 @@
  *   mcp ps              wall (median of N) against a one-node fleet started here   target <= 150 ms
  *   mcp-agent, master   idle RSS after deploying one small service                 targets <= 64 MiB each
  *
+ * Two reference servers run beside the daemons, with the agent's unit environment, answer the
+ * same number of requests and are read at the same moment (bench/reference/): a plain node:https
+ * server, and the smallest server built like the daemons (one @effect/rpc RPC over HTTPS, bundled
+ * the same way). They show how much of a daemon's RSS is Node serving HTTPS, how much the Effect
+ * RPC stack, and how much the daemon's own work.
+ *
  * Besides wall time, each CLI figure gives CPU time (user + system), steadier on a busy machine.
  * The daemons run with the environment their systemd units set (every `Environment=` line of
  * packaging/systemd/mcp-{agent,master}.service, e.g. NODE_OPTIONS), so the bench measures them as
@@ -22,8 +28,10 @@
  *
  *   node --import tsx bench/footprint.ts [N=5]
  */
+import { build as esbuild } from "esbuild"
 import { execFileSync, spawnSync } from "node:child_process"
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { request as httpsRequest } from "node:https"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -78,6 +86,17 @@ const measure = (command: string, args: ReadonlyArray<string>) => {
   const peakKb = existsSync(hwmFile) ? Number(readFileSync(hwmFile, "utf8")) : NaN
   return { wallMs: median(runs.map((r) => r.wallMs)), cpuMs: median(runs.map((r) => r.cpuMs)), peakBytes: peakKb * 1024 }
 }
+
+/** One request to a reference server (bench/reference/), checked to answer 200. */
+const ping = (port: number, ca: Buffer) =>
+  new Promise<void>((resolve, reject) => {
+    const request = httpsRequest({ host: "127.0.0.1", port, path: "/rpc", method: "POST", ca, servername: "localhost", checkServerIdentity: () => undefined, headers: { "content-type": "application/ndjson" } }, (response) => {
+      response.resume()
+      response.on("end", () => (response.statusCode === 200 ? resolve() : reject(new Error(`reference server answered ${response.statusCode}`))))
+    })
+    request.on("error", reject)
+    request.end(`${JSON.stringify({ _tag: "Request", id: "1", tag: "Ping", payload: {}, headers: [] })}\n`)
+  })
 
 const statusOf = (pid: number, field: string): number => {
   const m = new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/status`, "utf8"))
@@ -147,6 +166,9 @@ try {
   if (deployed.status !== 0) throw new Error(`mcp deploy hello failed: ${deployed.stderr}`)
   cleanups.push(async () => cli(["undeploy", "hello"]))
 
+  // Timed against the fleet at rest, as an operator meets it: not while the deploy's aftermath
+  // (first health probes, the agent's report to the master) still runs in both daemons.
+  await new Promise((r) => setTimeout(r, IDLE_SETTLE_MS))
   const ps = measure(exe("mcp"), ["ps", "--config", fleet.cliConfig])
   row("mcp ps wall (1-node fleet)", ms(ps.wallMs), ms(floor.wallMs), ps.wallMs / floor.wallMs, "<= 150 ms")
   row("mcp ps CPU", ms(ps.cpuMs), ms(floor.cpuMs), ps.cpuMs / floor.cpuMs, "-")
@@ -155,6 +177,36 @@ try {
   if (/older than the sources/.test(run(process.execPath, [LocalFleet.bins.mcp, "--version"]).stderr)) throw new Error("dist/ is older than the sources: the bin ran the sources; npm run build")
   row("  (repository bin: mcp ps wall)", ms(devPs.wallMs), ms(floor.wallMs), devPs.wallMs / floor.wallMs, "-")
 
+  // The reference servers (see the header): started now, asked as many times as the master was,
+  // then left idle as long as the daemons.
+  await esbuild({
+    entryPoints: [join(repo, "bench/reference/rpc-server.ts")],
+    outfile: join(work, "rpc-server.mjs"),
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    minify: true,
+    logLevel: "warning",
+    banner: { js: `import { createRequire as __createRequire } from "node:module"; const require = __createRequire(import.meta.url);` }
+  })
+  const references: Array<readonly [string, number]> = []
+  for (const [name, file] of [["plain node:https server", join(repo, "bench/reference/https-server.mjs")], ["one-RPC @effect/rpc server", join(work, "rpc-server.mjs")]] as const) {
+    const port = await LocalFleet.freePort()
+    const server = await startManagedProcess({
+      name,
+      command: process.execPath,
+      args: [file],
+      env: { ...process.env, ...unitEnvironment("mcp-agent"), PORT: String(port), CERT: join(fleet.caDir, "server.crt"), KEY: join(fleet.caDir, "server.key") },
+      ready: { awaiting: "listening", output: /listening/ },
+      timeoutMs: 20_000
+    })
+    cleanups.push(() => server.stop())
+    const ca = readFileSync(join(fleet.caDir, "ca.crt"))
+    for (let i = 0; i < N + 2; i++) await ping(port, ca)
+    references.push([name, server.pid])
+  }
+
   // Idle: after the deploy, with heartbeats running and nothing else asked of them.
   await new Promise((r) => setTimeout(r, IDLE_SETTLE_MS))
   const idleFloor = statusOf(idleNode.pid, "VmRSS")
@@ -162,6 +214,10 @@ try {
     const rss = statusOf(pid, "VmRSS")
     row(`${name} idle RSS`, mib(rss), mib(idleFloor), rss / idleFloor, "<= 64 MiB")
     row(`  anonymous / file-backed`, `${mib(statusOf(pid, "RssAnon"))} / ${mib(statusOf(pid, "RssFile"))}`, `${mib(statusOf(idleNode.pid, "RssAnon"))} / ${mib(statusOf(idleNode.pid, "RssFile"))}`, statusOf(pid, "RssAnon") / statusOf(idleNode.pid, "RssAnon"), "-")
+  }
+  for (const [name, pid] of references) {
+    const rss = statusOf(pid, "VmRSS")
+    row(`  (reference: ${name} idle RSS)`, mib(rss), mib(idleFloor), rss / idleFloor, "-")
   }
 } finally {
   for (const c of cleanups.reverse()) await c().catch((e) => console.error(`cleanup: ${e}`))

@@ -176,6 +176,22 @@ const entryPoints = {
   "mcp-master": join(repo, "packages/master/src/main.ts")
 }
 
+/**
+ * Every MCP client and server speaks ndjson (rpc/src/Transport.ts, TransportClient.ts), never
+ * MessagePack, but @effect/rpc's RpcSerialization imports msgpackr for its MessagePack layer, and
+ * msgpackr probes for its optional native decoder (msgpackr-extract: libc detection, file reads,
+ * a native addon loaded into the process) as it loads. In every bundle msgpackr is an empty
+ * module: nothing of it runs, and the release ships no msgpackr-extract. A MessagePack layer used
+ * anyway would fail at once ("Unpackr is not a constructor"), not quietly.
+ */
+const withoutMsgpackr = {
+  name: "without-msgpackr",
+  setup(build) {
+    build.onResolve({ filter: /^msgpackr(-extract)?$/ }, (args) => ({ path: args.path, namespace: "without-msgpackr" }))
+    build.onLoad({ filter: /.*/, namespace: "without-msgpackr" }, () => ({ loader: "js", contents: "module.exports = {}" }))
+  }
+}
+
 const options = {
   outdir,
   outExtension: { ".js": ".mjs" },
@@ -209,7 +225,7 @@ const options = {
       "const __dirname = __mcpDirname(__filename);"
     ].join("\n")
   },
-  plugins: [withoutSsh2, withoutBuildKit, lazyStubs, nativeExternals]
+  plugins: [withoutSsh2, withoutBuildKit, withoutMsgpackr, lazyStubs, nativeExternals]
 }
 
 /**
@@ -260,19 +276,6 @@ const cachedTree = (name) => ({
   }
 })
 
-/**
- * The CLI speaks ndjson, never MessagePack, but @effect/rpc imports msgpackr, which probes for
- * its optional native decoder (msgpackr-extract: libc detection, file reads) as it loads: about
- * 6 ms of every command. For the CLI that import is an empty module, which msgpackr takes for
- * "not installed" and keeps its JavaScript decoder. The daemons keep the native one.
- */
-const withoutMsgpackrExtract = {
-  name: "without-msgpackr-extract",
-  setup(build) {
-    build.onResolve({ filter: /^msgpackr-extract$/ }, (args) => ({ path: args.path, namespace: "absent" }))
-    build.onLoad({ filter: /.*/, namespace: "absent" }, () => ({ loader: "js", contents: "module.exports = undefined" }))
-  }
-}
 
 /**
  * effect's Schema imports fast-check (through effect/FastCheck) for Arbitrary, which derives
@@ -311,7 +314,7 @@ const lazyX509 = {
 
 const cjsOptions = {
   ...options,
-  plugins: [withoutMsgpackrExtract, withoutFastCheck, lazyX509, ...options.plugins],
+  plugins: [withoutFastCheck, lazyX509, ...options.plugins],
   // No keepNames here: its __name() call on every function and class was about 80 KiB of the
   // bundle and 140 KiB of its code cache, some 8 ms of CPU per command. Nothing on the command
   // tree reads a function's or class's own name (effect, @effect/*, the sources: identifiers and

@@ -56,7 +56,9 @@ export const runCached = (entryUrl, program) => {
   const dir = dirname(fileURLToPath(entryUrl))
   const file = join(dir, `${program}.cjs`)
   const builtCache = join(dir, `${program}.cjs.cache`)
-  const source = readFileSync(file, "utf8")
+  // Read as latin1: esbuild writes the bundle in ASCII (non-ASCII characters become escapes), so
+  // the text is the same, without UTF-8 decoding (about 1.5 ms for this file, every command).
+  const source = readFileSync(file, "latin1")
 
   const building = process.env.MCP_BUILD_CODE_CACHE === "1"
   const userPath = building ? undefined : userCache(program, file)

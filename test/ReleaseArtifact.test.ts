@@ -199,6 +199,12 @@ ports = ["127.0.0.1:${port}:8080"]
       expect(ps.stdout).toMatch(new RegExp(`"${NODE}"`))
       const undeployed = await LocalFleet.mcp(fleet, ["undeploy", "relhello"])
       expect(undeployed.code, undeployed.stderr).toBe(0)
+
+      // The daemons log each line once, in logfmt: runMain's pretty logger used to print every
+      // line a second time, in local time.
+      expect(master.output.match(/listening on https:/g), master.output).toHaveLength(1)
+      expect(master.output).toMatch(/^timestamp=\S+ level=INFO .*listening on https:/m)
+      expect(master.output).not.toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] /m)
     }, 120_000)
   })
 })

@@ -169,8 +169,11 @@ export const main = <C, E>(options: {
     return yield* Effect.never
   }).pipe(
     Effect.provide(layer),
-    Effect.provide(Layer.merge(Logger.logFmt, Logger.minimumLogLevel(LogLevel.Info))),
     Effect.tapErrorCause((cause) => Effect.logError(`${options.name} stopped`, cause)),
-    NodeRuntime.runMain({ disableErrorReporting: true })
+    // One logger, logfmt, for every line (the last one too). runMain's pretty logger is off: it
+    // would print each line a second time, and its local-time clock loads the time zone tables
+    // (some 2.5 MiB of the executable kept resident) for nothing but that.
+    Effect.provide(Layer.merge(Logger.logFmt, Logger.minimumLogLevel(LogLevel.Info))),
+    NodeRuntime.runMain({ disableErrorReporting: true, disablePrettyLogger: true })
   )
 }

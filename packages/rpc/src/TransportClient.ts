@@ -14,6 +14,7 @@ import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import * as Errors from "@mcp/domain/Errors"
 import { Cause, Effect, Layer, Option, Redacted, Ref, Stream } from "effect"
 import * as AuthMiddleware from "./AuthMiddleware.js"
+import * as HttpProtocol from "./HttpProtocol.js"
 import { parseVersion, PROTOCOL_HEADER, PROTOCOL_VERSION } from "./Protocol.js"
 import * as ServerIdentity from "./ServerIdentity.js"
 
@@ -50,7 +51,7 @@ const isUnknownTag = (defect: unknown): boolean =>
 export const makeClient = <Rpcs extends Rpc.Any>(group: RpcGroup.RpcGroup<Rpcs>, options: ClientOptions) =>
   Effect.gen(function* () {
     const remoteVersion = yield* Ref.make<number | undefined>(undefined)
-    const protocol = RpcClient.layerProtocolHttp({
+    const protocol = HttpProtocol.layer({
       url: options.url,
       transformClient: (client) =>
         HttpClient.tap(client, (response) => Ref.set(remoteVersion, parseVersion(response.headers[PROTOCOL_HEADER])))
@@ -59,6 +60,11 @@ export const makeClient = <Rpcs extends Rpc.Any>(group: RpcGroup.RpcGroup<Rpcs>,
       Layer.provide(NodeHttpClient.layerWithoutAgent),
       Layer.provide(
         NodeHttpClient.makeAgentLayer({
+          // A long-lived client (the master's per agent, an agent's per master) reuses its TLS
+          // connection instead of a handshake on both sides for every call; Node drops an idle
+          // one before the server's keep-alive timeout ends, as the server's Keep-Alive header
+          // says. The agent is destroyed with the client's scope, so a one-shot CLI still exits.
+          keepAlive: true,
           ca: options.ca,
           minVersion: MIN_TLS_VERSION,
           ...(options.clientCert === undefined ? {} : { cert: options.clientCert.cert, key: Redacted.value(options.clientCert.key) }),

@@ -206,6 +206,34 @@ describe("RPC over HTTPS between processes", () => {
       expect(arrivals[4]!.at - arrivals[0]!.at).toBeGreaterThan(500)
     }))
 
+  it.scopedLive("a long-lived client keeps one connection: calls and a stream after each other open no new one", () =>
+    Effect.gen(function* () {
+      // A TCP relay in front of the server counts the connections the client opens (TLS passes
+      // through it untouched; the certificate names 127.0.0.1, as the relay's address is).
+      let connections = 0
+      const relay = net.createServer((inbound) => {
+        connections++
+        const outbound = net.connect(port, "127.0.0.1")
+        inbound.pipe(outbound).pipe(inbound)
+        inbound.on("error", () => outbound.destroy())
+        outbound.on("error", () => inbound.destroy())
+      })
+      yield* Effect.acquireRelease(
+        Effect.async<void>((resume) => {
+          relay.listen(0, "127.0.0.1", () => resume(Effect.void))
+        }),
+        () => Effect.sync(() => relay.close())
+      )
+      const relayPort = (relay.address() as net.AddressInfo).port
+      const agent = yield* client({ url: `https://127.0.0.1:${relayPort}/agent` })
+      for (let i = 0; i < 3; i++) expect((yield* agent.Health()).node).toBeTypeOf("string")
+      const events = yield* agent.Events({ limit: 2 }).pipe(Stream.runCollect, Effect.map(Chunk.size))
+      expect(events).toBe(2)
+      expect((yield* agent.Health()).node).toBeTypeOf("string")
+      // Before HttpProtocol, each call ended by aborting its response and the connection with it.
+      expect(connections).toBe(1)
+    }))
+
   it.scopedLive("a client pinned to another CA cannot connect", () =>
     Effect.gen(function* () {
       const agent = yield* client({ ca: otherCa })
