@@ -12,21 +12,15 @@ import { tmpdir } from "node:os"
 import { dirname, join, relative } from "node:path"
 import { fileURLToPath } from "node:url"
 import * as LocalFleet from "./support/LocalFleet.js"
-import { requireBinary, startManagedProcess, type ManagedProcess } from "./support/ManagedProcess.js"
-import { BUSYBOX_IMAGE, containersConfPath, type PodmanService, startPodmanService } from "./support/Podman.js"
+import { NODE_IMAGE, podman, podmanEnv, requireNodeImage } from "./support/DebianNode.js"
+import { startManagedProcess, type ManagedProcess } from "./support/ManagedProcess.js"
+import { BUSYBOX_IMAGE, type PodmanService, startPodmanService } from "./support/Podman.js"
 import { buildRelease, type Release } from "./support/Release.js"
 import { unitEnvironment } from "./support/Units.js"
 
 const repo = fileURLToPath(new URL("..", import.meta.url))
-const NODE_IMAGE = process.env["MCP_DEBIAN_NODE_IMAGE"] ?? "localhost/debian-node:bookworm"
 /** Where the node has the release, as docs/INSTALL.md puts it. */
 const INSTALLED = "/opt/mcp/current"
-
-const podmanEnv = () => ({ ...process.env, CONTAINERS_CONF: containersConfPath() })
-const podman = (args: ReadonlyArray<string>, timeoutMs = 60_000) => {
-  const r = spawnSync("podman", args, { encoding: "utf8", env: podmanEnv(), timeout: timeoutMs })
-  return { status: r.status, stdout: r.stdout ?? "", output: `${r.stdout ?? ""}${r.stderr ?? ""}` }
-}
 
 const work = mkdtempSync(join(tmpdir(), "mcp-release-it-"))
 let release: Release
@@ -34,10 +28,7 @@ let releaseDir = ""
 const sha256 = (file: string) => createHash("sha256").update(readFileSync(file)).digest("hex")
 
 beforeAll(() => {
-  requireBinary("podman", "the release artifact tests on a Debian node", "Fix: run: bash scripts/setup-podman.sh (as root)")
-  if (podman(["image", "exists", NODE_IMAGE]).status !== 0) {
-    throw new Error(`the Debian node image ${NODE_IMAGE} is missing (a Debian rootfs without Node, for the release tests). Fix: run, as root: bash scripts/setup-debian-node.sh`)
-  }
+  requireNodeImage("a Debian rootfs without Node, for the release tests")
   release = buildRelease(join(work, "release"))
   releaseDir = join(release.unpacked, release.name)
 }, 300_000)

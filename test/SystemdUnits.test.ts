@@ -9,8 +9,8 @@ import { mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { requireBinary } from "./support/ManagedProcess.js"
-import { containersConfPath, type PodmanService, startPodmanService } from "./support/Podman.js"
+import { podman, requireNodeImage, startSystemdNode, type SystemdNode } from "./support/DebianNode.js"
+import { type PodmanService, startPodmanService } from "./support/Podman.js"
 import { buildRelease } from "./support/Release.js"
 
 const repo = fileURLToPath(new URL("..", import.meta.url))
@@ -181,57 +181,22 @@ describe("systemd units: the files", () => {
 // ---------------------------------------------------------------------------------------------
 // On a Debian node with systemd (a Podman container with systemd as PID 1).
 
-const NODE_IMAGE = process.env["MCP_DEBIAN_NODE_IMAGE"] ?? "localhost/debian-node:bookworm"
-const HOW_TO_MAKE_NODE_IMAGE = [
-  `the Debian node image ${NODE_IMAGE} is missing (needed to run the units under systemd). Make it (about a minute), as root:`,
-  `  apt-get install -y debootstrap podman runc`,
-  `  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm /var/tmp/mcp-debian-node/rootfs <the URIs: mirror in /etc/apt/sources.list.d/>`,
-  `  tar -C /var/tmp/mcp-debian-node/rootfs -c . | CONTAINERS_CONF=${containersConfPath()} podman import - ${NODE_IMAGE}`,
-  `(or set MCP_DEBIAN_NODE_IMAGE to another image of Debian with systemd)`
-].join("\n")
-
-const podmanEnv = () => ({ ...process.env, CONTAINERS_CONF: containersConfPath() })
-
-const podman = (args: ReadonlyArray<string>, options: { input?: string; timeoutMs?: number } = {}) => {
-  const r = spawnSync("podman", args, { encoding: "utf8", env: podmanEnv(), input: options.input, timeout: options.timeoutMs ?? 60_000 })
-  return { status: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "", output: `${r.stdout ?? ""}${r.stderr ?? ""}` }
-}
-
 const container = `mcp-units-${process.pid}-${Date.now().toString(36)}`
 let engine: PodmanService | undefined
-let started = false
+let node: SystemdNode | undefined
 
 /** Runs a bash script in the node as root; fails with its output unless it exits 0. */
-const onNode = (script: string, timeoutMs = 90_000): string => {
-  const r = podman(["exec", "-i", container, "bash", "-euo", "pipefail", "-s"], { input: script, timeoutMs })
-  if (r.status !== 0) throw new Error(`on the node, exit ${r.status}:\n${script}\n---\n${r.output}`)
-  return r.stdout
-}
-
-const journal = (unit: string) => podman(["exec", container, "journalctl", "--no-pager", "-n", "40", "-u", unit]).output
+const onNode = (script: string, timeoutMs?: number): string => node!.run(script, timeoutMs)
+const journal = (unit: string) => node!.journal(unit)
 
 describe("systemd units on a Debian node with systemd", () => {
   beforeAll(async () => {
-    requireBinary("podman", "the systemd unit tests on a Debian node", "Fix: run: bash scripts/setup-podman.sh (as root), or apt-get install podman runc")
-    if (podman(["image", "exists", NODE_IMAGE]).status !== 0) throw new Error(HOW_TO_MAKE_NODE_IMAGE)
+    requireNodeImage("the systemd unit tests on a Debian node")
     // The agent's engine: the host's Podman API, its socket's directory mounted where podman.socket
     // would put it on a real node (/run/podman), which the agent's unit may write to.
     engine = await startPodmanService()
     const release = buildRelease(mkdtempSync(path.join(tmpdir(), "mcp-units-release-")))
-    const run = podman([
-      "run", "-d", "--name", container, "--systemd=always",
-      "-v", `${path.dirname(engine.socketPath)}:/run/podman`,
-      NODE_IMAGE, "/sbin/init"
-    ])
-    if (run.status !== 0) throw new Error(`podman run ${NODE_IMAGE} failed:\n${run.output}`)
-    started = true
-    // systemd's bus comes up a moment after the container starts; then wait for boot to finish.
-    let state = podman(["exec", container, "systemctl", "is-system-running", "--wait"], { timeoutMs: 60_000 })
-    for (const until = Date.now() + 30_000; /Failed to connect to bus/.test(state.output) && Date.now() < until;) {
-      spawnSync("sleep", ["0.5"])
-      state = podman(["exec", container, "systemctl", "is-system-running", "--wait"], { timeoutMs: 60_000 })
-    }
-    expect(state.stdout.trim(), `systemd in the node: ${state.output}`).toMatch(/^(running|degraded)$/)
+    node = startSystemdNode(container, { volumes: [[path.dirname(engine.socketPath), "/run/podman"]] })
     // docs/INSTALL.md step 2 on the node: the archive unpacked under /opt/mcp, `current`, the CLI
     // on the PATH and the units from the release.
     const cp = podman(["cp", release.archive, `${container}:/root/`])
@@ -246,7 +211,7 @@ describe("systemd units on a Debian node with systemd", () => {
   }, 300_000)
 
   afterAll(async () => {
-    if (started) podman(["rm", "-f", "-t", "0", container])
+    node?.remove()
     await engine?.stop()
   })
 
