@@ -63,6 +63,12 @@ const page = (via: "edge" | "worker") =>
  * agents for their proxies' routes (through the master and the CLI, slower than the rest).
  */
 const inconsistency = async (listProxies: boolean): Promise<string | undefined> => {
+  // A restarted master knows its nodes again only once each has reported to it: until then it
+  // refuses to place anything on them ("has not reported to the master yet").
+  const nodes = await LocalFleet.mcp(edgeFleet.fleet, ["node", "list", "--json"])
+  if (nodes.code !== 0) return `the master does not list its nodes yet: ${nodes.stderr.trim()}`
+  const unhealthy = (JSON.parse(nodes.stdout) as Array<{ info: { name: string }; health: string }>).filter((n) => n.health !== "healthy")
+  if (unhealthy.length > 0) return `nodes not healthy at the master yet: ${unhealthy.map((n) => `${n.info.name} ${n.health}`).join(", ")}`
   const m = masterState()
   if (m.openSagas.length > 0) return `sagas still open: ${m.openSagas.map((s) => s.kind).join(", ")}`
   const containers = workerContainers()
