@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs the real peers the integration tests start as child processes: TLS proxies (HAProxy,
 # Caddy), an ACME CA (pebble), authoritative DNS with an HTTP API (PowerDNS) and with RFC 2136
-# updates (Knot), and their tools (curl; iproute2 for the network namespace the edge test
-# makes). Idempotent; needs root and apt. Nothing is started here (Debian's policy here keeps
-# daemons from starting on install).
+# updates (Knot), OpenSSH's server (the SSH tests' sshd on loopback) and their tools (curl;
+# iproute2 for the network namespace the edge test makes). Idempotent; needs root and apt.
+# Nothing is started here (Debian's policy here keeps daemons from starting on install).
 set -euo pipefail
 
-want=(haproxy caddy socat openssl pebble pdns-server pdns-backend-sqlite3 dnsutils sqlite3 knot curl iproute2)
+want=(haproxy caddy socat openssl pebble pdns-server pdns-backend-sqlite3 dnsutils sqlite3 knot curl iproute2 openssh-server)
 missing=()
 for pkg in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
