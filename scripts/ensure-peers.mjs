@@ -40,7 +40,7 @@ const setups = [
   },
   // The systemd unit tests' node image; only once the repository has the script that makes it.
   ...(existsSync(path.join(repo, "scripts", "setup-debian-node.sh"))
-    ? [{ script: "scripts/setup-debian-node.sh", binaries: [], files: [], images: [process.env["MCP_DEBIAN_NODE_IMAGE"] ?? "localhost/debian-node:bookworm"] }]
+    ? [{ script: "scripts/setup-debian-node.sh", binaries: [], files: [], images: [process.env["MCP_DEBIAN_NODE_IMAGE"] ?? "localhost/debian-node:bookworm-sshd"] }]
     : [])
 ]
 

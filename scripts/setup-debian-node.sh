@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Makes the Debian node image the systemd tests run MCP's units in: a bookworm minbase rootfs with
-# systemd (debootstrap, from the Debian mirror this machine's apt already uses), imported into
-# Podman as localhost/debian-node:bookworm. Idempotent: nothing happens when the image exists.
+# Makes the Debian node image the systemd, release and SSH tests run nodes from: a bookworm
+# minbase rootfs with systemd and OpenSSH's server (debootstrap, from the Debian mirror this
+# machine's apt already uses), imported into Podman as localhost/debian-node:bookworm-sshd (the
+# tag names what it holds: an older image without sshd keeps its own tag and is not reused).
+# Idempotent: nothing happens when the image exists.
 # Needs root, apt and Podman (scripts/setup-podman.sh). Downloads only Debian packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-image="${MCP_DEBIAN_NODE_IMAGE:-localhost/debian-node:bookworm}"
+image="${MCP_DEBIAN_NODE_IMAGE:-localhost/debian-node:bookworm-sshd}"
 conf="${MCP_CONTAINERS_CONF:-$(pwd)/.mcp-local/containers.conf}"
 export CONTAINERS_CONF="$conf"
 
@@ -30,11 +32,11 @@ if [ -z "$mirror" ]; then
 fi
 
 command -v debootstrap >/dev/null || { echo "==> installing debootstrap"; DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap; }
-rootfs="/var/tmp/mcp-debian-node/rootfs"
+rootfs="/var/tmp/mcp-debian-node/rootfs-sshd"
 if [ ! -x "$rootfs/sbin/init" ]; then
   echo "==> debootstrap bookworm from $mirror into $rootfs (about a minute)"
   rm -rf "$rootfs" && mkdir -p "$rootfs"
-  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$rootfs" "$mirror"
+  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,openssh-server bookworm "$rootfs" "$mirror"
 fi
 echo "==> importing $rootfs as $image"
 tar -C "$rootfs" -c . | podman import - "$image" >/dev/null

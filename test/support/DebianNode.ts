@@ -5,10 +5,12 @@
  * container for a command, or a long-lived one with systemd as PID 1 (startSystemdNode).
  */
 import { spawnSync } from "node:child_process"
+import { writeFileSync } from "node:fs"
+import { join } from "node:path"
 import { requireBinary } from "./ManagedProcess.js"
 import { containersConfPath } from "./Podman.js"
 
-export const NODE_IMAGE = process.env["MCP_DEBIAN_NODE_IMAGE"] ?? "localhost/debian-node:bookworm"
+export const NODE_IMAGE = process.env["MCP_DEBIAN_NODE_IMAGE"] ?? "localhost/debian-node:bookworm-sshd"
 
 /** The environment podman runs with: the tests' containers.conf, never the machine's. */
 export const podmanEnv = () => ({ ...process.env, CONTAINERS_CONF: containersConfPath() })
@@ -19,6 +21,19 @@ export interface PodmanResult {
   readonly stderr: string
   /** stdout then stderr, for failure messages. */
   readonly output: string
+}
+
+/**
+ * Files that make a node's sshd (started by systemd at boot) listen on 127.0.0.1:`port` only and
+ * let root in with `publicKey`, as volumes for startSystemdNode: [host path, node path] pairs,
+ * written into `dir`. Debian's sshd_config reads sshd_config.d/*.conf first, so its Port wins.
+ */
+export const sshdOnLoopback = (dir: string, port: number, publicKey: string): ReadonlyArray<readonly [string, string]> => {
+  const config = join(dir, "sshd-loopback.conf")
+  writeFileSync(config, `Port ${port}\nListenAddress 127.0.0.1\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n`, { mode: 0o644 })
+  const keys = join(dir, "authorized_keys")
+  writeFileSync(keys, publicKey, { mode: 0o600 })
+  return [[config, "/etc/ssh/sshd_config.d/mcp-test.conf:ro"], [keys, "/root/.ssh/authorized_keys:ro"]]
 }
 
 /** Runs podman with `args` to completion (killed after `timeoutMs`, 60 s by default). */
@@ -53,9 +68,20 @@ export interface SystemdNode {
  * Starts a node with systemd as PID 1 and waits until systemd has finished booting (running, or
  * degraded: a container lacks some of a machine's units). `volumes` are [host path, node path].
  */
-export const startSystemdNode = (name: string, options: { readonly volumes?: ReadonlyArray<readonly [string, string]> } = {}): SystemdNode => {
+export const startSystemdNode = (
+  name: string,
+  options: {
+    readonly volumes?: ReadonlyArray<readonly [string, string]>
+    /**
+     * The host's network instead of the container's own: what the node serves is on the host's
+     * addresses, so the node must be told to listen on loopback only (sshdOnLoopback).
+     */
+    readonly hostNetwork?: boolean
+  } = {}
+): SystemdNode => {
   const started = podman([
     "run", "-d", "--name", name, "--systemd=always",
+    ...(options.hostNetwork === true ? ["--network", "host"] : []),
     ...(options.volumes ?? []).flatMap(([host, node]) => ["-v", `${host}:${node}`]),
     NODE_IMAGE, "/sbin/init"
   ])
