@@ -15,6 +15,7 @@ import * as Ssh from "../packages/cli/src/provision/Ssh.js"
 import * as SystemUser from "../packages/cli/src/provision/SystemUser.js"
 import { requireNodeImage, type SystemdNode, sshdOnLoopback, startSystemdNode } from "./support/DebianNode.js"
 import { freePort } from "./support/LocalFleet.js"
+import { makeKey } from "./support/Sshd.js"
 
 const work = mkdtempSync(join(tmpdir(), "mcp-node-ssh-"))
 const clientKey = join(work, "operator_ed25519")
@@ -23,7 +24,7 @@ let port = 0
 
 beforeAll(async () => {
   requireNodeImage("the SSH tests on a Debian node")
-  execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "", "-f", clientKey])
+  makeKey(clientKey)
   port = await freePort()
   node = startSystemdNode(`mcp-node-ssh-${process.pid}-${Date.now().toString(36)}`, {
     hostNetwork: true,

@@ -14,7 +14,7 @@ import { join } from "node:path"
 import * as Preflight from "../packages/cli/src/provision/Preflight.js"
 import * as Ssh from "../packages/cli/src/provision/Ssh.js"
 import { freePort } from "./support/LocalFleet.js"
-import { type Sshd, startSshd } from "./support/Sshd.js"
+import { makeKey, type Sshd, startSshd } from "./support/Sshd.js"
 
 let sshd: Sshd
 const work = mkdtempSync(join(tmpdir(), "mcp-ssh-it-"))
@@ -99,7 +99,7 @@ describe("SSH to a node with its host key pinned (real OpenSSH)", () => {
   it.live("a key the node does not authorize, and a port where nothing listens, fail with their own errors", () =>
     Effect.gen(function* () {
       const stranger = join(work, "stranger_ed25519")
-      execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "", "-f", stranger])
+      makeKey(stranger)
       const refused = yield* Effect.flip(withSession({ knownHostsFile: freshKnownHosts(), accept: sshd.hostFingerprint(), identity: stranger }, () => Effect.void))
       expect(refused._tag).toBe("SshAuthFailed")
       expect(refused.message).toContain(`${stranger}.pub`)

@@ -23,7 +23,8 @@ export interface Sshd {
   readonly stop: () => Promise<void>
 }
 
-const keygen = (file: string) => execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "", "-f", file])
+/** Makes an ed25519 key pair without a passphrase: `file` and `file.pub`. */
+export const makeKey = (file: string) => execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "", "-f", file])
 
 export const startSshd = async (): Promise<Sshd> => {
   const sshd = requireBinary("sshd", "the SSH tests (a real OpenSSH server on loopback)", "Fix: run: bash scripts/setup-peers.sh (as root), or apt-get install openssh-server")
@@ -32,8 +33,8 @@ export const startSshd = async (): Promise<Sshd> => {
   const port = await freePort()
   const hostKey = join(dir, "host_ed25519")
   const clientKey = join(dir, "client_ed25519")
-  keygen(hostKey)
-  keygen(clientKey)
+  makeKey(hostKey)
+  makeKey(clientKey)
   writeFileSync(join(dir, "authorized_keys"), readFileSync(`${clientKey}.pub`), { mode: 0o600 })
   const config = join(dir, "sshd_config")
   writeFileSync(config, [
@@ -73,7 +74,7 @@ export const startSshd = async (): Promise<Sshd> => {
       await process.stop()
       rmSync(hostKey)
       rmSync(`${hostKey}.pub`)
-      keygen(hostKey)
+      makeKey(hostKey)
       process = await start()
     },
     stop: async () => {

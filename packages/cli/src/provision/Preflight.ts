@@ -110,6 +110,6 @@ export const problems = (facts: NodeFacts, arch: string): ReadonlyArray<Problem>
 export const probe = (session: SshSession): Effect.Effect<NodeFacts, SshFailed | PreflightUnreadable> =>
   Effect.flatMap(session.exec(PROBE), (result) => {
     const facts = result.code === 0 ? parseFacts(result.stdout) : undefined
-    const host = `${session.target.host}:${session.target.port}`
+    const host = session.name
     return facts === undefined ? Effect.fail(new PreflightUnreadable({ host, output: `${result.stdout}${result.stderr}` })) : Effect.succeed(facts)
   })

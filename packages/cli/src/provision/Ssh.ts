@@ -12,6 +12,7 @@
  */
 import { Data, Effect, type Scope } from "effect"
 import { createHash, createHmac } from "node:crypto"
+import { constants } from "node:os"
 import { appendFileSync, mkdirSync, readFileSync } from "node:fs"
 import { dirname } from "node:path"
 import ssh2 from "ssh2"
@@ -156,6 +157,8 @@ export interface CommandResult {
 
 export interface SshSession {
   readonly target: SshTarget
+  /** How messages name the node: its known_hosts name (`host`, or `[host]:port`). */
+  readonly name: string
   /** Runs `command` through the login shell; its output and exit code (a signal counts as 128 + its number, as in a shell). */
   readonly exec: (command: string) => Effect.Effect<CommandResult, SshFailed>
   /** Copies `local` to `remote` over SFTP and sets its mode. */
@@ -248,6 +251,7 @@ export const connect = (target: SshTarget, options: ConnectOptions): Effect.Effe
     Effect.acquireRelease(acquire, (client) => Effect.sync(() => client.end())),
     (client): SshSession => ({
       target,
+      name: host,
       exec: (command) =>
         Effect.async<CommandResult, SshFailed>((resume) => {
           client.exec(command, (error, stream) => {
@@ -261,7 +265,7 @@ export const connect = (target: SshTarget, options: ConnectOptions): Effect.Effe
             stream.on("data", (d: Buffer) => stdout.push(d))
             stream.stderr.on("data", (d: Buffer) => stderr.push(d))
             stream.on("exit", (exitCode: number | null, signal?: string) => {
-              code = exitCode ?? 128 + (signal === undefined ? 0 : signalNumbers[signal] ?? 0)
+              code = exitCode ?? 128 + (signal === undefined ? 0 : (constants.signals as Record<string, number>)[`SIG${signal}`] ?? 0)
             })
             stream.on("close", () =>
               resume(
@@ -290,6 +294,3 @@ export const connect = (target: SshTarget, options: ConnectOptions): Effect.Effe
     })
   )
 }
-
-/** The signals a remote command may end by (ssh2 names them without the SIG prefix). */
-const signalNumbers: Record<string, number> = { HUP: 1, INT: 2, QUIT: 3, ABRT: 6, KILL: 9, SEGV: 11, PIPE: 13, ALRM: 14, TERM: 15 }

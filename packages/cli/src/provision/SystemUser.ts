@@ -94,7 +94,7 @@ export const decide = (host: string, accounts: Accounts, fleetUid: number | unde
 /** The node's accounts, as getent lists them (files and any other NSS source). */
 export const readAccounts = (session: SshSession): Effect.Effect<Accounts, SshFailed | UserCommandFailed> =>
   Effect.flatMap(session.exec("getent passwd; echo '--groups--'; getent group"), (r) => {
-    const host = `${session.target.host}:${session.target.port}`
+    const host = session.name
     if (r.code !== 0 || !r.stdout.includes("--groups--\n")) return Effect.fail(new UserCommandFailed({ host, step: "listing the accounts (getent)", output: `${r.stdout}${r.stderr}` }))
     const [passwd, group] = r.stdout.split("--groups--\n") as [string, string]
     return Effect.succeed(parseAccounts(passwd, group))
@@ -110,10 +110,12 @@ export const ensureUser = (
   options: { readonly fleetUid?: number; readonly home: string }
 ): Effect.Effect<Decision, SshFailed | UserCommandFailed | UidCollision | GroupMismatch | NoFreeSystemUid> =>
   Effect.gen(function* () {
-    const host = `${session.target.host}:${session.target.port}`
+    const host = session.name
     const decision = yield* decide(host, yield* readAccounts(session), options.fleetUid)
     if (decision._tag === "exists") return decision
     const id = decision.uid
+    // The home goes into the command line: only a plain absolute path is accepted.
+    if (!/^\/[A-Za-z0-9._/-]+$/.test(options.home)) return yield* Effect.dieMessage(`the mcp user's home ${JSON.stringify(options.home)} is not a plain absolute path`)
     // One command, so that a failure of the second part leaves no group without its user: the
     // group is removed again. The id checks repeat on the node, against a change since reading.
     const command = [
@@ -124,7 +126,7 @@ export const ensureUser = (
       `  if getent group ${id} >/dev/null; then echo "GID ${id} was taken meanwhile" >&2; exit 3; fi`,
       `  groupadd --system --gid ${id} ${USER}; made_group=yes`,
       `fi`,
-      `useradd --system --uid ${id} --gid ${id} --home-dir '${options.home.replaceAll("'", "")}' --no-create-home --shell /usr/sbin/nologin --comment 'MCP agent' ${USER} || { [ $made_group = no ] || groupdel ${USER}; exit 4; }`
+      `useradd --system --uid ${id} --gid ${id} --home-dir ${options.home} --no-create-home --shell /usr/sbin/nologin --comment 'MCP agent' ${USER} || { [ $made_group = no ] || groupdel ${USER}; exit 4; }`
     ].join("\n")
     const r = yield* session.exec(command)
     if (r.code !== 0) return yield* Effect.fail(new UserCommandFailed({ host, step: `creating the ${USER} user with UID ${id}`, output: `${r.stdout}${r.stderr}` }))
