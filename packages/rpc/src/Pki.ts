@@ -1,12 +1,16 @@
 /**
  * The platform CA behind the RPC transport's pinned-CA HTTPS and optional mTLS: creates the CA
  * (ca.key + ca.crt in one 0700 directory), issues ECDSA P-256 leaf certificates, and reads the CA for pinning.
+ *
+ * A CA kept offline signs without any key travelling: the node makes its own key and a CSR
+ * (requestCertificate), the operator signs the CSR (signRequest), and inspectCertificate tells
+ * whether a certificate still matches its key, the CA and the wanted names.
  */
 import { type Error as PlatformError, FileSystem } from "@effect/platform"
 import * as x509 from "@peculiar/x509"
 import { Clock, Data, Effect } from "effect"
 import { bestEffort } from "./Failures.js"
-import { createPrivateKey, createPublicKey, KeyObject, randomBytes, type webcrypto } from "node:crypto"
+import { createHash, createPrivateKey, createPublicKey, KeyObject, randomBytes, type webcrypto } from "node:crypto"
 import { isIP } from "node:net"
 import * as path from "node:path"
 
@@ -17,7 +21,9 @@ export type PkiErrorReason =
   | "CaExists" // initCa would overwrite an existing CA
   | "CaMissing" // ca.crt or ca.key is not there
   | "CaInvalid" // the CA files cannot be parsed, or key and certificate do not belong together
-  | "InvalidRequest" // bad name, SAN, IP or validity period
+  | "InvalidRequest" // bad name, SAN, IP or validity period; a CSR that does not parse or verify
+  | "KeyInvalid" // a node's existing key file is not a PKCS#8 EC P-256 key, or others can read it
+  | "CertificateInvalid" // a certificate given to inspectCertificate does not parse
   | "FileSystem" // reading or writing a file failed
   | "Crypto" // key generation or signing failed unexpectedly
 
@@ -54,14 +60,52 @@ export interface CaNameConstraints {
 
 export type CertificateUsage = "server" | "client" | "both"
 
-export interface IssueOptions {
+/** What a leaf says besides its name; the same for a certificate issued with its key and one signed from a CSR. */
+export interface LeafOptions {
   readonly ips: ReadonlyArray<string>
   readonly dns: ReadonlyArray<string>
   readonly usage: CertificateUsage
   /** Validity in days; default 825, and never past the CA's own expiry. */
   readonly days?: number
+}
+
+export interface IssueOptions extends LeafOptions {
   /** Where `<name>.key` and `<name>.crt` go; default the CA directory. */
   readonly outDir?: string
+}
+
+export interface SignOptions extends LeafOptions {
+  /** The CN. It and the SANs come from here only, never from the CSR: a node does not choose its own names. */
+  readonly name: string
+  /** Where the CSR was read from, for messages; default "the certificate request". */
+  readonly requestPath?: string
+}
+
+/** A node's certificate request (PKCS#10 PEM), and whether its key was made just now. */
+export interface CertificateRequest {
+  readonly csrPem: string
+  readonly keyCreated: boolean
+}
+
+/** A certificate signed from a CSR: `certPem` is the leaf followed by the CA certificate, as `<name>.crt`. */
+export interface SignedCertificate {
+  readonly certPem: string
+  readonly serial: string
+  readonly notAfter: Date
+}
+
+/** What a leaf certificate says, for deciding whether it still fits its key, the CA and the wanted names. */
+export interface CertificateInfo {
+  /** The leaf's signature verifies with the CA's key and its issuer is the CA's subject (validity dates not checked). */
+  readonly signedByCa: boolean
+  readonly commonName: string
+  readonly dnsNames: ReadonlyArray<string>
+  /** IP SANs as text, IPv6 compressed (`::1`). */
+  readonly ips: ReadonlyArray<string>
+  readonly serial: string
+  readonly notAfter: Date
+  /** Lower-case hex SHA-256 of the leaf's SubjectPublicKeyInfo DER; compare with requestPublicKeySha256. */
+  readonly publicKeySha256: string
 }
 
 /** What was written. `serial` is upper-case hex, as openssl prints it. */
@@ -157,51 +201,101 @@ export const issueCertificate = (
     const outDir = options.outDir ?? caDir
     const keyPath = path.resolve(outDir, `${name}.key`)
     const certPath = path.resolve(outDir, `${name}.crt`)
-    const sans = yield* validateRequest(name, options, certPath)
-    const days = yield* validDays(options.days ?? DEFAULT_LEAF_DAYS, certPath)
-    const ca = yield* loadCa(caDir)
-    yield* withinConstraints(ca.cert, options, certPath)
-
-    const now = yield* Clock.currentTimeMillis
-    const notAfter = Math.min(now + days * DAY_MS, ca.cert.notAfter.getTime())
+    const plan = yield* planLeaf(caDir, name, options, certPath)
     const keys = yield* cryptoOp(certPath, "generate the key", () =>
       crypto.subtle.generateKey(EC_KEY, true, ["sign", "verify"]))
-    const cert = yield* cryptoOp(certPath, "sign the certificate", async () =>
-      x509.X509CertificateGenerator.create({
-        serialNumber: randomSerial(),
-        subject: [{ CN: [name] }],
-        issuer: ca.cert.subjectName,
-        notBefore: new Date(now - CLOCK_SKEW_MS),
-        notAfter: new Date(notAfter),
-        publicKey: keys.publicKey,
-        signingKey: ca.key,
-        signingAlgorithm: SIGNING,
-        extensions: [
-          new x509.BasicConstraintsExtension(false, undefined, true),
-          new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-          new x509.ExtendedKeyUsageExtension(extendedKeyUsages(options.usage)),
-          ...(sans.length > 0 ? [new x509.SubjectAlternativeNameExtension(sans)] : []),
-          await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-          await x509.AuthorityKeyIdentifierExtension.create(ca.cert.publicKey)
-        ]
-      }))
-
-    // Belt and braces: never write a chain that does not verify against the CA.
-    const verified = yield* cryptoOp(certPath, "verify the certificate", () =>
-      cert.verify({ publicKey: ca.cert.publicKey, signatureOnly: true }))
-    if (!verified) {
-      return yield* new PkiError({
-        reason: "CaInvalid",
-        path: path.resolve(caDir, CA_KEY_FILE),
-        message: `the certificate signed with ${path.resolve(caDir, CA_KEY_FILE)} does not verify against ${path.resolve(caDir, CA_CERT_FILE)}; restore the matching pair or create a new CA`
-      })
-    }
+    const cert = yield* signLeaf(caDir, plan, keys.publicKey, certPath)
 
     yield* mkdirPrivate(outDir)
     yield* writeFileAtomic(keyPath, privateKeyPem(keys.privateKey), 0o600)
-    yield* writeFileAtomic(certPath, pem(cert) + pem(ca.cert), 0o644)
+    yield* writeFileAtomic(certPath, pem(cert) + pem(plan.ca.cert), 0o644)
     return { certPath, keyPath, serial: cert.serialNumber.toUpperCase(), notAfter: cert.notAfter }
   })
+
+/**
+ * On the node: a CSR for `name`, signed with the key in `keyPath`. A missing key file is created
+ * (EC P-256, PKCS#8 PEM, mode 0600, written atomically; its directory must exist); an existing one
+ * is reused, and refused if it is not such a key or group or others can read it. The private key
+ * never leaves this machine: only the CSR goes to whoever holds the CA.
+ */
+export const requestCertificate = (
+  keyPath: string,
+  name: string
+): Effect.Effect<CertificateRequest, PkiError, FileSystem.FileSystem> =>
+  Effect.gen(function* () {
+    const target = path.resolve(keyPath)
+    yield* validName(name, target)
+    const existing = yield* exists(target)
+    if (!existing) yield* requireDirectory(path.dirname(target))
+    const keys = existing
+      ? yield* loadNodeKey(target)
+      : yield* cryptoOp(target, "generate the key", () => crypto.subtle.generateKey(EC_KEY, true, ["sign", "verify"]))
+    const csr = yield* cryptoOp(target, "create the certificate request", () =>
+      x509.Pkcs10CertificateRequestGenerator.create({ name: [{ CN: [name] }], keys, signingAlgorithm: SIGNING }))
+    if (!existing) yield* writeNewFileAtomic(target, privateKeyPem(keys.privateKey), 0o600)
+    return { csrPem: `${csr.toString("pem").trim()}\n`, keyCreated: !existing }
+  })
+
+/**
+ * On the operator's machine: sign a node's CSR with the CA in `caDir`. The CSR's self-signature
+ * must verify (it proves the node holds the key); only its public key is used. The CN, SANs,
+ * usage and validity come from `options`, checked as issueCertificate checks them: whatever
+ * names the CSR asks for are ignored. Writes nothing.
+ */
+export const signRequest = (
+  caDir: string,
+  csrPem: string,
+  options: SignOptions
+): Effect.Effect<SignedCertificate, PkiError, FileSystem.FileSystem> =>
+  Effect.gen(function* () {
+    const source = options.requestPath ?? "the certificate request"
+    const csr = yield* parseRequest(csrPem, source)
+    const verified = yield* Effect.tryPromise(() => csr.verify()).pipe(Effect.orElseSucceed(() => false))
+    if (!verified) {
+      return yield* invalidRequest(
+        source,
+        `the signature of ${source} does not verify: it was altered or not made with its own key; have the node run \`mcp ca request\` again`
+      )
+    }
+    yield* requireP256(csr.publicKey, source)
+    const plan = yield* planLeaf(caDir, options.name, options, source)
+    if (Buffer.from(plan.ca.cert.publicKey.rawData).equals(Buffer.from(csr.publicKey.rawData))) {
+      return yield* invalidRequest(source, `${source} carries the CA's own public key; a leaf needs a key of its own, made on the node`)
+    }
+    const cert = yield* signLeaf(caDir, plan, csr.publicKey, source)
+    return { certPem: pem(cert) + pem(plan.ca.cert), serial: cert.serialNumber.toUpperCase(), notAfter: cert.notAfter }
+  })
+
+/**
+ * What the first certificate in `certPem` (a leaf, or a chain starting with it) says, and whether
+ * the CA certificate `caCertPem` signed it. Dates are reported, not judged.
+ */
+export const inspectCertificate = (certPem: string, caCertPem: string): Effect.Effect<CertificateInfo, PkiError> =>
+  Effect.gen(function* () {
+    const leaf = yield* parseFirstCertificate(certPem, "certificate", "CertificateInvalid")
+    const ca = yield* parseFirstCertificate(caCertPem, "CA certificate", "CaInvalid")
+    const signatureOk = yield* Effect.tryPromise(() => leaf.verify({ publicKey: ca.publicKey, signatureOnly: true })).pipe(
+      Effect.orElseSucceed(() => false)
+    )
+    const names = leaf.getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? []
+    return {
+      signedByCa: signatureOk && leaf.issuerName.toString() === ca.subjectName.toString(),
+      commonName: leaf.subjectName.getField("CN")[0] ?? "",
+      dnsNames: names.filter((n) => n.type === "dns").map((n) => n.value),
+      ips: names.filter((n) => n.type === "ip").map((n) => n.value),
+      serial: leaf.serialNumber.toUpperCase(),
+      notAfter: leaf.notAfter,
+      publicKeySha256: spkiSha256(leaf.publicKey)
+    }
+  })
+
+/** The SHA-256 of a CSR's public key, as inspectCertificate's publicKeySha256: equal when both hold the same key. */
+export const requestPublicKeySha256 = (csrPem: string): Effect.Effect<string, PkiError> =>
+  Effect.map(parseRequest(csrPem, "the certificate request"), (csr) => spkiSha256(csr.publicKey))
+
+/** Writes a certificate chain (public) atomically with mode 0644, replacing the file. */
+export const writeCertificateFile = (target: string, certPem: string): Effect.Effect<void, PkiError, FileSystem.FileSystem> =>
+  writeFileAtomic(path.resolve(target), certPem, 0o644)
 
 /** The CA certificate as PEM, for clients and servers to pin. */
 export const readCa = (dir: string): Effect.Effect<string, PkiError, FileSystem.FileSystem> =>
@@ -371,18 +465,173 @@ const loadCa = (dir: string): Effect.Effect<LoadedCa, PkiError, FileSystem.FileS
     return { cert, key }
   })
 
+/** A leaf about to be signed: its names and validity checked, and the CA loaded. */
+interface LeafPlan {
+  readonly name: string
+  readonly usage: CertificateUsage
+  readonly sans: ReadonlyArray<x509.JsonGeneralName>
+  readonly days: number
+  readonly ca: LoadedCa
+}
+
+const planLeaf = (caDir: string, name: string, options: LeafOptions, target: string): Effect.Effect<LeafPlan, PkiError, FileSystem.FileSystem> =>
+  Effect.gen(function* () {
+    const sans = yield* validateRequest(name, options, target)
+    const days = yield* validDays(options.days ?? DEFAULT_LEAF_DAYS, target)
+    const ca = yield* loadCa(caDir)
+    yield* withinConstraints(ca.cert, options, target)
+    return { name, usage: options.usage, sans, days, ca }
+  })
+
+/** The one place a leaf is built: for a key made here (issueCertificate) or one from a CSR (signRequest). */
+const signLeaf = (
+  caDir: string,
+  plan: LeafPlan,
+  publicKey: CryptoKey | x509.PublicKey,
+  target: string
+): Effect.Effect<x509.X509Certificate, PkiError> =>
+  Effect.gen(function* () {
+    const { ca } = plan
+    const now = yield* Clock.currentTimeMillis
+    const notAfter = Math.min(now + plan.days * DAY_MS, ca.cert.notAfter.getTime())
+    const cert = yield* cryptoOp(target, "sign the certificate", async () =>
+      x509.X509CertificateGenerator.create({
+        serialNumber: randomSerial(),
+        subject: [{ CN: [plan.name] }],
+        issuer: ca.cert.subjectName,
+        notBefore: new Date(now - CLOCK_SKEW_MS),
+        notAfter: new Date(notAfter),
+        publicKey,
+        signingKey: ca.key,
+        signingAlgorithm: SIGNING,
+        extensions: [
+          new x509.BasicConstraintsExtension(false, undefined, true),
+          new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+          new x509.ExtendedKeyUsageExtension(extendedKeyUsages(plan.usage)),
+          ...(plan.sans.length > 0 ? [new x509.SubjectAlternativeNameExtension([...plan.sans])] : []),
+          await x509.SubjectKeyIdentifierExtension.create(publicKey),
+          await x509.AuthorityKeyIdentifierExtension.create(ca.cert.publicKey)
+        ]
+      }))
+
+    // Belt and braces: never hand out a chain that does not verify against the CA.
+    const verified = yield* cryptoOp(target, "verify the certificate", () =>
+      cert.verify({ publicKey: ca.cert.publicKey, signatureOnly: true }))
+    if (!verified) {
+      return yield* new PkiError({
+        reason: "CaInvalid",
+        path: path.resolve(caDir, CA_KEY_FILE),
+        message: `the certificate signed with ${path.resolve(caDir, CA_KEY_FILE)} does not verify against ${path.resolve(caDir, CA_CERT_FILE)}; restore the matching pair or create a new CA`
+      })
+    }
+    return cert
+  })
+
+const validName = (name: string, target: string): Effect.Effect<void, PkiError> =>
+  !LEAF_NAME.test(name) || name === "ca"
+    ? invalidRequest(target, `invalid certificate name ${JSON.stringify(name)}: use letters, digits, '.', '_' or '-' (at most 64, not "ca")`)
+    : Effect.void
+
+/** Only an unencrypted PKCS#8 EC P-256 key, readable by its owner alone, is reused for a CSR. */
+const loadNodeKey = (keyPath: string): Effect.Effect<CryptoKeyPair, PkiError, FileSystem.FileSystem> =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const keyInvalid = (message: string) => new PkiError({ reason: "KeyInvalid", path: keyPath, message })
+    const info = yield* fs.stat(keyPath).pipe(Effect.mapError(fsError(keyPath, "inspect")))
+    if (info.type !== "File") {
+      return yield* keyInvalid(`${keyPath} is not a regular file; pass the path of the node's key file`)
+    }
+    if ((info.mode & 0o077) !== 0) {
+      return yield* keyInvalid(
+        `${keyPath} is open to group or others (mode 0${(info.mode & 0o777).toString(8)}); run \`chmod 600 ${keyPath}\`, or replace the key if others may have read it`
+      )
+    }
+    const text = yield* fs.readFileString(keyPath).pipe(Effect.mapError(fsError(keyPath, "read")))
+    const notP256 = keyInvalid(
+      `${keyPath} is not a PKCS#8 EC P-256 private key PEM (-----BEGIN PRIVATE KEY-----); move it away to have a new key made, or convert it with \`openssl pkcs8 -topk8 -nocrypt\``
+    )
+    if (!text.trimStart().startsWith("-----BEGIN PRIVATE KEY-----")) return yield* notP256
+    // No cause attached: errors from parsing a key could echo parts of it.
+    const keyObject = yield* Effect.try({ try: () => createPrivateKey(text), catch: () => notP256 })
+    if (keyObject.asymmetricKeyType !== "ec" || keyObject.asymmetricKeyDetails?.namedCurve !== "prime256v1") return yield* notP256
+    const spki = createPublicKey(keyObject).export({ type: "spki", format: "der" })
+    return yield* Effect.tryPromise({
+      try: async () => ({
+        privateKey: await crypto.subtle.importKey("pkcs8", keyObject.export({ type: "pkcs8", format: "der" }), EC_KEY, false, ["sign"]),
+        publicKey: await crypto.subtle.importKey("spki", spki, EC_KEY, true, ["verify"])
+      }),
+      catch: () => notP256
+    })
+  })
+
+type CryptoKeyPair = webcrypto.CryptoKeyPair
+
+// "NEW CERTIFICATE REQUEST" is what older openssl writes.
+const REQUEST_PEM_TYPES = new Set(["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"])
+
+/** Exactly one PEM CSR; what is wrong with anything else is said, never its content. */
+const parseRequest = (csrPem: string, source: string): Effect.Effect<x509.Pkcs10CertificateRequest, PkiError> =>
+  Effect.gen(function* () {
+    const blocks = yield* Effect.try(() => x509.PemConverter.decodeWithHeaders(csrPem)).pipe(Effect.orElseSucceed(() => []))
+    const fix = "pass the file `mcp ca request` printed"
+    if (blocks.length === 0) {
+      return yield* invalidRequest(source, `${source} holds no PEM block; ${fix} (-----BEGIN CERTIFICATE REQUEST-----)`)
+    }
+    if (blocks.length > 1) {
+      return yield* invalidRequest(source, `${source} holds ${blocks.length} PEM blocks; ${fix}, which holds one`)
+    }
+    const block = blocks[0]!
+    if (!REQUEST_PEM_TYPES.has(block.type)) {
+      return yield* invalidRequest(source, `${source} is a PEM ${block.type}, not a CERTIFICATE REQUEST; ${fix}`)
+    }
+    return yield* Effect.try({
+      try: () => new x509.Pkcs10CertificateRequest(block.rawData),
+      catch: () => new PkiError({ reason: "InvalidRequest", path: source, message: `${source} is not a valid PKCS#10 certificate request (its DER does not parse); ${fix}` })
+    })
+  })
+
+/** Leaves are EC P-256, whoever made the key. */
+const requireP256 = (publicKey: x509.PublicKey, source: string): Effect.Effect<void, PkiError> => {
+  const details = (() => {
+    try {
+      const key = createPublicKey({ key: Buffer.from(publicKey.rawData), format: "der", type: "spki" })
+      return { type: key.asymmetricKeyType, curve: key.asymmetricKeyDetails?.namedCurve }
+    } catch {
+      return undefined
+    }
+  })()
+  return details?.type === "ec" && details.curve === "prime256v1"
+    ? Effect.void
+    : invalidRequest(
+        source,
+        `${source} is for a ${details === undefined ? "unreadable" : details.curve ?? details.type ?? "unknown"} key, not EC P-256; make the request with \`mcp ca request\``
+      )
+}
+
+const parseFirstCertificate = (
+  text: string,
+  what: string,
+  reason: "CertificateInvalid" | "CaInvalid"
+): Effect.Effect<x509.X509Certificate, PkiError> =>
+  Effect.try({
+    try: () => {
+      const first = x509.PemConverter.decodeWithHeaders(text)[0]
+      if (first === undefined || first.type !== "CERTIFICATE") throw new Error("no certificate")
+      return new x509.X509Certificate(first.rawData)
+    },
+    catch: () => new PkiError({ reason, path: what, message: `the ${what} is not a PEM certificate (-----BEGIN CERTIFICATE-----); pass the .crt file` })
+  })
+
+const spkiSha256 = (publicKey: x509.PublicKey): string =>
+  createHash("sha256").update(Buffer.from(publicKey.rawData)).digest("hex")
+
 const validateRequest = (
   name: string,
-  options: IssueOptions,
+  options: LeafOptions,
   certPath: string
 ): Effect.Effect<Array<x509.JsonGeneralName>, PkiError> =>
   Effect.gen(function* () {
-    if (!LEAF_NAME.test(name) || name === "ca") {
-      return yield* invalidRequest(
-        certPath,
-        `invalid certificate name ${JSON.stringify(name)}: use letters, digits, '.', '_' or '-' (at most 64, not "ca")`
-      )
-    }
+    yield* validName(name, certPath)
     const badIp = options.ips.find((ip) => isIP(ip) === 0)
     if (badIp !== undefined) {
       return yield* invalidRequest(certPath, `${JSON.stringify(badIp)} is not an IPv4 or IPv6 address; fix the --ip value`)
@@ -421,7 +670,7 @@ const validPermittedDns = (domains: ReadonlyArray<string>, certPath: string): Ef
  * A constrained CA's leaves must stay inside its constraints: such a certificate would fail every
  * verifier anyway, so it is refused here, where the message can say how to widen the CA.
  */
-const withinConstraints = (ca: x509.X509Certificate, options: IssueOptions, certPath: string): Effect.Effect<void, PkiError> =>
+const withinConstraints = (ca: x509.X509Certificate, options: LeafOptions, certPath: string): Effect.Effect<void, PkiError> =>
   Effect.gen(function* () {
     const extension = ca.getExtension(NAME_CONSTRAINTS_OID)
     if (extension === null) return
@@ -538,6 +787,41 @@ const mkdirPrivate = (dir: string): Effect.Effect<void, PkiError, FileSystem.Fil
 /** Removes what a failed write left; its own failure is logged and counted, the write's error stands. */
 const removeAfterFailure = (target: string): Effect.Effect<void, never, FileSystem.FileSystem> =>
   Effect.flatMap(FileSystem.FileSystem, (fs) => bestEffort(`remove ${target} after a failed write`)(fs.remove(target, { force: true })))
+
+const requireDirectory = (dir: string): Effect.Effect<void, PkiError, FileSystem.FileSystem> =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const info = yield* fs.stat(dir).pipe(Effect.option)
+    if (info._tag === "None" || info.value.type !== "Directory") {
+      return yield* new PkiError({
+        reason: "FileSystem",
+        path: dir,
+        message: `${dir} is not an existing directory; create it first (\`install -d -m 0700 ${dir}\`) or pass another --key path`
+      })
+    }
+  })
+
+/**
+ * Like writeFileAtomic, but never replaces: the temp file is hard-linked to `target`, which fails
+ * if a file appeared there meanwhile (a key another run just made stays).
+ */
+const writeNewFileAtomic = (target: string, data: string, mode: number): Effect.Effect<void, PkiError, FileSystem.FileSystem> =>
+  Effect.flatMap(FileSystem.FileSystem, (fs) => {
+    const temp = `${target}.${randomBytes(6).toString("hex")}.tmp`
+    return fs.writeFileString(temp, data, { mode, flag: "wx" }).pipe(
+      Effect.mapError(fsError(temp, "write")),
+      Effect.zipRight(
+        fs.link(temp, target).pipe(
+          Effect.mapError((e) =>
+            e._tag === "SystemError" && e.reason === "AlreadyExists"
+              ? new PkiError({ reason: "FileSystem", path: target, message: `${target} appeared while its key was being made; run the command again to reuse it` })
+              : fsError(target, "write")(e)
+          )
+        )
+      ),
+      Effect.ensuring(removeAfterFailure(temp))
+    )
+  })
 
 // A fresh temp file gets `mode` at creation, so a re-issued key is never readable with an old file's mode.
 const writeFileAtomic = (target: string, data: string, mode: number): Effect.Effect<void, PkiError, FileSystem.FileSystem> =>

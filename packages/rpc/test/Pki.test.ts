@@ -3,8 +3,8 @@ import { describe, expect, it } from "@effect/vitest"
 import * as x509 from "@peculiar/x509"
 import { Effect, TestClock } from "effect"
 import { execFileSync } from "node:child_process"
-import { createPrivateKey, KeyObject, randomBytes, X509Certificate } from "node:crypto"
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, KeyObject, randomBytes, X509Certificate } from "node:crypto"
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import type { AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -382,5 +382,188 @@ describe("routes CA (name-constrained)", () => {
       requireOpenssl()
       expect(opensslVerify(dir, forged.cert)).toMatch(/permitted subtree violation/)
       expect(opensslVerify(dir, fair.cert)).toBe("OK")
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
+})
+
+describe("certificate requests (a CA kept offline)", () => {
+  /** A CSR for `cn` asking for `sans`, made with a fresh key of `curve`: what a node could send. */
+  const craftRequest = (cn: string, sans: Array<x509.JsonGeneralName>, curve: "P-256" | "P-384" = "P-256") =>
+    Effect.promise(async () => {
+      const keys = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: curve }, true, ["sign", "verify"])
+      const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+        name: [{ CN: [cn] }],
+        keys,
+        signingAlgorithm: { name: "ECDSA", hash: curve === "P-256" ? "SHA-256" : "SHA-384" },
+        extensions: sans.length > 0 ? [new x509.SubjectAlternativeNameExtension(sans)] : []
+      })
+      return csr.toString("pem")
+    })
+
+  it.scopedLive("request makes a 0600 PKCS#8 key once and reuses it: the same public key each time", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const keyPath = join(dir, "node.key")
+      const first = yield* Pki.requestCertificate(keyPath, "n2")
+      expect(first.keyCreated).toBe(true)
+      expect(modeOf(keyPath)).toBe(0o600)
+      expect(read(keyPath)).toMatch(/^-----BEGIN PRIVATE KEY-----\n/)
+      expect(first.csrPem).toMatch(/^-----BEGIN CERTIFICATE REQUEST-----\n[\s\S]*-----END CERTIFICATE REQUEST-----\n$/)
+      const csr = new x509.Pkcs10CertificateRequest(first.csrPem)
+      expect(csr.subject).toBe("CN=n2")
+      expect(yield* Effect.promise(() => csr.verify())).toBe(true)
+
+      const key = read(keyPath)
+      const second = yield* Pki.requestCertificate(keyPath, "n2")
+      expect(second.keyCreated).toBe(false)
+      expect(read(keyPath)).toBe(key)
+      expect(yield* Pki.requestPublicKeySha256(second.csrPem)).toBe(yield* Pki.requestPublicKeySha256(first.csrPem))
+      // The hash is that of the key file's own public key.
+      const spki = createPublicKey(createPrivateKey(key)).export({ type: "spki", format: "der" })
+      expect(yield* Pki.requestPublicKeySha256(first.csrPem)).toBe(createHash("sha256").update(spki).digest("hex"))
+      expect(readdirSync(dir)).toEqual(["node.key"])
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
+
+  it.scopedLive("request refuses a key others can read, a key that is not PKCS#8 P-256, and a missing directory", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const keyPath = join(dir, "node.key")
+      yield* Pki.requestCertificate(keyPath, "n2")
+      chmodSync(keyPath, 0o644)
+      const open = yield* Effect.flip(Pki.requestCertificate(keyPath, "n2"))
+      expect(open.reason).toBe("KeyInvalid")
+      expect(open.message).toContain(`chmod 600 ${keyPath}`)
+
+      const p384 = join(dir, "p384.key")
+      writeFileSync(p384, generateKeyPairSync("ec", { namedCurve: "P-384" }).privateKey.export({ type: "pkcs8", format: "pem" }), { mode: 0o600 })
+      const sec1 = join(dir, "sec1.key")
+      writeFileSync(sec1, generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "sec1", format: "pem" }), { mode: 0o600 })
+      const garbage = join(dir, "garbage.key")
+      writeFileSync(garbage, `-----BEGIN PRIVATE KEY-----\n${"A".repeat(64)}\n-----END PRIVATE KEY-----\n`, { mode: 0o600 })
+      for (const file of [p384, sec1, garbage]) {
+        const error = yield* Effect.flip(Pki.requestCertificate(file, "n2"))
+        expect(error.reason).toBe("KeyInvalid")
+        expect(error.message).toContain("is not a PKCS#8 EC P-256 private key PEM")
+        expect(error.message).not.toContain("AAAA")
+      }
+
+      const nowhere = join(dir, "missing", "node.key")
+      const missing = yield* Effect.flip(Pki.requestCertificate(nowhere, "n2"))
+      expect(missing.reason).toBe("FileSystem")
+      expect(missing.message).toContain("install -d -m 0700")
+      expect(existsSync(join(dir, "missing"))).toBe(false)
+      expect((yield* Effect.flip(Pki.requestCertificate(join(dir, "x.key"), "../n2"))).reason).toBe("InvalidRequest")
+      expect(existsSync(join(dir, "x.key"))).toBe(false)
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
+
+  it.scopedLive("signRequest issues for the CSR's key, with the option names only, verifying against the CA, and writes nothing", () =>
+    Effect.gen(function* () {
+      const caDir = yield* tempDir
+      yield* Pki.initCa(caDir, { commonName: "test CA" })
+      const before = readdirSync(caDir).sort()
+      const nodeDir = yield* tempDir
+      const keyPath = join(nodeDir, "n2.key")
+      const { csrPem } = yield* Pki.requestCertificate(keyPath, "n2")
+      const signed = yield* Pki.signRequest(caDir, csrPem, { name: "n2", ips: ["127.0.0.1"], dns: ["n2"], usage: "both" })
+      expect(readdirSync(caDir).sort()).toEqual(before)
+
+      const caPem = read(join(caDir, "ca.crt"))
+      expect(signed.certPem.match(/-----BEGIN CERTIFICATE-----/g)).toHaveLength(2)
+      expect(signed.certPem.endsWith(caPem)).toBe(true)
+      const leaf = new X509Certificate(signed.certPem)
+      const caCert = new X509Certificate(caPem)
+      expect(leaf.checkIssued(caCert)).toBe(true)
+      expect(leaf.verify(caCert.publicKey)).toBe(true)
+      expect(leaf.subject).toBe("CN=n2")
+      expect(leaf.subjectAltName).toBe("IP Address:127.0.0.1, DNS:n2")
+      expect(leaf.keyUsage).toEqual(["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"])
+      expect(leaf.ca).toBe(false)
+      expect(leaf.serialNumber).toBe(signed.serial)
+      expect(leaf.checkPrivateKey(createPrivateKey(read(keyPath)))).toBe(true)
+
+      const info = yield* Pki.inspectCertificate(signed.certPem, caPem)
+      expect(info).toEqual({
+        signedByCa: true,
+        commonName: "n2",
+        dnsNames: ["n2"],
+        ips: ["127.0.0.1"],
+        serial: signed.serial,
+        notAfter: signed.notAfter,
+        publicKeySha256: yield* Pki.requestPublicKeySha256(csrPem)
+      })
+
+      // The node's own key and the signed chain serve mTLS to a client of the same CA.
+      const client = yield* Pki.issueCertificate(caDir, "client1", { ips: [], dns: [], usage: "client" })
+      const port = yield* mtlsServer({ key: read(keyPath), cert: signed.certPem, ca: caPem })
+      expect(yield* request({ port, ca: caPem, key: read(client.keyPath), cert: read(client.certPath) })).toBe("hello client1")
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
+
+  it.scopedLive("the names a CSR asks for are ignored: the leaf carries only the signer's", () =>
+    Effect.gen(function* () {
+      const caDir = yield* tempDir
+      yield* Pki.initCa(caDir)
+      const csrPem = yield* craftRequest("ctl", [{ type: "dns", value: "ctl" }, { type: "ip", value: "10.0.0.1" }])
+      const signed = yield* Pki.signRequest(caDir, csrPem, { name: "n2", ips: ["10.0.0.5"], dns: [], usage: "server" })
+      const leaf = new X509Certificate(signed.certPem)
+      expect(leaf.subject).toBe("CN=n2")
+      expect(leaf.subjectAltName).toBe("IP Address:10.0.0.5")
+      expect(leaf.keyUsage).toEqual(["1.3.6.1.5.5.7.3.1"])
+      const info = yield* Pki.inspectCertificate(signed.certPem, read(join(caDir, "ca.crt")))
+      expect(info.dnsNames).toEqual([])
+      expect(info.ips).toEqual(["10.0.0.5"])
+      // The options are checked as issueCertificate checks them.
+      const noSan = yield* Effect.flip(Pki.signRequest(caDir, csrPem, { name: "n2", ips: [], dns: [], usage: "server" }))
+      expect(noSan.message).toContain("pass --ip and/or --dns")
+      expect((yield* Effect.flip(Pki.signRequest(caDir, csrPem, { name: "ca", ips: ["10.0.0.5"], dns: [], usage: "both" }))).reason).toBe("InvalidRequest")
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
+
+  it.scopedLive("a tampered CSR, a non-CSR, garbage and a non-P-256 key are refused", () =>
+    Effect.gen(function* () {
+      const caDir = yield* tempDir
+      yield* Pki.initCa(caDir)
+      const options = { name: "n2", ips: ["10.0.0.5"], dns: ["n2"], usage: "both" as const, requestPath: "n2.csr" }
+      const nodeDir = yield* tempDir
+      const { csrPem } = yield* Pki.requestCertificate(join(nodeDir, "n2.key"), "n2")
+
+      // Change the CN inside the signed part: still a well-formed CSR, but its signature is broken.
+      const der = Buffer.from(new x509.Pkcs10CertificateRequest(csrPem).rawData)
+      const at = der.indexOf(Buffer.from("n2"))
+      expect(at).toBeGreaterThan(0)
+      der[at + 1] = "3".charCodeAt(0)
+      const tampered = new x509.Pkcs10CertificateRequest(der).toString("pem")
+      expect(new x509.Pkcs10CertificateRequest(tampered).subject).toBe("CN=n3")
+      const broken = yield* Effect.flip(Pki.signRequest(caDir, tampered, options))
+      expect(broken.reason).toBe("InvalidRequest")
+      expect(broken.message).toContain("the signature of n2.csr does not verify")
+
+      const garbage = yield* Effect.flip(Pki.signRequest(caDir, "not a request", options))
+      expect(garbage.message).toContain("n2.csr holds no PEM block")
+      const cert = yield* Effect.flip(Pki.signRequest(caDir, read(join(caDir, "ca.crt")), options))
+      expect(cert.message).toContain("n2.csr is a PEM CERTIFICATE, not a CERTIFICATE REQUEST")
+      const truncated = csrPem.replace(/\n[A-Za-z0-9+/=]+\n-----END/, "\n-----END")
+      expect((yield* Effect.flip(Pki.signRequest(caDir, truncated, options))).reason).toBe("InvalidRequest")
+      const p384 = yield* Effect.flip(Pki.signRequest(caDir, yield* craftRequest("n2", [], "P-384"), options))
+      expect(p384.message).toContain("not EC P-256")
+      expect((yield* Effect.flip(Pki.requestPublicKeySha256("not a request"))).reason).toBe("InvalidRequest")
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
+
+  it.scopedLive("inspectCertificate says when another CA signed the certificate, and refuses what is not one", () =>
+    Effect.gen(function* () {
+      const caDir = yield* tempDir
+      yield* Pki.initCa(caDir, { commonName: "same name" })
+      const otherDir = yield* tempDir
+      yield* Pki.initCa(otherDir, { commonName: "same name" })
+      const rogue = yield* Pki.issueCertificate(otherDir, "n2", { ips: ["10.0.0.5"], dns: ["n2"], usage: "both" })
+      const info = yield* Pki.inspectCertificate(read(rogue.certPath), read(join(caDir, "ca.crt")))
+      expect(info.signedByCa).toBe(false)
+      expect(info.commonName).toBe("n2")
+      expect(info.dnsNames).toEqual(["n2"])
+      expect(info.ips).toEqual(["10.0.0.5"])
+      const spki = createPublicKey(createPrivateKey(read(rogue.keyPath))).export({ type: "spki", format: "der" })
+      expect(info.publicKeySha256).toBe(createHash("sha256").update(spki).digest("hex"))
+      expect((yield* Pki.inspectCertificate(read(rogue.certPath), read(join(otherDir, "ca.crt")))).signedByCa).toBe(true)
+
+      const bad = yield* Effect.flip(Pki.inspectCertificate("junk", read(join(caDir, "ca.crt"))))
+      expect(bad.reason).toBe("CertificateInvalid")
+      expect((yield* Effect.flip(Pki.inspectCertificate(read(rogue.certPath), "junk"))).reason).toBe("CaInvalid")
     }).pipe(Effect.provide(NodeFileSystem.layer)))
 })
