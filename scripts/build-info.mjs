@@ -14,7 +14,11 @@ export const repo = fileURLToPath(new URL("..", import.meta.url))
 const git = (args) => execFileSync("git", args, { cwd: repo, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], timeout: 5000 }).trim()
 
 export const buildInfo = () => {
-  const version = JSON.parse(readFileSync(join(repo, "package.json"), "utf8")).version
+  // MCP_BUILD_VERSION labels a build with another version than package.json's (a pre-release,
+  // a test's second build); it must be a plain version string.
+  const label = process.env["MCP_BUILD_VERSION"]
+  if (label !== undefined && !/^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.]+)?$/.test(label)) throw new Error(`MCP_BUILD_VERSION=${label} is not a version like 1.2.3 or 1.2.3-rc.1`)
+  const version = label ?? JSON.parse(readFileSync(join(repo, "package.json"), "utf8")).version
   let commit = "unknown"
   try {
     commit = git(["rev-parse", "--short=12", "HEAD"])

@@ -16,18 +16,21 @@
  * packages/<pkg>/bin/<name>.js run these when dist/ holds them, the sources through tsx otherwise
  * or with MCP_FROM_SOURCE=1.
  *
- *   node scripts/build.mjs [--metafile]   (--metafile writes dist/meta.json for size analysis)
+ *   node scripts/build.mjs [--metafile] [--outdir DIR]   (--metafile writes dist/meta.json for size analysis; --outdir builds elsewhere)
  */
 import { spawnSync } from "node:child_process"
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { createRequire } from "node:module"
-import { dirname, join } from "node:path"
+import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { buildInfo } from "./build-info.mjs"
 
 const repo = fileURLToPath(new URL("..", import.meta.url))
-const outdir = join(repo, "dist")
+// --outdir: a build elsewhere than dist/ (a release of another version, made beside the one the
+// tests and the bins run from).
+const outdirIndex = process.argv.indexOf("--outdir")
+const outdir = outdirIndex >= 0 && process.argv[outdirIndex + 1] !== undefined ? resolve(process.argv[outdirIndex + 1]) : join(repo, "dist")
 const require = createRequire(import.meta.url)
 
 let esbuild
@@ -312,9 +315,28 @@ const lazyX509 = {
   }
 }
 
+/**
+ * `mcp node provision` logs in to nodes with ssh2, which the daemons do without (withoutSsh2).
+ * For the CLI it is bundled on its own into dist/lazy/ssh2.cjs, which the tree require()s when
+ * the provisioning modules are first imported (only by that command). Its native parts stay out
+ * (cpu-features, the sshcrypto binding): ssh2 loads them in try/catch and otherwise uses Node's
+ * crypto and its own WebAssembly, so the release carries no native SSH module.
+ */
+const lazySsh2 = {
+  name: "lazy-ssh2",
+  setup(build) {
+    build.onResolve({ filter: /^ssh2$/ }, (args) => ({ path: args.path, namespace: "lazy-ssh2" }))
+    build.onLoad({ filter: /.*/, namespace: "lazy-ssh2" }, () => ({
+      loader: "js",
+      contents: `module.exports = require(require("node:path").join(__dirname, "lazy", "ssh2.cjs"))`
+    }))
+  }
+}
+
 const cjsOptions = {
   ...options,
-  plugins: [withoutFastCheck, lazyX509, ...options.plugins],
+  // lazySsh2 before options.plugins: the first plugin to resolve ssh2 wins over withoutSsh2.
+  plugins: [withoutFastCheck, lazyX509, lazySsh2, ...options.plugins],
   // No keepNames here: its __name() call on every function and class was about 80 KiB of the
   // bundle and 140 KiB of its code cache, some 8 ms of CPU per command. Nothing on the command
   // tree reads a function's or class's own name (effect, @effect/*, the sources: identifiers and
@@ -365,8 +387,10 @@ const results = await Promise.all(Object.entries(entryPoints).map(([name, entry]
 ))
 await Promise.all(Object.entries(codeCached).map(([name, { tree }]) => esbuild.build({ ...cjsOptions, entryPoints: { [name]: tree } })))
 await esbuild.build({
-  entryPoints: { ...Object.fromEntries(Object.keys(lazyPackages).map((name) => [name, require.resolve(name)])), x509: require.resolve("@peculiar/x509") },
+  entryPoints: { ...Object.fromEntries(Object.keys(lazyPackages).map((name) => [name, require.resolve(name)])), x509: require.resolve("@peculiar/x509"), ssh2: require.resolve("ssh2") },
   outdir: join(outdir, "lazy"),
+  // ssh2's optional native parts (lazySsh2 above).
+  external: ["cpu-features", "*.node"],
   outExtension: { ".js": ".cjs" },
   bundle: true,
   format: "cjs",

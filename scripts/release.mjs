@@ -54,11 +54,13 @@ const fail = (message) => {
 }
 if (process.platform !== "linux") fail(`nodes run Linux; this machine is ${process.platform}`)
 
-if (!programs.every(bundleIsFresh)) {
+// --dist: package a build made with build.mjs --outdir instead of dist/ (taken as it is).
+const distIndex = args.indexOf("--dist")
+const dist = distIndex >= 0 && args[distIndex + 1] !== undefined ? resolve(args[distIndex + 1]) : join(repo, "dist")
+if (distIndex < 0 && !programs.every(bundleIsFresh)) {
   console.log("release: dist/ is missing or older than the sources; running npm run build")
   execFileSync(process.execPath, [join(repo, "scripts", "build.mjs")], { stdio: "inherit" })
 }
-const dist = join(repo, "dist")
 const build = JSON.parse(readFileSync(join(dist, "BUILD"), "utf8"))
 if (!Array.isArray(build.externals)) fail("dist/BUILD does not list the native packages; run npm run build")
 

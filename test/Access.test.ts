@@ -10,12 +10,13 @@
  * token), and a user is Forbidden from every admin RPC on the master and the agent, naming the
  * role it needs, with nothing changed. The
  * master's /control takes only a node's own system token, for that node: humans (admins too)
- * and a node speaking for another are refused, naming the rule.
+ * and a node speaking for another are refused, naming the rule. Last, `mcp agent status --json`
+ * reports the agent's version, protocol, arch and uptime as it answers them, with no skew.
  */
 import { NodeFileSystem } from "@effect/platform-node"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Errors } from "@mcp/domain"
-import { AgentRpcs, AuthMiddleware, ControlRpcs, MasterRpcs, TokenFile, Transport } from "@mcp/rpc"
+import { AgentRpcs, AuthMiddleware, ControlRpcs, MasterRpcs, Protocol, TokenFile, Transport } from "@mcp/rpc"
 import type { Rpc, RpcGroup } from "@effect/rpc"
 import { Cause, Effect, Exit, Redacted, Stream } from "effect"
 import { spawnSync } from "node:child_process"
@@ -117,6 +118,7 @@ const masterCalls: Record<string, Call> = {
   Logs: operate({ service: "guarded", follow: false, tail: 10 }),
   Events: read({ follow: false, limit: 10 }),
   AgentRecover: admin({ force: true }),
+  AgentStatus: read(),
   Tree: read()
 }
 
@@ -337,5 +339,61 @@ describe("a guest and a user against the real master and agent", () => {
     expect((heartbeat as Errors.Forbidden).rule).toContain(`the token ${NODE} may not speak for node intruder`)
     // No "intruder" node, no placement learned for the "intruder" service.
     expect(await fleetView()).toEqual(before)
+  }, 60_000)
+})
+
+interface AgentStatusJson {
+  readonly at: string
+  readonly master: { readonly version: string; readonly protocol: number; readonly uptimeSeconds: number }
+  readonly cli: { readonly version: string; readonly protocol: number } | null
+  readonly nodes: ReadonlyArray<{
+    readonly node: string
+    readonly reachable: boolean
+    readonly version: string
+    readonly protocol?: number
+    readonly arch: string
+    readonly startedAt?: string
+    readonly uptimeSeconds?: number
+    readonly status: string
+  }>
+  readonly skewed: ReadonlyArray<string>
+}
+
+describe("mcp agent status against the real master and agent", () => {
+  it("reports the agent's version, protocol and arch as it answers them and a positive uptime; same release, so no skew", async () => {
+    const status = async () => {
+      const result = await LocalFleet.mcp(fleet, ["agent", "status", "--json"])
+      expect(result.code, result.stderr).toBe(0)
+      return JSON.parse(result.stdout) as AgentStatusJson
+    }
+    let json = await status()
+    // Whole seconds: an agent started less than a second ago would say 0.
+    if ((json.nodes.find((n) => n.node === NODE)?.uptimeSeconds ?? 0) < 1) {
+      await new Promise((r) => setTimeout(r, 1100))
+      json = await status()
+    }
+    expect(json.master).toMatchObject({ protocol: Protocol.PROTOCOL_VERSION })
+    expect(json.cli).toEqual({ version: json.master.version, protocol: Protocol.PROTOCOL_VERSION })
+    const agentRow = json.nodes.find((n) => n.node === NODE)
+    expect(agentRow).toMatchObject({
+      reachable: true,
+      version: json.master.version,
+      protocol: Protocol.PROTOCOL_VERSION,
+      arch: process.arch === "x64" ? "amd64" : process.arch,
+      status: "ok"
+    })
+    expect(agentRow!.uptimeSeconds).toBeGreaterThan(0)
+    expect(Date.parse(agentRow!.startedAt!)).toBeLessThan(Date.parse(json.at))
+    expect(json.skewed).toEqual([])
+    // The table: the master's release on the header line, the agent's row marked ok.
+    const text = await LocalFleet.mcp(fleet, ["agent", "status"])
+    expect(text.code, text.stderr).toBe(0)
+    const lines = text.stdout.trim().split("\n")
+    const version = json.master.version.replace(/\./g, "\\.")
+    const uptime = "\\d+[smhd]( \\d+[smh])?"
+    const protocol = Protocol.PROTOCOL_VERSION
+    expect(lines[0]).toMatch(new RegExp(`^master ${version} \\(protocol ${protocol}\\), up ${uptime}; this CLI ${version} \\(protocol ${protocol}\\)$`))
+    expect(lines[2]).toMatch(/^NODE\s+ROLE\s+VERSION\s+PROTOCOL\s+ARCH\s+UPTIME\s+STATUS$/)
+    expect(lines.find((l) => l.startsWith(`${NODE} `))).toMatch(new RegExp(`^${NODE}\\s+worker\\s+${version}\\s+${protocol}\\s+\\S+\\s+${uptime}\\s+ok$`))
   }, 60_000)
 })

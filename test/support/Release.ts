@@ -4,7 +4,8 @@
  * operator would.
  */
 import { spawnSync } from "node:child_process"
-import { mkdirSync, readFileSync } from "node:fs"
+import { createHash } from "node:crypto"
+import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 
@@ -63,4 +64,43 @@ export const buildRelease = (out: string): Release => {
     unpacked,
     log: `${r.stdout}${r.stderr}`
   }
+}
+
+/**
+ * A release labelled with another version (MCP_BUILD_VERSION), built into `out` from a build of
+ * its own (`out`/dist): the repository's dist/, which other tests run from, is left alone.
+ * Returns the archive's path (its .sha256 beside it).
+ */
+export const buildReleaseOfVersion = (out: string, version: string): string => {
+  const env = { ...process.env, MCP_BUILD_VERSION: version }
+  const dist = join(out, "dist")
+  const built = spawnSync(process.execPath, [join(repo, "scripts", "build.mjs"), "--outdir", dist], { encoding: "utf8", env, timeout: 300_000 })
+  if (built.status !== 0) throw new Error(`MCP_BUILD_VERSION=${version} node scripts/build.mjs --outdir ${dist} exited ${built.status ?? built.signal}:\n${built.stdout}${built.stderr}`)
+  const r = spawnSync(process.execPath, [join(repo, "scripts", "release.mjs"), "--dist", dist, "--out", out], { encoding: "utf8", env, timeout: 300_000 })
+  if (r.status !== 0) throw new Error(`node scripts/release.mjs --dist ${dist} exited ${r.status ?? r.signal}:\n${r.stdout}${r.stderr}`)
+  return join(out, `mcp-${version}-linux-${process.arch}.tar.gz`)
+}
+
+/**
+ * A copy of the release archive `archive` relabelled as `version` (its directory renamed), with
+ * `patch` applied to the unpacked tree first (e.g. an agent that exits at start), and a fresh
+ * checksum beside it. Returns the new archive's path, in `out`.
+ */
+export const relabelRelease = (archive: string, out: string, version: string, patch: (releaseDir: string) => void = () => {}): string => {
+  const work = join(out, `relabel-${version}`)
+  mkdirSync(work, { recursive: true })
+  const tar = (args: ReadonlyArray<string>) => {
+    const r = spawnSync("tar", args, { encoding: "utf8" })
+    if (r.status !== 0) throw new Error(`tar ${args.join(" ")}: ${r.stderr}`)
+  }
+  tar(["-C", work, "-xzf", archive])
+  const [original] = readdirSync(work)
+  const name = `mcp-${version}-linux-${process.arch}`
+  renameSync(join(work, original!), join(work, name))
+  patch(join(work, name))
+  const target = join(out, `${name}.tar.gz`)
+  tar(["-C", work, "-czf", target, name])
+  const sum = createHash("sha256").update(readFileSync(target)).digest("hex")
+  writeFileSync(`${target}.sha256`, `${sum}  ${name}.tar.gz\n`)
+  return target
 }

@@ -18,7 +18,25 @@ export const CliConfig = Schema.Struct({
   token_file: Schema.String,
   services_dir: Schema.optionalWith(Schema.String, { exact: true, default: () => "~/.config/mcp/services" }),
   internal_zone: Schema.optionalWith(Schema.String, { exact: true, default: () => "svc.mcp.internal" }),
-  client_cert: Schema.optionalWith(Schema.Struct({ cert: Schema.String, key: Schema.String }), { exact: true })
+  client_cert: Schema.optionalWith(Schema.Struct({ cert: Schema.String, key: Schema.String }), { exact: true }),
+  /** What `mcp node provision` needs on the operator's machine; paths relative to this file. */
+  provision: Schema.optionalWith(
+    Schema.Struct({
+      /** The platform CA (ca.crt, ca.key): node certificates are signed here; the key never leaves. */
+      ca_dir: Schema.String,
+      /** The master's token file: each node's system token is added to it (the master rereads it). */
+      tokens_file: Schema.String,
+      /** Where the fleet's `mcp` UID is kept; default fleet.toml beside ca_dir. */
+      fleet_file: Schema.optionalWith(Schema.String, { exact: true }),
+      /** Release archives (npm run release), found by version and architecture; default releases/ beside ca_dir. */
+      releases_dir: Schema.optionalWith(Schema.String, { exact: true }),
+      /** The SSH private key; default the first of ~/.ssh/id_ed25519, id_ecdsa, id_rsa. */
+      identity: Schema.optionalWith(Schema.String, { exact: true }),
+      /** Host keys accepted for nodes; default known_hosts beside this file. */
+      known_hosts: Schema.optionalWith(Schema.String, { exact: true })
+    }),
+    { exact: true }
+  )
 })
 export type CliConfig = typeof CliConfig.Type
 
@@ -35,7 +53,18 @@ const expand = (p: string, base: string) => {
   return isAbsolute(home) ? home : resolve(base, home)
 }
 
-export interface LoadedConfig extends CliConfig {
+/** The [provision] section with every path resolved and every default filled in. */
+export interface ProvisionSettings {
+  readonly ca_dir: string
+  readonly tokens_file: string
+  readonly fleet_file: string
+  readonly releases_dir: string
+  readonly identity?: string
+  readonly known_hosts: string
+}
+
+export interface LoadedConfig extends Omit<CliConfig, "provision"> {
+  readonly provision?: ProvisionSettings
   readonly path: string
   readonly caPem: string
   readonly token: Redacted.Redacted<string>
@@ -78,10 +107,21 @@ export const load = (path: string): Effect.Effect<LoadedConfig, CliConfigError> 
     const cert = config.client_cert === undefined ? undefined : [read(config.client_cert.cert, "client_cert.cert"), read(config.client_cert.key, "client_cert.key")] as const
     for (const r of [ca, token, ...(cert ?? [])]) if (Either.isLeft(r)) problems.push(r.left)
     if (problems.length > 0) return yield* fail(...problems)
+    const { provision, ...settings } = config
     return {
-      ...config,
+      ...settings,
       path,
       services_dir: expand(config.services_dir, base),
+      ...(provision === undefined ? {} : {
+        provision: {
+          ca_dir: expand(provision.ca_dir, base),
+          tokens_file: expand(provision.tokens_file, base),
+          fleet_file: expand(provision.fleet_file ?? join(provision.ca_dir, "..", "fleet.toml"), base),
+          releases_dir: expand(provision.releases_dir ?? join(provision.ca_dir, "..", "releases"), base),
+          ...(provision.identity === undefined ? {} : { identity: expand(provision.identity, base) }),
+          known_hosts: expand(provision.known_hosts ?? "known_hosts", base)
+        }
+      }),
       caPem: Either.getOrThrow(ca),
       token: Redacted.make(Either.getOrThrow(token).trim()),
       clientCertPem: cert === undefined ? undefined : { cert: Either.getOrThrow(cert[0]), key: Redacted.make(Either.getOrThrow(cert[1])) }

@@ -12,6 +12,8 @@ import type * as TokenFile from "@mcp/rpc/TokenFile"
 import { Data, Effect } from "effect"
 import { printError } from "./Output.js"
 import type { CliConfigError } from "./CliConfig.js"
+import type { ProvisionFailed } from "./provision/Provision.js"
+import type { UpgradeIncomplete } from "./provision/UpgradeRun.js"
 
 /** Exit codes: 1 when something failed, 2 when the command line was wrong (nothing was tried). */
 export const EXIT_FAILURE = 1
@@ -31,6 +33,33 @@ export class Unreachable extends Data.TaggedError("Unreachable")<{
 }> {
   override get message() {
     return `cannot reach the ${this.server} at ${this.attempts.map((a) => `${a.address} (${a.reason})`).join(", ")}; ${this.hint}`
+  }
+}
+
+/** A release as `mcp agent status` compares them: the version and the protocol it speaks. */
+export interface Release {
+  readonly version: string
+  readonly protocol: number
+}
+
+const release = (r: { readonly version: string; readonly protocol?: number | undefined }) =>
+  `${r.version} (protocol ${r.protocol ?? "unknown"})`
+
+/**
+ * Agents that run another release than the master (or than this CLI, when `cli` is set: the CLI's
+ * build differs from the master's). Its message names each node and the command that upgrades
+ * them; with no node listed, only the master and the CLI differ.
+ */
+export class FleetVersionSkew extends Data.TaggedError("FleetVersionSkew")<{
+  readonly nodes: ReadonlyArray<{ readonly node: string; readonly version: string; readonly protocol?: number | undefined }>
+  readonly master: Release
+  readonly cli?: Release | undefined
+}> {
+  override get message() {
+    const reference = `the master runs ${release(this.master)}${this.cli === undefined ? "" : `, this CLI ${release(this.cli)}`}`
+    if (this.nodes.length === 0) return `version skew: ${reference}; upgrade the older of the two to the same MCP release`
+    const nodes = this.nodes.map((n) => `${n.node} runs ${release(n)}`).join(", ")
+    return `version skew: ${nodes}; ${reference}; upgrade ${this.nodes.length === 1 ? "it" : "them"} with: mcp agent upgrade ${this.nodes.map((n) => n.node).join(" ")}`
   }
 }
 
@@ -61,9 +90,12 @@ export type LocalFileError =
 
 /** Everything a command can fail with. */
 export type CliFailure =
+  | ProvisionFailed
+  | UpgradeIncomplete
   | UsageError
   | CommandFailed
   | Unreachable
+  | FleetVersionSkew
   | CliConfigError
   | RpcClientError
   | WireError
@@ -90,6 +122,7 @@ export const describe = (e: CliFailure | ValidationError.ValidationError): Outco
     }
     case "CommandFailed":
     case "Unreachable":
+    case "FleetVersionSkew":
     case "CliConfigError":
     case "InvalidDefinition":
     case "PolicyViolation":
@@ -112,6 +145,8 @@ export const describe = (e: CliFailure | ValidationError.ValidationError): Outco
     case "TokenNameUnknown":
     case "InvalidTokenRequest":
     case "PkiError":
+    case "ProvisionFailed":
+    case "UpgradeIncomplete":
       return { message: e.message, exitCode: EXIT_FAILURE }
   }
 }

@@ -106,6 +106,7 @@ const StubMaster = MasterRpcs.toLayer({
   NodesAdd: die("NodesAdd"),
   NodesRemove: die("NodesRemove"),
   AgentRecover: die("AgentRecover"),
+  AgentStatus: die("AgentStatus"),
   Tree: die("Tree")
 })
 

@@ -47,6 +47,7 @@ const stubMaster = (name: "a" | "b") => {
     NodesList: die("NodesList"),
     NodesAdd: die("NodesAdd"),
     AgentRecover: die("AgentRecover"),
+    AgentStatus: die("AgentStatus"),
     Tree: die("Tree")
   })
 }

@@ -2,22 +2,9 @@
  * `mcp-master --config <file>`: runs the master until SIGINT/SIGTERM. `--version` answers from
  * what the build baked in (or the bin computed for the sources) before anything else is loaded.
  */
+import { buildInfo } from "@mcp/rpc/BuildInfo"
 import { setFlagsFromString } from "node:v8"
 
-declare const __MCP_VERSION__: string | undefined
-declare const __MCP_COMMIT__: string
-declare const __MCP_PROTOCOL__: number
-
-interface BuildInfo {
-  readonly version: string
-  readonly commit: string
-  readonly protocol: number
-}
-
-const buildInfo = (): BuildInfo =>
-  typeof __MCP_VERSION__ === "string"
-    ? { version: __MCP_VERSION__, commit: __MCP_COMMIT__, protocol: __MCP_PROTOCOL__ }
-    : (globalThis as { __mcpBuildInfo?: () => BuildInfo }).__mcpBuildInfo?.() ?? { version: "unknown", commit: "unknown", protocol: 0 }
 
 const versionLine = () => {
   const info = buildInfo()

@@ -28,13 +28,13 @@ const notServed = () => Effect.die("not served by this test")
 const handlers = MasterRpcs.toLayer(
   Effect.gen(function* () {
     const ops = yield* ServiceOperations.handlers({ internalZone: "internal.test" })
-    const views = yield* FleetViews.handlers({ fanoutTimeout: Duration.seconds(1) })
+    const views = yield* FleetViews.handlers({ fanoutTimeout: Duration.seconds(1), version: "0.0.0-test" })
     return {
       Deploy: ops.Deploy!,
       Events: views.Events!,
       Undeploy: notServed, Stop: notServed, Start: notServed, Restart: notServed, Ps: notServed, Status: notServed, Sync: notServed,
       NodesList: notServed, NodesAdd: notServed, NodesRemove: notServed, EdgeRoutesList: notServed, DnsCheck: notServed,
-      Logs: () => Stream.die("not served by this test"), AgentRecover: notServed, Tree: notServed
+      Logs: () => Stream.die("not served by this test"), AgentRecover: notServed, AgentStatus: notServed, Tree: notServed
     }
   })
 )

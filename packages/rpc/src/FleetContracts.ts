@@ -104,7 +104,16 @@ const EventsPayload = payload({
 
 export const HealthReport = Schema.Struct({ node: Schema.String, at: Schema.String, protocol: Schema.Int })
 
-export const NodeInfoReport = Schema.Struct({ info: Node.NodeInfo, resources: Node.Resources, protocol: Schema.Int })
+/**
+ * `startedAt` (ISO 8601, the agent's clock): when the agent started, for its uptime. Optional, so
+ * the answer of an agent that predates it still decodes.
+ */
+export const NodeInfoReport = Schema.Struct({
+  info: Node.NodeInfo,
+  resources: Node.Resources,
+  protocol: Schema.Int,
+  startedAt: Schema.optionalWith(Schema.String, { exact: true })
+})
 
 // ---------------------------------------------------------------------------------------------
 
@@ -162,6 +171,9 @@ export class MasterRpcs extends RpcGroup.make(
     error: Schema.Union(Errors.InvalidDefinition, Errors.PolicyViolation)
   })),
   readOnly(Rpc.make("NodesList", { success: Schema.Array(Operations.NodeView) })),
+  // Read like NodesList: the master's and each agent's version, protocol, arch and uptime, asked
+  // of the agents now (one that does not answer is reported unreachable, not waited for).
+  readOnly(Rpc.make("AgentStatus", { success: Operations.FleetVersions })),
   // Unmarked, so admin's: the fleet's shape.
   Rpc.make("NodesAdd", { payload: payload({ info: Node.NodeInfo }), success: Operations.NodeView, error: Errors.InvalidRequest }),
   Rpc.make("NodesRemove", { payload: payload({ node: Names.NodeName }), error: Schema.Union(Errors.NodeNotFound, Errors.InvalidRequest) }),

@@ -20,13 +20,14 @@ const octal = (mode: number): string => `0${(mode & 0o777).toString(8)}`
 
 /**
  * Why a file with this access must not hold a secret, ending with the command that fixes it, or
- * undefined when it may. Another owner is refused too: whoever owns the file can chmod it open.
+ * undefined when it may. Another owner is refused too (whoever owns the file can chmod it open),
+ * unless `uid` is "any owner": the CLI editing a daemon's file, which that daemon checks itself.
  */
-export const exposure = (path: string, access: Access, uid: number | undefined = daemonUid()): string | undefined => {
+export const exposure = (path: string, access: Access, uid: number | "any owner" | undefined = daemonUid()): string | undefined => {
   if ((access.mode & 0o077) !== 0) {
     return `has mode ${octal(access.mode)}, which lets group or others read it; run: chmod 600 ${path}`
   }
-  if (uid !== undefined && access.uid !== uid) {
+  if (typeof uid === "number" && access.uid !== uid) {
     return `is owned by uid ${access.uid}, not by this daemon's user (uid ${uid}); run: chown ${uid} ${path} && chmod 600 ${path}`
   }
   return undefined

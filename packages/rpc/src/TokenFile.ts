@@ -254,7 +254,7 @@ export const loadTokenFile = (
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const before = yield* statTokenFile(path)
-    const problem = SecretFile.exposure(path, before, options.requireOwner === true ? SecretFile.daemonUid() : undefined)
+    const problem = SecretFile.exposure(path, before, options.requireOwner === true ? SecretFile.daemonUid() : "any owner")
     if (problem !== undefined) return yield* new TokenFileInsecure({ path, mode: before.mode, problem })
     const text = yield* fs.readFileString(path).pipe(
       Effect.mapError((e) => new TokenFileUnavailable({ path, reason: `cannot read: ${platformText(e)}` }))
@@ -273,15 +273,24 @@ const loadOrEmpty = (path: string): Effect.Effect<TokenFile, TokenFileError, Fil
     () => Effect.succeed<TokenFile>({ tokens: [] })
   )
 
-/** Writes a temp file with mode 0600 next to `path`, syncs it and renames it over `path`. */
+/**
+ * Writes a temp file with mode 0600 next to `path`, syncs it and renames it over `path`. The new
+ * file keeps the old one's owner: a daemon refuses a token file it does not own, and root editing
+ * the master's file (owned by its user) must not take it away from the master.
+ */
 export const writeTokenFile = (path: string, file: TokenFile): Effect.Effect<void, TokenFileUnavailable, FileSystem.FileSystem> =>
   Effect.flatMap(FileSystem.FileSystem, (fs) => {
     const temp = nodePath.join(nodePath.dirname(path), `.${nodePath.basename(path)}.${randomBytes(6).toString("hex")}.tmp`)
     const write = Effect.scoped(
       Effect.gen(function* () {
+        const previous = yield* Effect.option(fs.stat(path))
         const handle = yield* fs.open(temp, { flag: "wx", mode: 0o600 })
         yield* handle.writeAll(new TextEncoder().encode(encodeTokenFile(file)))
         yield* handle.sync
+        if (previous._tag === "Some" && previous.value.uid._tag === "Some" && previous.value.gid._tag === "Some") {
+          const [uid, gid] = [previous.value.uid.value, previous.value.gid.value]
+          if (uid !== process.getuid?.() || gid !== process.getgid?.()) yield* fs.chown(temp, uid, gid)
+        }
       })
     )
     return Effect.zipRight(write, fs.rename(temp, path)).pipe(

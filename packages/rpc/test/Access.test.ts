@@ -31,6 +31,7 @@ const masterAccess: Record<string, Level> = {
   Logs: "operate",
   Events: "read",
   AgentRecover: "admin",
+  AgentStatus: "read",
   Tree: "read"
 }
 

@@ -185,6 +185,19 @@ describe("TokenFile", () => {
       expect(error.message).toContain(path)
     }).pipe(Effect.provide(NodeFileSystem.layer)))
 
+  it.scoped("an edit keeps the file's owner: root adding a token must not take the master's file away from its user", () =>
+    Effect.gen(function* () {
+      if (process.getuid?.() !== 0) return yield* Effect.die(new Error("this test changes a file's owner: run it as root (the test suite runs as root)"))
+      const path = yield* tempFile
+      yield* TokenFile.createToken(path, { name: "operator", kind: "human", role: "admin" })
+      yield* Effect.promise(() => fs.chown(path, 65534, 65534))
+      yield* TokenFile.createToken(path, { name: "rift", kind: "system", role: "guest" })
+      yield* TokenFile.revokeToken(path, "operator")
+      const stat = yield* Effect.promise(() => fs.stat(path))
+      expect([stat.uid, stat.gid, stat.mode & 0o777]).toEqual([65534, 65534, 0o600])
+      expect((yield* TokenFile.loadTokenFile(path)).tokens.map((t) => t.name)).toEqual(["rift"])
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
+
   it("decodeTokenFile accepts an empty file and rejects duplicate names", () => {
     expect(TokenFile.decodeTokenFile("")).toEqual(Either.right({ tokens: [] }))
     const entry = (sha: string) =>

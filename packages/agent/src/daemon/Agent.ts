@@ -5,6 +5,7 @@
 import type { CommandExecutor, FileSystem, HttpClient } from "@effect/platform"
 import { NodeContext, NodeHttpClient } from "@effect/platform-node"
 import { AgentRpcs, AuthMiddleware, Daemon, SecretFile, Transport } from "@mcp/rpc"
+import { buildInfo } from "@mcp/rpc/BuildInfo"
 import { Effect, Layer, Redacted } from "effect"
 import { mkdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
@@ -33,7 +34,8 @@ import * as ProxyRoutes from "../proxy/ProxyRoutes.js"
 import { layerAuditLog, layerSqlite, Registry } from "../registry/Registry.js"
 import { ServiceActors } from "../lifecycle/ServiceActors.js"
 
-export const VERSION = "0.1.0"
+/** This build's version, reported to the master and in NodeInfo (what `mcp agent upgrade` waits for). */
+export const VERSION = buildInfo().version
 
 /**
  * The proxy, DNS and ACME adapters are loaded with import() once the config has chosen one, so a

@@ -5,7 +5,7 @@
 import { Deploy, Errors, type Operations, type Status, Validation } from "@mcp/domain"
 import type { RpcGroup } from "@effect/rpc"
 import { AgentRpcs, EventLog, Failures, Principal, Protocol } from "@mcp/rpc"
-import { Effect, Either, Mailbox, Option, Stream } from "effect"
+import { Clock, Effect, Either, Mailbox, Option, Stream } from "effect"
 import { BootSequencer } from "../boot/BootSequencer.js"
 import { ContainerRuntime, LABEL_NODE } from "../engine/ContainerRuntime.js"
 import { NodeSettings } from "../NodeSettings.js"
@@ -73,6 +73,8 @@ export const handlers = (identity: AgentIdentity) =>
       const boot = yield* BootSequencer
       const edge = yield* EdgeRoutes
       const fleet = yield* FleetPolicy
+      // The agent's start, for its uptime (NodeInfo): these handlers are built as the daemon starts.
+      const startedAt = new Date(yield* Clock.currentTimeMillis).toISOString()
       /** Refuses a start or restart on an edge before its actor runs: that would run containers. */
       const notOnEdge = (service: string, step: string): Effect.Effect<void, Errors.DeployFailed> =>
         identity.role === "edge" ? Effect.fail(edgeStartRefused(service, step)) : Effect.void
@@ -224,7 +226,8 @@ export const handlers = (identity: AgentIdentity) =>
             return {
               info: { name: settings.node as never, role: identity.role, addresses: identity.addresses, arch: NodeResources.arch(), version: identity.version, nodeAddress: identity.nodeAddress },
               resources: yield* NodeResources.read(identity.dataDir, containers),
-              protocol: Protocol.PROTOCOL_VERSION
+              protocol: Protocol.PROTOCOL_VERSION,
+              startedAt
             }
           }),
         Events: ({ follow, limit }) =>

@@ -10,7 +10,10 @@ import { join } from "node:path"
 import * as Arguments from "../Arguments.js"
 import { print, table } from "../Output.js"
 import { CommandFailed } from "../Report.js"
+import * as AgentStatus from "./AgentStatus.js"
 import * as Common from "./Common.js"
+import { provision } from "./Provision.js"
+import { upgrade } from "./Upgrade.js"
 
 const bytes = (n: number) => (n >= 1e9 ? `${(n / 1e9).toFixed(1)}G` : `${(n / 1e6).toFixed(0)}M`)
 
@@ -59,7 +62,7 @@ const remove = Command.make("remove", { name: Args.text({ name: "name" }), confi
   })
 ).pipe(Command.withDescription("remove a node that runs no services"))
 
-export const node = Command.make("node").pipe(Command.withSubcommands([list, add, remove]), Command.withDescription("the fleet's nodes"))
+export const node = Command.make("node").pipe(Command.withSubcommands([list, add, remove, provision]), Command.withDescription("the fleet's nodes"))
 
 const printTree = (n: Operations.SupervisionNode, prefix: string, last: boolean, root: boolean): Array<string> => {
   const line = `${root ? "" : `${prefix}${last ? "└── " : "├── "}`}${n.name}  [${n.state}${n.restarts > 0 ? `, ${n.restarts} restarts` : ""}${n.lastError ? `, last error: ${n.lastError}` : ""}]`
@@ -123,4 +126,4 @@ const recover = Command.make(
     })
 ).pipe(Command.withDescription("recreate containers the engine lost, from the agents' registries (--direct --node host:port works without the master)"))
 
-export const agent = Command.make("agent").pipe(Command.withSubcommands([recover]), Command.withDescription("agent operations"))
+export const agent = Command.make("agent").pipe(Command.withSubcommands([recover, AgentStatus.status, upgrade]), Command.withDescription("agent operations"))

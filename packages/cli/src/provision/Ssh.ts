@@ -249,48 +249,79 @@ export const connect = (target: SshTarget, options: ConnectOptions): Effect.Effe
   })
   return Effect.map(
     Effect.acquireRelease(acquire, (client) => Effect.sync(() => client.end())),
-    (client): SshSession => ({
-      target,
-      name: host,
-      exec: (command) =>
-        Effect.async<CommandResult, SshFailed>((resume) => {
-          client.exec(command, (error, stream) => {
-            if (error) {
-              resume(Effect.fail(new SshFailed({ host, step: `running ${command}`, reason: error.message })))
-              return
-            }
-            const stdout: Array<Buffer> = []
-            const stderr: Array<Buffer> = []
-            let code: number | undefined
-            stream.on("data", (d: Buffer) => stdout.push(d))
-            stream.stderr.on("data", (d: Buffer) => stderr.push(d))
-            stream.on("exit", (exitCode: number | null, signal?: string) => {
-              code = exitCode ?? 128 + (signal === undefined ? 0 : (constants.signals as Record<string, number>)[`SIG${signal}`] ?? 0)
-            })
-            stream.on("close", () =>
-              resume(
-                code === undefined
-                  // The channel closed without an exit status: the connection was lost, and
-                  // whether the command ran, and how far, is unknown.
-                  ? Effect.fail(new SshFailed({ host, step: `running ${command}`, reason: "the connection closed before the command reported its exit status" }))
-                  : Effect.succeed({ code, stdout: Buffer.concat(stdout).toString("utf8"), stderr: Buffer.concat(stderr).toString("utf8") })
-              ))
-          })
-        }),
-      upload: (local, remote, mode) =>
-        Effect.async<void, SshFailed>((resume) => {
-          client.sftp((error, sftp) => {
-            if (error) {
-              resume(Effect.fail(new SshFailed({ host, step: "opening SFTP", reason: error.message })))
-              return
-            }
-            sftp.fastPut(local, remote, { mode }, (putError) => {
-              sftp.end()
-              if (putError) resume(Effect.fail(new SshFailed({ host, step: `uploading ${local} to ${remote}`, reason: putError.message })))
-              else resume(Effect.void)
-            })
-          })
+    (client): SshSession => {
+      // A lost connection may leave a command or a transfer without its own callback (an SFTP
+      // write in flight never hears back): whatever is pending fails when the connection ends.
+      const pending = new Set<(reason: string) => void>()
+      let lost: string | undefined
+      const lose = (reason: string) => {
+        lost ??= reason
+        for (const fail of [...pending]) fail(lost)
+        pending.clear()
+      }
+      client.on("error", (e: Error) => lose(`the connection failed: ${e.message}`))
+      client.on("close", () => lose("the connection closed"))
+      /** Runs `start` unless the connection is gone; `onLost` ends the operation if it goes meanwhile. */
+      const guarded = <A>(step: string, start: (resume: (effect: Effect.Effect<A, SshFailed>) => void) => void) =>
+        Effect.async<A, SshFailed>((resume) => {
+          if (lost !== undefined) {
+            resume(Effect.fail(new SshFailed({ host, step, reason: lost })))
+            return
+          }
+          let done = false
+          const finish = (effect: Effect.Effect<A, SshFailed>) => {
+            if (done) return
+            done = true
+            pending.delete(onLost)
+            resume(effect)
+          }
+          const onLost = (reason: string) => finish(Effect.fail(new SshFailed({ host, step, reason })))
+          pending.add(onLost)
+          start(finish)
         })
-    })
+      return {
+        target,
+        name: host,
+        exec: (command) =>
+          guarded<CommandResult>(`running ${command}`, (resume) => {
+            client.exec(command, (error, stream) => {
+              if (error) {
+                resume(Effect.fail(new SshFailed({ host, step: `running ${command}`, reason: error.message })))
+                return
+              }
+              const stdout: Array<Buffer> = []
+              const stderr: Array<Buffer> = []
+              let code: number | undefined
+              stream.on("data", (d: Buffer) => stdout.push(d))
+              stream.stderr.on("data", (d: Buffer) => stderr.push(d))
+              stream.on("exit", (exitCode: number | null, signal?: string) => {
+                code = exitCode ?? 128 + (signal === undefined ? 0 : (constants.signals as Record<string, number>)[`SIG${signal}`] ?? 0)
+              })
+              stream.on("close", () =>
+                resume(
+                  code === undefined
+                    // The channel closed without an exit status: the connection was lost, and
+                    // whether the command ran, and how far, is unknown.
+                    ? Effect.fail(new SshFailed({ host, step: `running ${command}`, reason: "the connection closed before the command reported its exit status" }))
+                    : Effect.succeed({ code, stdout: Buffer.concat(stdout).toString("utf8"), stderr: Buffer.concat(stderr).toString("utf8") })
+                ))
+            })
+          }),
+        upload: (local, remote, mode) =>
+          guarded<void>(`uploading ${local} to ${remote}`, (resume) => {
+            client.sftp((error, sftp) => {
+              if (error) {
+                resume(Effect.fail(new SshFailed({ host, step: "opening SFTP", reason: error.message })))
+                return
+              }
+              sftp.fastPut(local, remote, { mode }, (putError) => {
+                sftp.end()
+                if (putError) resume(Effect.fail(new SshFailed({ host, step: `uploading ${local} to ${remote}`, reason: putError.message })))
+                else resume(Effect.void)
+              })
+            })
+          })
+      }
+    }
   )
 }

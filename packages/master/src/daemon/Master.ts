@@ -3,6 +3,7 @@
  * coordinators and the RPC server for the CLI (/master) and agents (/control).
  */
 import { NodeContext } from "@effect/platform-node"
+import { buildInfo } from "@mcp/rpc/BuildInfo"
 import * as AuthMiddleware from "@mcp/rpc/AuthMiddleware"
 import * as Daemon from "@mcp/rpc/Daemon"
 import * as Failures from "@mcp/rpc/Failures"
@@ -23,7 +24,8 @@ import * as MasterHandlers from "./MasterHandlers.js"
 import { ServiceCoordinators } from "../services/ServiceCoordinators.js"
 import { NodeSupervisors, Prober, SupervisorSettings, TransitionSink } from "../nodes/NodeSupervisors.js"
 
-export const VERSION = "0.1.0"
+/** This build's version, reported to the master and in NodeInfo (what `mcp agent upgrade` waits for). */
+export const VERSION = buildInfo().version
 
 
 export const layer = (config: MasterConfig) => {
@@ -103,6 +105,7 @@ export const layer = (config: MasterConfig) => {
     heartbeatInterval: config.heartbeat.interval,
     missThreshold: config.heartbeat.miss_threshold,
     fanoutTimeout: config.fanout_timeout,
+    version: VERSION,
     policy: config.policy,
     allowedDomains: config.edge.allowed_domains
   }).pipe(Layer.provideMerge(reconciling), Layer.provideMerge(crossNode))

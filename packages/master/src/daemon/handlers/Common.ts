@@ -18,6 +18,8 @@ export interface MasterSettings {
   readonly heartbeatInterval: Duration.Duration
   readonly missThreshold: number
   readonly fanoutTimeout: Duration.Duration
+  /** The master's own version, the reference `mcp agent status` compares agents with. */
+  readonly version: string
   /** `[policy]`: checked on every deploy and sync, and pushed to agents when they register. */
   readonly policy: Policy.DeployPolicy
   /** `[edge] allowed_domains`, pushed to agents with the policy. */

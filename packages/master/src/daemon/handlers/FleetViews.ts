@@ -1,10 +1,12 @@
 /**
  * The CLI's read-only views of the fleet: ps and status (asked of the agents), logs, events,
- * edge routes, the DNS check and the master's supervision tree. A fleet-wide view answers with
+ * edge routes, the DNS check, the master's supervision tree and the fleet's software versions
+ * (agent status). A fleet-wide view answers with
  * what it could gather: a node that is down or slow is reported, not waited for.
  */
 import type { Operations } from "@mcp/domain"
 import * as EventLog from "@mcp/rpc/EventLog"
+import { PROTOCOL_VERSION } from "@mcp/rpc/Protocol"
 import { Clock, Duration, Effect, Either, Stream } from "effect"
 import { MasterDb } from "../../db/MasterDb.js"
 import { EdgeReconciler } from "../../edge/EdgeReconciler.js"
@@ -54,14 +56,21 @@ export const supervisionTree = (startedAt: number): Effect.Effect<Operations.Sup
     }
   })
 
-export const handlers = (settings: Pick<MasterSettings, "fanoutTimeout">) =>
+/** Whole seconds from an ISO time to `now` (ms), never negative; undefined for an unreadable time. */
+export const secondsSince = (iso: string, now: number): number | undefined => {
+  const t = Date.parse(iso)
+  return Number.isNaN(t) ? undefined : Math.max(0, Math.floor((now - t) / 1000))
+}
+
+export const handlers = (settings: Pick<MasterSettings, "fanoutTimeout" | "version">) =>
   Effect.gen(function* () {
     const db = yield* MasterDb
     const agents = yield* AgentClients
     const lookup = yield* EdgeResolver.DnsLookup
     const { fleet, placedOn, reachable } = yield* makeLookups
     // Uptime counts from when these handlers were built, at the master's start.
-    const treeNow = supervisionTree(yield* Clock.currentTimeMillis).pipe(
+    const startedAt = yield* Clock.currentTimeMillis
+    const treeNow = supervisionTree(startedAt).pipe(
       Effect.provideService(NodeSupervisors, yield* NodeSupervisors),
       Effect.provideService(ServiceCoordinators, yield* ServiceCoordinators),
       Effect.provideService(EdgeReconciler, yield* EdgeReconciler)
@@ -84,8 +93,52 @@ export const handlers = (settings: Pick<MasterSettings, "fanoutTimeout">) =>
       }
     })
 
+    /**
+     * The master's version and protocol, then each node's as its agent answers NodeInfo now, all
+     * asked at once within the fan-out timeout; a node that does not answer (or is unhealthy, so
+     * not asked) is reported unreachable with what it last registered with.
+     */
+    const agentStatus = Effect.gen(function* () {
+      const nodes = yield* fleet
+      const now = yield* Clock.currentTimeMillis
+      const rows = yield* Effect.forEach(nodes, ({ row, health }): Effect.Effect<Operations.AgentVersion> => {
+        const stored = { node: row.info.name, role: row.info.role, version: row.info.version, arch: row.info.arch }
+        const unreachable = (reason: string): Operations.AgentVersion => ({ ...stored, reachable: false, unreachable: reason })
+        if (health === "unhealthy") return Effect.succeed(unreachable("node is unhealthy (missed heartbeats and failed its probe)"))
+        return agents.call(row.info.name, row.info.addresses, (agent) => agent.NodeInfo()).pipe(
+          Effect.timeoutFail({ duration: settings.fanoutTimeout, onTimeout: () => `no answer within ${Duration.toMillis(settings.fanoutTimeout)} ms` }),
+          Effect.flatMap((report) =>
+            Effect.map(Clock.currentTimeMillis, (answeredAt): Operations.AgentVersion => {
+              const uptimeSeconds = report.startedAt === undefined ? undefined : secondsSince(report.startedAt, answeredAt)
+              return {
+                ...stored,
+                reachable: true,
+                version: report.info.version,
+                arch: report.info.arch,
+                protocol: report.protocol,
+                ...(report.startedAt === undefined ? {} : { startedAt: report.startedAt }),
+                ...(uptimeSeconds === undefined ? {} : { uptimeSeconds })
+              }
+            })
+          ),
+          Effect.catchAll((e) => Effect.succeed(unreachable(typeof e === "string" ? e : e.message)))
+        )
+      }, { concurrency: "unbounded" })
+      return {
+        at: new Date(now).toISOString(),
+        master: {
+          version: settings.version,
+          protocol: PROTOCOL_VERSION,
+          startedAt: new Date(startedAt).toISOString(),
+          uptimeSeconds: Math.max(0, Math.floor((now - startedAt) / 1000))
+        },
+        nodes: rows
+      }
+    })
+
     return {
       Ps: () => ps,
+      AgentStatus: () => agentStatus,
       Status: ({ service }) =>
         Effect.gen(function* () {
           const info = yield* placedOn(service)
