@@ -7,6 +7,7 @@
 // `npm run release` makes from this checkout.
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs"
+import { request as httpsRequest } from "node:https"
 import { type AddressInfo, connect, createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -36,8 +37,30 @@ let fleet: LocalFleet.Fleet
 let master: LocalFleet.Daemon | undefined
 let release: Release
 const nodes: Array<TestNode> = []
-/** Where the service deployed on the worker answers. */
+/** The listener the service deployed on the worker has on the worker's proxy. */
 let servicePort = 0
+/** The worker's local CA, which signs its route certificates. */
+let routeCa = ""
+
+/**
+ * GET / of the deployed service through the worker's proxy, by its name (SNI and Host), the
+ * certificate checked against the worker's CA: the body, or what went wrong.
+ */
+const throughProxy = (worker: TestNode): Promise<string> =>
+  new Promise((resolve) => {
+    const name = `${SERVICE}.svc.mcp.internal`
+    // A new connection each time (agent: false): a kept-alive socket the proxy closed after the
+    // last answer would fail the next request on the client's side, whatever the proxy does.
+    const req = httpsRequest({ host: worker.address, port: servicePort, servername: name, headers: { host: name }, ca: routeCa, path: "/", timeout: 2_000, agent: false }, (res) => {
+      let body = ""
+      res.on("data", (d: Buffer) => (body += d.toString()))
+      res.on("end", () => resolve(body.trim()))
+      res.on("error", (e) => resolve(`error: ${e.message}`))
+    })
+    req.on("timeout", () => req.destroy(new Error("timed out")))
+    req.on("error", (e) => resolve(`error: ${e.message}`))
+    req.end()
+  })
 
 const startNode = async (name: string, address: string): Promise<TestNode> => {
   const sshPort = await LocalFleet.freePort()
@@ -65,7 +88,7 @@ const explain = (r: { code: number; stdout: string; stderr: string }, n: TestNod
 /** What provisioning may have written on a node: the paths it owns, with owner, mode and content digest. */
 const footprint = (n: TestNode) =>
   n.node.run(`
-    for p in /opt/mcp /etc/mcp /usr/local/bin/mcp /etc/systemd/system/mcp-agent.service; do
+    for p in /opt/mcp /etc/mcp /usr/local/bin/mcp /etc/systemd/system/mcp-agent.service /etc/systemd/system/mcp-proxy.service; do
       [ -e "$p" ] || [ -L "$p" ] || { echo "$p absent"; continue; }
       find "$p" -xdev \\( -type f -o -type l -o -type d \\) -printf '%p %u:%g %m %l\\n' | sort
     done
@@ -186,27 +209,30 @@ describe("mcp node provision on Debian nodes over SSH", () => {
     ])
   }, 300_000)
 
-  it("the provisioned worker serves a deployed service", async () => {
+  it("the provisioned worker serves a deployed service through its proxy, by name, with a certificate from its CA", async () => {
     const [, worker] = nodes
-    const port = await LocalFleet.freePort()
+    servicePort = await LocalFleet.freePort()
     const definition = join(work, `${SERVICE}.toml`)
     writeFileSync(definition, `name = "${SERVICE}"
 node = "p-worker"
 [[components]]
 name = "web"
 image = "${BUSYBOX_IMAGE}"
-cmd = ["sh", "-c", "mkdir -p /www && echo served-by-a-provisioned-node > /www/index.html && exec httpd -f -p 8080 -h /www"]
-ports = ["127.0.0.1:${port}:8080"]
+cmd = ["sh", "-c", "mkdir -p /www && echo served-by-a-provisioned-node > /www/index.html && exec httpd -f -p $PORT -h /www"]
+  [[components.routes]]
+  port = ${servicePort}
+  mode = "l7"
 `)
-    servicePort = port
     const deployed = await LocalFleet.mcp(fleet, ["deploy", SERVICE, "--file", definition])
     expect(deployed.code, explain(deployed, worker!)).toBe(0)
+    routeCa = worker!.node.run("cat /var/lib/mcp-agent/ca/ca.crt")
     let body = ""
     for (const until = Date.now() + 20_000; Date.now() < until && body !== "served-by-a-provisioned-node";) {
-      body = await fetch(`http://127.0.0.1:${port}/`).then(async (r) => (await r.text()).trim(), (e: Error) => `unreachable: ${e.message}`)
+      body = await throughProxy(worker!)
       if (body !== "served-by-a-provisioned-node") await new Promise((resolve) => setTimeout(resolve, 250))
     }
-    expect(body).toBe("served-by-a-provisioned-node")
+    expect(body, `${body}\n--- mcp-proxy on the worker:\n${worker!.node.journal("mcp-proxy")}`).toBe("served-by-a-provisioned-node")
+    expect(worker!.node.run("systemctl is-active mcp-proxy").trim()).toBe("active")
     const ps = await LocalFleet.mcp(fleet, ["ps", "--json"])
     expect(ps.stdout).toContain(`"p-worker"`)
   }, 120_000)
@@ -243,7 +269,7 @@ ports = ["127.0.0.1:${port}:8080"]
       dropped = relabelRelease(upgraded, out, "0.1.0-drop.1")
     }, 400_000)
 
-    /** Requests to the deployed service every 50 ms while `during` runs: how many failed, of how many. */
+    /** Requests to the deployed service through the worker's proxy every 50 ms while `during` runs: which failed, of how many. */
     const requestLoop = async <A>(during: () => Promise<A>): Promise<{ result: A; failed: Array<string>; sent: number }> => {
       const failed: Array<string> = []
       let sent = 0
@@ -251,8 +277,8 @@ ports = ["127.0.0.1:${port}:8080"]
       const loop = (async () => {
         while (running) {
           sent++
-          const body = await fetch(`http://127.0.0.1:${servicePort}/`, { signal: AbortSignal.timeout(2_000) }).then(async (r) => (await r.text()).trim(), (e: Error) => `error: ${e.message}`)
-          if (body !== "served-by-a-provisioned-node") failed.push(body)
+          const body = await throughProxy(nodes[1]!)
+          if (body !== "served-by-a-provisioned-node") failed.push(`${new Date().toISOString()} ${body}`)
           await new Promise((resolve) => setTimeout(resolve, 50))
         }
       })()
@@ -270,7 +296,7 @@ ports = ["127.0.0.1:${port}:8080"]
         .filter((v) => v.info.name.startsWith("p-")).map((v) => [v.info.name, `${v.info.version} ${v.health}`]))
     }
 
-    it("upgrades the worker, then the edge node, while the worker's service keeps answering every request", async () => {
+    it("upgrades the worker, then the edge node, while the worker's service keeps answering every request through its proxy", async () => {
       const [edge, worker] = nodes
       const workerPid = worker!.node.run("systemctl show -P MainPID mcp-agent").trim()
       const { result: r, failed, sent } = await requestLoop(() => LocalFleet.mcp(fleet, ["agent", "upgrade", "--artifact", upgraded, "--json"]))
@@ -281,7 +307,7 @@ ports = ["127.0.0.1:${port}:8080"]
         ["p-edge", release.name, `mcp-${UPGRADE}-linux-${process.arch}`, "upgraded"]
       ])
       console.log(`upgrade: agent restart to answer ${rows.map((row) => `${row.node} ${row.restartMs} ms`).join(", ")}; ${sent} requests to the service during it`)
-      expect(failed, `${failed.length} of ${sent} requests failed during the upgrade`).toEqual([])
+      expect(failed, `${failed.length} of ${sent} requests failed during the upgrade\n--- mcp-proxy:\n${worker!.node.journal("mcp-proxy")}\n--- mcp-agent:\n${worker!.node.journal("mcp-agent")}`).toEqual([])
       expect(sent).toBeGreaterThan(10)
       expect(await versions()).toEqual({ "p-edge": `${UPGRADE} healthy`, "p-worker": `${UPGRADE} healthy` })
       expect(worker!.node.run("systemctl show -P MainPID mcp-agent").trim()).not.toBe(workerPid)

@@ -100,6 +100,13 @@ describe("what provisioning writes", () => {
       tls: { cert: "/etc/mcp/rift.crt", key: "/etc/mcp/rift.key", ca: "/etc/mcp/ca.crt" },
       auth: { token_file: "/etc/mcp/agent-tokens.toml" },
       runtime: { socket: "/run/podman/podman.sock" },
+      proxy: {
+        kind: "haproxy",
+        dir: "/var/lib/mcp-agent/haproxy",
+        master_socket: "/var/lib/mcp-agent/haproxy/master.sock",
+        stats_socket: "/var/lib/mcp-agent/haproxy/stats.sock",
+        bind: "fd00::5"
+      },
       master: { addresses: ["10.0.0.1:9555", "[fd00::1]:9555"], token_file: "/etc/mcp/rift.token" }
     })
   })

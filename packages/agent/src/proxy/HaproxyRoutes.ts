@@ -440,7 +440,8 @@ export const make = (options: Options): Effect.Effect<ProxyRoutes, never, FileSy
 
     /** Reloads through the master socket and waits until a new worker answers on the stats socket. */
     const reload = Effect.gen(function* () {
-      const check = yield* runProcess(s.haproxyBinary, ["-c", "-q", "-f", files.config])
+      // Not -q: it also silences the alerts that say what is wrong.
+      const check = yield* runProcess(s.haproxyBinary, ["-c", "-f", files.config])
       if (check.code !== 0) {
         return yield* new Failure({ reason: `the generated configuration does not pass "haproxy -c": ${check.output.trim()}` })
       }

@@ -20,6 +20,10 @@ export const UNIT_PATH = `/etc/systemd/system/${AGENT_UNIT}`
 /** The home of the `mcp` user (the master's data dir, should the node ever run the master). */
 export const MCP_HOME = "/var/lib/mcp-master"
 export const ENGINE_SOCKET = "/run/podman/podman.sock"
+/** The node's proxy: HAProxy run by its own unit on the files the agent owns (packaging/systemd/mcp-proxy.service). */
+export const PROXY_UNIT = "mcp-proxy.service"
+export const PROXY_UNIT_PATH = `/etc/systemd/system/${PROXY_UNIT}`
+export const PROXY_DIR = `${AGENT_DATA}/haproxy`
 export const DEFAULT_AGENT_PORT = 9444
 
 export const keyPath = (node: string) => `${ETC}/${node}.key`
@@ -65,6 +69,13 @@ export const agentConfig = (s: AgentSettings): string =>
     ``,
     `[runtime]`,
     `socket = ${str(ENGINE_SOCKET)}`,
+    ``,
+    `[proxy]`,
+    `kind = "haproxy"`,
+    `dir = ${str(PROXY_DIR)}`,
+    `master_socket = ${str(`${PROXY_DIR}/master.sock`)}`,
+    `stats_socket = ${str(`${PROXY_DIR}/stats.sock`)}`,
+    `bind = ${str(s.address)}`,
     ``,
     `[master]`,
     `addresses = [${s.masters.map(str).join(", ")}]`,

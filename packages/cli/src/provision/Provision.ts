@@ -15,13 +15,12 @@ import * as TokenFile from "@mcp/rpc/TokenFile"
 import { Data, Effect, Redacted, type Scope } from "effect"
 import * as Layout from "./Layout.js"
 import * as Preflight from "./Preflight.js"
-import { type Artifact } from "./Releases.js"
 import * as Releases from "./Releases.js"
 import { type FileSpec, type NodeCommandFailed, quote, rootShell, sha256 } from "./RootShell.js"
 import type { SshError, SshSession } from "./Ssh.js"
 import * as SystemUser from "./SystemUser.js"
 
-export type { Artifact }
+export type Artifact = Releases.Artifact
 
 export interface Request extends Layout.AgentSettings {
   /** The release archive for the node's architecture (`x64`, `arm64`, or its `uname -m` when unknown). */
@@ -184,6 +183,22 @@ export const provision = (
       ].join("\n")))
     }))
 
+    // 5b. The proxy's program (the agent writes its configuration; its unit comes with the release).
+    yield* step("proxy", Effect.gen(function* () {
+      // HAProxy, and the system's CA bundle it verifies TLS backends against by default (@system-ca).
+      const bundle = "/etc/ssl/certs/ca-certificates.crt"
+      if ((yield* shell.test(`[ -x /usr/sbin/haproxy ] && [ -s ${bundle} ]`)).code === 0) return unchanged("HAProxy and the system CA bundle are installed")
+      if ((yield* shell.test("command -v apt-get")).code !== 0) {
+        return yield* new StepRefused({ reason: `no /usr/sbin/haproxy or ${bundle}, and no apt-get to install them with; install HAProxy 2.6 or newer and the system CA certificates, then run this again` })
+      }
+      // The distribution's own unit would run a second HAProxy on its sample configuration.
+      return yield* change("install HAProxy and ca-certificates (apt-get); HAProxy's own unit disabled, mcp-proxy runs it", shell.run("installing HAProxy", [
+        `export DEBIAN_FRONTEND=noninteractive`,
+        `apt-get install -y -q haproxy ca-certificates || { apt-get update -q && apt-get install -y -q haproxy ca-certificates; }`,
+        `systemctl disable --now haproxy.service 2>&1 || true`
+      ].join("\n")))
+    }))
+
     // 6. The platform CA's certificate (public), which the agent pins.
     const ca = Layout.CA_CERT
     let credentialsChanged = false
@@ -204,8 +219,8 @@ export const provision = (
       const cert = Layout.certPath(node)
       const hasKey = (yield* shell.test(`[ -f ${quote(key)} ]`)).code === 0
       const hasCli = (yield* shell.test(`[ -x ${Layout.CURRENT}/mcp ]`)).code === 0
-      if (!hasKey && dry) return { status: "would change" as const, detail: `make ${key} on the node and sign its certificate for ${node}, ${request.address}` }
-      if (!hasCli) return { status: "would change" as const, detail: `(after the release) make ${key} on the node and sign its certificate` }
+      if (dry && (!hasKey || !hasCli)) return { status: "would change" as const, detail: `make ${key} on the node and sign its certificate for ${node}, ${request.address}` }
+      if (!hasCli) return yield* new StepRefused({ reason: `${Layout.CURRENT}/mcp is missing after the release step; check ${Layout.OPT} on the node` })
       // Creates the key (0600, root) if missing, else reuses it; prints the request only.
       const csr = yield* shell.run(`making the node's key and certificate request`, `umask 077 && ${Layout.CURRENT}/mcp ca request ${quote(node)} --key ${quote(key)}`)
       const existing = (yield* shell.test(`cat ${quote(cert)} 2>/dev/null`)).stdout
@@ -255,19 +270,24 @@ export const provision = (
     // 10. The agent's config.
     yield* file("agent config", { path: Layout.AGENT_CONFIG, mode: 0o600, owner: "root", group: "root" }, Layout.agentConfig(request), `${request.role}, listening on ${Layout.hostPort(request.address, request.port)}`)
 
-    // 11. The unit, from the release, enabled.
-    let unitChanged = false
-    yield* step("systemd unit", Effect.gen(function* () {
-      const shipped = `${Layout.CURRENT}/systemd/${Layout.AGENT_UNIT}`
-      const same = (yield* shell.test(`cmp -s ${shipped} ${Layout.UNIT_PATH}`)).code === 0
-      const enabled = (yield* shell.test(`systemctl is-enabled ${Layout.AGENT_UNIT}`)).stdout.trim() === "enabled"
-      if (same && enabled) return unchanged(`${Layout.UNIT_PATH} is the release's, enabled`)
-      unitChanged = !same
-      return yield* change(`${same ? "" : `install ${Layout.UNIT_PATH} from the release, `}enable it`, shell.run(`installing ${Layout.AGENT_UNIT}`, [
-        ...(same ? [] : [`install -m 0644 ${shipped} ${Layout.UNIT_PATH}.mcp-new`, `mv -f ${Layout.UNIT_PATH}.mcp-new ${Layout.UNIT_PATH}`, `systemctl daemon-reload`]),
-        `systemctl enable ${Layout.AGENT_UNIT} 2>&1`
-      ].join("\n")))
-    }))
+    // 11. The units, from the release, enabled.
+    /** Installs `unit` from the release when it differs, enables it; whether the file changed. */
+    const unitStep = (name: string, unit: string, path: string) => {
+      let changed = false
+      return Effect.as(step(name, Effect.gen(function* () {
+        const shipped = `${Layout.CURRENT}/systemd/${unit}`
+        const same = (yield* shell.test(`cmp -s ${shipped} ${path}`)).code === 0
+        const enabled = (yield* shell.test(`systemctl is-enabled ${unit}`)).stdout.trim() === "enabled"
+        if (same && enabled) return unchanged(`${path} is the release's, enabled`)
+        changed = !same
+        return yield* change(`${same ? "" : `install ${path} from the release, `}enable it`, shell.run(`installing ${unit}`, [
+          ...(same ? [] : [`install -m 0644 ${shipped} ${path}.mcp-new`, `mv -f ${path}.mcp-new ${path}`, `systemctl daemon-reload`]),
+          `systemctl enable ${unit} 2>&1`
+        ].join("\n")))
+      })), () => changed)
+    }
+    const unitChanged = (yield* unitStep("agent unit", Layout.AGENT_UNIT, Layout.UNIT_PATH))()
+    const proxyUnitChanged = (yield* unitStep("proxy unit", Layout.PROXY_UNIT, Layout.PROXY_UNIT_PATH))()
 
     // 12. Running, on what was just written: restarted when anything it reads changed.
     yield* step("agent", Effect.gen(function* () {
@@ -277,19 +297,29 @@ export const provision = (
       const verb = active ? "restart" : "start"
       return yield* change(`${verb} ${Layout.AGENT_UNIT}`, Effect.gen(function* () {
         yield* shell.run(`${verb}ing ${Layout.AGENT_UNIT}`, `systemctl reset-failed ${Layout.AGENT_UNIT} 2>/dev/null || true\nsystemctl ${verb} ${Layout.AGENT_UNIT}`)
-        const answered = yield* hooks.awaitAgent(release.version).pipe(
+        yield* hooks.awaitAgent(release.version).pipe(
           Effect.catchTag("StepRefused", ({ reason }) =>
             Effect.flatMap(shell.test(`journalctl -u ${Layout.AGENT_UNIT} -n 20 --no-pager -o cat 2>&1`), (j) =>
               Effect.fail(new StepRefused({ reason: `${reason}\nThe agent's last journal lines (journalctl -u ${Layout.AGENT_UNIT}):\n${j.stdout.trim()}` }))))
         )
-        return answered
       }))
     }))
 
+    // 13. The proxy, on the configuration the agent has written by now; restarted only when its
+    // unit changed (a restart drops connections; the agent reloads it for everything else).
+    yield* step("proxy service", Effect.gen(function* () {
+      const active = (yield* shell.test(`systemctl is-active ${Layout.PROXY_UNIT}`)).stdout.trim() === "active"
+      if (active && !proxyUnitChanged) return unchanged(`${Layout.PROXY_UNIT} is running`)
+      const verb = active ? "restart" : "start"
+      return yield* change(`${verb} ${Layout.PROXY_UNIT}`, shell.run(`${verb}ing ${Layout.PROXY_UNIT}`, [
+        `systemctl reset-failed ${Layout.PROXY_UNIT} 2>/dev/null || true`,
+        `systemctl ${verb} ${Layout.PROXY_UNIT} || { journalctl -u ${Layout.PROXY_UNIT} -n 20 --no-pager -o cat; exit 1; }`
+      ].join("\n")))
+    }))
+
     if (!dry) {
-      // A node that changed nothing still proves it is registered and answering.
-      const last = done[done.length - 1]
-      if (last?.status === "unchanged") {
+      // A node whose agent was not restarted still proves it is registered and answering.
+      if (done.find((d) => d.step === "agent")?.status === "unchanged") {
         yield* step("registered", Effect.map(hooks.awaitAgent(release.version), unchanged))
       }
     }
