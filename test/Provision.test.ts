@@ -6,6 +6,7 @@
 // containers on the host engine, not a nested one. The release they get is the one
 // `npm run release` makes from this checkout.
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { execFile } from "node:child_process"
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs"
 import { request as httpsRequest } from "node:https"
 import { type AddressInfo, connect, createServer } from "node:net"
@@ -62,14 +63,19 @@ const throughProxy = (worker: TestNode): Promise<string> =>
     req.end()
   })
 
-const startNode = async (name: string, address: string): Promise<TestNode> => {
+/**
+ * `engine`: the host's Podman API socket mounted where podman.socket puts it (the worker runs its
+ * containers on the host's engine); without it the node has no engine, and provisioning installs
+ * Podman there (the edge node, which runs no service containers).
+ */
+const startNode = async (name: string, address: string, engineSocket: boolean): Promise<TestNode> => {
   const sshPort = await LocalFleet.freePort()
   const agentPort = await LocalFleet.freePort()
   const dir = join(work, name)
   mkdirSync(dir)
   const node = startSystemdNode(`mcp-${name}-${process.pid}-${Date.now().toString(36)}`, {
     hostNetwork: true,
-    volumes: [...sshdOnLoopback(dir, sshPort, readFileSync(`${clientKey}.pub`, "utf8")), [join(engine!.socketPath, ".."), "/run/podman"]]
+    volumes: [...sshdOnLoopback(dir, sshPort, readFileSync(`${clientKey}.pub`, "utf8")), ...(engineSocket ? [[join(engine!.socketPath, ".."), "/run/podman"] as const] : [])]
   })
   nodes.push({ name, address, sshPort, agentPort, node, fingerprint: "" })
   node.run("for i in $(seq 50); do systemctl is-active --quiet ssh && break; sleep 0.2; done; systemctl is-active ssh")
@@ -114,8 +120,8 @@ beforeAll(async () => {
     `known_hosts = ${JSON.stringify(knownHosts)}`,
     ``
   ].join("\n"))
-  await startNode("p-edge", "127.0.0.2")
-  await startNode("p-worker", "127.0.0.3")
+  await startNode("p-edge", "127.0.0.2", false)
+  await startNode("p-worker", "127.0.0.3", true)
 }, 400_000)
 
 afterAll(async () => {
@@ -145,6 +151,9 @@ describe("mcp node provision on Debian nodes over SSH", () => {
     expect(r.code, explain(r, edge!)).toBe(0)
     expect(r.stdout).toMatch(/p-edge: provisioned \(\d+ steps changed\); the agent is registered and answering/)
     expect(r.stdout).toMatch(/uploading mcp-.*\.tar\.gz/)
+    // The node had no container engine: Podman was installed with apt and its socket enabled.
+    expect(r.stdout).toMatch(/container engine\s+changed\s+install Podman \(apt-get\), enable podman.socket/)
+    expect(edge!.node.run("systemctl is-active podman.socket").trim()).toBe("active")
     // The host key is pinned now, under the name ssh uses for host:port.
     expect(readFileSync(knownHosts, "utf8")).toContain(`[127.0.0.1]:${edge!.sshPort} ssh-ed25519 `)
 
@@ -196,9 +205,25 @@ describe("mcp node provision on Debian nodes over SSH", () => {
     expect(footprint(worker!)).toBe(before)
 
     worker!.node.run("userdel squatter")
+    // A run that fails part-way: with a CLI config naming a master that is not there, everything
+    // up to the agent is done, and the agent never registers. The output says what was kept.
+    const wrongMaster = join(work, "wrong-master.toml")
+    writeFileSync(wrongMaster, readFileSync(fleet.cliConfig, "utf8").replace(/^master = .*$/m, `master = ["127.0.0.1:9"]`))
+    const partial = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+      execFile(process.execPath, [LocalFleet.bins.mcp, "node", "provision", worker!.name, "--ssh", `root@127.0.0.1:${worker!.sshPort}`, "--address", worker!.address,
+        "--port", String(worker!.agentPort), "--wait", "3", "--config", wrongMaster], (error, stdout, stderr) =>
+        resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr })))
+    expect(partial.code, explain(partial, worker!)).toBe(1)
+    expect(partial.stderr).toContain(`stopped at "agent"`)
+    expect(partial.stderr).toMatch(/Done before it, and kept: mcp user, config directory, release, .*agent config.*; run the same command again to finish/)
+    expect(worker!.node.run("readlink /opt/mcp/current").trim()).toBe(release.name)
+
+    // The same command with the right master finishes it: only what differs changes.
     // Without --artifact: the release for its architecture from provision.releases_dir.
-    const r = await provision(worker!)
+    const r = await provision(worker!, "--json")
     expect(r.code, explain(r, worker!)).toBe(0)
+    const finished = (JSON.parse(r.stdout) as { steps: Array<{ step: string; status: string }> }).steps.filter((st) => st.status === "changed").map((st) => st.step)
+    expect(finished).toEqual(["agent config", "agent", "proxy service"])
     expect(worker!.node.run("id -u mcp").trim()).toBe(uid)
 
     const list = await LocalFleet.mcp(fleet, ["node", "list", "--json"])

@@ -63,7 +63,7 @@ export class ProvisionFailed extends Data.TaggedError("ProvisionFailed")<{
       `provisioning ${this.node} stopped at "${this.step}": ${this.reason}`,
       changed.length === 0
         ? `Nothing was changed on the node.`
-        : `Done before it, and kept: ${changed.join(", ")}. "${this.step}" wrote nothing half-way; run the same command again to finish.`
+        : `Done before it, and kept: ${changed.join(", ")}. Each step writes whole files, so nothing is left half-written; run the same command again to finish.`
     ].join("\n")
   }
 }

@@ -8,6 +8,7 @@ import * as Names from "@mcp/domain/Names"
 import { Data, Effect, Option } from "effect"
 import * as Arguments from "../Arguments.js"
 import { print, table } from "../Output.js"
+import * as Common from "../commands/Common.js"
 import { UsageError } from "../Report.js"
 import * as AgentReady from "./AgentReady.js"
 import * as Artifacts from "./Artifacts.js"
@@ -59,6 +60,19 @@ export const upgradeCommand = (o: UpgradeOptions) =>
 
     const out = (line: string) => (o.json ? Effect.void : print(line))
     const rows: Array<Row> = []
+    // Every node by default: one the master knows but this machine never provisioned cannot be
+    // reached here, and is listed (a fleet left on two versions is what this command avoids).
+    if (named.length === 0) {
+      const listed = yield* Effect.either(Effect.scoped(Effect.flatMap(Common.masterClient(cfg), (m) => m.call((master) => master.NodesList()))))
+      if (listed._tag === "Left") yield* out(`(the master did not list its nodes: ${listed.left.message}; upgrading the nodes provisioned from here)`)
+      else {
+        for (const view of listed.right.filter((v) => !(v.info.name in records))) {
+          const detail = `not provisioned from here (${settings.fleet_file} has no SSH target for it): upgrade it by hand (docs/INSTALL.md, step 10)`
+          rows.push({ node: view.info.name, from: "", to: "", result: "skipped", restartMs: 0, detail })
+          yield* out(`${view.info.name}: skipped: ${detail}`)
+        }
+      }
+    }
     let stopped: string | undefined
     for (const { node, record } of chosen) {
       if (stopped !== undefined) {
