@@ -289,7 +289,12 @@ cmd = ["sh", "-c", "mkdir -p /www && echo served-by-a-provisioned-node > /www/in
       // A build whose agent exits as it starts (the CLI in it still works).
       crashing = relabelRelease(upgraded, out, "0.1.0-crash.1", (dir) => {
         const entry = join(dir, "lib", "mcp-agent.mjs")
-        writeFileSync(entry, `if (!process.argv.includes("--version")) { console.error("this build crashes on start"); process.exit(70) }\n${readFileSync(entry, "utf8")}`)
+        writeFileSync(entry, `if (!process.argv.includes("--version")) { console.error("this build crashes on start, unit:", process.env["MCP_TEST_UNIT"]); process.exit(70) }\n${readFileSync(entry, "utf8")}`)
+        // Its units differ too: the upgrade installs them (the agent says it started under the new
+        // one), the rollback puts the previous ones back.
+        const agentUnit = join(dir, "systemd", "mcp-agent.service")
+        writeFileSync(agentUnit, readFileSync(agentUnit, "utf8").replace("[Service]\n", "[Service]\nEnvironment=MCP_TEST_UNIT=from-the-crashing-build\n"))
+        appendFileSync(join(dir, "systemd", "mcp-proxy.service"), "# from-the-crashing-build\n")
       })
       dropped = relabelRelease(upgraded, out, "0.1.0-drop.1")
     }, 400_000)
@@ -350,10 +355,13 @@ cmd = ["sh", "-c", "mkdir -p /www && echo served-by-a-provisioned-node > /www/in
       expect(r.code, explain(r, worker!)).toBe(1)
       expect(r.stdout).toMatch(/p-worker\s+mcp-0\.1\.0-upgrade\.1-linux-\S+\s+mcp-0\.1\.0-crash\.1-linux-\S+\s+rolled back/)
       expect(r.stdout).toMatch(/p-edge\s+-\s+-\s+skipped/)
-      expect(r.stdout).toContain("this build crashes on start")
+      expect(r.stdout).toContain("this build crashes on start, unit: from-the-crashing-build")
       expect(r.stderr).toContain("not upgraded: p-worker (rolled back), p-edge (skipped)")
       expect(failed).toEqual([])
       expect(worker!.node.run("readlink /opt/mcp/current").trim()).toBe(`mcp-${UPGRADE}-linux-${process.arch}`)
+      expect(worker!.node.run("grep -c 'from-the-crashing-build' /etc/systemd/system/mcp-agent.service /etc/systemd/system/mcp-proxy.service || true").trim().split("\n"))
+        .toEqual(["/etc/systemd/system/mcp-agent.service:0", "/etc/systemd/system/mcp-proxy.service:0"])
+      expect(worker!.node.run("ls /etc/systemd/system/ | grep -c previous || true").trim()).toBe("0")
       expect(await versions()).toEqual({ "p-edge": `${UPGRADE} healthy`, "p-worker": `${UPGRADE} healthy` })
     }, 180_000)
 

@@ -9,6 +9,8 @@ import { mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as TOML from "smol-toml"
+import * as Layout from "../packages/cli/src/provision/Layout.js"
 import { podman, requireNodeImage, startSystemdNode, type SystemdNode } from "./support/DebianNode.js"
 import { type PodmanService, startPodmanService } from "./support/Podman.js"
 import { buildRelease } from "./support/Release.js"
@@ -163,6 +165,27 @@ describe("systemd units: the files", () => {
       })
     })
   }
+
+  it("the proxy's unit runs HAProxy on the files provisioning names in the agent's config, and outlives the agent", () => {
+    const unit = loadUnit("mcp-proxy")
+    expect([...unit.keys()]).toEqual(["Unit", "Service", "Install"])
+    expect(single(unit, "Install", "WantedBy")).toBe("multi-user.target")
+    // Ordered after the agent (which writes the configuration), never bound to it: an agent's
+    // restart or upgrade must not stop the proxy.
+    expect(all(unit, "Unit", "After").join(" ").split(/\s+/)).toContain("mcp-agent.service")
+    for (const key of ["Requires", "BindsTo", "PartOf", "Requisite"]) expect(all(unit, "Unit", key), key).toEqual([])
+    const config = Layout.agentConfig({ node: "n", role: "worker", address: "10.0.0.5", port: 9444, masters: ["10.0.0.1:9555"], internalZone: "svc.mcp.internal" })
+    const proxy = (TOML.parse(config) as { proxy: { dir: string; master_socket: string } }).proxy
+    expect(single(unit, "Service", "ExecStart")).toBe(`/usr/sbin/haproxy -W -db -S ${proxy.master_socket},mode,600 -f ${proxy.dir}/haproxy.cfg`)
+    expect(all(unit, "Service", "ExecStartPre").join("\n")).toContain(`${proxy.dir}/haproxy.cfg`)
+    expect(single(unit, "Service", "Restart")).toBe("always")
+    expect(all(unit, "Service", "ReadWritePaths")).toEqual([proxy.dir])
+    expect(single(unit, "Service", "CapabilityBoundingSet")).toBe("CAP_NET_BIND_SERVICE")
+    for (const key of ["NoNewPrivileges", "ProtectHome", "PrivateTmp", "PrivateDevices", "RestrictSUIDSGID", "RestrictNamespaces"]) {
+      expect(single(unit, "Service", key), key).toBe("yes")
+    }
+    expect(single(unit, "Service", "ProtectSystem")).toBe("strict")
+  })
 
   it("the master alone runs unprivileged in its own user namespace; the agent follows the engine's socket", () => {
     expect(single(loadUnit("mcp-master"), "Service", "PrivateUsers")).toBe("yes")

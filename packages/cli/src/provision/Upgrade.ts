@@ -2,7 +2,7 @@
  * One node's agent upgraded to a release, or put back on the one it ran. The new release is
  * uploaded and checked while the agent keeps running; only then is `current` repointed and the
  * agent restarted. If the new agent does not answer with the new version in time, `current`
- * goes back to the previous release (kept for this), its unit too if the release changed it,
+ * goes back to the previous release (kept for this), its units too if the release changed them,
  * and the agent is restarted on it. Containers live in the engine, not in the agent's unit, so
  * they keep serving throughout.
  */
@@ -96,15 +96,24 @@ export const upgradeNode = (
     // 1. The new release beside the old one; nothing that runs changes yet.
     if (!state.present) yield* Effect.mapError(unpackRelease(shell, artifact, hooks.onUpload), failed("uploading the release", untouched(from)))
 
-    // 2. The unit: replaced only if the release changed it; the installed one kept for a rollback.
-    const shipped = `${Layout.OPT}/${artifact.release}/systemd/${Layout.AGENT_UNIT}`
-    const unitChanged = (yield* Effect.mapError(shell.test(`cmp -s ${shipped} ${Layout.UNIT_PATH}`), failed("comparing the unit", untouched(from)))).code !== 0
-    if (unitChanged) {
-      yield* Effect.mapError(shell.run(`installing the new ${Layout.AGENT_UNIT}`, [
-        `cp -p ${Layout.UNIT_PATH} ${Layout.UNIT_PATH}.previous`,
-        `install -m 0644 ${shipped} ${Layout.UNIT_PATH}.mcp-new && mv -f ${Layout.UNIT_PATH}.mcp-new ${Layout.UNIT_PATH}`,
+    // 2. The units: each replaced only if the release changed it, the installed one kept for a
+    // rollback. Only the agent restarts: the proxy's unit takes effect at its next start (the
+    // proxy serves throughout), and a node provisioned before it had one gets none here.
+    const units = [
+      { unit: Layout.AGENT_UNIT, path: Layout.UNIT_PATH },
+      { unit: Layout.PROXY_UNIT, path: Layout.PROXY_UNIT_PATH }
+    ]
+    const replaced: Array<string> = []
+    for (const { unit, path } of units) {
+      const shipped = `${Layout.OPT}/${artifact.release}/systemd/${unit}`
+      const differs = `[ -f ${path} ] && [ -f ${shipped} ] && ! cmp -s ${shipped} ${path}`
+      if ((yield* Effect.mapError(shell.test(differs), failed(`comparing ${unit}`, untouched(from)))).code !== 0) continue
+      yield* Effect.mapError(shell.run(`installing the new ${unit}`, [
+        `cp -p ${path} ${path}.previous`,
+        `install -m 0644 ${shipped} ${path}.mcp-new && mv -f ${path}.mcp-new ${path}`,
         `systemctl daemon-reload`
-      ].join("\n")), failed("installing the unit", untouched(from)))
+      ].join("\n")), failed(`installing ${unit}`, untouched(from)))
+      replaced.push(path)
     }
 
     // 3. Switch and restart; wait for the new agent.
@@ -124,7 +133,7 @@ export const upgradeNode = (
     const lines = yield* journal(shell)
     const back = Effect.gen(function* () {
       yield* switchCurrent(shell, from)
-      if (unitChanged) yield* shell.run(`restoring the previous ${Layout.AGENT_UNIT}`, `mv -f ${Layout.UNIT_PATH}.previous ${Layout.UNIT_PATH}\nsystemctl daemon-reload`)
+      for (const path of replaced) yield* shell.run(`restoring the previous ${path}`, `mv -f ${path}.previous ${path}\nsystemctl daemon-reload`)
       yield* restart(shell)
     })
     const rolledBack = Date.now()
