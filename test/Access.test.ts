@@ -19,7 +19,7 @@ import { Errors } from "@mcp/domain"
 import { AgentRpcs, AuthMiddleware, ControlRpcs, MasterRpcs, Protocol, TokenFile, Transport } from "@mcp/rpc"
 import type { Rpc, RpcGroup } from "@effect/rpc"
 import { Cause, Effect, Exit, Redacted, Stream } from "effect"
-import { spawnSync } from "node:child_process"
+import { execFile, spawnSync } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -35,6 +35,8 @@ let agent: LocalFleet.Daemon | undefined
 let masterUrl = ""
 let agentUrl = ""
 let ca = ""
+/** Where the master answers DNS queries for the internal zone. */
+let dnsPort = 0
 const tokens = { guest: "", user: "" }
 
 const podmanEnv = () => ({ ...process.env, CONTAINERS_CONF: containersConfPath() })
@@ -119,6 +121,7 @@ const masterCalls: Record<string, Call> = {
   Events: read({ follow: false, limit: 10 }),
   AgentRecover: admin({ force: true }),
   AgentStatus: read(),
+  ZoneList: read(),
   Tree: read()
 }
 
@@ -127,7 +130,9 @@ const resources = { cpuCores: 1, load1: 0, memoryTotalBytes: 1, memoryFreeBytes:
 /** The master's routes for agents: a guest must not register a node or fake a heartbeat. */
 const controlCalls: Record<string, Call> = {
   Register: node({ info: { name: "intruder", role: "worker", addresses: ["127.0.0.1:1"], arch: "x64", version: "0" }, resources }),
-  Heartbeat: node({ node: NODE, resources, services: [{ service: "intruder", running: 1, expected: 1 }] })
+  Heartbeat: node({ node: NODE, resources, services: [{ service: "intruder", running: 1, expected: 1 }] }),
+  ZonePut: node({ node: NODE, name: `intruder.svc.mcp.internal`, address: "10.6.6.6" }),
+  ZoneRemove: node({ node: NODE, name: `${NODE}.svc.mcp.internal` })
 }
 
 /** On the agent every RPC is refused to guests, and every operate one to users; the levels are listed for the messages. */
@@ -205,7 +210,8 @@ beforeAll(async () => {
   ca = readFileSync(join(fleet.caDir, "ca.crt"), "utf8")
   masterUrl = `https://127.0.0.1:${masterPort}/master`
   agentUrl = `https://127.0.0.1:${agentPort}/agent`
-  master = await LocalFleet.spawnDaemon(LocalFleet.bins.master, LocalFleet.writeMasterConfig(fleet, { port: masterPort }))
+  dnsPort = await LocalFleet.freePort()
+  master = await LocalFleet.spawnDaemon(LocalFleet.bins.master, LocalFleet.writeMasterConfig(fleet, { port: masterPort, extra: `[dns]\nlisten = "127.0.0.1:${dnsPort}"` }))
   agent = await LocalFleet.spawnDaemon(LocalFleet.bins.agent, LocalFleet.writeAgentConfig(fleet, { node: NODE, port: agentPort, socket: podman.socketPath, masters }))
   await waitFor(`${NODE} registered and healthy`, async () =>
     (await master_<ReadonlyArray<{ info: { name: string }; health: string }>>("NodesList")).some((n) => n.info.name === NODE && n.health === "healthy"))
@@ -396,4 +402,21 @@ describe("mcp agent status against the real master and agent", () => {
     expect(lines[2]).toMatch(/^NODE\s+ROLE\s+VERSION\s+PROTOCOL\s+ARCH\s+UPTIME\s+STATUS$/)
     expect(lines.find((l) => l.startsWith(`${NODE} `))).toMatch(new RegExp(`^${NODE}\\s+worker\\s+${version}\\s+${protocol}\\s+\\S+\\s+${uptime}\\s+ok$`))
   }, 60_000)
+})
+
+describe("the master's DNS server for the internal zone ([dns] listen)", () => {
+  it("answers for the zone with its SOA and NS, refuses other names, and mcp dns list says where it serves", async () => {
+    const dig = (...args: Array<string>) =>
+      new Promise<string>((resolve, reject) =>
+        execFile("dig", ["@127.0.0.1", "-p", String(dnsPort), "+time=2", "+tries=1", ...args], { encoding: "utf8" }, (error, stdout) =>
+          error === null ? resolve(stdout) : reject(new Error(`dig ${args.join(" ")}: ${error.message}\n${stdout}`))))
+    expect((await dig("+short", "svc.mcp.internal", "SOA")).trim()).toMatch(/^ns\.svc\.mcp\.internal\. hostmaster\.svc\.mcp\.internal\. \d+ 3600 600 86400 30$/)
+    expect(await dig("svc.mcp.internal", "NS")).toMatch(/^ns\.svc\.mcp\.internal\.\s+30\s+IN\s+A\s+127\.0\.0\.1$/m)
+    expect(await dig("example.com", "A")).toContain("status: REFUSED")
+    expect(await dig("+tcp", "nothing-here.svc.mcp.internal", "A")).toContain("status: NXDOMAIN")
+    const list = await LocalFleet.mcp(fleet, ["dns", "list", "--json"])
+    expect(list.code, list.stderr).toBe(0)
+    expect(JSON.parse(list.stdout)).toMatchObject({ zone: "svc.mcp.internal", listen: `127.0.0.1:${dnsPort}`, records: [] })
+    expect(master!.output).toContain(`internal zone svc.mcp.internal answered over DNS on 127.0.0.1:${dnsPort} (UDP and TCP)`)
+  }, 30_000)
 })

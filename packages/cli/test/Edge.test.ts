@@ -13,7 +13,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { formatDnsCheck, formatEdgeRoutes, formatExpiry, summarizeDnsCheck } from "../src/commands/Edge.js"
+import { formatDnsCheck, formatEdgeRoutes, formatExpiry, formatZone, summarizeDnsCheck } from "../src/commands/Edge.js"
 
 type DnsCheckResult = typeof Routes.DnsCheckResult.Type
 
@@ -107,6 +107,7 @@ const StubMaster = MasterRpcs.toLayer({
   NodesRemove: die("NodesRemove"),
   AgentRecover: die("AgentRecover"),
   AgentStatus: die("AgentStatus"),
+  ZoneList: die("ZoneList"),
   Tree: die("Tree")
 })
 
@@ -205,4 +206,19 @@ describe("mcp edge list / mcp dns check against a master", () => {
     expect(code).toBe(0)
     expect(stdout).toContain("no public hostnames to check")
   }, 30_000)
+})
+
+describe("mcp dns list", () => {
+  it("shows the zone, its serial, where it is served, and each record with the node that set it", () => {
+    const records = [{ name: "hello.svc.mcp.internal", address: "10.0.0.5", node: "w1", updatedAt: "2026-12-01T04:00:00.000Z" }]
+    const served = formatZone({ zone: "svc.mcp.internal", serial: 4, records, listen: "10.0.0.1:5353" }).split("\n")
+    expect(served[0]).toBe("zone svc.mcp.internal, serial 4, served on 10.0.0.1:5353 (UDP and TCP)")
+    expect(served.slice(1).map((l) => l.trim().split(/\s+/))).toEqual([
+      ["NAME", "ADDRESS", "NODE", "UPDATED"],
+      ["hello.svc.mcp.internal", "10.0.0.5", "w1", "2026-12-01T04:00:00.000Z"]
+    ])
+    expect(formatZone({ zone: "svc.mcp.internal", serial: 1, records: [] })).toBe(
+      "zone svc.mcp.internal, serial 1, not served over DNS (no [dns] listen in the master's config)\nno records yet: a node's agent registers the names it serves"
+    )
+  })
 })

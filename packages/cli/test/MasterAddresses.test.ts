@@ -48,6 +48,7 @@ const stubMaster = (name: "a" | "b") => {
     NodesAdd: die("NodesAdd"),
     AgentRecover: die("AgentRecover"),
     AgentStatus: die("AgentStatus"),
+    ZoneList: die("ZoneList"),
     Tree: die("Tree")
   })
 }

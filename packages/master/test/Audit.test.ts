@@ -34,7 +34,7 @@ const handlers = MasterRpcs.toLayer(
       Events: views.Events!,
       Undeploy: notServed, Stop: notServed, Start: notServed, Restart: notServed, Ps: notServed, Status: notServed, Sync: notServed,
       NodesList: notServed, NodesAdd: notServed, NodesRemove: notServed, EdgeRoutesList: notServed, DnsCheck: notServed,
-      Logs: () => Stream.die("not served by this test"), AgentRecover: notServed, AgentStatus: notServed, Tree: notServed
+      Logs: () => Stream.die("not served by this test"), AgentRecover: notServed, AgentStatus: notServed, ZoneList: notServed, Tree: notServed
     }
   })
 )

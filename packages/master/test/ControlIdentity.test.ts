@@ -11,6 +11,7 @@ import { Errors, type Names, type Node } from "@mcp/domain"
 import { Authenticator, AuthMiddleware, ControlRpcs, Principal } from "@mcp/rpc"
 import { Context, Duration, Effect, Layer, Option, Redacted } from "effect"
 import { handlers } from "../src/daemon/handlers/Control.js"
+import * as InternalZone from "../src/daemon/handlers/InternalZone.js"
 import { layerSqlite, MasterDb } from "../src/db/MasterDb.js"
 import { NodeSupervisors, Prober, SupervisorSettings, TransitionSink } from "../src/nodes/NodeSupervisors.js"
 
@@ -30,7 +31,12 @@ const shop = [{ service: "shop", running: 1, expected: 1 }]
 const harness = Effect.gen(function* () {
   const context = yield* Layer.build(
     Layer.mergeAll(
-      ControlRpcs.toLayer(handlers({ heartbeatInterval: Duration.seconds(1), missThreshold: 3 })),
+      ControlRpcs.toLayer(Effect.gen(function* () {
+        return {
+          ...(yield* handlers({ heartbeatInterval: Duration.seconds(1), missThreshold: 3 })),
+          ...(yield* InternalZone.handlers({ internalZone: "svc.mcp.internal" })).control
+        }
+      })),
       AuthMiddleware.layerServer({ guestMayRead: true }).pipe(Layer.provide(Authenticator.layerMemory(tokens)))
     ).pipe(
       Layer.provideMerge(NodeSupervisors.Default.pipe(Layer.provide(Layer.mergeAll(

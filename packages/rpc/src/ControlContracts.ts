@@ -1,5 +1,6 @@
 /**
- * The RPC contracts the master serves for agents: Register and Heartbeat (ControlRpcs).
+ * The RPC contracts the master serves for agents: Register, Heartbeat and the internal zone's
+ * records (ControlRpcs).
  * Re-exported by Contracts; apart from FleetContracts so that operators' clients load none of it.
  */
 import * as Rpc from "@effect/rpc/Rpc"
@@ -42,6 +43,9 @@ export const RegisterAck = Schema.Struct({
 const RegisterPayload = payload({ info: Node.NodeInfo, resources: Node.Resources })
 const HeartbeatPayload = payload({ node: Names.NodeName, resources: Node.Resources, services: Schema.Array(Status.ServiceSummary) })
 
+const ZonePutPayload = payload({ node: Names.NodeName, name: Schema.String, address: Schema.String })
+const ZoneRemovePayload = payload({ node: Names.NodeName, name: Schema.String })
+
 /**
  * Served by the master for agents. Each call is a node speaking for itself, so only that node's
  * own system token may make it (`ownNode`), never another node's nor an operator's.
@@ -54,5 +58,20 @@ export class ControlRpcs extends RpcGroup.make(
     payload: HeartbeatPayload,
     /** `known: false` means the master has forgotten this node: register again. */
     success: Schema.Struct({ known: Schema.Boolean })
-  })).annotate(Unaudited, true) // every few seconds from every node: it would bury the audit trail
+  })).annotate(Unaudited, true), // every few seconds from every node: it would bury the audit trail
+  /**
+   * The internal zone the master answers for ([dns] kind = "master" on the agent): a node sets
+   * the A record of a name it serves, and removes only what it set. A name outside the zone or an
+   * address that is not IPv4 is refused before anything is stored.
+   */
+  ownNode<typeof ZonePutPayload>((p) => p.node)(Rpc.make("ZonePut", {
+    payload: ZonePutPayload,
+    success: Schema.Struct({ changed: Schema.Boolean, serial: Schema.Int }),
+    error: Errors.InvalidRequest
+  })),
+  ownNode<typeof ZoneRemovePayload>((p) => p.node)(Rpc.make("ZoneRemove", {
+    payload: ZoneRemovePayload,
+    success: Schema.Struct({ removed: Schema.Boolean, serial: Schema.Int }),
+    error: Errors.InvalidRequest
+  }))
 ).middleware(AuthMiddleware) {}

@@ -11,6 +11,7 @@ import type * as RpcMiddleware from "@effect/rpc/RpcMiddleware"
 import * as Deploy from "@mcp/domain/Deploy"
 import * as Errors from "@mcp/domain/Errors"
 import * as Events from "@mcp/domain/Events"
+import * as InternalZone from "@mcp/domain/InternalZone"
 import * as Names from "@mcp/domain/Names"
 import * as Node from "@mcp/domain/Node"
 import * as Operations from "@mcp/domain/Operations"
@@ -179,6 +180,7 @@ export class MasterRpcs extends RpcGroup.make(
   Rpc.make("NodesRemove", { payload: payload({ node: Names.NodeName }), error: Schema.Union(Errors.NodeNotFound, Errors.InvalidRequest) }),
   readOnly(Rpc.make("EdgeRoutesList", { success: Schema.Array(Routes.EdgeRoute) })),
   readOnly(Rpc.make("DnsCheck", { success: Schema.Array(Routes.DnsCheckResult) })),
+  readOnly(Rpc.make("ZoneList", { success: InternalZone.ZoneView })),
   operate(Rpc.make("Logs", { payload: LogsPayload, success: LogLine, error: Schema.Union(Errors.ServiceNotFound, Errors.PeerFailed, Errors.NodeUnreachable), stream: true })),
   readOnly(Rpc.make("Events", { payload: EventsPayload, success: Events.FleetEvent, stream: true })),
   Rpc.make("AgentRecover", {

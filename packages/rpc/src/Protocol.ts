@@ -5,7 +5,7 @@
 import { Context } from "effect"
 
 /** Bump when an RPC is added, removed or changes shape. */
-export const PROTOCOL_VERSION = 3
+export const PROTOCOL_VERSION = 4
 
 export const PROTOCOL_HEADER = "x-mcp-protocol"
 

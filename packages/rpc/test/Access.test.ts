@@ -32,6 +32,7 @@ const masterAccess: Record<string, Level> = {
   Events: "read",
   AgentRecover: "admin",
   AgentStatus: "read",
+  ZoneList: "read",
   Tree: "read"
 }
 
@@ -65,7 +66,9 @@ const agentAccess: Record<string, Level> = {
 /** The master's RPCs for agents: each is a node speaking for itself, so only its own system token may call it. */
 const controlAccess: Record<string, Level> = {
   Register: "node",
-  Heartbeat: "node"
+  Heartbeat: "node",
+  ZonePut: "node",
+  ZoneRemove: "node"
 }
 
 type Group = { readonly requests: ReadonlyMap<string, { readonly _tag: string; readonly annotations: Context.Context<never> }> }

@@ -182,8 +182,8 @@ describe("which RPCs are audited", () => {
     expect(audited(MasterRpcs)).toEqual(["AgentRecover", "Deploy", "Logs", "NodesAdd", "NodesRemove", "Restart", "Start", "Stop", "Sync", "Undeploy"])
   })
 
-  it("the agents' calls: Register is, the frequent Heartbeat is not", () => {
-    expect(audited(ControlRpcs)).toEqual(["Register"])
+  it("the agents' calls: Register and the zone's record changes are, the frequent Heartbeat is not", () => {
+    expect(audited(ControlRpcs)).toEqual(["Register", "ZonePut", "ZoneRemove"])
   })
 
   it("targets are taken from an allow-list: names inside info, route and definitions too", () => {

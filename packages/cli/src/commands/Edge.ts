@@ -1,11 +1,12 @@
 /**
- * `mcp edge list` and `mcp dns check`: the public side of the fleet, as the master records it.
+ * `mcp edge list`, `mcp dns check` and `mcp dns list`: the public side of the fleet as the master
+ * records it, and the internal zone it answers for.
  * Public DNS is managed by hand at the operator's DNS provider, so `dns check` is the operator's
  * way to see which records are missing or wrong, with the exact record to create; it exits 1
  * when any is, so it can gate a script or a cron job.
  */
 import { Command } from "@effect/cli"
-import type { Routes } from "@mcp/domain"
+import type { InternalZone, Routes } from "@mcp/domain"
 import { Effect } from "effect"
 import { print, table } from "../Output.js"
 import { CommandFailed } from "../Report.js"
@@ -86,4 +87,20 @@ const check = Command.make("check", { config: Common.config, json: Common.json }
   })
 ).pipe(Command.withDescription("check that every public hostname's DNS points at the edge node publishing it; exit 1 and print the records to create if not"))
 
-export const dns = Command.make("dns").pipe(Command.withSubcommands([check]), Command.withDescription("public DNS for edge routes"))
+/** `mcp dns list`: the internal zone's records as the master keeps them, and where it serves them. */
+export const formatZone = (view: InternalZone.ZoneView): string =>
+  [
+    `zone ${view.zone}, serial ${view.serial}, ${view.listen === undefined ? "not served over DNS (no [dns] listen in the master's config)" : `served on ${view.listen} (UDP and TCP)`}`,
+    view.records.length === 0
+      ? "no records yet: a node's agent registers the names it serves"
+      : table(["NAME", "ADDRESS", "NODE", "UPDATED"], view.records.map((r) => [r.name, r.address, r.node, r.updatedAt]))
+  ].join("\n")
+
+const zoneList = Command.make("list", { config: Common.config, json: Common.json }, (o) =>
+  Effect.gen(function* () {
+    const view = yield* (yield* Common.masterClient(yield* Common.loadConfig(o.config))).call((master) => master.ZoneList())
+    yield* print(o.json ? JSON.stringify(view, null, 2) : formatZone(view))
+  })
+).pipe(Command.withDescription("the internal zone's records (name, address, the node that set it) as the master keeps and serves them"))
+
+export const dns = Command.make("dns").pipe(Command.withSubcommands([check, zoneList]), Command.withDescription("DNS: public names of edge routes, and the internal zone"))

@@ -10,6 +10,8 @@ import * as Failures from "@mcp/rpc/Failures"
 import * as SecretFile from "@mcp/rpc/SecretFile"
 import * as Transport from "@mcp/rpc/Transport"
 import { ControlRpcs, MasterRpcs } from "@mcp/rpc/Contracts"
+import { zoneFromDb } from "../dns/MasterZone.js"
+import * as ZoneServer from "../dns/ZoneServer.js"
 import { Duration, Effect, Layer, Option, Redacted } from "effect"
 import { mkdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
@@ -100,6 +102,16 @@ export const layer = (config: MasterConfig) => {
       yield* Effect.forkScoped(reconciler.run(config.edge.reconcile_interval))
     })
   )
+  // The internal zone's DNS server ([dns]), answering from the records nodes register.
+  const dns = config.dns
+  const zoneServer = dns === undefined ? Layer.empty : Layer.scopedDiscard(
+    Effect.gen(function* () {
+      const store = yield* MasterDb
+      const [dnsHost, dnsPort] = Daemon.splitHostPort(dns.listen)
+      const served = yield* ZoneServer.serve({ host: dnsHost, port: dnsPort, zone: zoneFromDb(store, config.internal_zone, dnsHost) })
+      yield* Effect.logInfo(`internal zone ${config.internal_zone} answered over DNS on ${dnsHost}:${served.port} (UDP and TCP)`)
+    })
+  )
   const handlers = MasterHandlers.layer({
     internalZone: config.internal_zone,
     heartbeatInterval: config.heartbeat.interval,
@@ -107,8 +119,9 @@ export const layer = (config: MasterConfig) => {
     fanoutTimeout: config.fanout_timeout,
     version: VERSION,
     policy: config.policy,
-    allowedDomains: config.edge.allowed_domains
-  }).pipe(Layer.provideMerge(reconciling), Layer.provideMerge(crossNode))
+    allowedDomains: config.edge.allowed_domains,
+    dnsListen: dns?.listen
+  }).pipe(Layer.provideMerge(reconciling), Layer.provideMerge(crossNode), Layer.provideMerge(zoneServer))
   const authenticator = Daemon.layerAuthenticator(config.auth)
   // Mutating calls are recorded in the master's event log (the audit trail, `mcp events`).
   const auth = AuthMiddleware.layerServer({ guestMayRead: true }).pipe(Layer.provide(authenticator), Layer.provide(layerAuditLog))

@@ -5,6 +5,7 @@
 import { Names, Node, Policy, ServiceDefinition } from "@mcp/domain"
 import * as Daemon from "@mcp/rpc/Daemon"
 import { Duration, Schema } from "effect"
+import { isIP } from "node:net"
 
 const DurationText = Schema.String.pipe(Schema.pattern(/^[1-9][0-9]*(ms|s|m)$/, { message: () => `must be a duration such as "500ms", "30s" or "1m"` }))
 
@@ -60,6 +61,23 @@ export const MasterConfig = Schema.Struct({
    * core tier), enforced here and pushed to agents at registration. Absent: the strict defaults.
    */
   policy: Schema.optionalWith(Policy.DeployPolicy, { exact: true, default: () => Policy.defaults }),
+  /**
+   * The internal zone's DNS server: the master answers for internal_zone (UDP and TCP) on
+   * `listen`, an IP address and port (not 53 by default: a shared machine may run a resolver
+   * there). Its name server is ns.<internal_zone> at that IP. Without [dns] the records are kept
+   * and listed (`mcp dns list`) but not served.
+   */
+  dns: Schema.optionalWith(
+    Schema.Struct({
+      listen: Node.NodeAddress.pipe(Schema.filter((a) => {
+        const host = a.slice(0, a.lastIndexOf(":"))
+        return isIP(host) === 4 && host !== "0.0.0.0"
+          ? true
+          : `dns.listen must be a specific IPv4 address and port, e.g. "10.0.0.1:5353" (the zone's NS record points at that IP); got ${JSON.stringify(a)}`
+      }))
+    }),
+    { exact: true }
+  ),
   nodes: Schema.optionalWith(
     Schema.Array(Schema.Struct({ name: Names.NodeName, role: Node.NodeRole, addresses: Schema.Array(Node.NodeAddress).pipe(Schema.minItems(1)) })),
     { exact: true, default: () => [] }

@@ -1,14 +1,16 @@
 /**
  * The master's RPC handlers, composed from one module per concept (in handlers/): MasterRpcs for
  * the CLI from ServiceOperations (deploy, undeploy, lifecycle, sync), FleetViews (ps, status,
- * logs, events, edge routes, tree) and NodeManagement (node registry, agent recover); ControlRpcs
- * for agents from Control (register, heartbeat).
+ * logs, events, edge routes, tree), NodeManagement (node registry, agent recover) and
+ * InternalZone (the zone's records); ControlRpcs for agents from Control (register, heartbeat)
+ * and InternalZone (records set and removed by nodes).
  */
 import { ControlRpcs, MasterRpcs } from "@mcp/rpc/Contracts"
 import { Effect, Layer } from "effect"
 import type { MasterSettings } from "./handlers/Common.js"
 import * as Control from "./handlers/Control.js"
 import * as FleetViews from "./handlers/FleetViews.js"
+import * as InternalZone from "./handlers/InternalZone.js"
 import * as NodeManagement from "./handlers/NodeManagement.js"
 import * as ServiceOperations from "./handlers/ServiceOperations.js"
 
@@ -21,10 +23,15 @@ export const layer = (settings: MasterSettings) => {
       return {
         ...(yield* ServiceOperations.handlers(settings)),
         ...(yield* FleetViews.handlers(settings)),
-        ...(yield* NodeManagement.handlers)
+        ...(yield* NodeManagement.handlers),
+        ...(yield* InternalZone.handlers(settings)).master
       }
     })
   )
-  const control = ControlRpcs.toLayer(Control.handlers(settings))
+  const control = ControlRpcs.toLayer(
+    Effect.gen(function* () {
+      return { ...(yield* Control.handlers(settings)), ...(yield* InternalZone.handlers(settings)).control }
+    })
+  )
   return Layer.merge(master, control)
 }

@@ -5,7 +5,7 @@
  * runs; this is rebuilt from them on start.
  */
 import { SqlClient } from "@effect/sql"
-import { Health, Node, Routes } from "@mcp/domain"
+import { Health, InternalZone, Node, Routes } from "@mcp/domain"
 import * as Audit from "@mcp/rpc/Audit"
 import * as EventLog from "@mcp/rpc/EventLog"
 import * as SagaJournal from "@mcp/rpc/SagaJournal"
@@ -50,7 +50,14 @@ const migrations = {
   /** The journal of cross-node deploys and undeploys, so a master killed mid-way finishes or undoes them at start. */
   "0004_saga_journal": SagaJournal.createTables,
   /** Who caused an event: the audit trail's entries are events naming their caller. */
-  "0005_event_who": EventLog.addWhoColumn
+  "0005_event_who": EventLog.addWhoColumn,
+  /** The internal zone the master answers for: A records the nodes register, and its serial. */
+  "0006_internal_zone": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE dns_records (name TEXT PRIMARY KEY, address TEXT NOT NULL, node TEXT NOT NULL, updated_at TEXT NOT NULL)`
+    yield* sql`CREATE TABLE dns_serial (id INTEGER PRIMARY KEY CHECK (id = 1), serial INTEGER NOT NULL)`
+    yield* sql`INSERT INTO dns_serial (id, serial) VALUES (1, 1)`
+  })
 }
 
 export const layerSqlite = (filename: string) => SqliteFile.layer({ filename, migrations })
@@ -182,6 +189,19 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
           ON CONFLICT (hostname) DO UPDATE SET service = excluded.service, edge_node = excluded.edge_node, data = excluded.data, state = excluded.state`
     })
 
+    const zoneRecords = SqlRows.findAll("dns_records", {
+      Request: Schema.Void,
+      Result: Schema.Struct({ ...InternalZone.ZoneRecord.fields, updatedAt: SqlRows.column("updated_at", Schema.String) }),
+      execute: () => sql`SELECT name, address, node, updated_at FROM dns_records ORDER BY name`
+    })
+    const zoneSerial = SqlRows.findOne("dns_serial", {
+      Request: Schema.Void,
+      Result: Schema.Struct({ serial: Schema.Int }),
+      execute: () => sql`SELECT serial FROM dns_serial WHERE id = 1`
+    })
+    const serialNow = Effect.map(zoneSerial(undefined), Option.match({ onNone: () => 1, onSome: (r) => r.serial }))
+    const bumpSerial = sql`UPDATE dns_serial SET serial = serial + 1 WHERE id = 1`
+
     const staleCopies = SqlRows.findAll("stale_copies", { Request: Schema.Void, Result: Placement, execute: () => sql`SELECT service, node FROM stale_copies ORDER BY service, node` })
 
     return {
@@ -194,6 +214,36 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
       heartbeat: (name: string, resources: Node.Resources) => heartbeat({ name, resources, lastHeartbeat: now() }),
       setHealth: (name: string, health: Health.HealthStatus) => sql`UPDATE nodes SET health = ${health} WHERE name = ${name}`.pipe(Effect.asVoid),
       removeNode: (name: string) => sql`DELETE FROM nodes WHERE name = ${name}`.pipe(Effect.asVoid),
+
+      /** The internal zone's records, by name. */
+      zoneRecords: zoneRecords(undefined),
+      zoneSerial: serialNow,
+      /**
+       * Sets `name`'s A record to `address`, registered by `node` (a service that moved takes its
+       * name along); the serial goes up when anything changed. Whether it did, and the serial.
+       */
+      putZoneRecord: (name: string, address: string, node: string) =>
+        sql.withTransaction(Effect.gen(function* () {
+          const same = yield* sql`SELECT 1 FROM dns_records WHERE name = ${name} AND address = ${address} AND node = ${node}`
+          if (same.length > 0) return { changed: false, serial: yield* serialNow }
+          yield* sql`INSERT INTO dns_records (name, address, node, updated_at) VALUES (${name}, ${address}, ${node}, ${now()})
+            ON CONFLICT (name) DO UPDATE SET address = excluded.address, node = excluded.node, updated_at = excluded.updated_at`
+          yield* bumpSerial
+          return { changed: true, serial: yield* serialNow }
+        })),
+      /**
+       * Removes `name`'s record if `node` registered it: a node cleaning up after a service that
+       * moved away must not take the name from the node that serves it now.
+       */
+      removeZoneRecord: (name: string, node: string) =>
+        sql.withTransaction(Effect.gen(function* () {
+          const rows = yield* sql<{ node: string }>`SELECT node FROM dns_records WHERE name = ${name}`
+          const owner = rows[0]?.node
+          if (owner !== node) return { removed: false, owner, serial: yield* serialNow }
+          yield* sql`DELETE FROM dns_records WHERE name = ${name}`
+          yield* bumpSerial
+          return { removed: true, owner, serial: yield* serialNow }
+        })),
 
       placements: placements(undefined),
       placement: (service: string) => Effect.map(placement(service), Option.map((p) => p.node)),

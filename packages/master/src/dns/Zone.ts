@@ -78,6 +78,16 @@ export const resolve = (zone: ZoneState, question: Packet.Question): Sections =>
   return { rcode: "NXDOMAIN", authorities: [soa(zone)] }
 }
 
+/**
+ * SERVFAIL for a query the zone could not be read for (the master's database failed): the
+ * client tries again later instead of caching a wrong NXDOMAIN.
+ */
+export const serverFailure = (message: Buffer): Buffer | undefined => {
+  const id = idOf(message)
+  if (id === undefined || (message.readUInt8(2) & 0x80) !== 0) return undefined
+  return Packet.encode({ type: "response", id, flags: RCODE.SERVFAIL, questions: [] })
+}
+
 /** The 16-bit id of a message, if it is long enough to have a header. */
 const idOf = (message: Buffer) => (message.length >= 12 ? message.readUInt16BE(0) : undefined)
 

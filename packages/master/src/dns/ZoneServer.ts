@@ -7,14 +7,14 @@
 import { Data, Effect, Ref, type Scope } from "effect"
 import * as dgram from "node:dgram"
 import * as net from "node:net"
-import { answer, type ZoneState } from "./Zone.js"
+import { answer, serverFailure, type ZoneState } from "./Zone.js"
 
 export interface ZoneServerOptions {
   readonly host: string
   /** 0 picks a free port (tests); the same port serves UDP and TCP. */
   readonly port: number
-  /** The zone as it is now: read for every query. */
-  readonly zone: Effect.Effect<ZoneState>
+  /** The zone as it is now: read for every query (a failure is answered SERVFAIL, and logged). */
+  readonly zone: Effect.Effect<ZoneState, { readonly message: string }>
   /** A TCP connection idle this long is closed. */
   readonly tcpIdleMs?: number
 }
@@ -46,9 +46,13 @@ export const serve = (options: ZoneServerOptions): Effect.Effect<ZoneServer, Zon
     const runtime = yield* Effect.runtime<never>()
     const run = <A>(effect: Effect.Effect<A>) => Effect.runFork(Effect.provide(effect, runtime))
     const respond = (message: Buffer, transport: "udp" | "tcp") =>
-      Effect.flatMap(options.zone, (zone) => {
-        const response = answer(zone, message, transport)
-        return Effect.as(count(response === undefined ? "ignored" : "answered"), response)
+      Effect.matchEffect(options.zone, {
+        onFailure: (e) =>
+          Effect.as(Effect.zipRight(count("errors"), Effect.logError(`internal zone DNS server: cannot read the zone, answering SERVFAIL: ${e.message}`)), serverFailure(message)),
+        onSuccess: (zone) => {
+          const response = answer(zone, message, transport)
+          return Effect.as(count(response === undefined ? "ignored" : "answered"), response)
+        }
       })
     const failed = (what: string) => (e: Error) => run(Effect.zipRight(count("errors"), Effect.logWarning(`internal zone DNS server: ${what}: ${e.message}`)))
 

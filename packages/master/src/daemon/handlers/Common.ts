@@ -24,6 +24,8 @@ export interface MasterSettings {
   readonly policy: Policy.DeployPolicy
   /** `[edge] allowed_domains`, pushed to agents with the policy. */
   readonly allowedDomains: ReadonlyArray<string>
+  /** `[dns] listen`: where the master answers DNS queries for the internal zone, if it does. */
+  readonly dnsListen?: string | undefined
 }
 
 // Each group is checked against the contract on its own (a misspelt or mistyped handler fails
