@@ -132,7 +132,8 @@ const controlCalls: Record<string, Call> = {
   Register: node({ info: { name: "intruder", role: "worker", addresses: ["127.0.0.1:1"], arch: "x64", version: "0" }, resources }),
   Heartbeat: node({ node: NODE, resources, services: [{ service: "intruder", running: 1, expected: 1 }] }),
   ZonePut: node({ node: NODE, name: `intruder.svc.mcp.internal`, address: "10.6.6.6" }),
-  ZoneRemove: node({ node: NODE, name: `${NODE}.svc.mcp.internal` })
+  ZoneRemove: node({ node: NODE, name: `${NODE}.svc.mcp.internal` }),
+  ZoneRecords: node({ node: NODE })
 }
 
 /** On the agent every RPC is refused to guests, and every operate one to users; the levels are listed for the messages. */

@@ -95,6 +95,12 @@ describe("the internal zone's records", () => {
       yield* w2.ZonePut({ node: "w2" as never, name: "hello.svc.mcp.internal", address: "10.0.0.6" })
       expect(yield* w1.ZoneRemove({ node: "w1" as never, name: "hello.svc.mcp.internal" })).toMatchObject({ removed: false })
       expect(yield* list).toEqual(["hello.svc.mcp.internal 10.0.0.6 w2"])
+      // Each node lists only what it set.
+      yield* w1.ZonePut({ node: "w1" as never, name: "api.svc.mcp.internal", address: "10.0.0.5" })
+      expect(yield* w1.ZoneRecords({ node: "w1" as never })).toEqual([{ name: "api.svc.mcp.internal", address: "10.0.0.5" }])
+      expect(yield* w2.ZoneRecords({ node: "w2" as never })).toEqual([{ name: "hello.svc.mcp.internal", address: "10.0.0.6" }])
+      expect(yield* Effect.flip(w2.ZoneRecords({ node: "w1" as never }))).toBeInstanceOf(Errors.Forbidden)
+      yield* w1.ZoneRemove({ node: "w1" as never, name: "api.svc.mcp.internal" })
       expect(yield* w2.ZoneRemove({ node: "w2" as never, name: "hello.svc.mcp.internal" })).toMatchObject({ removed: true })
       expect(yield* list).toEqual([])
     }))

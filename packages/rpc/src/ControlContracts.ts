@@ -45,6 +45,7 @@ const HeartbeatPayload = payload({ node: Names.NodeName, resources: Node.Resourc
 
 const ZonePutPayload = payload({ node: Names.NodeName, name: Schema.String, address: Schema.String })
 const ZoneRemovePayload = payload({ node: Names.NodeName, name: Schema.String })
+const ZoneRecordsPayload = payload({ node: Names.NodeName })
 
 /**
  * Served by the master for agents. Each call is a node speaking for itself, so only that node's
@@ -73,5 +74,10 @@ export class ControlRpcs extends RpcGroup.make(
     payload: ZoneRemovePayload,
     success: Schema.Struct({ removed: Schema.Boolean, serial: Schema.Int }),
     error: Errors.InvalidRequest
-  }))
+  })),
+  /** The records the calling node set (what its agent compares with what it serves). */
+  ownNode<typeof ZoneRecordsPayload>((p) => p.node)(Rpc.make("ZoneRecords", {
+    payload: ZoneRecordsPayload,
+    success: Schema.Array(Schema.Struct({ name: Schema.String, address: Schema.String }))
+  })).annotate(Unaudited, true) // a read
 ).middleware(AuthMiddleware) {}

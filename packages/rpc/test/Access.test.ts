@@ -68,7 +68,8 @@ const controlAccess: Record<string, Level> = {
   Register: "node",
   Heartbeat: "node",
   ZonePut: "node",
-  ZoneRemove: "node"
+  ZoneRemove: "node",
+  ZoneRecords: "node"
 }
 
 type Group = { readonly requests: ReadonlyMap<string, { readonly _tag: string; readonly annotations: Context.Context<never> }> }

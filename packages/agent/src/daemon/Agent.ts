@@ -122,6 +122,20 @@ export const layerDns = (config: AgentConfig): Layer.Layer<DnsRecords.DnsRecords
       }
       return adapter(() => import("../dns/PowerDnsRecords.js"), (PowerDnsRecords) => PowerDnsRecords.layer(options))
     }
+    case "master": {
+      const master = config.master
+      if (master === undefined) return Layer.fail(new DnsRecords.DnsError({ server: "the master's zone", operation: "start", reason: `[dns] kind = "master" needs [master] addresses and token_file in the agent's config` }))
+      const options = {
+        node: config.node,
+        zone: config.internal_zone,
+        masters: master.addresses,
+        ca: readFileSync(config.tls.ca, "utf8"),
+        token: secretFile(master.token_file, "system token file ([master] token_file)"),
+        // The node's own certificate, as the agent's link to the master presents it (mTLS masters).
+        clientCert: { cert: readFileSync(config.tls.cert, "utf8"), key: Redacted.make(SecretFile.readSync(config.tls.key, "TLS private key ([tls] key)")) }
+      }
+      return adapter(() => import("../dns/MasterRecords.js"), (MasterRecords) => MasterRecords.layer(options))
+    }
     case "rfc2136": {
       const options = {
         server: d.server,

@@ -138,6 +138,8 @@ export const AgentConfig = Schema.Struct({
   dns: Schema.optionalWith(
     Schema.Union(
       Schema.Struct({ kind: Schema.Literal("none") }),
+      /** The master's own zone ([dns] listen in its config), through [master]. */
+      Schema.Struct({ kind: Schema.Literal("master") }),
       Schema.Struct({
         kind: Schema.Literal("powerdns"),
         api_url: Schema.String,

@@ -60,6 +60,12 @@ export const handlers = (settings: Pick<MasterSettings, "internalZone" | "dnsLis
             yield* viaDb(db.addEvent(node, "dns", undefined, `zone record ${record} kept: ${result.owner} set it, not ${node}`))
           }
           return { removed: result.removed, serial: result.serial }
+        }),
+      ZoneRecords: ({ node }) =>
+        Effect.gen(function* () {
+          yield* asNode("ZoneRecords", node)
+          const records = yield* viaDb(db.zoneRecords)
+          return records.filter((r) => r.node === node).map((r) => ({ name: r.name, address: r.address }))
         })
     } satisfies SomeControlHandlers
 
