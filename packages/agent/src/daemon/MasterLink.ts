@@ -5,12 +5,13 @@
  * down: services keep running without it.
  */
 import type { Node } from "@mcp/domain"
-import { ControlRpcs, Transport } from "@mcp/rpc"
-import { Duration, Effect, Either, Option, Ref, Schedule } from "effect"
+import type { Transport } from "@mcp/rpc"
+import { Duration, Effect, Option, Ref, Schedule } from "effect"
 import { RouteDomains } from "../certs/RouteDomains.js"
 import { ContainerRuntime, LABEL_NODE } from "../engine/ContainerRuntime.js"
 import { Lifecycle } from "../lifecycle/Lifecycle.js"
 import { FleetPolicy } from "./FleetPolicy.js"
+import { makeControl } from "./MasterControl.js"
 import * as NodeResources from "./NodeResources.js"
 
 export interface MasterLinkOptions {
@@ -29,17 +30,7 @@ export const run = (options: MasterLinkOptions) =>
     const fleet = yield* FleetPolicy
     // Present when the agent's issuer signs public names; an agent without it has nothing to update.
     const routeDomains = yield* Effect.serviceOption(RouteDomains)
-    const clients = yield* Effect.forEach(options.masters, (address) =>
-      Effect.map(
-        Transport.makeClient(ControlRpcs, {
-          url: `https://${address}/control`,
-          ca: options.ca,
-          token: options.token,
-          ...(options.clientCert === undefined ? {} : { clientCert: options.clientCert })
-        }),
-        (client) => ({ address, client })
-      )
-    )
+    const { firstAnswer } = yield* makeControl(options)
     const interval = yield* Ref.make(Duration.seconds(30))
     const registered = yield* Ref.make(false)
 
@@ -52,18 +43,6 @@ export const run = (options: MasterLinkOptions) =>
       ),
       (containers) => NodeResources.read(options.dataDir, containers)
     )
-
-    /** The first master address that answers `f`, in order. */
-    const firstAnswer = <A>(what: string, f: (client: (typeof clients)[number]["client"]) => Effect.Effect<A, unknown>) =>
-      Effect.gen(function* () {
-        const reasons: Array<string> = []
-        for (const { address, client } of clients) {
-          const result = yield* Effect.either(f(client))
-          if (Either.isRight(result)) return result.right
-          reasons.push(`${address}: ${result.left instanceof Error ? result.left.message : String(result.left)}`)
-        }
-        return yield* Effect.fail(`${what} failed at every master address (${reasons.join("; ")})`)
-      })
 
     const register = Effect.gen(function* () {
       const ack = yield* firstAnswer("register", (c) => Effect.flatMap(resources, (r) => c.Register({ info: options.info, resources: r })))
@@ -98,11 +77,11 @@ export const run = (options: MasterLinkOptions) =>
     const beat = Effect.gen(function* () {
       if (!(yield* Ref.get(registered))) {
         yield* register.pipe(
-          Effect.tapError((e) => Effect.logWarning(`cannot register with the master: ${e}; retrying`)),
+          Effect.tapError((e) => Effect.logWarning(`cannot register with the master: ${e.message}; retrying`)),
           Effect.retry(retryRegistration)
         )
       }
-      yield* heartbeat.pipe(Effect.catchAll((e) => Effect.logWarning(`heartbeat not delivered: ${e}`)))
+      yield* heartbeat.pipe(Effect.catchAll((e) => Effect.logWarning(`heartbeat not delivered: ${e.message}`)))
     })
     // Each beat waits for the interval the master asked for at registration.
     yield* Effect.forever(Effect.zipRight(beat, Effect.flatMap(Ref.get(interval), Effect.sleep)))

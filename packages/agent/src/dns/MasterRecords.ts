@@ -5,47 +5,23 @@
  * The fleet then has one zone without any external DNS server. Tries the master addresses in
  * order, like the agent's link; `list` is the records this node set.
  */
-import { ControlRpcs, Transport } from "@mcp/rpc"
-import { Effect, Either, Layer } from "effect"
+import { Effect, Layer } from "effect"
+import { makeControl, type MasterControlOptions } from "../daemon/MasterControl.js"
 import { DnsError, DnsRecords, nameInZone, resolveIPv4 } from "./DnsRecords.js"
 
-export interface MasterRecordsOptions {
+export interface MasterRecordsOptions extends MasterControlOptions {
   readonly node: string
   readonly zone: string
-  readonly masters: ReadonlyArray<string>
-  readonly ca: string
-  readonly token: Transport.ClientOptions["token"]
-  readonly clientCert?: Transport.ClientOptions["clientCert"]
 }
-
-const reasonOf = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 
 export const make = (options: MasterRecordsOptions) =>
   Effect.gen(function* () {
     const server = `the master's zone (${options.masters.join(", ")})`
-    const clients = yield* Effect.forEach(options.masters, (address) =>
-      Effect.map(
-        Transport.makeClient(ControlRpcs, {
-          url: `https://${address}/control`,
-          ca: options.ca,
-          token: options.token,
-          ...(options.clientCert === undefined ? {} : { clientCert: options.clientCert })
-        }),
-        (client) => ({ address, client })
-      ))
-    /** The first master that answers; a typed refusal (InvalidRequest, Forbidden) is an answer too. */
-    const call = <A>(operation: string, f: (client: (typeof clients)[number]["client"]) => Effect.Effect<A, unknown>) =>
-      Effect.gen(function* () {
-        const reasons: Array<string> = []
-        for (const { address, client } of clients) {
-          const result = yield* Effect.either(f(client))
-          if (Either.isRight(result)) return result.right
-          const e = result.left as { readonly _tag?: string }
-          if (e._tag === "InvalidRequest" || e._tag === "Forbidden") return yield* new DnsError({ server, operation, reason: reasonOf(e) })
-          reasons.push(`${address}: ${reasonOf(e)}`)
-        }
-        return yield* new DnsError({ server, operation, reason: `no master answered (${reasons.join("; ")})` })
-      })
+    const { firstAnswer } = yield* makeControl(options)
+    /** A typed refusal (InvalidRequest, Forbidden) is the answer: the next master would say the same. */
+    const refused = (e: unknown) => ["InvalidRequest", "Forbidden"].includes((e as { readonly _tag?: string })._tag ?? "")
+    const call = <A, E>(operation: string, f: Parameters<typeof firstAnswer<A, E>>[1]) =>
+      Effect.mapError(firstAnswer(operation, f, refused), (e) => new DnsError({ server, operation, reason: e instanceof Error ? e.message : String(e) }))
     const node = options.node as never
     const records: DnsRecords = {
       name: server,
