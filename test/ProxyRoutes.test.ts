@@ -1,14 +1,7 @@
 // The real proxy adapters: the ProxyRoutes contract on HAProxy 2.6 and Caddy 2.6 (started by the
 // harness), plus real TLS traffic through them to tiny node backends on loopback.
 import { assert, describe, expect, it } from "@effect/vitest"
-import { Pki } from "@mcp/rpc"
 import { Effect, Either, Fiber, Layer } from "effect"
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
-import * as http from "node:http"
-import * as https from "node:https"
-import { tmpdir } from "node:os"
-import * as path from "node:path"
-import type * as tls from "node:tls"
 import * as CaddyRoutes from "../packages/agent/src/proxy/CaddyRoutes.js"
 import * as HaproxyRoutes from "../packages/agent/src/proxy/HaproxyRoutes.js"
 import { ProxyError } from "../packages/agent/src/proxy/ProxyRoutes.js"
@@ -17,6 +10,7 @@ import { layerPlatform } from "../packages/agent/test/Platform.js"
 import { makeRoute, proxyRoutesContract } from "../packages/agent/test/ProxyRoutesContract.js"
 import { scopedCaddy } from "./support/Caddy.js"
 import { scopedHaproxy } from "./support/Haproxy.js"
+import { CA_NAME, get, notServed, scopedBackend, scopedPki } from "./support/ProxyTraffic.js"
 
 proxyRoutesContract(
   "HAProxy",
@@ -32,77 +26,6 @@ proxyRoutesContract(
     ),
   { l4: false }
 )
-
-// ---------------------------------------------------------------------------------------------
-// Fixtures: a throwaway CA, node backends, and a client that speaks TLS with a chosen SNI.
-
-const CA_NAME = "MCP proxy test CA"
-
-/** A CA in a temporary directory; `issue` gives a full-chain certificate for one hostname. */
-const scopedPki = Effect.gen(function*() {
-  const dir = yield* Effect.acquireRelease(
-    Effect.sync(() => mkdtempSync(path.join(tmpdir(), "mcp-proxy-pki-"))),
-    (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
-  )
-  const caDir = path.join(dir, "ca")
-  const ca = yield* Pki.initCa(caDir, { commonName: CA_NAME })
-  const caPem = readFileSync(ca.certPath, "utf8")
-  const issue = (hostname: string, name: string = hostname) =>
-    Pki.issueCertificate(caDir, name, { ips: [], dns: [hostname], usage: "server", outDir: path.join(dir, "leaf") }).pipe(
-      Effect.provide(layerPlatform)
-    )
-  return { caPath: ca.certPath, caPem, issue }
-}).pipe(Effect.orDie, Effect.provide(layerPlatform))
-
-/** An HTTP (or HTTPS, given a certificate) server on 127.0.0.1 answering `<name> <host header>`. */
-const scopedBackend = (name: string, tlsFiles?: { readonly certPath: string; readonly keyPath: string }) =>
-  Effect.acquireRelease(
-    Effect.async<{ readonly port: number; readonly server: http.Server }>((resume) => {
-      const handler: http.RequestListener = (req, res) => res.end(`${name} ${req.headers.host ?? ""}`)
-      const server = tlsFiles === undefined
-        ? http.createServer(handler)
-        : https.createServer({ cert: readFileSync(tlsFiles.certPath), key: readFileSync(tlsFiles.keyPath) }, handler)
-      server.listen(0, "127.0.0.1", () => {
-        const address = server.address()
-        resume(Effect.succeed({ port: typeof address === "object" && address !== null ? address.port : 0, server }))
-      })
-    }),
-    ({ server }) =>
-      Effect.async<void>((resume) => {
-        server.closeAllConnections()
-        server.close(() => resume(Effect.void))
-      })
-  )
-
-interface Answer {
-  readonly status: number
-  readonly body: string
-  readonly issuer: string
-  readonly serial: string
-}
-
-/** GET https://<hostname>:<listener>/ against 127.0.0.1 with SNI `hostname`, trusting only `ca`. */
-const get = (listener: number, hostname: string, ca: string, hostHeader?: string): Effect.Effect<Answer, Error> =>
-  Effect.async((resume) => {
-    const req = https.get(
-      { host: "127.0.0.1", port: listener, servername: hostname, headers: { host: hostHeader ?? `${hostname}:${listener}` }, ca, agent: false, timeout: 3000 },
-      (res) => {
-        const peer = (res.socket as tls.TLSSocket).getPeerCertificate()
-        let body = ""
-        res.setEncoding("utf8")
-        res.on("data", (chunk: string) => (body += chunk))
-        res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, body, issuer: [peer.issuer?.CN ?? ""].flat().join(","), serial: peer.serialNumber ?? "" })))
-      }
-    )
-    req.on("timeout", () => req.destroy(new Error("timeout")))
-    req.on("error", (e) => resume(Effect.fail(e)))
-  })
-
-/** True when the proxy no longer serves the name: 404, or the handshake / connection is refused. */
-const notServed = (listener: number, hostname: string, ca: string) =>
-  Effect.map(Effect.either(get(listener, hostname, ca)), (r) => Either.isLeft(r) || r.right.status === 404)
-
-// ---------------------------------------------------------------------------------------------
 
 describe("HAProxy routes with real traffic", () => {
   it.scopedLive("an L7 route reaches the backend with a certificate from our CA; other Hosts get 404", () =>

@@ -88,6 +88,16 @@ export const removeDir = (dir: string): void => rmSync(dir, { recursive: true, f
 /** Running children: their directory, and how to drop their record in the run's reap directory. */
 const live = new Map<ChildProcess, { readonly dir: string | undefined; readonly forget: () => void }>()
 let exitHookInstalled = false
+let signalsLeftToCaller = false
+
+/**
+ * For a program (the quick start) that stops its children itself on SIGINT and SIGTERM, gracefully
+ * (an agent then stops the proxy it runs): the signals no longer SIGKILL them here. Whatever still
+ * runs when the process exits is SIGKILLed as before.
+ */
+export const leaveSignalsToCaller = (): void => {
+  signalsLeftToCaller = true
+}
 
 /** SIGKILLs every child still running, by pid, and removes its directory; synchronous. */
 const killLive = (): void => {
@@ -121,6 +131,7 @@ const installExitHook = (): void => {
   process.prependListener("exit", killLive)
   const dieOf = (sig: NodeJS.Signals) => {
     const handler = () => {
+      if (signalsLeftToCaller) return
       killLive()
       process.off(sig, handler)
       if (process.listenerCount(sig) === 0) process.kill(process.pid, sig)

@@ -30,6 +30,16 @@ describe("agent config", () => {
     expect(unknown._tag === "Some" ? unknown.value.map((p) => p.path) : []).toEqual(["edge.listenr"])
   })
 
+  it("runs HAProxy for the operator only with [proxy] managed = true, and not for Caddy", () => {
+    const haproxy = `[proxy]\nkind = "haproxy"\ndir = "/srv/mcp/haproxy"\nmaster_socket = "/srv/mcp/m.sock"\nstats_socket = "/srv/mcp/s.sock"\n`
+    expect(Either.getOrThrow(AgentConfig.decode(base + haproxy)).proxy).toMatchObject({ kind: "haproxy", managed: false })
+    expect(Either.getOrThrow(AgentConfig.decode(base + haproxy + `managed = true\n`)).proxy).toMatchObject({ kind: "haproxy", managed: true })
+    const notBoolean = Either.getLeft(AgentConfig.decode(base + haproxy + `managed = "yes"\n`))
+    expect(notBoolean._tag === "Some" ? notBoolean.value.map((p) => p.path) : []).toEqual(["proxy.managed"])
+    const caddy = Either.getLeft(AgentConfig.decode(base + `[proxy]\nkind = "caddy"\nadmin_url = "http://127.0.0.1:2019"\nmanaged = true\n`))
+    expect(caddy._tag).toBe("Some")
+  })
+
   it("lets the local CA issue from an existing CA directory", () => {
     const withDir = Either.getOrThrow(AgentConfig.decode(base + `[certs]\nkind = "local-ca"\nca_dir = "/etc/mcp/ca"\n`))
     expect(withDir.certs).toEqual({ kind: "local-ca", ca_dir: "/etc/mcp/ca" })

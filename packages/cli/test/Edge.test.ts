@@ -1,11 +1,12 @@
 // `mcp edge list` and `mcp dns check`: the formatting on its own, then the real CLI process
 // against a stub master over HTTPS (platform CA, token) that answers EdgeRoutesList and DnsCheck
 // with what each test sets, so the table, the OK/WRONG report and the exit codes are what an
-// operator sees.
+// operator sees. The stub also answers Tree, so `mcp tree` is seen nesting a node's agent's
+// children under the node.
 import { HttpServer } from "@effect/platform"
 import { NodeFileSystem } from "@effect/platform-node"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import type { Routes } from "@mcp/domain"
+import type { Operations, Routes } from "@mcp/domain"
 import { AuthMiddleware, MasterRpcs, Pki, TokenFile, TokenFileAuthenticator, Transport } from "@mcp/rpc"
 import { Effect, Exit, Layer, Redacted, Scope, Stream } from "effect"
 import { execFile } from "node:child_process"
@@ -85,6 +86,23 @@ const cliConfig = join(dir, "mcp.toml")
 let scope: Scope.CloseableScope | undefined
 let edgeRoutes: ReadonlyArray<Routes.EdgeRoute> = []
 let dnsResults: ReadonlyArray<DnsCheckResult> = []
+/** Three levels, as the master answers: itself, its node supervisors, a node's managed proxy. */
+const masterTree: Operations.SupervisionNode = {
+  name: "mcp-master",
+  state: "serving, up 5m",
+  restarts: 0,
+  children: [{
+    name: "NodeSupervisors",
+    state: "1 node fiber supervised",
+    restarts: 0,
+    children: [{
+      name: "w1",
+      state: "running, node healthy",
+      restarts: 0,
+      children: [{ name: "proxy haproxy", state: "running, pid 1234, up 5m", restarts: 1, lastError: "exited with code 1", children: [] }]
+    }]
+  }]
+}
 
 const notServed = (rpc: string) => `the stub master in Edge.test.ts does not serve ${rpc}`
 const die = (rpc: string) => () => Effect.die(notServed(rpc))
@@ -108,7 +126,7 @@ const StubMaster = MasterRpcs.toLayer({
   AgentRecover: die("AgentRecover"),
   AgentStatus: die("AgentStatus"),
   ZoneList: die("ZoneList"),
-  Tree: die("Tree")
+  Tree: () => Effect.succeed(masterTree)
 })
 
 beforeAll(async () => {
@@ -205,6 +223,19 @@ describe("mcp edge list / mcp dns check against a master", () => {
     const { code, stdout } = await mcp(["dns", "check"])
     expect(code).toBe(0)
     expect(stdout).toContain("no public hostnames to check")
+  }, 30_000)
+})
+
+describe("mcp tree against a master", () => {
+  it("prints a node's agent's children under the node", async () => {
+    const { code, stdout } = await mcp(["tree"])
+    expect(code).toBe(0)
+    expect(stdout.trimEnd().split("\n")).toEqual([
+      "mcp-master  [serving, up 5m]",
+      "└── NodeSupervisors  [1 node fiber supervised]",
+      "    └── w1  [running, node healthy]",
+      "        └── proxy haproxy  [running, pid 1234, up 5m, 1 restarts, last error: exited with code 1]"
+    ])
   }, 30_000)
 })
 

@@ -1,12 +1,13 @@
 /**
  * The master's supervision tree (`mcp tree`) reports live state: a node supervisor that crashes
  * shows as restarting with its restart count and error, then running again; an unwatched node
- * disappears; the service actors and the edge reconciler's fiber (with its own crashes) appear
- * as they are.
+ * disappears; under each node, what its agent supervises (asked of every node but an unhealthy
+ * one), or why the agent did not say; the service actors and the edge reconciler's fiber (with
+ * its own crashes) appear as they are.
  */
 import { describe, expect, it } from "@effect/vitest"
 import type { Operations } from "@mcp/domain"
-import { Context, Effect, Layer, Logger, LogLevel, Ref, type Scope } from "effect"
+import { Context, Effect, Either, Layer, Logger, LogLevel, Ref, type Scope } from "effect"
 import { EdgeReconciler } from "../src/edge/EdgeReconciler.js"
 import { FleetCalls } from "../src/fleet/FleetCalls.js"
 import { supervisionTree } from "../src/daemon/MasterHandlers.js"
@@ -15,11 +16,21 @@ import { NodeSupervisors, Prober, SupervisorSettings, TransitionSink } from "../
 import { ServiceCoordinators } from "../src/services/ServiceCoordinators.js"
 import { advance, settle } from "./ClockSteps.js"
 
+/** What a node's agent answers it supervises, or (Left) why it does not answer. */
+type AgentAnswer = Either.Either<ReadonlyArray<Operations.SupervisionNode>, string>
+
 const harness = Effect.gen(function* () {
   /** How many of the next transition records die (a crash of the node fiber). */
   const sinkCrashes = yield* Ref.make(0)
   /** How many of the next edge listings die (a crash of the reconciler's round). */
   const listCrashes = yield* Ref.make(0)
+  /** Each node's agent's answer; a node not in it supervises nothing. */
+  const agentAnswers = yield* Ref.make<ReadonlyMap<string, AgentAnswer>>(new Map())
+  /** The nodes whose agents were asked, in order. */
+  const agentsAsked = yield* Ref.make<ReadonlyArray<string>>([])
+  const agentChildren = (node: string) =>
+    Effect.flatMap(Ref.update(agentsAsked, (asked) => [...asked, node]), () =>
+      Effect.flatMap(Ref.get(agentAnswers), (answers) => answers.get(node) ?? Either.right([])))
   const unused = (what: string) => () => Effect.die(new Error(`not used by this test: ${what}`))
   const fleet: FleetCalls = {
     deploy: () => { throw new Error("not used by this test: deploy") },
@@ -49,10 +60,12 @@ const harness = Effect.gen(function* () {
   return {
     sinkCrashes,
     listCrashes,
+    agentAnswers,
+    agentsAsked,
     supervisors: Context.get(context, NodeSupervisors),
     coordinators: Context.get(context, ServiceCoordinators),
     reconciler: Context.get(context, EdgeReconciler),
-    tree: Effect.provide(supervisionTree(0), context)
+    tree: Effect.provide(supervisionTree(0, agentChildren), context)
   }
 })
 
@@ -109,6 +122,37 @@ describe("supervision tree", () => {
       nodes = child(yield* h.tree, "NodeSupervisors")
       expect(nodes.children.map((c) => c.name)).toEqual(["n2"])
       expect(nodes).toMatchObject({ state: "1 node fiber supervised", restarts: 0 })
+    })
+  )
+
+  test(
+    "under each node, what its agent supervises; an agent that fails says why; an unhealthy node is not asked",
+    Effect.gen(function* () {
+      const h = yield* harness
+      // "down" misses three heartbeat deadlines and fails its probe: unhealthy.
+      yield* h.supervisors.watch("down", ["down-a:7000"])
+      yield* settle
+      yield* advance(3_500)
+      yield* h.supervisors.watch("n1", ["n1-a:7000"])
+      yield* h.supervisors.watch("n2", ["n2-a:7000"])
+      yield* h.supervisors.heartbeat("n1")
+      yield* h.supervisors.heartbeat("n2")
+      yield* settle
+      const proxy: Operations.SupervisionNode = {
+        name: "proxy haproxy", state: "running, pid 1234, up 5m", restarts: 1, lastError: "exited with code 1", children: []
+      }
+      yield* Ref.set(h.agentAnswers, new Map<string, AgentAnswer>([["n1", Either.right([proxy])], ["n2", Either.left("n2-a:7000: connection refused")]]))
+      yield* Ref.set(h.agentsAsked, [])
+
+      const nodes = child(yield* h.tree, "NodeSupervisors")
+      expect(child(nodes, "n1")).toEqual({ name: "n1", state: "running, node healthy", restarts: 0, children: [proxy] })
+      expect(child(nodes, "n2")).toEqual({
+        name: "n2", state: "running, node healthy, agent did not answer: n2-a:7000: connection refused", restarts: 0, children: []
+      })
+      expect(child(nodes, "down")).toEqual({
+        name: "down", state: "running, node unhealthy", restarts: 0, lastError: "down-a:7000: connection refused", children: []
+      })
+      expect([...(yield* Ref.get(h.agentsAsked))].sort()).toEqual(["n1", "n2"])
     })
   )
 

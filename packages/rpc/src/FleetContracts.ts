@@ -106,14 +106,17 @@ const EventsPayload = payload({
 export const HealthReport = Schema.Struct({ node: Schema.String, at: Schema.String, protocol: Schema.Int })
 
 /**
- * `startedAt` (ISO 8601, the agent's clock): when the agent started, for its uptime. Optional, so
- * the answer of an agent that predates it still decodes.
+ * `startedAt` (ISO 8601, the agent's clock): when the agent started, for its uptime.
+ * `supervised`: what the agent supervises besides its RPC server (e.g. the proxy it manages), each
+ * with its state, restarts and last error; `mcp tree` shows them under the node. Both optional,
+ * so the answer of an agent that predates them still decodes.
  */
 export const NodeInfoReport = Schema.Struct({
   info: Node.NodeInfo,
   resources: Node.Resources,
   protocol: Schema.Int,
-  startedAt: Schema.optionalWith(Schema.String, { exact: true })
+  startedAt: Schema.optionalWith(Schema.String, { exact: true }),
+  supervised: Schema.optionalWith(Schema.Array(Operations.SupervisionNode), { exact: true })
 })
 
 // ---------------------------------------------------------------------------------------------

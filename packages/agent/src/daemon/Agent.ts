@@ -23,6 +23,7 @@ import * as DockerRuntime from "../engine/DockerRuntime.js"
 import { Lifecycle } from "../lifecycle/Lifecycle.js"
 import * as LocalCaIssuer from "../certs/LocalCaIssuer.js"
 import * as RouteDomains from "../certs/RouteDomains.js"
+import { SupervisedChildren } from "./SupervisedChildren.js"
 import * as FleetPolicy from "./FleetPolicy.js"
 import * as MasterLink from "./MasterLink.js"
 import * as Monitor from "../monitor/Monitor.js"
@@ -78,11 +79,12 @@ const secretFile = (path: string, what: string) => Redacted.make(SecretFile.read
 /** The proxy named in [proxy]; none records routes only. */
 export const layerProxy = (
   config: AgentConfig
-): Layer.Layer<ProxyRoutes.ProxyRoutes, ProxyRoutes.ProxyError, FileSystem.FileSystem | CommandExecutor.CommandExecutor | HttpClient.HttpClient> => {
+): Layer.Layer<ProxyRoutes.ProxyRoutes | SupervisedChildren, ProxyRoutes.ProxyError, FileSystem.FileSystem | CommandExecutor.CommandExecutor | HttpClient.HttpClient> => {
   const p = config.proxy
+  const nothingSupervised = Layer.succeed(SupervisedChildren, { list: Effect.succeed([]) })
   switch (p.kind) {
     case "none":
-      return ProxyRoutes.layerRecordOnly
+      return Layer.merge(ProxyRoutes.layerRecordOnly, nothingSupervised)
     case "haproxy": {
       const options = {
         dir: p.dir,
@@ -91,9 +93,13 @@ export const layerProxy = (
         ...(p.bind === undefined ? {} : { bindAddress: p.bind }),
         ...(p.backend_ca === undefined ? {} : { backendCaFile: p.backend_ca })
       }
+      if (p.managed) return adapter(() => import("../proxy/ManagedHaproxy.js"), (ManagedHaproxy) => ManagedHaproxy.layer({ haproxy: options }))
       // The agent owns the config HAProxy runs with: make sure it exists before the first route.
-      return adapter(() => import("../proxy/HaproxyRoutes.js"), (HaproxyRoutes) =>
-        Layer.effect(ProxyRoutes.ProxyRoutes, Effect.zipRight(HaproxyRoutes.ensureConfig(options), HaproxyRoutes.make(options))))
+      return Layer.merge(
+        nothingSupervised,
+        adapter(() => import("../proxy/HaproxyRoutes.js"), (HaproxyRoutes) =>
+          Layer.effect(ProxyRoutes.ProxyRoutes, Effect.zipRight(HaproxyRoutes.ensureConfig(options), HaproxyRoutes.make(options))))
+      )
     }
     case "caddy": {
       const options = {
@@ -101,7 +107,7 @@ export const layerProxy = (
         ...(p.bind === undefined ? {} : { listenerBind: p.bind }),
         ...(p.backend_ca === undefined ? {} : { backendCaFile: p.backend_ca })
       }
-      return adapter(() => import("../proxy/CaddyRoutes.js"), (CaddyRoutes) => CaddyRoutes.layer(options))
+      return Layer.merge(nothingSupervised, adapter(() => import("../proxy/CaddyRoutes.js"), (CaddyRoutes) => CaddyRoutes.layer(options)))
     }
   }
 }

@@ -85,6 +85,12 @@ export const AgentConfig = Schema.Struct({
         backend_networks: BackendNetworks,
         /** Agent-owned: haproxy.cfg, maps, crt-lists, certificates. */
         dir: Schema.String,
+        /**
+         * The agent runs HAProxy itself, as a supervised child (restarted with backoff, stopped
+         * with the agent). Default false: the operator runs it (mcp-proxy.service on a provisioned
+         * node), so it keeps serving while the agent restarts or is upgraded.
+         */
+        managed: Schema.optionalWith(Schema.Boolean, { exact: true, default: () => false }),
         master_socket: Schema.String,
         stats_socket: Schema.String,
         bind: Schema.optionalWith(Schema.String, { exact: true }),

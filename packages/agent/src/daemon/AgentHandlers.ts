@@ -15,6 +15,7 @@ import { Monitor } from "../monitor/Monitor.js"
 import * as DeployGuard from "./DeployGuard.js"
 import { FleetPolicy } from "./FleetPolicy.js"
 import * as NodeResources from "./NodeResources.js"
+import { SupervisedChildren } from "./SupervisedChildren.js"
 import * as ManualRoutes from "../proxy/ManualRoutes.js"
 import { ProxyRoutes } from "../proxy/ProxyRoutes.js"
 import * as HostnameOwners from "../registry/HostnameOwners.js"
@@ -73,6 +74,8 @@ export const handlers = (identity: AgentIdentity) =>
       const boot = yield* BootSequencer
       const edge = yield* EdgeRoutes
       const fleet = yield* FleetPolicy
+      // What the agent supervises besides itself (the managed proxy), for `mcp tree`; none when not provided.
+      const supervised = Option.match(yield* Effect.serviceOption(SupervisedChildren), { onNone: () => Effect.succeed([]), onSome: (c) => c.list })
       // The agent's start, for its uptime (NodeInfo): these handlers are built as the daemon starts.
       const startedAt = new Date(yield* Clock.currentTimeMillis).toISOString()
       /** Refuses a start or restart on an edge before its actor runs: that would run containers. */
@@ -227,7 +230,8 @@ export const handlers = (identity: AgentIdentity) =>
               info: { name: settings.node as never, role: identity.role, addresses: identity.addresses, arch: NodeResources.arch(), version: identity.version, nodeAddress: identity.nodeAddress },
               resources: yield* NodeResources.read(identity.dataDir, containers),
               protocol: Protocol.PROTOCOL_VERSION,
-              startedAt
+              startedAt,
+              supervised: yield* supervised
             }
           }),
         Events: ({ follow, limit }) =>

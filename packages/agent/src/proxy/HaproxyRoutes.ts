@@ -300,6 +300,13 @@ const socketCommand = (socketPath: string, command: string, timeoutMs = 5000): E
     return Effect.sync(() => socket.destroy())
   })
 
+/** True when a HAProxy worker answers `show info` on the Runtime API socket: it serves its listeners. */
+export const workerAnswers = (statsSocket: string): Effect.Effect<boolean> =>
+  socketCommand(statsSocket, "show info", 1000).pipe(
+    Effect.map((answer) => /^Pid:/m.test(answer)),
+    Effect.orElseSucceed(() => false)
+  )
+
 /**
  * Runs a program to its end and gives its exit code and output (stdout, then stderr). A run past
  * 30 s is killed and counts as failed, with what it printed until then.

@@ -7,7 +7,7 @@
 import type { Operations } from "@mcp/domain"
 import * as EventLog from "@mcp/rpc/EventLog"
 import { PROTOCOL_VERSION } from "@mcp/rpc/Protocol"
-import { Clock, Duration, Effect, Either, Stream } from "effect"
+import { Clock, Duration, Effect, Either, Option, Stream } from "effect"
 import { MasterDb } from "../../db/MasterDb.js"
 import { EdgeReconciler } from "../../edge/EdgeReconciler.js"
 import * as EdgeResolver from "../../edge/EdgeResolver.js"
@@ -18,19 +18,51 @@ import { ServiceCoordinators } from "../../services/ServiceCoordinators.js"
 import { makeLookups, type MasterSettings, type SomeMasterHandlers, viaDb } from "./Common.js"
 
 /**
+ * What one node's agent supervises besides its RPC server (the `supervised` of its NodeInfo), or,
+ * failing, why it did not say, short enough to sit in the node's line of `mcp tree`.
+ */
+export type AgentChildren = (node: string) => Effect.Effect<ReadonlyArray<Operations.SupervisionNode>, string>
+
+/**
+ * The node supervisors' entry with what each node's agent supervises nested under that node's
+ * entry, all agents asked at once. An unhealthy node is not asked: it missed its heartbeats and
+ * failed its probe, so asking would only hold the tree up until the timeout. A node whose agent
+ * does not answer keeps its entry, childless, with the reason in its state, so the tree still
+ * answers and says why that node's children are missing.
+ */
+const withAgentChildren = (supervisorsEntry: Operations.SupervisionNode, agentChildren: AgentChildren): Effect.Effect<Operations.SupervisionNode, never, NodeSupervisors> =>
+  Effect.gen(function* () {
+    const supervisors = yield* NodeSupervisors
+    // The supervisors' entries are named by their node.
+    const nodeEntries = yield* Effect.forEach(supervisorsEntry.children, (nodeEntry) =>
+      Effect.flatMap(supervisors.health(nodeEntry.name), (health): Effect.Effect<Operations.SupervisionNode> =>
+        Option.exists(health, (h) => h.status === "unhealthy")
+          ? Effect.succeed(nodeEntry)
+          : Effect.match(agentChildren(nodeEntry.name), {
+            onSuccess: (children) => ({ ...nodeEntry, children }),
+            onFailure: (reason) => ({ ...nodeEntry, state: `${nodeEntry.state}, agent did not answer: ${reason}` })
+          })), { concurrency: "unbounded" })
+    return { ...supervisorsEntry, children: nodeEntries }
+  })
+
+/**
  * The master's supervision tree as it is now, for `mcp tree`. The root answering at all means its
  * RPC server serves, so it carries the uptime rather than a separate fixed "RpcServer" entry.
- * Children: the node supervisors (live fibers, their restarts and last errors), the service
- * actors (each with its queue and restarts) and the edge reconciler's fiber.
+ * Children: the node supervisors (live fibers, their restarts and last errors, and under each
+ * node what its agent supervises, from `agentChildren`), the service actors (each with its queue
+ * and restarts) and the edge reconciler's fiber.
  */
-export const supervisionTree = (startedAt: number): Effect.Effect<Operations.SupervisionNode, never, NodeSupervisors | ServiceCoordinators | EdgeReconciler> =>
+export const supervisionTree = (
+  startedAt: number,
+  agentChildren: AgentChildren
+): Effect.Effect<Operations.SupervisionNode, never, NodeSupervisors | ServiceCoordinators | EdgeReconciler> =>
   Effect.gen(function* () {
     const supervisors = yield* NodeSupervisors
     const coordinators = yield* ServiceCoordinators
     const reconciler = yield* EdgeReconciler
     const now = yield* Clock.currentTimeMillis
     const stats = [...(yield* coordinators.stats)].sort((a, b) => a.key.localeCompare(b.key))
-    const nodes = yield* supervisors.tree
+    const nodes = yield* withAgentChildren(yield* supervisors.tree, agentChildren)
     const edge = yield* reconciler.status
     const edgeState = edge.state === "idle"
       ? "not started"
@@ -67,10 +99,21 @@ export const handlers = (settings: Pick<MasterSettings, "fanoutTimeout" | "versi
     const db = yield* MasterDb
     const agents = yield* AgentClients
     const lookup = yield* EdgeResolver.DnsLookup
-    const { fleet, placedOn, reachable } = yield* makeLookups
+    const { fleet, nodeRow, placedOn, reachable } = yield* makeLookups
     // Uptime counts from when these handlers were built, at the master's start.
     const startedAt = yield* Clock.currentTimeMillis
-    const treeNow = supervisionTree(startedAt).pipe(
+
+    /** What the node's agent answers it supervises, within the fan-out timeout; else why not. */
+    const agentChildren: AgentChildren = (node) =>
+      nodeRow(node).pipe(
+        Effect.flatMap((row) => agents.call(node, row.info.addresses, (agent) => agent.NodeInfo())),
+        Effect.timeoutFail({ duration: settings.fanoutTimeout, onTimeout: () => `timed out after ${Duration.toMillis(settings.fanoutTimeout)} ms` }),
+        // An agent that predates reporting them supervises nothing the tree can show.
+        Effect.map((report) => report.supervised ?? []),
+        // NodeUnreachable's message repeats the node the tree line already names: its reason says it.
+        Effect.mapError((e) => (typeof e === "string" ? e : e._tag === "NodeUnreachable" ? e.reason : e.message))
+      )
+    const treeNow = supervisionTree(startedAt, agentChildren).pipe(
       Effect.provideService(NodeSupervisors, yield* NodeSupervisors),
       Effect.provideService(ServiceCoordinators, yield* ServiceCoordinators),
       Effect.provideService(EdgeReconciler, yield* EdgeReconciler)
