@@ -3,8 +3,9 @@
  * HAProxy and real Podman in this network namespace, and an edge agent with its own HAProxy in a
  * network namespace the test makes (joined by a veth pair). PowerDNS serves the public zone the
  * master reads CNAMEs from. A public hostname is served by the edge, through the worker's proxy,
- * from the container; undeploy removes both routes and both certificates; a deploy that cannot
- * get its edge route leaves nothing on the worker, including when the edge agent dies mid-setup.
+ * from the container; stop takes the edge route away and start puts it back; undeploy removes
+ * both routes and both certificates; a deploy that cannot get its edge route leaves nothing on
+ * the worker, including when the edge agent dies mid-setup.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { type ChildProcess, spawn } from "node:child_process"
@@ -50,6 +51,11 @@ describe("edge routing across nodes", () => {
     expect(await edgeFleet.curl("hello.example.com", edgeFleet.ns.hostIp, 8443)).toEqual({ code: 0, body: "hello says hello" })
     const page = await curlViaEdge("hello.example.com")
     expect(page).toEqual({ code: 0, body: "hello says hello" })
+    // A stopped service is not published: its edge route goes, and start sets it up again (what
+    // follows checks the route, certificate and DNS as start left them).
+    await cli(["stop", "hello"])
+    expect({ edge: await proxyRoutes("e1"), master: await edgeRoutesOnMaster() }).toEqual({ edge: [], master: [] })
+    await cli(["start", "hello"])
 
     const [route] = await edgeRoutesOnMaster()
     expect(route).toMatchObject({ hostname: "hello.example.com", edgeNode: "e1", backendHostname: edgeFleet.ns.hostIp, backendPort: 8443 })

@@ -51,7 +51,7 @@ export const run = <A, E>(
         CertIssuer.layerMemory(),
         DnsRecords.layerNone,
         FleetPolicy.layer(),
-        Layer.succeed(NodeSettings, { node: options.node, nodeAddress: "127.0.0.1", internalZone: "svc.mcp.internal", bindAddress: "127.0.0.1", imageRegistry: "localhost", stopTimeoutSeconds: 1 })
+        Layer.succeed(NodeSettings, { node: options.node, nodeAddress: "127.0.0.1", internalZone: "svc.mcp.internal", bindAddress: "127.0.0.1", imageRegistry: "localhost", stopTimeoutSeconds: 1, dataDir: dir })
       )),
       Layer.provideMerge(Registry.Default.pipe(Layer.provideMerge(layerSqlite(join(dir, "registry.db"))))),
       // Health checks and boot checks probe over HTTP.

@@ -50,17 +50,18 @@ export interface EdgeFleet {
 
 const podmanEnv = () => ({ ...process.env, CONTAINERS_CONF: containersConfPath() })
 
-const haproxySection = (h: HaproxyInstance, bind: string, backendCa?: string) =>
+/** The agent config's `[proxy]` table for a test-run HAProxy (not managed by the agent). */
+export const haproxySection = (h: HaproxyInstance, bind: string, backendCa?: string) =>
   `[proxy]\nkind = "haproxy"\ndir = ${JSON.stringify(h.options.dir)}\nmaster_socket = ${JSON.stringify(h.options.masterSocket)}\nstats_socket = ${JSON.stringify(h.options.statsSocket)}\nbind = "${bind}"\n${backendCa === undefined ? "" : `backend_ca = ${JSON.stringify(backendCa)}\n`}`
 
 /**
- * Writes a definition of service `name` on w1 to `<dir>/<file>.toml`: busybox httpd answering
+ * Writes a definition of service `name` on `node` (default w1) to `<dir>/<file>.toml`: busybox httpd answering
  * `page` for the public hostname `hostname` (published through the edge), with an HTTP health check.
  */
-export const publicServiceFile = (dir: string, name: string, hostname: string, page: string, file = name) => {
+export const publicServiceFile = (dir: string, name: string, hostname: string, page: string, file = name, node = "w1") => {
   const path = join(dir, `${file}.toml`)
   writeFileSync(path, `name = "${name}"
-node = "w1"
+node = "${node}"
 [[components]]
 name = "web"
 image = "${BUSYBOX_IMAGE}"

@@ -1,7 +1,7 @@
 /**
  * What the agent knows about the node it runs on, from its config: the node's name and address,
- * the internal DNS zone, where container ports are published and how long a container gets to
- * stop. Read by planning, the saga, boot, the monitor, edge routes and the RPC handlers.
+ * the internal DNS zone, where container ports are published, how long a container gets to
+ * stop and where the agent keeps its data. Read by planning, the saga, boot, the monitor, edge routes and the RPC handlers.
  */
 import { Context } from "effect"
 
@@ -16,6 +16,8 @@ export interface NodeSettings {
   readonly bindAddress: string
   /** Registry prefix for images derived from a service-level version. */
   readonly imageRegistry: string
+  /** The agent's data directory (registry, certificates): named when its disk is full. */
+  readonly dataDir: string
 }
 
 export const NodeSettings = Context.GenericTag<NodeSettings>("@mcp/agent/NodeSettings")

@@ -314,6 +314,75 @@ describe("BootSequencer", { timeout: 30_000 }, () => {
         expect(yield* app).toEqual([0])
       })))
 
+  it.effect("a service deployed after the sequence started is supervised from the next check on, and restarted when it keeps failing", () =>
+    withBoot((ready) =>
+      Effect.gen(function* () {
+        const healthChecked = (name: string) => webService(name, `[components.health]\nkind = "exec"\ncommand = ["ready?"]\ninterval = "1s"\ntimeout = "1s"\nretries = 1`)
+        const restartsOf = (service: string) => Effect.flatMap(Registry, (r) => Effect.map(r.components(service), (cs) => cs.map((c) => c.restarts)))
+        const stagesNow = Effect.flatMap(BootSequencer, (b) => Effect.map(b.status, (s) => s.stages.map((x) => [x.name, x.services, x.state])))
+        yield* deployThenLoseContainers([webService("dns")], ready)
+        ready.add("dns")
+        // "late" is named by the apps stage but not deployed yet: the stage gives up on it at its timeout.
+        yield* runBoot([stage("dns", ["dns"]), stage("apps", ["late"], { timeout: "2 seconds", onFailure: "continue" })], { checkInterval: "1 second", restartAfter: 3 })
+        yield* until("dns up, apps failed", Effect.map(stageStates, (s) => s.dns === "up" && s.apps === "failed"))
+        // Supervised while absent, it is not restarted: there is nothing to restart.
+        yield* advance("10 seconds")
+        expect((yield* bootEvents).filter((e) => e.includes("restart"))).toEqual([])
+        expect(yield* stagesNow).toEqual([["dns", ["dns"], "up"], ["apps", ["late"], "failed"]])
+
+        // Deployed now, with "extra", which no stage names: both are picked up at the next check.
+        const lifecycle = yield* Lifecycle
+        ready.add("late")
+        ready.add("extra")
+        yield* lifecycle.deploy(webService("late"), { dryRun: false }, () => Effect.void)
+        yield* lifecycle.deploy(healthChecked("extra"), { dryRun: false }, () => Effect.void)
+        // The implicit last stage appears with it, and is gated as at boot.
+        yield* until("unstaged up", allUp(["unstaged"]), "10 seconds")
+        expect(yield* stagesNow).toEqual([["dns", ["dns"], "up"], ["apps", ["late"], "failed"], ["unstaged", ["extra"], "up"]])
+        yield* advance("2 seconds")
+        expect((yield* stageOf("apps")).checks.map((c) => [c.service, c.ok])).toEqual([["late", true]])
+        expect((yield* stageOf("unstaged")).checks.map((c) => [c.service, c.ok])).toEqual([["extra", true]])
+
+        // Failing its checks three in a row, each is restarted.
+        ready.delete("extra")
+        yield* until("extra restarted", Effect.map(restartsOf("extra"), (r) => r[0] === 1), "10 seconds")
+        expect(yield* bootEvents).toContain("stage unstaged: extra failed 3 checks in a row; restarting, then re-gating the later stages")
+        ready.add("extra")
+        ready.delete("late")
+        yield* until("late restarted", Effect.map(restartsOf("late"), (r) => r[0] === 1), "10 seconds")
+        expect(yield* bootEvents).toContain("stage apps: late failed 3 checks in a row; restarting, then re-gating the later stages")
+        ready.add("late")
+        yield* until("every stage up", allUp(["dns", "apps", "unstaged"]), "1 minute")
+        expect(yield* restartsOf("dns")).toEqual([0])
+      })))
+
+  it.effect("a service undeployed after the sequence started is dropped from supervision, not restarted", () =>
+    withBoot((ready) =>
+      Effect.gen(function* () {
+        yield* deployThenLoseContainers([webService("dns"), webService("app"), webService("extra"), webService("other")], ready)
+        for (const s of ["dns", "app", "extra", "other"]) ready.add(s)
+        yield* runBoot([stage("dns", ["dns"]), stage("apps", ["app"], { onFailure: "continue" })], { checkInterval: "1 second", restartAfter: 2 })
+        yield* until("every stage up", allUp(["dns", "apps", "unstaged"]))
+        expect((yield* stageOf("unstaged")).services).toEqual(["extra", "other"])
+
+        const lifecycle = yield* Lifecycle
+        yield* lifecycle.undeploy("app")
+        yield* lifecycle.undeploy("extra")
+        yield* advance("10 seconds")
+        // Nothing restarted or re-gated: the stage naming app says it is not deployed; the implicit stage no longer lists extra.
+        expect((yield* bootEvents).filter((e) => e.includes("restart"))).toEqual([])
+        expect(yield* stageStates).toEqual({ dns: "up", apps: "up", unstaged: "up" })
+        expect((yield* stageOf("apps")).checks.map((c) => [c.service, c.ok, c.detail])).toEqual([["app", false, "service app is not deployed on this node"]])
+        expect((yield* stageOf("unstaged")).services).toEqual(["other"])
+        expect((yield* stageOf("unstaged")).checks.map((c) => c.service)).toEqual(["other"])
+
+        // The last service of the implicit stage gone: so is the stage.
+        yield* lifecycle.undeploy("other")
+        yield* advance("3 seconds")
+        expect(Object.keys(yield* stageStates)).toEqual(["dns", "apps"])
+        expect((yield* bootEvents).filter((e) => e.includes("restart"))).toEqual([])
+      })))
+
   it.effect("a service whose stored definition cannot be read is still recreated from its recorded containers, gated on them running", () =>
     withBoot((ready) =>
       Effect.gen(function* () {

@@ -4,6 +4,8 @@
  */
 import { Validation } from "@mcp/domain"
 import { Context, Effect, Either, Layer } from "effect"
+import { tmpdir } from "node:os"
+import { dirname } from "node:path"
 import * as CertIssuer from "../src/certs/CertIssuer.js"
 import { ContainerRuntime } from "../src/engine/ContainerRuntime.js"
 import { NodeSettings } from "../src/NodeSettings.js"
@@ -25,7 +27,8 @@ export const settings: NodeSettings = {
   internalZone: "svc.mcp.internal",
   bindAddress: "127.0.0.1",
   imageRegistry: "localhost",
-  stopTimeoutSeconds: 1
+  stopTimeoutSeconds: 1,
+  dataDir: tmpdir()
 }
 
 /** The peers outlive an agent: a "restart" builds a new core over the same ones. */
@@ -63,7 +66,8 @@ export const layerAgent = (peers: Peers, registryFile: string) =>
         Layer.succeed(ProxyRoutes.ProxyRoutes, peers.proxy),
         Layer.succeed(CertIssuer.CertIssuer, peers.certs),
         Layer.succeed(DnsRecords.DnsRecords, peers.dns),
-        Layer.succeed(NodeSettings, settings)
+        // The registry's directory is the data directory a full disk is reported under.
+        Layer.succeed(NodeSettings, { ...settings, dataDir: dirname(registryFile) })
       )
     ),
     Layer.provideMerge(Registry.Default.pipe(Layer.provideMerge(layerSqlite(registryFile)))),

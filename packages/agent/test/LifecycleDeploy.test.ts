@@ -471,6 +471,68 @@ describe("a failed deploy", () => {
       }))
     }))
 
+  it.live("whose containers cannot be removed keeps their host ports reserved, names them in its error, and the next deploy releases them", () =>
+    Effect.gen(function* () {
+      const peers = yield* makePeers({ switchesTraffic: false })
+      yield* withAgent(peers, Effect.gen(function* () {
+        const lifecycle = yield* Lifecycle
+        const registry = yield* Registry
+        const control = yield* MemoryRuntimeControl
+        // DNS fails once the container runs, then the engine refuses every attempt to remove it.
+        yield* peers.faults.arm("dns.put")
+        const progress = (e: Deploy.DeployEvent) =>
+          e._tag === "DeployStep" && e.step === "dns" && e.status === "failed"
+            ? Effect.forEach([1, 2, 3, 4], () => control.failNext("remove"), { discard: true })
+            : Effect.void
+        const error = yield* Effect.flip(lifecycle.deploy(withExplicitPort("web"), { dryRun: false }, progress))
+        const left = yield* control.containers
+        expect(left.map((c) => c.info.state)).toEqual(["running"])
+        const container = left[0]!.spec.name
+        const held = left[0]!.spec.ports.map((p) => p.hostPort).sort((a, b) => a - b)
+        expect(held).toContain(18080)
+        // The container still publishes its host ports: they stay reserved, by the open saga.
+        const [open] = yield* registry.sagasIn("running")
+        expect((yield* registry.ports).map((p) => [p.port, p.service, p.sagaId])).toEqual(held.map((port) => [port, "web", open!.id]))
+        const { reason, step } = failure(error)
+        expect(step).toBe("dns")
+        expect(reason).toContain(`container ${container} (host ports ${held.join(", ")})`)
+        expect((error as Errors.DeployFailed).leftovers).toEqual([{ container, hostPorts: held }])
+        expect((error as Errors.DeployFailed).message).toContain("rollback incomplete")
+        // Another service cannot be given the explicit port meanwhile.
+        const refused = yield* Effect.flip(lifecycle.deploy(withExplicitPort("other"), { dryRun: false }, noProgress))
+        expect(failure(refused)).toMatchObject({ step: "ports", reason: expect.stringContaining("held by service web") })
+        // The next deploy of web first finishes the rollback: the leftover goes, its ports with it.
+        yield* lifecycle.deploy(withExplicitPort("web"), { dryRun: false }, noProgress)
+        expect(yield* registry.sagasIn("running")).toEqual([])
+        const now = yield* control.containers
+        expect(now.map((c) => c.spec.name)).not.toContain(container)
+        expect((yield* registry.ports).every((p) => p.sagaId === undefined)).toBe(true)
+      }))
+    }))
+
+  it.live("whose containers cannot be removed has them removed and their ports released by an undeploy of the service", () =>
+    Effect.gen(function* () {
+      const peers = yield* makePeers({ switchesTraffic: false })
+      yield* withAgent(peers, Effect.gen(function* () {
+        const lifecycle = yield* Lifecycle
+        const registry = yield* Registry
+        const control = yield* MemoryRuntimeControl
+        yield* peers.faults.arm("dns.put")
+        const progress = (e: Deploy.DeployEvent) =>
+          e._tag === "DeployStep" && e.step === "dns" && e.status === "failed"
+            ? Effect.forEach([1, 2, 3, 4], () => control.failNext("remove"), { discard: true })
+            : Effect.void
+        yield* Effect.flip(lifecycle.deploy(withExplicitPort("web"), { dryRun: false }, progress))
+        expect(yield* control.containers).toHaveLength(1)
+        expect(yield* registry.ports).toHaveLength(2)
+        // The service was never committed, but the undeploy still finishes the rollback first.
+        expect(yield* Effect.flip(lifecycle.undeploy("web"))).toBeInstanceOf(Errors.ServiceNotFound)
+        expect(yield* control.containers).toEqual([])
+        expect(yield* registry.ports).toEqual([])
+        expect(yield* registry.sagasIn("running")).toEqual([])
+      }))
+    }))
+
   it.live("because the registry itself fails is reported at the step 'registry', without a rollback note", () =>
     Effect.gen(function* () {
       const peers = yield* makePeers({ switchesTraffic: false })

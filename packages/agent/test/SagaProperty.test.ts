@@ -66,6 +66,11 @@ type Fault =
   | { readonly _tag: "StepFails"; readonly at: Point }
   /** A deploy step fails and so does every attempt at one compensation: the saga stays open for the next start. */
   | { readonly _tag: "UndoFails"; readonly at: Point; readonly undo: Point }
+  /**
+   * The same, but the compensation's faults are armed only once the step has failed, so only the
+   * rollback meets them (an engine that refuses to remove the new containers, not a leftover before them).
+   */
+  | { readonly _tag: "RollbackFails"; readonly at: Point; readonly undo: Point }
   /** The agent dies in the nth call of `at`; the next start resumes, maybe first failing a compensation (and the one after closes it). */
   | { readonly _tag: "Crash"; readonly at: Point; readonly nth: number; readonly recoveryUndoFails: Point | null }
   /** A deploy step fails, and the agent dies in the nth call of `at` while compensating. */
@@ -188,6 +193,9 @@ const faultArb = (kind: Op["kind"]): fc.Arbitrary<Fault> =>
       ? [{
           arbitrary: fc.record({ _tag: fc.constant("UndoFails" as const), at: fc.constantFrom(...STEP_CALLS), undo: fc.constantFrom(...UNDO_CALLS) }),
           weight: 2
+        }, {
+          arbitrary: fc.record({ _tag: fc.constant("RollbackFails" as const), at: fc.constantFrom(...STEP_CALLS), undo: fc.constantFrom(...UNDO_CALLS) }),
+          weight: 1
         }, {
           arbitrary: fc.record({
             _tag: fc.constant("CrashInUndo" as const),
@@ -413,12 +421,13 @@ interface Ran {
 }
 
 /** Runs one operation; the failures a faulty peer or a missing service explain are fine, anything else is not. */
-const runOp = (agent: Agent, op: Op): Effect.Effect<Ran, unknown> => {
+const runOp = (agent: Agent, op: Op, onStepFailed: Effect.Effect<void> = Effect.void): Effect.Effect<Ran, unknown> => {
   const { lifecycle } = agent
   const run = (() => {
     switch (op.kind) {
       case "deploy":
-        return Effect.asVoid(lifecycle.deploy(variant(op.service, op.variant), { dryRun: false }, () => Effect.void))
+        return Effect.asVoid(lifecycle.deploy(variant(op.service, op.variant), { dryRun: false }, (e) =>
+          e._tag === "DeployStep" && e.status === "failed" ? onStepFailed : Effect.void))
       case "stop":
         return Effect.asVoid(lifecycle.stop(op.service))
       case "start":
@@ -589,6 +598,10 @@ const checkInvariants = (agent: Agent, tp: TestPeers) =>
     const liveSerials = new Set(live.map((c) => c.serial))
     for (const c of live) if (!recordedSerials.has(c.serial)) v.push(`live certificate ${c.hostname} #${c.serial} is not recorded`)
     for (const c of certRows) if (!liveSerials.has(c.serial)) v.push(`recorded certificate ${c.hostname} #${c.serial} (${c.service}) is not live`)
+    // ... and only for a hostname its service still routes: a redeploy that dropped one revokes its certificate.
+    for (const c of certRows) {
+      if (!routes.some((r) => r.service === c.service && r.hostname === c.hostname)) v.push(`recorded certificate ${c.hostname} #${c.serial} belongs to ${c.service}, which does not route ${c.hostname}`)
+    }
     const certPathByHost = new Map(certRows.map((c) => [c.hostname, c.certPath] as const))
 
     // 3. Proxy routes: exactly the recorded routes of active services, to their host ports.
@@ -685,14 +698,27 @@ const checkRestartFree = (agent: Agent, tp: TestPeers, explained: ReadonlyMap<st
         if (row.step === "certs" && row.phase === "done") for (const c of data?.issued ?? []) sagaCerts.add(c.serial)
       }
     }
+    // Certificates a commit forgot, while their revoke (a failure or a crash after the commit) is open.
+    for (const saga of open.filter((s) => s.kind === "revoke")) {
+      for (const row of yield* registry.sagaSteps(saga.id)) {
+        for (const c of (row.data as { certificates?: ReadonlyArray<{ serial: string }> } | null)?.certificates ?? []) sagaCerts.add(c.serial)
+      }
+    }
 
-    for (const p of yield* registry.ports) {
+    const ports = yield* registry.ports
+    for (const p of ports) {
       if (p.sagaId !== undefined && !openIds.has(p.sagaId)) v.push(`port ${p.port} (${p.service}) is still reserved by saga ${p.sagaId}, which has ended`)
     }
+    const portOwner = new Map(ports.map((p) => [p.port, p.service] as const))
     for (const c of yield* tp.control.containers) {
       const service = c.spec.labels[LABEL_SERVICE]
       const deploy = c.spec.labels[LABEL_DEPLOY]
       if (service === undefined || deploy === undefined) continue
+      // A host port stays held while any container publishes it: released, the next deploy could be given it.
+      for (const b of c.spec.ports) {
+        const owner = portOwner.get(b.hostPort)
+        if (owner !== service) v.push(`container ${c.spec.name} (${c.info.state}) publishes host port ${b.hostPort}, which the registry gives to ${owner ?? "nobody"}`)
+      }
       if (services.get(service)?.deployId !== deploy && !openIds.has(deploy)) {
         v.push(`container ${c.spec.name} (${c.info.state}) is from deploy ${deploy}, neither ${service}'s committed deploy nor an open saga`)
       }
@@ -748,6 +774,8 @@ const runScenario = (scenario: Scenario) =>
     /** Open sagas a fault explains (by service, their kinds), and services whose failed undeploy may still hold ports: until the next start. */
     const explained = new Map<string, Set<string>>()
     const mayHold = new Set<string>()
+    /** Services whose failed deploy may have left containers, and so host ports, until its rollback is finished. */
+    const leftBehind = new Set<string>()
     const explain = (service: string, kind: string) => {
       const kinds = explained.get(service) ?? new Set<string>()
       explained.set(service, kinds.add(kind))
@@ -758,6 +786,7 @@ const runScenario = (scenario: Scenario) =>
       yield* agent.lifecycle.resumeOpenWork
       explained.clear()
       mayHold.clear()
+      leftBehind.clear()
     })
 
     const body = Effect.gen(function* () {
@@ -779,6 +808,10 @@ const runScenario = (scenario: Scenario) =>
             yield* tp.arm(fault.at, 1)
             yield* tp.arm(fault.undo, UNDO_ATTEMPTS)
             ran = yield* runOp(agent, op)
+            break
+          case "RollbackFails":
+            yield* tp.arm(fault.at, 1)
+            ran = yield* runOp(agent, op, tp.arm(fault.undo, UNDO_ATTEMPTS))
             break
           case "Crash":
           case "CrashInUndo": {
@@ -805,12 +838,12 @@ const runScenario = (scenario: Scenario) =>
         const outcome = ran.outcome
         const mismatches: Array<string> = []
         if (fault._tag === "None") {
-          const unexplained = unexplainedOutcome(op, ran, before, expected, mayHold)
+          const unexplained = unexplainedOutcome(op, ran, before, expected, new Set([...mayHold, ...leftBehind]))
           if (unexplained !== undefined) mismatches.push(unexplained)
         }
         if (
           op.kind === "deploy" && HEALTH_CHECKED.has(op.variant) && !mayHold.has(op.service) &&
-          (fault._tag === "StepFails" || (fault._tag === "UndoFails" && fault.undo !== "runtime.remove")) && fault.at === "health.exec"
+          (fault._tag === "StepFails" || fault._tag === "RollbackFails" || (fault._tag === "UndoFails" && fault.undo !== "runtime.remove")) && fault.at === "health.exec"
         ) {
           // A check that never passes must stop the deploy, at its own step. (Unless an earlier step
           // meets the other fault: a failing remove fails "retire-old", or "containers" removing a
@@ -834,11 +867,19 @@ const runScenario = (scenario: Scenario) =>
 
         // What the operation may leave open for the next start: a deploy whose compensation kept
         // failing; a stop, start, restart (journaled as a start) or undeploy that failed.
-        if (op.kind === "deploy" && outcome === "DeployFailed" && fault._tag === "UndoFails") explain(op.service, "deploy")
+        if (op.kind === "deploy" && outcome === "DeployFailed" && (fault._tag === "UndoFails" || fault._tag === "RollbackFails")) {
+          explain(op.service, "deploy")
+          // Its containers may be left, holding their host ports until the rollback is finished.
+          leftBehind.add(op.service)
+        }
         if (op.kind !== "deploy" && outcome === "PeerFailed") explain(op.service, op.kind === "restart" ? "start" : op.kind)
+        // A deploy that committed with the CA failing every revoke: the certificates it no longer serves wait for the next start.
+        if (op.kind === "deploy" && fault._tag === "UndoFails" && fault.undo === "cert.revoke") explain(op.service, "revoke")
         if (op.kind === "undeploy" && outcome === "PeerFailed") mayHold.add(op.service)
-        // Any operation that succeeds first finished an open undeploy of its service.
+        // Any operation that succeeds first finished an open undeploy of its service; a deploy
+        // or undeploy that succeeds first finished its service's open rollbacks.
         if (outcome === "ok") mayHold.delete(op.service)
+        if (outcome === "ok" && (op.kind === "deploy" || op.kind === "undeploy")) leftBehind.delete(op.service)
 
         // No restart needed: nothing the operation left is unaccounted for, and the registry
         // already says what the model says for every service without an unfinished undeploy.
@@ -920,6 +961,29 @@ const regressions: ReadonlyArray<Scenario> = [
     switchesTraffic: false,
     ops: [op("deploy", "gamma", none, SHARED_HOST_VARIANT), op("deploy", "gamma", none, SHARED_PORT_VARIANT), op("deploy", "alpha", none, SHARED_HOST_VARIANT), op("stop", "alpha")]
   },
+  // The engine refused to remove a failed deploy's container: its host port was released while the
+  // container still published it, and the next deploy of another service was given it (issue 18).
+  { switchesTraffic: false, ops: [op("deploy", "alpha", { _tag: "RollbackFails", at: "dns.put", undo: "runtime.remove" })] },
+  { switchesTraffic: true, ops: [op("deploy", "alpha", { _tag: "RollbackFails", at: "health.exec", undo: "runtime.remove" }, 8), op("deploy", "alpha", none, 3)] },
+  {
+    switchesTraffic: false,
+    ops: [
+      op("deploy", "alpha", { _tag: "RollbackFails", at: "runtime.start", undo: "runtime.remove" }, SHARED_PORT_VARIANT),
+      op("deploy", "beta", none, SHARED_PORT_VARIANT),
+      op("undeploy", "alpha"),
+      op("deploy", "beta", none, SHARED_PORT_VARIANT)
+    ]
+  },
+  // A redeploy in place whose container could not be removed kept the service's own host port, and
+  // the next start of the service met it there (seed 437300923).
+  {
+    switchesTraffic: false,
+    ops: [
+      op("deploy", "alpha", { _tag: "Crash", at: "cert.issue", nth: 2, recoveryUndoFails: null }),
+      op("deploy", "alpha", { _tag: "RollbackFails", at: "dns.put", undo: "runtime.remove" }),
+      op("start", "alpha")
+    ]
+  }
 ]
 
 /** Not bugs found, but scenarios run every time: a redeploy whose health check fails, in place and blue-green. */

@@ -128,15 +128,32 @@ export class VersionSkew extends Schema.TaggedError<VersionSkew>()("VersionSkew"
   }
 }
 
+/** A container a failed deploy's rollback could not remove, and the host ports it publishes. */
+export const DeployLeftover = Schema.Struct({
+  container: Schema.String,
+  /** Kept reserved for the service until the container is gone. */
+  hostPorts: Schema.Array(Schema.Number)
+})
+export type DeployLeftover = typeof DeployLeftover.Type
+
 /** A deploy step failed; the saga compensated what it had done before reporting this. */
 export class DeployFailed extends Schema.TaggedError<DeployFailed>()("DeployFailed", {
   service: Schema.String,
   step: Schema.String,
   reason: Schema.String,
-  retryable: Schema.Boolean
+  retryable: Schema.Boolean,
+  /**
+   * Containers the rollback could not remove (the engine refused): they may still run, so their
+   * host ports stay reserved until a later rollback removes them. Absent when there are none
+   * (and from an older agent).
+   */
+  leftovers: Schema.optional(Schema.Array(DeployLeftover))
 }) {
   override get message() {
-    return `deploy of "${this.service}" failed at ${this.step}: ${this.reason} (rolled back${this.retryable ? "; retrying may succeed" : ""})`
+    const rolledBack = this.leftovers !== undefined && this.leftovers.length > 0
+      ? `rollback incomplete: ${this.leftovers.map((l) => `${l.container} (host ports ${l.hostPorts.join(", ")})`).join(", ")} left`
+      : "rolled back"
+    return `deploy of "${this.service}" failed at ${this.step}: ${this.reason} (${rolledBack}${this.retryable ? "; retrying may succeed" : ""})`
   }
 }
 

@@ -50,6 +50,13 @@ describe("error messages", () => {
     )
   })
 
+  it("DeployFailed with containers the rollback left names them and their host ports", () => {
+    expect(new Errors.DeployFailed({
+      service: "web", step: "dns", reason: "dns down", retryable: true,
+      leftovers: [{ container: "web-web-1", hostPorts: [18080, 20001] }]
+    }).message).toBe('deploy of "web" failed at dns: dns down (rollback incomplete: web-web-1 (host ports 18080, 20001) left; retrying may succeed)')
+  })
+
   it("PeerFailed names the peer and the operation", () => {
     expect(new Errors.PeerFailed({ peer: "podman", operation: "pull localhost/web:v1", reason: "no space", retryable: false }).message).toBe(
       "podman failed to pull localhost/web:v1: no space"

@@ -4,7 +4,7 @@
  * layers over a real SQLite master database, and the checks of what the fleet and the master hold.
  */
 import { expect } from "@effect/vitest"
-import { Deploy, Errors, PublicRoutes, type Routes, Validation } from "@mcp/domain"
+import { Deploy, Errors, PublicRoutes, type Routes, type Status, Validation } from "@mcp/domain"
 import { Saga } from "@mcp/rpc"
 import { Effect, Either, Layer, Option, Schedule, Stream } from "effect"
 import * as CrossNodeSaga from "../src/services/CrossNodeSaga.js"
@@ -26,7 +26,8 @@ export const EDGES = [
 // ---------------------------------------------------------------------------------------------
 // The in-memory fleet.
 
-export type Point = "worker.deploy" | "worker.undeploy" | "worker.address" | "edge.setup" | "edge.setup.lost" | "edge.remove" | "edge.list"
+export type Point = "worker.deploy" | "worker.undeploy" | "worker.address" | "edge.setup" | "edge.setup.lost" | "edge.remove" | "edge.list" | "worker.stop" | "worker.start"
+// Stop and start have their own tests; the property's operations never arm them.
 export const POINTS: ReadonlyArray<Point> = ["worker.deploy", "worker.undeploy", "worker.address", "edge.setup", "edge.setup.lost", "edge.remove", "edge.list"]
 export type Faults = ReadonlyArray<readonly [Point, number]>
 
@@ -37,10 +38,12 @@ export interface FleetState {
   readonly edges: Map<string, Map<string, Routes.EdgeRoute>>
   /** armed failures: point -> how many calls fail */
   readonly armed: Map<Point, number>
+  /** "node/service" of the services stopped on their worker (still deployed there) */
+  readonly stopped: Set<string>
   serial: number
 }
 
-export const newFleet = (): FleetState => ({ workers: new Map([["w1", new Map()], ["w2", new Map()]]), edges: new Map(EDGES.map((e) => [e.name, new Map()])), armed: new Map(), serial: 0 })
+export const newFleet = (): FleetState => ({ workers: new Map([["w1", new Map()], ["w2", new Map()]]), edges: new Map(EDGES.map((e) => [e.name, new Map()])), armed: new Map(), stopped: new Set(), serial: 0 })
 
 export const take = (state: FleetState, point: Point): boolean => {
   const left = state.armed.get(point) ?? 0
@@ -65,14 +68,18 @@ export const fakeFleet = (state: FleetState): FleetCalls => ({
       }
       if (take(state, "worker.deploy")) return Stream.fail(new Errors.DeployFailed({ service: nameOf(raw), step: "start", reason: "injected fault", retryable: true }))
       state.workers.get(worker.name)!.set(nameOf(raw), raw)
+      state.stopped.delete(`${worker.name}/${nameOf(raw)}`)
       return Stream.make(new Deploy.DeployStep({ node: worker.name, step: "start", status: "done", detail: "started" }))
     }),
   undeploy: (worker, service) =>
     Effect.suspend((): Effect.Effect<void, Errors.PeerFailed | Errors.ServiceNotFound> => {
       if (take(state, "worker.undeploy")) return Effect.fail(down(worker.name, `undeploy ${service}`))
       if (!state.workers.get(worker.name)!.delete(service)) return Effect.fail(new Errors.ServiceNotFound({ service }))
+      state.stopped.delete(`${worker.name}/${service}`)
       return Effect.void
     }),
+  stop: (worker, service) => workerLifecycle(state, worker.name, service, false),
+  start: (worker, service) => workerLifecycle(state, worker.name, service, true),
   proxyAddress: (worker) => Effect.suspend(() => (take(state, "worker.address") ? Effect.fail(down(worker.name, "report its node address")) : Effect.succeed(worker.nodeAddress!))),
   setupEdgeRoute: (edge, request) =>
     Effect.suspend((): Effect.Effect<Routes.EdgeRoute, Errors.PeerFailed | Errors.NodeUnreachable> => {
@@ -101,9 +108,20 @@ export const fakeFleet = (state: FleetState): FleetCalls => ({
     Effect.suspend(() => (take(state, "edge.list") ? Effect.fail(down(edge.name, "list edge routes")) : Effect.succeed([...state.edges.get(edge.name)!.values()])))
 })
 
-/** Every service running on any worker. */
+/** The worker's stop or start: idempotent, as the agent's. */
+const workerLifecycle = (state: FleetState, node: string, service: string, active: boolean) =>
+  Effect.suspend((): Effect.Effect<Status.ServiceStatus, Errors.PeerFailed | Errors.ServiceNotFound> => {
+    if (take(state, active ? "worker.start" : "worker.stop")) return Effect.fail(down(node, `${active ? "start" : "stop"} ${service}`))
+    if (!state.workers.get(node)!.has(service)) return Effect.fail(new Errors.ServiceNotFound({ service }))
+    if (active) state.stopped.delete(`${node}/${service}`)
+    else state.stopped.add(`${node}/${service}`)
+    return Effect.succeed({ service, node: node as Status.ServiceStatus["node"], active, components: [], warnings: [] })
+  })
+
+/** Every service running on any worker (a stopped one does not run). */
 export const running = (state: FleetState) =>
-  [...state.workers.entries()].flatMap(([node, services]) => [...services.entries()].map(([service, raw]) => ({ node, service, raw })))
+  [...state.workers.entries()].flatMap(([node, services]) =>
+    [...services.entries()].filter(([service]) => !state.stopped.has(`${node}/${service}`)).map(([service, raw]) => ({ node, service, raw })))
 
 export const runsAnywhere = (state: FleetState, service: string) => running(state).some((r) => r.service === service)
 
@@ -185,6 +203,19 @@ export const undeploy = (service: string) =>
     if (Option.isNone(placed)) return Either.left(new Errors.ServiceNotFound({ service }))
     return yield* Effect.either(saga.undeploy(service, WORKERS[placed.value as keyof typeof WORKERS] as never))
   })
+
+/** Stops or starts the service where the master placed it, as the master's handlers do. */
+export const lifecycle = (service: string, operation: "stop" | "start") =>
+  Effect.gen(function* () {
+    const saga = yield* CrossNodeSaga.CrossNodeSaga
+    const placed = yield* (yield* MasterDb).placement(service)
+    if (Option.isNone(placed)) return Either.left(new Errors.ServiceNotFound({ service }))
+    return yield* Effect.either(saga[operation](service, WORKERS[placed.value as keyof typeof WORKERS] as never))
+  })
+
+/** What `mcp edge list` shows (FleetViews' EdgeRoutesList): the active rows' hostnames and edges. */
+export const edgeList = Effect.map(Effect.flatMap(MasterDb, (db) => db.edgeRoutes), (rows) =>
+  rows.filter((r) => r.state === "active").map((r) => `${r.route.hostname} ${r.route.edgeNode}`))
 
 /** What the property is about, read from the fleet and the master database. */
 export const snapshot = (state: FleetState) =>

@@ -21,11 +21,13 @@ import {
   checkAlways,
   checkConverged,
   deploy,
+  edgeList,
   type Faults,
   fakeFleet,
   faultsHit,
   type FleetState,
   HOSTNAME_SETS,
+  lifecycle,
   newFleet,
   POINTS,
   rawDefinition,
@@ -329,6 +331,8 @@ const dyingFleet = (state: FleetState, plan: { crash: Crash | undefined; calls: 
         return Stream.concat(work, Stream.fromEffect(Effect.interrupt))
       }),
     undeploy: (worker, service) => gate(inner.undeploy(worker, service)),
+    stop: (worker, service) => gate(inner.stop(worker, service)),
+    start: (worker, service) => gate(inner.start(worker, service)),
     proxyAddress: (worker) => gate(inner.proxyAddress(worker)),
     setupEdgeRoute: (edge, request) => gate(inner.setupEdgeRoute(edge, request)),
     removeEdgeRoute: (edge, hostname) => gate(inner.removeEdgeRoute(edge, hostname)),
@@ -388,4 +392,147 @@ describe("a master killed mid-saga", () => {
     ([ops]) => runCrashScenario(ops),
     { timeout: 300_000, fastCheck: { numRuns: RUNS } }
   )
+})
+
+// ---------------------------------------------------------------------------------------------
+// Stop and start carry the service's public edge routes: a stopped service is not published.
+
+const served = (state: FleetState) => [...state.edges.entries()].flatMap(([edge, routes]) => [...routes.keys()].map((h) => `${h} ${edge}`)).sort()
+
+describe("stop and start", () => {
+  it.effect("stop takes the service's public routes off its edges; start sets them up again", () => {
+    const state = newFleet()
+    return Effect.gen(function* () {
+      yield* seedNodes
+      const db = yield* MasterDb
+      expect(Either.isRight((yield* deploy("alpha", rawDefinition("alpha", 4, 1))).exit)).toBe(true)
+      const published = ["alpha.b.example.com e2", "www-alpha.example.com e1"]
+      expect(served(state)).toEqual(published)
+
+      const stopped = yield* lifecycle("alpha", "stop")
+      expect(Either.isRight(stopped) && stopped.right.active).toBe(false)
+      expect(running(state)).toEqual([])
+      expect(served(state), "no edge answers for a stopped service").toEqual([])
+      expect(yield* edgeList, "mcp edge list").toEqual([])
+      expect(yield* db.edgeRoutes).toEqual([])
+      // Still deployed: placed, and its hostnames still its own.
+      expect((yield* db.placements).map((p) => p.service)).toEqual(["alpha"])
+      // The reconciler does not put the routes of a stopped service back.
+      expect((yield* (yield* EdgeReconciler).runOnce).repairs).toEqual([])
+      yield* checkConverged(state, "after stop")
+
+      const started = yield* lifecycle("alpha", "start")
+      expect(Either.isRight(started) && started.right.active).toBe(true)
+      expect(served(state)).toEqual(published)
+      expect((yield* edgeList).sort()).toEqual(published)
+      const route = state.edges.get("e2")!.get("alpha.b.example.com")!
+      expect([route.backendHostname, route.backendPort, route.workerNode]).toEqual(["10.0.0.1", 8443, "w1"])
+      expect((yield* db.edgeRoute("alpha.b.example.com")).pipe(Option.map((r) => r.route.certSerial)), "the record holds the edge's certificate").toEqual(Option.some(route.certSerial))
+      expect(yield* db.sagasIn("running")).toEqual([])
+      yield* checkConverged(state, "after start")
+      // Stop and start again: idempotent on the worker, and the same routes.
+      expect(Either.isRight(yield* lifecycle("alpha", "start"))).toBe(true)
+      expect(served(state)).toEqual(published)
+      yield* checkConverged(state, "after a second start")
+    }).pipe(Effect.provide(setup(state)), Logger.withMinimumLogLevel(LogLevel.None))
+  })
+
+  it.effect("a stop whose edge cannot be reached stops the service, says so, and the reconciler removes the route", () => {
+    const state = newFleet()
+    return Effect.gen(function* () {
+      yield* seedNodes
+      const db = yield* MasterDb
+      expect(Either.isRight((yield* deploy("alpha", rawDefinition("alpha", 1, 1))).exit)).toBe(true)
+      state.armed.set("edge.remove", 1)
+      const exit = yield* lifecycle("alpha", "stop")
+      expect(Either.isLeft(exit) && exit.left._tag).toBe("PeerFailed")
+      expect(Either.isLeft(exit) && exit.left.message).toContain("alpha is stopped on w1, but its edge route alpha.example.com on e1")
+      expect(Either.isLeft(exit) && exit.left.message).toContain("reconciler")
+      expect(running(state)).toEqual([])
+      // Recorded for removal: not listed as published, and the reconciler finishes it.
+      expect((yield* db.edgeRoutes).map((r) => `${r.route.hostname} ${r.state}`)).toEqual(["alpha.example.com removing"])
+      expect(yield* edgeList).toEqual([])
+      yield* checkAlways(state, "after a stop with its edge down")
+      const report = yield* (yield* EdgeReconciler).runOnce
+      expect(report.repairs).toEqual([{ hostname: "alpha.example.com", edgeNode: "e1", action: "removed" }])
+      expect(served(state)).toEqual([])
+      yield* checkConverged(state, "after the reconciler")
+    }).pipe(Effect.provide(setup(state)), Logger.withMinimumLogLevel(LogLevel.None))
+  })
+
+  it.effect("a start whose edge cannot be reached runs the service, says so, and the reconciler sets the route up", () => {
+    const state = newFleet()
+    return Effect.gen(function* () {
+      yield* seedNodes
+      expect(Either.isRight((yield* deploy("alpha", rawDefinition("alpha", 1, 1))).exit)).toBe(true)
+      expect(Either.isRight(yield* lifecycle("alpha", "stop"))).toBe(true)
+      state.armed.set("edge.setup", 1)
+      const exit = yield* lifecycle("alpha", "start")
+      expect(Either.isLeft(exit) && exit.left._tag).toBe("PeerFailed")
+      expect(Either.isLeft(exit) && exit.left.message).toContain("alpha is running on w1, but its edge route alpha.example.com on e1")
+      expect(runsAnywhere(state, "alpha")).toBe(true)
+      expect(yield* edgeList).toEqual(["alpha.example.com e1"])
+      yield* checkAlways(state, "after a start with its edge down")
+      const report = yield* (yield* EdgeReconciler).runOnce
+      expect(report.repairs).toEqual([{ hostname: "alpha.example.com", edgeNode: "e1", action: "set-up" }])
+      yield* checkConverged(state, "after the reconciler")
+    }).pipe(Effect.provide(setup(state)), Logger.withMinimumLogLevel(LogLevel.None))
+  })
+
+  it.effect("a stop or start its worker refuses changes nothing on the edges", () => {
+    const state = newFleet()
+    return Effect.gen(function* () {
+      yield* seedNodes
+      const db = yield* MasterDb
+      expect(Either.isRight((yield* deploy("alpha", rawDefinition("alpha", 1, 1))).exit)).toBe(true)
+      state.armed.set("worker.stop", 1)
+      const stop = yield* lifecycle("alpha", "stop")
+      expect(Either.isLeft(stop) && stop.left._tag).toBe("PeerFailed")
+      expect(served(state)).toEqual(["alpha.example.com e1"])
+      expect(yield* edgeList).toEqual(["alpha.example.com e1"])
+      expect(Either.isRight(yield* lifecycle("alpha", "stop"))).toBe(true)
+      state.armed.set("worker.start", 1)
+      expect(Either.isLeft(yield* lifecycle("alpha", "start"))).toBe(true)
+      expect(served(state)).toEqual([])
+      expect(yield* db.edgeRoutes).toEqual([])
+      expect(yield* db.sagasIn("running")).toEqual([])
+      yield* checkConverged(state, "after the refusals")
+      // A service the master has not placed: the typed error, nothing asked.
+      const unknown = yield* lifecycle("beta", "start")
+      expect(Either.isLeft(unknown) && unknown.left._tag).toBe("ServiceNotFound")
+    }).pipe(Effect.provide(setup(state)), Logger.withMinimumLogLevel(LogLevel.None))
+  })
+
+  it.effect("a master killed after asking the worker finishes the stop, then the start, at its next start", () => {
+    const state = newFleet()
+    // The master dies at the given fleet call of the operation, after the agent did the work.
+    const plan = { crash: undefined as Crash | undefined, calls: 0 }
+    const killedAt = (at: number, operation: "stop" | "start") =>
+      Effect.gen(function* () {
+        plan.crash = { at, after: true }
+        plan.calls = 0
+        const exit = yield* Effect.flatMap(Effect.fork(lifecycle("alpha", operation)), Fiber.await)
+        plan.crash = undefined
+        expect(Exit.isInterrupted(exit), `${operation}: the master was killed`).toBe(true)
+        const db = yield* MasterDb
+        expect((yield* db.sagasIn("running")).map((s) => s.kind)).toEqual([operation])
+        yield* (yield* CrossNodeSaga.CrossNodeSaga).recover
+        expect(yield* db.sagasIn("running")).toEqual([])
+        yield* checkAlways(state, `after the ${operation} was recovered`)
+        expect((yield* (yield* EdgeReconciler).runOnce).failures).toEqual([])
+        yield* checkConverged(state, `after the ${operation} was recovered and reconciled`)
+      })
+    return Effect.gen(function* () {
+      yield* seedNodes
+      expect(Either.isRight((yield* deploy("alpha", rawDefinition("alpha", 4, 1))).exit)).toBe(true)
+      // Stop: the worker's stop is call 0.
+      yield* killedAt(0, "stop")
+      expect(running(state)).toEqual([])
+      expect(served(state)).toEqual([])
+      // Start: the worker's proxy address is call 0, its start call 1.
+      yield* killedAt(1, "start")
+      expect(runsAnywhere(state, "alpha")).toBe(true)
+      expect(served(state)).toEqual(["alpha.b.example.com e2", "www-alpha.example.com e1"])
+    }).pipe(Effect.provide(setup(state, dyingFleet(state, plan))), Logger.withMinimumLogLevel(LogLevel.None))
+  })
 })

@@ -39,6 +39,8 @@ const recordingFleet = (fleet: Fleet): FleetCalls => {
     deploy: (worker, raw, dryRun) =>
       fleet.down.has(worker.name) ? Stream.fail(new Errors.PeerFailed({ peer: worker.name, operation: "deploy", reason: "unreachable", retryable: true })) : inner.deploy(worker, raw, dryRun),
     undeploy: (worker, service) => reach(worker.name, `undeploy ${worker.name} ${service}`, inner.undeploy(worker, service)),
+    stop: (worker, service) => reach(worker.name, `stop ${worker.name} ${service}`, inner.stop(worker, service)),
+    start: (worker, service) => reach(worker.name, `start ${worker.name} ${service}`, inner.start(worker, service)),
     proxyAddress: (worker) => reach(worker.name, undefined, inner.proxyAddress(worker)),
     setupEdgeRoute: (edge, request) => reach(edge.name, `setup ${edge.name} ${request.hostname}`, inner.setupEdgeRoute(edge, request)),
     removeEdgeRoute: (edge, hostname) => reach(edge.name, `remove ${edge.name} ${hostname}`, inner.removeEdgeRoute(edge, hostname)),

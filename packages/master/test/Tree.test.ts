@@ -35,6 +35,8 @@ const harness = Effect.gen(function* () {
   const fleet: FleetCalls = {
     deploy: () => { throw new Error("not used by this test: deploy") },
     undeploy: unused("undeploy"),
+    stop: unused("stop"),
+    start: unused("start"),
     proxyAddress: unused("proxyAddress"),
     setupEdgeRoute: unused("setupEdgeRoute"),
     removeEdgeRoute: unused("removeEdgeRoute"),

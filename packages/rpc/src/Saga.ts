@@ -95,10 +95,22 @@ export const compensate = <R>(
         failures.push(`${step}: ${describe(outcome.left)}`)
         yield* Effect.logWarning(`saga ${sagaId}: compensating ${step} failed: ${describe(outcome.left)}`)
       } else {
-        yield* journal.journal(sagaId, step, "compensated", null)
+        // Undone but not recorded (a full disk): the saga stays open and the next start undoes it
+        // again, which compensations allow. The other steps are still undone now.
+        const recorded = yield* Effect.either(journal.journal(sagaId, step, "compensated", null))
+        if (Either.isLeft(recorded)) {
+          failures.push(`${step}: undone, but the journal could not record it (${describe(recorded.left)})`)
+          yield* Effect.logWarning(`saga ${sagaId}: ${step} undone, but the journal could not record it: ${describe(recorded.left)}`)
+        }
       }
     }
-    if (failures.length === 0) yield* journal.endSaga(sagaId, "compensated")
+    if (failures.length === 0) {
+      const ended = yield* Effect.either(journal.endSaga(sagaId, "compensated"))
+      if (Either.isLeft(ended)) {
+        failures.push(`the journal could not record the end of the rollback (${describe(ended.left)})`)
+        yield* Effect.logWarning(`saga ${sagaId}: undone, but the journal could not record its end: ${describe(ended.left)}`)
+      }
+    }
     return failures
   })
 
@@ -108,8 +120,12 @@ class Halted<E> extends Data.TaggedError("SagaHalted")<{ readonly step: string; 
 /** The errors of the steps behind the `Halted` failures in `EB`. */
 type HaltedError<EB> = EB extends Halted<infer E> ? E : never
 
-/** Runs one step of a saga: journals it, reports it, and returns its result. */
-export type RunStep = <A, E, R>(step: Step<E, R, A>) => Effect.Effect<A, Halted<E> | SqlError, R>
+/**
+ * Runs one step of a saga: journals it, reports it, and returns its result. A journal that
+ * cannot be written (a full disk) halts the saga like a failed step: without "started" the step
+ * never runs; without "done" it ran, and is undone from its intent, as after a crash mid-step.
+ */
+export type RunStep = <A, E, R>(step: Step<E, R, A>) => Effect.Effect<A, Halted<E | SqlError>, R>
 
 /**
  * Runs `body`, which runs its steps through the `RunStep` it is given. When a step fails, the
@@ -124,14 +140,15 @@ export const sequence = <A, EB, R, RC>(
 ) => {
   const runStep: RunStep = (step) =>
     Effect.gen(function* () {
-      yield* journal.journal(sagaId, step.name, "started", step.intent())
+      const halt = (error: SqlError) => Effect.zipRight(onStep(step.name, "failed"), Effect.fail(new Halted({ step: step.name, error })))
+      yield* journal.journal(sagaId, step.name, "started", step.intent()).pipe(Effect.catchAll(halt))
       yield* onStep(step.name, "started")
       const outcome = yield* Effect.either(step.run)
       if (Either.isLeft(outcome)) {
         yield* onStep(step.name, "failed")
         return yield* new Halted({ step: step.name, error: outcome.left })
       }
-      yield* journal.journal(sagaId, step.name, "done", step.journal === undefined ? outcome.right ?? null : step.journal(outcome.right))
+      yield* journal.journal(sagaId, step.name, "done", step.journal === undefined ? outcome.right ?? null : step.journal(outcome.right)).pipe(Effect.catchAll(halt))
       yield* onStep(step.name, "done")
       return outcome.right
     })

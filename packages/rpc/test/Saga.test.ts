@@ -5,6 +5,7 @@
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { SqliteClient } from "@effect/sql-sqlite-node"
+import { SqlError } from "@effect/sql/SqlError"
 import { Effect, Layer, Logger, Schema } from "effect"
 import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -150,6 +151,77 @@ describe("Saga.compensate", () => {
           ["cert", "compensated", null],
           ["container", "compensated", null]
         ])
+        expect(yield* stateOf(registry, "s2")).toBe("compensated")
+      })
+    )
+  })
+})
+
+/** The registry's journal, whose writes fail (as on a full disk) once `full()` says so. */
+const fillable = (registry: Registry, full: (step: string, phase: string) => boolean): Saga.Journal => ({
+  sagaSteps: registry.sagaSteps,
+  endSaga: (id, state) => (full("", `end ${state}`) ? Effect.fail(new SqlError({ message: "database or disk is full" })) : registry.endSaga(id, state)),
+  journal: (id, step, phase, data) => (full(step, phase) ? Effect.fail(new SqlError({ message: "database or disk is full" })) : registry.journal(id, step, phase, data))
+})
+
+describe("a journal that cannot be written (a full disk)", () => {
+  it.live("a step whose end cannot be journaled halts the saga: it and the steps before it are undone, the later ones never run", () => {
+    const logs: Array<string> = []
+    return withRegistry(logs, (registry) =>
+      Effect.gen(function* () {
+        yield* registry.beginSaga("s1", "shop", "deploy")
+        const undone: Array<[string, unknown]> = []
+        const undo = (name: string): Saga.Compensator<never> => ({ result }) => Effect.sync(() => void undone.push([name, result]))
+        const ran: Array<string> = []
+        const runs = (name: string, result: unknown): Saga.Step<unknown, never> => ({ name, intent: () => ({ name }), run: Effect.sync(() => (ran.push(name), result)) })
+        const error = yield* stepFailed(Saga.run(
+          fillable(registry, (step, phase) => step === "container" && phase === "done"),
+          "s1",
+          [runs("cert", { serial: "01" }), runs("container", { id: "c-1" }), runs("proxy", { route: "shop" })],
+          { cert: undo("cert"), container: undo("container"), proxy: undo("proxy") }
+        ))
+        expect(error.step).toBe("container")
+        expect((error.error as { _tag: string })._tag).toBe("SqlError")
+        expect(ran).toEqual(["cert", "container"])
+        // The container ran but its result was never journaled: undone from its intent, as after a crash mid-step.
+        expect(undone).toEqual([["container", undefined], ["cert", { serial: "01" }]])
+        expect(error.compensationErrors).toEqual([])
+        expect(yield* stateOf(registry, "s1")).toBe("compensated")
+      })
+    )
+  })
+
+  it.live("a step whose start cannot be journaled never runs; compensations that cannot be recorded still undo every step and leave the saga open", () => {
+    const logs: Array<string> = []
+    return withRegistry(logs, (registry) =>
+      Effect.gen(function* () {
+        yield* registry.beginSaga("s2", "shop", "deploy")
+        const undone: Array<string> = []
+        const undo = (name: string): Saga.Compensator<never> => () => Effect.sync(() => void undone.push(name))
+        const ran: Array<string> = []
+        let diskFull = false
+        const runs = (name: string): Saga.Step<unknown, never> => ({ name, intent: () => ({ name }), run: Effect.sync(() => void ran.push(name)) })
+        const fills: Saga.Step<unknown, never> = { name: "fill", intent: () => ({}), run: Effect.sync(() => void (diskFull = true)) }
+        const error = yield* stepFailed(Saga.run(
+          fillable(registry, () => diskFull),
+          "s2",
+          [runs("cert"), runs("container"), fills, runs("proxy")],
+          { cert: undo("cert"), container: undo("container"), fill: undo("fill"), proxy: undo("proxy") }
+        ))
+        // "fill" ran (its start was written), then nothing could be written any more.
+        expect(error.step).toBe("fill")
+        expect(ran).toEqual(["cert", "container"])
+        expect(undone).toEqual(["fill", "container", "cert"])
+        expect(error.compensationErrors).toEqual([
+          "fill: undone, but the journal could not record it (database or disk is full)",
+          "container: undone, but the journal could not record it (database or disk is full)",
+          "cert: undone, but the journal could not record it (database or disk is full)"
+        ])
+        // Open: the next start undoes it again (compensations are idempotent), and records it then.
+        expect(yield* stateOf(registry, "s2")).toBe("running")
+        expect(logs.filter((l) => l.includes("undone, but the journal could not record it"))).toHaveLength(3)
+        diskFull = false
+        expect(yield* Saga.compensate(registry, "s2", { cert: undo("cert"), container: undo("container"), fill: undo("fill"), proxy: undo("proxy") })).toEqual([])
         expect(yield* stateOf(registry, "s2")).toBe("compensated")
       })
     )

@@ -66,17 +66,23 @@ const componentCheck = (service: string, definition: ServiceRow["definition"], c
   )
 }
 
-/** Runs every check of a stage once; returns the results. */
+/**
+ * Runs every check of a stage once; returns the results, and the stage's services that are not
+ * in the registry (each reported as a failed "registered" check: it gates the stage, but
+ * supervision has nothing of it to restart).
+ */
 export const checkStage = (stage: Stage) =>
   Effect.gen(function* () {
     const results: Array<CheckResult> = []
+    const notDeployed: Array<string> = []
     for (const service of stage.services) {
       const { missing, checks } = yield* checksFor(stage, service)
       if (missing) {
+        notDeployed.push(service)
         results.push({ service, check: "registered", ok: false, detail: `service ${service} is not deployed on this node`, at: now() })
         continue
       }
       for (const c of checks) results.push(yield* c)
     }
-    return results
+    return { results, notDeployed } as const
   })

@@ -1,13 +1,14 @@
 /**
  * One boot sequence: the configured stages plus an implicit last one for the services in
- * none, gated in order, then supervised for as long as the agent runs.
+ * none, gated in order, then supervised for as long as the agent runs (over the registry's
+ * services as they are at each check, not as they were at the start).
  */
 import { Failures } from "@mcp/rpc"
-import { Duration, Effect, Either } from "effect"
+import { Effect, Either } from "effect"
 import { ContainerRuntime } from "../engine/ContainerRuntime.js"
-import { Registry, type ServiceRow, UnreadableDefinition } from "../registry/Registry.js"
-import { type BootSettings, event, registryFatal, type Stage } from "./Model.js"
-import { gateFrom } from "./Stages.js"
+import { Registry, UnreadableDefinition } from "../registry/Registry.js"
+import { type BootSettings, event, registryFatal } from "./Model.js"
+import { gateFrom, withUnstaged } from "./Stages.js"
 import { reset } from "./Status.js"
 import { supervise } from "./Supervision.js"
 
@@ -21,7 +22,7 @@ export const run = (boot: BootSettings) =>
     yield* reset(stages)
     yield* noticeEngineReset
     yield* gateFrom(stages, 0)
-    yield* supervise(stages, boot)
+    yield* supervise(boot)
   })
 
 /** Reported once per sequence here, not by the checks that fall back for it (they run every interval). */
@@ -30,16 +31,6 @@ const reportUnreadable = (service: string, definition: UnreadableDefinition) =>
     Failures.reported("reading a stored definition", `${service}: ${definition.reason}`),
     event(`the stored definition of ${service} cannot be read (${definition.reason}); its components are gated on running until it is redeployed`, service)
   )
-
-/** Services in no stage come up last, as an implicit final stage. */
-const withUnstaged = (stages: ReadonlyArray<Stage>, rows: ReadonlyArray<ServiceRow>): ReadonlyArray<Stage> => {
-  const staged = new Set(stages.flatMap((s) => s.services))
-  const rest = rows.map((s) => s.name).filter((s) => !staged.has(s))
-  return [
-    ...stages,
-    ...(rest.length > 0 ? [{ name: "unstaged", services: rest, timeout: Duration.minutes(5), onFailure: "continue" as const, checks: [] }] : [])
-  ]
-}
 
 /** Said only when every container is gone: a few missing ones are drift the stages repair without remark. */
 const noticeEngineReset = Effect.gen(function* () {

@@ -7,7 +7,7 @@
 import { Duration, Effect, Either, Option, Schedule } from "effect"
 import { Lifecycle } from "../lifecycle/Lifecycle.js"
 import { ServiceActors } from "../lifecycle/ServiceActors.js"
-import { Registry } from "../registry/Registry.js"
+import { Registry, type ServiceRow } from "../registry/Registry.js"
 import { checkStage } from "./Checks.js"
 import { describe, event, now, registryFatal, type Stage, summarize } from "./Model.js"
 import { stageState, update } from "./Status.js"
@@ -29,7 +29,7 @@ const startServices = (services: ReadonlyArray<string>) =>
 /** Re-runs the stage's checks until all pass or the stage's timeout; the status shows each round. */
 const awaitChecks = (stage: Stage) =>
   Effect.gen(function* () {
-    const results = yield* checkStage(stage)
+    const { results } = yield* checkStage(stage)
     yield* update(stage.name, (s) => ({ ...s, checks: results }))
     if (results.some((r) => !r.ok)) return yield* Effect.fail(summarize(results))
   }).pipe(
@@ -58,6 +58,20 @@ const gateStage = (stage: Stage) =>
     yield* event(`stage ${stage.name} failed: ${why}`)
     return false
   })
+
+/** Services in no stage come up last, as an implicit final stage. */
+export const withUnstaged = (stages: ReadonlyArray<Stage>, rows: ReadonlyArray<ServiceRow>): ReadonlyArray<Stage> => {
+  const staged = new Set(stages.flatMap((s) => s.services))
+  const rest = rows.map((s) => s.name).filter((s) => !staged.has(s))
+  return [
+    ...stages,
+    ...(rest.length > 0 ? [{ name: "unstaged", services: rest, timeout: Duration.minutes(5), onFailure: "continue" as const, checks: [] }] : [])
+  ]
+}
+
+/** The configured stages and the implicit last one, over the services the registry has now. */
+export const currentStages = (configured: ReadonlyArray<Stage>) =>
+  Effect.map(registryFatal(Effect.flatMap(Registry, (registry) => registry.services)), (rows) => withUnstaged(configured, rows))
 
 /** Gates stages from `from` on, in order; a stage that fails and must be waited for is retried with backoff. */
 export const gateFrom = (stages: ReadonlyArray<Stage>, from: number) =>

@@ -10,10 +10,27 @@ import type { Stage, StageState } from "./Model.js"
 export type BootStates = Ref.Ref<ReadonlyArray<StageState>>
 export const BootStates = Context.GenericTag<BootStates>("@mcp/agent/boot/BootStates")
 
+const waiting = (s: Stage): StageState => ({ name: s.name, state: "waiting", services: [...s.services], checks: [], attempts: 0 })
+
 /** Every stage waiting, none tried: the status at the start of a sequence. */
-export const reset = (stages: ReadonlyArray<Stage>) =>
+export const reset = (stages: ReadonlyArray<Stage>) => Effect.flatMap(BootStates, (states) => Ref.set(states, stages.map(waiting)))
+
+/**
+ * The status made to follow the stages as they are now (the implicit last stage changes as
+ * services are deployed and undeployed): each stage keeps its state and lists its current
+ * services, a stage new to it is added waiting, one no longer there is dropped. Returns the
+ * names of the stages added.
+ */
+export const follow = (stages: ReadonlyArray<Stage>) =>
   Effect.flatMap(BootStates, (states) =>
-    Ref.set(states, stages.map((s): StageState => ({ name: s.name, state: "waiting", services: [...s.services], checks: [], attempts: 0 }))))
+    Ref.modify(states, (all): [ReadonlyArray<string>, ReadonlyArray<StageState>] => {
+      const known = new Map(all.map((s) => [s.name, s]))
+      const next = stages.map((s) => {
+        const state = known.get(s.name)
+        return state === undefined ? waiting(s) : { ...state, services: [...s.services] }
+      })
+      return [stages.filter((s) => !known.has(s.name)).map((s) => s.name), next]
+    }))
 
 export const update = (name: string, f: (s: StageState) => StageState) =>
   Effect.flatMap(BootStates, (states) => Ref.update(states, (all) => all.map((s) => (s.name === name ? f(s) : s))))

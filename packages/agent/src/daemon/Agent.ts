@@ -57,7 +57,8 @@ export const layerCore = <E, R>(config: AgentConfig, runtime: Layer.Layer<Contai
     internalZone: config.internal_zone,
     bindAddress: config.ports.bind,
     imageRegistry: config.image_registry,
-    stopTimeoutSeconds: config.stop_timeout_seconds
+    stopTimeoutSeconds: config.stop_timeout_seconds,
+    dataDir: config.data_dir
   })
   const ports = PortAllocator.layer({ min: config.ports.min, max: config.ports.max })
   // The deploy policy: the strict defaults until a master pushes its own at registration.
@@ -308,6 +309,16 @@ export type RenewableCertificate =
   | { readonly kind: "service"; readonly service: string; readonly hostname: string; readonly notAfter: string }
   | { readonly kind: "edge"; readonly hostname: string; readonly notAfter: string }
 
+/** What the renewal fiber lists each round: the registry's service route certificates, then the edge routes'. */
+export const renewableCertificates = <E1, E2>(
+  services: Effect.Effect<ReadonlyArray<{ readonly service: string; readonly hostname: string; readonly notAfter: string }>, E1>,
+  edges: Effect.Effect<ReadonlyArray<{ readonly hostname: string; readonly notAfter: string }>, E2>
+): Effect.Effect<ReadonlyArray<RenewableCertificate>, E1 | E2> =>
+  Effect.zipWith(services, edges, (services, edges): ReadonlyArray<RenewableCertificate> => [
+    ...services.map((c) => ({ kind: "service" as const, service: c.service, hostname: c.hostname, notAfter: c.notAfter })),
+    ...edges.map((c) => ({ kind: "edge" as const, hostname: c.hostname, notAfter: c.notAfter }))
+  ])
+
 /**
  * Renews route certificates before they expire (30 days before, checked twice a day). A service
  * route's renewal runs in its service's actor so it never races a deploy of that service; an
@@ -323,10 +334,7 @@ export const layerCertRenewal = Layer.scopedDiscard(
     yield* Effect.forkScoped(
       CertRenewer.runRenewer({
         every: "12 hours",
-        list: Effect.zipWith(registry.certificates, edge.certificates, (services, edges): ReadonlyArray<RenewableCertificate> => [
-          ...services.map((c) => ({ kind: "service" as const, service: c.service, hostname: c.hostname, notAfter: c.notAfter })),
-          ...edges.map((c) => ({ kind: "edge" as const, hostname: c.hostname, notAfter: c.notAfter }))
-        ]),
+        list: renewableCertificates(registry.certificates, edge.certificates),
         renew: (cert: RenewableCertificate): Effect.Effect<void, unknown> =>
           cert.kind === "edge"
             ? edge.renewCertificate(cert.hostname)

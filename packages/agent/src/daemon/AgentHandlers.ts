@@ -82,7 +82,6 @@ export const handlers = (identity: AgentIdentity) =>
       const notOnEdge = (service: string, step: string): Effect.Effect<void, Errors.DeployFailed> =>
         identity.role === "edge" ? Effect.fail(edgeStartRefused(service, step)) : Effect.void
       const node: DeployGuard.NodeFacts = { bindAddress: settings.bindAddress, forbidden: [identity.dataDir, ...(identity.engineSockets ?? [])] }
-      const registryDown = (e: { readonly message: string }) => peer("registry", "read")(e)
       // The monitor's findings become warnings; an agent assembled without one shows none.
       const monitor = yield* Effect.serviceOption(Monitor)
       const withWarnings = (s: Status.ServiceStatus): Effect.Effect<Status.ServiceStatus> =>
@@ -168,8 +167,7 @@ export const handlers = (identity: AgentIdentity) =>
                 Effect.flatMap(Option.match({
                   onNone: () => Effect.void,
                   onSome: (status) => Effect.asVoid(events.offer(new Deploy.DeployDone({ status })))
-                })),
-                Effect.catchTag("SqlError", (e) => Effect.fail(registryDown(e)))
+                }))
               )
               yield* actors.submit(definition.name, job).pipe(Effect.exit, Effect.flatMap((exit) => events.done(exit)), Effect.forkScoped)
               return Mailbox.toStream(events)

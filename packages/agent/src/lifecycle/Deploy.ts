@@ -13,7 +13,8 @@ import { ContainerRuntime, LABEL_DEPLOY, LABEL_NODE, LABEL_SERVICE } from "../en
 import { NodeSettings } from "../NodeSettings.js"
 import { ProxyRoutes } from "../proxy/ProxyRoutes.js"
 import { Registry } from "../registry/Registry.js"
-import { compensateDeploy, compensators } from "./Compensation.js"
+import * as CertRevocation from "./CertRevocation.js"
+import { compensators, describeLeftovers, finishOpenRollbacks, releaseSagaPorts, rollBack } from "./Compensation.js"
 import { backendHost, explicitPorts, plan, portRequests, type ServicePlan } from "./ContainerPlan.js"
 import { recordedDns, recordedRoutes, routeSnapshot } from "./Converge.js"
 import { portKey } from "./PortAllocator.js"
@@ -21,7 +22,7 @@ import { Saga } from "@mcp/rpc"
 import * as ServiceEvents from "./ServiceEvents.js"
 import { finishOpenUndeploy } from "./ServiceOperations.js"
 import { status } from "./Status.js"
-import { describe, isRetryable } from "./StepErrors.js"
+import { describe, explain, isRetryable } from "./StepErrors.js"
 import * as Certs from "./steps/Certs.js"
 import * as Containers from "./steps/Containers.js"
 import * as Dns from "./steps/Dns.js"
@@ -86,7 +87,7 @@ const claimedByOthers = (def: ServiceDefinition.ServiceDefinition) =>
       if (holder !== undefined) problems.push(`${r.hostname} on listener ${r.listener} is routed to service ${holder.service}`)
     }
     for (const hostname of preview.certHostnames) {
-      // A certificate its service no longer routes is a leftover (redeploys do not revoke yet):
+      // A certificate its service no longer routes is a leftover (of an agent before redeploys revoked them):
       // the deploy takes it over rather than being refused.
       const holder = certificates.find((c) => c.hostname === hostname && c.service !== def.name &&
         routes.some((r) => r.service === c.service && r.hostname === hostname))
@@ -109,6 +110,8 @@ export const deploy = (def: ServiceDefinition.ServiceDefinition, options: { read
     const registry = yield* Registry
     const settings = yield* NodeSettings
     const proxy = yield* ProxyRoutes
+    // An earlier deploy whose rollback failed may still hold containers and their host ports.
+    yield* finishOpenRollbacks(def.name)
     yield* finishOpenUndeploy(def.name).pipe(Effect.mapError((e) => new Errors.DeployFailed({
       service: def.name, step: "undeploy", retryable: isRetryable(e),
       reason: `an earlier undeploy of ${def.name} is unfinished and could not be finished now: ${describe(e)}`
@@ -152,10 +155,13 @@ export const deploy = (def: ServiceDefinition.ServiceDefinition, options: { read
     )
     if (Either.isLeft(outcome)) {
       const failure = outcome.left
-      yield* registry.releaseSagaPorts(sagaId)
-      const reason = describe(failure.error) + (failure.compensationErrors.length > 0 ? `; rollback incomplete (${failure.compensationErrors.join("; ")}), it is retried at the next agent start` : "")
+      // A registry failure stops the saga before or during its compensation: it was not complete.
+      const leftovers = yield* releaseSagaPorts(sagaId, failure.step !== "registry" && failure.compensationErrors.length === 0)
+      const reason = explain(failure.error, settings.dataDir) + rollbackNote(failure.compensationErrors, leftovers)
       yield* ServiceEvents.record("deploy", def.name, `deploy failed at ${failure.step}: ${reason}`)
-      return yield* Effect.fail(new Errors.DeployFailed({ service: def.name, step: failure.step, reason, retryable: isRetryable(failure.error) }))
+      return yield* Effect.fail(new Errors.DeployFailed({
+        service: def.name, step: failure.step, reason, retryable: isRetryable(failure.error), ...(leftovers.length > 0 ? { leftovers } : {})
+      }))
     }
 
     // Commit: the registry and the saga's end in one transaction, so a crash sees both or neither.
@@ -171,23 +177,41 @@ export const deploy = (def: ServiceDefinition.ServiceDefinition, options: { read
           dns: p.dnsNames.map((name) => ({ name, service: def.name, address: settings.nodeAddress })),
           ports: [...ports.routePorts, ...ports.explicit]
         })
+        // Certificates the new version no longer serves are forgotten now, revoked after the commit.
+        const revoking = yield* CertRevocation.recordUnserved(def.name, certs.served)
         // The service owns what it serves, a leftover of another service's it reused included.
         for (const c of certs.served.values()) yield* registry.putCertificate({ ...c, service: def.name })
         yield* registry.endSaga(sagaId, "committed")
+        return revoking
       })
     )
     const commit = yield* Effect.either(committed)
     if (Either.isLeft(commit)) {
-      const compensationErrors = yield* compensateDeploy(sagaId)
-      const reason = `the registry refused to record the deploy (${describe(commit.left)})` + (compensationErrors.length > 0 ? `; rollback incomplete (${compensationErrors.join("; ")}), it is retried at the next agent start` : "")
+      const { failures, leftovers } = yield* rollBack(sagaId)
+      const reason = `the registry refused to record the deploy (${explain(commit.left, settings.dataDir)})` + rollbackNote(failures, leftovers)
       yield* ServiceEvents.record("deploy", def.name, `deploy failed at commit: ${reason}`)
-      return yield* Effect.fail(new Errors.DeployFailed({ service: def.name, step: "commit", reason, retryable: isRetryable(commit.left) }))
+      return yield* Effect.fail(new Errors.DeployFailed({
+        service: def.name, step: "commit", reason, retryable: isRetryable(commit.left), ...(leftovers.length > 0 ? { leftovers } : {})
+      }))
     }
     yield* ServiceEvents.record("deploy", def.name, `deployed ${p.components.map((c) => `${c.name} (${Image.imageVersion(c.image)})`).join(", ")}`)
+    yield* CertRevocation.finishAfterCommit(def.name, commit.right)
     yield* cleanupAfterCommit(def.name)
     // The service was just committed: not finding it now is a bug, not a user error.
     return Option.some(yield* Effect.catchTag(status(def.name), "ServiceNotFound", Effect.die))
-  }).pipe(Effect.withSpan("Lifecycle.deploy"))
+  }).pipe(
+    // The registry failing outside the saga (its start cannot be journaled: a full disk): nothing
+    // ran, or what ran is undone at the next start from the journal; the user is told which disk.
+    Effect.catchTag("SqlError", (e) =>
+      Effect.flatMap(NodeSettings, (settings) =>
+        Effect.fail(new Errors.DeployFailed({ service: def.name, step: "registry", reason: explain(e, settings.dataDir), retryable: true })))),
+    Effect.withSpan("Lifecycle.deploy")
+  )
+
+/** What a failed deploy's reason adds about its rollback: the compensations that failed, the containers left and the ports they keep. */
+const rollbackNote = (compensationErrors: ReadonlyArray<string>, leftovers: ReadonlyArray<Errors.DeployLeftover>) =>
+  (compensationErrors.length > 0 ? `; rollback incomplete (${compensationErrors.join("; ")}), it is retried at the next agent start` : "") +
+  (leftovers.length > 0 ? `; the engine could not remove ${describeLeftovers(leftovers)}: those host ports stay reserved until the next deploy or undeploy of the service, or the next agent start, removes them` : "")
 
 /** After a commit: remove containers of earlier deploys. */
 const cleanupAfterCommit = (service: string) =>

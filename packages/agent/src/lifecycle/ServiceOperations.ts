@@ -11,6 +11,7 @@ import { CertIssuer } from "../certs/CertIssuer.js"
 import { ContainerRuntime, LABEL_NODE, LABEL_SERVICE } from "../engine/ContainerRuntime.js"
 import { NodeSettings } from "../NodeSettings.js"
 import { Registry, type SagaKind } from "../registry/Registry.js"
+import { finishOpenRollbacks } from "./Compensation.js"
 import { bringUp, takeDown } from "./Converge.js"
 import * as ServiceEvents from "./ServiceEvents.js"
 import { status } from "./Status.js"
@@ -91,6 +92,9 @@ const operate = <E extends PeerError, R>(
   Effect.gen(function* () {
     const registry = yield* Registry
     yield* finishOpenUndeploy(service)
+    // A failed deploy whose rollback could not remove its containers may have left them on the
+    // host ports the service's own containers publish: they go before those start again.
+    if (kind === "start") yield* finishOpenRollbacks(service)
     yield* requireService(service)
     yield* journaledAs(service, kind, registry.setActive(service, kind === "start"), work)
     yield* ServiceEvents.record("deploy", service, done[operation])
@@ -119,6 +123,8 @@ export const restart = (service: string) =>
 
 export const undeploy = (service: string) =>
   Effect.gen(function* () {
+    // A deploy whose rollback failed may have left containers holding host ports: they go first.
+    yield* finishOpenRollbacks(service)
     // Undeploying again after a failed undeploy finishes that one.
     if (!(yield* finishOpenUndeploy(service))) {
       yield* requireService(service)

@@ -1,12 +1,15 @@
 /**
- * At agent start, closing what a previous run left open: deploy sagas are compensated, journaled
- * stop/start/undeploy operations are finished (they are idempotent), then containers that belong
- * to no committed deploy are removed and ports of ended sagas released.
+ * At agent start, closing what a previous run left open: deploy sagas, then certificate renewal
+ * sagas, are compensated; journaled stop/start/undeploy operations and certificate revokes are
+ * finished (they are idempotent); then containers that belong to no committed deploy are removed
+ * and ports of ended sagas released.
  */
 import { Effect, Either, Option } from "effect"
 import { ContainerRuntime, LABEL_DEPLOY, LABEL_NODE, LABEL_SERVICE } from "../engine/ContainerRuntime.js"
 import { NodeSettings } from "../NodeSettings.js"
-import { Registry } from "../registry/Registry.js"
+import { Registry, type SagaKind } from "../registry/Registry.js"
+import { compensateRenewal } from "./CertificateRenewal.js"
+import * as CertRevocation from "./CertRevocation.js"
 import { compensateDeploy } from "./Compensation.js"
 import { bringUp, takeDown } from "./Converge.js"
 import * as ServiceEvents from "./ServiceEvents.js"
@@ -17,10 +20,17 @@ export const resumeOpenWork = Effect.gen(function* () {
   const registry = yield* Registry
   // Deploys are compensated first: until then their containers may hold the host ports a
   // stop/start/undeploy finished below needs (an in-place redeploy reuses the old ports).
+  // Renewals next, so that the operations finished after them find the proxy as recorded.
   const open = yield* registry.sagasIn("running")
-  for (const saga of [...open.filter((s) => s.kind === "deploy"), ...open.filter((s) => s.kind !== "deploy")]) {
+  const rank = (kind: string) => (kind === "deploy" ? 0 : kind === "renew" ? 1 : 2)
+  const failed = (failures: ReadonlyArray<string>) => (failures.length > 0 ? Effect.fail(failures.join("; ")) : Effect.void)
+  for (const saga of [...open].sort((a, b) => rank(a.kind) - rank(b.kind))) {
     const close: Effect.Effect<void, unknown, Effect.Effect.Context<ReturnType<typeof undeployBody>>> = saga.kind === "deploy"
-      ? Effect.flatMap(compensateDeploy(saga.id), (failures) => (failures.length > 0 ? Effect.fail(failures.join("; ")) : Effect.void))
+      ? Effect.flatMap(compensateDeploy(saga.id), failed)
+      : saga.kind === "renew"
+      ? Effect.flatMap(compensateRenewal(saga.id), failed)
+      : saga.kind === "revoke"
+      ? CertRevocation.finish(saga.id)
       : Effect.gen(function* () {
           const row = yield* registry.service(saga.service)
           const exists = Option.isSome(row)
@@ -32,11 +42,20 @@ export const resumeOpenWork = Effect.gen(function* () {
         })
     const outcome = yield* Effect.either(close)
     yield* ServiceEvents.record("recover", saga.service, Either.isLeft(outcome)
-      ? `could not close the interrupted ${saga.kind} (${describe(outcome.left)}); retried at next start`
-      : saga.kind === "deploy" ? "rolled back an interrupted deploy" : `finished an interrupted ${saga.kind}`)
+      ? `could not close the interrupted ${saga.kind === "renew" ? "certificate renewal" : saga.kind === "revoke" ? "certificate revoke" : saga.kind} (${describe(outcome.left)}); retried at next start`
+      : closed[saga.kind])
   }
   yield* sweepOrphans
 })
+
+const closed: Record<SagaKind, string> = {
+  deploy: "rolled back an interrupted deploy",
+  renew: "rolled back an interrupted certificate renewal",
+  revoke: "deleted the certificates an interrupted deploy or renewal no longer serves",
+  stop: "finished an interrupted stop",
+  start: "finished an interrupted start",
+  undeploy: "finished an interrupted undeploy"
+}
 
 const sweepOrphans = Effect.gen(function* () {
   const registry = yield* Registry

@@ -4,6 +4,7 @@
  * by the error's type: a new error type in a step does not compile until it is placed here.
  */
 import type { SqlError } from "@effect/sql/SqlError"
+import * as DiskSpace from "@mcp/rpc/DiskSpace"
 import type { Errors } from "@mcp/domain"
 import type { CertError } from "../certs/CertIssuer.js"
 import type { DnsError } from "../dns/DnsRecords.js"
@@ -21,6 +22,14 @@ export type StepError = PeerError | Unhealthy | PortsExhausted | Errors.DeployFa
 /** The failure's own message. */
 export const describe = (e: unknown): string =>
   e instanceof Error ? e.message : typeof e === "object" && e !== null && "message" in e ? String(e.message) : String(e)
+
+/**
+ * The failure as the user is told it: a full disk names the directory (the file it failed on,
+ * else the agent's data directory) and its free space, rather than SQLite's "Failed to execute
+ * statement"; any other failure its own message.
+ */
+export const explain = (e: unknown, dataDir: string): string =>
+  DiskSpace.isDiskFull(e) ? DiskSpace.diskFullReason(e, dataDir, e !== null && typeof e === "object" && (e as { _tag?: unknown })._tag === "SqlError" ? "the agent's registry" : "a file") : describe(e)
 
 /**
  * Whether trying the same thing again may succeed: a peer that failed may answer next time; a

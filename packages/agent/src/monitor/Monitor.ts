@@ -219,7 +219,11 @@ export const make = (config: MonitorConfig) =>
         }
       })
 
-    const registryState = Effect.all({ services: registry.services, sagas: registry.sagasIn("running") })
+    // A renewal or a certificate revoke left open touches no container: it does not hold the monitor off.
+    const registryState = Effect.all({
+      services: registry.services,
+      sagas: Effect.map(registry.sagasIn("running"), (open) => open.filter((s) => s.kind !== "renew" && s.kind !== "revoke"))
+    })
 
     /** Restarts the component if, inside its service's actor, it is still recorded, active and down. */
     const relaunchIfStillDown = (row: ComponentRow) =>

@@ -99,8 +99,12 @@ const migrations = {
 export const layerSqlite = (filename: string, upTo?: number) =>
   SqliteFile.layer({ filename, migrations, synchronous: "NORMAL", ...(upTo === undefined ? {} : { upTo }) })
 
-/** A deploy is a saga with steps; stop, start and undeploy are journaled as one entry each. */
-export const SagaKind = Schema.Literal("deploy", "stop", "start", "undeploy")
+/**
+ * A deploy and a certificate renewal ("renew") are sagas with steps, compensated when cut short;
+ * stop, start, undeploy and the revoking of certificates the registry no longer records
+ * ("revoke") are journaled as one entry each and finished when cut short.
+ */
+export const SagaKind = Schema.Literal("deploy", "stop", "start", "undeploy", "renew", "revoke")
 export type SagaKind = typeof SagaKind.Type
 
 export class Registry extends Effect.Service<Registry>()("@mcp/agent/Registry", {

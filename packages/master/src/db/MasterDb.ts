@@ -108,8 +108,8 @@ const Placement = Schema.Struct({ service: Schema.String, node: Schema.String })
  */
 const DefinitionRow = Schema.Struct({ definition: SqlRows.JsonText(Schema.Unknown) })
 
-/** The master journals its cross-node deploys and undeploys (services/CrossNodeSaga.ts). */
-export const SagaKind = Schema.Literal("deploy", "undeploy")
+/** The master journals its cross-node deploys, undeploys, stops and starts (services/CrossNodeSaga.ts). */
+export const SagaKind = Schema.Literal("deploy", "undeploy", "stop", "start")
 export type SagaKind = typeof SagaKind.Type
 
 const EdgeRouteState = Schema.Literal("active", "removing")

@@ -3,7 +3,7 @@
  * through AgentClients (each node's addresses in order); tests of the cross-node saga put an
  * in-memory fleet with injected faults behind the same interface.
  */
-import type { Deploy, Names, Node, Routes } from "@mcp/domain"
+import type { Deploy, Names, Node, Routes, Status } from "@mcp/domain"
 import { Errors } from "@mcp/domain"
 import * as Daemon from "@mcp/rpc/Daemon"
 import type * as Principal from "@mcp/rpc/Principal"
@@ -30,12 +30,17 @@ export interface EdgeRouteRequest {
   readonly backendPort: number
 }
 
+export type LifecycleCallError = Errors.ServiceNotFound | Errors.DeployFailed | Errors.PeerFailed | Errors.NodeUnreachable
+
 export type DeployCallError = Errors.InvalidDefinition | Errors.PolicyViolation | Errors.DeployFailed | Errors.PeerFailed | Errors.PlacementFailed | Errors.NodeUnreachable
 
 export interface FleetCalls {
   /** `onBehalfOf`: the role of the operator whose deploy this is, for the agent's policy check. */
   readonly deploy: (worker: Node.NodeInfo, definition: unknown, dryRun: boolean, onBehalfOf?: Role) => Stream.Stream<Deploy.DeployEvent, DeployCallError>
   readonly undeploy: (worker: Node.NodeInfo, service: string) => Effect.Effect<void, Errors.ServiceNotFound | Errors.DeployFailed | Errors.PeerFailed | Errors.NodeUnreachable>
+  /** The worker's own stop and start (journaled and rolled forward on the agent). */
+  readonly stop: (worker: Node.NodeInfo, service: string) => Effect.Effect<Status.ServiceStatus, LifecycleCallError>
+  readonly start: (worker: Node.NodeInfo, service: string) => Effect.Effect<Status.ServiceStatus, LifecycleCallError>
   /** The IP the worker's proxy is reached at: what edge routes forward to. */
   readonly proxyAddress: (worker: Node.NodeInfo) => Effect.Effect<string, Errors.PeerFailed | Errors.NodeUnreachable>
   readonly setupEdgeRoute: (edge: Node.NodeInfo, request: EdgeRouteRequest) => Effect.Effect<Routes.EdgeRoute, Errors.PeerFailed | Errors.InvalidRequest | Errors.NodeUnreachable>
@@ -57,6 +62,10 @@ export const layerAgents = Layer.effect(
       ),
     undeploy: (worker, service) =>
       Effect.mapError(agents.call(worker.name, worker.addresses, (a) => a.Undeploy({ service: service as Names.ServiceName })), asPeerFailure(worker.name, `undeploy ${service}`)),
+    stop: (worker, service) =>
+      Effect.mapError(agents.call(worker.name, worker.addresses, (a) => a.Stop({ service: service as Names.ServiceName })), asPeerFailure(worker.name, `stop ${service}`)),
+    start: (worker, service) =>
+      Effect.mapError(agents.call(worker.name, worker.addresses, (a) => a.Start({ service: service as Names.ServiceName })), asPeerFailure(worker.name, `start ${service}`)),
     proxyAddress: (worker) =>
       agents.call(worker.name, worker.addresses, (a) => a.NodeInfo()).pipe(
         Effect.mapError(asPeerFailure(worker.name, "report its node address")),

@@ -1,6 +1,7 @@
 /**
  * Deploy and undeploy of one service across nodes: the worker's deploy, then one edge route per
- * public hostname on an edge node, then the master's record. Both run as sagas journaled in the
+ * public hostname on an edge node, then the master's record. Stop and start carry the edge
+ * routes with them: the worker first, then the record, then the edges (StopStartSaga). Both run as sagas journaled in the
  * master's database, with the runner and journal the agent's deploy uses (@mcp/rpc Saga.ts): a
  * failure at any step undoes the earlier ones on every node, and a master killed mid-way finishes
  * or undoes what it was doing when it starts again (`recover`). What cannot be undone right away
@@ -12,7 +13,7 @@
  *
  * This module is the service the daemon and the tests hold; the sagas are in `crossnode/`: the
  * journaled steps (Steps), what they change on nodes (NodeChanges), the commit (Commit), each
- * saga (DeploySaga, UndeploySaga) and the start-up recovery (Recovery).
+ * saga (DeploySaga, UndeploySaga, StopStartSaga) and the start-up recovery (Recovery).
  */
 import type { Node } from "@mcp/domain"
 import { Context, Effect, Layer } from "effect"
@@ -22,10 +23,11 @@ import type { MasterDb } from "../db/MasterDb.js"
 import { deploy } from "./crossnode/DeploySaga.js"
 import type { DeployRequest, EdgeSettings as EdgeSettingsTag, Emit } from "./crossnode/Model.js"
 import { recover } from "./crossnode/Recovery.js"
+import { start, stop } from "./crossnode/StopStartSaga.js"
 import { undeploy } from "./crossnode/UndeploySaga.js"
 import type { ServiceCoordinators } from "./ServiceCoordinators.js"
 
-export { type DeployError, type DeployRequest, EdgeSettings, type UndeployError } from "./crossnode/Model.js"
+export { type DeployError, type DeployRequest, EdgeSettings, type LifecycleError, type UndeployError } from "./crossnode/Model.js"
 
 /** What the sagas run against. */
 type Ports = MasterDb | FleetCalls | EdgeSettingsTag | EdgeResolver.DnsLookup | ServiceCoordinators
@@ -35,6 +37,10 @@ export const make = Effect.gen(function* () {
   return {
     deploy: (request: DeployRequest, emit: Emit) => Effect.provide(deploy(request, emit), context),
     undeploy: (service: string, worker: Node.NodeInfo) => Effect.provide(undeploy(service, worker), context),
+    /** The worker stops the service, then its public edge routes go. */
+    stop: (service: string, worker: Node.NodeInfo) => Effect.provide(stop(service, worker), context),
+    /** The worker starts the service, then its public edge routes are set up again. */
+    start: (service: string, worker: Node.NodeInfo) => Effect.provide(start(service, worker), context),
     /** Finishes or undoes every saga a previous run of the master left open; returns how many there were. */
     recover: Effect.provide(recover, context)
   } as const

@@ -1,6 +1,7 @@
 /**
  * The CLI's commands that change a service: deploy (placement, then the cross-node saga),
- * undeploy, the lifecycle commands its agent carries out, and sync of stored definitions.
+ * undeploy, stop and start (cross-node: they carry the edge routes), restart (its agent's), and
+ * sync of stored definitions.
  * Commands for one service go through that service's actor, so they never race across nodes.
  */
 import { Deploy, Errors, Placement, Policy, type ServiceDefinition, Validation } from "@mcp/domain"
@@ -137,8 +138,9 @@ export const handlers = (settings: Pick<MasterSettings, "internalZone"> & Partia
               serialized<Deploy.DeployEvent, CrossNodeSaga.DeployError>(coordinators, def.name, (emit) => deployJob(def, raw, dryRun, role, emit)))))
         }),
       Undeploy: ({ service }) => coordinators.submit(service, Effect.flatMap(placedOn(service), (worker) => saga.undeploy(service, worker))),
-      Stop: ({ service }) => forward(service, `stop ${service}`, (agent) => agent.Stop({ service })),
-      Start: ({ service }) => forward(service, `start ${service}`, (agent) => agent.Start({ service })),
+      // Stop and start carry the service's public edge routes with them (StopStartSaga).
+      Stop: ({ service }) => coordinators.submit(service, Effect.flatMap(placedOn(service), (worker) => saga.stop(service, worker))),
+      Start: ({ service }) => coordinators.submit(service, Effect.flatMap(placedOn(service), (worker) => saga.start(service, worker))),
       Restart: ({ service }) => forward(service, `restart ${service}`, (agent) => agent.Restart({ service })),
       Sync: ({ definitions }) => sync(definitions)
     } satisfies SomeMasterHandlers

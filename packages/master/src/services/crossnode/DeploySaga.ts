@@ -11,7 +11,7 @@ import { FleetCalls } from "../../fleet/FleetCalls.js"
 import { MasterDb } from "../../db/MasterDb.js"
 import { publishedBy } from "../HostnameOwners.js"
 import { commitDeploy, finishAfterCommit, rollForward } from "./Commit.js"
-import { type DeployError, type DeployRequest, EdgeSettings, edgeNodes, type Emit, journalFatal, viaDb, type WantedEdgeRoute } from "./Model.js"
+import { type DeployError, type DeployRequest, EdgeSettings, edgeNodes, type Emit, journalFatal, stepError, viaDb, type WantedEdgeRoute } from "./Model.js"
 import { setUpEdgeRoute } from "./NodeChanges.js"
 import { deploySteps } from "./Steps.js"
 
@@ -95,7 +95,7 @@ export const deploy = (request: DeployRequest, emit: Emit): Effect.Effect<void, 
 
     if (Either.isLeft(ran)) {
       const failed = ran.left
-      if (failed.error._tag !== "EdgeStepFailed") return yield* failed.error
+      if (failed.error._tag !== "EdgeStepFailed") return yield* stepError(failed.error)
       const { cause, edgeNode, hostname } = failed.error
       const workerStep = (yield* viaDb(Saga.progress(db, sagaId))).get(steps.worker.name)
       if (workerStep !== undefined && !workerStep.compensated) {

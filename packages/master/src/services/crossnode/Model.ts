@@ -8,6 +8,7 @@ import { type Deploy, Errors, Node, Routes, type ServiceDefinition } from "@mcp/
 import * as Failures from "@mcp/rpc/Failures"
 import type * as Principal from "@mcp/rpc/Principal"
 import { Context, Data, Effect, Option, Schema } from "effect"
+import type { SqlError } from "@effect/sql/SqlError"
 import type { EdgeRouteRequest as EdgeRouteRequestType } from "../../fleet/FleetCalls.js"
 import { MasterDb } from "../../db/MasterDb.js"
 
@@ -21,6 +22,8 @@ export const EdgeSettings = Context.GenericTag<EdgeSettings>("@mcp/master/EdgeSe
 
 export type DeployError = Errors.InvalidDefinition | Errors.PolicyViolation | Errors.DeployFailed | Errors.PeerFailed | Errors.PlacementFailed | Errors.NodeUnreachable
 export type UndeployError = Errors.ServiceNotFound | Errors.DeployFailed | Errors.PeerFailed | Errors.NodeUnreachable
+/** What stop and start fail with: the CLI's lifecycle errors. */
+export type LifecycleError = Errors.ServiceNotFound | Errors.DeployFailed | Errors.PeerFailed | Errors.NodeUnreachable
 
 export interface DeployRequest {
   readonly definition: ServiceDefinition.ServiceDefinition
@@ -53,6 +56,14 @@ export const EdgeSetupIntent = Schema.Struct({ request: EdgeRouteRequest, edge: 
 /** One edge route an undeploy removes, put back if the undeploy cannot finish. */
 export const EdgeRemovalIntent = Schema.Struct({ row: EdgeRouteRowSchema, edge: Node.NodeInfo })
 export const WorkerUndeployIntent = Schema.Struct({ service: Schema.String, worker: Node.NodeInfo })
+/** The worker's stop: the agent finishes a stop it was asked for, so a recovery asks again. */
+export const WorkerStopIntent = Schema.Struct({ service: Schema.String, worker: Node.NodeInfo })
+/** The worker's start, with the edge routes the service then publishes (chosen before it). */
+export const WorkerStartIntent = Schema.Struct({
+  service: Schema.String,
+  worker: Node.NodeInfo,
+  routes: Schema.Array(Schema.Struct({ request: EdgeRouteRequest, edge: Node.NodeInfo }))
+})
 
 /** An edge step's failure, with the route it was for. */
 export class EdgeStepFailed extends Data.TaggedError("EdgeStepFailed")<{
@@ -94,6 +105,13 @@ export const viaDb = Failures.fatal("the master database")
 /** The saga runner fails with the journal's SQL errors too: those are the database's, fatal like any other. */
 export const journalFatal = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.catchIf(effect, (e): e is Extract<E, { readonly _tag: "SqlError" }> => (e as { readonly _tag?: string })._tag === "SqlError", (e) => viaDb(Effect.fail(e)))
+
+/**
+ * A failed saga's error as its caller's: a journal that could not be written halted the saga
+ * (after undoing what it shows) with the database's SQL error, fatal like any other.
+ */
+export const stepError = <E>(error: E | SqlError): Effect.Effect<never, Exclude<E, SqlError>> =>
+  (error as { readonly _tag?: string })._tag === "SqlError" ? viaDb(Effect.fail(error as SqlError)) : Effect.fail(error as Exclude<E, SqlError>)
 
 export const nodeInfo = (name: string) => Effect.flatMap(MasterDb, (db) => Effect.map(viaDb(db.node(name)), Option.map((row) => row.info)))
 

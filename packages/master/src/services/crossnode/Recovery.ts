@@ -11,6 +11,7 @@ import { ServiceCoordinators } from "../ServiceCoordinators.js"
 import { commitUndeploy, rollForward } from "./Commit.js"
 import { current, EdgeSetupIntent, edgeStepPrefix, type Emit, viaDb, type WantedEdgeRoute, WorkerDeployIntent, WorkerUndeployIntent } from "./Model.js"
 import { decodeIntent, deploySteps, undeploySteps } from "./Steps.js"
+import { recoverStopStart } from "./StopStartSaga.js"
 
 /** Compensations of a recovered saga are reported in the master's log (no client is waiting). */
 export const logEmit = (service: string): Emit => (e) =>
@@ -82,7 +83,9 @@ export const recover = Effect.gen(function* () {
   const open = yield* viaDb(db.sagasIn("running"))
   yield* Effect.forEach(open, (saga) =>
     coordinators.submit(saga.service, Effect.provide(Effect.gen(function* () {
-      const outcome = yield* Effect.either(saga.kind === "deploy" ? recoverDeploy(saga) : recoverUndeploy(saga))
+      const outcome = yield* Effect.either(
+        saga.kind === "deploy" ? recoverDeploy(saga) : saga.kind === "undeploy" ? recoverUndeploy(saga) : recoverStopStart(saga)
+      )
       const message = Either.isRight(outcome)
         ? `the ${saga.kind} cut short by a master restart: ${outcome.right}`
         : `the ${saga.kind} cut short by a master restart ${typeof outcome.left === "string" ? outcome.left : `cannot be read from the journal: ${outcome.left.message}`}`

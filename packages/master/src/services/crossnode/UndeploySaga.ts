@@ -9,7 +9,7 @@ import { Effect, Either, Option } from "effect"
 import { FleetCalls } from "../../fleet/FleetCalls.js"
 import { MasterDb } from "../../db/MasterDb.js"
 import { commitUndeploy } from "./Commit.js"
-import { journalFatal, nodeInfo, type UndeployError, viaDb } from "./Model.js"
+import { journalFatal, nodeInfo, stepError, type UndeployError, viaDb } from "./Model.js"
 import { removeStaleCopies } from "./NodeChanges.js"
 import { undeploySteps } from "./Steps.js"
 
@@ -48,7 +48,7 @@ export const undeploy = (service: string, worker: Node.NodeInfo): Effect.Effect<
         yield* runStep(Saga.step(steps.worker, { service, worker }, fleet.undeploy(worker, service), () => null))
         return deferred
       }))))
-    if (Either.isLeft(ran)) return yield* ran.left.error
+    if (Either.isLeft(ran)) return yield* stepError(ran.left.error)
     const staleGone = yield* removeStaleCopies(service)
     yield* commitUndeploy(sagaId, service, ran.right, staleGone)
   })

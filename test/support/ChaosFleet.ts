@@ -1,0 +1,1033 @@
+/**
+ * A fleet for chaos runs (issue 18), as separate hosts on one machine: the master in this network
+ * namespace (listening on the host end of a namespace of its own, so that its address is distinct
+ * from every node's), and three agents each in a network namespace of its own: workers w1 and w2,
+ * edge e1. Each namespace has a default route through this one (which forwards), so the edge
+ * reaches the workers' proxies and every agent reaches the master.
+ *
+ * Each worker has its own Podman API service (in this namespace, on a private storage; the agent
+ * reaches it over its unix socket, which crosses namespaces). Containers publish their ports on the
+ * worker's veth address on this side (`[ports] bind = hostIp`), which the worker's HAProxy (run in
+ * the worker's namespace, bound to its inner address) forwards to. The edge's HAProxy (in e1's
+ * namespace) forwards public names to the workers' proxies. PowerDNS serves the public zone, so
+ * the master's edge rule has an answer (no CNAME: the default edge e1).
+ *
+ * This namespace's routes to each node's /30 take the master's address as their source, so a
+ * node tells the master's calls (not only its answers) by address; the request loops pick the
+ * node's veth address instead (curl --interface). The edge agent points at w1's engine socket, as
+ * in EdgeFleet (it runs no containers). Needs root, iproute2, nft, and IPv4 forwarding on here.
+ *
+ * Faults: an nft table `inet chaos` in each node's namespace (drop by address, or at random for
+ * packet loss), and SIGKILL by pid of the master, an agent or a worker's HAProxy, with restarts.
+ * Everything started here is stopped by pid in `dispose`; the namespaces (and with them the nft
+ * tables) are deleted.
+ */
+import { NodeFileSystem } from "@effect/platform-node"
+import Database from "better-sqlite3"
+import { Duration, Effect, Redacted } from "effect"
+import { execFile } from "node:child_process"
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { dirname, join } from "node:path"
+import { AgentRpcs, MasterRpcs, Pki, Transport } from "../../packages/rpc/src/index.js"
+import { haproxySection, publicServiceFile, waitFor } from "./EdgeFleet.js"
+import { type HaproxyInstance, startHaproxy } from "./Haproxy.js"
+import * as LocalFleet from "./LocalFleet.js"
+import { makeNetns, type Netns } from "./Netns.js"
+import { containersConfPath, makePrivateStorage, type PodmanService, type PrivateStorage, startPodmanService } from "./Podman.js"
+import { createZone, type PowerDnsServer, startPowerDns } from "./PowerDns.js"
+
+export const WORKERS = ["w1", "w2"] as const
+export const NODES = ["w1", "w2", "e1"] as const
+export type WorkerName = (typeof WORKERS)[number]
+export type NodeName = (typeof NODES)[number]
+
+/** The public domain the fleet's services are published under. */
+export const DOMAIN = "example.com"
+
+export interface RunResult {
+  readonly code: number
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** Runs a command without blocking the event loop (the request loops keep their timing). */
+export const run = (command: string, args: ReadonlyArray<string>, options: { readonly timeoutMs?: number; readonly input?: string; readonly env?: NodeJS.ProcessEnv } = {}) =>
+  new Promise<RunResult>((resolve) => {
+    const child = execFile(command, [...args], { timeout: options.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024, env: options.env ?? process.env }, (error, stdout, stderr) =>
+      resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr: stderr + (error !== null && typeof error.code !== "number" ? ` (${error.message})` : "") })
+    )
+    if (options.input !== undefined) child.stdin?.end(options.input)
+  })
+
+export interface ChaosNode {
+  readonly name: NodeName
+  readonly ns: Netns
+  /** The agent's RPC address, `innerIp:port`. */
+  readonly address: string
+  readonly proxy: HaproxyInstance
+  readonly agent: () => LocalFleet.Daemon | undefined
+  /** Starts the agent again (after a kill) inside its namespace, on the same config and data. */
+  readonly startAgent: () => Promise<void>
+  /** A worker's engine: its Podman service and private storage; none on the edge. */
+  readonly engine: { readonly service: PodmanService; readonly storage: PrivateStorage } | undefined
+}
+
+export interface EngineContainer {
+  readonly name: string
+  readonly service: string | undefined
+  readonly node: string | undefined
+  readonly running: boolean
+}
+
+/** The master's records, read from its database. */
+export interface MasterRecords {
+  readonly placements: ReadonlyMap<string, string>
+  /** Each placed service's definition as stored (JSON text). */
+  readonly definitions: ReadonlyMap<string, string>
+  readonly edgeRoutes: ReadonlyArray<{ readonly hostname: string; readonly service: string; readonly state: string }>
+}
+
+export interface AgentService {
+  readonly service: string
+  readonly node: string
+  readonly active: boolean
+}
+
+export interface NodeHealth {
+  readonly name: string
+  readonly health: string
+}
+
+export interface ChaosFleet {
+  readonly dir: string
+  readonly fleet: LocalFleet.Fleet
+  readonly masterIp: string
+  readonly masterAddress: string
+  readonly heartbeatMs: number
+  /** The port the edge serves public names on, at e1's inner address. */
+  readonly edgePort: number
+  /** The port workers' proxies serve routes on (the services' route listener). */
+  readonly workerListener: number
+  readonly nodes: Readonly<Record<NodeName, ChaosNode>>
+  readonly master: () => LocalFleet.Daemon | undefined
+  readonly startMaster: () => Promise<void>
+  readonly masterDb: string
+  /** The routes CA certificate: clients trust it for the proxies' certificates. */
+  readonly routesCaFile: string
+  /** Replaces the chaos rules in a node's namespace (nft rule bodies, e.g. `ip saddr 1.2.3.4 drop`). */
+  readonly setRules: (node: NodeName, rules: { readonly input: ReadonlyArray<string>; readonly output: ReadonlyArray<string> }) => Promise<void>
+  /** curl https://<hostname>:<port>/ at `ip` (a node's inner address), from this side of its veth, trusting the routes CA. */
+  readonly curl: (hostname: string, ip: string, port: number, maxTimeSeconds?: number) => Promise<{ code: number; body: string }>
+  readonly nodesList: (timeoutMs?: number) => Promise<ReadonlyArray<NodeHealth>>
+  readonly agentPs: (node: NodeName, timeoutMs?: number) => Promise<ReadonlyArray<AgentService>>
+  /** `mcp ps` as the master answers it: its fan-out to the agents, and the nodes it could not reach. */
+  readonly masterPs: (timeoutMs?: number) => Promise<{ readonly services: ReadonlyArray<AgentService>; readonly unreachable: ReadonlyArray<string> }>
+  readonly containers: (worker: WorkerName) => Promise<ReadonlyArray<EngineContainer>>
+  /** Hostnames in a node's proxy (its routes.json, which the agent keeps as the source of truth). */
+  readonly proxyHostnames: (node: NodeName) => ReadonlyArray<string>
+  readonly masterRecords: () => MasterRecords
+  readonly mcp: (args: ReadonlyArray<string>, timeoutMs?: number) => Promise<RunResult>
+  readonly dispose: () => Promise<void>
+}
+
+const podmanEnv = () => ({ ...process.env, CONTAINERS_CONF: containersConfPath() })
+
+const nftSetup = `add table inet chaos
+add chain inet chaos input { type filter hook input priority -10 ; policy accept ; }
+add chain inet chaos output { type filter hook output priority -10 ; policy accept ; }
+`
+
+/** makeNetns, but never one whose /30 another of ours already has (the subnet comes from a random byte). */
+const distinctNetns = (taken: Array<Netns>): Netns => {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const ns = makeNetns()
+    if (!taken.some((t) => t.hostIp === ns.hostIp)) {
+      taken.push(ns)
+      return ns
+    }
+    ns.dispose()
+  }
+  throw new Error("could not make a network namespace on a /30 of its own")
+}
+
+export const startChaosFleet = async (dir: string, options: { readonly heartbeatSeconds?: number; readonly reconcileInterval?: string } = {}): Promise<ChaosFleet> => {
+  const namespaces: Array<Netns> = []
+  const storages: Array<PrivateStorage> = []
+  const podmans: Partial<Record<WorkerName, PodmanService>> = {}
+  const proxies: Partial<Record<NodeName, HaproxyInstance>> = {}
+  const agents: Partial<Record<NodeName, LocalFleet.Daemon>> = {}
+  let master: LocalFleet.Daemon | undefined
+  let pdns: PowerDnsServer | undefined
+  const heartbeat = `${options.heartbeatSeconds ?? 1}s`
+  const heartbeatMs = (options.heartbeatSeconds ?? 1) * 1000
+
+  const storageOf = (w: WorkerName) => storages[WORKERS.indexOf(w)]
+  const podmanOn = (w: WorkerName, args: ReadonlyArray<string>, timeoutMs = 30_000) => {
+    const s = storageOf(w)!
+    return run("podman", ["--root", s.root, "--runroot", s.runroot, ...args], { env: podmanEnv(), timeoutMs })
+  }
+
+  let disposed = false
+  const dispose = async () => {
+    if (disposed) return
+    disposed = true
+    const said = (what: string) => (result: PromiseSettledResult<unknown>) => {
+      if (result.status === "rejected") console.warn(`chaos fleet clean-up: ${what}: ${String(result.reason)}`)
+    }
+    ;(await Promise.allSettled([...Object.values(agents).map((a) => a.stop()), master?.stop()])).forEach(said("stop a daemon"))
+    const unmountUnder = async (s: PrivateStorage) => {
+      // Mounts a container left under this storage (its /dev/shm in a user namespace), deepest first.
+      const mounts = readFileSync("/proc/self/mountinfo", "utf8").split("\n").map((l) => l.split(" ")[4] ?? "")
+        .filter((m) => m.startsWith(`${s.root}/`) || m.startsWith(`${s.runroot}/`))
+        .sort((a, b) => b.length - a.length)
+      for (const m of mounts) await run("umount", ["-l", m])
+    }
+    for (const w of WORKERS) {
+      if (storageOf(w) === undefined || podmans[w] === undefined) continue
+      // A private storage: every container in it is this fleet's.
+      let rm = await podmanOn(w, ["rm", "-f", "-a", "-t", "0"], 120_000)
+      if (rm.code !== 0) {
+        await unmountUnder(storageOf(w)!)
+        rm = await podmanOn(w, ["rm", "-f", "-a", "-t", "0"], 120_000)
+      }
+      if (rm.code !== 0) console.warn(`chaos fleet clean-up: podman rm -f -a on ${w}: ${rm.stderr}`)
+    }
+    ;(await Promise.allSettled([...Object.values(proxies).map((p) => p.dispose()), pdns?.close(), ...Object.values(podmans).map((p) => p.stop())])).forEach(said("stop a peer"))
+    for (const s of storages) {
+      // Never `podman system reset`: it reaches beyond a private storage (run dirs, networks).
+      await unmountUnder(s)
+      try {
+        rmSync(dirname(s.root), { recursive: true, force: true })
+      } catch (e) {
+        console.warn(`chaos fleet clean-up: remove ${dirname(s.root)}: ${String(e)}`)
+      }
+    }
+    for (const ns of namespaces) ns.dispose()
+  }
+
+  try {
+    if (readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8").trim() !== "1") {
+      throw new Error("the chaos fleet routes between network namespaces through this one, which needs IPv4 forwarding. Fix (as root): sysctl -w net.ipv4.ip_forward=1")
+    }
+    const masterNs = distinctNetns(namespaces)
+    const nsOf = {} as Record<NodeName, Netns>
+    for (const n of NODES) nsOf[n] = distinctNetns(namespaces)
+    const masterIp = masterNs.hostIp
+    for (const n of NODES) {
+      const ns = nsOf[n]
+      const route = await run("ip", ["netns", "exec", ns.name, "ip", "route", "add", "default", "via", ns.hostIp])
+      if (route.code !== 0) throw new Error(`default route in ${ns.name}: ${route.stderr}`)
+      // What this namespace sends to a node's /30 leaves from the master's address, so a node
+      // tells the master's calls (not only its answers) by address: a partition cuts both.
+      // Other clients here (the request loops) pick their source address with curl --interface.
+      const subnet = ns.innerIp.replace(/\.\d+$/, ".0")
+      const src = await run("ip", ["route", "replace", `${subnet}/30`, "dev", `mo${ns.name.replace(/^mcp-/, "")}`, "proto", "kernel", "scope", "link", "src", masterIp])
+      if (src.code !== 0) throw new Error(`route to ${subnet}/30 from ${masterIp}: ${src.stderr}`)
+      const nft = await run("ip", ["netns", "exec", ns.name, "nft", "-f", "-"], { input: nftSetup })
+      if (nft.code !== 0) throw new Error(`nft chaos table in ${ns.name}: ${nft.stderr}`)
+    }
+    for (const _ of WORKERS) storages.push(makePrivateStorage())
+    const started = await Promise.all([...WORKERS.map((_, i) => startPodmanService({ storage: storages[i]! })), startPowerDns()])
+    WORKERS.forEach((w, i) => (podmans[w] = started[i] as PodmanService))
+    pdns = started[WORKERS.length] as PowerDnsServer
+    await createZone(pdns, DOMAIN, [{ name: `e1.${DOMAIN}`, type: "A", content: nsOf.e1.innerIp }])
+
+    const masterPort = await LocalFleet.freePort()
+    const masterAddress = `${masterIp}:${masterPort}`
+    const masters = [masterAddress]
+    const f = await LocalFleet.prepare(join(dir, "fleet"), { masters })
+    await Effect.runPromise(
+      Pki.issueCertificate(f.caDir, "hosts", {
+        ips: ["127.0.0.1", masterIp, ...NODES.flatMap((n) => [nsOf[n].hostIp, nsOf[n].innerIp])],
+        dns: ["localhost", ...NODES],
+        usage: "both"
+      }).pipe(Effect.provide(NodeFileSystem.layer))
+    )
+    const routesCaDir = join(dir, "routes-ca")
+    await Effect.runPromise(
+      Pki.initCa(routesCaDir, { commonName: Pki.DEFAULT_ROUTES_CA_COMMON_NAME, permittedDns: ["svc.mcp.internal", DOMAIN] }).pipe(Effect.provide(NodeFileSystem.layer))
+    )
+    const routesCaFile = join(routesCaDir, "ca.crt")
+    const started2 = await Promise.all(NODES.map((n) =>
+      startHaproxy({ bindAddress: nsOf[n].innerIp, prefix: nsOf[n].prefix, ...(n === "e1" ? { backendCaFile: routesCaFile } : {}) })
+    ))
+    NODES.forEach((n, i) => (proxies[n] = started2[i]!))
+
+    const masterConfig = LocalFleet.writeMasterConfig(f, {
+      port: masterPort,
+      host: masterIp,
+      cert: "hosts",
+      interval: heartbeat,
+      extra: `[edge]\nallowed_domains = ["${DOMAIN}"]\ndefault_node = "e1"\ndns_servers = ["127.0.0.1:${pdns.dnsPort}"]\nreconcile_interval = "${options.reconcileInterval ?? "2s"}"\n`
+    })
+    const startMaster = async () => {
+      master = await LocalFleet.spawnDaemon(LocalFleet.bins.master, masterConfig)
+    }
+    await startMaster()
+
+    const certs = `[certs]\nkind = "local-ca"\nca_dir = ${JSON.stringify(routesCaDir)}\n`
+    const edgePort = await LocalFleet.freePort()
+    const agentPorts = {} as Record<NodeName, number>
+    const configs = {} as Record<NodeName, string>
+    for (const [i, n] of NODES.entries()) {
+      const ns = nsOf[n]
+      agentPorts[n] = await LocalFleet.freePort()
+      const isEdge = n === "e1"
+      configs[n] = LocalFleet.writeAgentConfig(f, {
+        node: n, role: isEdge ? "edge" : "worker", port: agentPorts[n], host: ns.innerIp, nodeAddress: ns.innerIp, cert: "hosts",
+        socket: isEdge ? podmans.w1!.socketPath : podmans[n as WorkerName]!.socketPath, masters,
+        extra: (isEdge ? "" : `[ports]\nmin = ${20000 + 10000 * i}\nmax = ${29999 + 10000 * i}\nbind = "${ns.hostIp}"\n`) +
+          haproxySection(proxies[n]!, ns.innerIp, isEdge ? routesCaFile : undefined) +
+          (isEdge ? `backend_networks = ${JSON.stringify(WORKERS.map((w) => `${nsOf[w].innerIp}/32`))}\n` : "") +
+          certs + (isEdge ? `[edge]\nlistener = ${edgePort}\n` : "")
+      })
+    }
+    const startAgent = (n: NodeName) => async () => {
+      agents[n] = await LocalFleet.spawnDaemon(LocalFleet.bins.agent, configs[n], /listening on/, 60_000, nsOf[n].prefix)
+    }
+    // One at a time: three agents starting at once on a loaded machine miss the engine's 2 s answer.
+    for (const n of NODES) await startAgent(n)()
+
+    const caPem = readFileSync(join(f.caDir, "ca.crt"), "utf8")
+    const token = Redacted.make(f.operatorToken)
+    const ask = <A>(effect: Effect.Effect<A, unknown, import("effect").Scope.Scope>, timeoutMs: number): Promise<A> =>
+      Effect.runPromise(Effect.scoped(effect).pipe(Effect.timeoutFail({ duration: Duration.millis(timeoutMs), onTimeout: () => new Error(`no answer within ${timeoutMs} ms`) })))
+    const nodesList = (timeoutMs = 3000) =>
+      ask(Effect.flatMap(Transport.makeClient(MasterRpcs, { url: `https://${masterAddress}/master`, ca: caPem, token }), (c) => c.NodesList()), timeoutMs)
+        .then((views) => views.map((v) => ({ name: v.info.name as string, health: v.health as string })))
+    const agentPs = (n: NodeName, timeoutMs = 3000) =>
+      ask(Effect.flatMap(Transport.makeClient(AgentRpcs, { url: `https://${nsOf[n].innerIp}:${agentPorts[n]}/agent`, ca: caPem, token }), (c) => c.Ps()), timeoutMs)
+        .then((services) => services.map((s) => ({ service: s.service, node: s.node as string, active: s.active })))
+
+    const masterPs = (timeoutMs = 4000) =>
+      ask(Effect.flatMap(Transport.makeClient(MasterRpcs, { url: `https://${masterAddress}/master`, ca: caPem, token }), (c) => c.Ps()), timeoutMs)
+        .then((ps) => ({ services: ps.services.map((s) => ({ service: s.service, node: s.node as string, active: s.active })), unreachable: ps.unreachable.map((u) => `${u.node}: ${u.reason}`) }))
+    const nodes = {} as Record<NodeName, ChaosNode>
+    for (const n of NODES) {
+      const w = n === "e1" ? undefined : (n as WorkerName)
+      nodes[n] = {
+        name: n,
+        ns: nsOf[n],
+        address: `${nsOf[n].innerIp}:${agentPorts[n]}`,
+        proxy: proxies[n]!,
+        agent: () => agents[n],
+        startAgent: startAgent(n),
+        engine: w === undefined ? undefined : { service: podmans[w]!, storage: storageOf(w)! }
+      }
+    }
+    const fleetApi: ChaosFleet = {
+      dir,
+      fleet: f,
+      masterIp,
+      masterAddress,
+      heartbeatMs,
+      edgePort,
+      workerListener: 8443,
+      nodes,
+      master: () => master,
+      startMaster,
+      masterDb: join(f.dir, "master", "master.db"),
+      routesCaFile,
+      setRules: async (n, rules) => {
+        const script = ["flush chain inet chaos input", "flush chain inet chaos output",
+          ...rules.input.map((r) => `add rule inet chaos input ${r}`), ...rules.output.map((r) => `add rule inet chaos output ${r}`)].join("\n") + "\n"
+        const r = await run("ip", ["netns", "exec", nsOf[n].name, "nft", "-f", "-"], { input: script })
+        if (r.code !== 0) throw new Error(`nft in ${nsOf[n].name} (${n}) failed: ${r.stderr}\n${script}`)
+      },
+      curl: (hostname, ip, port, maxTimeSeconds = 3) =>
+        run("curl", ["-sS", "--max-time", String(maxTimeSeconds),
+          // From the address of the target's own veth end, not the master's (see the routes above).
+          ...NODES.filter((n) => nsOf[n].innerIp === ip).flatMap((n) => ["--interface", nsOf[n].hostIp]),
+          "--resolve", `${hostname}:${port}:${ip}`, "--cacert", routesCaFile, `https://${hostname}:${port}/`], { timeoutMs: (maxTimeSeconds + 5) * 1000 })
+          .then((r) => ({ code: r.code, body: (r.stdout.trim() + r.stderr.trim()) })),
+      nodesList,
+      agentPs,
+      masterPs,
+      containers: async (w) => {
+        const r = await podmanOn(w, ["ps", "-a", "--format", "json"])
+        if (r.code !== 0) throw new Error(`podman ps on ${w}: ${r.stderr}`)
+        const rows = JSON.parse(r.stdout.trim() === "" ? "[]" : r.stdout) as Array<{ Names?: Array<string>; Labels?: Record<string, string> | null; State?: string }>
+        return rows.map((c) => ({ name: c.Names?.[0] ?? "?", service: c.Labels?.["mcp.service"], node: c.Labels?.["mcp.node"], running: c.State === "running" }))
+      },
+      proxyHostnames: (n) => {
+        const file = join(proxies[n]!.options.dir, "routes.json")
+        if (!existsSync(file)) return []
+        const text = readFileSync(file, "utf8")
+        return [...new Set([...text.matchAll(/"hostname"\s*:\s*"([^"]+)"/g)].map((m) => m[1]!))].sort()
+      },
+      masterRecords: () => {
+        const db = new Database(join(f.dir, "master", "master.db"), { readonly: true, fileMustExist: true })
+        try {
+          const placements = new Map((db.prepare("SELECT service, node FROM placements").all() as Array<{ service: string; node: string }>).map((r) => [r.service, r.node]))
+          const definitions = new Map((db.prepare("SELECT service, definition FROM definitions").all() as Array<{ service: string; definition: string }>).map((r) => [r.service, r.definition]))
+          const edgeRoutes = db.prepare("SELECT hostname, service, state FROM edge_routes").all() as Array<{ hostname: string; service: string; state: string }>
+          return { placements, definitions, edgeRoutes }
+        } finally {
+          db.close()
+        }
+      },
+      mcp: (args, timeoutMs = 90_000) => run(process.execPath, [LocalFleet.bins.mcp, ...args, "--config", f.cliConfig], { timeoutMs }),
+      dispose
+    }
+    await waitFor("every agent registered and healthy", async () => {
+      try {
+        const views = await nodesList()
+        return NODES.every((n) => views.some((v) => v.name === n && v.health === "healthy"))
+      } catch {
+        return false
+      }
+    }, 90_000)
+    return fleetApi
+  } catch (e) {
+    await dispose()
+    throw e
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plans: a seeded PRNG decides every fault and operation, so `seed` replays the same run.
+
+/** mulberry32: a tiny deterministic PRNG, uniform in [0, 1). */
+export const mulberry32 = (seed: number) => {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+export type FaultKind = "partition-master" | "partition-edge" | "loss" | "kill-master" | "kill-agent" | "kill-proxy"
+export const FAULT_KINDS: ReadonlyArray<FaultKind> = ["partition-master", "partition-edge", "loss", "kill-master", "kill-agent", "kill-proxy"]
+
+export interface Fault {
+  readonly kind: FaultKind
+  /** partition-master, loss, kill-agent: any node; partition-edge, kill-proxy: a worker. */
+  readonly node?: NodeName
+  /** Partitions: "in" drops what the node receives from the peer, "out" what it sends, "both" both. */
+  readonly direction?: "both" | "in" | "out"
+  /** loss: the share of packets the node drops on input, in percent. */
+  readonly percent?: number
+  /** From the start of the scenario, or with `duringOp` from the moment that operation reached its worker's proxy. */
+  readonly atMs: number
+  /** The index of the operation this fault lands in (a kill mid-saga), `atMs` after it started. */
+  readonly duringOp?: number
+  readonly durationMs: number
+}
+
+export type OpKind = "deploy" | "redeploy" | "stop" | "start" | "undeploy"
+
+export interface Op {
+  readonly kind: OpKind
+  readonly service: string
+  /** deploy/redeploy: where the definition pins it. */
+  readonly node: WorkerName
+  /** deploy/redeploy: the page it serves. */
+  readonly page: string
+  readonly atMs: number
+}
+
+export interface ScenarioPlan {
+  readonly seed: number
+  readonly index: number
+  readonly faults: ReadonlyArray<Fault>
+  readonly ops: ReadonlyArray<Op>
+  readonly lengthMs: number
+}
+
+/** Deployed before the faults, never changed by a scenario, requested all the time. */
+export const STEADY: ReadonlyArray<{ readonly service: string; readonly node: WorkerName }> = [{ service: "st1", node: "w1" }, { service: "st2", node: "w2" }]
+/** What the operations change. */
+export const CHANGING = ["o1", "o2", "o3"] as const
+export const hostnameOf = (service: string) => `${service}.${DOMAIN}`
+
+/** The packet loss every scenario has one fault of: no node may be marked unhealthy for it. */
+export const BACKGROUND_LOSS_PERCENT = 5
+
+/**
+ * `count` scenario plans for `seed`. Each has one random fault and one 5% loss on a random node
+ * (planned one after the other, in random order; the random fault lands in an operation 7 times in
+ * 10, which may make them overlap), and four operations at random times, chosen from the state the
+ * plans before them would leave if every operation succeeded. The plans are exactly the same for a
+ * seed; the interleaving with the fleet's own timing is not (an operation's length varies with load).
+ */
+export const makePlans = (seed: number, count: number, options: { readonly opsPerScenario?: number } = {}): ReadonlyArray<ScenarioPlan> => {
+  const random = mulberry32(seed)
+  const int = (lo: number, hi: number) => lo + Math.floor(random() * (hi - lo + 1))
+  const pick = <T>(xs: ReadonlyArray<T>): T => xs[Math.floor(random() * xs.length)]!
+  const model = new Map<string, { node: WorkerName; active: boolean }>()
+  const plans: Array<ScenarioPlan> = []
+  for (let index = 0; index < count; index++) {
+    const kind = pick(FAULT_KINDS)
+    const direction = pick(["both", "in", "out"] as const)
+    const randomFault: Omit<Fault, "atMs" | "durationMs"> =
+      kind === "partition-master" ? { kind, node: pick(NODES), direction }
+      : kind === "partition-edge" ? { kind, node: pick(WORKERS), direction }
+      : kind === "loss" ? { kind, node: pick(NODES), percent: 30 }
+      : kind === "kill-agent" ? { kind, node: pick(NODES) }
+      : kind === "kill-proxy" ? { kind, node: pick(WORKERS) }
+      : { kind }
+    const background: Omit<Fault, "atMs" | "durationMs"> = { kind: "loss", node: pick(NODES), percent: BACKGROUND_LOSS_PERCENT }
+    const ordered = random() < 0.5 ? [randomFault, background] : [background, randomFault]
+    let t = int(1000, 2000)
+    const faults: Array<Fault> = []
+    for (const f of ordered) {
+      const durationMs = int(2000, 6000)
+      faults.push({ ...f, atMs: t, durationMs })
+      t += durationMs + int(1000, 2000)
+    }
+    const lengthMs = t
+    const times = Array.from({ length: options.opsPerScenario ?? 4 }, () => int(0, lengthMs - 1000)).sort((a, b) => a - b)
+    const ops = times.map((atMs, k): Op => {
+      const service = pick(CHANGING)
+      const state = model.get(service)
+      const page = `${service}-s${seed}-${index}-${k}`
+      const kind: OpKind = state === undefined ? "deploy" : state.active ? pick(["redeploy", "stop", "undeploy"] as const) : pick(["start", "undeploy"] as const)
+      const node = state?.node ?? pick(WORKERS)
+      if (kind === "undeploy") model.delete(service)
+      else model.set(service, { node, active: kind !== "stop" })
+      return { kind, service, node, page, atMs }
+    })
+    // Most random faults land in an operation (a kill or a cut in the middle of its saga).
+    if (random() < 0.7) {
+      const i = faults.findIndex((f) => f.percent !== BACKGROUND_LOSS_PERCENT)
+      // atMs from when the operation changes its worker's proxy: a stop's containers then stop for up to 2 s.
+      faults[i] = { ...faults[i]!, duringOp: int(0, ops.length - 1), atMs: int(50, 1200) }
+    }
+    plans.push({ seed, index, faults, ops, lengthMs })
+  }
+  return plans
+}
+
+export const describeFault = (f: Fault) =>
+  `${f.kind}${f.node === undefined ? "" : ` ${f.node}`}${f.direction === undefined ? "" : ` ${f.direction}`}${f.percent === undefined ? "" : ` ${f.percent}%`} at ${f.atMs} ms${f.duringOp === undefined ? "" : ` into op ${f.duringOp}`} for ${f.durationMs} ms`
+export const describeOp = (o: Op) =>
+  `${o.kind} ${o.service}${o.kind === "deploy" || o.kind === "redeploy" ? ` on ${o.node} page ${o.page}` : ""} at ${o.atMs} ms`
+export const describePlan = (p: ScenarioPlan) =>
+  [`seed ${p.seed} scenario ${p.index} (${p.lengthMs} ms):`, ...p.faults.map((f) => `  fault ${describeFault(f)}`), ...p.ops.map((o) => `  op    ${describeOp(o)}`)].join("\n")
+
+// ---------------------------------------------------------------------------------------------
+// Running a scenario and checking the fleet after it
+
+export interface FaultRecord {
+  readonly fault: Fault
+  injectedAt: number
+  healedAt: number
+  error?: string
+}
+
+export type OpOutcome = "done" | "undone" | "done-though-failed" | "failed-superseded" | "neither"
+
+export interface OpRecord {
+  readonly op: Op
+  startedAt: number
+  endedAt: number
+  code: number
+  output: string
+  outcome?: OpOutcome
+}
+
+export interface RequestRecord {
+  readonly service: string
+  readonly path: "worker" | "edge"
+  readonly node: WorkerName
+  readonly startedAt: number
+  readonly endedAt: number
+  readonly ok: boolean
+  readonly detail: string
+}
+
+export interface UnhealthyVerdict {
+  readonly node: string
+  readonly atMs: number
+  readonly explained: boolean
+  readonly duringBackgroundLoss: boolean
+}
+
+export interface ScenarioReport {
+  readonly plan: ScenarioPlan
+  readonly faults: ReadonlyArray<FaultRecord>
+  readonly ops: ReadonlyArray<OpRecord>
+  readonly requests: { readonly total: number; readonly failed: number; readonly explained: number; readonly unexplained: ReadonlyArray<RequestRecord> }
+  readonly debris: ReadonlyArray<string>
+  readonly disagreements: ReadonlyArray<string>
+  readonly violations: ReadonlyArray<string>
+  readonly unhealthy: ReadonlyArray<UnhealthyVerdict>
+  readonly falseUnhealthy: ReadonlyArray<UnhealthyVerdict>
+  /** From the moment every fault was healed and every operation ended; undefined when it never converged. */
+  readonly convergenceMs: number | undefined
+  /** From the last fault's heal until the master lists every node healthy; undefined when it never did. */
+  readonly healthyAfterHealMs: number | undefined
+  /** Everything that is wrong, in words; empty when the scenario passed. */
+  readonly findings: ReadonlyArray<string>
+}
+
+/** Observed state of a service: "absent", or `node|page|on` / `node|page|off`. */
+type State = string
+const ABSENT = "absent"
+const stateOf = (node: string, page: string, active: boolean): State => `${node}|${page}|${active ? "on" : "off"}`
+const after = (state: State, op: Op): State => {
+  if (op.kind === "deploy" || op.kind === "redeploy") return stateOf(op.node, op.page, true)
+  if (op.kind === "undeploy" || state === ABSENT) return ABSENT
+  const [node, page] = state.split("|")
+  return stateOf(node!, page!, op.kind === "start")
+}
+
+interface Observation {
+  readonly nodes: ReadonlyArray<NodeHealth> | string
+  readonly masterPs: { readonly services: ReadonlyArray<AgentService>; readonly unreachable: ReadonlyArray<string> } | string
+  readonly master: MasterRecords
+  readonly agents: Record<NodeName, ReadonlyArray<AgentService> | string>
+  readonly engines: Record<WorkerName, ReadonlyArray<EngineContainer>>
+  readonly proxies: Record<NodeName, ReadonlyArray<string>>
+}
+
+interface Analysis {
+  readonly healthy: boolean
+  readonly debris: ReadonlyArray<string>
+  readonly disagreements: ReadonlyArray<string>
+  readonly states: ReadonlyMap<string, State>
+}
+
+const ours = (service: string | undefined) => service !== undefined && (STEADY.some((s) => s.service === service) || (CHANGING as ReadonlyArray<string>).includes(service))
+
+const pageOf = (definition: string | undefined) => /echo (\S+) >/.exec(definition ?? "")?.[1] ?? "?"
+
+const analyse = (o: Observation): Analysis => {
+  const debris: Array<string> = []
+  const disagreements: Array<string> = []
+  const states = new Map<string, State>()
+  const healthy = typeof o.nodes !== "string" && NODES.every((n) => (o.nodes as ReadonlyArray<NodeHealth>).some((v) => v.name === n && v.health === "healthy"))
+  if (typeof o.nodes === "string") disagreements.push(`master: node list: ${o.nodes}`)
+  for (const n of NODES) if (typeof o.agents[n] === "string") disagreements.push(`${n}: ps: ${o.agents[n]}`)
+  // The master's ps (its fan-out) against each agent's own.
+  if (typeof o.masterPs === "string") disagreements.push(`master: ps: ${o.masterPs}`)
+  else {
+    for (const u of o.masterPs.unreachable) disagreements.push(`master: ps could not reach ${u}`)
+    const line = (a: AgentService) => `${a.service} on ${a.node} ${a.active ? "active" : "stopped"}`
+    const fromMaster = o.masterPs.services.filter((a) => ours(a.service)).map(line).sort().join("; ")
+    const fromAgents = NODES.flatMap((n) => (typeof o.agents[n] === "string" ? [] : o.agents[n] as ReadonlyArray<AgentService>)).filter((a) => ours(a.service)).map(line).sort().join("; ")
+    if (fromMaster !== fromAgents) disagreements.push(`master's ps [${fromMaster}] differs from the agents' [${fromAgents}]`)
+  }
+  const services = new Set<string>([...o.master.placements.keys()])
+  for (const n of NODES) if (typeof o.agents[n] !== "string") for (const s of o.agents[n] as ReadonlyArray<AgentService>) services.add(s.service)
+  for (const w of WORKERS) for (const c of o.engines[w]) if (c.service !== undefined) services.add(c.service)
+  for (const n of NODES) for (const h of o.proxies[n]) services.add(h.split(".")[0]!)
+  for (const r of o.master.edgeRoutes) services.add(r.service)
+  for (const s of [...services].filter(ours).sort()) {
+    const placed = o.master.placements.get(s)
+    const listing = NODES.filter((n) => typeof o.agents[n] !== "string" && (o.agents[n] as ReadonlyArray<AgentService>).some((a) => a.service === s))
+    const host = hostnameOf(s)
+    const edgeRows = o.master.edgeRoutes.filter((r) => r.service === s)
+    if (placed === undefined) {
+      states.set(s, ABSENT)
+      for (const n of listing) debris.push(`${s}: agent ${n} lists it, the master has no placement`)
+      for (const w of WORKERS) for (const c of o.engines[w].filter((c) => c.service === s)) debris.push(`${s}: container ${c.name} (${c.running ? "running" : "not running"}) on ${w}, the master has no placement`)
+      for (const n of NODES) if (o.proxies[n].includes(host)) debris.push(`${s}: route ${host} in ${n}'s proxy, the master has no placement`)
+      for (const r of edgeRows) disagreements.push(`${s}: the master keeps edge route ${r.hostname} (${r.state}) without a placement`)
+      continue
+    }
+    // The master keeps no active flag of its own (a definition's `active` is what was deployed):
+    // its view of a stopped service is that the service publishes nothing through the edge.
+    const definition = o.master.definitions.get(s)
+    const agentView = typeof o.agents[placed as NodeName] === "string" ? undefined : (o.agents[placed as NodeName] as ReadonlyArray<AgentService>).find((a) => a.service === s)
+    for (const n of listing) if (n !== placed) debris.push(`${s}: agent ${n} lists it, the master places it on ${placed}`)
+    if (agentView === undefined) {
+      if (typeof o.agents[placed as NodeName] !== "string") {
+        disagreements.push(`${s}: the master places it on ${placed}, whose agent does not list it (master's edge routes: ${edgeRows.map((r) => `${r.hostname} ${r.state}`).join(", ") || "none"}; ` +
+          `${host} ${o.proxies.e1.includes(host) ? "in" : "not in"} e1's proxy, ${o.proxies[placed as NodeName]?.includes(host) === true ? "in" : "not in"} ${placed}'s; ${placed}'s containers: ${o.engines[placed as WorkerName]?.filter((c) => c.service === s).map((c) => `${c.name} ${c.running ? "running" : "stopped"}`).join(", ") || "none"})`)
+      }
+      states.set(s, stateOf(placed, pageOf(definition), true))
+      continue
+    }
+    const active = agentView.active
+    states.set(s, stateOf(placed, pageOf(definition), active))
+    for (const w of WORKERS) {
+      const own = o.engines[w].filter((c) => c.service === s)
+      if (w !== placed) {
+        for (const c of own) debris.push(`${s}: container ${c.name} on ${w}, the master places it on ${placed}`)
+        if (o.proxies[w].includes(host)) debris.push(`${s}: route ${host} in ${w}'s proxy, the master places it on ${placed}`)
+        continue
+      }
+      const running = own.filter((c) => c.running)
+      if (active && running.length === 0) disagreements.push(`${s}: active on ${w}, but no running container`)
+      if (active && running.length > 1) debris.push(`${s}: ${running.length} running containers on ${w} (${running.map((c) => c.name).join(", ")})`)
+      if (!active && running.length > 0) disagreements.push(`${s}: stopped on ${w}, but ${running.map((c) => c.name).join(", ")} running`)
+      if (active !== o.proxies[w].includes(host)) disagreements.push(`${s}: ${active ? "active" : "stopped"} on ${w}, route ${host} ${o.proxies[w].includes(host) ? "present" : "absent"} in its proxy`)
+    }
+    const activeEdge = edgeRows.some((r) => r.state === "active")
+    if (active && !activeEdge) disagreements.push(`${s}: active, but the master has no active edge route for ${host}`)
+    if (!active && edgeRows.length > 0) disagreements.push(`${s}: stopped, but the master keeps edge route ${host} (${edgeRows.map((r) => r.state).join(", ")})`)
+    if (activeEdge && !o.proxies.e1.includes(host)) disagreements.push(`${s}: the master's edge route ${host} is not in e1's proxy`)
+    if (!active && o.proxies.e1.includes(host)) disagreements.push(`${s}: stopped, but route ${host} is still in e1's proxy`)
+  }
+  for (const h of o.proxies.e1) {
+    if (!o.master.edgeRoutes.some((r) => r.hostname === h && r.state === "active") && ours(h.split(".")[0])) debris.push(`route ${h} in e1's proxy, no active edge route on the master`)
+  }
+  return { healthy, debris, disagreements, states }
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+
+/** Pids of processes whose command line has an argument containing `needle` (a private path of ours). */
+const pidsRunning = (needle: string): Array<number> => {
+  const pids: Array<number> = []
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").some((a) => a.includes(needle))) pids.push(Number(entry))
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids
+}
+
+const waitForNone = async (list: () => Array<number>, timeoutMs: number) => {
+  const deadline = Date.now() + timeoutMs
+  let left = list()
+  while (left.length > 0 && Date.now() < deadline) {
+    await sleep(100)
+    left = list()
+  }
+  return left
+}
+const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e)).split("\n")[0]!.slice(0, 300)
+
+export interface ChaosSession {
+  readonly fleet: ChaosFleet
+  readonly runScenario: (plan: ScenarioPlan, log?: (line: string) => void) => Promise<ScenarioReport>
+}
+
+/** Deploys the steady services and returns a session that runs scenarios on the fleet. */
+export const startSession = async (fleet: ChaosFleet, options: { readonly convergeTimeoutMs?: number } = {}): Promise<ChaosSession> => {
+  const dir = fleet.dir
+  const nodes = fleet.nodes
+  const expected = new Map<string, Set<State>>()
+  const serviceFile = (service: string, node: WorkerName, page: string) => publicServiceFile(dir, service, hostnameOf(service), page, `${service}-${page}`, node)
+  for (const s of STEADY) {
+    const page = `${s.service}-steady`
+    const r = await fleet.mcp(["deploy", s.service, "--file", serviceFile(s.service, s.node, page)])
+    if (r.code !== 0) throw new Error(`deploy of steady service ${s.service} failed:\n${r.stdout}${r.stderr}`)
+    expected.set(s.service, new Set([stateOf(s.node, page, true)]))
+  }
+  for (const s of CHANGING) expected.set(s, new Set([ABSENT]))
+  for (const s of STEADY) {
+    await waitFor(`${s.service} to answer through ${s.node}'s proxy and the edge`, async () =>
+      (await fleet.curl(hostnameOf(s.service), nodes[s.node].ns.innerIp, fleet.workerListener)).code === 0 &&
+      (await fleet.curl(hostnameOf(s.service), nodes.e1.ns.innerIp, fleet.edgePort)).code === 0, 60_000)
+  }
+
+  const observe = async (): Promise<Observation> => {
+    const [nodeList, masterPs, ...rest] = await Promise.all([
+      fleet.nodesList(2000).catch((e: unknown) => errorText(e)),
+      fleet.masterPs(4000).catch((e: unknown) => errorText(e)),
+      ...NODES.map((n) => fleet.agentPs(n, 3000).catch((e: unknown) => errorText(e))),
+      ...WORKERS.map((w) => fleet.containers(w))
+    ])
+    const agents = {} as Record<NodeName, ReadonlyArray<AgentService> | string>
+    NODES.forEach((n, i) => (agents[n] = rest[i] as ReadonlyArray<AgentService> | string))
+    const engines = {} as Record<WorkerName, ReadonlyArray<EngineContainer>>
+    WORKERS.forEach((w, i) => (engines[w] = rest[NODES.length + i] as ReadonlyArray<EngineContainer>))
+    const proxies = {} as Record<NodeName, ReadonlyArray<string>>
+    for (const n of NODES) proxies[n] = fleet.proxyHostnames(n)
+    return {
+      nodes: nodeList as ReadonlyArray<NodeHealth> | string,
+      masterPs: masterPs as Observation["masterPs"],
+      master: fleet.masterRecords(),
+      agents,
+      engines,
+      proxies
+    }
+  }
+
+  /** The chaos rules each node's namespace needs for the network faults in `active`. */
+  const rulesFor = (n: NodeName, active: ReadonlyArray<Fault>) => {
+    const input: Array<string> = []
+    const output: Array<string> = []
+    for (const f of active) {
+      if (f.node !== n) continue
+      if (f.kind === "loss") input.push(`numgen random mod 100 < ${f.percent ?? 0} drop`)
+      if (f.kind === "partition-master" || f.kind === "partition-edge") {
+        const peer = f.kind === "partition-master" ? fleet.masterIp : nodes.e1.ns.innerIp
+        if (f.direction !== "out") input.push(`ip saddr ${peer} drop`)
+        if (f.direction !== "in") output.push(`ip daddr ${peer} drop`)
+      }
+    }
+    return { input, output }
+  }
+
+  const runScenario = async (plan: ScenarioPlan, log: (line: string) => void = () => {}): Promise<ScenarioReport> => {
+    const t0 = Date.now()
+    const now = () => Date.now() - t0
+    const activeNet: Array<Fault> = []
+    const faultRecords: Array<FaultRecord> = plan.faults.map((fault) => ({ fault, injectedAt: -1, healedAt: -1 }))
+    const applyNet = async (n: NodeName) => fleet.setRules(n, rulesFor(n, activeNet))
+    const inject = async (f: Fault) => {
+      switch (f.kind) {
+        case "partition-master":
+        case "partition-edge":
+        case "loss":
+          activeNet.push(f)
+          return applyNet(f.node!)
+        case "kill-master":
+          return fleet.master()?.kill9()
+        case "kill-agent":
+          return nodes[f.node!].agent()?.kill9()
+        case "kill-proxy": {
+          const proxy = nodes[f.node!].proxy
+          process.kill(proxy.pid(), "SIGKILL")
+          await proxy.stop()
+          // Its workers go with their master process; one that stays would keep serving.
+          const orphans = await waitForNone(() => pidsRunning(proxy.options.dir), 3000)
+          if (orphans.length > 0) {
+            for (const pid of orphans) process.kill(pid, "SIGKILL")
+            throw new Error(`HAProxy workers ${orphans.join(", ")} outlived their killed master process (killed by pid)`)
+          }
+          return
+        }
+      }
+    }
+    const heal = async (f: Fault) => {
+      switch (f.kind) {
+        case "partition-master":
+        case "partition-edge":
+        case "loss":
+          activeNet.splice(activeNet.indexOf(f), 1)
+          return applyNet(f.node!)
+        case "kill-master":
+          return fleet.startMaster()
+        case "kill-agent":
+          return nodes[f.node!].startAgent()
+        case "kill-proxy":
+          return nodes[f.node!].proxy.start()
+      }
+    }
+    const opStarted = plan.ops.map(() => {
+      let resolve: (at: number) => void = () => {}
+      const promise = new Promise<number>((r) => (resolve = r))
+      return { promise, resolve }
+    })
+    const opEnded = plan.ops.map(() => {
+      let resolve: () => void = () => {}
+      const promise = new Promise<void>((r) => (resolve = r))
+      return { promise, resolve }
+    })
+    /**
+     * When operation k reaches its worker: the moment that worker's proxy routes change (a
+     * deploy's routes step, a stop's or undeploy's first step), or else when the operation ends.
+     * A fault "into op k" counts from there, not from the CLI's start, which varies with load.
+     */
+    const opReached = async (k: number): Promise<number> => {
+      await opStarted[k]!.promise
+      const routesFile = join(nodes[plan.ops[k]!.node].proxy.options.dir, "routes.json")
+      const read = () => (existsSync(routesFile) ? readFileSync(routesFile, "utf8") : "")
+      const initial = read()
+      let ended = false
+      void opEnded[k]!.promise.then(() => (ended = true))
+      while (!ended && read() === initial) await sleep(25)
+      return now()
+    }
+    // Each fault on its own timeline: one that lands in an operation must not wait for another to heal.
+    const faultRunner = Promise.all(faultRecords.map(async (record) => {
+      {
+        const from = record.fault.duringOp === undefined ? 0 : await opReached(record.fault.duringOp)
+        await sleep(Math.max(0, from + record.fault.atMs - now()))
+        record.injectedAt = now()
+        log(`  ${record.injectedAt} ms: inject ${describeFault(record.fault)}`)
+        try {
+          await inject(record.fault)
+        } catch (e) {
+          record.error = `inject: ${errorText(e)}`
+        }
+        await sleep(Math.max(0, record.injectedAt + record.fault.durationMs - now()))
+        try {
+          await heal(record.fault)
+        } catch (e) {
+          record.error = `${record.error ?? ""} heal: ${errorText(e)}`
+        }
+        record.healedAt = now()
+        log(`  ${record.healedAt} ms: healed ${record.fault.kind}`)
+      }
+    }))
+
+    const opRecords: Array<OpRecord> = []
+    const before = new Map<OpRecord, Set<State>>()
+    const afterStates = new Map<OpRecord, Set<State>>()
+    const opRunner = (async () => {
+      for (const [k, op] of plan.ops.entries()) {
+        await sleep(Math.max(0, op.atMs - now()))
+        const record: OpRecord = { op, startedAt: now(), endedAt: -1, code: -1, output: "" }
+        opRecords.push(record)
+        opStarted[k]!.resolve(record.startedAt)
+        const args = op.kind === "deploy" || op.kind === "redeploy" ? ["deploy", op.service, "--file", serviceFile(op.service, op.node, op.page)] : [op.kind, op.service]
+        const r = await fleet.mcp(args, 90_000)
+        opEnded[k]!.resolve()
+        record.endedAt = now()
+        record.code = r.code
+        record.output = (r.stdout + r.stderr).trim().split("\n").slice(-4).join(" | ").slice(0, 600)
+        const previous = expected.get(op.service)!
+        const next = new Set([...previous].map((s) => after(s, op)))
+        before.set(record, new Set(previous))
+        afterStates.set(record, next)
+        expected.set(op.service, r.code === 0 ? next : new Set([...previous, ...next]))
+        log(`  ${record.endedAt} ms: ${describeOp(op)}: exit ${r.code}${r.code === 0 ? "" : `: ${record.output}`}`)
+      }
+    })()
+
+    // Request loops and health samples for the whole scenario.
+    let running = true
+    const requests: Array<RequestRecord> = []
+    const loops = STEADY.flatMap((s) => (["worker", "edge"] as const).map(async (path) => {
+      const ip = path === "worker" ? nodes[s.node].ns.innerIp : nodes.e1.ns.innerIp
+      const port = path === "worker" ? fleet.workerListener : fleet.edgePort
+      while (running) {
+        const startedAt = now()
+        const r = await fleet.curl(hostnameOf(s.service), ip, port, 2)
+        const ok = r.code === 0 && r.body === `${s.service}-steady`
+        requests.push({ service: s.service, path, node: s.node, startedAt, endedAt: now(), ok, detail: ok ? "" : `curl exit ${r.code}: ${r.body.slice(0, 200)}` })
+        await sleep(200)
+      }
+    }))
+    const samples: Array<{ atMs: number; node: string; health: string }> = []
+    const sampler = (async () => {
+      while (running) {
+        const atMs = now()
+        try {
+          for (const v of await fleet.nodesList(2000)) samples.push({ atMs, node: v.name, health: v.health })
+        } catch {
+          // the master is down or cut off: no verdict
+        }
+        await sleep(500)
+      }
+    })()
+
+    // From the last heal: how long until the master lists every node healthy again.
+    const healthyAfterHeal = faultRunner.then(async () => {
+      const healedAt = now()
+      const deadline = healedAt + (options.convergeTimeoutMs ?? 60_000)
+      while (now() < deadline) {
+        const views = await fleet.nodesList(2000).catch(() => [])
+        if (NODES.every((n) => views.some((v) => v.name === n && v.health === "healthy"))) return now() - healedAt
+        await sleep(250)
+      }
+      return undefined
+    })
+    try {
+      await Promise.all([faultRunner, opRunner])
+    } finally {
+      // Also when a runner throws: no request loop may outlive the scenario.
+      running = false
+      await Promise.all([...loops, sampler])
+    }
+    // Heal everything, whatever the runner managed.
+    for (const n of NODES) await fleet.setRules(n, { input: [], output: [] })
+    const settledAt = now()
+
+    // Convergence: every node healthy and every view agreeing, polled every 250 ms.
+    let analysis: Analysis | undefined
+    let convergenceMs: number | undefined
+    const deadline = Date.now() + (options.convergeTimeoutMs ?? 60_000)
+    for (;;) {
+      analysis = analyse(await observe())
+      if (analysis.healthy && analysis.debris.length === 0 && analysis.disagreements.length === 0) {
+        convergenceMs = now() - settledAt
+        break
+      }
+      if (Date.now() > deadline) break
+      await sleep(250)
+    }
+    const healthyAfterHealMs = await healthyAfterHeal
+    log(`  converged: ${convergenceMs === undefined ? "no" : `${convergenceMs} ms`}; every node healthy ${healthyAfterHealMs === undefined ? "never" : `${healthyAfterHealMs} ms`} after the last heal`)
+
+    // Every operation done or undone; every service served its expected page.
+    const violations: Array<string> = []
+    for (const [service, allowed] of expected) {
+      const observed = analysis.states.get(service) ?? ABSENT
+      if (!allowed.has(observed)) violations.push(`${service}: observed ${observed}, expected one of ${[...allowed].join(", ")}`)
+      else expected.set(service, new Set([observed]))
+      if (observed.endsWith("|on")) {
+        const [node, page] = observed.split("|") as [WorkerName, string]
+        let last = { code: -1, body: "" }
+        for (let i = 0; i < 5 && !(last.code === 0 && last.body === page); i++) {
+          if (i > 0) await sleep(1000)
+          last = await fleet.curl(hostnameOf(service), nodes[node].ns.innerIp, fleet.workerListener, 3)
+        }
+        if (!(last.code === 0 && last.body === page)) violations.push(`${service}: active on ${node} with page ${page}, but its proxy answers exit ${last.code}: ${last.body.slice(0, 200)}`)
+      }
+    }
+    for (const record of opRecords) {
+      if (record.code === 0) {
+        record.outcome = "done"
+        continue
+      }
+      if (opRecords.some((o) => o.op.service === record.op.service && o.startedAt > record.startedAt)) {
+        record.outcome = "failed-superseded"
+        continue
+      }
+      const observed = analysis.states.get(record.op.service) ?? ABSENT
+      record.outcome = before.get(record)!.has(observed) ? "undone" : afterStates.get(record)!.has(observed) ? "done-though-failed" : "neither"
+    }
+
+    // Failed requests a fault explains: one on the request's path, from its injection to 1.5 s after it healed.
+    const explains = (r: RequestRecord, f: FaultRecord) => {
+      const onPath = ((f.fault.kind === "kill-proxy" || f.fault.kind === "loss") && f.fault.node === r.node) ||
+        (r.path === "edge" && ((f.fault.kind === "loss" && f.fault.node === "e1") || (f.fault.kind === "partition-edge" && f.fault.node === r.node)))
+      const healedAt = f.healedAt < 0 ? settledAt : f.healedAt
+      return onPath && f.injectedAt >= 0 && r.endedAt >= f.injectedAt - 100 && r.startedAt <= healedAt + 1500
+    }
+    const failed = requests.filter((r) => !r.ok)
+    const unexplained = failed.filter((r) => !faultRecords.some((f) => explains(r, f)))
+
+    // Unhealthy verdicts a fault explains: one that keeps the node's heartbeats from the master.
+    const hbGrace = 3 * fleet.heartbeatMs + 3000
+    const unhealthy: Array<UnhealthyVerdict> = samples.filter((s) => s.health === "unhealthy").map((s) => {
+      const within = (f: FaultRecord) => f.injectedAt >= 0 && s.atMs >= f.injectedAt && s.atMs <= (f.healedAt < 0 ? settledAt : f.healedAt) + hbGrace
+      const explained = faultRecords.some((f) => within(f) && (f.fault.kind === "kill-master" ||
+        (f.fault.node === s.node && (f.fault.kind === "partition-master" || f.fault.kind === "kill-agent" || (f.fault.kind === "loss" && (f.fault.percent ?? 0) > BACKGROUND_LOSS_PERCENT)))))
+      const duringBackgroundLoss = faultRecords.some((f) => within(f) && f.fault.kind === "loss" && f.fault.node === s.node && f.fault.percent === BACKGROUND_LOSS_PERCENT)
+      return { node: s.node, atMs: s.atMs, explained, duringBackgroundLoss }
+    })
+    const falseUnhealthy = unhealthy.filter((u) => !u.explained)
+
+    const findings: Array<string> = []
+    for (const f of faultRecords) if (f.error !== undefined) findings.push(`fault ${describeFault(f.fault)}: ${f.error}`)
+    for (const d of analysis.debris) findings.push(`debris: ${d}`)
+    if (convergenceMs === undefined) for (const d of analysis.disagreements) findings.push(`not converged: ${d}`)
+    if (healthyAfterHealMs === undefined) findings.push(`some node was not healthy within the convergence timeout after the last heal`)
+    if (convergenceMs === undefined && !analysis.healthy) findings.push(`not converged: nodes ${JSON.stringify((await fleet.nodesList().catch(() => [])))}`)
+    for (const v of violations) findings.push(`operation neither done nor undone: ${v}`)
+    for (const o of opRecords) if (o.outcome === "neither") findings.push(`op ${describeOp(o.op)} (exit ${o.code}) left neither its before nor its after state: ${o.output}`)
+    for (const r of unexplained.slice(0, 10)) findings.push(`unexplained failed request: ${r.service} via ${r.path} at ${r.startedAt}-${r.endedAt} ms: ${r.detail}`)
+    if (unexplained.length > 10) findings.push(`... and ${unexplained.length - 10} more unexplained failed requests`)
+    for (const u of falseUnhealthy) findings.push(`node ${u.node} marked unhealthy at ${u.atMs} ms with no fault cutting its heartbeats${u.duringBackgroundLoss ? ` (during ${BACKGROUND_LOSS_PERCENT}% loss)` : ""}`)
+    return {
+      plan,
+      faults: faultRecords,
+      ops: opRecords,
+      requests: { total: requests.length, failed: failed.length, explained: failed.length - unexplained.length, unexplained },
+      debris: analysis.debris,
+      disagreements: convergenceMs === undefined ? analysis.disagreements : [],
+      violations,
+      unhealthy,
+      falseUnhealthy,
+      convergenceMs,
+      healthyAfterHealMs,
+      findings
+    }
+  }
+  return { fleet, runScenario }
+}
+
+/** A report as text: the plan (to replay), what happened and what is wrong. */
+export const formatReport = (r: ScenarioReport) =>
+  [
+    describePlan(r.plan),
+    ...r.faults.map((f) => `  fault ${f.fault.kind}${f.fault.node === undefined ? "" : ` ${f.fault.node}`}: injected ${f.injectedAt} ms, healed ${f.healedAt} ms${f.error === undefined ? "" : `, ${f.error}`}`),
+    ...r.ops.map((o) => `  op ${describeOp(o.op)}: ${o.startedAt}-${o.endedAt} ms, exit ${o.code}, ${o.outcome}${o.code === 0 ? "" : `: ${o.output}`}`),
+    `  requests ${r.requests.total}, failed ${r.requests.failed} (${r.requests.explained} explained by a fault), unhealthy verdicts ${r.unhealthy.length} (${r.falseUnhealthy.length} false), convergence ${r.convergenceMs === undefined ? "none" : `${r.convergenceMs} ms`} after the last heal or operation, every node healthy ${r.healthyAfterHealMs === undefined ? "never" : `${r.healthyAfterHealMs} ms`} after the last heal`,
+    ...(r.findings.length === 0 ? ["  no findings"] : r.findings.map((f) => `  FINDING ${f}`)),
+    `  replay: node --import tsx bench/chaos.ts --seed ${r.plan.seed} --scenarios ${r.plan.index + 1}`
+  ].join("\n")
