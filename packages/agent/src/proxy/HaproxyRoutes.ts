@@ -304,7 +304,8 @@ const socketCommand = (socketPath: string, command: string, timeoutMs = 5000): E
 export const workerAnswers = (statsSocket: string): Effect.Effect<boolean> =>
   socketCommand(statsSocket, "show info", 1000).pipe(
     Effect.map((answer) => /^Pid:/m.test(answer)),
-    Effect.orElseSucceed(() => false)
+    // Polled while HAProxy starts: not answering yet is the expected "no"; anything else is logged.
+    Effect.catchAll((e) => (e.unreachable === true ? Effect.succeed(false) : Effect.as(Effect.logDebug(`haproxy: ${statsSocket} did not answer: ${e.reason}`), false)))
   )
 
 /**

@@ -83,7 +83,11 @@ const errorCode = (e: unknown) => (typeof e === "object" && e !== null && "code"
 const liveProcessWith = (pid: number, needle: string) =>
   Effect.flatMap(FileSystem.FileSystem, (fs) => fs.readFile(`/proc/${pid}/cmdline`)).pipe(
     Effect.map((bytes) => Buffer.from(bytes).toString("utf8").split("\0").includes(needle)),
-    Effect.orElseSucceed(() => false)
+    // No such process is the usual "no"; another failure is logged, and the process left alone.
+    Effect.catchAll((e) =>
+      e._tag === "SystemError" && e.reason === "NotFound"
+        ? Effect.succeed(false)
+        : Effect.as(Effect.logWarning(`managed HAProxy: cannot read /proc/${pid}/cmdline (${e.message}); pid ${pid} is left alone`), false))
   )
 
 const signalGroup = (pid: number, signal: NodeJS.Signals) =>
@@ -104,7 +108,12 @@ const stopLeftBehind = (options: HaproxyRoutes.Options) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const file = pidFile(options)
-    const text = yield* Effect.orElseSucceed(fs.readFileString(file), () => "")
+    const text = yield* fs.readFileString(file).pipe(
+      Effect.catchAll((e) =>
+        e._tag === "SystemError" && e.reason === "NotFound"
+          ? Effect.succeed("")
+          : Effect.as(Effect.logWarning(`managed HAProxy: cannot read ${file} (${e.message}); a HAProxy a killed agent left running is not looked for`), ""))
+    )
     const pid = Number(text.trim())
     if (!Number.isInteger(pid) || pid <= 1) return
     const config = HaproxyRoutes.layout(options.dir).config
