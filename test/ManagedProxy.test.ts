@@ -17,6 +17,7 @@ import { freePort } from "../packages/agent/test/ContainerRuntimeContract.js"
 import { layerPlatform } from "../packages/agent/test/Platform.js"
 import { makeRoute } from "../packages/agent/test/ProxyRoutesContract.js"
 import { privateDir, removeDir, requireBinary } from "./support/ManagedProcess.js"
+import { isRunning } from "./support/Reaper.js"
 import { get, scopedBackend, scopedPki } from "./support/ProxyTraffic.js"
 
 const haproxyOptions = (root: string): HaproxyRoutes.Options => ({
@@ -59,14 +60,6 @@ const processesWith = (needle: string) =>
     }
   }).map(Number)
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 const refused = (port: number) =>
   Effect.async<boolean>((resume) => {
@@ -165,7 +158,7 @@ describe("the managed HAProxy (an agent-supervised child)", () => {
       expect(processesWith(config).length).toBeGreaterThanOrEqual(2)
 
       yield* managed.stop
-      expect(alive(pid)).toBe(false)
+      expect(isRunning(pid)).toBe(false)
       expect(processesWith(config)).toEqual([])
       expect(yield* refused(listener)).toBe(true)
     }), { timeout: 60_000 })
@@ -178,7 +171,7 @@ describe("the managed HAProxy (an agent-supervised child)", () => {
       // What a killed agent leaves: a HAProxy in its own process group, and its pid file.
       const [file, ...args] = HaproxyRoutes.haproxyCommand(options)
       const orphan = spawn(file!, args, { detached: true, stdio: "ignore" })
-      yield* Effect.addFinalizer(() => Effect.sync(() => alive(orphan.pid!) && process.kill(-orphan.pid!, "SIGKILL")))
+      yield* Effect.addFinalizer(() => Effect.sync(() => isRunning(orphan.pid!) && process.kill(-orphan.pid!, "SIGKILL")))
       writeFileSync(ManagedHaproxy.pidFile(options), `${orphan.pid}\n`)
       yield* eventually("the left-behind HAProxy to answer", Effect.map(HaproxyRoutes.workerAnswers(options.statsSocket), (up) => (up ? true : undefined)))
 
@@ -187,7 +180,7 @@ describe("the managed HAProxy (an agent-supervised child)", () => {
       expect(status.state).toMatch(/^running/)
       expect(pidOf(status.state)).not.toBe(orphan.pid)
       expect(status.restarts).toBe(0)
-      yield* eventually("the left-behind HAProxy to be gone", Effect.sync(() => (alive(orphan.pid!) ? undefined : true)), 5000)
+      yield* eventually("the left-behind HAProxy to be gone", Effect.sync(() => (isRunning(orphan.pid!) ? undefined : true)), 5000)
     }), { timeout: 60_000 })
 
   it.scopedLive("without the haproxy program the start fails, saying how to install it", () =>

@@ -7,6 +7,7 @@ import { execFile } from "node:child_process"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { privateDir, removeDir, requireBinary } from "./support/ManagedProcess.js"
+import { isRunning } from "./support/Reaper.js"
 
 const repo = fileURLToPath(new URL("..", import.meta.url))
 
@@ -19,14 +20,6 @@ const runQuickStart = (dir: string) =>
       (error, stdout, stderr) => resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, output: `${stdout}${stderr}` })
     ))
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 describe("the quick start", () => {
   it("serves hello by name: the master's DNS answers, HTTPS through the agent's HAProxy with a verified certificate", async () => {
@@ -50,7 +43,7 @@ describe("the quick start", () => {
       const proxy = /\n│   └── local  \[running, node healthy\]\n│       └── proxy \(haproxy, managed\)  \[running, pid (\d+), up [^\]]+\]\n/.exec(output)
       expect(proxy, output).not.toBeNull()
       // ...and the agent's stop (the quick start's clean-up) stopped it.
-      expect(alive(Number(proxy![1]))).toBe(false)
+      expect(isRunning(Number(proxy![1]))).toBe(false)
       expect(output).not.toMatch(/cleanup: /)
     } finally {
       removeDir(dir)
