@@ -16,10 +16,23 @@ export default defineWorkspace([
       name: "integration",
       root: "test",
       include: ["**/*.test.ts"],
+      exclude: ["**/node_modules/**", "Chaos.test.ts"],
       // The binaries the tests start run the bundles, built first if need be (test/support/Bundles.ts).
       globalSetup: [...globalSetup, fileURLToPath(new URL("./test/support/Bundles.ts", import.meta.url))],
       testTimeout: 120_000,
       hookTimeout: 120_000
+    }
+  },
+  {
+    // The chaos scenarios judge timing (request loops, heartbeats): `npm test` runs them alone,
+    // after every other project, so no other test's load is taken for a fault's.
+    test: {
+      name: "chaos",
+      root: "test",
+      include: ["Chaos.test.ts"],
+      globalSetup: [...globalSetup, fileURLToPath(new URL("./test/support/Bundles.ts", import.meta.url))],
+      testTimeout: 600_000,
+      hookTimeout: 300_000
     }
   }
 ])

@@ -1,12 +1,13 @@
 /**
- * bench/chaos: a seeded chaos run on a netns fleet (issue 18, step 1).
+ * bench/chaos: a seeded chaos run on a netns fleet (issue 18).
  *
  * The fleet of test/support/ChaosFleet.ts: the master here, workers w1 and w2 and edge e1 each in
  * a network namespace of its own, real Podman, HAProxy and PowerDNS. Two steady services (st1 on
  * w1, st2 on w2) are requested through the workers' proxies and the edge all the time, while each
- * scenario injects faults (partitions, packet loss, SIGKILL of the master, an agent or a worker's
- * HAProxy, each healed after a while) and runs deploys, redeploys, stops, starts and undeploys of
- * o1..o3 through the master. After each scenario it checks the fleet: debris, views that disagree,
+ * scenario injects faults (partitions, packet loss in either direction, SIGKILL of the master, an
+ * agent, a node's HAProxy, a worker's Podman API service or PowerDNS, a full disk under a worker
+ * agent's data directory; each healed after a while) and runs deploys, redeploys, moves, stops,
+ * starts and undeploys of o1..o3 through the master. After each scenario it checks the fleet: debris, views that disagree,
  * operations neither done nor undone, failed requests no fault explains, unhealthy verdicts no
  * fault explains, and the time to converge. `--seed S` replays the same plans.
  *

@@ -6,7 +6,17 @@
 # Nothing is started here (Debian's policy here keeps daemons from starting on install).
 set -euo pipefail
 
-want=(haproxy caddy socat openssl pebble pdns-server pdns-backend-sqlite3 dnsutils sqlite3 knot curl iproute2 openssh-server)
+# The chaos fleet (test/support/ChaosFleet.ts) routes between its network namespaces through
+# this one: IPv4 forwarding on, for this boot only (nothing under /etc changes).
+if [ "$(cat /proc/sys/net/ipv4/ip_forward)" != "1" ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    sysctl -q -w net.ipv4.ip_forward=1
+  else
+    echo "IPv4 forwarding is off; the chaos tests need it: sudo sysctl -w net.ipv4.ip_forward=1" >&2
+  fi
+fi
+
+want=(haproxy caddy socat openssl pebble pdns-server pdns-backend-sqlite3 dnsutils sqlite3 knot curl iproute2 nftables openssh-server)
 missing=()
 for pkg in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -18,22 +18,24 @@
  * in EdgeFleet (it runs no containers). Needs root, iproute2, nft, and IPv4 forwarding on here.
  *
  * Faults: an nft table `inet chaos` in each node's namespace (drop by address, or at random for
- * packet loss), and SIGKILL by pid of the master, an agent or a worker's HAProxy, with restarts.
- * Everything started here is stopped by pid in `dispose`; the namespaces (and with them the nft
- * tables) are deleted.
+ * packet loss, in either direction); SIGKILL by pid of the master, an agent, a node's HAProxy, a
+ * worker's Podman API service or PowerDNS, with restarts; and a full disk under a worker agent's
+ * data directory (a tmpfs of its own, filled with one file). Everything started here is stopped
+ * by pid in `dispose`; the tmpfs mounts are unmounted and the namespaces (and with them the nft
+ * tables) deleted.
  */
 import { NodeFileSystem } from "@effect/platform-node"
 import Database from "better-sqlite3"
 import { Duration, Effect, Redacted } from "effect"
 import { execFile } from "node:child_process"
-import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statfsSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { AgentRpcs, MasterRpcs, Pki, Transport } from "../../packages/rpc/src/index.js"
 import { haproxySection, publicServiceFile, waitFor } from "./EdgeFleet.js"
 import { type HaproxyInstance, startHaproxy } from "./Haproxy.js"
 import * as LocalFleet from "./LocalFleet.js"
 import { makeNetns, type Netns } from "./Netns.js"
-import { containersConfPath, makePrivateStorage, type PodmanService, type PrivateStorage, startPodmanService } from "./Podman.js"
+import { containersConfPath, makePrivateStorage, type PodmanService, type PrivateStorage, startPodmanService, storageFlags } from "./Podman.js"
 import { createZone, type PowerDnsServer, startPowerDns } from "./PowerDns.js"
 
 export const WORKERS = ["w1", "w2"] as const
@@ -69,7 +71,7 @@ export interface ChaosNode {
   /** Starts the agent again (after a kill) inside its namespace, on the same config and data. */
   readonly startAgent: () => Promise<void>
   /** A worker's engine: its Podman service and private storage; none on the edge. */
-  readonly engine: { readonly service: PodmanService; readonly storage: PrivateStorage } | undefined
+  readonly engine: { readonly service: () => PodmanService; readonly storage: PrivateStorage } | undefined
 }
 
 export interface EngineContainer {
@@ -111,6 +113,15 @@ export interface ChaosFleet {
   readonly nodes: Readonly<Record<NodeName, ChaosNode>>
   readonly master: () => LocalFleet.Daemon | undefined
   readonly startMaster: () => Promise<void>
+  /** SIGKILLs a worker's Podman API service (its containers keep running), and starts it again on the same socket. */
+  readonly killEngine: (worker: WorkerName) => Promise<void>
+  readonly startEngine: (worker: WorkerName) => Promise<void>
+  /** SIGKILLs PowerDNS (the public zone's server), and starts it again on the same ports and records. */
+  readonly killDns: () => Promise<void>
+  readonly startDns: () => Promise<void>
+  /** Fills the tmpfs under a worker agent's data directory to the last byte, and frees it again. */
+  readonly fillDisk: (worker: WorkerName) => Promise<void>
+  readonly freeDisk: (worker: WorkerName) => Promise<void>
   readonly masterDb: string
   /** The routes CA certificate: clients trust it for the proxies' certificates. */
   readonly routesCaFile: string
@@ -154,6 +165,8 @@ export const startChaosFleet = async (dir: string, options: { readonly heartbeat
   const namespaces: Array<Netns> = []
   const storages: Array<PrivateStorage> = []
   const podmans: Partial<Record<WorkerName, PodmanService>> = {}
+  const engineDirs = {} as Record<WorkerName, string>
+  const dataMounts: Array<string> = []
   const proxies: Partial<Record<NodeName, HaproxyInstance>> = {}
   const agents: Partial<Record<NodeName, LocalFleet.Daemon>> = {}
   let master: LocalFleet.Daemon | undefined
@@ -164,7 +177,7 @@ export const startChaosFleet = async (dir: string, options: { readonly heartbeat
   const storageOf = (w: WorkerName) => storages[WORKERS.indexOf(w)]
   const podmanOn = (w: WorkerName, args: ReadonlyArray<string>, timeoutMs = 30_000) => {
     const s = storageOf(w)!
-    return run("podman", ["--root", s.root, "--runroot", s.runroot, ...args], { env: podmanEnv(), timeoutMs })
+    return run("podman", [...storageFlags(s), ...args], { env: podmanEnv(), timeoutMs })
   }
 
   let disposed = false
@@ -193,6 +206,10 @@ export const startChaosFleet = async (dir: string, options: { readonly heartbeat
       if (rm.code !== 0) console.warn(`chaos fleet clean-up: podman rm -f -a on ${w}: ${rm.stderr}`)
     }
     ;(await Promise.allSettled([...Object.values(proxies).map((p) => p.dispose()), pdns?.close(), ...Object.values(podmans).map((p) => p.stop())])).forEach(said("stop a peer"))
+    for (const m of dataMounts) {
+      const u = await run("umount", ["-l", m])
+      if (u.code !== 0) console.warn(`chaos fleet clean-up: umount ${m}: ${u.stderr}`)
+    }
     for (const s of storages) {
       // Never `podman system reset`: it reaches beyond a private storage (run dirs, networks).
       await unmountUnder(s)
@@ -226,8 +243,12 @@ export const startChaosFleet = async (dir: string, options: { readonly heartbeat
       const nft = await run("ip", ["netns", "exec", ns.name, "nft", "-f", "-"], { input: nftSetup })
       if (nft.code !== 0) throw new Error(`nft chaos table in ${ns.name}: ${nft.stderr}`)
     }
-    for (const _ of WORKERS) storages.push(makePrivateStorage())
-    const started = await Promise.all([...WORKERS.map((_, i) => startPodmanService({ storage: storages[i]! })), startPowerDns()])
+    for (const w of WORKERS) {
+      storages.push(makePrivateStorage())
+      engineDirs[w] = join(dir, `engine-${w}`)
+      mkdirSync(engineDirs[w], { recursive: true, mode: 0o700 })
+    }
+    const started = await Promise.all([...WORKERS.map((w, i) => startPodmanService({ storage: storages[i]!, dir: engineDirs[w] })), startPowerDns()])
     WORKERS.forEach((w, i) => (podmans[w] = started[i] as PodmanService))
     pdns = started[WORKERS.length] as PowerDnsServer
     await createZone(pdns, DOMAIN, [{ name: `e1.${DOMAIN}`, type: "A", content: nsOf.e1.innerIp }])
@@ -236,6 +257,14 @@ export const startChaosFleet = async (dir: string, options: { readonly heartbeat
     const masterAddress = `${masterIp}:${masterPort}`
     const masters = [masterAddress]
     const f = await LocalFleet.prepare(join(dir, "fleet"), { masters })
+    // Each worker agent's data directory on a small tmpfs of its own, for the full-disk fault.
+    for (const w of WORKERS) {
+      const data = join(f.dir, w)
+      mkdirSync(data, { recursive: true, mode: 0o700 })
+      const m = await run("mount", ["-t", "tmpfs", "-o", "size=128m,mode=0700", "tmpfs", data])
+      if (m.code !== 0) throw new Error(`cannot mount a tmpfs at ${data} (${m.stderr.trim()}); the chaos fleet needs root`)
+      dataMounts.push(data)
+    }
     await Effect.runPromise(
       Pki.issueCertificate(f.caDir, "hosts", {
         ips: ["127.0.0.1", masterIp, ...NODES.flatMap((n) => [nsOf[n].hostIp, nsOf[n].innerIp])],
@@ -312,7 +341,7 @@ export const startChaosFleet = async (dir: string, options: { readonly heartbeat
         proxy: proxies[n]!,
         agent: () => agents[n],
         startAgent: startAgent(n),
-        engine: w === undefined ? undefined : { service: podmans[w]!, storage: storageOf(w)! }
+        engine: w === undefined ? undefined : { service: () => podmans[w]!, storage: storageOf(w)! }
       }
     }
     const fleetApi: ChaosFleet = {
@@ -326,6 +355,29 @@ export const startChaosFleet = async (dir: string, options: { readonly heartbeat
       nodes,
       master: () => master,
       startMaster,
+      killEngine: async (w) => {
+        const service = podmans[w]!
+        process.kill(service.pid, "SIGKILL")
+        await service.stop()
+      },
+      startEngine: async (w) => {
+        podmans[w] = await startPodmanService({ storage: storageOf(w)!, dir: engineDirs[w] })
+      },
+      killDns: async () => {
+        const pid = pdns!.pid()
+        if (pid !== undefined) process.kill(pid, "SIGKILL")
+        await pdns!.stop()
+      },
+      startDns: () => pdns!.start(),
+      fillDisk: async (w) => {
+        const data = join(f.dir, w)
+        const { bavail, bsize } = statfsSync(data)
+        const r = await run("fallocate", ["-l", String(bavail * bsize), join(data, "chaos-filler")])
+        if (r.code !== 0) throw new Error(`fallocate in ${data}: ${r.stderr}`)
+      },
+      freeDisk: async (w) => {
+        rmSync(join(f.dir, w, "chaos-filler"), { force: true })
+      },
       masterDb: join(f.dir, "master", "master.db"),
       routesCaFile,
       setRules: async (n, rules) => {
@@ -399,16 +451,16 @@ export const mulberry32 = (seed: number) => {
   }
 }
 
-export type FaultKind = "partition-master" | "partition-edge" | "loss" | "kill-master" | "kill-agent" | "kill-proxy"
-export const FAULT_KINDS: ReadonlyArray<FaultKind> = ["partition-master", "partition-edge", "loss", "kill-master", "kill-agent", "kill-proxy"]
+export type FaultKind = "partition-master" | "partition-edge" | "loss" | "kill-master" | "kill-agent" | "kill-proxy" | "kill-engine" | "kill-dns" | "disk-full"
+export const FAULT_KINDS: ReadonlyArray<FaultKind> = ["partition-master", "partition-edge", "loss", "kill-master", "kill-agent", "kill-proxy", "kill-engine", "kill-dns", "disk-full"]
 
 export interface Fault {
   readonly kind: FaultKind
-  /** partition-master, loss, kill-agent: any node; partition-edge, kill-proxy: a worker. */
+  /** partition-master, loss, kill-agent, kill-proxy: any node; partition-edge, kill-engine, disk-full: a worker. */
   readonly node?: NodeName
-  /** Partitions: "in" drops what the node receives from the peer, "out" what it sends, "both" both. */
+  /** Partitions and loss: "in" drops what the node receives (from the peer), "out" what it sends, "both" both. */
   readonly direction?: "both" | "in" | "out"
-  /** loss: the share of packets the node drops on input, in percent. */
+  /** loss: the share of packets the node drops, in percent. */
   readonly percent?: number
   /** From the start of the scenario, or with `duringOp` from the moment that operation reached its worker's proxy. */
   readonly atMs: number
@@ -417,14 +469,14 @@ export interface Fault {
   readonly durationMs: number
 }
 
-export type OpKind = "deploy" | "redeploy" | "stop" | "start" | "undeploy"
+export type OpKind = "deploy" | "redeploy" | "move" | "stop" | "start" | "undeploy"
 
 export interface Op {
   readonly kind: OpKind
   readonly service: string
-  /** deploy/redeploy: where the definition pins it. */
+  /** deploy/redeploy/move: where the definition pins it (a move: the other worker). */
   readonly node: WorkerName
-  /** deploy/redeploy: the page it serves. */
+  /** deploy/redeploy/move: the page it serves. */
   readonly page: string
   readonly atMs: number
 }
@@ -465,11 +517,11 @@ export const makePlans = (seed: number, count: number, options: { readonly opsPe
     const randomFault: Omit<Fault, "atMs" | "durationMs"> =
       kind === "partition-master" ? { kind, node: pick(NODES), direction }
       : kind === "partition-edge" ? { kind, node: pick(WORKERS), direction }
-      : kind === "loss" ? { kind, node: pick(NODES), percent: 30 }
-      : kind === "kill-agent" ? { kind, node: pick(NODES) }
-      : kind === "kill-proxy" ? { kind, node: pick(WORKERS) }
+      : kind === "loss" ? { kind, node: pick(NODES), direction, percent: 30 }
+      : kind === "kill-agent" || kind === "kill-proxy" ? { kind, node: pick(NODES) }
+      : kind === "kill-engine" || kind === "disk-full" ? { kind, node: pick(WORKERS) }
       : { kind }
-    const background: Omit<Fault, "atMs" | "durationMs"> = { kind: "loss", node: pick(NODES), percent: BACKGROUND_LOSS_PERCENT }
+    const background: Omit<Fault, "atMs" | "durationMs"> = { kind: "loss", node: pick(NODES), direction: pick(["both", "in", "out"] as const), percent: BACKGROUND_LOSS_PERCENT }
     const ordered = random() < 0.5 ? [randomFault, background] : [background, randomFault]
     let t = int(1000, 2000)
     const faults: Array<Fault> = []
@@ -484,8 +536,8 @@ export const makePlans = (seed: number, count: number, options: { readonly opsPe
       const service = pick(CHANGING)
       const state = model.get(service)
       const page = `${service}-s${seed}-${index}-${k}`
-      const kind: OpKind = state === undefined ? "deploy" : state.active ? pick(["redeploy", "stop", "undeploy"] as const) : pick(["start", "undeploy"] as const)
-      const node = state?.node ?? pick(WORKERS)
+      const kind: OpKind = state === undefined ? "deploy" : state.active ? pick(["redeploy", "move", "stop", "undeploy"] as const) : pick(["start", "undeploy"] as const)
+      const node = kind === "move" ? WORKERS.find((w) => w !== state!.node)! : state?.node ?? pick(WORKERS)
       if (kind === "undeploy") model.delete(service)
       else model.set(service, { node, active: kind !== "stop" })
       return { kind, service, node, page, atMs }
@@ -504,7 +556,7 @@ export const makePlans = (seed: number, count: number, options: { readonly opsPe
 export const describeFault = (f: Fault) =>
   `${f.kind}${f.node === undefined ? "" : ` ${f.node}`}${f.direction === undefined ? "" : ` ${f.direction}`}${f.percent === undefined ? "" : ` ${f.percent}%`} at ${f.atMs} ms${f.duringOp === undefined ? "" : ` into op ${f.duringOp}`} for ${f.durationMs} ms`
 export const describeOp = (o: Op) =>
-  `${o.kind} ${o.service}${o.kind === "deploy" || o.kind === "redeploy" ? ` on ${o.node} page ${o.page}` : ""} at ${o.atMs} ms`
+  `${o.kind} ${o.service}${o.kind === "deploy" || o.kind === "redeploy" || o.kind === "move" ? ` ${o.kind === "move" ? "to" : "on"} ${o.node} page ${o.page}` : ""} at ${o.atMs} ms`
 export const describePlan = (p: ScenarioPlan) =>
   [`seed ${p.seed} scenario ${p.index} (${p.lengthMs} ms):`, ...p.faults.map((f) => `  fault ${describeFault(f)}`), ...p.ops.map((o) => `  op    ${describeOp(o)}`)].join("\n")
 
@@ -569,7 +621,7 @@ type State = string
 const ABSENT = "absent"
 const stateOf = (node: string, page: string, active: boolean): State => `${node}|${page}|${active ? "on" : "off"}`
 const after = (state: State, op: Op): State => {
-  if (op.kind === "deploy" || op.kind === "redeploy") return stateOf(op.node, op.page, true)
+  if (op.kind === "deploy" || op.kind === "redeploy" || op.kind === "move") return stateOf(op.node, op.page, true)
   if (op.kind === "undeploy" || state === ABSENT) return ABSENT
   const [node, page] = state.split("|")
   return stateOf(node!, page!, op.kind === "start")
@@ -694,7 +746,12 @@ const waitForNone = async (list: () => Array<number>, timeoutMs: number) => {
   }
   return left
 }
-const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e)).split("\n")[0]!.slice(0, 300)
+const errorText = (e: unknown) => {
+  const first = (e instanceof Error ? e.message : String(e)).split("\n")[0]!.slice(0, 300)
+  // A daemon or peer that did not start: the end of what it printed says why.
+  const tail = typeof e === "object" && e !== null && "outputTail" in e ? String(e.outputTail).trim().split("\n").slice(-3).join(" | ").slice(-600) : ""
+  return tail === "" ? first : `${first}; its output ended: ${tail}`
+}
 
 export interface ChaosSession {
   readonly fleet: ChaosFleet
@@ -749,7 +806,10 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
     const output: Array<string> = []
     for (const f of active) {
       if (f.node !== n) continue
-      if (f.kind === "loss") input.push(`numgen random mod 100 < ${f.percent ?? 0} drop`)
+      if (f.kind === "loss") {
+        if (f.direction !== "out") input.push(`numgen random mod 100 < ${f.percent ?? 0} drop`)
+        if (f.direction !== "in") output.push(`numgen random mod 100 < ${f.percent ?? 0} drop`)
+      }
       if (f.kind === "partition-master" || f.kind === "partition-edge") {
         const peer = f.kind === "partition-master" ? fleet.masterIp : nodes.e1.ns.innerIp
         if (f.direction !== "out") input.push(`ip saddr ${peer} drop`)
@@ -788,6 +848,12 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
           }
           return
         }
+        case "kill-engine":
+          return fleet.killEngine(f.node as WorkerName)
+        case "kill-dns":
+          return fleet.killDns()
+        case "disk-full":
+          return fleet.fillDisk(f.node as WorkerName)
       }
     }
     const heal = async (f: Fault) => {
@@ -803,6 +869,12 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
           return nodes[f.node!].startAgent()
         case "kill-proxy":
           return nodes[f.node!].proxy.start()
+        case "kill-engine":
+          return fleet.startEngine(f.node as WorkerName)
+        case "kill-dns":
+          return fleet.startDns()
+        case "disk-full":
+          return fleet.freeDisk(f.node as WorkerName)
       }
     }
     const opStarted = plan.ops.map(() => {
@@ -862,7 +934,7 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
         const record: OpRecord = { op, startedAt: now(), endedAt: -1, code: -1, output: "" }
         opRecords.push(record)
         opStarted[k]!.resolve(record.startedAt)
-        const args = op.kind === "deploy" || op.kind === "redeploy" ? ["deploy", op.service, "--file", serviceFile(op.service, op.node, op.page)] : [op.kind, op.service]
+        const args = op.kind === "deploy" || op.kind === "redeploy" || op.kind === "move" ? ["deploy", op.service, "--file", serviceFile(op.service, op.node, op.page)] : [op.kind, op.service]
         const r = await fleet.mcp(args, 90_000)
         opEnded[k]!.resolve()
         record.endedAt = now()
@@ -974,7 +1046,7 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
     // Failed requests a fault explains: one on the request's path, from its injection to 1.5 s after it healed.
     const explains = (r: RequestRecord, f: FaultRecord) => {
       const onPath = ((f.fault.kind === "kill-proxy" || f.fault.kind === "loss") && f.fault.node === r.node) ||
-        (r.path === "edge" && ((f.fault.kind === "loss" && f.fault.node === "e1") || (f.fault.kind === "partition-edge" && f.fault.node === r.node)))
+        (r.path === "edge" && (((f.fault.kind === "loss" || f.fault.kind === "kill-proxy") && f.fault.node === "e1") || (f.fault.kind === "partition-edge" && f.fault.node === r.node)))
       const healedAt = f.healedAt < 0 ? settledAt : f.healedAt
       return onPath && f.injectedAt >= 0 && r.endedAt >= f.injectedAt - 100 && r.startedAt <= healedAt + 1500
     }

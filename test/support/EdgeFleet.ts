@@ -15,7 +15,7 @@ import { Pki } from "../../packages/rpc/src/index.js"
 import { type HaproxyInstance, startHaproxy } from "./Haproxy.js"
 import * as LocalFleet from "./LocalFleet.js"
 import { makeNetns, type Netns } from "./Netns.js"
-import { BUSYBOX_IMAGE, containersConfPath, makePrivateStorage, type PodmanService, startPodmanService } from "./Podman.js"
+import { BUSYBOX_IMAGE, containersConfPath, makePrivateStorage, type PodmanService, startPodmanService, storageFlags } from "./Podman.js"
 import { createZone, type PowerDnsServer, startPowerDns } from "./PowerDns.js"
 
 export interface EdgeFleet {
@@ -106,8 +106,8 @@ export const startEdgeFleet = async (dir: string, options: {
 } = {}): Promise<EdgeFleet> => {
   const ns = makeNetns()
   const storage = options.privateStorage === true ? makePrivateStorage() : undefined
-  const storageFlags = storage === undefined ? [] : ["--root", storage.root, "--runroot", storage.runroot]
-  const podmanRun = (args: ReadonlyArray<string>) => spawnSync("podman", [...storageFlags, ...args], { encoding: "utf8", env: podmanEnv() })
+  const flags = storage === undefined ? [] : storageFlags(storage)
+  const podmanRun = (args: ReadonlyArray<string>) => spawnSync("podman", [...flags, ...args], { encoding: "utf8", env: podmanEnv() })
   let podman: PodmanService | undefined
   let pdns: PowerDnsServer | undefined
   let workerProxy: HaproxyInstance | undefined

@@ -21,16 +21,25 @@ export const containersConfPath = (): string =>
 export interface PrivateStorage {
   readonly root: string
   readonly runroot: string
+  /**
+   * Podman's own state (its `alive` lock among it), private too: engines sharing the machine's
+   * /run/libpod were seen to wait on each other for good when started together or when one was
+   * SIGKILLed mid-operation.
+   */
+  readonly tmpdir: string
 }
+
+/** The global flags that point podman at a private storage. */
+export const storageFlags = (storage: PrivateStorage): ReadonlyArray<string> => ["--root", storage.root, "--runroot", storage.runroot, "--tmpdir", storage.tmpdir]
 
 /** A private Podman storage holding only the busybox image (copied from the machine's). */
 export const makePrivateStorage = (): PrivateStorage => {
   ensurePodman()
   ensureImage()
   const base = privateDir("podman-storage")
-  const storage = { root: path.join(base, "root"), runroot: path.join(base, "run") }
+  const storage = { root: path.join(base, "root"), runroot: path.join(base, "run"), tmpdir: path.join(base, "libpod") }
   const archive = path.join(base, "image.tar")
-  for (const args of [["save", "-o", archive, BUSYBOX_IMAGE], ["--root", storage.root, "--runroot", storage.runroot, "load", "-i", archive]]) {
+  for (const args of [["save", "-o", archive, BUSYBOX_IMAGE], [...storageFlags(storage), "load", "-i", archive]]) {
     const r = spawnSync("podman", args, { encoding: "utf8", env: podmanEnv() })
     if (r.status !== 0) throw new Error(`podman ${args.join(" ")} failed: ${r.stderr}`)
   }
@@ -43,14 +52,14 @@ export const makePrivateStorage = (): PrivateStorage => {
  * storage, with its API service stopped.
  */
 export const resetContainerState = (storage: PrivateStorage): void => {
-  spawnSync("podman", ["--root", storage.root, "--runroot", storage.runroot, "stop", "-a", "-t", "0"], { env: podmanEnv() })
+  spawnSync("podman", [...storageFlags(storage), "stop", "-a", "-t", "0"], { env: podmanEnv() })
   // A reboot also drops the mounts a stopped container may keep (its /dev/shm: Podman does not
   // always unmount it for a container in a user namespace); deepest first, only under this storage.
   const mounts = readFileSync("/proc/self/mountinfo", "utf8").split("\n").map((l) => l.split(" ")[4] ?? "")
     .filter((m) => m.startsWith(`${storage.root}/`) || m.startsWith(`${storage.runroot}/`))
     .sort((a, b) => b.length - a.length)
   for (const m of mounts) spawnSync("umount", ["-l", m])
-  for (const p of [path.join(storage.root, "libpod", "bolt_state.db"), path.join(storage.root, "overlay-containers"), storage.runroot]) {
+  for (const p of [path.join(storage.root, "libpod", "bolt_state.db"), path.join(storage.root, "overlay-containers"), storage.runroot, storage.tmpdir]) {
     rmSync(p, { recursive: true, force: true })
   }
 }
@@ -87,10 +96,14 @@ const ensureImage = (): void => {
   }
 }
 
-/** Asks the service for its version over the unix socket; resolves true on HTTP 200. */
+/**
+ * Pings the service over the unix socket; resolves true on HTTP 200. Not /version: after a SIGKILL
+ * mid-operation a new service took 7 s to answer it (it gathers the engine's details), longer
+ * than a readiness poll waits, while it answered a ping at once.
+ */
 const answers = (socketPath: string): Promise<boolean> =>
   new Promise((resolve) => {
-    const req = http.get({ socketPath, path: "/v1.41/version", timeout: 1000 }, (res) => {
+    const req = http.get({ socketPath, path: "/_ping", timeout: 2000 }, (res) => {
       res.resume()
       resolve(res.statusCode === 200)
     })
@@ -108,20 +121,27 @@ export const startPodmanService = async (
     readonly timeoutMs?: number
     /** A private storage (root, runroot) instead of the machine's: for tests that reset it. */
     readonly storage?: PrivateStorage
+    /**
+     * The directory of the socket, to start a service again where a killed one listened (its
+     * clients keep the path); it is the caller's to remove. Default: a private directory, removed by `stop`.
+     */
+    readonly dir?: string
   } = {}
 ): Promise<PodmanService> => {
   const podman = ensurePodman()
   ensureImage()
-  const dir = privateDir("podman")
+  const dir = options.dir ?? privateDir("podman")
   const socketPath = path.join(dir, "podman.sock")
-  const storageFlags = options.storage === undefined ? [] : ["--root", options.storage.root, "--runroot", options.storage.runroot]
+  // A killed service leaves its socket file; the next one binds the path again.
+  if (options.dir !== undefined) rmSync(socketPath, { force: true })
+  const flags = options.storage === undefined ? [] : storageFlags(options.storage)
   const service = await startManagedProcess({
     name: "podman system service",
     command: podman,
-    args: [...storageFlags, "system", "service", "--time=0", `unix://${socketPath}`],
+    args: [...flags, "system", "service", "--time=0", `unix://${socketPath}`],
     env: podmanEnv(),
-    dir,
-    ready: { awaiting: `GET /v1.41/version on ${socketPath} to answer 200`, check: async () => existsSync(socketPath) && (await answers(socketPath)) },
+    ...(options.dir === undefined ? { dir } : {}),
+    ready: { awaiting: `GET /_ping on ${socketPath} to answer 200`, check: async () => existsSync(socketPath) && (await answers(socketPath)) },
     timeoutMs: options.timeoutMs ?? 30_000
   })
   return { socketPath, pid: service.pid, stop: service.dispose }

@@ -26,9 +26,12 @@ export const EDGES = [
 // ---------------------------------------------------------------------------------------------
 // The in-memory fleet.
 
-export type Point = "worker.deploy" | "worker.undeploy" | "worker.address" | "edge.setup" | "edge.setup.lost" | "edge.remove" | "edge.list" | "worker.stop" | "worker.start"
+export type Point =
+  | "worker.deploy" | "worker.deploy.lost" | "worker.undeploy" | "worker.undeploy.refused" | "worker.undeploy.lost" | "worker.undeploy.unreachable" | "worker.address"
+  | "edge.setup" | "edge.setup.lost" | "edge.remove" | "edge.list"
+  | "worker.stop" | "worker.stop.lost" | "worker.start" | "worker.start.lost"
 // Stop and start have their own tests; the property's operations never arm them.
-export const POINTS: ReadonlyArray<Point> = ["worker.deploy", "worker.undeploy", "worker.address", "edge.setup", "edge.setup.lost", "edge.remove", "edge.list"]
+export const POINTS: ReadonlyArray<Point> = ["worker.deploy", "worker.deploy.lost", "worker.undeploy", "worker.undeploy.lost", "worker.undeploy.unreachable", "worker.address", "edge.setup", "edge.setup.lost", "edge.remove", "edge.list"]
 export type Faults = ReadonlyArray<readonly [Point, number]>
 
 export interface FleetState {
@@ -58,9 +61,11 @@ export const faultsHit = (state: FleetState, faults: Faults): ReadonlyArray<Poin
 
 export const down = (node: string, operation: string) => new Errors.PeerFailed({ peer: `agent on ${node}`, operation, reason: "injected fault", retryable: true })
 
+export const unreachable = (node: string, addresses: ReadonlyArray<string>, reason: string) => new Errors.NodeUnreachable({ node, addresses: [...addresses], reason })
+
 export const fakeFleet = (state: FleetState): FleetCalls => ({
   deploy: (worker, raw, dryRun) =>
-    Stream.suspend((): Stream.Stream<Deploy.DeployEvent, Errors.DeployFailed> => {
+    Stream.suspend((): Stream.Stream<Deploy.DeployEvent, Errors.DeployFailed | Errors.NodeUnreachable> => {
       if (dryRun) {
         return Stream.make(new Deploy.DeployPlanned({
           plan: { service: nameOf(raw), node: worker.name, placementReason: "", portsToAllocate: 1, images: [], routes: [], dnsRecords: [], edgeRoutes: [], changes: [] }
@@ -69,13 +74,21 @@ export const fakeFleet = (state: FleetState): FleetCalls => ({
       if (take(state, "worker.deploy")) return Stream.fail(new Errors.DeployFailed({ service: nameOf(raw), step: "start", reason: "injected fault", retryable: true }))
       state.workers.get(worker.name)!.set(nameOf(raw), raw)
       state.stopped.delete(`${worker.name}/${nameOf(raw)}`)
+      // The agent deployed it, then died before its answer reached the master.
+      if (take(state, "worker.deploy.lost")) return Stream.fail(unreachable(worker.name, worker.addresses, "the deploy stream broke off (injected)"))
       return Stream.make(new Deploy.DeployStep({ node: worker.name, step: "start", status: "done", detail: "started" }))
     }),
   undeploy: (worker, service) =>
-    Effect.suspend((): Effect.Effect<void, Errors.PeerFailed | Errors.ServiceNotFound> => {
+    Effect.suspend((): Effect.Effect<void, Errors.PeerFailed | Errors.ServiceNotFound | Errors.NodeUnreachable> => {
       if (take(state, "worker.undeploy")) return Effect.fail(down(worker.name, `undeploy ${service}`))
+      // An answer that it cannot, for good (not worth retrying).
+      if (take(state, "worker.undeploy.refused")) return Effect.fail(new Errors.PeerFailed({ peer: `agent on ${worker.name}`, operation: `undeploy ${service}`, reason: "refused (injected)", retryable: false }))
+      // The request never reached the agent.
+      if (take(state, "worker.undeploy.unreachable")) return Effect.fail(unreachable(worker.name, worker.addresses, "connection refused (injected)"))
       if (!state.workers.get(worker.name)!.delete(service)) return Effect.fail(new Errors.ServiceNotFound({ service }))
       state.stopped.delete(`${worker.name}/${service}`)
+      // The agent was killed after undeploying, before answering.
+      if (take(state, "worker.undeploy.lost")) return Effect.fail(unreachable(worker.name, worker.addresses, "connection reset (injected)"))
       return Effect.void
     }),
   stop: (worker, service) => workerLifecycle(state, worker.name, service, false),
@@ -110,11 +123,13 @@ export const fakeFleet = (state: FleetState): FleetCalls => ({
 
 /** The worker's stop or start: idempotent, as the agent's. */
 const workerLifecycle = (state: FleetState, node: string, service: string, active: boolean) =>
-  Effect.suspend((): Effect.Effect<Status.ServiceStatus, Errors.PeerFailed | Errors.ServiceNotFound> => {
+  Effect.suspend((): Effect.Effect<Status.ServiceStatus, Errors.PeerFailed | Errors.ServiceNotFound | Errors.NodeUnreachable> => {
     if (take(state, active ? "worker.start" : "worker.stop")) return Effect.fail(down(node, `${active ? "start" : "stop"} ${service}`))
     if (!state.workers.get(node)!.has(service)) return Effect.fail(new Errors.ServiceNotFound({ service }))
     if (active) state.stopped.delete(`${node}/${service}`)
     else state.stopped.add(`${node}/${service}`)
+    // The agent was killed after doing it, before answering.
+    if (take(state, active ? "worker.start.lost" : "worker.stop.lost")) return Effect.fail(unreachable(node, [], "connection reset (injected)"))
     return Effect.succeed({ service, node: node as Status.ServiceStatus["node"], active, components: [], warnings: [] })
   })
 
@@ -237,9 +252,12 @@ export const checkAlways = (state: FleetState, context: string) =>
     const db = yield* MasterDb
     const stale = yield* db.staleCopies
     const placements = yield* db.placements
+    // A saga left open by a worker that did not answer: the master cannot know yet what it runs.
+    const inDoubt = new Set((yield* db.sagasIn("running")).map((s) => s.service))
     for (const { node, service, raw } of running(state)) {
       // The old copy of a moved service, recorded for removal, is no longer the service.
       if (stale.some((c) => c.service === service && c.node === node)) continue
+      if (inDoubt.has(service)) continue
       expect(placements.find((p) => p.service === service)?.node, `${context}: ${service} runs on ${node} but is placed elsewhere, and is not recorded for removal`).toBe(node)
       for (const hostname of publicHostnames(raw)) {
         const row = rows.find((r) => r.route.hostname === hostname)

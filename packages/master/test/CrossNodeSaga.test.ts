@@ -83,10 +83,14 @@ const runScenario = (ops: ReadonlyArray<Op>) => {
     yield* breathe
     yield* seedNodes
     const reconciler = yield* EdgeReconciler
+    const saga = yield* CrossNodeSaga.CrossNodeSaga
     let version = 0
     for (const [i, op] of ops.entries()) {
       const context = `op ${i} ${JSON.stringify(op)}`
       state.armed.clear()
+      // A deploy finishes an undeploy its worker did not answer first; finished here, the
+      // deploy's own rollback is checked against the state it found.
+      if (op.kind === "deploy") yield* saga.retryOpen
       for (const [point, count] of op.faults) state.armed.set(point, count)
       const before = yield* snapshot(state)
       const workerBefore = running(state)
@@ -133,6 +137,8 @@ const runScenario = (ops: ReadonlyArray<Op>) => {
           expect(faultsHit(state, op.faults), `${context}: undeploy failed with no injected fault hit: ${exit.left._tag}: ${exit.left.message}`).not.toEqual([])
         }
       } else {
+        // The master's periodic work: sagas left open asked again, then the edges reconciled.
+        yield* saga.retryOpen
         const report = yield* reconciler.runOnce
         // Every node is known to the master: a round fails somewhere only where a fault fired.
         if (faultsHit(state, op.faults).length === 0) expect(report.failures, `${context}: reconcile round with no injected fault hit`).toEqual([])
@@ -140,6 +146,8 @@ const runScenario = (ops: ReadonlyArray<Op>) => {
       state.armed.clear()
       yield* checkAlways(state, context)
     }
+    yield* saga.retryOpen
+    expect(yield* (yield* MasterDb).sagasIn("running"), `after ${ops.length} ops: sagas left open once every worker answers`).toEqual([])
     const last = yield* reconciler.runOnce
     expect(last.failures, `after ${ops.length} ops: the last reconcile round has no fault to hit`).toEqual([])
     yield* checkConverged(state, `after ${ops.length} ops`)
@@ -194,6 +202,33 @@ describe("cross-node saga", () => {
       expect(state.edges.get("e1")!.size).toBe(0)
       expect(events.some((e) => e._tag === "DeployStep" && e.status === "compensated" && e.node === "w1")).toBe(true)
       expect(yield* (yield* MasterDb).placements).toEqual([])
+    }).pipe(Effect.provide(setup(state)), Logger.withMinimumLogLevel(LogLevel.None))
+  })
+
+  it.effect("a deploy whose worker cannot be rolled back now stays open and is rolled back later; one refused for good rolls forward", () => {
+    const state = newFleet()
+    return Effect.gen(function* () {
+      yield* seedNodes
+      const db = yield* MasterDb
+      // The edge fails, and undoing the worker fails in a way worth retrying: open, nothing placed.
+      state.armed.set("edge.setup", 1)
+      state.armed.set("worker.undeploy", 2)
+      const { exit } = yield* deploy("alpha", rawDefinition("alpha", 1, 1))
+      expect(Either.isLeft(exit) && exit.left.message).toContain("could not roll it back now")
+      expect((yield* db.sagasIn("running")).map((s) => s.kind)).toEqual(["deploy"])
+      expect(yield* db.placements).toEqual([])
+      yield* (yield* CrossNodeSaga.CrossNodeSaga).retryOpen
+      expect(yield* db.sagasIn("running")).toEqual([])
+      expect(running(state)).toEqual([])
+      // Refused for good: the worker keeps the new definition, and the master records it so.
+      state.armed.set("edge.setup", 1)
+      state.armed.set("worker.undeploy.refused", 2)
+      const second = yield* deploy("alpha", rawDefinition("alpha", 1, 2))
+      expect(Either.isLeft(second.exit) && second.exit.left.message).toContain("stays deployed on w1")
+      expect((yield* db.placements).map((p) => `${p.service} ${p.node}`)).toEqual(["alpha w1"])
+      expect(yield* db.sagasIn("running")).toEqual([])
+      expect((yield* (yield* EdgeReconciler).runOnce).failures).toEqual([])
+      yield* checkConverged(state, "after the roll forward")
     }).pipe(Effect.provide(setup(state)), Logger.withMinimumLogLevel(LogLevel.None))
   })
 
@@ -500,6 +535,94 @@ describe("stop and start", () => {
       // A service the master has not placed: the typed error, nothing asked.
       const unknown = yield* lifecycle("beta", "start")
       expect(Either.isLeft(unknown) && unknown.left._tag).toBe("ServiceNotFound")
+    }).pipe(Effect.provide(setup(state)), Logger.withMinimumLogLevel(LogLevel.None))
+  })
+
+  it.effect("a stop or start whose worker's answer is lost stays open, holds the edge routes, and is finished once the worker answers", () => {
+    const state = newFleet()
+    return Effect.gen(function* () {
+      yield* seedNodes
+      const db = yield* MasterDb
+      const saga = yield* CrossNodeSaga.CrossNodeSaga
+      const reconciler = yield* EdgeReconciler
+      expect(Either.isRight((yield* deploy("alpha", rawDefinition("alpha", 1, 1))).exit)).toBe(true)
+
+      // The agent stopped it, then died before answering.
+      state.armed.set("worker.stop.lost", 1)
+      const stop = yield* lifecycle("alpha", "stop")
+      expect(Either.isLeft(stop) && stop.left._tag).toBe("PeerFailed")
+      expect(Either.isLeft(stop) && stop.left.message).toContain("whether it stopped alpha is not known yet")
+      expect(running(state)).toEqual([])
+      expect((yield* db.sagasIn("running")).map((s) => s.kind)).toEqual(["stop"])
+      // Not undone (the worker did stop), and the reconciler leaves its routes to it.
+      const held = yield* reconciler.runOnce
+      expect(held.repairs).toEqual([])
+      expect(held.failures.map((f) => f.target)).toEqual(["alpha"])
+      // Once the worker answers: the stop finished, its edge route gone.
+      yield* saga.retryOpen
+      expect(yield* db.sagasIn("running")).toEqual([])
+      expect((yield* reconciler.runOnce).repairs).toEqual([{ hostname: "alpha.example.com", edgeNode: "e1", action: "removed" }])
+      yield* checkConverged(state, "after the stop was finished")
+
+      // A start whose answer is lost, then a stop: the start is finished first, then the stop runs.
+      state.armed.set("worker.start.lost", 1)
+      const start = yield* lifecycle("alpha", "start")
+      expect(Either.isLeft(start) && start.left.message).toContain("whether it started alpha is not known yet")
+      expect(runsAnywhere(state, "alpha")).toBe(true)
+      const again = yield* lifecycle("alpha", "stop")
+      expect(Either.isRight(again) && again.right.active).toBe(false)
+      expect(yield* db.sagasIn("running")).toEqual([])
+      expect(served(state)).toEqual([])
+      yield* checkConverged(state, "after the start was finished and the stop ran")
+      const events = (yield* db.events(100)).filter((e) => e.service === "alpha").map((e) => e.message)
+      expect(events.filter((m) => m.startsWith("the ")), "the recoveries are recorded").toEqual([
+        "the stop left open: finished: stopped on w1, its edge routes left to the reconciler",
+        "the start left open: finished: running on w1, its edge routes left to the reconciler"
+      ])
+    }).pipe(Effect.provide(setup(state)), Logger.withMinimumLogLevel(LogLevel.None))
+  })
+
+  it.effect("an undeploy whose worker does not answer stays open with its edge routes off; new work on the service asks the worker first", () => {
+    const state = newFleet()
+    return Effect.gen(function* () {
+      yield* seedNodes
+      const db = yield* MasterDb
+      const reconciler = yield* EdgeReconciler
+      expect(Either.isRight((yield* deploy("alpha", rawDefinition("alpha", 1, 1))).exit)).toBe(true)
+
+      state.armed.set("worker.undeploy.unreachable", 1)
+      const exit = yield* undeploy("alpha")
+      expect(Either.isLeft(exit) && exit.left._tag).toBe("PeerFailed")
+      expect(Either.isLeft(exit) && exit.left.message).toContain("whether it undeployed alpha is not known yet")
+      // Still placed and running, its public route off and not put back by the reconciler.
+      expect(runsAnywhere(state, "alpha")).toBe(true)
+      expect((yield* db.placements).map((p) => p.service)).toEqual(["alpha"])
+      expect(served(state)).toEqual([])
+      yield* reconciler.runOnce
+      expect(served(state)).toEqual([])
+
+      // New work waits for it: refused while the worker still does not answer, nothing changed.
+      state.armed.set("worker.undeploy.unreachable", 1)
+      const start = yield* lifecycle("alpha", "start")
+      expect(Either.isLeft(start) && start.left.message).toContain("an earlier change of alpha is not finished")
+      expect(runsAnywhere(state, "alpha")).toBe(true)
+      // Once it answers, the undeploy is finished first: the stop finds nothing to stop.
+      const stop = yield* lifecycle("alpha", "stop")
+      expect(Either.isLeft(stop) && stop.left._tag).toBe("ServiceNotFound")
+      expect(running(state)).toEqual([])
+      expect(yield* db.placements).toEqual([])
+      expect(yield* db.sagasIn("running")).toEqual([])
+
+      // The agent undeployed, then died before answering: the retry finds it gone and commits.
+      expect(Either.isRight((yield* deploy("alpha", rawDefinition("alpha", 1, 2))).exit)).toBe(true)
+      state.armed.set("worker.undeploy.lost", 1)
+      expect(Either.isLeft(yield* undeploy("alpha"))).toBe(true)
+      expect(running(state)).toEqual([])
+      // An undeploy asked for again is done by the one finished first.
+      expect(Either.isRight(yield* undeploy("alpha"))).toBe(true)
+      expect(yield* db.placements).toEqual([])
+      expect((yield* reconciler.runOnce).failures).toEqual([])
+      yield* checkConverged(state, "after the undeploys were finished")
     }).pipe(Effect.provide(setup(state)), Logger.withMinimumLogLevel(LogLevel.None))
   })
 

@@ -24,6 +24,12 @@ export interface Step<E, R, A = unknown> {
   readonly run: Effect.Effect<A, E, R>
   /** How the result is journaled with "done" (as it is, by default). */
   readonly journal?: (result: A) => unknown
+  /**
+   * Whether a failure leaves the step's outcome unknown (a peer asked to do it did not answer: it
+   * may have done it). Such a failure halts the saga without compensating anything: the saga stays
+   * open, to be finished from its journal by whoever knows how to ask again (see `inDoubtWhen`).
+   */
+  readonly inDoubt?: (error: E) => boolean
 }
 
 /** Undoes a step from its journaled data; must be idempotent (it may run more than once). */
@@ -34,6 +40,8 @@ export class StepFailed<E> extends Data.TaggedError("StepFailed")<{
   readonly error: E
   /** Compensations that failed even after retries: the saga stays open for the next start. */
   readonly compensationErrors: ReadonlyArray<string>
+  /** The step's outcome is unknown: nothing was compensated and the saga stays open (Step.inDoubt). */
+  readonly inDoubt?: true
 }> {}
 
 export const compensationRetry = Schedule.exponential("50 millis", 2).pipe(Schedule.intersect(Schedule.recurs(3)))
@@ -115,7 +123,7 @@ export const compensate = <R>(
   })
 
 /** A step failed: what `sequence` stops with before it compensates. */
-class Halted<E> extends Data.TaggedError("SagaHalted")<{ readonly step: string; readonly error: E }> {}
+class Halted<E> extends Data.TaggedError("SagaHalted")<{ readonly step: string; readonly error: E; readonly inDoubt?: true }> {}
 
 /** The errors of the steps behind the `Halted` failures in `EB`. */
 type HaltedError<EB> = EB extends Halted<infer E> ? E : never
@@ -129,7 +137,9 @@ export type RunStep = <A, E, R>(step: Step<E, R, A>) => Effect.Effect<A, Halted<
 
 /**
  * Runs `body`, which runs its steps through the `RunStep` it is given. When a step fails, the
- * steps the journal shows are compensated (newest first) and the saga fails with `StepFailed`.
+ * steps the journal shows are compensated (newest first) and the saga fails with `StepFailed`;
+ * when its failure leaves its outcome unknown (Step.inDoubt), nothing is compensated, the saga
+ * stays open and the failure is `StepFailed` with `inDoubt`.
  */
 export const sequence = <A, EB, R, RC>(
   journal: Journal,
@@ -146,7 +156,7 @@ export const sequence = <A, EB, R, RC>(
       const outcome = yield* Effect.either(step.run)
       if (Either.isLeft(outcome)) {
         yield* onStep(step.name, "failed")
-        return yield* new Halted({ step: step.name, error: outcome.left })
+        return yield* new Halted({ step: step.name, error: outcome.left, ...(step.inDoubt?.(outcome.left) === true ? { inDoubt: true as const } : {}) })
       }
       yield* journal.journal(sagaId, step.name, "done", step.journal === undefined ? outcome.right ?? null : step.journal(outcome.right)).pipe(Effect.catchAll(halt))
       yield* onStep(step.name, "done")
@@ -156,9 +166,11 @@ export const sequence = <A, EB, R, RC>(
     Effect.catchIf(
       (e): e is Extract<EB, Halted<unknown>> => e instanceof Halted,
       (halted) =>
-        Effect.flatMap(compensate(journal, sagaId, compensators), (compensationErrors) =>
-          Effect.fail(new StepFailed({ step: halted.step, error: halted.error as HaltedError<EB>, compensationErrors }))
-        )
+        halted.inDoubt === true
+          ? Effect.fail(new StepFailed({ step: halted.step, error: halted.error as HaltedError<EB>, compensationErrors: [], inDoubt: true }))
+          : Effect.flatMap(compensate(journal, sagaId, compensators), (compensationErrors) =>
+            Effect.fail(new StepFailed({ step: halted.step, error: halted.error as HaltedError<EB>, compensationErrors }))
+          )
     )
   )
 }
@@ -203,6 +215,9 @@ export function step<I, IE, O, OE, CR, A, E, R>(definition: Journaled<I, IE, O, 
     journal: (a) => encode(toResult === undefined ? (a as unknown as O) : toResult(a))
   }
 }
+
+/** The step, with the failures `inDoubt` picks leaving the saga open instead of compensated (Step.inDoubt). */
+export const inDoubtWhen = <E, R, A>(step: Step<E, R, A>, inDoubt: (error: E) => boolean): Step<E, R, A> => ({ ...step, inDoubt })
 
 /** A step with nothing to undo: the journal only shows that it ran. */
 export const plain = <A, E, R>(name: string, run: Effect.Effect<A, E, R>): Step<E, R, A> => ({ name, intent: () => null, run, journal: () => null })

@@ -12,7 +12,7 @@ import * as Transport from "@mcp/rpc/Transport"
 import { ControlRpcs, MasterRpcs } from "@mcp/rpc/Contracts"
 import { zoneFromDb } from "../dns/MasterZone.js"
 import * as ZoneServer from "../dns/ZoneServer.js"
-import { Duration, Effect, Layer, Option, Redacted } from "effect"
+import { Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
 import { mkdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { AgentClients, AgentClientSettings, reasonOf } from "../fleet/AgentClients.js"
@@ -100,6 +100,9 @@ export const layer = (config: MasterConfig) => {
       const reconciler = yield* EdgeReconciler
       yield* Effect.forkScoped(saga.recover)
       yield* Effect.forkScoped(reconciler.run(config.edge.reconcile_interval))
+      // Sagas whose worker did not answer are finished once it does (each try is logged and counted).
+      const retryOpen = saga.retryOpen.pipe(Effect.catchAllCause((cause) => Effect.logError("asking workers again about the sagas left open failed; tried again next interval", cause)))
+      yield* Effect.forkScoped(Effect.repeat(Effect.delay(retryOpen, config.edge.reconcile_interval), Schedule.forever))
     })
   )
   // The internal zone's DNS server ([dns]), answering from the records nodes register.

@@ -81,6 +81,13 @@ export const make = Effect.gen(function* () {
           return Either.isRight(r)
         })
 
+      // A saga left open (its worker did not answer) holds the service's routes where it left
+      // them: they follow its outcome once it is finished, not this round.
+      const open = (yield* viaDb(db.sagasIn("running"))).filter((s) => s.service === service)
+      if (open.length > 0) {
+        failures.push({ target: service, reason: `its ${open.map((s) => s.kind).join(", ")} is not finished; its edge routes wait for it` })
+        return { repairs, failures } satisfies ReconcileReport
+      }
       const edges = yield* edgeNodes
       const listings = yield* listAll(edges, failures)
       const rows = yield* viaDb(db.edgeRoutesOf(service))

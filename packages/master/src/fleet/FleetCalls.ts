@@ -57,7 +57,12 @@ export const layerAgents = Layer.effect(
       Stream.unwrap(
         Effect.map(
           Effect.mapError(agents.call(worker.name, worker.addresses, (a) => Effect.as(a.Health(), a)), asPeerFailure(worker.name, "answer a health check")),
-          (a) => Stream.mapError(a.Deploy({ definition, dryRun, ...(onBehalfOf === undefined ? {} : { onBehalfOf }) }), asPeerFailure(worker.name, `deploy on ${worker.name}`))
+          (a) => Stream.mapError(a.Deploy({ definition, dryRun, ...(onBehalfOf === undefined ? {} : { onBehalfOf }) }), (e) =>
+            // A stream that broke off mid-deploy: the agent may have finished it (NodeUnreachable
+            // is what the master's sagas take as "did not answer").
+            e._tag === "RpcClientError"
+              ? new Errors.NodeUnreachable({ node: worker.name, addresses: [...worker.addresses], reason: `the deploy stream broke off: ${e.message}` })
+              : asPeerFailure(worker.name, `deploy on ${worker.name}`)(e))
         )
       ),
     undeploy: (worker, service) =>

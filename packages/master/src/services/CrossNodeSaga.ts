@@ -4,7 +4,9 @@
  * routes with them: the worker first, then the record, then the edges (StopStartSaga). Both run as sagas journaled in the
  * master's database, with the runner and journal the agent's deploy uses (@mcp/rpc Saga.ts): a
  * failure at any step undoes the earlier ones on every node, and a master killed mid-way finishes
- * or undoes what it was doing when it starts again (`recover`). What cannot be undone right away
+ * or undoes what it was doing when it starts again (`recover`). A worker that did not answer may
+ * have done its part: that saga stays open, its worker is asked again (`retryOpen`, and before
+ * any new work on the service) and it is finished then. What cannot be undone right away
  * is left recorded for the edge reconciler (EdgeReconciler.ts), never forgotten. Callers run
  * deploy and undeploy inside the service's actor.
  *
@@ -15,19 +17,22 @@
  * journaled steps (Steps), what they change on nodes (NodeChanges), the commit (Commit), each
  * saga (DeploySaga, UndeploySaga, StopStartSaga) and the start-up recovery (Recovery).
  */
-import type { Node } from "@mcp/domain"
-import { Context, Effect, Layer } from "effect"
+import { Errors, type Node } from "@mcp/domain"
+import { Context, Effect, Layer, Option } from "effect"
 import type * as EdgeResolver from "../edge/EdgeResolver.js"
 import type { FleetCalls } from "../fleet/FleetCalls.js"
-import type { MasterDb } from "../db/MasterDb.js"
+import { MasterDb } from "../db/MasterDb.js"
 import { deploy } from "./crossnode/DeploySaga.js"
-import type { DeployRequest, EdgeSettings as EdgeSettingsTag, Emit } from "./crossnode/Model.js"
-import { recover } from "./crossnode/Recovery.js"
+import { type DeployRequest, type EdgeSettings as EdgeSettingsTag, type Emit, viaDb } from "./crossnode/Model.js"
+import { recover, retryOpen, settleBefore } from "./crossnode/Recovery.js"
 import { start, stop } from "./crossnode/StopStartSaga.js"
 import { undeploy } from "./crossnode/UndeploySaga.js"
 import type { ServiceCoordinators } from "./ServiceCoordinators.js"
 
 export { type DeployError, type DeployRequest, EdgeSettings, type LifecycleError, type UndeployError } from "./crossnode/Model.js"
+
+/** Whether the service is placed: an open undeploy finished before new work may have removed it. */
+const stillPlaced = (service: string) => Effect.flatMap(MasterDb, (db) => Effect.map(viaDb(db.placement(service)), Option.isSome))
 
 /** What the sagas run against. */
 type Ports = MasterDb | FleetCalls | EdgeSettingsTag | EdgeResolver.DnsLookup | ServiceCoordinators
@@ -35,14 +40,21 @@ type Ports = MasterDb | FleetCalls | EdgeSettingsTag | EdgeResolver.DnsLookup | 
 export const make = Effect.gen(function* () {
   const context = yield* Effect.context<Ports>()
   return {
-    deploy: (request: DeployRequest, emit: Emit) => Effect.provide(deploy(request, emit), context),
-    undeploy: (service: string, worker: Node.NodeInfo) => Effect.provide(undeploy(service, worker), context),
+    deploy: (request: DeployRequest, emit: Emit) =>
+      Effect.provide(Effect.zipRight(request.dryRun ? Effect.void : settleBefore(request.definition.name, "deploy"), deploy(request, emit)), context),
+    /** An undeploy that an earlier one, finished first, already did succeeds. */
+    undeploy: (service: string, worker: Node.NodeInfo) =>
+      Effect.provide(Effect.zipRight(settleBefore(service, "undeploy"), Effect.flatMap(stillPlaced(service), (placed) => (placed ? undeploy(service, worker) : Effect.void))), context),
     /** The worker stops the service, then its public edge routes go. */
-    stop: (service: string, worker: Node.NodeInfo) => Effect.provide(stop(service, worker), context),
+    stop: (service: string, worker: Node.NodeInfo) =>
+      Effect.provide(Effect.zipRight(settleBefore(service, "stop"), Effect.flatMap(stillPlaced(service), (placed) => (placed ? stop(service, worker) : new Errors.ServiceNotFound({ service })))), context),
     /** The worker starts the service, then its public edge routes are set up again. */
-    start: (service: string, worker: Node.NodeInfo) => Effect.provide(start(service, worker), context),
+    start: (service: string, worker: Node.NodeInfo) =>
+      Effect.provide(Effect.zipRight(settleBefore(service, "start"), Effect.flatMap(stillPlaced(service), (placed) => (placed ? start(service, worker) : new Errors.ServiceNotFound({ service })))), context),
     /** Finishes or undoes every saga a previous run of the master left open; returns how many there were. */
-    recover: Effect.provide(recover, context)
+    recover: Effect.provide(recover, context),
+    /** Asks again the workers of sagas left open (they did not answer); returns how many there were. */
+    retryOpen: Effect.provide(retryOpen, context)
   } as const
 })
 

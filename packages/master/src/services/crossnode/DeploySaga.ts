@@ -1,7 +1,9 @@
 /**
  * The cross-node deploy: choose each public hostname's edge (before anything changes), then the
  * saga: the worker's deploy, one edge route per public hostname, and the commit. A failure at an
- * edge undoes the edges and the worker; a worker that cannot be put back rolls forward.
+ * edge undoes the edges and the worker; a worker that refuses to be put back rolls forward. A
+ * worker that does not answer (its deploy, or its rollback) leaves the saga open, rolled back
+ * once it answers: the master cannot tell which definition it runs until then.
  */
 import { Deploy, Errors, PublicRoutes, type ServiceDefinition } from "@mcp/domain"
 import * as Saga from "@mcp/rpc/Saga"
@@ -11,8 +13,8 @@ import { FleetCalls } from "../../fleet/FleetCalls.js"
 import { MasterDb } from "../../db/MasterDb.js"
 import { publishedBy } from "../HostnameOwners.js"
 import { commitDeploy, finishAfterCommit, rollForward } from "./Commit.js"
-import { type DeployError, type DeployRequest, EdgeSettings, edgeNodes, type Emit, journalFatal, stepError, viaDb, type WantedEdgeRoute } from "./Model.js"
-import { setUpEdgeRoute } from "./NodeChanges.js"
+import { type DeployError, type DeployRequest, EdgeSettings, edgeNodes, type Emit, journalFatal, stepError, viaDb, type WantedEdgeRoute, workerDidNotAnswer } from "./Model.js"
+import { retryWorkerRollback, setUpEdgeRoute } from "./NodeChanges.js"
 import { deploySteps } from "./Steps.js"
 
 /** Picks the edge node for each public hostname; fails before anything changes. */
@@ -80,11 +82,13 @@ export const deploy = (request: DeployRequest, emit: Emit): Effect.Effect<void, 
     const ran = yield* Effect.either(journalFatal(Saga.sequence(db, sagaId, steps.compensators, () => Effect.void, (runStep) =>
       Effect.gen(function* () {
         // 1. The worker: its own saga either deploys the service or leaves it as it was, so a
-        // failure here has nothing left to undo on the worker.
+        // failure it answers has nothing left to undo on the worker. One it did not answer (the
+        // agent killed, the stream broken off) may have deployed: the saga stays open and is
+        // rolled back once the worker answers (Recovery.settleOpenSagas).
         const onWorker = Stream.runFoldEffect(fleet.deploy(worker, request.raw, false, request.onBehalfOf), Option.none<Deploy.DeployDone>(), (done, e) =>
           e._tag === "DeployDone" ? Effect.succeed(Option.some(e)) : Effect.as(emit(e), done)
-        ).pipe(Effect.tapError(() => viaDb(db.journal(sagaId, steps.worker.name, "compensated", null))))
-        const done = yield* runStep(Saga.step(steps.worker, { service: def.name, worker, definition: request.raw }, onWorker, () => null))
+        ).pipe(Effect.tapError((e) => (workerDidNotAnswer(e) ? Effect.void : viaDb(db.journal(sagaId, steps.worker.name, "compensated", null)))))
+        const done = yield* runStep(Saga.inDoubtWhen(Saga.step(steps.worker, { service: def.name, worker, definition: request.raw }, onWorker, () => null), workerDidNotAnswer))
         // 2. The edge routes, each journaled with the row it replaces.
         for (const wanted of wantedAll) {
           const previous = Option.fromNullable(previousRows.find((r) => r.route.hostname === wanted.request.hostname))
@@ -95,11 +99,31 @@ export const deploy = (request: DeployRequest, emit: Emit): Effect.Effect<void, 
 
     if (Either.isLeft(ran)) {
       const failed = ran.left
+      if (failed.inDoubt === true && failed.error._tag === "NodeUnreachable") {
+        return yield* new Errors.PeerFailed({
+          peer: `agent on ${worker.name}`,
+          operation: `deploy ${def.name}`,
+          reason: `${worker.name} did not answer (${failed.error.message}), so whether it deployed ${def.name} is not known yet; ` +
+            `the master asks it again until it answers and then rolls the deploy back there (deploy again after). A new change of ${def.name} asks it first`,
+          retryable: true
+        })
+      }
       if (failed.error._tag !== "EdgeStepFailed") return yield* stepError(failed.error)
       const { cause, edgeNode, hostname } = failed.error
       const workerStep = (yield* viaDb(Saga.progress(db, sagaId))).get(steps.worker.name)
-      if (workerStep !== undefined && !workerStep.compensated) {
-        const workerError = failed.compensationErrors.find((e) => e.startsWith(`${steps.worker.name}: `)) ?? "unknown"
+      const rollback = workerStep !== undefined && !workerStep.compensated ? yield* retryWorkerRollback(sagaId, def.name, worker, emit) : undefined
+      if (rollback?._tag === "NotYet") {
+        // Whether the worker runs the new definition or the old one is not known: the saga stays
+        // open and its rollback is finished once the worker can (Recovery.settleOpenSagas).
+        return yield* new Errors.PeerFailed({
+          peer: `agent on ${worker.name}`,
+          operation: `roll back ${def.name} after its edge step failed`,
+          reason: `${cause.message}; ${worker.name} could not roll it back now (${rollback.reason}), so which definition it runs is not known yet; the master asks it again until it can and finishes the rollback. A new change of ${def.name} asks it first`,
+          retryable: true
+        })
+      }
+      if (rollback?._tag === "Refused") {
+        const workerError = rollback.reason
         yield* rollForward(sagaId, def.name, worker, request.raw, wantedAll, `edge step failed (${cause.message}) and the worker could not be rolled back (${workerError}); the edge routes are retried by the reconciler`, emit)
         return yield* new Errors.PeerFailed({
           peer: `agent on ${worker.name}`,

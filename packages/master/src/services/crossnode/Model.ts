@@ -113,6 +113,24 @@ export const journalFatal = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
 export const stepError = <E>(error: E | SqlError): Effect.Effect<never, Exclude<E, SqlError>> =>
   (error as { readonly _tag?: string })._tag === "SqlError" ? viaDb(Effect.fail(error as SqlError)) : Effect.fail(error as Exclude<E, SqlError>)
 
+/**
+ * A worker that did not answer may still have done what it was asked: the request can have
+ * reached its agent, which finishes a stop, start or undeploy it was given even across its own
+ * restart. The master cannot tell, so such a failure leaves the saga open (Saga.inDoubtWhen) and
+ * the worker is asked again until it answers (Recovery.settleOpenSagas); a refusal is definite.
+ */
+export const workerDidNotAnswer = (e: { readonly _tag: string }) => e._tag === "NodeUnreachable"
+
+/** What the caller of a saga left open by a worker that did not answer is told. */
+export const inDoubt = (kind: "stop" | "start" | "undeploy", service: string, worker: string, cause: { readonly message: string }) =>
+  new Errors.PeerFailed({
+    peer: `agent on ${worker}`,
+    operation: `${kind} ${service}`,
+    reason: `${worker} did not answer (${cause.message}), so whether it ${kind === "stop" ? "stopped" : kind === "start" ? "started" : "undeployed"} ${service} is not known yet; ` +
+      `the master asks it again until it answers, then finishes the ${kind} (its edge routes follow). A new change of ${service} asks it first; mcp events ${service} tells when it is done`,
+    retryable: true
+  })
+
 export const nodeInfo = (name: string) => Effect.flatMap(MasterDb, (db) => Effect.map(viaDb(db.node(name)), Option.map((row) => row.info)))
 
 /** A node as the master knows it now (its addresses may have changed since it was journaled). */

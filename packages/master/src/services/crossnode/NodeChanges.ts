@@ -7,7 +7,7 @@ import { Deploy, type Node, type Routes } from "@mcp/domain"
 import { Effect, Either, Option, Stream } from "effect"
 import { FleetCalls } from "../../fleet/FleetCalls.js"
 import { MasterDb } from "../../db/MasterDb.js"
-import { current, EdgeSetupIntent, EdgeStepFailed, type Emit, nodeInfo, requestOf, routeOf, viaDb, type WantedEdgeRoute } from "./Model.js"
+import { current, EdgeSetupIntent, EdgeStepFailed, type Emit, nodeInfo, requestOf, routeOf, viaDb, type WantedEdgeRoute, workerDidNotAnswer } from "./Model.js"
 
 /**
  * Puts back what a deploy changed on the worker: the previous definition when the service ran
@@ -28,6 +28,36 @@ export const restoreWorker = (service: string, worker: Node.NodeInfo, emit: Emit
       yield* fleet.undeploy(worker, service).pipe(Effect.catchTag("ServiceNotFound", () => Effect.void))
     }
     yield* emit(new Deploy.DeployStep({ node: worker.name, step: "worker", status: "compensated", detail: `${service} is as it was before this deploy` }))
+  })
+
+/** What asking a worker once more to roll a deploy back came to. */
+export type WorkerRollback =
+  | { readonly _tag: "Undone" }
+  /**
+   * It did not answer, or failed in a way worth retrying: which definition it runs is not known
+   * (an earlier attempt may have rolled it back), so the saga stays open and is retried.
+   */
+  | { readonly _tag: "NotYet"; readonly reason: string }
+  /** It answered that it cannot, for good: it keeps the new definition (the deploy rolls forward). */
+  | { readonly _tag: "Refused"; readonly reason: string }
+
+/**
+ * After a deploy's rollback failed on its worker (each compensation is retried a few times
+ * already): the worker asked once more, and what its answer, or its silence, means. Undone, the
+ * step is journaled compensated and the saga ends compensated.
+ */
+export const retryWorkerRollback = (sagaId: string, service: string, worker: Node.NodeInfo, emit: Emit) =>
+  Effect.gen(function* () {
+    const db = yield* MasterDb
+    const restored = yield* Effect.either(Effect.flatMap(current(worker), (node) => restoreWorker(service, node, emit)))
+    if (Either.isRight(restored)) {
+      yield* viaDb(db.withTransaction(Effect.all([db.journal(sagaId, "worker", "compensated", null), db.endSaga(sagaId, "compensated")])))
+      return { _tag: "Undone" } as WorkerRollback
+    }
+    const e = restored.left
+    const reason = e.message
+    const worthRetrying = workerDidNotAnswer(e) || ("retryable" in e && e.retryable === true)
+    return (worthRetrying ? { _tag: "NotYet", reason } : { _tag: "Refused", reason }) as WorkerRollback
   })
 
 /**

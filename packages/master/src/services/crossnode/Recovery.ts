@@ -1,15 +1,19 @@
 /**
- * At master start: the cross-node sagas a killed master left open, finished or undone from the
- * journal alone, each in its service's actor (so no new work on the service runs before).
+ * Cross-node sagas left open, finished or undone from the journal alone, inside their service's
+ * actor: those a killed master left (at its next start), those whose worker did not answer
+ * (asked again every reconcile interval until it does), and any of a service before new work on
+ * it starts (so no change runs on top of one whose outcome is not known).
  */
 import * as Saga from "@mcp/rpc/Saga"
 import type * as SagaJournal from "@mcp/rpc/SagaJournal"
-import { Effect, Either, Option, Schema } from "effect"
+import { Errors } from "@mcp/domain"
+import { Effect, Either, Metric, Option, Schema } from "effect"
 import { FleetCalls } from "../../fleet/FleetCalls.js"
 import { MasterDb, type SagaKind } from "../../db/MasterDb.js"
 import { ServiceCoordinators } from "../ServiceCoordinators.js"
 import { commitUndeploy, rollForward } from "./Commit.js"
-import { current, EdgeSetupIntent, edgeStepPrefix, type Emit, viaDb, type WantedEdgeRoute, WorkerDeployIntent, WorkerUndeployIntent } from "./Model.js"
+import { current, EdgeSetupIntent, edgeStepPrefix, type Emit, viaDb, type WantedEdgeRoute, WorkerDeployIntent, workerDidNotAnswer, WorkerUndeployIntent } from "./Model.js"
+import { retryWorkerRollback } from "./NodeChanges.js"
 import { decodeIntent, deploySteps, undeploySteps } from "./Steps.js"
 import { recoverStopStart } from "./StopStartSaga.js"
 
@@ -18,8 +22,9 @@ export const logEmit = (service: string): Emit => (e) =>
   e._tag === "DeployStep" ? Effect.logInfo(`recovering ${service}: [${e.node}] ${e.step}: ${e.status}${e.detail === undefined ? "" : ` (${e.detail})`}`) : Effect.void
 
 /**
- * A deploy cut short before its commit is undone from the journal; when its worker cannot be
- * put back it rolls forward, as a live deploy does.
+ * A deploy cut short before its commit is undone from the journal. When its worker cannot be
+ * put back: one that deployed (its step done) rolls forward, as a live deploy does; one that does
+ * not answer, or never answered its deploy, stays open until it can be.
  */
 export const recoverDeploy = (saga: SagaJournal.SagaRow<SagaKind>) =>
   Effect.gen(function* () {
@@ -31,7 +36,7 @@ export const recoverDeploy = (saga: SagaJournal.SagaRow<SagaKind>) =>
     const progress = yield* viaDb(Saga.progress(db, saga.id))
     const onWorker = yield* decodeIntent(WorkerDeployIntent, progress.get(steps.worker.name))
     if (Option.isNone(onWorker) || progress.get(steps.worker.name)?.compensated === true) {
-      return yield* Effect.fail(`could not be rolled back (${failures.join("; ")}); retried at the next start`)
+      return yield* Effect.fail(`could not be rolled back (${failures.join("; ")}); retried later`)
     }
     const wanted: Array<WantedEdgeRoute> = []
     for (const [step, entry] of progress) {
@@ -40,13 +45,19 @@ export const recoverDeploy = (saga: SagaJournal.SagaRow<SagaKind>) =>
       wanted.push({ request: intent.request, edge: intent.edge })
     }
     const { definition, service, worker } = onWorker.value
-    yield* rollForward(saga.id, service, worker, definition, wanted, `a deploy cut short by a master restart could not be rolled back (${failures.join("; ")}); kept on ${worker.name}`, emit)
+    const rollback = yield* retryWorkerRollback(saga.id, service, worker, emit)
+    if (rollback._tag === "Undone") return "rolled back on every node"
+    if (rollback._tag === "NotYet") return yield* Effect.fail(`stays open: ${worker.name} cannot roll it back now (${rollback.reason})`)
+    // A worker deploy that never answered may not have happened: kept on the worker only when it did.
+    if (progress.get(steps.worker.name)?.done !== true) return yield* Effect.fail(`stays open: ${worker.name} cannot roll it back now (${rollback.reason}), and may not run it`)
+    yield* rollForward(saga.id, service, worker, definition, wanted, `a deploy left open could not be rolled back (${rollback.reason}); kept on ${worker.name}`, emit)
     return `kept on ${worker.name}: the worker could not be rolled back`
   })
 
 /**
  * An undeploy whose worker was asked is finished (the agent finishes its own undeploy); one cut
- * short before that puts its edge routes back.
+ * short before that puts its edge routes back. A worker that cannot finish it now keeps it open:
+ * it may have undeployed already.
  */
 export const recoverUndeploy = (saga: SagaJournal.SagaRow<SagaKind>) =>
   Effect.gen(function* () {
@@ -64,34 +75,90 @@ export const recoverUndeploy = (saga: SagaJournal.SagaRow<SagaKind>) =>
         yield* commitUndeploy(saga.id, saga.service, left, [])
         return "finished"
       }
-      yield* Effect.logWarning(`recovering the undeploy of ${saga.service}: ${worker.name} cannot finish it now (${gone.left.message}); putting its edge routes back`)
+      // Whatever it says now, the first request may have undeployed it: nothing is put back.
+      return yield* Effect.fail(`stays open: ${worker.name} cannot finish it now (${gone.left.message})${workerDidNotAnswer(gone.left) ? "" : "; asked again later"}`)
     }
     const failures = yield* viaDb(Saga.compensate(db, saga.id, steps.compensators))
-    if (failures.length > 0) return yield* Effect.fail(`could not be undone (${failures.join("; ")}); retried at the next start`)
+    if (failures.length > 0) return yield* Effect.fail(`could not be undone (${failures.join("; ")}); retried later`)
     return "undone: the service stays deployed"
   })
 
-/**
- * Finishes or undoes every saga a previous run of the master left open, each in its service's
- * actor (so no new deploy of the service runs before). A saga that cannot be closed now stays
- * open, logged and recorded as an event, for the next start.
- */
-export const recover = Effect.gen(function* () {
-  const db = yield* MasterDb
-  const coordinators = yield* ServiceCoordinators
-  const context = yield* Effect.context<MasterDb | FleetCalls>()
-  const open = yield* viaDb(db.sagasIn("running"))
-  yield* Effect.forEach(open, (saga) =>
-    coordinators.submit(saga.service, Effect.provide(Effect.gen(function* () {
-      const outcome = yield* Effect.either(
-        saga.kind === "deploy" ? recoverDeploy(saga) : saga.kind === "undeploy" ? recoverUndeploy(saga) : recoverStopStart(saga)
-      )
-      const message = Either.isRight(outcome)
-        ? `the ${saga.kind} cut short by a master restart: ${outcome.right}`
-        : `the ${saga.kind} cut short by a master restart ${typeof outcome.left === "string" ? outcome.left : `cannot be read from the journal: ${outcome.left.message}`}`
-      if (Either.isLeft(outcome)) yield* Effect.logWarning(`${saga.service}: ${message}`)
-      else yield* Effect.logInfo(`${saga.service}: ${message}`)
-      yield* viaDb(db.addEvent("master", "recover", saga.service, message))
-    }), context)), { discard: true, concurrency: "unbounded" })
-  return open.length
+/** Finishes or undoes one open saga from its journal; fails with why it stays open. */
+const resume = (saga: SagaJournal.SagaRow<SagaKind>) =>
+  saga.kind === "deploy" ? recoverDeploy(saga) : saga.kind === "undeploy" ? recoverUndeploy(saga) : recoverStopStart(saga)
+
+const stillOpen = Metric.counter("mcp_sagas_left_open", {
+  description: "Attempts to finish an open cross-node saga (a worker that does not answer, a rollback that failed) that left it open, to be tried again"
 })
+
+/** A saga that stays open: what it is and why. */
+export interface OpenSaga {
+  readonly kind: SagaKind
+  readonly reason: string
+}
+
+/**
+ * Inside `service`'s actor: its open sagas finished or undone, oldest first, each outcome logged
+ * and recorded as an event (`why` says how the saga came to be open). Returns those that stay
+ * open, each logged and counted; `quiet` records no event for them (the periodic retry would
+ * record one per round).
+ */
+export const settleOpenSagas = (service: string, why: string, options: { readonly quiet?: boolean } = {}) =>
+  Effect.gen(function* () {
+    const db = yield* MasterDb
+    // Read inside the actor: a saga listed before it ran may have ended since.
+    const open = (yield* viaDb(db.sagasIn("running"))).filter((s) => s.service === service)
+    const left: Array<OpenSaga> = []
+    for (const saga of open) {
+      const outcome = yield* Effect.either(resume(saga))
+      const message = Either.isRight(outcome)
+        ? `the ${saga.kind} ${why}: ${outcome.right}`
+        : `the ${saga.kind} ${why} ${typeof outcome.left === "string" ? outcome.left : `cannot be read from the journal: ${outcome.left.message}`}`
+      if (Either.isRight(outcome)) yield* Effect.logInfo(`${service}: ${message}`)
+      else {
+        yield* Effect.logWarning(`${service}: ${message}`)
+        yield* Metric.increment(stillOpen)
+        left.push({ kind: saga.kind, reason: message })
+      }
+      if (Either.isRight(outcome) || options.quiet !== true) yield* viaDb(db.addEvent("master", "recover", service, message))
+    }
+    return left
+  })
+
+/** Each service with open sagas, settled in its actor; returns how many sagas were open. */
+const settleAll = (why: string, options: { readonly quiet?: boolean }) =>
+  Effect.gen(function* () {
+    const db = yield* MasterDb
+    const coordinators = yield* ServiceCoordinators
+    const context = yield* Effect.context<MasterDb | FleetCalls>()
+    const open = yield* viaDb(db.sagasIn("running"))
+    const services = [...new Set(open.map((s) => s.service))]
+    yield* Effect.forEach(services, (service) => coordinators.submit(service, Effect.provide(settleOpenSagas(service, why, options), context)), { discard: true, concurrency: "unbounded" })
+    return open.length
+  })
+
+/**
+ * At start: finishes or undoes every saga a previous run of the master left open, each in its
+ * service's actor (so no new deploy of the service runs before). A saga that cannot be closed
+ * now stays open, logged and recorded as an event, and is retried by `retryOpen`.
+ */
+export const recover = settleAll("cut short by a master restart", {})
+
+/** Every reconcile interval: sagas still open (their worker did not answer) asked again. */
+export const retryOpen = settleAll("left open", { quiet: true })
+
+/**
+ * Before new work on `service`, in its actor: its open sagas settled first. One that stays open
+ * refuses the new work: it would run on top of a change whose outcome is not known yet.
+ */
+export const settleBefore = (service: string, operation: string) =>
+  Effect.gen(function* () {
+    const left = yield* settleOpenSagas(service, "left open")
+    if (left.length === 0) return
+    return yield* new Errors.PeerFailed({
+      peer: "master",
+      operation: `${operation} ${service}`,
+      reason: `an earlier change of ${service} is not finished: ${left.map((l) => l.reason).join("; ")}. Nothing was changed; retry once it is (mcp events ${service})`,
+      retryable: true
+    })
+  })

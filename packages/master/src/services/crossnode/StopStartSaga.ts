@@ -9,7 +9,9 @@
  * publishes `active`) and ends the saga, and the edges are asked at once. What an edge cannot do
  * now stays recorded for the edge reconciler, and the caller is told so (PeerFailed naming the
  * service's state and each route left). A master killed after asking the worker asks it again
- * at its next start and commits (`recoverStop`, `recoverStart`); one killed before changed nothing.
+ * at its next start and commits (`recoverStopStart`); one killed before changed nothing. A worker
+ * that did not answer may have done it: the saga stays open and is finished the same way once
+ * the worker answers (Recovery.settleOpenSagas).
  *
  * A start never stops the worker again to undo itself: the service may have been running
  * before (a start is idempotent on the agent), and a public route that cannot be set up now is
@@ -28,6 +30,7 @@ import {
   current,
   EdgeSettings,
   type Emit,
+  inDoubt,
   journalFatal,
   type LifecycleError,
   nodeInfo,
@@ -36,6 +39,7 @@ import {
   stepError,
   viaDb,
   type WantedEdgeRoute,
+  workerDidNotAnswer,
   WorkerStartIntent,
   WorkerStopIntent
 } from "./Model.js"
@@ -182,8 +186,11 @@ export const stop = (service: string, worker: Node.NodeInfo): Effect.Effect<Stat
     const sagaId = crypto.randomUUID()
     yield* viaDb(db.beginSaga(sagaId, service, "stop"))
     const ran = yield* Effect.either(journalFatal(Saga.sequence(db, sagaId, { [stopWorker.name]: Saga.compensator(stopWorker) }, () => Effect.void, (runStep) =>
-      runStep(Saga.step(stopWorker, { service, worker }, fleet.stop(worker, service), () => null)))))
-    if (Either.isLeft(ran)) return yield* stepError(ran.left.error)
+      runStep(Saga.inDoubtWhen(Saga.step(stopWorker, { service, worker }, fleet.stop(worker, service), () => null), workerDidNotAnswer)))))
+    if (Either.isLeft(ran)) {
+      if (ran.left.inDoubt === true && ran.left.error._tag === "NodeUnreachable") return yield* inDoubt("stop", service, worker.name, ran.left.error)
+      return yield* stepError(ran.left.error)
+    }
     yield* commitStop(sagaId, service, worker.name)
     yield* reportLeft(service, worker.name, `${service} is stopped on ${worker.name}`, "removed", yield* applyEdgeRows(service))
     return ran.right
@@ -199,17 +206,36 @@ export const start = (service: string, worker: Node.NodeInfo): Effect.Effect<Sta
     yield* viaDb(db.beginSaga(sagaId, service, "start"))
     const intent = { service, worker, routes: wanted.map((w) => ({ request: w.request, edge: w.edge })) }
     const ran = yield* Effect.either(journalFatal(Saga.sequence(db, sagaId, { [startWorker.name]: Saga.compensator(startWorker) }, () => Effect.void, (runStep) =>
-      runStep(Saga.step(startWorker, intent, fleet.start(worker, service), () => null)))))
-    if (Either.isLeft(ran)) return yield* stepError(ran.left.error)
+      runStep(Saga.inDoubtWhen(Saga.step(startWorker, intent, fleet.start(worker, service), () => null), workerDidNotAnswer)))))
+    if (Either.isLeft(ran)) {
+      if (ran.left.inDoubt === true && ran.left.error._tag === "NodeUnreachable") return yield* inDoubt("start", service, worker.name, ran.left.error)
+      return yield* stepError(ran.left.error)
+    }
     yield* commitStart(sagaId, service, worker.name, wanted)
     yield* reportLeft(service, worker.name, `${service} is running on ${worker.name}`, "set up", yield* applyEdgeRows(service))
     return ran.right
   })
 
 /**
- * A stop or start cut short by a master restart: one whose worker was asked is finished (the
- * worker asked again, then the commit; the edges are left to the reconciler); one cut short
- * before changed nothing. A worker that cannot answer now keeps the saga open for the next start.
+ * A worker asked again that fails keeps the saga open, to be asked again later: whatever it says
+ * now, the first request may have done it, so nothing is undone. One that no longer has the
+ * service ends it: a stop is then done (nothing of it runs), a start is not.
+ */
+const notFinished = (saga: SagaJournal.SagaRow<SagaKind>, worker: string, error: { readonly _tag: string; readonly message: string }) =>
+  Effect.gen(function* () {
+    if (error._tag !== "ServiceNotFound") return yield* Effect.fail(`stays open: ${worker} cannot ${saga.kind} ${saga.service} now (${error.message})`)
+    if (saga.kind === "stop") {
+      yield* commitStop(saga.id, saga.service, worker)
+      return `finished: ${worker} no longer has ${saga.service}; its edge routes go`
+    }
+    yield* viaDb((yield* MasterDb).endSaga(saga.id, "compensated", error.message))
+    return `not done: ${worker} no longer has ${saga.service}`
+  })
+
+/**
+ * A stop or start left open (a master restart, a worker that did not answer): one whose worker
+ * was asked is finished (the worker asked again, then the commit; the edges are left to the
+ * reconciler); one cut short before changed nothing.
  */
 export const recoverStopStart = (saga: SagaJournal.SagaRow<SagaKind>) =>
   Effect.gen(function* () {
@@ -224,7 +250,7 @@ export const recoverStopStart = (saga: SagaJournal.SagaRow<SagaKind>) =>
       }
       const worker = yield* current(asked.value.worker)
       const done = yield* Effect.either(fleet.stop(worker, saga.service))
-      if (Either.isLeft(done)) return yield* Effect.fail(`could not be finished: ${worker.name} cannot stop ${saga.service} now (${done.left.message}); retried at the next start`)
+      if (Either.isLeft(done)) return yield* notFinished(saga, worker.name, done.left)
       yield* commitStop(saga.id, saga.service, worker.name)
       return `finished: stopped on ${worker.name}, its edge routes left to the reconciler`
     }
@@ -235,7 +261,7 @@ export const recoverStopStart = (saga: SagaJournal.SagaRow<SagaKind>) =>
     }
     const worker = yield* current(asked.value.worker)
     const done = yield* Effect.either(fleet.start(worker, saga.service))
-    if (Either.isLeft(done)) return yield* Effect.fail(`could not be finished: ${worker.name} cannot start ${saga.service} now (${done.left.message}); retried at the next start`)
+    if (Either.isLeft(done)) return yield* notFinished(saga, worker.name, done.left)
     yield* commitStart(saga.id, saga.service, worker.name, asked.value.routes)
     return `finished: running on ${worker.name}, its edge routes left to the reconciler`
   })

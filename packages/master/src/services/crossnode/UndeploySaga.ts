@@ -1,7 +1,8 @@
 /**
  * The cross-node undeploy, as a saga: each edge route removed (a route already marked for
  * removal whose edge is down is left to the reconciler), then the worker, then the commit. A
- * failure puts the removed routes back and leaves the service deployed.
+ * failure puts the removed routes back and leaves the service deployed, except a worker that did
+ * not answer: it may have undeployed, so the saga stays open and is finished once it answers.
  */
 import { Errors, type Node } from "@mcp/domain"
 import * as Saga from "@mcp/rpc/Saga"
@@ -9,7 +10,7 @@ import { Effect, Either, Option } from "effect"
 import { FleetCalls } from "../../fleet/FleetCalls.js"
 import { MasterDb } from "../../db/MasterDb.js"
 import { commitUndeploy } from "./Commit.js"
-import { journalFatal, nodeInfo, stepError, type UndeployError, viaDb } from "./Model.js"
+import { inDoubt, journalFatal, nodeInfo, stepError, type UndeployError, viaDb, workerDidNotAnswer } from "./Model.js"
 import { removeStaleCopies } from "./NodeChanges.js"
 import { undeploySteps } from "./Steps.js"
 
@@ -45,10 +46,14 @@ export const undeploy = (service: string, worker: Node.NodeInfo): Effect.Effect<
           })
           if (yield* runStep(Saga.step(steps.edge(row.route.hostname), { row, edge: edge.value }, remove, (deferred) => ({ deferred })))) deferred.push(row.route.hostname)
         }
-        yield* runStep(Saga.step(steps.worker, { service, worker }, fleet.undeploy(worker, service), () => null))
+        yield* runStep(Saga.inDoubtWhen(Saga.step(steps.worker, { service, worker }, fleet.undeploy(worker, service), () => null), workerDidNotAnswer))
         return deferred
       }))))
-    if (Either.isLeft(ran)) return yield* stepError(ran.left.error)
+    if (Either.isLeft(ran)) {
+      // Left open: the edge routes stay off, and the worker is asked again until it answers.
+      if (ran.left.inDoubt === true && ran.left.error._tag === "NodeUnreachable") return yield* inDoubt("undeploy", service, worker.name, ran.left.error)
+      return yield* stepError(ran.left.error)
+    }
     const staleGone = yield* removeStaleCopies(service)
     yield* commitUndeploy(sagaId, service, ran.right, staleGone)
   })
