@@ -36,6 +36,16 @@ const plans = makePlans(seed, count)
 const reports: Array<ScenarioReport> = []
 const t0 = Date.now()
 const fleet = await startChaosFleet(dir)
+// Ctrl-C or a timeout's SIGTERM: the namespaces, mounts and peers go too (then the exit code says so).
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    console.error(`chaos: ${signal}: stopping the fleet`)
+    void fleet.dispose().finally(() => {
+      rmSync(dir, { recursive: true, force: true })
+      process.exit(130)
+    })
+  })
+}
 console.error(`chaos: fleet up in ${Date.now() - t0} ms (master ${fleet.masterAddress}; ${Object.values(fleet.nodes).map((n) => `${n.name} ${n.address}`).join(", ")})`)
 try {
   const session = await startSession(fleet, { convergeTimeoutMs })

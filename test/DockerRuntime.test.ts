@@ -106,6 +106,24 @@ describe("DockerRuntime on Podman", () => {
       expect(error.reason).toContain("podman system service --time=0 unix:///run/podman/podman.sock")
     }).pipe(Effect.scoped))
 
+  it.live("the layer waits for an engine that starts after it, and gives up after startWait naming what it tried", () =>
+    Effect.gen(function*() {
+      const dir = mkdtempSync(path.join(tmpdir(), "mcp-wait-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+      const sock = path.join(dir, "podman.sock")
+      // Nothing there for good: the start fails after the wait, with the paths and the fix.
+      const started = Date.now()
+      const error = yield* Effect.flip(Effect.provide(ContainerRuntime, DockerRuntime.layer({ configured: sock, env: {}, wellKnown: [], startWait: "1500 millis" })))
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1400)
+      expect(error.reason).toContain(`${sock} (configured): no such socket`)
+      // An engine that comes up a second after the agent started looking: the layer takes it.
+      const late = Effect.promise(() => startPodmanService({ dir }))
+      const service = yield* Effect.acquireRelease(Effect.delay(late, "1 second"), (p) => Effect.promise(() => p.stop())).pipe(Effect.fork)
+      const rt = yield* Effect.provide(ContainerRuntime, DockerRuntime.layer({ configured: sock, env: {}, wellKnown: [] }))
+      expect(rt.describe).toContain(`at unix://${sock}, found via configured`)
+      yield* service.await
+    }).pipe(Effect.scoped))
+
   it.live("findSocket skips dead candidates and describes the engine that answers", () =>
     Effect.gen(function*() {
       const found = yield* DockerRuntime.findSocket({

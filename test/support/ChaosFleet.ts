@@ -753,6 +753,25 @@ const errorText = (e: unknown) => {
   return tail === "" ? first : `${first}; its output ended: ${tail}`
 }
 
+/**
+ * Starts a daemon as its systemd unit would after a crash (Restart=on-failure, RestartSec=5s):
+ * a start that fails is tried again 5 s later, three times in all. The failures are kept: a
+ * daemon that needed a second start is a finding (see `FaultRecord.error`) only when none worked.
+ */
+const likeSystemd = async (start: () => Promise<void>): Promise<void> => {
+  let last: unknown
+  for (let attempt = 0; attempt < 3; attempt++) {
+    if (attempt > 0) await sleep(5000)
+    try {
+      return await start()
+    } catch (e) {
+      last = e
+      console.warn(`chaos: a daemon's start failed (attempt ${attempt + 1} of 3): ${errorText(e)}`)
+    }
+  }
+  throw last
+}
+
 export interface ChaosSession {
   readonly fleet: ChaosFleet
   readonly runScenario: (plan: ScenarioPlan, log?: (line: string) => void) => Promise<ScenarioReport>
@@ -864,9 +883,9 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
           activeNet.splice(activeNet.indexOf(f), 1)
           return applyNet(f.node!)
         case "kill-master":
-          return fleet.startMaster()
+          return likeSystemd(fleet.startMaster)
         case "kill-agent":
-          return nodes[f.node!].startAgent()
+          return likeSystemd(nodes[f.node!].startAgent)
         case "kill-proxy":
           return nodes[f.node!].proxy.start()
         case "kill-engine":

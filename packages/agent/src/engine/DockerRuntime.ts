@@ -99,6 +99,12 @@ export interface FindSocketOptions {
   readonly wellKnown?: ReadonlyArray<string> | undefined
   /** How long one candidate may take to answer; 2 seconds by default. */
   readonly probeTimeout?: Duration.DurationInput | undefined
+  /**
+   * How long `layer` keeps looking before the start fails; 30 seconds by default. An engine
+   * starting beside the agent (after a reboot, or restarted after a crash) can take seconds to
+   * answer /version: seen here 7 s for a Podman API service restarted after a SIGKILL.
+   */
+  readonly startWait?: Duration.DurationInput | undefined
 }
 
 export const WELL_KNOWN_SOCKETS: ReadonlyArray<string> = ["/run/podman/podman.sock", "/var/run/docker.sock"]
@@ -693,12 +699,22 @@ export const layerSocket = (
   hardening: Hardening = DEFAULT_HARDENING
 ): Layer.Layer<ContainerRuntime> => Layer.effect(ContainerRuntime, make(socketPath, describe, hardening))
 
-/** Finds the engine (see findSocket) and provides the ContainerRuntime on it. */
+/**
+ * Finds the engine (see findSocket), asking again with a growing pause (250 ms to 5 s, each miss
+ * logged with why) for up to `startWait`, and provides the ContainerRuntime on it.
+ */
 export const layer = (
   options: FindSocketOptions,
   hardening: Hardening = DEFAULT_HARDENING
-): Layer.Layer<ContainerRuntime, RuntimeError> =>
-  Layer.effect(
-    ContainerRuntime,
-    Effect.flatMap(findSocket(options), (found) => make(found.socketPath, found.describe, hardening))
+): Layer.Layer<ContainerRuntime, RuntimeError> => {
+  const wait = Duration.decode(options.startWait ?? "30 seconds")
+  const again = Schedule.exponential("250 millis", 2).pipe(
+    Schedule.union(Schedule.spaced("5 seconds")),
+    Schedule.upTo(wait)
   )
+  const find = findSocket(options).pipe(
+    Effect.tapError((e) => Effect.logWarning(`the container engine does not answer yet; asking again for up to ${Duration.format(wait)} in all: ${e.reason.split("\n").slice(1, -2).join("; ")}`)),
+    Effect.retry(again)
+  )
+  return Layer.effect(ContainerRuntime, Effect.flatMap(find, (found) => make(found.socketPath, found.describe, hardening)))
+}
