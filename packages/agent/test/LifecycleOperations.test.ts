@@ -6,8 +6,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Errors } from "@mcp/domain"
-import { Failures } from "@mcp/rpc"
-import { Cause, Effect, Exit, Layer, Metric, Option } from "effect"
+import { Effect, Layer, Metric, Option } from "effect"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -16,6 +15,8 @@ import { ContainerNotFound, ContainerRuntime, LABEL_SERVICE, RuntimeError } from
 import { NodeSettings } from "../src/NodeSettings.js"
 import * as DnsRecords from "../src/dns/DnsRecords.js"
 import { Lifecycle } from "../src/lifecycle/Lifecycle.js"
+import * as ServiceEvents from "../src/lifecycle/ServiceEvents.js"
+import * as ServiceOperations from "../src/lifecycle/ServiceOperations.js"
 import { MemoryRuntimeControl } from "../src/engine/MemoryRuntime.js"
 import * as PortAllocator from "../src/lifecycle/PortAllocator.js"
 import * as ProxyRoutes from "../src/proxy/ProxyRoutes.js"
@@ -170,17 +171,24 @@ describe("stop", () => {
       })
     ))
 
-  it.live("a registry that cannot record the event is an unrecoverable failure, counted for the agent registry", () =>
-    withAgent(() =>
+  it.live("a stop done whose event or journal end cannot be written is reported done, each miss counted", () =>
+    withAgent((peers) =>
       Effect.gen(function* () {
         const lifecycle = yield* Lifecycle
         yield* deployed("web")
-        const counter = Metric.tagged(Failures.unrecoverable, "operation", "the agent registry")
-        const before = (yield* Metric.value(counter)).count
+        // Its caller (the master) would otherwise keep routing to a service that stopped.
+        const unwritten = ServiceEvents.eventsUnwritten
+        const unclosed = ServiceOperations.operationsUnclosed
+        const [eventsBefore, closedBefore] = [(yield* Metric.value(unwritten)).count, (yield* Metric.value(unclosed)).count]
         yield* refuse("no_events", "INSERT ON events")
-        const exit = yield* Effect.exit(lifecycle.stop("web"))
-        expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
-        expect((yield* Metric.value(counter)).count).toBe(before + 1)
+        yield* refuse("no_close", "UPDATE OF state ON sagas")
+        const status = yield* lifecycle.stop("web")
+        expect(status.active).toBe(false)
+        expect(yield* hostnamesRouted(peers)).toEqual([])
+        expect((yield* Metric.value(unwritten)).count).toBe(eventsBefore + 1)
+        expect((yield* Metric.value(unclosed)).count).toBe(closedBefore + 1)
+        // The entry stays open, and is closed towards the same recorded state at the next start.
+        expect(yield* openSagas).toEqual([["web", "stop"]])
       })
     ))
 })
@@ -401,10 +409,9 @@ describe("an undeploy left open", () => {
         const registry = yield* Registry
         const control = yield* MemoryRuntimeControl
         yield* deployed("web")
-        // Everything is undone, but the registry refuses to close the journal entry.
+        // Everything is undone, but the registry refuses to close the journal entry: done all the same.
         yield* refuse("no_close", "UPDATE OF state ON sagas")
-        const error = yield* peerFailed(lifecycle.undeploy("web"))
-        expect(error).toMatchObject({ peer: "registry", operation: "undeploy web" })
+        yield* lifecycle.undeploy("web")
         expect(yield* registry.services).toEqual([])
         expect(yield* openSagas).toEqual([["web", "undeploy"]])
         yield* allow("no_close")

@@ -29,7 +29,7 @@ export const EDGES = [
 export type Point =
   | "worker.deploy" | "worker.deploy.lost" | "worker.undeploy" | "worker.undeploy.refused" | "worker.undeploy.lost" | "worker.undeploy.unreachable" | "worker.address"
   | "edge.setup" | "edge.setup.lost" | "edge.remove" | "edge.list"
-  | "worker.stop" | "worker.stop.lost" | "worker.start" | "worker.start.lost"
+  | "worker.stop" | "worker.stop.failed" | "worker.stop.lost" | "worker.start" | "worker.start.lost"
 // Stop and start have their own tests; the property's operations never arm them.
 export const POINTS: ReadonlyArray<Point> = ["worker.deploy", "worker.deploy.lost", "worker.undeploy", "worker.undeploy.lost", "worker.undeploy.unreachable", "worker.address", "edge.setup", "edge.setup.lost", "edge.remove", "edge.list"]
 export type Faults = ReadonlyArray<readonly [Point, number]>
@@ -124,7 +124,12 @@ export const fakeFleet = (state: FleetState): FleetCalls => ({
 /** The worker's stop or start: idempotent, as the agent's. */
 const workerLifecycle = (state: FleetState, node: string, service: string, active: boolean) =>
   Effect.suspend((): Effect.Effect<Status.ServiceStatus, Errors.PeerFailed | Errors.ServiceNotFound | Errors.NodeUnreachable> => {
-    if (take(state, active ? "worker.start" : "worker.stop")) return Effect.fail(down(node, `${active ? "start" : "stop"} ${service}`))
+    // A refusal for good: nothing was recorded, nothing changed.
+    if (take(state, active ? "worker.start" : "worker.stop")) {
+      return Effect.fail(new Errors.PeerFailed({ peer: `agent on ${node}`, operation: `${active ? "start" : "stop"} ${service}`, reason: "refused (injected)", retryable: false }))
+    }
+    // A failure worth retrying (the agent recorded the stop, then its engine failed): done when asked again.
+    if (!active && take(state, "worker.stop.failed")) return Effect.fail(down(node, `stop ${service}`))
     if (!state.workers.get(node)!.has(service)) return Effect.fail(new Errors.ServiceNotFound({ service }))
     if (active) state.stopped.delete(`${node}/${service}`)
     else state.stopped.add(`${node}/${service}`)

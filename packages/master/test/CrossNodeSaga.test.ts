@@ -564,6 +564,18 @@ describe("stop and start", () => {
       expect((yield* reconciler.runOnce).repairs).toEqual([{ hostname: "alpha.example.com", edgeNode: "e1", action: "removed" }])
       yield* checkConverged(state, "after the stop was finished")
 
+      // A stop that failed in a way worth retrying (its agent may finish it): open too, until it is done.
+      expect(Either.isRight(yield* lifecycle("alpha", "start"))).toBe(true)
+      state.armed.set("worker.stop.failed", 1)
+      const failed = yield* lifecycle("alpha", "stop")
+      expect(Either.isLeft(failed) && failed.left.message).toContain("did not finish it")
+      expect((yield* db.sagasIn("running")).map((s) => s.kind)).toEqual(["stop"])
+      yield* saga.retryOpen
+      expect(yield* db.sagasIn("running")).toEqual([])
+      expect(running(state)).toEqual([])
+      yield* reconciler.runOnce
+      yield* checkConverged(state, "after the failed stop was finished")
+
       // A start whose answer is lost, then a stop: the start is finished first, then the stop runs.
       state.armed.set("worker.start.lost", 1)
       const start = yield* lifecycle("alpha", "start")
@@ -576,6 +588,7 @@ describe("stop and start", () => {
       yield* checkConverged(state, "after the start was finished and the stop ran")
       const events = (yield* db.events(100)).filter((e) => e.service === "alpha").map((e) => e.message)
       expect(events.filter((m) => m.startsWith("the ")), "the recoveries are recorded").toEqual([
+        "the stop left open: finished: stopped on w1, its edge routes left to the reconciler",
         "the stop left open: finished: stopped on w1, its edge routes left to the reconciler",
         "the start left open: finished: running on w1, its edge routes left to the reconciler"
       ])

@@ -5,7 +5,7 @@
  * at its next start (StartupRecovery).
  */
 import { Errors } from "@mcp/domain"
-import { Effect, Option } from "effect"
+import { Effect, Metric, Option } from "effect"
 import { randomUUID } from "node:crypto"
 import { CertIssuer } from "../certs/CertIssuer.js"
 import { ContainerRuntime, LABEL_NODE, LABEL_SERVICE } from "../engine/ContainerRuntime.js"
@@ -68,9 +68,21 @@ const journaledAs = <A, E, R, E2, R2>(service: string, kind: Exclude<SagaKind, "
     const id = randomUUID()
     yield* registry.withTransaction(Effect.zipRight(registry.beginSaga(id, service, kind), record))
     const result = yield* body
-    yield* registry.endSaga(id, "committed")
+    // Done: a journal that cannot record the end (a full disk) leaves the entry open, closed
+    // again at the next start towards the same recorded state; the caller is told it is done.
+    yield* registry.endSaga(id, "committed").pipe(
+      Effect.catchAll((e) =>
+        Effect.zipRight(
+          Effect.logWarning(`${service}: the ${kind} is done, but the journal could not record its end (${e.message}); it is closed again at the next start`),
+          Metric.increment(operationsUnclosed)
+        ))
+    )
     return result
   })
+
+export const operationsUnclosed = Metric.counter("mcp_agent_operations_unclosed", {
+  description: "Stops, starts and undeploys done whose journal entry could not be closed (a full disk); closed again at the next start"
+})
 
 /** A failure of a peer during `operation`, as the user sees it. */
 const peerFailure = (service: string, operation: string) => (e: PeerError) =>
@@ -97,7 +109,7 @@ const operate = <E extends PeerError, R>(
     if (kind === "start") yield* finishOpenRollbacks(service)
     yield* requireService(service)
     yield* journaledAs(service, kind, registry.setActive(service, kind === "start"), work)
-    yield* ServiceEvents.record("deploy", service, done[operation])
+    yield* ServiceEvents.recordDone("deploy", service, done[operation])
     return yield* status(service)
   }).pipe(Effect.mapError((e) => (e instanceof Errors.ServiceNotFound ? e : peerFailure(service, operation)(e))))
 
@@ -130,5 +142,5 @@ export const undeploy = (service: string) =>
       yield* requireService(service)
       yield* journaledAs(service, "undeploy", Effect.void, undeployBody(service))
     }
-    yield* ServiceEvents.record("deploy", service, "undeployed")
+    yield* ServiceEvents.recordDone("deploy", service, "undeployed")
   }).pipe(Effect.mapError((e) => (e instanceof Errors.ServiceNotFound ? e : peerFailure(service, "undeploy")(e))))

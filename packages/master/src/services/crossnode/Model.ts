@@ -117,16 +117,24 @@ export const stepError = <E>(error: E | SqlError): Effect.Effect<never, Exclude<
  * A worker that did not answer may still have done what it was asked: the request can have
  * reached its agent, which finishes a stop, start or undeploy it was given even across its own
  * restart. The master cannot tell, so such a failure leaves the saga open (Saga.inDoubtWhen) and
- * the worker is asked again until it answers (Recovery.settleOpenSagas); a refusal is definite.
+ * the worker is asked again until it answers (Recovery.settleOpenSagas).
  */
 export const workerDidNotAnswer = (e: { readonly _tag: string }) => e._tag === "NodeUnreachable"
 
-/** What the caller of a saga left open by a worker that did not answer is told. */
-export const inDoubt = (kind: "stop" | "start" | "undeploy", service: string, worker: string, cause: { readonly message: string }) =>
+/**
+ * The same for a stop, start or undeploy that failed in a way worth retrying: the agent records
+ * the operation before it acts (its registry, on a disk that then filled up; its engine, killed
+ * midway) and finishes it later, so it may be done. A refusal not worth retrying is definite.
+ */
+export const workerMayFinish = (e: { readonly _tag: string }) =>
+  workerDidNotAnswer(e) || ("retryable" in e && (e as { readonly retryable: unknown }).retryable === true)
+
+/** What the caller of a saga left open, its worker's outcome not known, is told. */
+export const inDoubt = (kind: "stop" | "start" | "undeploy", service: string, worker: string, cause: { readonly _tag: string; readonly message: string }) =>
   new Errors.PeerFailed({
     peer: `agent on ${worker}`,
     operation: `${kind} ${service}`,
-    reason: `${worker} did not answer (${cause.message}), so whether it ${kind === "stop" ? "stopped" : kind === "start" ? "started" : "undeployed"} ${service} is not known yet; ` +
+    reason: `${worker} ${workerDidNotAnswer(cause) ? "did not answer" : "did not finish it"} (${cause.message}), so whether it ${kind === "stop" ? "stopped" : kind === "start" ? "started" : "undeployed"} ${service} is not known yet; ` +
       `the master asks it again until it answers, then finishes the ${kind} (its edge routes follow). A new change of ${service} asks it first; mcp events ${service} tells when it is done`,
     retryable: true
   })

@@ -39,7 +39,7 @@ import {
   stepError,
   viaDb,
   type WantedEdgeRoute,
-  workerDidNotAnswer,
+  workerMayFinish,
   WorkerStartIntent,
   WorkerStopIntent
 } from "./Model.js"
@@ -186,9 +186,9 @@ export const stop = (service: string, worker: Node.NodeInfo): Effect.Effect<Stat
     const sagaId = crypto.randomUUID()
     yield* viaDb(db.beginSaga(sagaId, service, "stop"))
     const ran = yield* Effect.either(journalFatal(Saga.sequence(db, sagaId, { [stopWorker.name]: Saga.compensator(stopWorker) }, () => Effect.void, (runStep) =>
-      runStep(Saga.inDoubtWhen(Saga.step(stopWorker, { service, worker }, fleet.stop(worker, service), () => null), workerDidNotAnswer)))))
+      runStep(Saga.inDoubtWhen(Saga.step(stopWorker, { service, worker }, fleet.stop(worker, service), () => null), workerMayFinish)))))
     if (Either.isLeft(ran)) {
-      if (ran.left.inDoubt === true && ran.left.error._tag === "NodeUnreachable") return yield* inDoubt("stop", service, worker.name, ran.left.error)
+      if (ran.left.inDoubt === true && ran.left.error._tag !== "SqlError") return yield* inDoubt("stop", service, worker.name, ran.left.error)
       return yield* stepError(ran.left.error)
     }
     yield* commitStop(sagaId, service, worker.name)
@@ -206,9 +206,9 @@ export const start = (service: string, worker: Node.NodeInfo): Effect.Effect<Sta
     yield* viaDb(db.beginSaga(sagaId, service, "start"))
     const intent = { service, worker, routes: wanted.map((w) => ({ request: w.request, edge: w.edge })) }
     const ran = yield* Effect.either(journalFatal(Saga.sequence(db, sagaId, { [startWorker.name]: Saga.compensator(startWorker) }, () => Effect.void, (runStep) =>
-      runStep(Saga.inDoubtWhen(Saga.step(startWorker, intent, fleet.start(worker, service), () => null), workerDidNotAnswer)))))
+      runStep(Saga.inDoubtWhen(Saga.step(startWorker, intent, fleet.start(worker, service), () => null), workerMayFinish)))))
     if (Either.isLeft(ran)) {
-      if (ran.left.inDoubt === true && ran.left.error._tag === "NodeUnreachable") return yield* inDoubt("start", service, worker.name, ran.left.error)
+      if (ran.left.inDoubt === true && ran.left.error._tag !== "SqlError") return yield* inDoubt("start", service, worker.name, ran.left.error)
       return yield* stepError(ran.left.error)
     }
     yield* commitStart(sagaId, service, worker.name, wanted)

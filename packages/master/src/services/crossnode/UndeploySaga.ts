@@ -10,7 +10,7 @@ import { Effect, Either, Option } from "effect"
 import { FleetCalls } from "../../fleet/FleetCalls.js"
 import { MasterDb } from "../../db/MasterDb.js"
 import { commitUndeploy } from "./Commit.js"
-import { inDoubt, journalFatal, nodeInfo, stepError, type UndeployError, viaDb, workerDidNotAnswer } from "./Model.js"
+import { inDoubt, journalFatal, nodeInfo, stepError, type UndeployError, viaDb, workerMayFinish } from "./Model.js"
 import { removeStaleCopies } from "./NodeChanges.js"
 import { undeploySteps } from "./Steps.js"
 
@@ -46,12 +46,12 @@ export const undeploy = (service: string, worker: Node.NodeInfo): Effect.Effect<
           })
           if (yield* runStep(Saga.step(steps.edge(row.route.hostname), { row, edge: edge.value }, remove, (deferred) => ({ deferred })))) deferred.push(row.route.hostname)
         }
-        yield* runStep(Saga.inDoubtWhen(Saga.step(steps.worker, { service, worker }, fleet.undeploy(worker, service), () => null), workerDidNotAnswer))
+        yield* runStep(Saga.inDoubtWhen(Saga.step(steps.worker, { service, worker }, fleet.undeploy(worker, service), () => null), workerMayFinish))
         return deferred
       }))))
     if (Either.isLeft(ran)) {
       // Left open: the edge routes stay off, and the worker is asked again until it answers.
-      if (ran.left.inDoubt === true && ran.left.error._tag === "NodeUnreachable") return yield* inDoubt("undeploy", service, worker.name, ran.left.error)
+      if (ran.left.inDoubt === true && ran.left.error._tag !== "SqlError") return yield* inDoubt("undeploy", service, worker.name, ran.left.error)
       return yield* stepError(ran.left.error)
     }
     const staleGone = yield* removeStaleCopies(service)
