@@ -83,7 +83,8 @@ const rows: Array<[string, string]> = [
   ["  by kind", [...outcomes].sort().map(([k, v]) => `${k} ${v}`).join(", ")],
   ["ops neither done nor undone", String(sum((r) => r.violations.length))],
   ["requests", String(sum((r) => r.requests.total))],
-  ["failed requests", `${sum((r) => r.requests.failed)} (${sum((r) => r.requests.explained)} explained by a fault, ${sum((r) => r.requests.unexplained.length)} unexplained)`],
+  ["failed requests", `${sum((r) => r.requests.failed)} (${sum((r) => r.requests.explained)} explained by a fault, ${sum((r) => r.requests.unexplained.length)} unexplained, ` +
+    `of which ${sum((r) => r.requests.unexplained.filter((q) => q.detail.startsWith("curl exit 28")).length)} had no answer within 2 s)`],
   ["debris found", String(sum((r) => r.debris.length))],
   ["unhealthy verdicts", `${sum((r) => r.unhealthy.length)} (${sum((r) => r.falseUnhealthy.length)} false, ${sum((r) => r.falseUnhealthy.filter((u) => u.duringBackgroundLoss).length)} of them during 5% loss)`],
   ["healthy after last heal", (() => { const h = reports.flatMap((r) => (r.healthyAfterHealMs === undefined ? [] : [r.healthyAfterHealMs])); return h.length === 0 ? "never" : `p50 ${percentile(h, 50)} ms, max ${Math.max(...h)} ms (${reports.length - h.length} scenarios never)` })()],

@@ -7,9 +7,10 @@
 // failed request to an unchanged service that no fault explains, no false unhealthy verdict.
 //
 // The seeds are chosen for what they hit: 793 kills w2's agent just after an undeploy reached it,
-// 1411 kills w1's agent just after a stop reached it (the master then kept the placement and the
-// public route of a service its agent had undeployed or stopped; it now keeps the saga open and
-// finishes it when the agent answers). The long run is on demand:
+// 1411 kills w1's agent just after a stop reached it. That is how the earlier harness found the
+// master keeping the placement and public route of a service its agent had undeployed or stopped
+// (its seeds 6969, 299, 481 and 551); the master now keeps such a saga open and finishes it when
+// the agent answers. The long run is on demand:
 //   node --import tsx bench/chaos.ts --seed S --scenarios 200
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"

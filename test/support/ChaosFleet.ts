@@ -370,13 +370,20 @@ export const startChaosFleet = async (dir: string, options: { readonly heartbeat
       },
       startDns: () => pdns!.start(),
       fillDisk: async (w) => {
+        // What statfs calls available is not all fallocate can take at once (seen: ENOSPC for
+        // all of it): files of halving sizes until not one block is left.
         const data = join(f.dir, w)
-        const { bavail, bsize } = statfsSync(data)
-        const r = await run("fallocate", ["-l", String(bavail * bsize), join(data, "chaos-filler")])
-        if (r.code !== 0) throw new Error(`fallocate in ${data}: ${r.stderr}`)
+        let size = statfsSync(data).bavail * statfsSync(data).bsize
+        for (let i = 0; size >= statfsSync(data).bsize && i < 64; i++) {
+          const r = await run("fallocate", ["-l", String(size), join(data, `chaos-filler-${i}`)])
+          size = r.code === 0 ? statfsSync(data).bavail * statfsSync(data).bsize : Math.floor(size / 2)
+        }
+        const left = statfsSync(data).bavail * statfsSync(data).bsize
+        if (left > 64 * 1024) throw new Error(`could not fill ${data}: ${left} bytes still free`)
       },
       freeDisk: async (w) => {
-        rmSync(join(f.dir, w, "chaos-filler"), { force: true })
+        const data = join(f.dir, w)
+        for (const file of readdirSync(data).filter((n) => n.startsWith("chaos-filler-"))) rmSync(join(data, file), { force: true })
       },
       masterDb: join(f.dir, "master", "master.db"),
       routesCaFile,

@@ -1,6 +1,7 @@
 /**
  * The agent's event log entries for services (deployed, stopped, rolled back, ...). The log is
- * the operator's record of what happened, so an entry that cannot be written is fatal.
+ * the operator's record of what happened, so an entry that cannot be written is fatal, except
+ * the entry of an operation already done (`recordDone`): its caller must hear that it is done.
  */
 import { Failures } from "@mcp/rpc"
 import { Effect, Metric } from "effect"
