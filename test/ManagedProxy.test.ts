@@ -64,7 +64,13 @@ const processesWith = (needle: string) =>
 const refused = (port: number) =>
   Effect.async<boolean>((resume) => {
     const socket = net.connect({ host: "127.0.0.1", port })
-    socket.on("connect", () => (socket.destroy(), resume(Effect.succeed(false))))
+    socket.on("connect", () => {
+      // A port in the ephemeral range with nothing listening can be connected to by the client
+      // socket itself, given that same port as its own (a TCP self-connect): nothing listens.
+      const self = socket.localPort === port
+      socket.destroy()
+      resume(Effect.succeed(self))
+    })
     socket.on("error", () => resume(Effect.succeed(true)))
   })
 
