@@ -11,12 +11,16 @@
  * operations neither done nor undone, failed requests no fault explains, unhealthy verdicts no
  * fault explains, and the time to converge. `--seed S` replays the same plans.
  *
- *   node --import tsx bench/chaos.ts [--seed S] [--scenarios K] [--verbose] [--converge-timeout-ms N (60000)]
+ * A scenario with findings leaves what each daemon logged during it in `--logs DIR` (default
+ * /tmp/mcp-chaos-logs-<seed>), as scenario-<index>-<daemon>.log. The table is printed at the end,
+ * and also when the run is stopped (SIGINT, SIGTERM), for the scenarios it finished.
+ *
+ *   node --import tsx bench/chaos.ts [--seed S] [--scenarios K] [--verbose] [--converge-timeout-ms N (60000)] [--logs DIR]
  */
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { FAULT_KINDS, formatReport, makePlans, type ScenarioReport, startChaosFleet, startSession } from "../test/support/ChaosFleet.js"
+import { FAULT_KINDS, formatReport, SLOW_MS, makePlans, type ScenarioReport, startChaosFleet, startSession } from "../test/support/ChaosFleet.js"
 
 const arg = (name: string) => {
   const i = process.argv.indexOf(`--${name}`)
@@ -26,12 +30,14 @@ const seed = Number(arg("seed") ?? 1)
 const count = Number(arg("scenarios") ?? 3)
 const verbose = process.argv.includes("--verbose")
 const convergeTimeoutMs = Number(arg("converge-timeout-ms") ?? 60_000)
+const logsDir = arg("logs") ?? join(tmpdir(), `mcp-chaos-logs-${seed}`)
 if (!Number.isInteger(seed) || !Number.isInteger(count) || count < 1) {
   console.error("usage: node --import tsx bench/chaos.ts [--seed S] [--scenarios K] [--verbose] [--converge-timeout-ms N]")
   process.exit(2)
 }
 
 const dir = mkdtempSync(join(tmpdir(), "mcp-bench-chaos-"))
+mkdirSync(logsDir, { recursive: true })
 const plans = makePlans(seed, count)
 const reports: Array<ScenarioReport> = []
 const t0 = Date.now()
@@ -40,6 +46,7 @@ const fleet = await startChaosFleet(dir)
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, () => {
     console.error(`chaos: ${signal}: stopping the fleet`)
+    printTable()
     void fleet.dispose().finally(() => {
       rmSync(dir, { recursive: true, force: true })
       process.exit(130)
@@ -53,46 +60,53 @@ try {
     const report = await session.runScenario(plan, verbose ? (l) => console.error(l) : undefined)
     reports.push(report)
     console.error(formatReport(report))
+    for (const [daemon, text] of Object.entries(report.logs)) writeFileSync(join(logsDir, `scenario-${report.plan.index}-${daemon}.log`), text)
   }
 } finally {
   await fleet.dispose()
   rmSync(dir, { recursive: true, force: true })
 }
 
-const percentile = (xs: ReadonlyArray<number>, p: number) => {
-  if (xs.length === 0) return NaN
-  const sorted = [...xs].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
-}
-const faultsByKind = FAULT_KINDS.map((k) => {
-  const n = reports.reduce((sum, r) => sum + r.faults.filter((f) => f.fault.kind === k).length, 0)
-  return `${k} ${n}`
-}).join(", ")
-const outcomes = new Map<string, number>()
-for (const r of reports) for (const o of r.ops) outcomes.set(`${o.op.kind} ${o.outcome}`, (outcomes.get(`${o.op.kind} ${o.outcome}`) ?? 0) + 1)
-const byOutcome = new Map<string, number>()
-for (const r of reports) for (const o of r.ops) byOutcome.set(o.outcome ?? "?", (byOutcome.get(o.outcome ?? "?") ?? 0) + 1)
-const converged = reports.flatMap((r) => (r.convergenceMs === undefined ? [] : [r.convergenceMs]))
-const sum = (f: (r: ScenarioReport) => number) => reports.reduce((s, r) => s + f(r), 0)
-const rows: Array<[string, string]> = [
-  ["seed", String(seed)],
-  ["scenarios run", `${reports.length} of ${count}`],
-  ["faults injected", `${sum((r) => r.faults.length)} (${faultsByKind})`],
-  ["fault errors", String(sum((r) => r.faults.filter((f) => f.error !== undefined).length))],
-  ["operations", `${sum((r) => r.ops.length)}: ${[...byOutcome].map(([k, v]) => `${k} ${v}`).join(", ")}`],
-  ["  by kind", [...outcomes].sort().map(([k, v]) => `${k} ${v}`).join(", ")],
-  ["ops neither done nor undone", String(sum((r) => r.violations.length))],
-  ["requests", String(sum((r) => r.requests.total))],
-  ["failed requests", `${sum((r) => r.requests.failed)} (${sum((r) => r.requests.explained)} explained by a fault, ${sum((r) => r.requests.unexplained.length)} unexplained, ` +
-    `of which ${sum((r) => r.requests.unexplained.filter((q) => q.detail.startsWith("curl exit 28")).length)} had no answer within 2 s)`],
-  ["debris found", String(sum((r) => r.debris.length))],
-  ["unhealthy verdicts", `${sum((r) => r.unhealthy.length)} (${sum((r) => r.falseUnhealthy.length)} false, ${sum((r) => r.falseUnhealthy.filter((u) => u.duringBackgroundLoss).length)} of them during 5% loss)`],
-  ["healthy after last heal", (() => { const h = reports.flatMap((r) => (r.healthyAfterHealMs === undefined ? [] : [r.healthyAfterHealMs])); return h.length === 0 ? "never" : `p50 ${percentile(h, 50)} ms, max ${Math.max(...h)} ms (${reports.length - h.length} scenarios never)` })()],
-  ["convergence (ps agrees)", converged.length === 0 ? "none" : `p50 ${percentile(converged, 50)} ms, max ${Math.max(...converged)} ms (${reports.length - converged.length} scenarios did not converge)`],
-  ["scenarios with findings", `${reports.filter((r) => r.findings.length > 0).length}${reports.some((r) => r.findings.length > 0) ? ` (${reports.filter((r) => r.findings.length > 0).map((r) => r.plan.index).join(", ")})` : ""}`],
-  ["wall time", `${Math.round((Date.now() - t0) / 1000)} s`]
-]
-const width = Math.max(...rows.map(([k]) => k.length))
-console.log(`chaos: seed ${seed}, ${count} scenarios, master + w1, w2, e1 in network namespaces, real Podman, HAProxy, PowerDNS`)
-for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${v}`)
+printTable()
 process.exitCode = reports.every((r) => r.findings.length === 0) && reports.length === count ? 0 : 1
+
+function printTable() {
+  const percentile = (xs: ReadonlyArray<number>, p: number) => {
+    if (xs.length === 0) return NaN
+    const sorted = [...xs].sort((a, b) => a - b)
+    return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
+  }
+  const faultsByKind = FAULT_KINDS.map((k) => {
+    const n = reports.reduce((sum, r) => sum + r.faults.filter((f) => f.fault.kind === k).length, 0)
+    return `${k} ${n}`
+  }).join(", ")
+  const outcomes = new Map<string, number>()
+  for (const r of reports) for (const o of r.ops) outcomes.set(`${o.op.kind} ${o.outcome}`, (outcomes.get(`${o.op.kind} ${o.outcome}`) ?? 0) + 1)
+  const byOutcome = new Map<string, number>()
+  for (const r of reports) for (const o of r.ops) byOutcome.set(o.outcome ?? "?", (byOutcome.get(o.outcome ?? "?") ?? 0) + 1)
+  const converged = reports.flatMap((r) => (r.convergenceMs === undefined ? [] : [r.convergenceMs]))
+  const sum = (f: (r: ScenarioReport) => number) => reports.reduce((s, r) => s + f(r), 0)
+  const rows: Array<[string, string]> = [
+    ["seed", String(seed)],
+    ["scenarios run", `${reports.length} of ${count}`],
+    ["faults injected", `${sum((r) => r.faults.length)} (${faultsByKind})`],
+    ["fault errors", String(sum((r) => r.faults.filter((f) => f.error !== undefined).length))],
+    ["operations", `${sum((r) => r.ops.length)}: ${[...byOutcome].map(([k, v]) => `${k} ${v}`).join(", ")}`],
+    ["  by kind", [...outcomes].sort().map(([k, v]) => `${k} ${v}`).join(", ")],
+    ["ops neither done nor undone", String(sum((r) => r.violations.length))],
+    ["requests", String(sum((r) => r.requests.total))],
+    ["failed requests", `${sum((r) => r.requests.failed)} (${sum((r) => r.requests.explained)} explained by a fault, ${sum((r) => r.requests.unexplained.length)} unexplained, ` +
+      `of which ${sum((r) => r.requests.unexplained.filter((q) => q.detail.startsWith("curl exit 28")).length)} had no answer within 2 s)`],
+    ["slow requests", `${sum((r) => r.requests.slow.length)} answered right after more than ${SLOW_MS} ms`],
+    ["debris found", String(sum((r) => r.debris.length))],
+    ["unhealthy verdicts", `${sum((r) => r.unhealthy.length)} (${sum((r) => r.falseUnhealthy.length)} false, ${sum((r) => r.falseUnhealthy.filter((u) => u.duringBackgroundLoss).length)} of them during 5% loss)`],
+    ["healthy after last heal", (() => { const h = reports.flatMap((r) => (r.healthyAfterHealMs === undefined ? [] : [r.healthyAfterHealMs])); return h.length === 0 ? "never" : `p50 ${percentile(h, 50)} ms, max ${Math.max(...h)} ms (${reports.length - h.length} scenarios never)` })()],
+    ["convergence (ps agrees)", converged.length === 0 ? "none" : `p50 ${percentile(converged, 50)} ms, max ${Math.max(...converged)} ms (${reports.length - converged.length} scenarios did not converge)`],
+    ["scenarios with findings", `${reports.filter((r) => r.findings.length > 0).length}${reports.some((r) => r.findings.length > 0) ? ` (${reports.filter((r) => r.findings.length > 0).map((r) => r.plan.index).join(", ")})` : ""}`],
+    ["wall time", `${Math.round((Date.now() - t0) / 1000)} s`]
+  ]
+  const width = Math.max(...rows.map(([k]) => k.length))
+  console.log(`chaos: seed ${seed}, ${count} scenarios, master + w1, w2, e1 in network namespaces, real Podman, HAProxy, PowerDNS`)
+  for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${v}`)
+  console.log(`logs of scenarios with findings: ${logsDir}`)
+}

@@ -98,6 +98,7 @@ export interface AgentService {
 export interface NodeHealth {
   readonly name: string
   readonly health: string
+  readonly lastHeartbeat?: string | undefined
 }
 
 export interface ChaosFleet {
@@ -128,7 +129,7 @@ export interface ChaosFleet {
   /** Replaces the chaos rules in a node's namespace (nft rule bodies, e.g. `ip saddr 1.2.3.4 drop`). */
   readonly setRules: (node: NodeName, rules: { readonly input: ReadonlyArray<string>; readonly output: ReadonlyArray<string> }) => Promise<void>
   /** curl https://<hostname>:<port>/ at `ip` (a node's inner address), from this side of its veth, trusting the routes CA. */
-  readonly curl: (hostname: string, ip: string, port: number, maxTimeSeconds?: number) => Promise<{ code: number; body: string }>
+  readonly curl: (hostname: string, ip: string, port: number, maxTimeSeconds?: number) => Promise<{ code: number; body: string; phases: string }>
   readonly nodesList: (timeoutMs?: number) => Promise<ReadonlyArray<NodeHealth>>
   readonly agentPs: (node: NodeName, timeoutMs?: number) => Promise<ReadonlyArray<AgentService>>
   /** `mcp ps` as the master answers it: its fan-out to the agents, and the nodes it could not reach. */
@@ -140,6 +141,9 @@ export interface ChaosFleet {
   readonly mcp: (args: ReadonlyArray<string>, timeoutMs?: number) => Promise<RunResult>
   readonly dispose: () => Promise<void>
 }
+
+/** Splits curl's `-w` timings from the body it printed. */
+const PHASES_MARK = "\n@@phases "
 
 const podmanEnv = () => ({ ...process.env, CONTAINERS_CONF: containersConfPath() })
 
@@ -323,7 +327,7 @@ export const startChaosFleet = async (dir: string, options: { readonly heartbeat
       Effect.runPromise(Effect.scoped(effect).pipe(Effect.timeoutFail({ duration: Duration.millis(timeoutMs), onTimeout: () => new Error(`no answer within ${timeoutMs} ms`) })))
     const nodesList = (timeoutMs = 3000) =>
       ask(Effect.flatMap(Transport.makeClient(MasterRpcs, { url: `https://${masterAddress}/master`, ca: caPem, token }), (c) => c.NodesList()), timeoutMs)
-        .then((views) => views.map((v) => ({ name: v.info.name as string, health: v.health as string })))
+        .then((views) => views.map((v) => ({ name: v.info.name as string, health: v.health as string, lastHeartbeat: v.lastHeartbeat })))
     const agentPs = (n: NodeName, timeoutMs = 3000) =>
       ask(Effect.flatMap(Transport.makeClient(AgentRpcs, { url: `https://${nsOf[n].innerIp}:${agentPorts[n]}/agent`, ca: caPem, token }), (c) => c.Ps()), timeoutMs)
         .then((services) => services.map((s) => ({ service: s.service, node: s.node as string, active: s.active })))
@@ -397,8 +401,13 @@ export const startChaosFleet = async (dir: string, options: { readonly heartbeat
         run("curl", ["-sS", "--max-time", String(maxTimeSeconds),
           // From the address of the target's own veth end, not the master's (see the routes above).
           ...NODES.filter((n) => nsOf[n].innerIp === ip).flatMap((n) => ["--interface", nsOf[n].hostIp]),
+          // Where a slow request spent its time (written on a timeout too), after the body.
+          "-w", `${PHASES_MARK}connect %{time_connect} s, tls %{time_appconnect} s, first byte %{time_starttransfer} s, total %{time_total} s`,
           "--resolve", `${hostname}:${port}:${ip}`, "--cacert", routesCaFile, `https://${hostname}:${port}/`], { timeoutMs: (maxTimeSeconds + 5) * 1000 })
-          .then((r) => ({ code: r.code, body: (r.stdout.trim() + r.stderr.trim()) })),
+          .then((r) => {
+            const [body, phases] = r.stdout.split(PHASES_MARK)
+            return { code: r.code, body: (body!.trim() + r.stderr.trim()), phases: phases ?? "" }
+          }),
       nodesList,
       agentPs,
       masterPs,
@@ -502,6 +511,9 @@ export const STEADY: ReadonlyArray<{ readonly service: string; readonly node: Wo
 export const CHANGING = ["o1", "o2", "o3"] as const
 export const hostnameOf = (service: string) => `${service}.${DOMAIN}`
 
+/** A request that took longer than this (and succeeded) is counted as slow. */
+export const SLOW_MS = 1000
+
 /** The packet loss every scenario has one fault of: no node may be marked unhealthy for it. */
 export const BACKGROUND_LOSS_PERCENT = 5
 
@@ -564,8 +576,8 @@ export const describeFault = (f: Fault) =>
   `${f.kind}${f.node === undefined ? "" : ` ${f.node}`}${f.direction === undefined ? "" : ` ${f.direction}`}${f.percent === undefined ? "" : ` ${f.percent}%`} at ${f.atMs} ms${f.duringOp === undefined ? "" : ` into op ${f.duringOp}`} for ${f.durationMs} ms`
 export const describeOp = (o: Op) =>
   `${o.kind} ${o.service}${o.kind === "deploy" || o.kind === "redeploy" || o.kind === "move" ? ` ${o.kind === "move" ? "to" : "on"} ${o.node} page ${o.page}` : ""} at ${o.atMs} ms`
-export const describePlan = (p: ScenarioPlan) =>
-  [`seed ${p.seed} scenario ${p.index} (${p.lengthMs} ms):`, ...p.faults.map((f) => `  fault ${describeFault(f)}`), ...p.ops.map((o) => `  op    ${describeOp(o)}`)].join("\n")
+export const describePlan = (p: ScenarioPlan, startedAt?: string) =>
+  [`seed ${p.seed} scenario ${p.index} (${p.lengthMs} ms${startedAt === undefined ? "" : `, started ${startedAt}`}):`, ...p.faults.map((f) => `  fault ${describeFault(f)}`), ...p.ops.map((o) => `  op    ${describeOp(o)}`)].join("\n")
 
 // ---------------------------------------------------------------------------------------------
 // Running a scenario and checking the fleet after it
@@ -596,11 +608,15 @@ export interface RequestRecord {
   readonly endedAt: number
   readonly ok: boolean
   readonly detail: string
+  /** curl's timings: connect, TLS, first byte, total. */
+  readonly phases: string
 }
 
 export interface UnhealthyVerdict {
   readonly node: string
   readonly atMs: number
+  /** How old the master's last heartbeat from the node was when it said unhealthy. */
+  readonly heartbeatAgeMs: number | undefined
   readonly explained: boolean
   readonly duringBackgroundLoss: boolean
 }
@@ -609,7 +625,14 @@ export interface ScenarioReport {
   readonly plan: ScenarioPlan
   readonly faults: ReadonlyArray<FaultRecord>
   readonly ops: ReadonlyArray<OpRecord>
-  readonly requests: { readonly total: number; readonly failed: number; readonly explained: number; readonly unexplained: ReadonlyArray<RequestRecord> }
+  readonly requests: {
+    readonly total: number
+    readonly failed: number
+    readonly explained: number
+    readonly unexplained: ReadonlyArray<RequestRecord>
+    /** Answered right, but after more than SLOW_MS: where a stall shows before it becomes a timeout. */
+    readonly slow: ReadonlyArray<RequestRecord>
+  }
   readonly debris: ReadonlyArray<string>
   readonly disagreements: ReadonlyArray<string>
   readonly violations: ReadonlyArray<string>
@@ -621,6 +644,10 @@ export interface ScenarioReport {
   readonly healthyAfterHealMs: number | undefined
   /** Everything that is wrong, in words; empty when the scenario passed. */
   readonly findings: ReadonlyArray<string>
+  /** When the scenario started (its 0 ms), to find its moments in the daemons' logs. */
+  readonly startedAt: string
+  /** With findings: what each daemon running at the end logged during the scenario, by node ("master", "w1", ...). */
+  readonly logs: Readonly<Record<string, string>>
 }
 
 /** Observed state of a service: "absent", or `node|page|on` / `node|page|off`. */
@@ -845,8 +872,15 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
     return { input, output }
   }
 
+  /** Where each running daemon's output stands, to cut out what it logs during a scenario. */
+  const daemons = (): Record<string, LocalFleet.Daemon | undefined> => ({ master: fleet.master(), ...Object.fromEntries(NODES.map((n) => [n, nodes[n].agent()])) })
+  const markLogs = () => new Map(Object.values(daemons()).flatMap((d) => (d === undefined ? [] : [[d, d.output.length] as const])))
+  const logsSince = (marks: ReadonlyMap<LocalFleet.Daemon, number>) =>
+    Object.fromEntries(Object.entries(daemons()).flatMap(([name, d]) => (d === undefined ? [] : [[name, d.output.slice(marks.get(d) ?? 0)]])))
+
   const runScenario = async (plan: ScenarioPlan, log: (line: string) => void = () => {}): Promise<ScenarioReport> => {
     const t0 = Date.now()
+    const logMarks = markLogs()
     const now = () => Date.now() - t0
     const activeNet: Array<Fault> = []
     const faultRecords: Array<FaultRecord> = plan.faults.map((fault) => ({ fault, injectedAt: -1, healedAt: -1 }))
@@ -985,16 +1019,18 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
         const startedAt = now()
         const r = await fleet.curl(hostnameOf(s.service), ip, port, 2)
         const ok = r.code === 0 && r.body === `${s.service}-steady`
-        requests.push({ service: s.service, path, node: s.node, startedAt, endedAt: now(), ok, detail: ok ? "" : `curl exit ${r.code}: ${r.body.slice(0, 200)}` })
+        requests.push({ service: s.service, path, node: s.node, startedAt, endedAt: now(), ok, detail: ok ? "" : `curl exit ${r.code}: ${r.body.slice(0, 200)}`, phases: r.phases })
         await sleep(200)
       }
     }))
-    const samples: Array<{ atMs: number; node: string; health: string }> = []
+    const samples: Array<{ atMs: number; node: string; health: string; heartbeatAgeMs: number | undefined }> = []
     const sampler = (async () => {
       while (running) {
         const atMs = now()
         try {
-          for (const v of await fleet.nodesList(2000)) samples.push({ atMs, node: v.name, health: v.health })
+          for (const v of await fleet.nodesList(2000)) {
+            samples.push({ atMs, node: v.name, health: v.health, heartbeatAgeMs: v.lastHeartbeat === undefined ? undefined : t0 + atMs - Date.parse(v.lastHeartbeat) })
+          }
         } catch {
           // the master is down or cut off: no verdict
         }
@@ -1077,6 +1113,7 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
       return onPath && f.injectedAt >= 0 && r.endedAt >= f.injectedAt - 100 && r.startedAt <= healedAt + 1500
     }
     const failed = requests.filter((r) => !r.ok)
+    const slow = requests.filter((r) => r.ok && r.endedAt - r.startedAt > SLOW_MS)
     const unexplained = failed.filter((r) => !faultRecords.some((f) => explains(r, f)))
 
     // Unhealthy verdicts a fault explains: one that keeps the node's heartbeats from the master.
@@ -1086,7 +1123,7 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
       const explained = faultRecords.some((f) => within(f) && (f.fault.kind === "kill-master" ||
         (f.fault.node === s.node && (f.fault.kind === "partition-master" || f.fault.kind === "kill-agent" || (f.fault.kind === "loss" && (f.fault.percent ?? 0) > BACKGROUND_LOSS_PERCENT)))))
       const duringBackgroundLoss = faultRecords.some((f) => within(f) && f.fault.kind === "loss" && f.fault.node === s.node && f.fault.percent === BACKGROUND_LOSS_PERCENT)
-      return { node: s.node, atMs: s.atMs, explained, duringBackgroundLoss }
+      return { node: s.node, atMs: s.atMs, heartbeatAgeMs: s.heartbeatAgeMs, explained, duringBackgroundLoss }
     })
     const falseUnhealthy = unhealthy.filter((u) => !u.explained)
 
@@ -1098,14 +1135,16 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
     if (convergenceMs === undefined && !analysis.healthy) findings.push(`not converged: nodes ${JSON.stringify((await fleet.nodesList().catch(() => [])))}`)
     for (const v of violations) findings.push(`operation neither done nor undone: ${v}`)
     for (const o of opRecords) if (o.outcome === "neither") findings.push(`op ${describeOp(o.op)} (exit ${o.code}) left neither its before nor its after state: ${o.output}`)
-    for (const r of unexplained.slice(0, 10)) findings.push(`unexplained failed request: ${r.service} via ${r.path} at ${r.startedAt}-${r.endedAt} ms: ${r.detail}`)
+    for (const r of unexplained.slice(0, 10)) findings.push(`unexplained failed request: ${r.service} via ${r.path} at ${r.startedAt}-${r.endedAt} ms: ${r.detail} (${r.phases})`)
     if (unexplained.length > 10) findings.push(`... and ${unexplained.length - 10} more unexplained failed requests`)
-    for (const u of falseUnhealthy) findings.push(`node ${u.node} marked unhealthy at ${u.atMs} ms with no fault cutting its heartbeats${u.duringBackgroundLoss ? ` (during ${BACKGROUND_LOSS_PERCENT}% loss)` : ""}`)
+    for (const u of falseUnhealthy) {
+      findings.push(`node ${u.node} marked unhealthy at ${u.atMs} ms with no fault cutting its heartbeats (last heartbeat ${u.heartbeatAgeMs ?? "?"} ms before)${u.duringBackgroundLoss ? ` (during ${BACKGROUND_LOSS_PERCENT}% loss)` : ""}`)
+    }
     return {
       plan,
       faults: faultRecords,
       ops: opRecords,
-      requests: { total: requests.length, failed: failed.length, explained: failed.length - unexplained.length, unexplained },
+      requests: { total: requests.length, failed: failed.length, explained: failed.length - unexplained.length, unexplained, slow },
       debris: analysis.debris,
       disagreements: convergenceMs === undefined ? analysis.disagreements : [],
       violations,
@@ -1113,7 +1152,9 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
       falseUnhealthy,
       convergenceMs,
       healthyAfterHealMs,
-      findings
+      findings,
+      startedAt: new Date(t0).toISOString(),
+      logs: findings.length === 0 ? {} : logsSince(logMarks)
     }
   }
   return { fleet, runScenario }
@@ -1122,9 +1163,10 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
 /** A report as text: the plan (to replay), what happened and what is wrong. */
 export const formatReport = (r: ScenarioReport) =>
   [
-    describePlan(r.plan),
+    describePlan(r.plan, r.startedAt),
     ...r.faults.map((f) => `  fault ${f.fault.kind}${f.fault.node === undefined ? "" : ` ${f.fault.node}`}: injected ${f.injectedAt} ms, healed ${f.healedAt} ms${f.error === undefined ? "" : `, ${f.error}`}`),
     ...r.ops.map((o) => `  op ${describeOp(o.op)}: ${o.startedAt}-${o.endedAt} ms, exit ${o.code}, ${o.outcome}${o.code === 0 ? "" : `: ${o.output}`}`),
+    ...r.requests.slow.map((q) => `  slow request: ${q.service} via ${q.path} at ${q.startedAt}-${q.endedAt} ms (${q.phases})`),
     `  requests ${r.requests.total}, failed ${r.requests.failed} (${r.requests.explained} explained by a fault), unhealthy verdicts ${r.unhealthy.length} (${r.falseUnhealthy.length} false), convergence ${r.convergenceMs === undefined ? "none" : `${r.convergenceMs} ms`} after the last heal or operation, every node healthy ${r.healthyAfterHealMs === undefined ? "never" : `${r.healthyAfterHealMs} ms`} after the last heal`,
     ...(r.findings.length === 0 ? ["  no findings"] : r.findings.map((f) => `  FINDING ${f}`)),
     `  replay: node --import tsx bench/chaos.ts --seed ${r.plan.seed} --scenarios ${r.plan.index + 1}`
