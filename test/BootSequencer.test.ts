@@ -65,6 +65,7 @@ afterAll(async () => {
   for (const d of running) await d.stop()
   removeAll("boot")
   removeAll("stuck")
+  removeAll("bound")
   await podman?.stop()
 })
 
@@ -170,5 +171,33 @@ describe("boot sequencer", () => {
     expect(containers("stuck").some((c) => c.startsWith("s2-"))).toBe(false)
     const table = await cli(["boot", "status", ...node])
     expect(table).toMatch(/dns\s+(failed|retrying)/)
+  }, 120_000)
+
+  it("on a node that publishes ports on one address ([ports] bind), the checks probe that address: healthy services come up and are never restarted", async () => {
+    // 127.0.0.2: a port published there answers nothing on 127.0.0.1, as on a host whose
+    // services are bound to its private address. (The chaos fleet found the checks probing
+    // 127.0.0.1, failing, and the supervisor restarting every service once its stage timed out.)
+    const port = await LocalFleet.freePort()
+    const sequence = `[ports]\nbind = "127.0.0.2"\n[boot]\ncheck_interval = "1s"\nrestart_after = 2\n` +
+      `[[boot.sequence]]\nname = "core"\nservices = ["b-core"]\ntimeout = "20s"\n[[boot.sequence.checks]]\nservice = "b-core"\nkind = "http"\npath = "/"\n` +
+      `[[boot.sequence]]\nname = "apps"\nservices = ["b-app"]\ntimeout = "20s"\n`
+    const config = LocalFleet.writeAgentConfig(fleet, { node: "bound", port, socket: podman.socketPath, extra: sequence })
+    const node = ["--direct", "--node", `127.0.0.1:${port}`]
+    await startAgent(config)
+    for (const s of ["b-core", "b-app"]) await cli(["deploy", s, "--file", service(s), ...node])
+    const stages = await waitFor("both stages up", async () => {
+      const s = await bootStatus(node)
+      return s.length === 2 && s.every((x) => x.state === "up" && x.checks.length > 0 && x.checks.every((c) => c.ok)) ? s : undefined
+    }, 40_000).catch(async (e: unknown) => {
+      throw new Error(`${String(e)}; boot status: ${JSON.stringify(await bootStatus(node).catch(() => "unreadable"))}`)
+    })
+    // The explicit check (core) and the service's own health check (apps) both passed.
+    expect(stages.map((s) => s.checks.map((c) => `${c.service} ${c.check}`))).toEqual([["b-core http /"], ["b-app web http /"]])
+    // Six more rounds of checks: none fails, nothing is restarted.
+    await new Promise((r) => setTimeout(r, 6000))
+    expect((await bootStatus(node)).every((x) => x.state === "up" && x.checks.every((c) => c.ok))).toBe(true)
+    expect(await cli(["events", ...node])).not.toMatch(/restarting/)
+    const bound = containers("bound")
+    expect(bound.length === 2 && bound.every((c) => /running|Up/i.test(c)), bound.join("; ")).toBe(true)
   }, 120_000)
 })

@@ -2,6 +2,9 @@
 // harness), plus real TLS traffic through them to tiny node backends on loopback.
 import { assert, describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Fiber, Layer } from "effect"
+import { spawnSync } from "node:child_process"
+import { readdirSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
 import * as CaddyRoutes from "../packages/agent/src/proxy/CaddyRoutes.js"
 import * as HaproxyRoutes from "../packages/agent/src/proxy/HaproxyRoutes.js"
 import { ProxyError } from "../packages/agent/src/proxy/ProxyRoutes.js"
@@ -184,6 +187,34 @@ describe("HAProxy routes with real traffic", () => {
       expect(error.reason).toMatch(/already in use/)
       expect((yield* get(listener, "app.test", pki.caPem)).status).toBe(200)
       expect((yield* proxy.list).map((r) => r.listener)).toEqual([listener])
+    }))
+
+  it.scopedLive("a file that cannot be written fails the put, which leaves no temporary file behind and the routes as they were", () =>
+    Effect.gen(function*() {
+      const pki = yield* scopedPki
+      const h = yield* scopedHaproxy()
+      const proxy = yield* HaproxyRoutes.make(h.options).pipe(Effect.provide(layerPlatform))
+      const backend = yield* scopedBackend("kept")
+      const listener = yield* freePort
+      const cert = yield* Effect.orDie(pki.issue("kept.test"))
+      yield* proxy.put(makeRoute({ listener, hostname: "kept.test", backend: `127.0.0.1:${backend.port}`, mode: "l7", tlsCert: cert.certPath, tlsKey: cert.keyPath }))
+      // The certificate directory fills up (a tmpfs of one page, holding one page): the new
+      // route's certificate file is created, and writing it fails with ENOSPC.
+      const files = HaproxyRoutes.layout(h.options.dir)
+      const mounted = spawnSync("mount", ["-t", "tmpfs", "-o", "size=4k,mode=0700", "tmpfs", files.certs], { encoding: "utf8" })
+      if (mounted.status !== 0) throw new Error(`this test mounts a tmpfs, which needs root: ${mounted.stderr}`)
+      yield* Effect.addFinalizer(() => Effect.sync(() => spawnSync("umount", ["-l", files.certs])))
+      writeFileSync(join(files.certs, "filler"), Buffer.alloc(4096))
+      const newCert = yield* Effect.orDie(pki.issue("new.test"))
+      const error = yield* Effect.flip(
+        proxy.put(makeRoute({ listener, hostname: "new.test", backend: `127.0.0.1:${backend.port}`, mode: "l7", tlsCert: newCert.certPath, tlsKey: newCert.keyPath }))
+      )
+      assert.instanceOf(error, ProxyError)
+      expect(error.reason).toContain(files.pem(listener, "new.test"))
+      const temporary = readdirSync(h.options.dir, { recursive: true }).map(String).filter((f) => f.endsWith(".tmp"))
+      expect(temporary).toEqual([])
+      expect((yield* proxy.list).map((r) => r.hostname)).toEqual(["kept.test"])
+      expect((yield* get(listener, "kept.test", pki.caPem)).status).toBe(200)
     }))
 
   it.scopedLive("with HAProxy down, put fails with a ProxyError naming haproxy", () =>

@@ -5,8 +5,9 @@
 import type { HttpClient } from "@effect/platform"
 import { Effect, Either, Option } from "effect"
 import { ContainerRuntime } from "../engine/ContainerRuntime.js"
+import { backendHost } from "../lifecycle/ContainerPlan.js"
 import * as HealthGate from "../lifecycle/HealthGate.js"
-import type { NodeSettings } from "../NodeSettings.js"
+import { NodeSettings } from "../NodeSettings.js"
 import { type ComponentRow, Registry, type RouteRow, type ServiceRow, UnreadableDefinition } from "../registry/Registry.js"
 import { type CheckResult, describe, now, registryFatal, type Stage, type StageCheck } from "./Model.js"
 import { runCheck } from "./Probes.js"
@@ -60,10 +61,13 @@ const componentCheck = (service: string, definition: ServiceRow["definition"], c
   }
   const own = routes.filter((r) => r.component === c.name)
   const target = check.route === undefined ? own[0] : own.find((r) => r.route === check.route)
-  return Effect.map(
-    Effect.either(HealthGate.probe({ component: c.name, containerId: c.spec.name, check, hostPort: check.port ?? target?.hostPort, host: "127.0.0.1" })),
-    (o) => toResult(service, `${c.name} ${HealthGate.describeCheck(check)}`, o)
-  )
+  // Where the node publishes ports ([ports] bind), as the deploy's health step probes them: a
+  // port bound to one address answers nothing on 127.0.0.1, and every check would fail.
+  return Effect.flatMap(NodeSettings, (settings) =>
+    Effect.map(
+      Effect.either(HealthGate.probe({ component: c.name, containerId: c.spec.name, check, hostPort: check.port ?? target?.hostPort, host: backendHost(settings) })),
+      (o) => toResult(service, `${c.name} ${HealthGate.describeCheck(check)}`, o)
+    ))
 }
 
 /**

@@ -8,6 +8,7 @@ import { NodeHttpClient } from "@effect/platform-node"
 import { Duration, Effect } from "effect"
 import * as dns from "node:dns"
 import type { ContainerRuntime } from "../engine/ContainerRuntime.js"
+import { backendHost } from "../lifecycle/ContainerPlan.js"
 import * as HealthGate from "../lifecycle/HealthGate.js"
 import { NodeSettings } from "../NodeSettings.js"
 import { describe, type StageCheck } from "./Model.js"
@@ -25,20 +26,21 @@ export const runCheck = (
     case "exec":
       return gateProbe(c, c.kind, port, container)
     case "https":
-      return httpsGet(`https://127.0.0.1:${port}${c.path ?? "/"}`)
+      return Effect.flatMap(NodeSettings, (settings) => httpsGet(`https://${backendHost(settings)}:${port}${c.path ?? "/"}`))
     case "dns":
       return resolve(c, port)
   }
 }
 
 const gateProbe = (c: StageCheck, kind: "http" | "tcp" | "exec", port: number | undefined, container: string | undefined) =>
-  HealthGate.probe({
-    component: c.service,
-    containerId: container ?? "",
-    check: { kind, ...(c.path === undefined ? {} : { path: c.path }), ...(c.command === undefined ? {} : { command: c.command }), interval: Duration.seconds(1), timeout: Duration.seconds(3), retries: 1 },
-    hostPort: port,
-    host: "127.0.0.1"
-  })
+  Effect.flatMap(NodeSettings, (settings) =>
+    HealthGate.probe({
+      component: c.service,
+      containerId: container ?? "",
+      check: { kind, ...(c.path === undefined ? {} : { path: c.path }), ...(c.command === undefined ? {} : { command: c.command }), interval: Duration.seconds(1), timeout: Duration.seconds(3), retries: 1 },
+      hostPort: port,
+      host: backendHost(settings)
+    }))
 
 const httpsGet = (url: string) =>
   Effect.gen(function* () {
@@ -57,7 +59,7 @@ const resolve = (c: StageCheck, port: number | undefined) =>
     Effect.tryPromise({
       try: () => {
         const r = new dns.promises.Resolver({ timeout: 2000, tries: 1 })
-        r.setServers([c.server ?? `127.0.0.1:${port}`])
+        r.setServers([c.server ?? `${backendHost(settings)}:${port}`])
         return r.resolve4(c.path ?? `${c.service}.${settings.internalZone}`)
       },
       catch: (e) => `DNS query failed: ${describe(e)}`

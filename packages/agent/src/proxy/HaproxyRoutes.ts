@@ -222,11 +222,16 @@ const readOptional = (file: string): Effect.Effect<string | undefined, Failure, 
     )
   )
 
-/** Writes through a temporary file and a rename, so HAProxy never reads half a file. */
+/**
+ * Writes through a temporary file and a rename, so HAProxy never reads half a file. A write that
+ * fails (a full disk) takes its temporary file with it: the next agent runs under another pid.
+ */
 const writeAtomic = (file: string, content: string, mode: number) =>
   io(`cannot write ${file}`, (fs) => {
     const tmp = `${file}.${process.pid}.tmp`
-    return Effect.zipRight(fs.writeFileString(tmp, content, { mode }), fs.rename(tmp, file))
+    return Effect.zipRight(fs.writeFileString(tmp, content, { mode }), fs.rename(tmp, file)).pipe(
+      Effect.tapError(() => Failures.bestEffort(`remove the temporary file ${tmp}`)(fs.remove(tmp, { force: true })))
+    )
   })
 
 const removeFile = (file: string) => io(`cannot delete ${file}`, (fs) => fs.remove(file, { force: true }))
