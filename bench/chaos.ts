@@ -6,8 +6,11 @@
  * w1, st2 on w2) are requested through the workers' proxies and the edge all the time, while each
  * scenario injects faults (partitions, packet loss in either direction, SIGKILL of the master, an
  * agent, a node's HAProxy, a worker's Podman API service or PowerDNS, a full disk under a worker
- * agent's data directory; each healed after a while) and runs deploys, redeploys, moves, stops,
- * starts and undeploys of o1..o3 through the master. After each scenario it checks the fleet: debris, views that disagree,
+ * agent's data directory or a node's proxy directory; each healed after a while) and runs deploys,
+ * redeploys, moves, stops, starts and undeploys of o1..o3 (o3 not public) through the master.
+ * After each scenario it checks the fleet (containers, proxy routes and certificates, agent
+ * certificates, the internal zone in the master and in PowerDNS, edge routes, the master's and
+ * the agents' records): debris, views that disagree,
  * operations neither done nor undone, failed requests no fault explains, unhealthy verdicts no
  * fault explains, and the time to converge. `--seed S` replays the same plans.
  *

@@ -17,18 +17,27 @@
  * node's veth address instead (curl --interface). The edge agent points at w1's engine socket, as
  * in EdgeFleet (it runs no containers). Needs root, iproute2, nft, and IPv4 forwarding on here.
  *
+ * The workers write their services' internal names (<service>.svc.mcp.internal) to both DNS
+ * backends a user may pick: w1 to the master's zone, w2 to PowerDNS (its API on the master's
+ * address), so a move between them changes servers. o3 is routed by its node's proxy only (not
+ * public); the other services are published through the edge.
+ *
  * Faults: an nft table `inet chaos` in each node's namespace (drop by address, or at random for
  * packet loss, in either direction); SIGKILL by pid of the master, an agent, a node's HAProxy, a
  * worker's Podman API service or PowerDNS, with restarts; and a full disk under a worker agent's
- * data directory (a tmpfs of its own, filled with one file). Everything started here is stopped
- * by pid in `dispose`; the tmpfs mounts are unmounted and the namespaces (and with them the nft
- * tables) deleted.
+ * data directory or under a node's proxy directory (each a tmpfs of its own, filled with files).
+ * Everything started here is stopped by pid in `dispose`; the tmpfs mounts are unmounted and the
+ * namespaces (and with them the nft tables) deleted.
+ *
+ * The checks compare, after each scenario: the master's placements, definitions, edge routes and
+ * internal zone; each agent's services; each worker's containers; each node's proxy routes and
+ * proxy certificates; each node's agent certificates; PowerDNS's internal zone.
  */
 import { NodeFileSystem } from "@effect/platform-node"
 import Database from "better-sqlite3"
 import { Duration, Effect, Redacted } from "effect"
 import { execFile } from "node:child_process"
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statfsSync } from "node:fs"
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { AgentRpcs, MasterRpcs, Pki, Transport } from "../../packages/rpc/src/index.js"
 import { haproxySection, publicServiceFile, waitFor } from "./EdgeFleet.js"
@@ -95,6 +104,22 @@ export interface AgentService {
   readonly active: boolean
 }
 
+/** Where a full disk is: under a worker agent's data directory, or under a node's proxy directory. */
+export type DiskKind = "data" | "proxy"
+
+/** A record of the internal zone, in whichever server its node writes to. */
+export interface ZoneEntry {
+  readonly name: string
+  readonly address: string
+  /** "master" (the master's zone, w1's) or "powerdns" (w2's). */
+  readonly server: "master" | "powerdns"
+}
+
+/** The zone every service with a route gets `<service>.<zone>` in. */
+export const INTERNAL_ZONE = "svc.mcp.internal"
+/** How each worker's agent writes its internal names: both DNS backends a user may pick, under the same faults. */
+export const DNS_SERVER_OF: Readonly<Record<WorkerName, ZoneEntry["server"]>> = { w1: "master", w2: "powerdns" }
+
 export interface NodeHealth {
   readonly name: string
   readonly health: string
@@ -120,9 +145,13 @@ export interface ChaosFleet {
   /** SIGKILLs PowerDNS (the public zone's server), and starts it again on the same ports and records. */
   readonly killDns: () => Promise<void>
   readonly startDns: () => Promise<void>
-  /** Fills the tmpfs under a worker agent's data directory to the last byte, and frees it again. */
-  readonly fillDisk: (worker: WorkerName) => Promise<void>
-  readonly freeDisk: (worker: WorkerName) => Promise<void>
+  /** Fills the tmpfs under a worker agent's data directory, or under a node's proxy directory, to the last byte. */
+  readonly fillDisk: (node: NodeName, disk: DiskKind) => Promise<void>
+  readonly freeDisk: (node: NodeName, disk: DiskKind) => Promise<void>
+  /** The internal zone's records: w1's in the master's zone, w2's in PowerDNS's. */
+  readonly zoneRecords: () => Promise<ReadonlyArray<ZoneEntry>>
+  /** The files in a node's agent certificate directory, and in its proxy's certificate directory. */
+  readonly certFiles: (node: NodeName) => { readonly agent: ReadonlyArray<string>; readonly proxy: ReadonlyArray<string> }
   readonly masterDb: string
   /** The routes CA certificate: clients trust it for the proxies' certificates. */
   readonly routesCaFile: string
@@ -171,6 +200,7 @@ export const startChaosFleet = async (dir: string, options: { readonly heartbeat
   const podmans: Partial<Record<WorkerName, PodmanService>> = {}
   const engineDirs = {} as Record<WorkerName, string>
   const dataMounts: Array<string> = []
+  const proxyMounts: Array<string> = []
   const proxies: Partial<Record<NodeName, HaproxyInstance>> = {}
   const agents: Partial<Record<NodeName, LocalFleet.Daemon>> = {}
   let master: LocalFleet.Daemon | undefined
@@ -208,6 +238,10 @@ export const startChaosFleet = async (dir: string, options: { readonly heartbeat
         rm = await podmanOn(w, ["rm", "-f", "-a", "-t", "0"], 120_000)
       }
       if (rm.code !== 0) console.warn(`chaos fleet clean-up: podman rm -f -a on ${w}: ${rm.stderr}`)
+    }
+    for (const m of proxyMounts) {
+      const u = await run("umount", ["-l", m])
+      if (u.code !== 0) console.warn(`chaos fleet clean-up: umount ${m}: ${u.stderr}`)
     }
     ;(await Promise.allSettled([...Object.values(proxies).map((p) => p.dispose()), pdns?.close(), ...Object.values(podmans).map((p) => p.stop())])).forEach(said("stop a peer"))
     for (const m of dataMounts) {
@@ -252,10 +286,15 @@ export const startChaosFleet = async (dir: string, options: { readonly heartbeat
       engineDirs[w] = join(dir, `engine-${w}`)
       mkdirSync(engineDirs[w], { recursive: true, mode: 0o700 })
     }
-    const started = await Promise.all([...WORKERS.map((w, i) => startPodmanService({ storage: storages[i]!, dir: engineDirs[w] })), startPowerDns()])
+    // PowerDNS's API on the master's address, for the worker that writes its internal names there.
+    const pdnsApi = { address: masterIp, allowFrom: [`${masterIp}/32`, ...NODES.map((n) => `${nsOf[n].innerIp}/32`)] }
+    const started = await Promise.all([...WORKERS.map((w, i) => startPodmanService({ storage: storages[i]!, dir: engineDirs[w] })), startPowerDns({ api: pdnsApi })])
     WORKERS.forEach((w, i) => (podmans[w] = started[i] as PodmanService))
     pdns = started[WORKERS.length] as PowerDnsServer
     await createZone(pdns, DOMAIN, [{ name: `e1.${DOMAIN}`, type: "A", content: nsOf.e1.innerIp }])
+    await createZone(pdns, INTERNAL_ZONE, [])
+    const pdnsKeyFile = join(dir, "pdns.key")
+    writeFileSync(pdnsKeyFile, pdns.apiKey, { mode: 0o600 })
 
     const masterPort = await LocalFleet.freePort()
     const masterAddress = `${masterIp}:${masterPort}`
@@ -281,8 +320,14 @@ export const startChaosFleet = async (dir: string, options: { readonly heartbeat
       Pki.initCa(routesCaDir, { commonName: Pki.DEFAULT_ROUTES_CA_COMMON_NAME, permittedDns: ["svc.mcp.internal", DOMAIN] }).pipe(Effect.provide(NodeFileSystem.layer))
     )
     const routesCaFile = join(routesCaDir, "ca.crt")
+    // Each node's proxy directory on a small tmpfs of its own, for the full-disk fault there too.
+    const smallDisk = async (proxyDir: string) => {
+      const m = await run("mount", ["-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", proxyDir])
+      if (m.code !== 0) throw new Error(`cannot mount a tmpfs at ${proxyDir} (${m.stderr.trim()}); the chaos fleet needs root`)
+      proxyMounts.push(proxyDir)
+    }
     const started2 = await Promise.all(NODES.map((n) =>
-      startHaproxy({ bindAddress: nsOf[n].innerIp, prefix: nsOf[n].prefix, ...(n === "e1" ? { backendCaFile: routesCaFile } : {}) })
+      startHaproxy({ bindAddress: nsOf[n].innerIp, prefix: nsOf[n].prefix, prepareDir: smallDisk, ...(n === "e1" ? { backendCaFile: routesCaFile } : {}) })
     ))
     NODES.forEach((n, i) => (proxies[n] = started2[i]!))
 
@@ -310,6 +355,8 @@ export const startChaosFleet = async (dir: string, options: { readonly heartbeat
         node: n, role: isEdge ? "edge" : "worker", port: agentPorts[n], host: ns.innerIp, nodeAddress: ns.innerIp, cert: "hosts",
         socket: isEdge ? podmans.w1!.socketPath : podmans[n as WorkerName]!.socketPath, masters,
         extra: (isEdge ? "" : `[ports]\nmin = ${20000 + 10000 * i}\nmax = ${29999 + 10000 * i}\nbind = "${ns.hostIp}"\n`) +
+          (isEdge ? "" : DNS_SERVER_OF[n as WorkerName] === "master" ? `[dns]\nkind = "master"\n`
+            : `[dns]\nkind = "powerdns"\napi_url = ${JSON.stringify(pdns.apiUrl)}\napi_key_file = ${JSON.stringify(pdnsKeyFile)}\n`) +
           haproxySection(proxies[n]!, ns.innerIp, isEdge ? routesCaFile : undefined) +
           (isEdge ? `backend_networks = ${JSON.stringify(WORKERS.map((w) => `${nsOf[w].innerIp}/32`))}\n` : "") +
           certs + (isEdge ? `[edge]\nlistener = ${edgePort}\n` : "")
@@ -335,6 +382,19 @@ export const startChaosFleet = async (dir: string, options: { readonly heartbeat
     const masterPs = (timeoutMs = 4000) =>
       ask(Effect.flatMap(Transport.makeClient(MasterRpcs, { url: `https://${masterAddress}/master`, ca: caPem, token }), (c) => c.Ps()), timeoutMs)
         .then((ps) => ({ services: ps.services.map((s) => ({ service: s.service, node: s.node as string, active: s.active })), unreachable: ps.unreachable.map((u) => `${u.node}: ${u.reason}`) }))
+    const diskOf = (n: NodeName, disk: DiskKind) => {
+      if (disk === "proxy") return proxies[n]!.options.dir
+      if (n === "e1") throw new Error("e1's agent data directory is not on a tmpfs of its own: a full data disk is a worker's fault")
+      return join(f.dir, n)
+    }
+    const withMasterDb = <A>(read: (db: Database.Database) => A): A => {
+      const db = new Database(join(f.dir, "master", "master.db"), { readonly: true, fileMustExist: true })
+      try {
+        return read(db)
+      } finally {
+        db.close()
+      }
+    }
     const nodes = {} as Record<NodeName, ChaosNode>
     for (const n of NODES) {
       const w = n === "e1" ? undefined : (n as WorkerName)
@@ -373,10 +433,10 @@ export const startChaosFleet = async (dir: string, options: { readonly heartbeat
         await pdns!.stop()
       },
       startDns: () => pdns!.start(),
-      fillDisk: async (w) => {
+      fillDisk: async (n, disk) => {
         // What statfs calls available is not all fallocate can take at once (seen: ENOSPC for
         // all of it): files of halving sizes until not one block is left.
-        const data = join(f.dir, w)
+        const data = diskOf(n, disk)
         let size = statfsSync(data).bavail * statfsSync(data).bsize
         for (let i = 0; size >= statfsSync(data).bsize && i < 64; i++) {
           const r = await run("fallocate", ["-l", String(size), join(data, `chaos-filler-${i}`)])
@@ -385,9 +445,21 @@ export const startChaosFleet = async (dir: string, options: { readonly heartbeat
         const left = statfsSync(data).bavail * statfsSync(data).bsize
         if (left > 64 * 1024) throw new Error(`could not fill ${data}: ${left} bytes still free`)
       },
-      freeDisk: async (w) => {
-        const data = join(f.dir, w)
+      freeDisk: async (n, disk) => {
+        const data = diskOf(n, disk)
         for (const file of readdirSync(data).filter((n) => n.startsWith("chaos-filler-"))) rmSync(join(data, file), { force: true })
+      },
+      zoneRecords: async () => {
+        const fromMaster = withMasterDb((db) => db.prepare("SELECT name, address FROM dns_records").all() as Array<{ name: string; address: string }>)
+        const res = await fetch(`${pdns!.apiUrl}/api/v1/servers/localhost/zones/${INTERNAL_ZONE}.`, { headers: { "X-API-Key": pdns!.apiKey }, signal: AbortSignal.timeout(5000) })
+        if (res.status !== 200) throw new Error(`PowerDNS: GET zone ${INTERNAL_ZONE}: HTTP ${res.status}: ${await res.text()}`)
+        const zone = (await res.json()) as { rrsets: Array<{ name: string; type: string; records: Array<{ content: string }> }> }
+        const fromPowerDns = zone.rrsets.filter((r) => r.type === "A").flatMap((r) => r.records.map((x) => ({ name: r.name.replace(/\.$/, ""), address: x.content })))
+        return [...fromMaster.map((r) => ({ ...r, server: "master" as const })), ...fromPowerDns.map((r) => ({ ...r, server: "powerdns" as const }))]
+      },
+      certFiles: (n) => {
+        const list = (d: string) => (existsSync(d) ? readdirSync(d).sort() : [])
+        return { agent: list(join(f.dir, n, "certs")), proxy: list(join(proxies[n]!.options.dir, "certs")) }
       },
       masterDb: join(f.dir, "master", "master.db"),
       routesCaFile,
@@ -423,17 +495,13 @@ export const startChaosFleet = async (dir: string, options: { readonly heartbeat
         const text = readFileSync(file, "utf8")
         return [...new Set([...text.matchAll(/"hostname"\s*:\s*"([^"]+)"/g)].map((m) => m[1]!))].sort()
       },
-      masterRecords: () => {
-        const db = new Database(join(f.dir, "master", "master.db"), { readonly: true, fileMustExist: true })
-        try {
+      masterRecords: () =>
+        withMasterDb((db) => {
           const placements = new Map((db.prepare("SELECT service, node FROM placements").all() as Array<{ service: string; node: string }>).map((r) => [r.service, r.node]))
           const definitions = new Map((db.prepare("SELECT service, definition FROM definitions").all() as Array<{ service: string; definition: string }>).map((r) => [r.service, r.definition]))
           const edgeRoutes = db.prepare("SELECT hostname, service, state FROM edge_routes").all() as Array<{ hostname: string; service: string; state: string }>
           return { placements, definitions, edgeRoutes }
-        } finally {
-          db.close()
-        }
-      },
+        }),
       mcp: (args, timeoutMs = 90_000) => run(process.execPath, [LocalFleet.bins.mcp, ...args, "--config", f.cliConfig], { timeoutMs }),
       dispose
     }
@@ -472,8 +540,10 @@ export const FAULT_KINDS: ReadonlyArray<FaultKind> = ["partition-master", "parti
 
 export interface Fault {
   readonly kind: FaultKind
-  /** partition-master, loss, kill-agent, kill-proxy: any node; partition-edge, kill-engine, disk-full: a worker. */
+  /** partition-master, loss, kill-agent, kill-proxy: any node; partition-edge, kill-engine: a worker; disk-full: a worker's data, any node's proxy. */
   readonly node?: NodeName
+  /** disk-full: which disk. */
+  readonly disk?: DiskKind
   /** Partitions and loss: "in" drops what the node receives (from the peer), "out" what it sends, "both" both. */
   readonly direction?: "both" | "in" | "out"
   /** loss: the share of packets the node drops, in percent. */
@@ -510,6 +580,9 @@ export const STEADY: ReadonlyArray<{ readonly service: string; readonly node: Wo
 /** What the operations change. */
 export const CHANGING = ["o1", "o2", "o3"] as const
 export const hostnameOf = (service: string) => `${service}.${DOMAIN}`
+/** A service that is routed by its node's proxy only, never published through the edge. */
+export const INTERNAL_ONLY: ReadonlyArray<string> = ["o3"]
+export const isPublic = (service: string) => !INTERNAL_ONLY.includes(service)
 
 /** A request that took longer than this (and succeeded) is counted as slow. */
 export const SLOW_MS = 1000
@@ -538,7 +611,9 @@ export const makePlans = (seed: number, count: number, options: { readonly opsPe
       : kind === "partition-edge" ? { kind, node: pick(WORKERS), direction }
       : kind === "loss" ? { kind, node: pick(NODES), direction, percent: 30 }
       : kind === "kill-agent" || kind === "kill-proxy" ? { kind, node: pick(NODES) }
-      : kind === "kill-engine" || kind === "disk-full" ? { kind, node: pick(WORKERS) }
+      : kind === "kill-engine" ? { kind, node: pick(WORKERS) }
+      // (A seed's scenarios before its first disk-full are planned as before the proxy's disk was one.)
+      : kind === "disk-full" ? (random() < 0.5 ? { kind, node: pick(WORKERS), disk: "data" as const } : { kind, node: pick(NODES), disk: "proxy" as const })
       : { kind }
     const background: Omit<Fault, "atMs" | "durationMs"> = { kind: "loss", node: pick(NODES), direction: pick(["both", "in", "out"] as const), percent: BACKGROUND_LOSS_PERCENT }
     const ordered = random() < 0.5 ? [randomFault, background] : [background, randomFault]
@@ -573,7 +648,7 @@ export const makePlans = (seed: number, count: number, options: { readonly opsPe
 }
 
 export const describeFault = (f: Fault) =>
-  `${f.kind}${f.node === undefined ? "" : ` ${f.node}`}${f.direction === undefined ? "" : ` ${f.direction}`}${f.percent === undefined ? "" : ` ${f.percent}%`} at ${f.atMs} ms${f.duringOp === undefined ? "" : ` into op ${f.duringOp}`} for ${f.durationMs} ms`
+  `${f.kind}${f.node === undefined ? "" : ` ${f.node}`}${f.disk === undefined ? "" : ` ${f.disk}`}${f.direction === undefined ? "" : ` ${f.direction}`}${f.percent === undefined ? "" : ` ${f.percent}%`} at ${f.atMs} ms${f.duringOp === undefined ? "" : ` into op ${f.duringOp}`} for ${f.durationMs} ms`
 export const describeOp = (o: Op) =>
   `${o.kind} ${o.service}${o.kind === "deploy" || o.kind === "redeploy" || o.kind === "move" ? ` ${o.kind === "move" ? "to" : "on"} ${o.node} page ${o.page}` : ""} at ${o.atMs} ms`
 export const describePlan = (p: ScenarioPlan, startedAt?: string) =>
@@ -668,6 +743,11 @@ interface Observation {
   readonly agents: Record<NodeName, ReadonlyArray<AgentService> | string>
   readonly engines: Record<WorkerName, ReadonlyArray<EngineContainer>>
   readonly proxies: Record<NodeName, ReadonlyArray<string>>
+  /** The internal zone in both servers, or why it could not be read. */
+  readonly zone: ReadonlyArray<ZoneEntry> | string
+  readonly certs: Record<NodeName, { readonly agent: ReadonlyArray<string>; readonly proxy: ReadonlyArray<string> }>
+  /** Each node's address (what its internal names point at). */
+  readonly addresses: Record<NodeName, string>
 }
 
 interface Analysis {
@@ -678,6 +758,11 @@ interface Analysis {
 }
 
 const ours = (service: string | undefined) => service !== undefined && (STEADY.some((s) => s.service === service) || (CHANGING as ReadonlyArray<string>).includes(service))
+
+/** The hostname an agent certificate file is for (`<hostname>-<stamp>.crt|key`), or undefined for a file of no such shape. */
+const agentCertHost = (file: string) => /^(.+)-[a-z0-9]+\.(crt|key)$/.exec(file)?.[1]
+/** The hostname a proxy certificate file is for (`<listener>-<hostname>.pem`). */
+const proxyCertHost = (file: string) => /^\d+-(.+)\.pem$/.exec(file)?.[1]
 
 const pageOf = (definition: string | undefined) => /echo (\S+) >/.exec(definition ?? "")?.[1] ?? "?"
 
@@ -702,6 +787,26 @@ const analyse = (o: Observation): Analysis => {
   for (const w of WORKERS) for (const c of o.engines[w]) if (c.service !== undefined) services.add(c.service)
   for (const n of NODES) for (const h of o.proxies[n]) services.add(h.split(".")[0]!)
   for (const r of o.master.edgeRoutes) services.add(r.service)
+  const zone = typeof o.zone === "string" ? [] : o.zone
+  if (typeof o.zone === "string") disagreements.push(`internal zone: ${o.zone}`)
+  const serviceOfName = (name: string) => name.endsWith(`.${INTERNAL_ZONE}`) ? name.slice(0, -INTERNAL_ZONE.length - 1) : undefined
+  for (const r of zone) {
+    const s = serviceOfName(r.name)
+    if (s === undefined) debris.push(`internal zone (${r.server}): ${r.name} is outside ${INTERNAL_ZONE}`)
+    else services.add(s)
+  }
+  // Files that are no certificate at all: a write a full disk broke off, left behind.
+  for (const n of NODES) {
+    for (const file of o.certs[n].agent) if (agentCertHost(file) === undefined) debris.push(`${n}: ${file} in the agent's certificate directory`)
+    for (const file of o.certs[n].proxy) if (proxyCertHost(file) === undefined) debris.push(`${n}: ${file} in the proxy's certificate directory`)
+    for (const file of o.certs[n].agent) services.add((agentCertHost(file) ?? "").split(".")[0]!)
+    // A proxy certificate is the route's: none without its route, whoever owns the name.
+    for (const file of o.certs[n].proxy) {
+      const host = proxyCertHost(file)
+      if (host !== undefined && !o.proxies[n].includes(host)) debris.push(`${n}: ${file} in the proxy's certificate directory, no route ${host} in its proxy`)
+    }
+  }
+  const agentCerts = (n: NodeName, host: string) => o.certs[n].agent.filter((f) => agentCertHost(f) === host && f.endsWith(".crt"))
   for (const s of [...services].filter(ours).sort()) {
     const placed = o.master.placements.get(s)
     const listing = NODES.filter((n) => typeof o.agents[n] !== "string" && (o.agents[n] as ReadonlyArray<AgentService>).some((a) => a.service === s))
@@ -713,8 +818,19 @@ const analyse = (o: Observation): Analysis => {
       for (const w of WORKERS) for (const c of o.engines[w].filter((c) => c.service === s)) debris.push(`${s}: container ${c.name} (${c.running ? "running" : "not running"}) on ${w}, the master has no placement`)
       for (const n of NODES) if (o.proxies[n].includes(host)) debris.push(`${s}: route ${host} in ${n}'s proxy, the master has no placement`)
       for (const r of edgeRows) disagreements.push(`${s}: the master keeps edge route ${r.hostname} (${r.state}) without a placement`)
+      for (const r of zone.filter((r) => r.name === `${s}.${INTERNAL_ZONE}`)) debris.push(`${s}: ${r.name} -> ${r.address} in the internal zone (${r.server}), the master has no placement`)
+      for (const n of NODES) for (const c of agentCerts(n, host)) debris.push(`${s}: certificate ${c} on ${n}, the master has no placement`)
       continue
     }
+    // Certificates: the service's own on the node it is placed on (one at a time), the edge's for its route.
+    for (const w of WORKERS) {
+      const own = agentCerts(w, host)
+      if (w !== placed) for (const c of own) debris.push(`${s}: certificate ${c} on ${w}, the master places it on ${placed}`)
+      else if (own.length > 1) debris.push(`${s}: ${own.length} certificates for ${host} on ${w} (${own.join(", ")})`)
+    }
+    const edgeCerts = agentCerts("e1", host)
+    if (edgeCerts.length > 0 && edgeRows.length === 0) debris.push(`${s}: certificate ${edgeCerts.join(", ")} on e1, the master has no edge route for ${host}`)
+    if (edgeCerts.length > 1) debris.push(`${s}: ${edgeCerts.length} certificates for ${host} on e1 (${edgeCerts.join(", ")})`)
     // The master keeps no active flag of its own (a definition's `active` is what was deployed):
     // its view of a stopped service is that the service publishes nothing through the edge.
     const definition = o.master.definitions.get(s)
@@ -743,10 +859,28 @@ const analyse = (o: Observation): Analysis => {
       if (!active && running.length > 0) disagreements.push(`${s}: stopped on ${w}, but ${running.map((c) => c.name).join(", ")} running`)
       if (active !== o.proxies[w].includes(host)) disagreements.push(`${s}: ${active ? "active" : "stopped"} on ${w}, route ${host} ${o.proxies[w].includes(host) ? "present" : "absent"} in its proxy`)
     }
+    // An active service's certificate: its own on its node, and its route's in that node's proxy.
+    if (active && placed !== "e1") {
+      if (agentCerts(placed as NodeName, host).length === 0) disagreements.push(`${s}: active on ${placed}, but no certificate for ${host} in its agent's directory`)
+      if (!o.certs[placed as NodeName].proxy.some((f) => proxyCertHost(f) === host)) disagreements.push(`${s}: active on ${placed}, but no certificate for ${host} in its proxy's directory`)
+    }
+    // The internal name: at the placed node's address, in the server that node writes to, while it serves.
+    const names = zone.filter((r) => r.name === `${s}.${INTERNAL_ZONE}`)
+    const where = placed === "e1" ? undefined : DNS_SERVER_OF[placed as WorkerName]
+    for (const r of names) {
+      if (r.server !== where || r.address !== o.addresses[placed as NodeName]) debris.push(`${s}: ${r.name} -> ${r.address} in the internal zone (${r.server}), the master places it on ${placed} (${o.addresses[placed as NodeName]}, ${where ?? "no"} zone)`)
+      else if (!active) disagreements.push(`${s}: stopped on ${placed}, but ${r.name} is still in the internal zone (${r.server})`)
+    }
+    if (active && !names.some((r) => r.server === where && r.address === o.addresses[placed as NodeName])) disagreements.push(`${s}: active on ${placed}, but ${s}.${INTERNAL_ZONE} is not in its internal zone (${where ?? "none"})`)
     const activeEdge = edgeRows.some((r) => r.state === "active")
+    if (!isPublic(s)) {
+      for (const r of edgeRows) debris.push(`${s}: not public, but the master keeps edge route ${r.hostname} (${r.state})`)
+      continue
+    }
     if (active && !activeEdge) disagreements.push(`${s}: active, but the master has no active edge route for ${host}`)
     if (!active && edgeRows.length > 0) disagreements.push(`${s}: stopped, but the master keeps edge route ${host} (${edgeRows.map((r) => r.state).join(", ")})`)
     if (activeEdge && !o.proxies.e1.includes(host)) disagreements.push(`${s}: the master's edge route ${host} is not in e1's proxy`)
+    if (activeEdge && edgeCerts.length === 0) disagreements.push(`${s}: the master's edge route ${host} has no certificate on e1`)
     if (!active && o.proxies.e1.includes(host)) disagreements.push(`${s}: stopped, but route ${host} is still in e1's proxy`)
   }
   for (const h of o.proxies.e1) {
@@ -816,7 +950,7 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
   const dir = fleet.dir
   const nodes = fleet.nodes
   const expected = new Map<string, Set<State>>()
-  const serviceFile = (service: string, node: WorkerName, page: string) => publicServiceFile(dir, service, hostnameOf(service), page, `${service}-${page}`, node)
+  const serviceFile = (service: string, node: WorkerName, page: string) => publicServiceFile(dir, service, hostnameOf(service), page, `${service}-${page}`, node, isPublic(service))
   for (const s of STEADY) {
     const page = `${s.service}-steady`
     const r = await fleet.mcp(["deploy", s.service, "--file", serviceFile(s.service, s.node, page)])
@@ -843,7 +977,14 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
     WORKERS.forEach((w, i) => (engines[w] = rest[NODES.length + i] as ReadonlyArray<EngineContainer>))
     const proxies = {} as Record<NodeName, ReadonlyArray<string>>
     for (const n of NODES) proxies[n] = fleet.proxyHostnames(n)
+    const certs = {} as Observation["certs"]
+    for (const n of NODES) certs[n] = fleet.certFiles(n)
+    const addresses = {} as Record<NodeName, string>
+    for (const n of NODES) addresses[n] = nodes[n].ns.innerIp
     return {
+      zone: await fleet.zoneRecords().catch((e: unknown) => errorText(e)),
+      certs,
+      addresses,
       nodes: nodeList as ReadonlyArray<NodeHealth> | string,
       masterPs: masterPs as Observation["masterPs"],
       master: fleet.masterRecords(),
@@ -913,7 +1054,7 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
         case "kill-dns":
           return fleet.killDns()
         case "disk-full":
-          return fleet.fillDisk(f.node as WorkerName)
+          return fleet.fillDisk(f.node!, f.disk ?? "data")
       }
     }
     const heal = async (f: Fault) => {
@@ -934,7 +1075,7 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
         case "kill-dns":
           return fleet.startDns()
         case "disk-full":
-          return fleet.freeDisk(f.node as WorkerName)
+          return fleet.freeDisk(f.node!, f.disk ?? "data")
       }
     }
     const opStarted = plan.ops.map(() => {

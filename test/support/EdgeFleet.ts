@@ -56,9 +56,10 @@ export const haproxySection = (h: HaproxyInstance, bind: string, backendCa?: str
 
 /**
  * Writes a definition of service `name` on `node` (default w1) to `<dir>/<file>.toml`: busybox httpd answering
- * `page` for the public hostname `hostname` (published through the edge), with an HTTP health check.
+ * `page` for the public hostname `hostname` (published through the edge, unless `isPublic` is false:
+ * then only the node's proxy routes it), with an HTTP health check.
  */
-export const publicServiceFile = (dir: string, name: string, hostname: string, page: string, file = name, node = "w1") => {
+export const publicServiceFile = (dir: string, name: string, hostname: string, page: string, file = name, node = "w1", isPublic = true) => {
   const path = join(dir, `${file}.toml`)
   writeFileSync(path, `name = "${name}"
 node = "${node}"
@@ -71,7 +72,7 @@ name = "public"
 port = 8443
 mode = "l7"
 hostname = "${hostname}"
-public = true
+public = ${isPublic}
 [components.health]
 kind = "http"
 path = "/"

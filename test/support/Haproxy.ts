@@ -4,6 +4,7 @@
  */
 import { Effect } from "effect"
 import { randomBytes } from "node:crypto"
+import { mkdirSync } from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
 import * as HaproxyRoutes from "../../packages/agent/src/proxy/HaproxyRoutes.js"
@@ -40,6 +41,11 @@ export interface HaproxySettings {
   readonly bindAddress?: string
   /** Runs HAProxy under this command prefix, e.g. inside a network namespace (Netns.prefix). */
   readonly prefix?: ReadonlyArray<string>
+  /**
+   * Runs on the agent's (empty) proxy directory before anything is written to it, e.g. to mount
+   * a small filesystem there. Whatever it mounts, the caller unmounts before `dispose`.
+   */
+  readonly prepareDir?: (dir: string) => Promise<void>
 }
 
 export const startHaproxy = async (settings: HaproxySettings = {}): Promise<HaproxyInstance> => {
@@ -81,10 +87,19 @@ export const startHaproxy = async (settings: HaproxySettings = {}): Promise<Hapr
   }
 
   try {
+    if (settings.prepareDir !== undefined) {
+      mkdirSync(options.dir, { mode: 0o700 })
+      await settings.prepareDir(options.dir)
+    }
     await Effect.runPromise(HaproxyRoutes.ensureConfig(options).pipe(Effect.provide(layerPlatform)))
     await start()
   } catch (e) {
-    removeDir(root)
+    try {
+      removeDir(root)
+    } catch (removal) {
+      // A mount prepareDir made is still there (its caller unmounts it): the start's error matters more.
+      console.warn(`HAProxy harness: could not remove ${root}: ${String(removal)}`)
+    }
     throw e
   }
   return { options, pid: () => running?.pid ?? -1, stop, start, dispose }

@@ -39,7 +39,11 @@ const apiAnswers = async (apiUrl: string, apiKey: string): Promise<boolean> => {
   }
 }
 
-export const startPowerDns = async (options: { readonly timeoutMs?: number } = {}): Promise<PowerDnsServer> => {
+export const startPowerDns = async (options: {
+  readonly timeoutMs?: number
+  /** The address the API listens on (default 127.0.0.1), and the networks besides loopback it answers. */
+  readonly api?: { readonly address: string; readonly allowFrom: ReadonlyArray<string> }
+} = {}): Promise<PowerDnsServer> => {
   const pdns = requireBinary("pdns_server", "the PowerDNS tests", SETUP_HINT)
   const sqlite3 = requireBinary("sqlite3", "creating the PowerDNS database", SETUP_HINT)
   if (!existsSync(SQLITE_SCHEMA)) throw new Error(`${SQLITE_SCHEMA} is missing (package pdns-backend-sqlite3). ${SETUP_HINT}`)
@@ -54,7 +58,7 @@ export const startPowerDns = async (options: { readonly timeoutMs?: number } = {
   const dnsPort = await freeDnsPort()
   const webPort = await freeTcpPort()
   const apiKey = randomBytes(18).toString("base64url")
-  const apiUrl = `http://127.0.0.1:${webPort}`
+  const apiUrl = `http://${options.api?.address ?? "127.0.0.1"}:${webPort}`
   writeFileSync(
     path.join(dir, "pdns.conf"),
     [
@@ -66,9 +70,9 @@ export const startPowerDns = async (options: { readonly timeoutMs?: number } = {
       "api=yes",
       `api-key=${apiKey}`,
       "webserver=yes",
-      "webserver-address=127.0.0.1",
+      `webserver-address=${options.api?.address ?? "127.0.0.1"}`,
       `webserver-port=${webPort}`,
-      "webserver-allow-from=127.0.0.0/8,::1/128",
+      `webserver-allow-from=${["127.0.0.0/8", "::1/128", ...(options.api?.allowFrom ?? [])].join(",")}`,
       // Empty: otherwise pdns looks up its security status off loopback at start.
       "security-poll-suffix=",
       ""
