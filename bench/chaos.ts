@@ -18,7 +18,11 @@
  * /tmp/mcp-chaos-logs-<seed>), as scenario-<index>-<daemon>.log. The table is printed at the end,
  * and also when the run is stopped (SIGINT, SIGTERM), for the scenarios it finished.
  *
- *   node --import tsx bench/chaos.ts [--seed S] [--scenarios K] [--verbose] [--converge-timeout-ms N (60000)] [--logs DIR]
+ * The agents reach the master through a relay that holds each chunk for a random 0..N ms
+ * (`--jitter-ms`, default 200; 0 turns it off): the delay jitter tc netem would add, on a kernel
+ * without sch_netem.
+ *
+ *   node --import tsx bench/chaos.ts [--seed S] [--scenarios K] [--verbose] [--converge-timeout-ms N (60000)] [--logs DIR] [--jitter-ms N]
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -34,8 +38,9 @@ const count = Number(arg("scenarios") ?? 3)
 const verbose = process.argv.includes("--verbose")
 const convergeTimeoutMs = Number(arg("converge-timeout-ms") ?? 60_000)
 const logsDir = arg("logs") ?? join(tmpdir(), `mcp-chaos-logs-${seed}`)
-if (!Number.isInteger(seed) || !Number.isInteger(count) || count < 1) {
-  console.error("usage: node --import tsx bench/chaos.ts [--seed S] [--scenarios K] [--verbose] [--converge-timeout-ms N]")
+const jitterMs = Number(arg("jitter-ms") ?? 200)
+if (!Number.isInteger(seed) || !Number.isInteger(count) || count < 1 || !Number.isInteger(jitterMs) || jitterMs < 0) {
+  console.error("usage: node --import tsx bench/chaos.ts [--seed S] [--scenarios K] [--verbose] [--converge-timeout-ms N] [--logs DIR] [--jitter-ms N]")
   process.exit(2)
 }
 
@@ -44,7 +49,7 @@ mkdirSync(logsDir, { recursive: true })
 const plans = makePlans(seed, count)
 const reports: Array<ScenarioReport> = []
 const t0 = Date.now()
-const fleet = await startChaosFleet(dir)
+const fleet = await startChaosFleet(dir, { jitterMs })
 // Ctrl-C or a timeout's SIGTERM: the namespaces, mounts and peers go too (then the exit code says so).
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, () => {
@@ -91,6 +96,7 @@ function printTable() {
   const sum = (f: (r: ScenarioReport) => number) => reports.reduce((s, r) => s + f(r), 0)
   const rows: Array<[string, string]> = [
     ["seed", String(seed)],
+    ["agent-master jitter", fleet.jitterMs === 0 ? "none" : `every chunk each way held 0-${fleet.jitterMs} ms (JitterRelay), heartbeat every ${fleet.heartbeatMs} ms`],
     ["scenarios run", `${reports.length} of ${count}`],
     ["faults injected", `${sum((r) => r.faults.length)} (${faultsByKind})`],
     ["fault errors", String(sum((r) => r.faults.filter((f) => f.error !== undefined).length))],

@@ -2,9 +2,11 @@
 // fleet of test/support/ChaosFleet.ts (the master, workers w1 and w2 and edge e1 each in a network
 // namespace of its own, real Podman, HAProxy and PowerDNS). Each scenario injects faults
 // (partitions, packet loss, SIGKILL of the master, an agent, a proxy, an engine or the DNS server,
-// a full disk) while deploys, moves, stops, starts and undeploys run through the master, and then
-// checks the whole fleet: no debris, every operation done or undone, the views converged, no
-// failed request to an unchanged service that no fault explains, no false unhealthy verdict.
+// a full data or proxy disk; every heartbeat crosses a relay that adds up to 200 ms of jitter each
+// way) while deploys, moves, stops, starts and undeploys run through the master, and then checks
+// the whole fleet: no debris (containers, routes, certificates, internal DNS names, rows), every
+// operation done or undone, the views converged, no failed request to an unchanged service that
+// no fault explains, no false unhealthy verdict.
 //
 // The seeds are chosen for what they hit: 793 kills w2's agent just after an undeploy reached it,
 // 1411 kills w1's agent just after a stop reached it. That is how the earlier harness found the

@@ -22,6 +22,10 @@
  * address), so a move between them changes servers. o3 is routed by its node's proxy only (not
  * public); the other services are published through the edge.
  *
+ * The agents reach the master through a JitterRelay on the master's address, which holds every
+ * chunk each way for a random 0..jitterMs (default 200 ms): the delay jitter of tc netem, which
+ * this kernel lacks (no sch_netem). The CLI and the master's own calls to the agents go direct.
+ *
  * Faults: an nft table `inet chaos` in each node's namespace (drop by address, or at random for
  * packet loss, in either direction); SIGKILL by pid of the master, an agent, a node's HAProxy, a
  * worker's Podman API service or PowerDNS, with restarts; and a full disk under a worker agent's
@@ -43,6 +47,7 @@ import { AgentRpcs, MasterRpcs, Pki, Transport } from "../../packages/rpc/src/in
 import { haproxySection, publicServiceFile, waitFor } from "./EdgeFleet.js"
 import { type HaproxyInstance, startHaproxy } from "./Haproxy.js"
 import * as LocalFleet from "./LocalFleet.js"
+import { type JitterRelay, startJitterRelay } from "./JitterRelay.js"
 import { makeNetns, type Netns } from "./Netns.js"
 import { containersConfPath, makePrivateStorage, type PodmanService, type PrivateStorage, startPodmanService, storageFlags } from "./Podman.js"
 import { createZone, type PowerDnsServer, startPowerDns } from "./PowerDns.js"
@@ -132,6 +137,8 @@ export interface ChaosFleet {
   readonly masterIp: string
   readonly masterAddress: string
   readonly heartbeatMs: number
+  /** The most a chunk between an agent and the master is held (0: not relayed). */
+  readonly jitterMs: number
   /** The port the edge serves public names on, at e1's inner address. */
   readonly edgePort: number
   /** The port workers' proxies serve routes on (the services' route listener). */
@@ -194,7 +201,12 @@ const distinctNetns = (taken: Array<Netns>): Netns => {
   throw new Error("could not make a network namespace on a /30 of its own")
 }
 
-export const startChaosFleet = async (dir: string, options: { readonly heartbeatSeconds?: number; readonly reconcileInterval?: string } = {}): Promise<ChaosFleet> => {
+export const startChaosFleet = async (dir: string, options: {
+  readonly heartbeatSeconds?: number
+  readonly reconcileInterval?: string
+  /** The most each chunk between an agent and the master is held (JitterRelay); 0: no relay. Default 200. */
+  readonly jitterMs?: number
+} = {}): Promise<ChaosFleet> => {
   const namespaces: Array<Netns> = []
   const storages: Array<PrivateStorage> = []
   const podmans: Partial<Record<WorkerName, PodmanService>> = {}
@@ -205,6 +217,8 @@ export const startChaosFleet = async (dir: string, options: { readonly heartbeat
   const agents: Partial<Record<NodeName, LocalFleet.Daemon>> = {}
   let master: LocalFleet.Daemon | undefined
   let pdns: PowerDnsServer | undefined
+  let jitter: JitterRelay | undefined
+  const jitterMs = options.jitterMs ?? 200
   const heartbeat = `${options.heartbeatSeconds ?? 1}s`
   const heartbeatMs = (options.heartbeatSeconds ?? 1) * 1000
 
@@ -257,6 +271,7 @@ export const startChaosFleet = async (dir: string, options: { readonly heartbeat
         console.warn(`chaos fleet clean-up: remove ${dirname(s.root)}: ${String(e)}`)
       }
     }
+    await jitter?.close()
     for (const ns of namespaces) ns.dispose()
   }
 
@@ -300,6 +315,9 @@ export const startChaosFleet = async (dir: string, options: { readonly heartbeat
     const masterAddress = `${masterIp}:${masterPort}`
     const masters = [masterAddress]
     const f = await LocalFleet.prepare(join(dir, "fleet"), { masters })
+    // The agents reach the master through the jitter relay (on the master's address), the CLI directly.
+    if (jitterMs > 0) jitter = await startJitterRelay({ host: masterIp, target: { host: masterIp, port: masterPort }, maxDelayMs: jitterMs })
+    const agentMasters = jitter === undefined ? masters : [jitter.address]
     // Each worker agent's data directory on a small tmpfs of its own, for the full-disk fault.
     for (const w of WORKERS) {
       const data = join(f.dir, w)
@@ -353,7 +371,7 @@ export const startChaosFleet = async (dir: string, options: { readonly heartbeat
       const isEdge = n === "e1"
       configs[n] = LocalFleet.writeAgentConfig(f, {
         node: n, role: isEdge ? "edge" : "worker", port: agentPorts[n], host: ns.innerIp, nodeAddress: ns.innerIp, cert: "hosts",
-        socket: isEdge ? podmans.w1!.socketPath : podmans[n as WorkerName]!.socketPath, masters,
+        socket: isEdge ? podmans.w1!.socketPath : podmans[n as WorkerName]!.socketPath, masters: agentMasters,
         extra: (isEdge ? "" : `[ports]\nmin = ${20000 + 10000 * i}\nmax = ${29999 + 10000 * i}\nbind = "${ns.hostIp}"\n`) +
           (isEdge ? "" : DNS_SERVER_OF[n as WorkerName] === "master" ? `[dns]\nkind = "master"\n`
             : `[dns]\nkind = "powerdns"\napi_url = ${JSON.stringify(pdns.apiUrl)}\napi_key_file = ${JSON.stringify(pdnsKeyFile)}\n`) +
@@ -414,6 +432,7 @@ export const startChaosFleet = async (dir: string, options: { readonly heartbeat
       masterIp,
       masterAddress,
       heartbeatMs,
+      jitterMs: jitter === undefined ? 0 : jitterMs,
       edgePort,
       workerListener: 8443,
       nodes,
