@@ -4,10 +4,12 @@
 // is finished and the same deploy succeeds. The engine, proxy, CA and DNS are the memory layers
 // of packages/agent/test/Harness.ts: only the registry is on the full disk.
 import { describe, expect, it } from "@effect/vitest"
+import { NodeFileSystem } from "@effect/platform-node"
 import { Errors } from "@mcp/domain"
+import { Pki } from "@mcp/rpc"
 import { Cause, Effect, Exit, Option } from "effect"
 import { spawnSync } from "node:child_process"
-import { closeSync, mkdirSync, openSync, rmSync, writeSync } from "node:fs"
+import { closeSync, mkdirSync, openSync, readdirSync, rmSync, writeSync } from "node:fs"
 import { join } from "node:path"
 import { Lifecycle } from "../packages/agent/src/lifecycle/Lifecycle.js"
 import { MemoryRuntimeControl } from "../packages/agent/src/engine/MemoryRuntime.js"
@@ -98,4 +100,18 @@ describe("a full disk under the agent's data directory", () => {
         expect(after).toHaveLength(2)
       }).pipe(Effect.provide(layerAgent(peers, join(dataDir, "registry.db"))), Effect.scoped)
     }).pipe(Effect.scoped), { timeout: 60_000 })
+
+  it.live("a certificate that cannot be written fails naming the disk and its free space, and leaves no half-written file", () =>
+    Effect.gen(function* () {
+      const caDir = privateDir("disk-full-ca")
+      yield* Effect.addFinalizer(() => Effect.sync(() => removeDir(caDir)))
+      yield* Pki.initCa(caDir, { commonName: "disk-full test CA" })
+      const disk = yield* scopedTmpfs("64k")
+      fill(join(disk, "filler"))
+      const error = yield* Effect.flip(Pki.issueCertificate(caDir, "app.test", { ips: [], dns: ["app.test"], usage: "server", outDir: disk }))
+      expect(error).toBeInstanceOf(Pki.PkiError)
+      expect(error.message).toContain(disk)
+      expect(error.message).toMatch(/disk .*full \(\d+(\.\d+)? ?(B|KiB|MiB) free of/i)
+      expect(readdirSync(disk)).toEqual(["filler"])
+    }).pipe(Effect.provide(NodeFileSystem.layer), Effect.scoped), { timeout: 60_000 })
 })

@@ -211,6 +211,7 @@ describe("HAProxy routes with real traffic", () => {
       )
       assert.instanceOf(error, ProxyError)
       expect(error.reason).toContain(files.pem(listener, "new.test"))
+      expect(error.reason).toMatch(/disk .*full \(\d+(\.\d+)? ?(B|KiB|MiB) free of/i)
       const temporary = readdirSync(h.options.dir, { recursive: true }).map(String).filter((f) => f.endsWith(".tmp"))
       expect(temporary).toEqual([])
       expect((yield* proxy.list).map((r) => r.hostname)).toEqual(["kept.test"])

@@ -3,7 +3,8 @@
  * reports one as SQLITE_FULL ("database or disk is full") and the system as ENOSPC; either may be
  * a failure's own code or that of a failure it was caused by.
  */
-import { statfsSync } from "node:fs"
+import { existsSync, statfsSync } from "node:fs"
+import { dirname } from "node:path"
 
 const FULL = new Set(["SQLITE_FULL", "ENOSPC"])
 
@@ -33,10 +34,13 @@ export const pathOf = (error: unknown): string | undefined => {
 const size = (n: number) =>
   n < 1024 ? `${n} B` : n < 1024 ** 2 ? `${(n / 1024).toFixed(1)} KiB` : n < 1024 ** 3 ? `${(n / 1024 ** 2).toFixed(1)} MiB` : `${(n / 1024 ** 3).toFixed(1)} GiB`
 
-/** "12.0 KiB free of 4.0 MiB" for the file system holding `path` (what an unprivileged writer may use). */
+/**
+ * "12.0 KiB free of 4.0 MiB" for the file system holding `path` (what an unprivileged writer may
+ * use); `path` may be a file the failed write did not leave, then its directory is asked.
+ */
 export const freeSpace = (path: string): string => {
   try {
-    const s = statfsSync(path)
+    const s = existsSync(path) ? statfsSync(path) : statfsSync(dirname(path))
     return `${size(s.bavail * s.bsize)} free of ${size(s.blocks * s.bsize)}`
   } catch (e) {
     return `free space unknown: ${e instanceof Error ? e.message : String(e)}`
@@ -51,3 +55,10 @@ export const diskFullReason = (error: unknown, dir: string, what: string): strin
   const path = pathOf(error) ?? dir
   return `the disk holding ${path} is full (${freeSpace(path)}): ${what} could not be written; free space there, then try again`
 }
+
+/**
+ * The reason for a full disk when `error` is one, else undefined: for a write to `file` (a failed
+ * write names no file of its own, unlike a failed open).
+ */
+export const fullDiskReason = (error: unknown, file: string): string | undefined =>
+  isDiskFull(error) ? diskFullReason(error, file, file) : undefined

@@ -10,6 +10,7 @@ import { type Error as PlatformError, FileSystem } from "@effect/platform"
 import * as x509 from "@peculiar/x509"
 import { Clock, Data, Effect } from "effect"
 import { bestEffort } from "./Failures.js"
+import * as DiskSpace from "./DiskSpace.js"
 import { createHash, createPrivateKey, createPublicKey, KeyObject, randomBytes, type webcrypto } from "node:crypto"
 import { isIP } from "node:net"
 import * as path from "node:path"
@@ -750,7 +751,8 @@ const fsError = (target: string, action: string) => (cause: PlatformError.Platfo
   new PkiError({
     reason: "FileSystem",
     path: target,
-    message: `cannot ${action} ${target} (${errorCode(cause) ?? cause.message}); check the path and its permissions`,
+    // A full disk says which and how much is free: the fix is space, not permissions.
+    message: DiskSpace.fullDiskReason(cause, target) ?? `cannot ${action} ${target} (${errorCode(cause) ?? cause.message}); check the path and its permissions`,
     cause
   })
 

@@ -4,7 +4,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { SqlError } from "@effect/sql/SqlError"
 import { statfsSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { diskFullReason, freeSpace, isDiskFull, pathOf } from "../src/DiskSpace.js"
+import { join } from "node:path"
+import { diskFullReason, freeSpace, fullDiskReason, isDiskFull, pathOf } from "../src/DiskSpace.js"
 
 const sqliteFull = Object.assign(new Error("database or disk is full"), { code: "SQLITE_FULL" })
 const enospc = Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC", path: "/srv/mcp/certs/a.pem" })
@@ -33,5 +34,15 @@ describe("DiskSpace", () => {
     )
     expect(diskFullReason({ cause: enospc }, "/srv/mcp", "a file")).toMatch(/^the disk holding \/srv\/mcp\/certs\/a\.pem is full \(/)
     expect(freeSpace("/no/such/dir")).toMatch(/^free space unknown: ENOENT/)
+  })
+
+  it("for a write that failed (no file of its own named, its temporary file gone), names the file written and its directory's free space", () => {
+    const target = join(tmpdir(), "never-written.pem")
+    expect(freeSpace(target)).toBe(freeSpace(tmpdir()))
+    const failedWrite = { code: "ENOSPC", message: "ENOSPC: no space left on device, write" }
+    expect(fullDiskReason({ cause: failedWrite }, target)).toBe(
+      `the disk holding ${target} is full (${freeSpace(tmpdir())}): ${target} could not be written; free space there, then try again`
+    )
+    expect(fullDiskReason({ cause: { code: "EACCES" } }, target)).toBeUndefined()
   })
 })

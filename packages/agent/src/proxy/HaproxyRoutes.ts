@@ -15,6 +15,7 @@
 import { Command, type CommandExecutor, FileSystem, type Error as PlatformError } from "@effect/platform"
 import { Routes } from "@mcp/domain"
 import { Failures } from "@mcp/rpc"
+import * as DiskSpace from "@mcp/rpc/DiskSpace"
 import { Data, Effect, Fiber, Layer, Option, Schedule, Schema, Stream } from "effect"
 import { createHash } from "node:crypto"
 import * as net from "node:net"
@@ -213,6 +214,12 @@ const platformText = (e: PlatformError.PlatformError): string => e.description ?
 const io = <A>(what: string, f: (fs: FileSystem.FileSystem) => Effect.Effect<A, PlatformError.PlatformError>) =>
   Effect.flatMap(FileSystem.FileSystem, f).pipe(Effect.mapError((e) => new Failure({ reason: `${what}: ${platformText(e)}` })))
 
+/** `io` for a write to `file`: a full disk says which and how much is free (the fix is space). */
+const writeIo = <A>(file: string, f: (fs: FileSystem.FileSystem) => Effect.Effect<A, PlatformError.PlatformError>) =>
+  Effect.flatMap(FileSystem.FileSystem, f).pipe(
+    Effect.mapError((e) => new Failure({ reason: DiskSpace.fullDiskReason(e, file) ?? `cannot write ${file}: ${platformText(e)}` }))
+  )
+
 const readOptional = (file: string): Effect.Effect<string | undefined, Failure, FileSystem.FileSystem> =>
   Effect.flatMap(FileSystem.FileSystem, (fs) => fs.readFileString(file)).pipe(
     Effect.catchAll((e) =>
@@ -227,7 +234,7 @@ const readOptional = (file: string): Effect.Effect<string | undefined, Failure, 
  * fails (a full disk) takes its temporary file with it: the next agent runs under another pid.
  */
 const writeAtomic = (file: string, content: string, mode: number) =>
-  io(`cannot write ${file}`, (fs) => {
+  writeIo(file, (fs) => {
     const tmp = `${file}.${process.pid}.tmp`
     return Effect.zipRight(fs.writeFileString(tmp, content, { mode }), fs.rename(tmp, file)).pipe(
       Effect.tapError(() => Failures.bestEffort(`remove the temporary file ${tmp}`)(fs.remove(tmp, { force: true })))
