@@ -5,7 +5,7 @@
  * (`final`, e.g. a typed InvalidRequest) is an answer too: asking the next master would not change it.
  */
 import { ControlRpcs, Transport } from "@mcp/rpc"
-import { Data, Effect, Either } from "effect"
+import { Cause, Data, Duration, Effect, Either } from "effect"
 
 export interface MasterControlOptions {
   readonly masters: ReadonlyArray<string>
@@ -23,6 +23,9 @@ export class NoMasterAnswered extends Data.TaggedError("NoMasterAnswered")<{ rea
 
 const reasonOf = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 
+/** How long one master address gets to answer, unless the caller says otherwise. */
+export const ANSWER_TIMEOUT = Duration.seconds(10)
+
 export const makeControl = (options: MasterControlOptions) =>
   Effect.map(
     Effect.forEach(options.masters, (address) =>
@@ -37,13 +40,26 @@ export const makeControl = (options: MasterControlOptions) =>
       )),
     (clients) => {
       type Client = (typeof clients)[number]["client"]
-      /** The first master address that answers `f`, in order; a `final` failure is returned at once. */
-      const firstAnswer = <A, E>(what: string, f: (client: Client) => Effect.Effect<A, E>, final: (e: E) => boolean = () => false) =>
+      /**
+       * The first master address that answers `f` within `timeout`, in order; a `final` failure
+       * is returned at once. The timeout is not the server's: a request whose master was killed
+       * behind a partition never sees its connection reset, and would wait for good.
+       */
+      const firstAnswer = <A, E>(
+        what: string,
+        f: (client: Client) => Effect.Effect<A, E>,
+        final: (e: E) => boolean = () => false,
+        timeout: Duration.DurationInput = ANSWER_TIMEOUT
+      ) =>
         Effect.gen(function* () {
           const reasons: Array<string> = []
           for (const { address, client } of clients) {
-            const result = yield* Effect.either(f(client))
+            const result = yield* Effect.either(f(client).pipe(Effect.timeout(timeout)))
             if (Either.isRight(result)) return result.right
+            if (Cause.isTimeoutException(result.left)) {
+              reasons.push(`${address}: no answer within ${Duration.format(timeout)}`)
+              continue
+            }
             if (final(result.left)) return yield* Effect.fail(result.left)
             reasons.push(`${address}: ${reasonOf(result.left)}`)
           }

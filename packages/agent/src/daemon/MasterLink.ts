@@ -34,13 +34,21 @@ export const run = (options: MasterLinkOptions) =>
     const interval = yield* Ref.make(Duration.seconds(30))
     const registered = yield* Ref.make(false)
 
+    // What a heartbeat reads from the engine gets half the interval (at least 500 ms): a hung
+    // engine (one SIGKILLed while it held a container's lock answers nothing about that
+    // container) must not hold back the heartbeat that says the node is alive.
+    const engineDeadline = Effect.map(Ref.get(interval), (i) => Duration.max(Duration.millis(500), Duration.unsafeDivide(i, 2)))
+    const fromEngine = <A, E extends { readonly message: string }, R>(what: string, read: Effect.Effect<A, E, R>, fallback: A) =>
+      Effect.flatMap(engineDeadline, (deadline) =>
+        read.pipe(
+          Effect.timeoutFail({ duration: deadline, onTimeout: () => ({ message: `no answer from the container engine within ${Duration.format(deadline)}` }) }),
+          // The heartbeat still goes out without it; the reason is logged.
+          Effect.tapError((e) => Effect.logWarning(`heartbeat: cannot ${what}, sending none: ${e.message}`)),
+          Effect.orElseSucceed(() => fallback)
+        ))
+
     const resources = Effect.flatMap(
-      runtime.list({ [LABEL_NODE]: options.info.name }).pipe(
-        Effect.map((cs) => cs.length),
-        // The heartbeat still goes out; the count is reported as 0 and the reason logged.
-        Effect.tapError((e) => Effect.logWarning(`heartbeat: cannot count containers: ${e.message}`)),
-        Effect.orElseSucceed(() => 0)
-      ),
+      fromEngine("count containers", Effect.map(runtime.list({ [LABEL_NODE]: options.info.name }), (cs) => cs.length), 0),
       (containers) => NodeResources.read(options.dataDir, containers)
     )
 
@@ -56,17 +64,16 @@ export const run = (options: MasterLinkOptions) =>
     })
 
     const heartbeat = Effect.gen(function* () {
-      const statuses = yield* lifecycle.ps.pipe(
-        Effect.tapError((e) => Effect.logWarning(`heartbeat: cannot read service status, sending none: ${e.message}`)),
-        Effect.orElseSucceed(() => [])
-      )
+      const statuses = yield* fromEngine("read service status", lifecycle.ps, [])
       const services = statuses.map((s) => ({
         service: s.service,
         running: s.components.filter((c) => c.state === "running").length,
         expected: s.active ? s.components.length : 0
       }))
       const r = yield* resources
-      const answer = yield* firstAnswer("heartbeat", (c) => c.Heartbeat({ node: options.info.name, resources: r, services }))
+      // An answer later than the interval (at least 2 s) is a missed beat: the next one goes out.
+      const deadline = Duration.max(Duration.seconds(2), yield* Ref.get(interval))
+      const answer = yield* firstAnswer("heartbeat", (c) => c.Heartbeat({ node: options.info.name, resources: r, services }), undefined, deadline)
       if (!answer.known) {
         yield* Effect.logWarning("the master does not know this node (it restarted or lost it); registering again")
         yield* Ref.set(registered, false)
