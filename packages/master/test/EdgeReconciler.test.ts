@@ -176,7 +176,7 @@ describe("EdgeReconciler.runOnce", () => {
           expect(report).toEqual({ repairs: [{ hostname: "alpha.example.com", edgeNode: "e1", action: "removed" }], retired: [], failures: [] })
         })))
 
-    it.effect("a removing row whose route is already gone is forgotten without asking the edge", () =>
+    it.effect("a removing row whose route the edge does not list is still removed there, then forgotten", () =>
       withFleet((fleet) =>
         Effect.gen(function* () {
           const db = yield* MasterDb
@@ -184,10 +184,29 @@ describe("EdgeReconciler.runOnce", () => {
 
           const report = yield* runOnce
 
-          expect(fleet.calls).toEqual([])
+          // The edge lists only routes that serve: one whose removal it could not finish is not
+          // listed, yet still in its proxy. The removal is asked for all the same.
+          expect(fleet.calls).toEqual(["remove e1 alpha.example.com"])
           expect(yield* rows).toEqual([])
           expect(report.repairs).toEqual([{ hostname: "alpha.example.com", edgeNode: "e1", action: "forgotten" }])
           expect(report.failures).toEqual([])
+        })))
+
+    it.effect("a removing row the edge does not list but cannot remove (its disk full) stays until the edge can", () =>
+      withFleet((fleet) =>
+        Effect.gen(function* () {
+          const db = yield* MasterDb
+          yield* db.putEdgeRoute(route("alpha.example.com", "e1"), "removing")
+          fleet.state.armed.set("edge.remove", 1)
+
+          const first = yield* runOnce
+          expect(first.failures).toEqual([{ target: "alpha.example.com on e1", reason: expect.stringContaining("injected fault") }])
+          expect((yield* rows).map((r) => [r.route.hostname, r.state])).toEqual([["alpha.example.com", "removing"]])
+
+          const second = yield* runOnce
+          expect(second.failures).toEqual([])
+          expect(fleet.calls).toEqual(["remove e1 alpha.example.com", "remove e1 alpha.example.com"])
+          expect(yield* rows).toEqual([])
         })))
 
     it.effect("a removing row whose edge refuses the removal stays, is reported, and is removed next round", () =>

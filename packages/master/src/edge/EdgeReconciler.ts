@@ -112,7 +112,10 @@ export const make = Effect.gen(function* () {
               repairs.push({ hostname: row.route.hostname, edgeNode: edge.name, action: "set-up" })
             }
           } else if (row.state === "removing") {
-            if (live !== undefined && !(yield* attempt(`${row.route.hostname} on ${edge.name}`, fleet.removeEdgeRoute(edge, row.route.hostname)))) continue
+            // Asked even when the edge does not list the route: it lists the routes that serve,
+            // and one whose removal it could not finish (a full disk) is still in its proxy.
+            // Removing what is gone is a no-op there.
+            if (!(yield* attempt(`${row.route.hostname} on ${edge.name}`, fleet.removeEdgeRoute(edge, row.route.hostname)))) continue
             yield* viaDb(db.deleteEdgeRoute(row.route.hostname))
             repairs.push({ hostname: row.route.hostname, edgeNode: edge.name, action: live === undefined ? "forgotten" : "removed" })
           } else if (row.state === "active" && live !== undefined && row.route.certSerial !== live.certSerial) {
