@@ -4,7 +4,7 @@
  * The fleet of test/support/ChaosFleet.ts: the master here, workers w1 and w2 and edge e1 each in
  * a network namespace of its own, real Podman, HAProxy and PowerDNS. Two steady services (st1 on
  * w1, st2 on w2) are requested through the workers' proxies and the edge all the time, while each
- * scenario injects faults (partitions, packet loss in either direction, SIGKILL of the master, an
+ * scenario injects faults (partitions, a node's link down, packet loss in either direction, SIGKILL of the master, an
  * agent, a node's HAProxy, a worker's Podman API service or PowerDNS, a full disk under a worker
  * agent's data directory or a node's proxy directory; each healed after a while) and runs deploys,
  * redeploys, moves, stops, starts and undeploys of o1..o3 (o3 not public) through the master.

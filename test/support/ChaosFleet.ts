@@ -27,7 +27,7 @@
  * this kernel lacks (no sch_netem). The CLI and the master's own calls to the agents go direct.
  *
  * Faults: an nft table `inet chaos` in each node's namespace (drop by address, or at random for
- * packet loss, in either direction); SIGKILL by pid of the master, an agent, a node's HAProxy, a
+ * packet loss, in either direction); a node's link down (its end of the veth pair); SIGKILL by pid of the master, an agent, a node's HAProxy, a
  * worker's Podman API service or PowerDNS, with restarts; and a full disk under a worker agent's
  * data directory or under a node's proxy directory (each a tmpfs of its own, filled with files).
  * Everything started here is stopped by pid in `dispose`; the tmpfs mounts are unmounted and the
@@ -162,6 +162,8 @@ export interface ChaosFleet {
   readonly masterDb: string
   /** The routes CA certificate: clients trust it for the proxies' certificates. */
   readonly routesCaFile: string
+  /** Takes a node's link down (its end of the veth pair: the node is cut off from everything), or up again with its default route. */
+  readonly setLink: (node: NodeName, up: boolean) => Promise<void>
   /** Replaces the chaos rules in a node's namespace (nft rule bodies, e.g. `ip saddr 1.2.3.4 drop`). */
   readonly setRules: (node: NodeName, rules: { readonly input: ReadonlyArray<string>; readonly output: ReadonlyArray<string> }) => Promise<void>
   /** curl https://<hostname>:<port>/ at `ip` (a node's inner address), from this side of its veth, trusting the routes CA. */
@@ -482,6 +484,17 @@ export const startChaosFleet = async (dir: string, options: {
       },
       masterDb: join(f.dir, "master", "master.db"),
       routesCaFile,
+      setLink: async (n, up) => {
+        const ns = nsOf[n]
+        const dev = `mi${ns.name.replace(/^mcp-/, "")}`
+        const link = await run("ip", ["netns", "exec", ns.name, "ip", "link", "set", dev, up ? "up" : "down"])
+        if (link.code !== 0) throw new Error(`ip link set ${dev} ${up ? "up" : "down"} in ${ns.name} (${n}): ${link.stderr.trim()}`)
+        // A link taken down loses its routes: the default one comes back with it.
+        if (up) {
+          const route = await run("ip", ["netns", "exec", ns.name, "ip", "route", "replace", "default", "via", ns.hostIp])
+          if (route.code !== 0) throw new Error(`default route in ${ns.name} (${n}): ${route.stderr.trim()}`)
+        }
+      },
       setRules: async (n, rules) => {
         const script = ["flush chain inet chaos input", "flush chain inet chaos output",
           ...rules.input.map((r) => `add rule inet chaos input ${r}`), ...rules.output.map((r) => `add rule inet chaos output ${r}`)].join("\n") + "\n"
@@ -554,12 +567,14 @@ export const mulberry32 = (seed: number) => {
   }
 }
 
-export type FaultKind = "partition-master" | "partition-edge" | "loss" | "kill-master" | "kill-agent" | "kill-proxy" | "kill-engine" | "kill-dns" | "disk-full"
-export const FAULT_KINDS: ReadonlyArray<FaultKind> = ["partition-master", "partition-edge", "loss", "kill-master", "kill-agent", "kill-proxy", "kill-engine", "kill-dns", "disk-full"]
+export type FaultKind = "partition-master" | "partition-edge" | "loss" | "kill-master" | "kill-agent" | "kill-proxy" | "kill-engine" | "kill-dns" | "disk-full" | "link-down"
+/** The kinds a plan draws from, in the order the draw uses (link-down is drawn as a third of the partitions from the master). */
+const DRAWN_KINDS: ReadonlyArray<FaultKind> = ["partition-master", "partition-edge", "loss", "kill-master", "kill-agent", "kill-proxy", "kill-engine", "kill-dns", "disk-full"]
+export const FAULT_KINDS: ReadonlyArray<FaultKind> = [...DRAWN_KINDS, "link-down"]
 
 export interface Fault {
   readonly kind: FaultKind
-  /** partition-master, loss, kill-agent, kill-proxy: any node; partition-edge, kill-engine: a worker; disk-full: a worker's data, any node's proxy. */
+  /** partition-master, link-down, loss, kill-agent, kill-proxy: any node; partition-edge, kill-engine: a worker; disk-full: a worker's data, any node's proxy. */
   readonly node?: NodeName
   /** disk-full: which disk. */
   readonly disk?: DiskKind
@@ -623,10 +638,11 @@ export const makePlans = (seed: number, count: number, options: { readonly opsPe
   const model = new Map<string, { node: WorkerName; active: boolean }>()
   const plans: Array<ScenarioPlan> = []
   for (let index = 0; index < count; index++) {
-    const kind = pick(FAULT_KINDS)
+    const kind = pick(DRAWN_KINDS)
     const direction = pick(["both", "in", "out"] as const)
     const randomFault: Omit<Fault, "atMs" | "durationMs"> =
-      kind === "partition-master" ? { kind, node: pick(NODES), direction }
+      // (A seed's scenarios before its first partition from the master are planned as before link-down was one.)
+      kind === "partition-master" ? (random() < 1 / 3 ? { kind: "link-down" as const, node: pick(NODES) } : { kind, node: pick(NODES), direction })
       : kind === "partition-edge" ? { kind, node: pick(WORKERS), direction }
       : kind === "loss" ? { kind, node: pick(NODES), direction, percent: 30 }
       : kind === "kill-agent" || kind === "kill-proxy" ? { kind, node: pick(NODES) }
@@ -1074,6 +1090,8 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
           return fleet.killDns()
         case "disk-full":
           return fleet.fillDisk(f.node!, f.disk ?? "data")
+        case "link-down":
+          return fleet.setLink(f.node!, false)
       }
     }
     const heal = async (f: Fault) => {
@@ -1095,6 +1113,8 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
           return fleet.startDns()
         case "disk-full":
           return fleet.freeDisk(f.node!, f.disk ?? "data")
+        case "link-down":
+          return fleet.setLink(f.node!, true)
       }
     }
     const opStarted = plan.ops.map(() => {
@@ -1217,7 +1237,10 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
       await Promise.all([...loops, sampler])
     }
     // Heal everything, whatever the runner managed.
-    for (const n of NODES) await fleet.setRules(n, { input: [], output: [] })
+    for (const n of NODES) {
+      await fleet.setRules(n, { input: [], output: [] })
+      await fleet.setLink(n, true)
+    }
     const settledAt = now()
 
     // Convergence: every node healthy and every view agreeing, polled every 250 ms.
@@ -1267,8 +1290,8 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
 
     // Failed requests a fault explains: one on the request's path, from its injection to 1.5 s after it healed.
     const explains = (r: RequestRecord, f: FaultRecord) => {
-      const onPath = ((f.fault.kind === "kill-proxy" || f.fault.kind === "loss") && f.fault.node === r.node) ||
-        (r.path === "edge" && (((f.fault.kind === "loss" || f.fault.kind === "kill-proxy") && f.fault.node === "e1") || (f.fault.kind === "partition-edge" && f.fault.node === r.node)))
+      const onPath = ((f.fault.kind === "kill-proxy" || f.fault.kind === "loss" || f.fault.kind === "link-down") && f.fault.node === r.node) ||
+        (r.path === "edge" && (((f.fault.kind === "loss" || f.fault.kind === "kill-proxy" || f.fault.kind === "link-down") && f.fault.node === "e1") || (f.fault.kind === "partition-edge" && f.fault.node === r.node)))
       const healedAt = f.healedAt < 0 ? settledAt : f.healedAt
       return onPath && f.injectedAt >= 0 && r.endedAt >= f.injectedAt - 100 && r.startedAt <= healedAt + 1500
     }
@@ -1281,7 +1304,7 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
     const unhealthy: Array<UnhealthyVerdict> = samples.filter((s) => s.health === "unhealthy").map((s) => {
       const within = (f: FaultRecord) => f.injectedAt >= 0 && s.atMs >= f.injectedAt && s.atMs <= (f.healedAt < 0 ? settledAt : f.healedAt) + hbGrace
       const explained = faultRecords.some((f) => within(f) && (f.fault.kind === "kill-master" ||
-        (f.fault.node === s.node && (f.fault.kind === "partition-master" || f.fault.kind === "kill-agent" || (f.fault.kind === "loss" && (f.fault.percent ?? 0) > BACKGROUND_LOSS_PERCENT)))))
+        (f.fault.node === s.node && (f.fault.kind === "partition-master" || f.fault.kind === "link-down" || f.fault.kind === "kill-agent" || (f.fault.kind === "loss" && (f.fault.percent ?? 0) > BACKGROUND_LOSS_PERCENT)))))
       const duringBackgroundLoss = faultRecords.some((f) => within(f) && f.fault.kind === "loss" && f.fault.node === s.node && f.fault.percent === BACKGROUND_LOSS_PERCENT)
       return { node: s.node, atMs: s.atMs, heartbeatAgeMs: s.heartbeatAgeMs, explained, duringBackgroundLoss }
     })
