@@ -49,7 +49,11 @@ mkdirSync(logsDir, { recursive: true })
 const plans = makePlans(seed, count)
 const reports: Array<ScenarioReport> = []
 const t0 = Date.now()
-const fleet = await startChaosFleet(dir, { jitterMs })
+// A fleet that could not start has stopped what it started; its directory goes too.
+const fleet = await startChaosFleet(dir, { jitterMs }).catch((e: unknown) => {
+  rmSync(dir, { recursive: true, force: true })
+  throw e
+})
 // Ctrl-C or a timeout's SIGTERM: the namespaces, mounts and peers go too (then the exit code says so).
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, () => {
