@@ -12,6 +12,8 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ContainerRuntime, LABEL_COMPONENT, LABEL_DEPLOY } from "../src/engine/ContainerRuntime.js"
 import { Lifecycle } from "../src/lifecycle/Lifecycle.js"
+import * as OpenWorkRetry from "../src/lifecycle/OpenWorkRetry.js"
+import { ServiceActors } from "../src/lifecycle/ServiceActors.js"
 import { MemoryRuntimeControl } from "../src/engine/MemoryRuntime.js"
 import { Registry } from "../src/registry/Registry.js"
 import { definition, IMAGE, layerAgent, makePeers, type Peers, webService } from "./Harness.js"
@@ -19,7 +21,7 @@ import { definition, IMAGE, layerAgent, makePeers, type Peers, webService } from
 const freshFile = () => join(mkdtempSync(join(tmpdir(), "mcp-lifecycle-deploy-")), "registry.db")
 const noProgress = () => Effect.void
 
-type Env = Lifecycle | Registry | ContainerRuntime | MemoryRuntimeControl | Scope.Scope
+type Env = Lifecycle | Registry | ContainerRuntime | MemoryRuntimeControl | ServiceActors | Scope.Scope
 const withAgent = <A, E>(peers: Peers, body: Effect.Effect<A, E, Env>, file = freshFile()) =>
   Effect.scoped(Effect.provide(body, layerAgent(peers, file)))
 
@@ -449,7 +451,7 @@ describe("a failed deploy", () => {
       }))
     }))
 
-  it.live("whose rollback also fails says so, and that the rest is retried at the next agent start", () =>
+  it.live("whose rollback also fails says so, and that the rest is retried while the agent runs and at its next start", () =>
     Effect.gen(function* () {
       const peers = yield* makePeers({ switchesTraffic: false })
       yield* withAgent(peers, Effect.gen(function* () {
@@ -462,7 +464,7 @@ describe("a failed deploy", () => {
         const error = yield* Effect.flip(lifecycle.deploy(webService("web"), { dryRun: false }, noProgress))
         const reason = "memory DNS: put web.svc.mcp.internal failed: injected fault; " +
           "rollback incomplete (dns: memory DNS: remove web.svc.mcp.internal failed: injected fault; " +
-          "routes: memory proxy: remove failed: injected fault), it is retried at the next agent start"
+          "routes: memory proxy: remove failed: injected fault), it is retried every 10 s while the agent runs, and at its next start"
         expect(failure(error)).toEqual({ service: "web", step: "dns", retryable: true, reason })
         expect(yield* deployEvents).toEqual([["deploy", "web", `deploy failed at dns: ${reason}`]])
         // The saga stays open for the next start, but its ports are released now.
@@ -507,6 +509,36 @@ describe("a failed deploy", () => {
         const now = yield* control.containers
         expect(now.map((c) => c.spec.name)).not.toContain(container)
         expect((yield* registry.ports).every((p) => p.sagaId === undefined)).toBe(true)
+      }))
+    }))
+
+  it.live("whose containers cannot be removed has them removed and their ports released by the next retry round, once the engine removes again", () =>
+    Effect.gen(function* () {
+      const peers = yield* makePeers({ switchesTraffic: false })
+      yield* withAgent(peers, Effect.gen(function* () {
+        const lifecycle = yield* Lifecycle
+        const registry = yield* Registry
+        const control = yield* MemoryRuntimeControl
+        // DNS fails once the container runs, then the engine refuses every attempt to remove it
+        // (a Podman service killed mid-rollback), and as many times more: the first retry round
+        // (its own first try and 3 retries) fails too.
+        yield* peers.faults.arm("dns.put")
+        const progress = (e: Deploy.DeployEvent) =>
+          e._tag === "DeployStep" && e.step === "dns" && e.status === "failed"
+            ? Effect.forEach([1, 2, 3, 4, 5, 6, 7, 8], () => control.failNext("remove"), { discard: true })
+            : Effect.void
+        yield* Effect.flip(lifecycle.deploy(withExplicitPort("web"), { dryRun: false }, progress))
+        const container = (yield* control.containers)[0]!.spec.name
+        expect(yield* registry.sagasIn("running")).toHaveLength(1)
+
+        // Nothing else happens to the service: the agent's own rounds close the saga.
+        yield* OpenWorkRetry.retryRound
+        expect(yield* registry.sagasIn("running"), "the engine still refused").toHaveLength(1)
+        yield* OpenWorkRetry.retryRound
+        expect(yield* registry.sagasIn("running")).toEqual([])
+        expect((yield* control.containers).map((c) => c.spec.name)).not.toContain(container)
+        expect(yield* registry.ports).toEqual([])
+        expect((yield* deployEvents).at(-1)).toEqual(["recover", "web", "rolled back an interrupted deploy"])
       }))
     }))
 

@@ -28,6 +28,7 @@ import * as FleetPolicy from "./FleetPolicy.js"
 import * as MasterLink from "./MasterLink.js"
 import * as Monitor from "../monitor/Monitor.js"
 import * as NodeResources from "./NodeResources.js"
+import * as OpenWorkRetry from "../lifecycle/OpenWorkRetry.js"
 import * as PortAllocator from "../lifecycle/PortAllocator.js"
 import * as BackendAddress from "../proxy/BackendAddress.js"
 import * as ManualRoutes from "../proxy/ManualRoutes.js"
@@ -266,6 +267,7 @@ export const layer = (config: AgentConfig) => {
     Layer.provideMerge(layerMasterLink(config)),
     Layer.provideMerge(layerMonitor(config)),
     Layer.provideMerge(layerCertRenewal),
+    Layer.provideMerge(layerOpenWorkRetry),
     Layer.provideMerge(layerBoot(config)),
     Layer.provideMerge(resume),
     Layer.provideMerge(core),
@@ -342,6 +344,19 @@ export const layerCertRenewal = Layer.scopedDiscard(
       })
     )
   })
+)
+
+/**
+ * Closes, every 10 s, work a failure left open while the agent runs (OpenWorkRetry): a deploy
+ * whose rollback met its engine down waited for the next agent start before.
+ */
+export const layerOpenWorkRetry = Layer.scopedDiscard(
+  Effect.forkScoped(
+    Effect.forever(Effect.zipRight(
+      Effect.sleep("10 seconds"),
+      OpenWorkRetry.retryRound.pipe(Effect.catchAllCause((cause) => Effect.logError("closing open work failed; tried again in 10 s", cause)))
+    ))
+  )
 )
 
 /**

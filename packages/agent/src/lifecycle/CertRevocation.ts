@@ -96,7 +96,7 @@ export const finishAfterCommit = (service: string, sagaId: Option.Option<string>
     const outcome = yield* Effect.either(Effect.retry(finish(sagaId.value), retry))
     if (Either.isLeft(outcome)) {
       const reason = describe(outcome.left)
-      yield* Effect.logWarning(`revoking the certificates ${service} no longer serves failed; retried at the next agent start`).pipe(Effect.annotateLogs({ service, error: reason }))
-      yield* ServiceEvents.record("cert", service, `could not delete certificates no longer served (${reason}); retried at the next agent start`)
+      yield* Effect.logWarning(`revoking the certificates ${service} no longer serves failed; retried every 10 s and at the next agent start`).pipe(Effect.annotateLogs({ service, error: reason }))
+      yield* ServiceEvents.record("cert", service, `could not delete certificates no longer served (${reason}); retried every 10 s and at the next agent start`)
     }
   })

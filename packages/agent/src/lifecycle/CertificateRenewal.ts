@@ -45,7 +45,7 @@ export class RenewalFailed extends Data.TaggedError("RenewalFailed")<{
 }
 
 const incomplete = (compensationErrors: ReadonlyArray<string>) =>
-  compensationErrors.length > 0 ? `; rollback incomplete (${compensationErrors.join("; ")}), it is retried at the next agent start` : ""
+  compensationErrors.length > 0 ? `; rollback incomplete (${compensationErrors.join("; ")}), it is retried every 10 s while the agent runs, and at its next start` : ""
 
 export const renewCertificate = (hostname: string) =>
   Effect.gen(function* () {

@@ -210,7 +210,7 @@ export const deploy = (def: ServiceDefinition.ServiceDefinition, options: { read
 
 /** What a failed deploy's reason adds about its rollback: the compensations that failed, the containers left and the ports they keep. */
 const rollbackNote = (compensationErrors: ReadonlyArray<string>, leftovers: ReadonlyArray<Errors.DeployLeftover>) =>
-  (compensationErrors.length > 0 ? `; rollback incomplete (${compensationErrors.join("; ")}), it is retried at the next agent start` : "") +
+  (compensationErrors.length > 0 ? `; rollback incomplete (${compensationErrors.join("; ")}), it is retried every 10 s while the agent runs, and at its next start` : "") +
   (leftovers.length > 0 ? `; the engine could not remove ${describeLeftovers(leftovers)}: those host ports stay reserved until the next deploy or undeploy of the service, or the next agent start, removes them` : "")
 
 /** After a commit: remove containers of earlier deploys. */

@@ -19,7 +19,7 @@ import { bringUp, relaunchRecorded } from "./Converge.js"
 import { deploy } from "./Deploy.js"
 import { PortAllocator } from "./PortAllocator.js"
 import { restart, start, stop, undeploy } from "./ServiceOperations.js"
-import { resumeOpenWork } from "./StartupRecovery.js"
+import { closeOpenSaga, type OpenSaga, openSagas, resumeOpenWork } from "./StartupRecovery.js"
 import { ps, status } from "./Status.js"
 
 /** What the operations run against. */
@@ -38,6 +38,8 @@ export class Lifecycle extends Effect.Service<Lifecycle>()("@mcp/agent/Lifecycle
       restart: (service: string) => bound(restart(service)),
       undeploy: (service: string) => bound(undeploy(service)),
       resumeOpenWork: bound(resumeOpenWork),
+      openSagas: bound(openSagas),
+      closeOpenSaga: (saga: OpenSaga) => bound(closeOpenSaga(saga)),
       relaunchRecorded: (...args: Parameters<typeof relaunchRecorded>) => bound(relaunchRecorded(...args)),
       bringUp: (service: string) => bound(bringUp(service)),
       renewCertificate: (hostname: string) => bound(renewCertificate(hostname))

@@ -16,15 +16,35 @@ import * as ServiceEvents from "./ServiceEvents.js"
 import { undeployBody } from "./ServiceOperations.js"
 import { describe } from "./StepErrors.js"
 
-export const resumeOpenWork = Effect.gen(function* () {
-  const registry = yield* Registry
-  // Deploys are compensated first: until then their containers may hold the host ports a
-  // stop/start/undeploy finished below needs (an in-place redeploy reuses the old ports).
-  // Renewals next, so that the operations finished after them find the proxy as recorded.
-  const open = yield* registry.sagasIn("running")
+/**
+ * The open sagas, deploys first: until they are compensated their containers may hold the host
+ * ports a stop/start/undeploy finished after them needs (an in-place redeploy reuses the old
+ * ports). Renewals next, so that the operations finished after them find the proxy as recorded.
+ */
+export const openSagas = Effect.map(Effect.flatMap(Registry, (registry) => registry.sagasIn("running")), (open) => {
   const rank = (kind: string) => (kind === "deploy" ? 0 : kind === "renew" ? 1 : 2)
-  const failed = (failures: ReadonlyArray<string>) => (failures.length > 0 ? Effect.fail(failures.join("; ")) : Effect.void)
-  for (const saga of [...open].sort((a, b) => rank(a.kind) - rank(b.kind))) {
+  return [...open].sort((a, b) => rank(a.kind) - rank(b.kind))
+})
+
+export const resumeOpenWork = Effect.gen(function* () {
+  for (const saga of yield* openSagas) {
+    const outcome = yield* Effect.either(closeOpenSaga(saga))
+    yield* ServiceEvents.record("recover", saga.service, Either.isLeft(outcome) ? `${notClosed(saga, outcome.left)}; retried at next start` : closed[saga.kind])
+  }
+  yield* sweepOrphans
+})
+
+export type OpenSaga = { readonly id: string; readonly service: string; readonly kind: SagaKind }
+
+/** What a failure to close `saga` is told as. */
+export const notClosed = (saga: OpenSaga, error: unknown) =>
+  `could not close the interrupted ${saga.kind === "renew" ? "certificate renewal" : saga.kind === "revoke" ? "certificate revoke" : saga.kind} (${describe(error)})`
+
+/** Closes one saga a run left open: compensates a deploy or a renewal, finishes a stop, start, undeploy or revoke. */
+export const closeOpenSaga = (saga: OpenSaga) =>
+  Effect.gen(function* () {
+    const registry = yield* Registry
+    const failed = (failures: ReadonlyArray<string>) => (failures.length > 0 ? Effect.fail(failures.join("; ")) : Effect.void)
     const close: Effect.Effect<void, unknown, Effect.Effect.Context<ReturnType<typeof undeployBody>>> = saga.kind === "deploy"
       ? Effect.flatMap(compensateDeploy(saga.id), failed)
       : saga.kind === "renew"
@@ -40,15 +60,11 @@ export const resumeOpenWork = Effect.gen(function* () {
           if (exists && saga.kind === "undeploy") yield* undeployBody(saga.service)
           yield* registry.endSaga(saga.id, "committed")
         })
-    const outcome = yield* Effect.either(close)
-    yield* ServiceEvents.record("recover", saga.service, Either.isLeft(outcome)
-      ? `could not close the interrupted ${saga.kind === "renew" ? "certificate renewal" : saga.kind === "revoke" ? "certificate revoke" : saga.kind} (${describe(outcome.left)}); retried at next start`
-      : closed[saga.kind])
-  }
-  yield* sweepOrphans
-})
+    return yield* close
+  })
 
-const closed: Record<SagaKind, string> = {
+/** What closing each kind of saga did, as its event says. */
+export const closed: Record<SagaKind, string> = {
   deploy: "rolled back an interrupted deploy",
   renew: "rolled back an interrupted certificate renewal",
   revoke: "deleted the certificates an interrupted deploy or renewal no longer serves",
