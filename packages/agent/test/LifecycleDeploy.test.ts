@@ -65,6 +65,23 @@ hostname = "shopdb.svc.mcp.internal"
 /** A service with an explicit host port and one route. */
 const withExplicitPort = (name: string, env = "") => webService(name, `ports = ["127.0.0.1:18080:80"]\n${env}`)
 
+/**
+ * A deploy of web (with an explicit host port) whose DNS step fails once its container runs, the
+ * engine then refusing the next `removeFailures` removes (4: the rollback's try and 3 retries).
+ * Returns its failure.
+ */
+const deployLeavingItsContainer = (peers: Peers, removeFailures: number) =>
+  Effect.gen(function* () {
+    const lifecycle = yield* Lifecycle
+    const control = yield* MemoryRuntimeControl
+    yield* peers.faults.arm("dns.put")
+    const progress = (e: Deploy.DeployEvent) =>
+      e._tag === "DeployStep" && e.step === "dns" && e.status === "failed"
+        ? Effect.forEach(Array.from({ length: removeFailures }), () => control.failNext("remove"), { discard: true })
+        : Effect.void
+    return yield* Effect.flip(lifecycle.deploy(withExplicitPort("web"), { dryRun: false }, progress))
+  })
+
 /** Everything a deploy could write: registry, engine, proxy, DNS, CA. */
 const snapshot = (peers: Peers) =>
   Effect.gen(function* () {
@@ -480,13 +497,7 @@ describe("a failed deploy", () => {
         const lifecycle = yield* Lifecycle
         const registry = yield* Registry
         const control = yield* MemoryRuntimeControl
-        // DNS fails once the container runs, then the engine refuses every attempt to remove it.
-        yield* peers.faults.arm("dns.put")
-        const progress = (e: Deploy.DeployEvent) =>
-          e._tag === "DeployStep" && e.step === "dns" && e.status === "failed"
-            ? Effect.forEach([1, 2, 3, 4], () => control.failNext("remove"), { discard: true })
-            : Effect.void
-        const error = yield* Effect.flip(lifecycle.deploy(withExplicitPort("web"), { dryRun: false }, progress))
+        const error = yield* deployLeavingItsContainer(peers, 4)
         const left = yield* control.containers
         expect(left.map((c) => c.info.state)).toEqual(["running"])
         const container = left[0]!.spec.name
@@ -516,18 +527,11 @@ describe("a failed deploy", () => {
     Effect.gen(function* () {
       const peers = yield* makePeers({ switchesTraffic: false })
       yield* withAgent(peers, Effect.gen(function* () {
-        const lifecycle = yield* Lifecycle
         const registry = yield* Registry
         const control = yield* MemoryRuntimeControl
-        // DNS fails once the container runs, then the engine refuses every attempt to remove it
-        // (a Podman service killed mid-rollback), and as many times more: the first retry round
-        // (its own first try and 3 retries) fails too.
-        yield* peers.faults.arm("dns.put")
-        const progress = (e: Deploy.DeployEvent) =>
-          e._tag === "DeployStep" && e.step === "dns" && e.status === "failed"
-            ? Effect.forEach([1, 2, 3, 4, 5, 6, 7, 8], () => control.failNext("remove"), { discard: true })
-            : Effect.void
-        yield* Effect.flip(lifecycle.deploy(withExplicitPort("web"), { dryRun: false }, progress))
+        // As if its Podman service were killed mid-rollback: the first retry round (its own try
+        // and 3 retries) cannot remove the container either.
+        yield* deployLeavingItsContainer(peers, 8)
         const container = (yield* control.containers)[0]!.spec.name
         expect(yield* registry.sagasIn("running")).toHaveLength(1)
 
@@ -549,12 +553,7 @@ describe("a failed deploy", () => {
         const lifecycle = yield* Lifecycle
         const registry = yield* Registry
         const control = yield* MemoryRuntimeControl
-        yield* peers.faults.arm("dns.put")
-        const progress = (e: Deploy.DeployEvent) =>
-          e._tag === "DeployStep" && e.step === "dns" && e.status === "failed"
-            ? Effect.forEach([1, 2, 3, 4], () => control.failNext("remove"), { discard: true })
-            : Effect.void
-        yield* Effect.flip(lifecycle.deploy(withExplicitPort("web"), { dryRun: false }, progress))
+        yield* deployLeavingItsContainer(peers, 4)
         expect(yield* control.containers).toHaveLength(1)
         expect(yield* registry.ports).toHaveLength(2)
         // The service was never committed, but the undeploy still finishes the rollback first.
