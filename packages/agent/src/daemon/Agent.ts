@@ -6,7 +6,7 @@ import type { CommandExecutor, FileSystem, HttpClient } from "@effect/platform"
 import { NodeContext, NodeHttpClient } from "@effect/platform-node"
 import { AgentRpcs, AuthMiddleware, Daemon, SecretFile, Transport } from "@mcp/rpc"
 import { buildInfo } from "@mcp/rpc/BuildInfo"
-import { Effect, Layer, Redacted } from "effect"
+import { Effect, Layer, Metric, Redacted } from "effect"
 import { mkdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import type { AgentConfig } from "./AgentConfig.js"
@@ -354,7 +354,9 @@ export const layerOpenWorkRetry = Layer.scopedDiscard(
   Effect.forkScoped(
     Effect.forever(Effect.zipRight(
       Effect.sleep("10 seconds"),
-      OpenWorkRetry.retryRound.pipe(Effect.catchAllCause((cause) => Effect.logError("closing open work failed; tried again in 10 s", cause)))
+      // A round that fails (the registry unreadable) is logged and counted; the next one tries again.
+      OpenWorkRetry.retryRound.pipe(Effect.catchAllCause((cause) =>
+        Effect.zipRight(Metric.increment(OpenWorkRetry.openWorkLeft), Effect.logError("closing open work failed; tried again in 10 s", cause))))
     ))
   )
 )
