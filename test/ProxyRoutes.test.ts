@@ -3,7 +3,7 @@
 import { assert, describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Fiber, Layer } from "effect"
 import { spawnSync } from "node:child_process"
-import { readdirSync, writeFileSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import * as CaddyRoutes from "../packages/agent/src/proxy/CaddyRoutes.js"
 import * as HaproxyRoutes from "../packages/agent/src/proxy/HaproxyRoutes.js"
@@ -216,6 +216,39 @@ describe("HAProxy routes with real traffic", () => {
       expect(temporary).toEqual([])
       expect((yield* proxy.list).map((r) => r.hostname)).toEqual(["kept.test"])
       expect((yield* get(listener, "kept.test", pki.caPem)).status).toBe(200)
+    }))
+
+  it.scopedLive("removing a route whose put was cut short (files written, route not recorded) leaves none of its files, and the other routes serve", () =>
+    Effect.gen(function*() {
+      const pki = yield* scopedPki
+      const h = yield* scopedHaproxy()
+      const proxy = yield* HaproxyRoutes.make(h.options).pipe(Effect.provide(layerPlatform))
+      const backend = yield* scopedBackend("kept")
+      const listener = yield* freePort
+      const otherListener = yield* freePort
+      const cert = yield* Effect.orDie(pki.issue("kept.test"))
+      yield* proxy.put(makeRoute({ listener, hostname: "kept.test", backend: `127.0.0.1:${backend.port}`, mode: "l7", tlsCert: cert.certPath, tlsKey: cert.keyPath }))
+      const files = HaproxyRoutes.layout(h.options.dir)
+      const recordedCrtList = readFileSync(files.crtList(listener), "utf8")
+      // What a put killed before recording its route leaves: its certificate and its line in the
+      // listener's crt-list, on a live listener and on one HAProxy never opened.
+      const pem = readFileSync(cert.certPath, "utf8") + readFileSync(cert.keyPath, "utf8")
+      writeFileSync(files.pem(listener, "cut.test"), pem, { mode: 0o600 })
+      writeFileSync(files.crtList(listener), `${recordedCrtList}${files.pem(listener, "cut.test")} cut.test\n`)
+      writeFileSync(files.pem(otherListener, "new.test"), pem, { mode: 0o600 })
+      writeFileSync(files.crtList(otherListener), `${files.pem(otherListener, "new.test")} new.test\n`)
+
+      yield* proxy.remove(listener, "cut.test")
+      yield* proxy.remove(otherListener, "new.test")
+      expect(existsSync(files.pem(listener, "cut.test"))).toBe(false)
+      expect(readFileSync(files.crtList(listener), "utf8")).toBe(recordedCrtList)
+      expect(existsSync(files.pem(otherListener, "new.test"))).toBe(false)
+      expect(existsSync(files.crtList(otherListener))).toBe(false)
+      expect((yield* proxy.list).map((r) => r.hostname)).toEqual(["kept.test"])
+      expect((yield* get(listener, "kept.test", pki.caPem)).status).toBe(200)
+      // Nothing left: removing again touches nothing, with HAProxy stopped too.
+      yield* Effect.promise(() => h.stop())
+      yield* proxy.remove(listener, "cut.test")
     }))
 
   it.scopedLive("with HAProxy down, put fails with a ProxyError naming haproxy", () =>

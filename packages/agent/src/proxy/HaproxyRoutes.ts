@@ -633,10 +633,30 @@ export const make = (options: Options): Effect.Effect<ProxyRoutes, never, FileSy
         yield* transition(before, after, route.listener, route.hostname)
       }).pipe(lock.withPermits(1), asPort(`put ${route.hostname} on listener ${route.listener}`))
 
+    /**
+     * A route that is not recorded may still have left files: a put cut short (the agent killed
+     * after writing the certificate and listener files, before recording the route) wrote them,
+     * and may have given HAProxy the route too. Removing it brings the files back in line with the
+     * recorded routes and takes the route out of HAProxy where the listener is live; when nothing
+     * was left, nothing is touched (HAProxy need not even run).
+     */
+    const removeUnrecorded = (routes: ReadonlyArray<ProxyRoute>, listener: number, hostname: string) =>
+      Effect.gen(function* () {
+        const pemPath = files.pem(listener, hostname)
+        const expected = listenerWrites(files, routes, listener)
+        const stray = (yield* readOptional(pemPath)) !== undefined
+        const outOfLine = yield* Effect.forEach(expected, (w) => Effect.map(readOptional(w.path), (found) => (found ?? null) !== w.content))
+        if (!stray && !outOfLine.includes(true)) return
+        if (routes.some((r) => r.listener === listener)) yield* applyLive(listener, hostname, undefined, undefined, false)
+        yield* writeFiles(expected)
+        yield* removeFile(pemPath)
+        yield* Effect.logInfo(`haproxy: removed what an unfinished put of ${hostname} on listener ${listener} left behind`)
+      })
+
     const remove = (listener: number, hostname: string): Effect.Effect<void, ProxyError> =>
       Effect.gen(function* () {
         const before = yield* readState(files)
-        if (!before.some((r) => r.listener === listener && r.hostname === hostname)) return
+        if (!before.some((r) => r.listener === listener && r.hostname === hostname)) return yield* removeUnrecorded(before, listener, hostname)
         const after = before.filter((r) => key(r.listener, r.hostname) !== key(listener, hostname))
         yield* transition(before, after, listener, hostname)
       }).pipe(lock.withPermits(1), asPort(`remove ${hostname} from listener ${listener}`))
