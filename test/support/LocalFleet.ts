@@ -250,10 +250,10 @@ export const spawnDaemon = async (bin: string, configPath: string, ready = /list
   }
 }
 
-/** Runs the CLI with the fleet's config; resolves with its exit code and output. */
-export const mcp = (fleet: Fleet, args: ReadonlyArray<string>) =>
+/** Runs the CLI with the fleet's config (and `env` added to this process's); resolves with its exit code and output. */
+export const mcp = (fleet: Fleet, args: ReadonlyArray<string>, env: Readonly<Record<string, string>> = {}) =>
   new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
-    execFile(process.execPath, [bins.mcp, ...args, "--config", fleet.cliConfig], { maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) =>
+    execFile(process.execPath, [bins.mcp, ...args, "--config", fleet.cliConfig], { maxBuffer: 16 * 1024 * 1024, env: { ...process.env, ...env } }, (error, stdout, stderr) =>
       resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr })
     )
   )

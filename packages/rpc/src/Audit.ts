@@ -170,11 +170,12 @@ export const toEvent = (entry: AuditEntry) => ({
 
 /** Unauthenticated calls, by RPC: counted, not recorded (an unauthenticated flood must not fill the database). */
 export const unauthenticated = Metric.counter("mcp_unauthenticated_calls", {
+  incremental: true,
   description: "calls refused because the caller had no valid token, by rpc"
 })
 
 /** Entries handed to the audit log, by rpc and outcome (whether or not the write succeeded). */
-export const recorded = Metric.counter("mcp_audited_calls", { description: "mutating calls recorded in the audit trail, by rpc and outcome" })
+export const recorded = Metric.counter("mcp_audited_calls", { incremental: true, description: "mutating calls recorded in the audit trail, by rpc and outcome" })
 
 /**
  * Writes `entry`; a failure to write is logged and counted (mcp_carried_on_failures, operation
@@ -182,7 +183,9 @@ export const recorded = Metric.counter("mcp_audited_calls", { description: "muta
  * deploy that happened into an error, nor hide that its record is missing.
  */
 export const record = (log: AuditLogService, entry: AuditEntry): Effect.Effect<void> =>
-  log.record(entry).pipe(
+  // Also a log line, so a daemon's log tells who did what in the span (and trace) of the call.
+  Effect.logInfo(`audit: ${formatWho(entry.who)} ${describe(entry)}`).pipe(
+    Effect.zipRight(log.record(entry)),
     // The operation tag stays one value (a metric per rpc and caller would grow without bound);
     // the log line says which entry was lost.
     Effect.catchAllCause((cause) =>

@@ -8,6 +8,7 @@ import * as Errors from "@mcp/domain/Errors"
 import type { Rpc } from "@effect/rpc"
 import { Context, Effect, Either, Exit, Layer, ParseResult, Redacted, Schema, SchemaAST } from "effect"
 import * as Audit from "./Audit.js"
+import * as CallMetrics from "./CallMetrics.js"
 import { Authenticator } from "./Authenticator.js"
 import { CurrentPrincipal, type Principal, type Role } from "./Principal.js"
 import { Access, type AccessLevel, NodeOf, PROTOCOL_HEADER, PROTOCOL_VERSION } from "./Protocol.js"
@@ -43,7 +44,8 @@ export interface AccessPolicy {
 export const operateOnAgentRule =
   "on an agent, changes come from the master (which calls with its admin system token); deploy through the master (mcp without --direct), or use an admin token"
 
-const bearer = (headers: Headers.Headers): Redacted.Redacted<string> | undefined => {
+/** The bearer token of a request, if it carries one (also read by /metrics, Exposition.ts). */
+export const bearer = (headers: Headers.Headers): Redacted.Redacted<string> | undefined => {
   const value = headers["authorization"]
   if (value === undefined) return undefined
   const m = /^Bearer\s+(\S+)$/i.exec(value)
@@ -163,7 +165,7 @@ export const layerServer = (
               )
               : Effect.zipRight(checked(principal), run(principal))
           )
-        )
+        ).pipe(CallMetrics.timed(CallMetrics.rpcDuration, { rpc: rpc._tag }))
       })
     )
   )

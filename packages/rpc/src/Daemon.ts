@@ -6,10 +6,13 @@
 import { HttpServer } from "@effect/platform"
 import { NodeHttpClient, NodeRuntime } from "@effect/platform-node"
 import { Validation } from "@mcp/domain"
-import { Effect, Either, Layer, Logger, LogLevel, ParseResult, Schema } from "effect"
+import { Effect, Either, Layer, ParseResult, Schema } from "effect"
 import { readFileSync } from "node:fs"
 import { isIPv4, isIPv6 } from "node:net"
+import { buildInfo } from "./BuildInfo.js"
+import * as DaemonLog from "./DaemonLog.js"
 import * as HttpAuthenticator from "./HttpAuthenticator.js"
+import * as Tracing from "./Tracing.js"
 import * as TokenFileAuthenticator from "./TokenFileAuthenticator.js"
 
 export const TlsSection = Schema.Struct({
@@ -78,6 +81,24 @@ export const AuthSection = Schema.Struct({
   )
 )
 
+/**
+ * `[metrics]`: /metrics is always served on the daemon's HTTPS listener to a valid token; with
+ * `listen`, also without a token on a plain listener, which must be a loopback address (the
+ * metrics name nodes and services) for a scraper on the same host.
+ */
+export const MetricsSection = Schema.Struct({
+  listen: Schema.String.pipe(Schema.filter((address) => {
+    const i = address.lastIndexOf(":")
+    const port = Number(address.slice(i + 1))
+    if (i <= 0 || !Number.isInteger(port) || port < 1 || port > 65535) {
+      return `must be a loopback address and port such as "127.0.0.1:9464"; got ${JSON.stringify(address)}`
+    }
+    return isLoopbackHost(address.slice(0, i))
+      ? true
+      : `must be a loopback address (127.0.0.0/8 or [::1]): metrics are served there without a token; scrape other hosts over the daemon's HTTPS listener at /metrics with a token`
+  }))
+})
+
 /** `host:port` (or `[v6]:port`) of a listen setting. */
 export const splitHostPort = (address: string): [string, number] => {
   const i = address.lastIndexOf(":")
@@ -123,7 +144,7 @@ export const decodeConfig = <A, I>(schema: Schema.Schema<A, I>, kind: string) =>
  * `<name> --config <file>`: reads and decodes the config (every problem printed, exit 1),
  * assembles the daemon (a missing or too open secret file printed, exit 1), then serves until SIGINT/SIGTERM, logging where it listens.
  */
-export const main = <C, E>(options: {
+export const main = <C extends { readonly log: typeof DaemonLog.LogSection.Type; readonly tracing?: Tracing.TracingSection }, E>(options: {
   readonly name: string
   readonly version: string
   readonly path: string
@@ -170,10 +191,12 @@ export const main = <C, E>(options: {
   }).pipe(
     Effect.provide(layer),
     Effect.tapErrorCause((cause) => Effect.logError(`${options.name} stopped`, cause)),
-    // One logger, logfmt, for every line (the last one too). runMain's pretty logger is off: it
-    // would print each line a second time, and its local-time clock loads the time zone tables
-    // (some 2.5 MiB of the executable kept resident) for nothing but that.
-    Effect.provide(Layer.merge(Logger.logFmt, Logger.minimumLogLevel(LogLevel.Info))),
+    // One logger, logfmt or JSON ([log] format), for every line (the last one too). runMain's
+    // pretty logger is off: it would print each line a second time, and its local-time clock
+    // loads the time zone tables (some 2.5 MiB of the executable kept resident) for nothing but that.
+    Effect.provide(DaemonLog.layer(decoded.right.log.format)),
+    // Outermost, so every span of the daemon (its start too) goes to the collector, if one is set.
+    Effect.provide(Tracing.layer({ name: options.name, version: buildInfo().version }, decoded.right.tracing)),
     NodeRuntime.runMain({ disableErrorReporting: true, disablePrettyLogger: true })
   )
 }

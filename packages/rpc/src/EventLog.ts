@@ -38,6 +38,13 @@ export interface EventRow {
   readonly who?: Events.Who | undefined
 }
 
+/** Which events to read: of one kind, caused by one caller (its token's name), about one service; each optional. */
+export interface EventFilter {
+  readonly kind?: Events.EventKind | undefined
+  readonly who?: string | undefined
+  readonly service?: string | undefined
+}
+
 /** Written by the log itself: the number that orders the rows, and the time. */
 const Stamp = Schema.Struct({ id: Schema.Number, at: Schema.String })
 
@@ -53,15 +60,29 @@ export const make = <A, I extends Readonly<Record<string, unknown>>>(Columns: Sc
       Request: Schema.Struct({ at: Schema.String, event: Columns }),
       execute: ({ at, event }) => sql`INSERT INTO events ${sql.insert({ ...event, at })}`
     })
-    // The newest `limit` after `afterId`, in the order written.
+    // The newest `limit` after `afterId` that pass the filter, in the order written.
     const page = SqlRows.findAll("events", {
-      Request: Schema.Struct({ limit: Schema.Number, afterId: Schema.Number }),
+      Request: Schema.Struct({
+        limit: Schema.Number,
+        afterId: Schema.Number,
+        kind: Schema.UndefinedOr(Schema.String),
+        who: Schema.UndefinedOr(Schema.String),
+        service: Schema.UndefinedOr(Schema.String)
+      }),
       Result: Schema.extend(Stamp, Columns),
-      execute: ({ afterId, limit }) => sql`SELECT * FROM (SELECT * FROM events WHERE id > ${afterId} ORDER BY id DESC LIMIT ${limit}) ORDER BY id`
+      execute: ({ afterId, kind, limit, service, who }) => {
+        const where = sql.and([
+          sql`id > ${afterId}`,
+          ...(kind === undefined ? [] : [sql`kind = ${kind}`]),
+          ...(who === undefined ? [] : [sql`json_extract(who, '$.name') = ${who}`]),
+          ...(service === undefined ? [] : [sql`service = ${service}`])
+        ])
+        return sql`SELECT * FROM (SELECT * FROM events WHERE ${where} ORDER BY id DESC LIMIT ${limit}) ORDER BY id`
+      }
     })
     return {
       append: (event: A): Effect.Effect<void, SqlError> => insert({ at: new Date().toISOString(), event }),
-      events: (limit: number, afterId = 0) => page({ limit, afterId })
+      events: (limit: number, afterId = 0, filter: EventFilter = {}) => page({ limit, afterId, kind: filter.kind, who: filter.who, service: filter.service })
     }
   })
 

@@ -8,11 +8,13 @@ import { Effect, Metric } from "effect"
 
 /** How many such failures happened, by what was being done. */
 export const unrecoverable = Metric.counter("mcp_unrecoverable_failures", {
+  incremental: true,
   description: "failures turned into defects after being logged, by operation"
 })
 
 /** How many failures were logged and carried on past, by what was being done. */
 export const carriedOn = Metric.counter("mcp_carried_on_failures", {
+  incremental: true,
   description: "failures logged and then worked around with less than was wanted, by operation"
 })
 

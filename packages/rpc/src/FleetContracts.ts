@@ -100,7 +100,13 @@ export const LogLine = Schema.Struct({
 
 const EventsPayload = payload({
   follow: Schema.optionalWith(Schema.Boolean, { default: () => false }),
-  limit: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 10_000)), { default: () => 100 })
+  limit: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 10_000)), { default: () => 100 }),
+  /** Only events of this kind (`audit`: who called what). */
+  kind: Schema.optionalWith(Events.EventKind, { exact: true }),
+  /** Only events caused by this caller (its token's name). */
+  who: Schema.optionalWith(Schema.String.pipe(Schema.maxLength(256)), { exact: true }),
+  /** Only events about this service. */
+  service: Schema.optionalWith(Schema.String.pipe(Schema.maxLength(256)), { exact: true })
 })
 
 export const HealthReport = Schema.Struct({ node: Schema.String, at: Schema.String, protocol: Schema.Int })

@@ -57,6 +57,7 @@ export const UNAVAILABLE_REASON = "the identity service could not validate the t
 
 /** How many times the identity service could not give a verdict, by condition; each is logged with the details. */
 export const unavailableCount = Metric.counter("mcp_identity_service_unavailable", {
+  incremental: true,
   description: "token validations the identity service could not answer (unreachable, timed out, bad status or bad response)"
 })
 

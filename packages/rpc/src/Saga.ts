@@ -10,8 +10,9 @@
  * steps produced as plain arguments. Either way, the first failure compensates every step the
  * journal shows and fails with `StepFailed`.
  */
-import { Context, Data, Effect, Either, ParseResult, Schedule, Schema } from "effect"
+import { Context, Data, Effect, Either, Metric, ParseResult, Schedule, Schema } from "effect"
 import type { SqlError } from "@effect/sql/SqlError"
+import * as CallMetrics from "./CallMetrics.js"
 import type { SagaJournal } from "./SagaJournal.js"
 
 /** The part of a journal a running saga writes and a compensation reads (any kind of saga). */
@@ -53,6 +54,15 @@ export const compensationRetry = Schedule.exponential("50 millis", 2).pipe(Sched
 export class CompensationRetry extends Context.Reference<CompensationRetry>()("@mcp/rpc/Saga/CompensationRetry", {
   defaultValue: (): Schedule.Schedule<unknown, unknown> => compensationRetry
 }) {}
+
+/** A step's name without the data some carry ("edge example.com" is an "edge" step): a bounded metric label. */
+export const stepKind = (name: string): string => name.split(/[ :]/)[0]!
+
+/** Compensations run, by step kind and result (ok, or failed after their retries). */
+export const compensations = Metric.counter("mcp_saga_compensations", { incremental: true, description: "saga steps undone, by step and result (ok, or failed after retries)" })
+
+const countCompensation = (step: string, result: "ok" | "failed") =>
+  Metric.increment(Metric.tagged(Metric.tagged(compensations, "step", stepKind(step)), "result", result))
 
 const describe = (e: unknown): string => (e instanceof Error ? e.message : typeof e === "object" && e !== null && "message" in e ? String(e.message) : String(e))
 
@@ -98,7 +108,10 @@ export const compensate = <R>(
       if (entry.compensated) continue
       const undo = typeof compensators === "function" ? compensators(step) : compensators[step]
       if (undo === undefined) continue
-      const outcome = yield* Effect.either(Effect.retry(undo(entry), retry))
+      const outcome = yield* Effect.either(Effect.retry(undo(entry), retry).pipe(
+        Effect.withSpan(`saga.compensate ${stepKind(step)}`, { attributes: { "saga.id": sagaId, "saga.step": step } })
+      ))
+      yield* countCompensation(step, Either.isLeft(outcome) ? "failed" : "ok")
       if (Either.isLeft(outcome)) {
         failures.push(`${step}: ${describe(outcome.left)}`)
         yield* Effect.logWarning(`saga ${sagaId}: compensating ${step} failed: ${describe(outcome.left)}`)
@@ -153,7 +166,10 @@ export const sequence = <A, EB, R, RC>(
       const halt = (error: SqlError) => Effect.zipRight(onStep(step.name, "failed"), Effect.fail(new Halted({ step: step.name, error })))
       yield* journal.journal(sagaId, step.name, "started", step.intent()).pipe(Effect.catchAll(halt))
       yield* onStep(step.name, "started")
-      const outcome = yield* Effect.either(step.run)
+      const outcome = yield* Effect.either(step.run.pipe(
+        CallMetrics.timed(CallMetrics.sagaStepDuration, { step: stepKind(step.name) }),
+        Effect.withSpan(`saga.step ${stepKind(step.name)}`, { attributes: { "saga.id": sagaId, "saga.step": step.name } })
+      ))
       if (Either.isLeft(outcome)) {
         yield* onStep(step.name, "failed")
         return yield* new Halted({ step: step.name, error: outcome.left, ...(step.inDoubt?.(outcome.left) === true ? { inDoubt: true as const } : {}) })

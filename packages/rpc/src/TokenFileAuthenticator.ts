@@ -44,6 +44,7 @@ const CHECK_INTERVAL_MS = 1_000
 
 /** How many times the token file became unusable, by condition; each also refuses every token until fixed. */
 export const unusable = Metric.counter("mcp_token_file_unusable", {
+  incremental: true,
   description: "times the token file became missing, unreadable, invalid or too open, refusing every token until fixed"
 })
 

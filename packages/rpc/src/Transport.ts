@@ -1,12 +1,12 @@
 /**
- * HTTPS transport for the RPC groups: a server that pins the platform CA (and, with client
- * auth, requires client certificates), and clients that trust only that CA. ndjson framing so
- * streams arrive item by item. Limits, each refused with a message naming it: body size, RPC
- * messages per request and JSON depth (checked on the raw body before anything decodes it),
- * and on the server's connections: timeouts for the TLS handshake, for a connection that sends
- * nothing, for headers and for the request, and a cap on open connections. Streams per caller
- * are bounded in the auth middleware (StreamLimit.ts), which knows the caller. The clients are
- * in TransportClient.ts, re-exported here.
+ * HTTPS transport for the RPC groups (and plain GET routes such as /metrics): a server that pins
+ * the platform CA (and, with client auth, requires client certificates), and clients that trust
+ * only that CA. ndjson framing so streams arrive item by item. Limits, each refused with a
+ * message naming it: body size, RPC messages per request and JSON depth (checked on the raw body
+ * before anything decodes it), and on the server's connections: timeouts for the TLS handshake,
+ * for a connection that sends nothing, for headers and for the request, and a cap on open
+ * connections. Streams per caller are bounded in the auth middleware (StreamLimit.ts), which
+ * knows the caller. The clients are in TransportClient.ts, re-exported here.
  */
 import { HttpIncomingMessage, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
@@ -49,6 +49,8 @@ export interface ServerOptions {
 
 export interface RpcRoute {
   readonly path: `/${string}`
+  /** POST for an RPC group (the default); GET for a plain read such as /metrics (Exposition.ts). */
+  readonly method?: "GET" | "POST"
   readonly app: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest | Scope.Scope>
 }
 
@@ -156,7 +158,7 @@ export const layerServer = <const Routes extends ReadonlyArray<Effect.Effect<Rpc
         Effect.Effect.Context<Routes[number]>
       >)
       let router: HttpRouter.HttpRouter<never, never> = HttpRouter.empty
-      for (const { path, app } of built) router = HttpRouter.post(router, path, app)
+      for (const { path, app, method } of built) router = method === "GET" ? HttpRouter.get(router, path, app) : HttpRouter.post(router, path, app)
       const limits: GuardLimits = {
         maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
         maxMessages: options.maxMessagesPerRequest ?? DEFAULT_MAX_MESSAGES_PER_REQUEST,

@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import { SqlError } from "@effect/sql/SqlError"
-import { Effect, Layer, Logger, Schema } from "effect"
+import { Effect, Layer, Logger, Metric, Schema } from "effect"
 import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -226,4 +226,29 @@ describe("a journal that cannot be written (a full disk)", () => {
       })
     )
   })
+})
+
+describe("Saga spans and metrics", () => {
+  it.live("each step runs in a span `saga.step <kind>` and each compensation in `saga.compensate <kind>`, and both are counted", () =>
+    withRegistry([], (registry) =>
+      Effect.gen(function* () {
+        yield* registry.beginSaga("s-spans", "shop", "deploy")
+        const spans: Array<string> = []
+        const spanName = Effect.flatMap(Effect.currentSpan, (span) => Effect.sync(() => void spans.push(span.name)))
+        const undo: Saga.Compensator<never> = () => Effect.orDie(spanName)
+        yield* stepFailed(Saga.run(
+          registry,
+          "s-spans",
+          [
+            { name: "edge shop.example", intent: () => null, run: Effect.orDie(spanName) },
+            { name: "proxy", intent: () => null, run: Effect.zipRight(Effect.orDie(spanName), Effect.fail("proxy refused")) }
+          ],
+          (name: string) => (name.startsWith("edge ") ? undo : undefined)
+        ))
+        // The step's name without its data ("edge shop.example" is an "edge" step).
+        expect(spans).toEqual(["saga.step edge", "saga.step proxy", "saga.compensate edge"])
+        const compensated = yield* Metric.value(Metric.tagged(Metric.tagged(Saga.compensations, "step", "edge"), "result", "ok"))
+        expect(compensated.count).toBeGreaterThanOrEqual(1)
+      })
+    ))
 })

@@ -6,17 +6,20 @@ import type { CommandExecutor, FileSystem, HttpClient } from "@effect/platform"
 import { NodeContext, NodeHttpClient } from "@effect/platform-node"
 import { AgentRpcs, AuthMiddleware, Daemon, SecretFile, Transport } from "@mcp/rpc"
 import { buildInfo } from "@mcp/rpc/BuildInfo"
-import { Effect, Layer, Metric, Redacted } from "effect"
+import * as Exposition from "@mcp/rpc/Exposition"
+import * as Tracing from "@mcp/rpc/Tracing"
+import { Context, Effect, Layer, Metric, Redacted } from "effect"
 import { mkdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import type { AgentConfig } from "./AgentConfig.js"
 import * as AgentHandlers from "./AgentHandlers.js"
-import type { ContainerRuntime } from "../engine/ContainerRuntime.js"
+import * as AgentMetrics from "./AgentMetrics.js"
+import { ContainerRuntime } from "../engine/ContainerRuntime.js"
 import { NodeSettings } from "../NodeSettings.js"
 import type * as AcmeIssuer from "../certs/AcmeIssuer.js"
 import { BootSequencer } from "../boot/BootSequencer.js"
 import * as CertRenewer from "../certs/CertRenewer.js"
-import type { CertError, CertIssuer } from "../certs/CertIssuer.js"
+import { type CertError, CertIssuer } from "../certs/CertIssuer.js"
 import * as DnsRecords from "../dns/DnsRecords.js"
 import * as EdgeRoutes from "../edge/EdgeRoutes.js"
 import * as DockerRuntime from "../engine/DockerRuntime.js"
@@ -66,7 +69,9 @@ export const layerCore = <E, R>(config: AgentConfig, runtime: Layer.Layer<Contai
   // The public domains start as the operator's own [certs] allowed_domains (like RouteDomains),
   // until a master pushes its [edge] allowed_domains; an edge publishes names under them only.
   const domains = config.certs.kind === "local-ca" ? config.certs.allowed_domains ?? [] : []
-  const adapters = Layer.mergeAll(runtime, layerProxy(config), layerDns(config), layerCerts(config), settings, FleetPolicy.layer({ ...FleetPolicy.initial, allowedDomains: domains }))
+  const adapters = layerTracedPorts.pipe(
+    Layer.provideMerge(Layer.mergeAll(runtime, layerProxy(config), layerDns(config), layerCerts(config), settings, FleetPolicy.layer({ ...FleetPolicy.initial, allowedDomains: domains })))
+  )
   const lifecycle = Lifecycle.Default.pipe(Layer.provide(ports))
   const edge = EdgeRoutes.layer({ role: config.role, listener: config.edge.listener, backendNetworks: config.proxy.backend_networks ?? [] })
   return Layer.mergeAll(BootSequencer.Default, lifecycle, ServiceActors.Default, edge).pipe(
@@ -75,6 +80,18 @@ export const layerCore = <E, R>(config: AgentConfig, runtime: Layer.Layer<Contai
     Layer.provideMerge(registry)
   )
 }
+
+/** The peers the agent calls, each call in a span (`engine.create`, `proxy.put`, ...), over the adapters configured. */
+const layerTracedPorts = Layer.effectContext(
+  Effect.gen(function* () {
+    const context = yield* Effect.context<ContainerRuntime | ProxyRoutes.ProxyRoutes | DnsRecords.DnsRecords | CertIssuer>()
+    return Context.make(ContainerRuntime, Tracing.traced("engine", Context.get(context, ContainerRuntime))).pipe(
+      Context.add(ProxyRoutes.ProxyRoutes, Tracing.traced("proxy", Context.get(context, ProxyRoutes.ProxyRoutes))),
+      Context.add(DnsRecords.DnsRecords, Tracing.traced("dns", Context.get(context, DnsRecords.DnsRecords))),
+      Context.add(CertIssuer, Tracing.traced("certs", Context.get(context, CertIssuer)))
+    )
+  })
+)
 
 const secretFile = (path: string, what: string) => Redacted.make(SecretFile.readSync(path, what).trim())
 
@@ -234,8 +251,13 @@ export const layerServer = (config: AgentConfig) => {
   // Mutating calls are recorded in the registry's event log (the audit trail, `mcp events`).
   // Changes come from the master (its admin system token): a user's deploy, stop or logs
   // straight to the agent would skip the master's placement, hostname and policy checks.
-  const auth = AuthMiddleware.layerServer({ guestMayRead: false, usersMayOperate: false }).pipe(Layer.provide(Daemon.layerAuthenticator(config.auth)), Layer.provide(layerAuditLog))
-  return Transport.layerServer(
+  const authenticator = Daemon.layerAuthenticator(config.auth)
+  const auth = AuthMiddleware.layerServer({ guestMayRead: false, usersMayOperate: false }).pipe(Layer.provide(authenticator), Layer.provide(layerAuditLog))
+  // /metrics: on the HTTPS listener (any valid token, a guest's too: it reads, never changes), and
+  // with [metrics] listen on loopback without one.
+  const exposition = Exposition.layer({ name: "mcp-agent", version: VERSION }, AgentMetrics.gauges)
+  const loopbackMetrics = config.metrics === undefined ? Layer.empty : Exposition.layerLoopback(...Daemon.splitHostPort(config.metrics.listen))
+  const https = Transport.layerServer(
     {
       host,
       port,
@@ -246,8 +268,9 @@ export const layerServer = (config: AgentConfig) => {
         clientAuth: config.tls.client_auth
       }
     },
-    [Transport.route("/agent", AgentRpcs)]
-  ).pipe(Layer.provide(Layer.merge(handlers, auth)))
+    [Transport.route("/agent", AgentRpcs), Exposition.route]
+  ).pipe(Layer.provide(Layer.mergeAll(handlers, auth, authenticator)))
+  return Layer.merge(https, loopbackMetrics).pipe(Layer.provideMerge(exposition))
 }
 
 

@@ -4,6 +4,8 @@
  */
 import { Hostname, Names, Node, ServiceDefinition } from "@mcp/domain"
 import { Daemon } from "@mcp/rpc"
+import * as DaemonLog from "@mcp/rpc/DaemonLog"
+import * as Tracing from "@mcp/rpc/Tracing"
 import { Duration, Schema } from "effect"
 import { Capability, DEFAULT_HARDENING, UsernsMode } from "../engine/ContainerRuntime.js"
 import * as BackendAddress from "../proxy/BackendAddress.js"
@@ -206,6 +208,12 @@ export const AgentConfig = Schema.Struct({
     Schema.Struct({ addresses: Schema.Array(Node.NodeAddress), token_file: Schema.String }),
     { exact: true }
   ),
+  /** How the daemon logs: `format = "logfmt"` (default) or `"json"`, one object per line with trace ids. */
+  log: DaemonLog.logSection,
+  /** Spans sent over OTLP/HTTP to `otlp_url` (Tracing.ts); absent: none leave the process. */
+  tracing: Schema.optionalWith(Tracing.TracingSection, { exact: true }),
+  /** /metrics without a token on a loopback listener (Daemon.MetricsSection); /metrics on `listen` needs a token. */
+  metrics: Schema.optionalWith(Daemon.MetricsSection, { exact: true }),
   /** The drift and flap monitor (Monitor.ts): how often it compares registry and engine, and whether it restarts. */
   monitor: Schema.optionalWith(
     Schema.Struct({

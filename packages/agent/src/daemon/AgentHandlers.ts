@@ -232,8 +232,8 @@ export const handlers = (identity: AgentIdentity) =>
               supervised: yield* supervised
             }
           }),
-        Events: ({ follow, limit }) =>
-          EventLog.stream((n, afterId) => Failures.fatal("the agent registry")(registry.events(n, afterId)), { limit, follow }).pipe(
+        Events: ({ follow, limit, ...filter }) =>
+          EventLog.stream((n, afterId) => Failures.fatal("the agent registry")(registry.events(n, afterId, filter)), { limit, follow }).pipe(
             Stream.map((e) => EventLog.toFleetEvent(e, settings.node))
           )
       } satisfies AgentHandlerSet

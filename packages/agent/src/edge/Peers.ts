@@ -16,11 +16,13 @@ import { EdgeOptions, type Resolver, type SetupRequest } from "./Model.js"
 
 /** Compensations and certificate deletions that failed; each is also logged and kept for a retry. */
 export const cleanupFailures = Metric.counter("mcp_edge_route_cleanup_failures", {
+  incremental: true,
   description: "edge route compensations or certificate deletions that failed and were left for a later retry"
 })
 
 /** Events about edge routes the registry could not record (each is logged). */
 export const eventFailures = Metric.counter("mcp_edge_route_event_failures", {
+  incremental: true,
   description: "edge route events that could not be written to the agent registry"
 })
 

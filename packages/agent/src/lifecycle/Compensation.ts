@@ -34,6 +34,7 @@ export const compensators: Readonly<Record<string, Saga.Compensator<Registry | C
 
 /** How many host ports a failed rollback kept reserved because a container publishing them could not be removed. */
 export const heldPorts = Metric.counter("mcp_deploy_rollback_held_ports", {
+  incremental: true,
   description: "host ports kept reserved after a deploy's rollback could not remove the containers publishing them"
 })
 

@@ -14,7 +14,7 @@ import * as ServiceEvents from "./ServiceEvents.js"
 import { closed, notClosed } from "./StartupRecovery.js"
 
 /** Tries that left a saga open (an engine still down), and rounds that failed whole: each is logged too. */
-export const openWorkLeft = Metric.counter("mcp_agent_open_work_left", { description: "Rounds that could not close an open saga while the agent runs" })
+export const openWorkLeft = Metric.counter("mcp_agent_open_work_left", { incremental: true, description: "Rounds that could not close an open saga while the agent runs" })
 
 /** One round over the open sagas; each closed one becomes an event, each left one a warning. */
 export const retryRound = Effect.gen(function* () {

@@ -11,6 +11,7 @@ export const record = (kind: "deploy" | "recover" | "cert", service: string, mes
   Effect.flatMap(Registry, (registry) => registry.addEvent(kind, service, message).pipe(Failures.fatal("the agent registry")))
 
 export const eventsUnwritten = Metric.counter("mcp_agent_events_unwritten", {
+  incremental: true,
   description: "Event log entries of operations already done that could not be written (a full disk), logged instead"
 })
 

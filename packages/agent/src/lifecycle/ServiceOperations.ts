@@ -81,6 +81,7 @@ const journaledAs = <A, E, R, E2, R2>(service: string, kind: Exclude<SagaKind, "
   })
 
 export const operationsUnclosed = Metric.counter("mcp_agent_operations_unclosed", {
+  incremental: true,
   description: "Stops, starts and undeploys done whose journal entry could not be closed (a full disk); closed again at the next start"
 })
 

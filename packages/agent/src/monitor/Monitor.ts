@@ -3,7 +3,8 @@
  * this node with what the engine runs, turns each change in its findings into an event, and,
  * with reconcile on, restarts what fell over (per-component backoff, through the service's actor).
  */
-import { Clock, Context, Duration, Effect, Either, FiberMap, Layer, Option, Ref, Schedule } from "effect"
+import * as Failures from "@mcp/rpc/Failures"
+import { Clock, Context, Duration, Effect, Either, FiberMap, Layer, Metric, Option, Ref, Schedule } from "effect"
 import { type AgentConfig, MONITOR_DEFAULTS } from "../daemon/AgentConfig.js"
 import { type ContainerInfo, ContainerRuntime, LABEL_DEPLOY, LABEL_NODE, LABEL_SERVICE } from "../engine/ContainerRuntime.js"
 import { NodeSettings } from "../NodeSettings.js"
@@ -15,6 +16,9 @@ import { ServiceActors } from "../lifecycle/ServiceActors.js"
 // Findings: pure functions of a snapshot (registry rows, engine containers) and the clock.
 
 export type FindingKind = "missing" | "stopped" | "wrong-image" | "unexpected" | "running-while-stopped" | "flap"
+
+/** New drift and flap findings, by kind (a finding that persists is counted once, when it appears). */
+export const findingsSeen = Metric.counter("mcp_monitor_findings", { incremental: true, description: "drift and flap findings of the monitor as they appear, by kind" })
 
 export interface Finding {
   readonly kind: FindingKind
@@ -201,7 +205,7 @@ export const make = (config: MonitorConfig) =>
 
     const event = (kind: "drift" | "flap", service: string, message: string) =>
       registry.addEvent(kind, service, message).pipe(
-        Effect.catchAll((e) => Effect.logError(`monitor: cannot record a ${kind} event: ${describe(e)}`).pipe(Effect.annotateLogs({ service, message })))
+        Effect.catchAll((e) => Failures.reported(`monitor: recording a ${kind} event`, e).pipe(Effect.annotateLogs({ service, message })))
       )
 
     /** Events and logs for what changed; unchanged findings stay silent. */
@@ -210,6 +214,7 @@ export const make = (config: MonitorConfig) =>
         for (const [key, f] of after) {
           if (before.has(key)) continue
           yield* Effect.logWarning(f.message).pipe(Effect.annotateLogs({ monitor: f.kind, service: f.service }))
+          yield* Metric.increment(Metric.tagged(findingsSeen, "kind", f.kind))
           yield* event(eventKind(f), f.service, f.message)
         }
         for (const [key, f] of before) {

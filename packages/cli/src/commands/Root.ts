@@ -32,6 +32,17 @@ const version = Command.make("version", { json: Options.boolean("json").pipe(Opt
   print(formatVersion(buildInfo(), o.json))
 ).pipe(Command.withDescription("print the version, git commit and protocol version"))
 
+/**
+ * With OTEL_EXPORTER_OTLP_TRACES_ENDPOINT set (the OpenTelemetry variable), the command's spans go
+ * there over OTLP/HTTP, sent before it exits; the exporter is loaded only then.
+ */
+const tracing = (endpoint: string | undefined): Layer.Layer<never> =>
+  endpoint === undefined || endpoint === ""
+    ? Layer.empty
+    : !/^https?:\/\/[^/]/.test(endpoint)
+    ? Layer.effectDiscard(Effect.sync(() => console.error(`mcp: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT must be an http:// or https:// URL (got ${JSON.stringify(endpoint)}); no traces are sent`)))
+    : Layer.unwrapEffect(Effect.map(Effect.promise(() => import("@mcp/rpc/Tracing")), (Tracing) => Tracing.layerOtlp({ name: "mcp", version: buildInfo().version }, endpoint)))
+
 /** Every command, in the order help lists them, with the module that defines it. */
 const commands: ReadonlyArray<readonly [string, () => Promise<AnyCommand>]> = [
   ["deploy", async () => (await import("./Service.js")).deploy],
@@ -72,8 +83,11 @@ export const run = async (argv: ReadonlyArray<string>) => {
   )
   const cli = Command.run(mcp, { name: "mcp", version: buildInfo().version })
   cli(argv).pipe(
+    // The command's root span: what it calls on the master (and the master on agents) hangs below.
+    Effect.withSpan(`mcp ${argv[2] ?? ""}`.trim()),
     // Commands fail with typed errors and report nothing themselves: one reporter for all of them.
     report,
+    Effect.provide(tracing(process.env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"])),
     // Connections a command opened close when it ends.
     Effect.scoped,
     Effect.provide(platform),

@@ -6,7 +6,7 @@
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import { Deploy, Names, ServiceDefinition, type Status, Validation } from "@mcp/domain"
+import { Deploy, Events, Names, ServiceDefinition, type Status, Validation } from "@mcp/domain"
 import { Effect, Either, Option, Schema, Stream } from "effect"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
@@ -170,15 +170,31 @@ export const logs = Command.make(
 
 export const events = Command.make(
   "events",
-  { follow: Options.boolean("follow").pipe(Options.withAlias("f")), limit: Options.integer("limit").pipe(Options.withDefault(100)), config: Common.config, direct: Common.direct, node: Common.node, json: Common.json },
+  {
+    follow: Options.boolean("follow").pipe(Options.withAlias("f")),
+    limit: Options.integer("limit").pipe(Options.withDefault(100)),
+    kind: Options.choice("kind", Events.EventKind.literals).pipe(Options.optional, Options.withDescription("only events of this kind (audit: who called what)")),
+    who: Options.text("who").pipe(Options.optional, Options.withDescription("only events caused by this caller (a token's name)")),
+    service: Options.text("service").pipe(Options.optional, Options.withDescription("only events about this service")),
+    config: Common.config,
+    direct: Common.direct,
+    node: Common.node,
+    json: Common.json
+  },
   (o) =>
     Effect.gen(function* () {
       const target = yield* Common.target(o.direct, o.node)
       const cfg = yield* Common.loadConfig(o.config)
-      const payload = { follow: o.follow, limit: o.limit }
+      const payload = {
+        follow: o.follow,
+        limit: o.limit,
+        ...Option.match(o.kind, { onNone: () => ({}), onSome: (kind) => ({ kind }) }),
+        ...Option.match(o.who, { onNone: () => ({}), onSome: (who) => ({ who }) }),
+        ...Option.match(o.service, { onNone: () => ({}), onSome: (service) => ({ service }) })
+      }
       const stream = target._tag === "Agent"
         ? (yield* Common.agentClient(cfg, [target.address])).stream((agent) => agent.Events(payload))
         : (yield* Common.masterClient(cfg)).stream((master) => master.Events(payload))
       yield* Stream.runForEach(stream, (e) => print(formatEvent(e, o.json)))
     })
-).pipe(Command.withDescription("print fleet events (deploys, health changes, drift, and who called what)"))
+).pipe(Command.withDescription("print fleet events (deploys, health changes, drift, and who called what: --kind audit --who <name>)"))

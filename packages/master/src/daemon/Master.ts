@@ -6,6 +6,7 @@ import { NodeContext } from "@effect/platform-node"
 import { buildInfo } from "@mcp/rpc/BuildInfo"
 import * as AuthMiddleware from "@mcp/rpc/AuthMiddleware"
 import * as Daemon from "@mcp/rpc/Daemon"
+import * as Exposition from "@mcp/rpc/Exposition"
 import * as Failures from "@mcp/rpc/Failures"
 import * as SecretFile from "@mcp/rpc/SecretFile"
 import * as Transport from "@mcp/rpc/Transport"
@@ -23,6 +24,7 @@ import { EdgeReconciler } from "../edge/EdgeReconciler.js"
 import * as EdgeResolver from "../edge/EdgeResolver.js"
 import * as FleetCalls from "../fleet/FleetCalls.js"
 import * as MasterHandlers from "./MasterHandlers.js"
+import * as MasterMetrics from "./MasterMetrics.js"
 import { ServiceCoordinators } from "../services/ServiceCoordinators.js"
 import { NodeSupervisors, Prober, SupervisorSettings, TransitionSink } from "../nodes/NodeSupervisors.js"
 
@@ -135,10 +137,14 @@ export const layer = (config: MasterConfig) => {
       port,
       tls: { cert: readFileSync(config.tls.cert, "utf8"), key: Redacted.make(SecretFile.readSync(config.tls.key, "TLS private key ([tls] key)")), ca, clientAuth: config.tls.client_auth }
     },
-    [Transport.route("/master", MasterRpcs), Transport.route("/control", ControlRpcs)]
-  ).pipe(Layer.provide(Layer.merge(handlers, auth)))
+    [Transport.route("/master", MasterRpcs), Transport.route("/control", ControlRpcs), Exposition.route]
+  ).pipe(Layer.provide(Layer.mergeAll(handlers, auth, authenticator)))
+  // /metrics: on the HTTPS listener above (any valid token), and with [metrics] listen on loopback without one.
+  const exposition = Exposition.layer({ name: "mcp-master", version: VERSION }, MasterMetrics.gauges)
+  const loopbackMetrics = config.metrics === undefined ? Layer.empty : Exposition.layerLoopback(...Daemon.splitHostPort(config.metrics.listen))
 
-  return server.pipe(
+  return Layer.merge(server, loopbackMetrics).pipe(
+    Layer.provideMerge(exposition),
     Layer.provideMerge(bootstrap),
     Layer.provideMerge(supervisors),
     Layer.provideMerge(clients),

@@ -4,6 +4,8 @@
  */
 import { Names, Node, Policy, ServiceDefinition } from "@mcp/domain"
 import * as Daemon from "@mcp/rpc/Daemon"
+import * as DaemonLog from "@mcp/rpc/DaemonLog"
+import * as Tracing from "@mcp/rpc/Tracing"
 import { Duration, Schema } from "effect"
 import { isIP } from "node:net"
 
@@ -78,6 +80,12 @@ export const MasterConfig = Schema.Struct({
     }),
     { exact: true }
   ),
+  /** How the daemon logs: `format = "logfmt"` (default) or `"json"`, one object per line with trace ids. */
+  log: DaemonLog.logSection,
+  /** Spans sent over OTLP/HTTP to `otlp_url` (Tracing.ts); absent: none leave the process. */
+  tracing: Schema.optionalWith(Tracing.TracingSection, { exact: true }),
+  /** /metrics without a token on a loopback listener (Daemon.MetricsSection); /metrics on `listen` needs a token. */
+  metrics: Schema.optionalWith(Daemon.MetricsSection, { exact: true }),
   nodes: Schema.optionalWith(
     Schema.Array(Schema.Struct({ name: Names.NodeName, role: Node.NodeRole, addresses: Schema.Array(Node.NodeAddress).pipe(Schema.minItems(1)) })),
     { exact: true, default: () => [] }

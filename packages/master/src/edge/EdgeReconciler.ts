@@ -46,6 +46,7 @@ export interface ReconcilerStatus {
 }
 
 const reconcileFailures = Metric.counter("mcp_edge_reconcile_failures", {
+  incremental: true,
   description: "Edge route repairs that failed and wait for the next reconcile round"
 })
 

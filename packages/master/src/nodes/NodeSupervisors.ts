@@ -3,7 +3,7 @@
  * the node's heartbeat timer, drives `Health.stepHealth` and carries out its probes and transitions.
  */
 import { Health, type Operations } from "@mcp/domain"
-import { Cause, Clock, Context, Duration, Effect, Either, Fiber, FiberMap, Option, Queue, Ref, Schedule, SynchronizedRef } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Either, Fiber, FiberMap, Metric, Option, Queue, Ref, Schedule, SynchronizedRef } from "effect"
 
 type HealthStatus = Health.HealthStatus
 
@@ -93,6 +93,13 @@ interface Cell {
 
 const describeDefect = (defect: unknown): string => (defect instanceof Error ? defect.message : String(defect))
 
+/** Heartbeats of watched nodes, by node (`mcp_heartbeats_received_total`). */
+export const heartbeatsReceived = Metric.counter("mcp_heartbeats_received", { incremental: true, description: "heartbeats received from watched nodes, by node" })
+
+/** Probes after missed heartbeats, by node and result: ok when an address answered, failed when none did. */
+export const probes = Metric.counter("mcp_node_probes", { incremental: true, description: "probes of nodes that missed heartbeats, by node and result" })
+const countProbe = (node: string, result: "ok" | "failed") => Metric.increment(Metric.tagged(Metric.tagged(probes, "node", node), "result", result))
+
 /** Capped exponential backoff between restarts of a crashed node fiber; jitter spreads a shared cause. */
 const restartBackoff = Schedule.exponential("100 millis", 2).pipe(
   Schedule.jittered,
@@ -124,10 +131,12 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
             Effect.either
           )
           if (Either.isRight(attempt)) {
+            yield* countProbe(node, "ok")
             return { _tag: "ProbeDone", event: Health.HealthEvent.ProbeSucceeded(), outcome: { address, ok: true } } satisfies Mail
           }
           failures.push(`${address}: ${attempt.left}`)
         }
+        yield* countProbe(node, "failed")
         const reason = failures.length === 0 ? "no address to probe" : failures.join("; ")
         return {
           _tag: "ProbeDone",
@@ -280,6 +289,7 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
         const cell = (yield* SynchronizedRef.get(cells)).get(node)
         if (cell === undefined) return false
         const at = yield* Clock.currentTimeMillis
+        yield* Metric.increment(Metric.tagged(heartbeatsReceived, "node", node))
         yield* Queue.offer(cell.mailbox, { _tag: "Heartbeat", at })
         return true
       })

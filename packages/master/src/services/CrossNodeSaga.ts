@@ -18,7 +18,8 @@
  * saga (DeploySaga, UndeploySaga, StopStartSaga) and the start-up recovery (Recovery).
  */
 import { Errors, type Node } from "@mcp/domain"
-import { Context, Effect, Layer, Option } from "effect"
+import * as CallMetrics from "@mcp/rpc/CallMetrics"
+import { Context, Effect, Layer, Metric, Option } from "effect"
 import type * as EdgeResolver from "../edge/EdgeResolver.js"
 import type { FleetCalls } from "../fleet/FleetCalls.js"
 import { MasterDb } from "../db/MasterDb.js"
@@ -37,20 +38,38 @@ const stillPlaced = (service: string) => Effect.flatMap(MasterDb, (db) => Effect
 /** What the sagas run against. */
 type Ports = MasterDb | FleetCalls | EdgeSettingsTag | EdgeResolver.DnsLookup | ServiceCoordinators
 
+/** Deploys, undeploys, stops and starts through the master, by operation, worker node and result. */
+export const operations = Metric.counter("mcp_service_operations", {
+  incremental: true,
+  description: "deploys, undeploys, stops and starts through the master, by operation, node (the worker) and result (ok or the error's tag)"
+})
+
+const counted = (operation: string, worker: Node.NodeInfo) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.onExit(effect, (exit) =>
+    Metric.increment(Metric.tagged(Metric.tagged(Metric.tagged(operations, "operation", operation), "node", worker.name), "result", CallMetrics.resultOf(exit))))
+
 export const make = Effect.gen(function* () {
   const context = yield* Effect.context<Ports>()
   return {
     deploy: (request: DeployRequest, emit: Emit) =>
-      Effect.provide(Effect.zipRight(request.dryRun ? Effect.void : settleBefore(request.definition.name, "deploy"), deploy(request, emit)), context),
+      Effect.provide(Effect.zipRight(request.dryRun ? Effect.void : settleBefore(request.definition.name, "deploy"), deploy(request, emit)), context).pipe(
+        request.dryRun ? (effect) => effect : counted("deploy", request.worker)
+      ),
     /** An undeploy that an earlier one, finished first, already did succeeds. */
     undeploy: (service: string, worker: Node.NodeInfo) =>
-      Effect.provide(Effect.zipRight(settleBefore(service, "undeploy"), Effect.flatMap(stillPlaced(service), (placed) => (placed ? undeploy(service, worker) : Effect.void))), context),
+      Effect.provide(Effect.zipRight(settleBefore(service, "undeploy"), Effect.flatMap(stillPlaced(service), (placed) => (placed ? undeploy(service, worker) : Effect.void))), context).pipe(
+        counted("undeploy", worker)
+      ),
     /** The worker stops the service, then its public edge routes go. */
     stop: (service: string, worker: Node.NodeInfo) =>
-      Effect.provide(Effect.zipRight(settleBefore(service, "stop"), Effect.flatMap(stillPlaced(service), (placed) => (placed ? stop(service, worker) : new Errors.ServiceNotFound({ service })))), context),
+      Effect.provide(Effect.zipRight(settleBefore(service, "stop"), Effect.flatMap(stillPlaced(service), (placed) => (placed ? stop(service, worker) : new Errors.ServiceNotFound({ service })))), context).pipe(
+        counted("stop", worker)
+      ),
     /** The worker starts the service, then its public edge routes are set up again. */
     start: (service: string, worker: Node.NodeInfo) =>
-      Effect.provide(Effect.zipRight(settleBefore(service, "start"), Effect.flatMap(stillPlaced(service), (placed) => (placed ? start(service, worker) : new Errors.ServiceNotFound({ service })))), context),
+      Effect.provide(Effect.zipRight(settleBefore(service, "start"), Effect.flatMap(stillPlaced(service), (placed) => (placed ? start(service, worker) : new Errors.ServiceNotFound({ service })))), context).pipe(
+        counted("start", worker)
+      ),
     /** Finishes or undoes every saga a previous run of the master left open; returns how many there were. */
     recover: Effect.provide(recover, context),
     /** Asks again the workers of sagas left open (they did not answer); returns how many there were. */

@@ -192,8 +192,8 @@ export const handlers = (settings: Pick<MasterSettings, "fanoutTimeout" | "versi
           Effect.map(Effect.flatMap(placedOn(payload.service), (info) => Effect.map(reachable(info), (agent) => ({ agent, info }))), ({ agent, info }) =>
             Stream.mapError(agent.Logs(payload), asPeerFailure(info.name, `logs of ${payload.service}`)))
         ),
-      Events: ({ follow, limit }) =>
-        EventLog.stream((n, afterId) => viaDb(db.events(n, afterId)), { limit, follow }).pipe(Stream.map((e) => EventLog.toFleetEvent(e, e.node))),
+      Events: ({ follow, limit, ...filter }) =>
+        EventLog.stream((n, afterId) => viaDb(db.events(n, afterId, filter)), { limit, follow }).pipe(Stream.map((e) => EventLog.toFleetEvent(e, e.node))),
       EdgeRoutesList: () => Effect.map(viaDb(db.edgeRoutes), (rows) => rows.filter((r) => r.state === "active").map((r) => r.route)),
       DnsCheck: () =>
         Effect.gen(function* () {

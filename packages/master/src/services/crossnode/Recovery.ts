@@ -88,6 +88,7 @@ const resume = (saga: SagaJournal.SagaRow<SagaKind>) =>
   saga.kind === "deploy" ? recoverDeploy(saga) : saga.kind === "undeploy" ? recoverUndeploy(saga) : recoverStopStart(saga)
 
 const stillOpen = Metric.counter("mcp_sagas_left_open", {
+  incremental: true,
   description: "Attempts to finish an open cross-node saga (a worker that does not answer, a rollback that failed) that left it open, to be tried again"
 })
 

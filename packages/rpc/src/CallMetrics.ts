@@ -1,0 +1,40 @@
+/**
+ * How long calls take and how they end, as Prometheus histograms: RPCs by method and result (the
+ * auth middleware times every call, a stream until it ends), saga steps by step and outcome.
+ * Results are bounded label values: "ok", the error's tag (a schema-declared name such as
+ * "Forbidden"), "interrupted" or "defect", never a message.
+ */
+import { Cause, Clock, Effect, Exit, Metric, MetricBoundaries, MetricLabel } from "effect"
+
+/** 1 ms to about 65 s, doubling: a heartbeat answers in milliseconds, a deploy's stream in tens of seconds. */
+const boundaries = MetricBoundaries.exponential({ start: 0.001, factor: 2, count: 17 })
+
+/** Saga steps (agent deploys and renewals, master deploys, undeploys, stops and starts), by step and result. */
+export const sagaStepDuration = Metric.histogram("mcp_saga_step_duration_seconds", boundaries, "time a saga step took, by step (its name up to the first space or colon) and result")
+
+export const rpcDuration = Metric.histogram("mcp_rpc_duration_seconds", boundaries, "time from a call's arrival to its answer (for a stream, its end), by rpc and result")
+
+/** The result label of an exit: "ok", the tag of a typed error, "interrupted" or "defect". */
+export const resultOf = (exit: Exit.Exit<unknown, unknown>): string => {
+  if (Exit.isSuccess(exit)) return "ok"
+  const failure = Cause.failureOption(exit.cause)
+  if (failure._tag === "Some") {
+    const error = failure.value
+    return typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" ? error._tag : "error"
+  }
+  return Cause.isInterruptedOnly(exit.cause) ? "interrupted" : "defect"
+}
+
+/** Runs `effect`, recording its duration in seconds in `histogram` with `tags` and the result. */
+export const timed = (histogram: Metric.Metric.Histogram<number>, tags: Readonly<Record<string, string>>) =>
+  <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.flatMap(Clock.currentTimeMillis, (start) =>
+      Effect.onExit(effect, (exit) =>
+        Effect.flatMap(Clock.currentTimeMillis, (end) =>
+          Metric.update(
+            Metric.taggedWithLabels(histogram, [...Object.entries(tags), ["result", resultOf(exit)] as const].map(([k, v]) => MetricLabel.make(k, v))),
+            (end - start) / 1000
+          )
+        )
+      )
+    )
