@@ -3,6 +3,8 @@
 import { assert, describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Fiber, Layer } from "effect"
 import { spawnSync } from "node:child_process"
+import * as http from "node:http"
+import type * as net from "node:net"
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import * as CaddyRoutes from "../packages/agent/src/proxy/CaddyRoutes.js"
@@ -291,6 +293,43 @@ describe("Caddy routes with real traffic", () => {
       expect(yield* get(listener, "app1.test", pki.caPem)).toMatchObject({ status: 200, serial: renewed.serial })
       yield* proxy.remove(listener, "app1.test")
       expect(yield* notServed(listener, "app1.test", pki.caPem)).toBe(true)
+    }))
+
+  it.scopedLive("a connection the admin endpoint resets before answering (Caddy restarting it after a change) is sent again", () =>
+    Effect.gen(function*() {
+      const pki = yield* scopedPki
+      const caddy = yield* scopedCaddy
+      // The admin API through a relay that resets the next `reset` requests' connections unanswered
+      // (it forwards the rest with Caddy's own Host, which its admin endpoint checks).
+      const admin = new URL(caddy.adminUrl)
+      const state = { reset: 0, resets: 0 }
+      const relay = http.createServer((req, res) => {
+        if (state.reset > 0) {
+          state.reset--
+          state.resets++
+          req.socket.resetAndDestroy()
+          return
+        }
+        const upstream = http.request({ host: admin.hostname, port: admin.port, path: req.url, method: req.method, headers: { ...req.headers, host: admin.host } }, (answer) => {
+          res.writeHead(answer.statusCode ?? 502, answer.headers)
+          answer.pipe(res)
+        })
+        upstream.on("error", (e) => res.destroy(e))
+        req.pipe(upstream)
+      })
+      yield* Effect.acquireRelease(
+        Effect.async<void>((resume) => void relay.listen(0, "127.0.0.1", () => resume(Effect.void))),
+        () => Effect.sync(() => relay.close())
+      )
+      const proxy = yield* CaddyRoutes.make({ adminUrl: `http://127.0.0.1:${(relay.address() as net.AddressInfo).port}`, listenerBind: "127.0.0.1" }).pipe(Effect.provide(layerPlatform))
+      const backend = yield* scopedBackend("reset")
+      const listener = yield* freePort
+      const cert = yield* Effect.orDie(pki.issue("reset.test"))
+      state.reset = 2
+      yield* proxy.put(makeRoute({ listener, hostname: "reset.test", backend: `127.0.0.1:${backend.port}`, mode: "l7", tlsCert: cert.certPath, tlsKey: cert.keyPath }))
+      expect(state.resets).toBe(2)
+      expect((yield* proxy.list).map((r) => r.hostname)).toEqual(["reset.test"])
+      expect((yield* get(listener, "reset.test", pki.caPem)).status).toBe(200)
     }))
 
   it.scopedLive("an L4 route is a typed error that points to HAProxy", () =>

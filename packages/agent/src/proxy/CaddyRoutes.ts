@@ -6,7 +6,7 @@
  */
 import { HttpBody, HttpClient, HttpClientRequest } from "@effect/platform"
 import { Routes } from "@mcp/domain"
-import { Data, Duration, Effect, Layer, Schema } from "effect"
+import { Data, Duration, Effect, Layer, Schedule, Schema } from "effect"
 import { type ProxyRoute, ProxyError, ProxyRoutes } from "./ProxyRoutes.js"
 
 export interface Options {
@@ -131,6 +131,9 @@ export const make = (options: Options): Effect.Effect<ProxyRoutes, never, HttpCl
           ...(body === undefined ? {} : { body: HttpBody.unsafeJson(body) })
         })
       ).pipe(
+        // A connection reset before any answer: the admin endpoint was restarting after the last
+        // config change and never served this request, so sending it again is safe.
+        Effect.retry({ while: (e) => causeOf(e).code === "ECONNRESET", schedule: Schedule.spaced("100 millis"), times: 3 }),
         Effect.flatMap((res) => Effect.map(res.text, (text) => ({ status: res.status, text }))),
         Effect.mapError((e) => {
           const cause = causeOf(e)
