@@ -197,15 +197,21 @@ describe("observability", () => {
   it("a deploy is one trace, from the CLI through the master to the agent, with a span per saga step", async () => {
     const root = collector.spans.find((s) => s.service === "mcp" && s.name === "mcp deploy")
     expect(root, `the CLI's root span; received: ${collector.spans.map((s) => `${s.service}:${s.name}`).join(", ")}`).toBeDefined()
-    // The daemons export every second.
-    const start = Date.now()
     const inTrace = () => collector.spans.filter((s) => s.traceId === root!.traceId).sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0))
-    while (Date.now() - start < 10_000 && !inTrace().some((s) => s.service === "mcp-agent" && s.name === "saga.step dns")) await new Promise((r) => setTimeout(r, 250))
+    /** Spans whose parent has not arrived: a span is exported when it ends, so a parent comes after its children. */
+    const orphans = (spans: ReadonlyArray<ReceivedSpan>) => {
+      const ids = new Set(spans.map((s) => s.spanId))
+      return spans.filter((s) => s !== root && (s.parentSpanId === undefined || !ids.has(s.parentSpanId))).map((s) => `${s.service}:${s.name}`)
+    }
+    // The daemons export every second: wait until the agent's last step and every parent are in.
+    const start = Date.now()
+    while (Date.now() - start < 10_000 && (!inTrace().some((s) => s.service === "mcp-agent" && s.name === "saga.step dns") || orphans(inTrace()).length > 0)) {
+      await new Promise((r) => setTimeout(r, 250))
+    }
     const spans = inTrace()
     expect(new Set(spans.map((s) => s.service))).toEqual(new Set(["mcp", "mcp-master", "mcp-agent"]))
     // Every span but the root has its parent in the trace: one tree, not pieces.
-    const ids = new Set(spans.map((s) => s.spanId))
-    expect(spans.filter((s) => s !== root && (s.parentSpanId === undefined || !ids.has(s.parentSpanId))).map((s) => `${s.service}:${s.name}`)).toEqual([])
+    expect(orphans(spans)).toEqual([])
     expect(spans.filter((s) => s.service === "mcp-master").map((s) => s.name)).toEqual(expect.arrayContaining(["RpcServer.Deploy", "saga.step worker"]))
     const agentSteps = spans.filter((s) => s.service === "mcp-agent" && s.name.startsWith("saga.step ")).map((s) => s.name.slice("saga.step ".length))
     expect(agentSteps).toEqual(["pull", "ports", "certs", "containers", "health", "routes", "dns"])
