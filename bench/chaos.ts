@@ -115,11 +115,15 @@ function printTable() {
     ["unhealthy verdicts", `${sum((r) => r.unhealthy.length)} (${sum((r) => r.falseUnhealthy.length)} false, ${sum((r) => r.falseUnhealthy.filter((u) => u.duringBackgroundLoss).length)} of them during 5% loss)`],
     ["healthy after last heal", (() => { const h = reports.flatMap((r) => (r.healthyAfterHealMs === undefined ? [] : [r.healthyAfterHealMs])); return h.length === 0 ? "never" : `p50 ${percentile(h, 50)} ms, max ${Math.max(...h)} ms (${reports.length - h.length} scenarios never)` })()],
     ["convergence (ps agrees)", converged.length === 0 ? "none" : `p50 ${percentile(converged, 50)} ms, max ${Math.max(...converged)} ms (${reports.length - converged.length} scenarios did not converge)`],
+    ["  within 2 heartbeats", (() => {
+      const slow = reports.filter((r) => r.convergenceMs !== undefined && r.convergenceMs > 2 * fleet.heartbeatMs)
+      return `${converged.length - slow.length} of ${reports.length}${slow.length === 0 ? "" : `; slower: ${slow.map((r) => `${r.plan.index} (${r.convergenceMs} ms)`).join(", ")}`}`
+    })()],
     ["scenarios with findings", `${reports.filter((r) => r.findings.length > 0).length}${reports.some((r) => r.findings.length > 0) ? ` (${reports.filter((r) => r.findings.length > 0).map((r) => r.plan.index).join(", ")})` : ""}`],
     ["wall time", `${Math.round((Date.now() - t0) / 1000)} s`]
   ]
   const width = Math.max(...rows.map(([k]) => k.length))
   console.log(`chaos: seed ${seed}, ${count} scenarios, master + w1, w2, e1 in network namespaces, real Podman, HAProxy, PowerDNS`)
   for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${v}`)
-  console.log(`logs of scenarios with findings: ${logsDir}`)
+  console.log(`logs of scenarios with findings or slower convergence: ${logsDir}`)
 }

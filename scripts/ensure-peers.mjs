@@ -33,7 +33,7 @@ const setups = [
     binaries: [
       ["haproxy", "haproxy"], ["caddy", "caddy"], ["socat", "socat"], ["openssl", "openssl"], ["pebble", "pebble"],
       ["pdns_server", "pdns-server"], ["sqlite3", "sqlite3"], ["dig", "dnsutils"], ["knotd", "knot"], ["curl", "curl"], ["ip", "iproute2"],
-      ["sshd", "openssh-server"], ["nft", "nftables"], ["prometheus", "prometheus"]
+      ["sshd", "openssh-server"], ["nft", "nftables"], ["prometheus", "prometheus"], ["chromium", "chromium"]
     ],
     files: [["/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql", "package pdns-backend-sqlite3"]],
     images: []

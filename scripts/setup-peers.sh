@@ -2,8 +2,9 @@
 # Installs the real peers the integration tests start as child processes: TLS proxies (HAProxy,
 # Caddy), an ACME CA (pebble), authoritative DNS with an HTTP API (PowerDNS) and with RFC 2136
 # updates (Knot), OpenSSH's server (the SSH tests' sshd on loopback) and their tools (curl;
-# iproute2 for the network namespace the edge test makes), and Prometheus (it scrapes the
-# daemons' /metrics in test/Metrics.test.ts). Idempotent; needs root and apt.
+# iproute2 for the network namespace the edge test makes), Prometheus (it scrapes the
+# daemons' /metrics in test/Observability.test.ts) and Chromium (test/Dashboard.test.ts drives it
+# headless through playwright-core; no browser is downloaded). Idempotent; needs root and apt.
 # Nothing is started here (Debian's policy here keeps daemons from starting on install).
 set -euo pipefail
 
@@ -17,7 +18,7 @@ if [ "$(cat /proc/sys/net/ipv4/ip_forward)" != "1" ]; then
   fi
 fi
 
-want=(haproxy caddy socat openssl pebble pdns-server pdns-backend-sqlite3 dnsutils sqlite3 knot curl iproute2 nftables openssh-server prometheus)
+want=(haproxy caddy socat openssl pebble pdns-server pdns-backend-sqlite3 dnsutils sqlite3 knot curl iproute2 nftables openssh-server prometheus chromium)
 missing=()
 for pkg in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

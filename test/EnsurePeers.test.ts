@@ -32,7 +32,7 @@ describe("ensure-peers (before npm test)", () => {
     const r = check({ MCP_PEERS_PATH: bin })
     expect(r.status, r.out).toBe(1)
     expect(r.out).toContain("the integration tests need peers this machine does not have")
-    expect(r.out).toMatch(/haproxy, caddy, socat, openssl, pebble, pdns_server \(pdns-server\), sqlite3, dig \(dnsutils\), knotd \(knot\), ip \(iproute2\), sshd \(openssh-server\), nft \(nftables\), prometheus\n\s+\(from scripts\/setup-peers\.sh\)/)
+    expect(r.out).toMatch(/haproxy, caddy, socat, openssl, pebble, pdns_server \(pdns-server\), sqlite3, dig \(dnsutils\), knotd \(knot\), ip \(iproute2\), sshd \(openssh-server\), nft \(nftables\), prometheus, chromium\n\s+\(from scripts\/setup-peers\.sh\)/)
     expect(r.out).toMatch(/runc\n\s+\(from scripts\/setup-podman\.sh\)/)
     expect(r.out).not.toContain("image localhost/mcp-busybox:v1")
     expect(r.out).toContain("sudo bash scripts/setup-podman.sh && sudo bash scripts/setup-peers.sh\n")

@@ -756,7 +756,7 @@ export interface ScenarioReport {
   readonly findings: ReadonlyArray<string>
   /** When the scenario started (its 0 ms), to find its moments in the daemons' logs. */
   readonly startedAt: string
-  /** With findings: what each daemon running at the end logged during the scenario, by node ("master", "w1", ...). */
+  /** With findings or a convergence over two heartbeat intervals: what each daemon running at the end logged during the scenario, by node ("master", "w1", ...). */
   readonly logs: Readonly<Record<string, string>>
 }
 
@@ -1337,7 +1337,8 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
       healthyAfterHealMs,
       findings,
       startedAt: new Date(t0).toISOString(),
-      logs: findings.length === 0 ? {} : logsSince(logMarks)
+      // Also for a convergence slower than two heartbeat intervals (not a finding, but a promise).
+      logs: findings.length === 0 && (convergenceMs ?? 0) <= 2 * fleet.heartbeatMs ? {} : logsSince(logMarks)
     }
   }
   return { fleet, runScenario }

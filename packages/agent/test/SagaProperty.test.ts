@@ -796,6 +796,7 @@ const runScenario = (scenario: Scenario) =>
         const before = expected.get(op.service) ?? absent
         let ran: Ran
         let crashed = false
+        let began = true
         switch (fault._tag) {
           case "None":
             ran = yield* runOp(agent, op)
@@ -816,6 +817,9 @@ const runScenario = (scenario: Scenario) =>
           case "Crash":
           case "CrashInUndo": {
             if (fault._tag === "CrashInUndo") yield* tp.arm(fault.fails, 1)
+            // Which sagas were open before: a stop, start or restart that dies before it journals
+            // anything (in finishing earlier open work) never began, and its service stays as it was.
+            const openBefore = new Set((yield* agent.registry.sagasIn("running")).map((s) => s.id))
             const reached = yield* tp.armCrash(fault.at, fault.nth)
             const fiber = yield* Effect.fork(runOp(agent, op))
             ran = yield* Effect.raceFirst(Effect.as(Deferred.await(reached), { outcome: "crashed" } as Ran), Fiber.join(fiber))
@@ -824,6 +828,7 @@ const runScenario = (scenario: Scenario) =>
               // The agent dies: its operation stops where it is, nothing of it runs after.
               crashed = true
               yield* Fiber.interrupt(fiber)
+              began = (yield* agent.registry.sagasIn("running")).some((s) => !openBefore.has(s.id))
               if (fault._tag === "Crash" && fault.recoveryUndoFails !== null) {
                 // The first start-up cannot close everything; what it leaves open, the next one closes.
                 yield* restart
@@ -851,7 +856,7 @@ const runScenario = (scenario: Scenario) =>
           const step = (ran.error as { step?: string } | undefined)?.step
           if (outcome !== "DeployFailed" || step !== "health") mismatches.push(`deploy ${op.service} with a failing health check should fail at health, but: ${outcome === "ok" ? "it succeeded" : describeError(ran.error)}`)
         }
-        expected.set(op.service, nextExpected(before, op, outcome, (m) => mismatches.push(m)))
+        expected.set(op.service, crashed && !began && op.kind !== "deploy" ? before : nextExpected(before, op, outcome, (m) => mismatches.push(m)))
         if (mismatches.length > 0) return yield* Effect.die(new Error(`${when}: model: ${mismatches.join("; ")}`))
         if (crashed) {
           yield* recover
@@ -982,6 +987,16 @@ const regressions: ReadonlyArray<Scenario> = [
       op("deploy", "alpha", { _tag: "Crash", at: "cert.issue", nth: 2, recoveryUndoFails: null }),
       op("deploy", "alpha", { _tag: "RollbackFails", at: "dns.put", undo: "runtime.remove" }),
       op("start", "alpha")
+    ]
+  },
+  // CI, seed -183431038: a failed stop, then a restart cut short in its first container removal.
+  {
+    switchesTraffic: false,
+    ops: [
+      { ...op("deploy", "alpha"), restartAfter: true },
+      op("deploy", "alpha", { _tag: "RollbackFails", at: "dns.put", undo: "runtime.remove" }),
+      op("stop", "alpha", { _tag: "StepFails", at: "dns.remove" }),
+      op("restart", "alpha", { _tag: "Crash", at: "runtime.remove", nth: 1, recoveryUndoFails: null })
     ]
   }
 ]

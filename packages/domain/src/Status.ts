@@ -35,7 +35,9 @@ export const ServiceStatus = Schema.Struct({
   active: Schema.Boolean,
   components: Schema.Array(ComponentStatus),
   /** Drift or flap findings from the agent's monitor, in plain words. */
-  warnings: Schema.Array(Schema.String)
+  warnings: Schema.Array(Schema.String),
+  /** The certificates of the service's routes on its node and when each expires (older agents do not send them). */
+  certificates: Schema.optionalWith(Schema.Array(Schema.Struct({ hostname: Schema.String, notAfter: Schema.String })), { exact: true })
 })
 export type ServiceStatus = typeof ServiceStatus.Type
 

@@ -145,18 +145,18 @@ const guard = (
     Effect.catchTag("RouteNotFound", () => Effect.succeed(HttpServerResponse.text("no such RPC endpoint", { status: 404 })))
   )
 
-/** An HTTPS server for the given RPC routes, serialized as ndjson. */
-export const layerServer = <const Routes extends ReadonlyArray<Effect.Effect<RpcRoute, unknown, unknown>>>(
+/** An HTTPS server for the given routes (an effect may give several, as the dashboard's); RPCs serialized as ndjson. */
+export const layerServer = <const Routes extends ReadonlyArray<Effect.Effect<RpcRoute | ReadonlyArray<RpcRoute>, unknown, unknown>>>(
   options: ServerOptions,
   routes: Routes
 ) => {
   const serve = Layer.scopedDiscard(
     Effect.gen(function* () {
-      const built: ReadonlyArray<RpcRoute> = yield* (Effect.all(routes) as Effect.Effect<
-        ReadonlyArray<RpcRoute>,
+      const built: ReadonlyArray<RpcRoute> = (yield* (Effect.all(routes) as Effect.Effect<
+        ReadonlyArray<RpcRoute | ReadonlyArray<RpcRoute>>,
         Effect.Effect.Error<Routes[number]>,
         Effect.Effect.Context<Routes[number]>
-      >)
+      >)).flat()
       let router: HttpRouter.HttpRouter<never, never> = HttpRouter.empty
       for (const { path, app, method } of built) router = method === "GET" ? HttpRouter.get(router, path, app) : HttpRouter.post(router, path, app)
       const limits: GuardLimits = {

@@ -89,6 +89,10 @@ export const handlers = (identity: AgentIdentity) =>
           onNone: () => Effect.succeed(s),
           onSome: (m) => Effect.map(m.warnings(s.service), (w) => (w.length === 0 ? s : { ...s, warnings: [...s.warnings, ...w] }))
         })
+      /** Each service with its routes' certificates and their expiry (the dashboard shows them). */
+      const withCertificates = (services: ReadonlyArray<Status.ServiceStatus>) =>
+        Effect.map(Failures.fatal("the agent registry")(registry.certificates), (certs) =>
+          services.map((s): Status.ServiceStatus => ({ ...s, certificates: certs.filter((c) => c.service === s.service).map((c) => ({ hostname: c.hostname, notAfter: c.notAfter })) })))
 
       /**
        * Recreates the recorded containers of one service that the engine lacks (all of them with
@@ -179,7 +183,7 @@ export const handlers = (identity: AgentIdentity) =>
         Start: ({ service }) => Effect.zipRight(notOnEdge(service, "start"), actors.submit(service, lifecycle.start(service))),
         Restart: ({ service }) => Effect.zipRight(notOnEdge(service, "restart"), actors.submit(service, lifecycle.restart(service))),
         Undeploy: ({ service }) => actors.submit(service, lifecycle.undeploy(service)),
-        Ps: () => Effect.flatMap(Failures.fatal("the agent registry")(lifecycle.ps), Effect.forEach(withWarnings)),
+        Ps: () => Effect.flatMap(Effect.flatMap(Failures.fatal("the agent registry")(lifecycle.ps), Effect.forEach(withWarnings)), withCertificates),
         Status: ({ service }) => Effect.flatMap(Effect.catchTag(lifecycle.status(service), "SqlError", Effect.die), withWarnings),
         Logs: ({ service, component, follow, tail }) =>
           Stream.unwrap(

@@ -13,13 +13,16 @@ import * as Transport from "@mcp/rpc/Transport"
 import { ControlRpcs, MasterRpcs } from "@mcp/rpc/Contracts"
 import { zoneFromDb } from "../dns/MasterZone.js"
 import * as ZoneServer from "../dns/ZoneServer.js"
-import { Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
+import { Duration, Effect, Layer, Option, Redacted } from "effect"
 import { mkdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { AgentClients, AgentClientSettings, reasonOf } from "../fleet/AgentClients.js"
 import type { MasterConfig } from "./MasterConfig.js"
 import { layerAuditLog, layerSqlite, MasterDb } from "../db/MasterDb.js"
 import * as CrossNodeSaga from "../services/CrossNodeSaga.js"
+import * as OpenWorkRetry from "../services/OpenWorkRetry.js"
+import { DeployActivity } from "../services/DeployActivity.js"
+import * as Dashboard from "../dashboard/Dashboard.js"
 import { EdgeReconciler } from "../edge/EdgeReconciler.js"
 import * as EdgeResolver from "../edge/EdgeResolver.js"
 import * as FleetCalls from "../fleet/FleetCalls.js"
@@ -31,6 +34,9 @@ import { NodeSupervisors, Prober, SupervisorSettings, TransitionSink } from "../
 /** This build's version, reported to the master and in NodeInfo (what `mcp agent upgrade` waits for). */
 export const VERSION = buildInfo().version
 
+
+/** A saga left open is asked about every heartbeat interval for this long, then every reconcile interval. */
+const OPEN_WORK_FAST_WINDOW = Duration.minutes(1)
 
 export const layer = (config: MasterConfig) => {
   mkdirSync(config.data_dir, { recursive: true, mode: 0o700 })
@@ -53,12 +59,14 @@ export const layer = (config: MasterConfig) => {
         Effect.withSpan("probe", { attributes: { node } })
       )
   })))
-  const sink = Layer.effect(TransitionSink, Effect.map(MasterDb, (db) => ({
+  const sink = Layer.effect(TransitionSink, Effect.map(Effect.all([MasterDb, OpenWorkRetry.OpenWorkWakeups]), ([db, wakeups]) => ({
     record: (t: { node: string; from: string; to: string; reason: string; at: Date }) =>
       Effect.gen(function* () {
         yield* Effect.logInfo(`node ${t.node}: ${t.from} -> ${t.to} (${t.reason})`)
         yield* Failures.fatal("the master database")(db.setHealth(t.node, t.to as never))
         yield* Failures.fatal("the master database")(db.addEvent(t.node, "health", undefined, `${t.from} -> ${t.to}: ${t.reason}`))
+        // Its heartbeats resumed: the sagas it left open are asked about now.
+        if (t.to === "healthy" && t.from !== "healthy") yield* wakeups.offer(undefined)
       })
   })))
   const supervisors = NodeSupervisors.Default.pipe(
@@ -103,8 +111,11 @@ export const layer = (config: MasterConfig) => {
       yield* Effect.forkScoped(saga.recover)
       yield* Effect.forkScoped(reconciler.run(config.edge.reconcile_interval))
       // Sagas whose worker did not answer are finished once it does (each try is logged and counted).
-      const retryOpen = saga.retryOpen.pipe(Effect.catchAllCause((cause) => Effect.logError("asking workers again about the sagas left open failed; tried again next interval", cause)))
-      yield* Effect.forkScoped(Effect.repeat(Effect.delay(retryOpen, config.edge.reconcile_interval), Schedule.forever))
+      yield* Effect.forkScoped(OpenWorkRetry.run(saga, {
+        heartbeatInterval: config.heartbeat.interval,
+        reconcileInterval: config.edge.reconcile_interval,
+        fastWindow: OPEN_WORK_FAST_WINDOW
+      }))
     })
   )
   // The internal zone's DNS server ([dns]), answering from the records nodes register.
@@ -126,10 +137,22 @@ export const layer = (config: MasterConfig) => {
     policy: config.policy,
     allowedDomains: config.edge.allowed_domains,
     dnsListen: dns?.listen
-  }).pipe(Layer.provideMerge(reconciling), Layer.provideMerge(crossNode), Layer.provideMerge(zoneServer))
+  }).pipe(
+    Layer.provideMerge(reconciling),
+    Layer.provideMerge(crossNode),
+    Layer.provideMerge(zoneServer),
+    // Deploys report their steps for the dashboard's live view.
+    Layer.provide(Layer.effect(DeployActivity, Effect.map(Dashboard.DeployActivityWatch, (watch) => watch.service)))
+  )
   const authenticator = Daemon.layerAuthenticator(config.auth)
   // Mutating calls are recorded in the master's event log (the audit trail, `mcp events`).
   const auth = AuthMiddleware.layerServer({ guestMayRead: true }).pipe(Layer.provide(authenticator), Layer.provide(layerAuditLog))
+  // The web dashboard under /ui (none with [dashboard] enabled = false).
+  const dashboard = config.dashboard.enabled
+    ? Dashboard.layer({ fanoutTimeout: config.fanout_timeout, version: VERSION }, { sampleInterval: config.dashboard.sample_interval, sessionTtl: config.dashboard.session_ttl }).pipe(
+      Layer.provide(Layer.mergeAll(handlers, authenticator, layerAuditLog))
+    )
+    : Layer.succeed(Dashboard.Dashboard, { routes: [] })
   const [host, port] = Daemon.splitHostPort(config.listen)
   const server = Transport.layerServer(
     {
@@ -137,8 +160,8 @@ export const layer = (config: MasterConfig) => {
       port,
       tls: { cert: readFileSync(config.tls.cert, "utf8"), key: Redacted.make(SecretFile.readSync(config.tls.key, "TLS private key ([tls] key)")), ca, clientAuth: config.tls.client_auth }
     },
-    [Transport.route("/master", MasterRpcs), Transport.route("/control", ControlRpcs), Exposition.route]
-  ).pipe(Layer.provide(Layer.mergeAll(handlers, auth, authenticator)))
+    [Transport.route("/master", MasterRpcs), Transport.route("/control", ControlRpcs), Exposition.route, Effect.map(Dashboard.Dashboard, (d) => d.routes)]
+  ).pipe(Layer.provide(Layer.mergeAll(handlers, auth, authenticator, dashboard)))
   // /metrics: on the HTTPS listener above (any valid token), and with [metrics] listen on loopback without one.
   const exposition = Exposition.layer({ name: "mcp-master", version: VERSION }, MasterMetrics.gauges)
   const loopbackMetrics = config.metrics === undefined ? Layer.empty : Exposition.layerLoopback(...Daemon.splitHostPort(config.metrics.listen))
@@ -149,6 +172,8 @@ export const layer = (config: MasterConfig) => {
     Layer.provideMerge(supervisors),
     Layer.provideMerge(clients),
     Layer.provideMerge(db),
+    Layer.provideMerge(OpenWorkRetry.OpenWorkWakeups.layer),
+    Layer.provideMerge(Dashboard.DeployActivityWatch.layer),
     Layer.provide(NodeContext.layer)
   )
 }

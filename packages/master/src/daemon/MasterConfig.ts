@@ -86,6 +86,19 @@ export const MasterConfig = Schema.Struct({
   tracing: Schema.optionalWith(Tracing.TracingSection, { exact: true }),
   /** /metrics without a token on a loopback listener (Daemon.MetricsSection); /metrics on `listen` needs a token. */
   metrics: Schema.optionalWith(Daemon.MetricsSection, { exact: true }),
+  /**
+   * The web dashboard at https://<listen>/ui (sign-in with any accepted token). `enabled = false`
+   * serves none; `sample_interval` is how often the heartbeat chart samples each node's heartbeat
+   * age; `session_ttl` how long a sign-in lasts.
+   */
+  dashboard: Schema.optionalWith(
+    Schema.Struct({
+      enabled: Schema.optionalWith(Schema.Boolean, { exact: true, default: () => true }),
+      sample_interval: optionalDuration(Duration.seconds(10)),
+      session_ttl: optionalDuration(Duration.hours(12))
+    }),
+    { exact: true, default: () => ({ enabled: true, sample_interval: Duration.seconds(10), session_ttl: Duration.hours(12) }) }
+  ),
   nodes: Schema.optionalWith(
     Schema.Array(Schema.Struct({ name: Names.NodeName, role: Node.NodeRole, addresses: Schema.Array(Node.NodeAddress).pipe(Schema.minItems(1)) })),
     { exact: true, default: () => [] }

@@ -25,7 +25,7 @@ import type { FleetCalls } from "../fleet/FleetCalls.js"
 import { MasterDb } from "../db/MasterDb.js"
 import { deploy } from "./crossnode/DeploySaga.js"
 import { type DeployRequest, type EdgeSettings as EdgeSettingsTag, type Emit, viaDb } from "./crossnode/Model.js"
-import { recover, retryOpen, settleBefore } from "./crossnode/Recovery.js"
+import { openSagas, recover, retryOpen, settleBefore, settleServices } from "./crossnode/Recovery.js"
 import { start, stop } from "./crossnode/StopStartSaga.js"
 import { undeploy } from "./crossnode/UndeploySaga.js"
 import type { ServiceCoordinators } from "./ServiceCoordinators.js"
@@ -50,6 +50,8 @@ const counted = (operation: string, worker: Node.NodeInfo) => <A, E, R>(effect: 
 
 export const make = Effect.gen(function* () {
   const context = yield* Effect.context<Ports>()
+  // Why each saga stayed open at its last retry (by saga id), for retryServices' logging.
+  const lastReasons = new Map<string, string>()
   return {
     deploy: (request: DeployRequest, emit: Emit) =>
       Effect.provide(Effect.zipRight(request.dryRun ? Effect.void : settleBefore(request.definition.name, "deploy"), deploy(request, emit)), context).pipe(
@@ -73,7 +75,11 @@ export const make = Effect.gen(function* () {
     /** Finishes or undoes every saga a previous run of the master left open; returns how many there were. */
     recover: Effect.provide(recover, context),
     /** Asks again the workers of sagas left open (they did not answer); returns how many there were. */
-    retryOpen: Effect.provide(retryOpen, context)
+    retryOpen: Effect.provide(retryOpen, context),
+    /** The sagas open in the journal. */
+    openSagas: Effect.provide(openSagas, context),
+    /** Asks again about the open sagas of `services`; a reason repeated from the last try is logged at debug level. */
+    retryServices: (services: ReadonlyArray<string>) => Effect.provide(settleServices(services, "left open", { quiet: true, lastReasons }), context)
   } as const
 })
 

@@ -7,11 +7,13 @@
 import { Deploy, Errors, Placement, Policy, type ServiceDefinition, Validation } from "@mcp/domain"
 import type * as KeyedActors from "@mcp/rpc/KeyedActors"
 import * as Principal from "@mcp/rpc/Principal"
-import { Effect, Either, Mailbox, Option, Stream } from "effect"
+import * as CallMetrics from "@mcp/rpc/CallMetrics"
+import { Clock, Effect, Either, Mailbox, Option, Stream } from "effect"
 import { MasterDb } from "../../db/MasterDb.js"
 import { AgentClients } from "../../fleet/AgentClients.js"
 import { asPeerFailure } from "../../fleet/FleetCalls.js"
 import * as CrossNodeSaga from "../../services/CrossNodeSaga.js"
+import { DeployActivity } from "../../services/DeployActivity.js"
 import * as HostnameOwners from "../../services/HostnameOwners.js"
 import { ServiceCoordinators } from "../../services/ServiceCoordinators.js"
 import { type AgentClient, makeLookups, type MasterSettings, nameOf, type SomeMasterHandlers, viaDb } from "./Common.js"
@@ -30,6 +32,23 @@ const serialized = <A, E>(
       return Mailbox.toStream(mailbox)
     })
   )
+
+/**
+ * A deploy's steps and its end reported to DeployActivity as well as to the caller (the
+ * dashboard shows them live, and charts durations).
+ */
+const reported = <E>(
+  service: string,
+  emit: (e: Deploy.DeployEvent) => Effect.Effect<void>,
+  job: (emit: (e: Deploy.DeployEvent) => Effect.Effect<void>) => Effect.Effect<void, E>
+) =>
+  Effect.gen(function* () {
+    const activity = yield* DeployActivity
+    const startedAt = yield* Clock.currentTimeMillis
+    return yield* job((e) => (e._tag === "DeployStep" ? Effect.zipRight(activity.step(service, e), emit(e)) : emit(e))).pipe(
+      Effect.onExit((exit) => activity.ended(service, startedAt, CallMetrics.resultOf(exit)))
+    )
+  })
 
 /**
  * The caller's role for the deploy policy. Handlers always run behind the auth middleware; one
@@ -135,7 +154,8 @@ export const handlers = (settings: Pick<MasterSettings, "internalZone"> & Partia
           onRight: (def) =>
             // The role is read here, in the caller's fiber: the job runs in the service's actor.
             Stream.unwrap(Effect.zipRight(allowed(def), Effect.map(callerRole, (role) =>
-              serialized<Deploy.DeployEvent, CrossNodeSaga.DeployError>(coordinators, def.name, (emit) => deployJob(def, raw, dryRun, role, emit)))))
+              serialized<Deploy.DeployEvent, CrossNodeSaga.DeployError>(coordinators, def.name, (emit) =>
+                dryRun ? deployJob(def, raw, dryRun, role, emit) : reported(def.name, emit, (watched) => deployJob(def, raw, dryRun, role, watched))))))
         }),
       Undeploy: ({ service }) => coordinators.submit(service, Effect.flatMap(placedOn(service), (worker) => saga.undeploy(service, worker))),
       // Stop and start carry the service's public edge routes with them (StopStartSaga).

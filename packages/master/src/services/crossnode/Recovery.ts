@@ -1,7 +1,7 @@
 /**
  * Cross-node sagas left open, finished or undone from the journal alone, inside their service's
  * actor: those a killed master left (at its next start), those whose worker did not answer
- * (asked again every reconcile interval until it does), and any of a service before new work on
+ * (asked again until it does: OpenWorkRetry.ts says when), and any of a service before new work on
  * it starts (so no change runs on top of one whose outcome is not known).
  */
 import * as Saga from "@mcp/rpc/Saga"
@@ -104,7 +104,7 @@ export interface OpenSaga {
  * open, each logged and counted; `quiet` records no event for them (the periodic retry would
  * record one per round).
  */
-export const settleOpenSagas = (service: string, why: string, options: { readonly quiet?: boolean } = {}) =>
+export const settleOpenSagas = (service: string, why: string, options: SettleOptions = {}) =>
   Effect.gen(function* () {
     const db = yield* MasterDb
     // Read inside the actor: a saga listed before it ran may have ended since.
@@ -117,24 +117,43 @@ export const settleOpenSagas = (service: string, why: string, options: { readonl
         : `the ${saga.kind} ${why} ${typeof outcome.left === "string" ? outcome.left : `cannot be read from the journal: ${outcome.left.message}`}`
       if (Either.isRight(outcome)) yield* Effect.logInfo(`${service}: ${message}`)
       else {
-        yield* Effect.logWarning(`${service}: ${message}`)
+        // Asked again every heartbeat interval for a while: the same answer is not repeated at
+        // warning level (each try is still counted).
+        const same = options.lastReasons?.get(saga.id) === message
+        yield* same ? Effect.logDebug(`${service}: ${message}`) : Effect.logWarning(`${service}: ${message}`)
         yield* Metric.increment(stillOpen)
         left.push({ kind: saga.kind, reason: message })
       }
+      if (Either.isRight(outcome)) options.lastReasons?.delete(saga.id)
+      else options.lastReasons?.set(saga.id, message)
       if (Either.isRight(outcome) || options.quiet !== true) yield* viaDb(db.addEvent("master", "recover", service, message))
     }
     return left
   })
 
-/** Each service with open sagas, settled in its actor; returns how many sagas were open. */
-const settleAll = (why: string, options: { readonly quiet?: boolean }) =>
+export interface SettleOptions {
+  /** No event for a saga that stays open (a periodic retry would record one per round). */
+  readonly quiet?: boolean
+  /** The last reason each saga (by id) stayed open: a repeated one is logged at debug level. */
+  readonly lastReasons?: Map<string, string>
+}
+
+/** The sagas open in the journal (a running deploy's included). */
+export const openSagas = Effect.flatMap(MasterDb, (db) => viaDb(db.sagasIn("running")))
+
+/** Each of `services`' open sagas settled, in its service's actor, the services concurrently. */
+export const settleServices = (services: ReadonlyArray<string>, why: string, options: SettleOptions) =>
   Effect.gen(function* () {
-    const db = yield* MasterDb
     const coordinators = yield* ServiceCoordinators
     const context = yield* Effect.context<MasterDb | FleetCalls>()
-    const open = yield* viaDb(db.sagasIn("running"))
-    const services = [...new Set(open.map((s) => s.service))]
     yield* Effect.forEach(services, (service) => coordinators.submit(service, Effect.provide(settleOpenSagas(service, why, options), context)), { discard: true, concurrency: "unbounded" })
+  })
+
+/** Each service with open sagas, settled in its actor; returns how many sagas were open. */
+const settleAll = (why: string, options: SettleOptions) =>
+  Effect.gen(function* () {
+    const open = yield* openSagas
+    yield* settleServices([...new Set(open.map((s) => s.service))], why, options)
     return open.length
   })
 
@@ -145,7 +164,7 @@ const settleAll = (why: string, options: { readonly quiet?: boolean }) =>
  */
 export const recover = settleAll("cut short by a master restart", {})
 
-/** Every reconcile interval: sagas still open (their worker did not answer) asked again. */
+/** Sagas still open (their worker did not answer) asked again; OpenWorkRetry says when. */
 export const retryOpen = settleAll("left open", { quiet: true })
 
 /**
