@@ -163,6 +163,8 @@ const main = async () => {
   if (answer.status !== 200) throw new Error(`the request through the proxy answered HTTP ${answer.status}`)
 
   if (!once) {
+    // The master's own certificate is signed by the platform CA (not the agent's route CA above).
+    console.log(`\nthe dashboard: https://127.0.0.1:${masterPort}/ (trust ${shown(join(fleet.caDir, "ca.crt"))} or accept the certificate; sign in with the token in ${shown(join(fleet.dir, "operator.token"))})`)
     step("running; press Ctrl-C to undeploy and stop everything")
     serving = true
     await stopSignal

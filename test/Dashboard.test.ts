@@ -57,6 +57,32 @@ const request = (method: string, path: string, headers: Record<string, string> =
     req.end(body)
   })
 
+/** A session cookie for a token; the master rereads its token file at most once a second, so a new token may need a moment. */
+const signInWith = async (token: string) => {
+  const deadline = Date.now() + 5_000
+  for (;;) {
+    const r = await request("POST", "/ui/login", { origin: base }, `token=${encodeURIComponent(token)}`)
+    if (r.status === 303) return String(r.headers["set-cookie"]).split(";")[0]!
+    if (Date.now() > deadline) throw new Error(`sign-in answered ${r.status}: ${r.body.slice(0, 300)}`)
+    await new Promise((done) => setTimeout(done, 250))
+  }
+}
+
+/** A live stream (server-sent events) with a session cookie: its status, and when the master ends it. */
+const openStream = (cookie: string) =>
+  new Promise<{ status: number; ended: Promise<void>; close: () => void }>((resolve, reject) => {
+    const req = https.request(`${base}/ui/live`, { ca, headers: { cookie, accept: "text/event-stream" } }, (res) => {
+      const ended = new Promise<void>((done) => {
+        res.on("end", () => done())
+        res.on("close", () => done())
+      })
+      res.resume()
+      resolve({ status: res.statusCode ?? 0, ended, close: () => req.destroy() })
+    })
+    req.on("error", reject)
+    req.end()
+  })
+
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`Chromium is missing at ${CHROMIUM}: install it with apt-get install -y chromium (or bash scripts/setup-peers.sh)`)
   mkdirSync(SHOTS, { recursive: true })
@@ -186,6 +212,46 @@ describe("the web dashboard", () => {
     expect(noForm.status).toBe(403)
     // The session still works.
     expect((await request("GET", "/ui/parts", { cookie: `mcp_session=${cookie!.value}` })).status).toBe(200)
+  }, 30_000)
+
+  it("refuses a system token, caps live streams per session, and ends them with the session", async () => {
+    const system = readFileSync(fleet.systemTokenFile, "utf8").trim()
+    const refusedSystem = await request("POST", "/ui/login", { origin: base }, `token=${encodeURIComponent(system)}`)
+    expect(refusedSystem.status).toBe(403)
+    expect(refusedSystem.body).toContain("system token")
+    expect(refusedSystem.headers["set-cookie"]).toBeUndefined()
+
+    const token = Redacted.value(await Effect.runPromise(
+      TokenFile.createToken(fleet.tokenFile, { name: "streamer", kind: "human", role: "guest" }).pipe(Effect.provide(NodeFileSystem.layer))
+    ))
+    const cookie = await signInWith(token)
+    const streams = await Promise.all([1, 2, 3, 4].map(() => openStream(cookie)))
+    expect(streams.map((s) => s.status)).toEqual([200, 200, 200, 200])
+    const fifth = await openStream(cookie)
+    expect(fifth.status).toBe(429)
+    // Sign out through the page's own form value: every open stream of the session ends.
+    const csrf = /name="csrf" value="([^"]+)"/.exec((await request("GET", "/ui", { cookie })).body)?.[1]
+    expect(csrf).toBeDefined()
+    expect((await request("POST", "/ui/logout", { origin: base, cookie }, `csrf=${encodeURIComponent(csrf!)}`)).status).toBe(303)
+    const ended = await Promise.race([Promise.all(streams.map((s) => s.ended)).then(() => true), new Promise((r) => setTimeout(() => r(false), 10_000))])
+    expect(ended, "the live streams ended within 10 s of the sign-out").toBe(true)
+    for (const s of streams) s.close()
+  }, 60_000)
+
+  it("ends a session as soon as its token is taken out of the token file", async () => {
+    const token = Redacted.value(await Effect.runPromise(
+      TokenFile.createToken(fleet.tokenFile, { name: "short-lived", kind: "human", role: "guest" }).pipe(Effect.provide(NodeFileSystem.layer))
+    ))
+    const cookie = await signInWith(token)
+    expect((await request("GET", "/ui/parts", { cookie })).status).toBe(200)
+    await Effect.runPromise(TokenFile.revokeToken(fleet.tokenFile, "short-lived").pipe(Effect.provide(NodeFileSystem.layer)))
+    const deadline = Date.now() + 10_000
+    let status = 200
+    while (status === 200 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200))
+      status = (await request("GET", "/ui/parts", { cookie })).status
+    }
+    expect(status).toBe(401)
   }, 30_000)
 
   it("shows the node turn unhealthy when its agent is killed", async () => {

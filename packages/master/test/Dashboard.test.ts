@@ -75,7 +75,7 @@ describe("dashboard sessions", () => {
 
   it.effect("end after their time to live, and the oldest goes first beyond the cap", () =>
     Effect.gen(function* () {
-      const sessions = Sessions.make({ ttlMs: 60_000, max: 2 })
+      const sessions = Sessions.make({ ttlMs: 60_000, max: 2, maxPerPrincipal: 5 })
       const a = yield* sessions.open(token, principal)
       const b = yield* sessions.open(token, principal)
       expect(a).not.toBe(b)
@@ -86,6 +86,17 @@ describe("dashboard sessions", () => {
       yield* TestClock.adjust(60_000)
       expect(Option.isNone(yield* sessions.find(c))).toBe(true)
       expect(yield* sessions.size).toBe(1)
+    }))
+
+  it.effect("one token signing in again and again pushes out its own sessions, not others'", () =>
+    Effect.gen(function* () {
+      const sessions = Sessions.make({ ttlMs: 60_000, max: 10, maxPerPrincipal: 2 })
+      const other = yield* sessions.open(token, new Principal({ name: "other", kind: "human", role: "user" }))
+      const mine = [yield* sessions.open(token, principal), yield* sessions.open(token, principal), yield* sessions.open(token, principal)]
+      expect(Option.isSome(yield* sessions.find(other))).toBe(true)
+      expect(Option.isNone(yield* sessions.find(mine[0]!))).toBe(true)
+      expect(Option.isSome(yield* sessions.find(mine[2]!))).toBe(true)
+      expect(yield* sessions.size).toBe(3)
     }))
 
   it("read their cookie, and set it HttpOnly, Secure and SameSite=Strict", () => {

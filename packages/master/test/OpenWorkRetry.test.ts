@@ -12,6 +12,9 @@ const advance = (millis: number) =>
     }
   })
 
+/** The clock is moved in small steps, each letting the loop run: slow on a loaded machine (CI runs beside the integration tests). */
+const TIMEOUT = 30_000
+
 const settings: OpenWorkRetry.RetrySettings = {
   heartbeatInterval: Duration.seconds(1),
   reconcileInterval: Duration.seconds(10),
@@ -26,7 +29,7 @@ const harness = Effect.gen(function* () {
   const rounds = yield* Ref.make<ReadonlyArray<{ readonly at: number; readonly services: ReadonlyArray<string> }>>([])
   const failReads = yield* Ref.make(0)
   const work: OpenWorkRetry.OpenWork = {
-    openSagas: Effect.flatMap(Ref.getAndUpdate(failReads, (n) => Math.max(0, n - 1)), (n) => (n > 0 ? Effect.fail("journal unreadable") : Ref.get(open))),
+    pending: Effect.flatMap(Ref.getAndUpdate(failReads, (n) => Math.max(0, n - 1)), (n) => (n > 0 ? Effect.fail("journal unreadable") : Ref.get(open))),
     retryServices: (services) =>
       Effect.flatMap(TestClock.currentTimeMillis, (at) => Ref.update(rounds, (r) => [...r, { at, services }]))
   }
@@ -44,7 +47,7 @@ describe("asking again about sagas left open", () => {
       yield* advance(30_000)
       expect(yield* Ref.get(h.rounds)).toEqual([])
       yield* Fiber.interrupt(h.fiber)
-    }))
+    }), TIMEOUT)
 
   it.scoped("asks every heartbeat interval while a saga is young, then every reconcile interval", () =>
     Effect.gen(function* () {
@@ -60,7 +63,7 @@ describe("asking again about sagas left open", () => {
       yield* advance(30_000)
       expect(yield* Ref.get(h.rounds)).toEqual([])
       yield* Fiber.interrupt(h.fiber)
-    }))
+    }), TIMEOUT)
 
   it.scoped("asks at once when a node's heartbeats resume, even about an old saga", () =>
     Effect.gen(function* () {
@@ -81,7 +84,7 @@ describe("asking again about sagas left open", () => {
       yield* settle
       expect(yield* Ref.get(h.rounds)).toHaveLength(1)
       yield* Fiber.interrupt(h.fiber)
-    }))
+    }), TIMEOUT)
 
   it.scoped("a newly open saga is asked about every heartbeat interval though an older one is not", () =>
     Effect.gen(function* () {
@@ -93,7 +96,7 @@ describe("asking again about sagas left open", () => {
       yield* advance(3_000)
       expect(yield* h.times).toEqual([9_000, 10_000, 11_000])
       yield* Fiber.interrupt(h.fiber)
-    }))
+    }), TIMEOUT)
 
   it.scoped("a round that cannot read the journal is counted and the loop goes on", () =>
     Effect.gen(function* () {
@@ -105,5 +108,5 @@ describe("asking again about sagas left open", () => {
       expect(yield* h.times).toEqual([3_000])
       expect(Option.isNone(yield* Fiber.poll(h.fiber))).toBe(true)
       yield* Fiber.interrupt(h.fiber)
-    }))
+    }), TIMEOUT)
 })

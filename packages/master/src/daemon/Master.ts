@@ -111,7 +111,15 @@ export const layer = (config: MasterConfig) => {
       yield* Effect.forkScoped(saga.recover)
       yield* Effect.forkScoped(reconciler.run(config.edge.reconcile_interval))
       // Sagas whose worker did not answer are finished once it does (each try is logged and counted).
-      yield* Effect.forkScoped(OpenWorkRetry.run(saga, {
+      // Old copies of moved services that their node could not remove are open work too.
+      const work: OpenWorkRetry.OpenWork = {
+        pending: Effect.zipWith(saga.openSagas, reconciler.staleCopies, (sagas, copies) => [
+          ...sagas.map((s) => ({ id: s.id, service: s.service })),
+          ...copies.map((c) => ({ id: `copy ${c.service} ${c.node}`, service: c.service }))
+        ]),
+        retryServices: (services) => Effect.zipRight(saga.retryServices(services), reconciler.retireCopiesNow)
+      }
+      yield* Effect.forkScoped(OpenWorkRetry.run(work, {
         heartbeatInterval: config.heartbeat.interval,
         reconcileInterval: config.edge.reconcile_interval,
         fastWindow: OPEN_WORK_FAST_WINDOW

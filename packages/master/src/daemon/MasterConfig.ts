@@ -94,7 +94,10 @@ export const MasterConfig = Schema.Struct({
   dashboard: Schema.optionalWith(
     Schema.Struct({
       enabled: Schema.optionalWith(Schema.Boolean, { exact: true, default: () => true }),
-      sample_interval: optionalDuration(Duration.seconds(10)),
+      sample_interval: Schema.optionalWith(
+        DurationFromText.pipe(Schema.filter((d) => Duration.greaterThanOrEqualTo(d, Duration.seconds(1)) || `dashboard.sample_interval must be at least 1s (an hour of samples is kept per node); got ${Duration.format(d)}`)),
+        { exact: true, default: () => Duration.seconds(10) }
+      ),
       session_ttl: optionalDuration(Duration.hours(12))
     }),
     { exact: true, default: () => ({ enabled: true, sample_interval: Duration.seconds(10), session_ttl: Duration.hours(12) }) }

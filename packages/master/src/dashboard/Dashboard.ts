@@ -11,9 +11,11 @@
 import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import * as Audit from "@mcp/rpc/Audit"
 import { Authenticator } from "@mcp/rpc/Authenticator"
+import { UNAVAILABLE_REASON } from "@mcp/rpc/HttpAuthenticator"
+import type { Principal } from "@mcp/rpc/Principal"
 import * as EventLog from "@mcp/rpc/EventLog"
 import type { RpcRoute } from "@mcp/rpc/Transport"
-import { Cause, Clock, Context, Duration, Effect, Either, Layer, Metric, Option, Redacted, Schedule, Schema, Stream } from "effect"
+import { Cause, Clock, Context, Data, Duration, Effect, Either, Layer, Metric, Option, Redacted, Schedule, Schema, Stream } from "effect"
 import { MasterDb } from "../db/MasterDb.js"
 import type { MasterSettings } from "../daemon/handlers/Common.js"
 import * as FleetViews from "../daemon/handlers/FleetViews.js"
@@ -38,8 +40,14 @@ const SECURITY_HEADERS = {
 }
 
 const HOUR_MS = 3_600_000
-/** Sessions kept at once; the oldest goes first beyond it. */
+/** Sessions kept at once, and of one principal; the oldest (of that principal first) goes beyond it. */
 const MAX_SESSIONS = 1_000
+const MAX_SESSIONS_PER_PRINCIPAL = 20
+/** Live streams: each holds a connection of the master's (512 at most, agents' heartbeats among them). */
+const LIVE_PER_SESSION = 4
+const LIVE_TOTAL = 64
+/** How often an open live stream checks that its session still holds. */
+const LIVE_RECHECK = Duration.seconds(5)
 /** How long the services (asked of every agent) and the DNS check are reused between refreshes. */
 const PS_REUSE = Duration.seconds(2)
 const DNS_REUSE = Duration.seconds(30)
@@ -49,6 +57,14 @@ const KEEPALIVE = Duration.seconds(15)
 /** The sign-in form: one token, of a sane size (a token file's are far shorter). */
 const SignIn = Schema.Struct({ token: Schema.String.pipe(Schema.minLength(1, { message: () => "token: enter a token" }), Schema.maxLength(4096, { message: () => "token: longer than any token (4096 characters at most)" })) })
 const SignOut = Schema.Struct({ csrf: Schema.String })
+
+/** The identity service could not say whether a session's token holds (HttpAuthenticator): 503, the session kept. */
+class IdentityUnavailable extends Data.TaggedError("IdentityUnavailable") {}
+
+const sessionsEnded = Metric.counter("mcp_dashboard_sessions_ended", {
+  incremental: true,
+  description: "Dashboard sessions ended before their time, by why (token refused: taken out of the token file or expired)"
+})
 
 const failures = Metric.counter("mcp_dashboard_failures", {
   incremental: true,
@@ -76,7 +92,9 @@ const make = (settings: Pick<MasterSettings, "fanoutTimeout" | "version">, dashb
     const activity = yield* DeployActivityWatch
     const views = yield* FleetViews.handlers(settings)
     const nodeViews = yield* NodeManagement.handlers
-    const sessions = Sessions.make({ ttlMs: Duration.toMillis(dashboard.sessionTtl), max: MAX_SESSIONS })
+    const sessions = Sessions.make({ ttlMs: Duration.toMillis(dashboard.sessionTtl), max: MAX_SESSIONS, maxPerPrincipal: MAX_SESSIONS_PER_PRINCIPAL })
+    // Open live streams by session id.
+    const liveStreams = new Map<string, number>()
 
     // Services are asked of every agent: one answer serves every open page for a moment.
     const services = yield* Effect.cachedWithTTL(views.Ps(), PS_REUSE)
@@ -119,6 +137,11 @@ const make = (settings: Pick<MasterSettings, "fanoutTimeout" | "version">, dashb
       } satisfies Pages.FleetPicture
     })
 
+    /** Sign-ins and sign-outs in the audit trail; one that cannot be written is logged and counted. */
+    const recordAudit = (principal: Principal, rpc: string) =>
+      Effect.catchAll(audit.record({ who: Audit.whoOf(principal), rpc, target: [], outcome: { _tag: "Ok" } }), (e) =>
+        Effect.zipRight(Metric.increment(Metric.tagged(failures, "part", "audit")), Effect.logError(`dashboard: ${e.message}`)))
+
     /** The signed-in session of this request, its token still accepted; none otherwise. */
     const current = Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
@@ -129,20 +152,31 @@ const make = (settings: Pick<MasterSettings, "fanoutTimeout" | "version">, dashb
       // The token is asked about again: one taken out of the token file ends the session now.
       const still = yield* Effect.either(authenticator.authenticate(session.value.token))
       if (Either.isLeft(still)) {
+        // An identity service that cannot answer now is no verdict on the token: the session stays.
+        if (still.left.reason === UNAVAILABLE_REASON) return yield* new IdentityUnavailable()
         yield* sessions.close(id)
+        yield* Metric.increment(Metric.tagged(sessionsEnded, "why", "token refused"))
+        yield* Effect.logInfo(`dashboard: the session of ${session.value.principal.name} ended: its token is no longer accepted (${still.left.reason})`)
         return Option.none()
       }
       return Option.some({ id, principal: still.right, csrf: session.value.csrf })
     })
 
-    /** A failed read shows its reason on the page (and is logged and counted), never a blank one. */
+    /**
+     * A failed read answers with what failed (logged and counted, the details in the master's
+     * log only: a guest reads this page), never a blank page.
+     */
     const orProblem = (part: string, effect: Effect.Effect<HttpServerResponse.HttpServerResponse, unknown, HttpServerRequest.HttpServerRequest>) =>
-      effect.pipe(Effect.catchAllCause((cause) =>
-        Effect.gen(function* () {
-          yield* Metric.increment(Metric.tagged(failures, "part", part))
-          yield* Effect.logWarning(`dashboard: reading the ${part} failed`, cause)
-          return refused(500, `the ${part} could not be read: ${Cause.pretty(cause).split("\n")[0]}`)
-        })))
+      effect.pipe(
+        Effect.catchAllCause((cause) =>
+          Effect.gen(function* () {
+            if (Option.exists(Cause.failureOption(cause), (e) => e instanceof IdentityUnavailable)) {
+              return refused(503, "the identity service cannot check your token now; try again shortly")
+            }
+            yield* Metric.increment(Metric.tagged(failures, "part", part))
+            yield* Effect.logWarning(`dashboard: reading the ${part} failed`, cause)
+            return refused(500, `the ${part} could not be read; the master's log says why`)
+          })))
 
     const page = orProblem("page", Effect.gen(function* () {
       const signedIn = yield* current
@@ -167,13 +201,21 @@ const make = (settings: Pick<MasterSettings, "fanoutTimeout" | "version">, dashb
         yield* Effect.logInfo(`dashboard: sign-in refused (${principal.left.reason})`)
         return htmlResponse(Pages.login("That token is not accepted by this master."), 401)
       }
+      // Daemons' and scrapers' tokens are for machines: a person signs in with a human token.
+      if (principal.right.kind !== "human") {
+        yield* Metric.increment(Metric.tagged(Audit.unauthenticated, "rpc", "POST /ui/login"))
+        yield* Effect.logInfo(`dashboard: sign-in refused for ${principal.right.name}: a ${principal.right.kind} token`)
+        return htmlResponse(Pages.login("That is a system token (for daemons and scrapers); sign in with a human token."), 403)
+      }
+      // A sign-in replaces the browser's earlier session, if it had one.
+      const earlier = Sessions.sessionId(request.headers["cookie"])
+      if (earlier !== undefined) yield* sessions.close(earlier)
       const id = yield* sessions.open(token, principal.right)
-      yield* Effect.catchAll(audit.record({ who: Audit.whoOf(principal.right), rpc: "DashboardSignIn", target: [], outcome: { _tag: "Ok" } }), (e) =>
-        Effect.zipRight(Metric.increment(Metric.tagged(failures, "part", "audit")), Effect.logError(`dashboard: ${e.message}`)))
+      yield* recordAudit(principal.right, "DashboardSignIn")
       return redirect("/ui", Sessions.cookie(id, Math.floor(Duration.toSeconds(dashboard.sessionTtl))))
     })
 
-    const signOut = Effect.gen(function* () {
+    const signOut = orProblem("session", Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
       if (!Sessions.sameOrigin(request.headers)) return refused(403, "sign-out refused: the form must be posted from this dashboard's own page")
       const signedIn = yield* current
@@ -181,13 +223,37 @@ const make = (settings: Pick<MasterSettings, "fanoutTimeout" | "version">, dashb
       const form = yield* Effect.either(formOf(SignOut))
       if (Either.isLeft(form) || form.right.csrf !== signedIn.value.csrf) return refused(403, "sign-out refused: the form is not this session's")
       yield* sessions.close(signedIn.value.id)
+      yield* recordAudit(signedIn.value.principal, "DashboardSignOut")
       return redirect("/ui", Sessions.clearedCookie)
-    })
+    }))
 
-    /** Server-sent events: the event log (resumed after Last-Event-ID), deploy steps and ends, a keep-alive. */
-    const live = Effect.gen(function* () {
+    /**
+     * Server-sent events: the event log (resumed after Last-Event-ID), deploy steps and ends, a
+     * keep-alive. Each stream holds a connection: at most LIVE_PER_SESSION per session and
+     * LIVE_TOTAL in all, and each ends within LIVE_RECHECK of its session ending.
+     */
+    const live = orProblem("live stream", Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
-      if (Option.isNone(yield* current)) return refused(401, "not signed in")
+      const signedIn = yield* current
+      if (Option.isNone(signedIn)) return refused(401, "not signed in")
+      const sessionId = signedIn.value.id
+      const open = liveStreams.get(sessionId) ?? 0
+      const total = [...liveStreams.values()].reduce((a, b) => a + b, 0)
+      if (open >= LIVE_PER_SESSION || total >= LIVE_TOTAL) {
+        yield* Metric.increment(Metric.tagged(failures, "part", "live stream refused"))
+        return refused(429, `too many live views open (${open} for this session, ${total} in all; at most ${LIVE_PER_SESSION} and ${LIVE_TOTAL}): close a tab`)
+      }
+      liveStreams.set(sessionId, open + 1)
+      const release = Effect.sync(() => {
+        const n = (liveStreams.get(sessionId) ?? 1) - 1
+        if (n <= 0) liveStreams.delete(sessionId)
+        else liveStreams.set(sessionId, n)
+      })
+      // Ends once the session does (sign-out, expiry, its token taken away).
+      const sessionEnded = Effect.repeat(
+        Effect.flatMap(Effect.either(Effect.provideService(current, HttpServerRequest.HttpServerRequest, request)), (now) => (Either.isRight(now) && Option.isNone(now.right) ? Effect.fail("ended" as const) : Effect.void)),
+        Schedule.spaced(LIVE_RECHECK)
+      ).pipe(Effect.flip, Effect.asVoid)
       const resumeAfter = Number(request.headers["last-event-id"] ?? "")
       const after = Number.isSafeInteger(resumeAfter) && resumeAfter > 0 ? resumeAfter : 0
       const events = EventLog.stream((n, afterId) => db.events(n, Math.max(afterId, after), {}), { limit: 50, follow: true }).pipe(
@@ -198,12 +264,14 @@ const make = (settings: Pick<MasterSettings, "fanoutTimeout" | "version">, dashb
       )
       const keepalive = Stream.as(Stream.fromSchedule(Schedule.spaced(KEEPALIVE)), ": keep-alive\n\n")
       const stream = Stream.mergeAll([Stream.make("retry: 2000\n\n"), events, deploys, keepalive], { concurrency: "unbounded" }).pipe(
+        Stream.interruptWhen(sessionEnded),
         Stream.catchAllCause((cause) =>
           Stream.fromEffect(Effect.zipRight(Metric.increment(Metric.tagged(failures, "part", "live")), Effect.logWarning("dashboard: the live stream ended on an error; the browser reconnects", cause))).pipe(Stream.drain)),
+        Stream.ensuring(release),
         Stream.encodeText
       )
       return withHeaders(HttpServerResponse.stream(stream, { contentType: "text/event-stream; charset=utf-8" }))
-    })
+    }))
 
     const asset = (text: string, contentType: string) => Effect.succeed(withHeaders(HttpServerResponse.text(text, { contentType })))
 

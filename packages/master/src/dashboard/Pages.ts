@@ -140,7 +140,9 @@ const axes = (now: number, max: number, unit: string) =>
 
 const heartbeatChart = (p: FleetPicture) => {
   const nodes = [...new Set(p.heartbeats.flatMap((s) => [...s.ages.keys()]))].sort()
-  const max = Math.max(1, ...p.heartbeats.flatMap((s) => [...s.ages.values()]))
+  // A loop, not Math.max(...): an hour of samples of many nodes is more arguments than a call takes.
+  let max = 1
+  for (const s of p.heartbeats) for (const v of s.ages.values()) if (v > max) max = v
   const lines = nodes.map((node, i) => {
     const points = p.heartbeats.flatMap((s) => {
       const v = s.ages.get(node)
@@ -154,7 +156,8 @@ const heartbeatChart = (p: FleetPicture) => {
 }
 
 const deployChart = (p: FleetPicture) => {
-  const max = Math.max(1, ...p.deploys.map((d) => d.durationMs / 1000))
+  let max = 1
+  for (const d of p.deploys) if (d.durationMs / 1000 > max) max = d.durationMs / 1000
   const marks = p.deploys.map((d) =>
     html`<circle cx="${xOf(d.endedAt, p.now).toFixed(1)}" cy="${yOf(d.durationMs / 1000, max).toFixed(1)}" r="3.5" class="${d.result === "ok" ? "ok" : "failed"}"><title>${d.service}: ${(d.durationMs / 1000).toFixed(1)} s, ${d.result}</title></circle>`)
   return html`<figure id="deploy-chart"><figcaption>Deploy durations (${p.deploys.length} in the last hour; red: failed)</figcaption>

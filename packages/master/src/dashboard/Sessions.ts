@@ -2,8 +2,9 @@
  * Dashboard sessions: a login with a token opens one, named by a random id in an HttpOnly,
  * Secure, SameSite=Strict cookie. The token stays in the master's memory only and is checked
  * again on every request, so a token taken out of the master's token file ends its sessions at
- * once. Sessions end after `ttl` or at logout; at most `max` are kept (the oldest goes first),
- * so logins cannot grow the master's memory without bound.
+ * once. Sessions end after `ttl` or at logout; at most `max` are kept, and `maxPerPrincipal` of
+ * one token (the oldest goes first, the token's own first), so sign-ins cannot grow the master's
+ * memory without bound, nor one token push out everyone else's sessions.
  */
 import type { Principal } from "@mcp/rpc/Principal"
 import { Clock, Effect, Option, Redacted } from "effect"
@@ -22,6 +23,8 @@ export interface Session {
 export interface SessionSettings {
   readonly ttlMs: number
   readonly max: number
+  /** Sessions of one principal (token name): one token signing in again and again evicts its own first. */
+  readonly maxPerPrincipal: number
 }
 
 export const make = (settings: SessionSettings) => {
@@ -30,6 +33,8 @@ export const make = (settings: SessionSettings) => {
   return {
     open: (token: Redacted.Redacted<string>, principal: Principal) =>
       Effect.map(Clock.currentTimeMillis, (now) => {
+        const own = [...sessions].filter(([, s]) => s.principal.name === principal.name).map(([id]) => id)
+        while (own.length >= settings.maxPerPrincipal) sessions.delete(own.shift()!)
         while (sessions.size >= settings.max) sessions.delete(sessions.keys().next().value!)
         const id = randomBytes(32).toString("base64url")
         sessions.set(id, { token, principal, expiresAt: now + settings.ttlMs, csrf: randomBytes(24).toString("base64url") })

@@ -4,7 +4,8 @@
  * dropped, and a route no row accounts for is adopted when its service is placed (a master that
  * lost its database) or removed when it is not. This is what finishes the cross-node saga's
  * work when an edge node could not be reached at the time. It also removes the old copy of a
- * moved service that its old node could not remove at the time of the move.
+ * moved service that its old node could not remove at the time of the move (also between rounds,
+ * `retireCopiesNow`, which OpenWorkRetry calls soon after a move left one).
  *
  * Each service is repaired inside its actor, after any deploy or undeploy of it under way, and
  * with a fresh listing taken there: a listing from before the actor ran could be stale.
@@ -242,7 +243,25 @@ export const make = Effect.gen(function* () {
       Effect.asVoid
     )
 
-  return { runOnce, run, reconcileService, status: Ref.get(status) } as const
+  /**
+   * Between rounds (OpenWorkRetry, soon after a move left one): the old copies of moved services
+   * removed now where their node can; what cannot is counted and logged at debug level (the
+   * rounds log it as a warning). Returns those removed.
+   */
+  const retireCopiesNow = Effect.gen(function* () {
+    const failures: Array<{ target: string; reason: string }> = []
+    const retired = yield* retireStaleCopies(failures)
+    for (const f of failures) {
+      yield* Effect.logDebug(`edge reconciler: ${f.target}: ${f.reason} (retried)`)
+      yield* Metric.increment(reconcileFailures)
+    }
+    return retired
+  })
+
+  /** The old copies of moved services not removed yet. */
+  const staleCopies = viaDb(db.staleCopies)
+
+  return { runOnce, run, reconcileService, retireCopiesNow, staleCopies, status: Ref.get(status) } as const
 })
 
 export class EdgeReconciler extends Effect.Service<EdgeReconciler>()("@mcp/master/EdgeReconciler", { effect: make }) {}

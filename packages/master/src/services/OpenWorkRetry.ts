@@ -1,7 +1,8 @@
 /**
- * When the master asks again about the cross-node sagas left open (a worker that did not answer,
- * a rollback that failed). The promise is that its view converges within two heartbeat intervals
- * once the fault is gone, so a saga is asked about:
+ * When the master asks again about the work it left open: cross-node sagas (a worker that did
+ * not answer, a rollback that failed) and the old copies of moved services their node could not
+ * remove. The promise is that its view converges within two heartbeat intervals once the fault is
+ * gone, so an open item is asked about:
  *
  * - every heartbeat interval while it is young (opened less than `fastWindow` ago): most faults
  *   (a worker cut off, a proxy or container engine restarting) last seconds;
@@ -9,32 +10,38 @@
  *   back;
  * - every reconcile interval after that, so a worker gone for good is not called every second.
  *
- * Checking costs one read of the journal's open sagas per heartbeat interval; calls to workers
- * happen only on those rounds that are due.
+ * Checking costs two small reads of the master's database per heartbeat interval; calls to
+ * workers happen only on those rounds that are due.
  */
-import type * as SagaJournal from "@mcp/rpc/SagaJournal"
 import { Clock, Context, Duration, Effect, Layer, Metric, Queue } from "effect"
 
 export interface RetrySettings {
   readonly heartbeatInterval: Duration.Duration
   readonly reconcileInterval: Duration.Duration
-  /** How long after a saga is first seen open it is asked about every heartbeat interval. */
+  /** How long after an item is first seen open it is asked about every heartbeat interval. */
   readonly fastWindow: Duration.Duration
 }
 
-/** What the rounds run against (CrossNodeSaga in the daemon). */
+/** A piece of open work: a saga left open, or a moved service's old copy not removed yet. */
+export interface OpenItem {
+  /** Stable while the item stays open (a saga's id; `copy <service> <node>`). */
+  readonly id: string
+  readonly service: string
+}
+
+/** What the rounds run against (CrossNodeSaga and the edge reconciler, in the daemon). */
 export interface OpenWork {
-  readonly openSagas: Effect.Effect<ReadonlyArray<SagaJournal.SagaRow<string>>, unknown>
+  readonly pending: Effect.Effect<ReadonlyArray<OpenItem>, unknown>
   readonly retryServices: (services: ReadonlyArray<string>) => Effect.Effect<void, unknown>
 }
 
 const roundFailures = Metric.counter("mcp_open_work_round_failures", {
   incremental: true,
-  description: "Rounds asking about open sagas that failed as a whole (the journal could not be read); tried again next interval"
+  description: "Rounds asking about open work that failed as a whole (the database could not be read); tried again next interval"
 })
 
 /**
- * Whether a round is due now: after a wake-up, while some open saga is young, or once a
+ * Whether a round is due now: after a wake-up, while some open item is young, or once a
  * reconcile interval has passed since the last round. Pure: the loop below keeps the state.
  */
 export const roundDue = (
@@ -61,7 +68,7 @@ export const run = (work: OpenWork, settings: RetrySettings) =>
     for (;;) {
       const woken = yield* Effect.raceFirst(Effect.as(Effect.sleep(settings.heartbeatInterval), false), Effect.as(Queue.take(wakeups), true))
       yield* Effect.gen(function* () {
-        const open = yield* work.openSagas
+        const open = yield* work.pending
         const now = yield* Clock.currentTimeMillis
         for (const id of firstSeen.keys()) if (!open.some((s) => s.id === id)) firstSeen.delete(id)
         for (const saga of open) if (!firstSeen.has(saga.id)) firstSeen.set(saga.id, now)
@@ -70,7 +77,7 @@ export const run = (work: OpenWork, settings: RetrySettings) =>
         yield* work.retryServices([...new Set(open.map((s) => s.service))])
       }).pipe(
         Effect.catchAllCause((cause) =>
-          Effect.zipRight(Metric.increment(roundFailures), Effect.logError("asking workers again about the sagas left open failed; tried again next interval", cause)))
+          Effect.zipRight(Metric.increment(roundFailures), Effect.logError("asking workers again about the work left open failed; tried again next interval", cause)))
       )
     }
   })
