@@ -57,7 +57,9 @@ export const haproxySection = (h: HaproxyInstance, bind: string, backendCa?: str
 /**
  * Writes a definition of service `name` on `node` (default w1) to `<dir>/<file>.toml`: busybox httpd answering
  * `page` for the public hostname `hostname` (published through the edge, unless `isPublic` is false:
- * then only the node's proxy routes it), with an HTTP health check.
+ * then only the node's proxy routes it), with an HTTP health check. Its shell exits on SIGTERM, as
+ * a real service does: `exec httpd` would be the container's PID 1, which ignores SIGTERM, so
+ * every stop waited the agent's whole stop timeout before the engine's SIGKILL.
  */
 export const publicServiceFile = (dir: string, name: string, hostname: string, page: string, file = name, node = "w1", isPublic = true) => {
   const path = join(dir, `${file}.toml`)
@@ -66,7 +68,7 @@ node = "${node}"
 [[components]]
 name = "web"
 image = "${BUSYBOX_IMAGE}"
-cmd = ["sh", "-c", "mkdir -p /www && echo ${page} > /www/index.html && exec httpd -f -p $PORT_PUBLIC -h /www"]
+cmd = ["sh", "-c", "mkdir -p /www && echo ${page} > /www/index.html; trap 'exit 0' TERM; httpd -f -p $PORT_PUBLIC -h /www & wait"]
 [[components.routes]]
 name = "public"
 port = 8443

@@ -45,7 +45,7 @@ export const place = (req: PlacementRequest, fleet: ReadonlyArray<PlacementCandi
       return Either.left(`service "${req.service}" is pinned to node "${req.node}", which the master does not know; check node = in the definition or add the node`)
     }
     const why = refusal(pinned)
-    return why === undefined ? Either.right({ node: pinned.name, reason: "pinned by node =" }) : Either.left(why)
+    return why === undefined ? Either.right({ node: pinned.name, reason: "pinned by the definition's node field" }) : Either.left(why)
   }
   if (req.tier === "core") {
     const masters = fleet.filter((c) => c.role === "master")

@@ -38,7 +38,7 @@ describe("placement", () => {
   it.prop("a pin to an eligible node always succeeds", [request, fleet], ([req, nodes]) => {
     const pinned = nodes.find((n) => n.name === req.node)
     fc.pre(pinned !== undefined && pinned.role !== "edge" && (pinned.health === "healthy" || pinned.health === "suspect"))
-    expect(place(req, nodes)).toEqual(Either.right({ node: req.node, reason: "pinned by node =" }))
+    expect(place(req, nodes)).toEqual(Either.right({ node: req.node, reason: "pinned by the definition's node field" }))
   })
 
   it("puts a worker service on the healthy worker with most free memory", () => {
