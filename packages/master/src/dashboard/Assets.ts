@@ -11,14 +11,19 @@ export const REFRESH_MS = 2_000
 export const script = `"use strict";
 (() => {
   const parts = document.getElementById("parts");
+  const stale = document.getElementById("stale");
+  // A refresh that fails says so above the parts (which stay as last seen); the next tick tries again.
+  const problem = (text) => { stale.textContent = text; stale.hidden = text === ""; };
   const refresh = async () => {
     try {
       const response = await fetch("/ui/parts", { credentials: "same-origin", cache: "no-store" });
       // The session ended (sign-out, expiry, a token taken away): back to the sign-in form.
       if (response.status === 401) { window.location.assign("/ui"); return; }
-      if (response.ok) parts.innerHTML = await response.text();
+      if (!response.ok) { problem("Not refreshed since " + new Date().toISOString().slice(11, 19) + ": the master answered " + response.status + " (" + (await response.text()).slice(0, 200) + ")"); return; }
+      parts.innerHTML = await response.text();
+      problem("");
     } catch (error) {
-      // The master is restarting or out of reach: the next tick tries again.
+      problem("Not refreshed: the master is out of reach (" + error + "); trying again every ${REFRESH_MS / 1000} s");
     }
   };
   window.setInterval(refresh, ${REFRESH_MS});
@@ -74,7 +79,7 @@ td ul { margin: 0; padding-left: 1rem; }
 .badge.suspect { background: #fef9c3; color: #854d0e; }
 .badge.unhealthy, .badge.stopped { background: #fee2e2; color: var(--bad); }
 .bad { color: var(--bad); } .good { color: var(--good); } .quiet { color: var(--quiet); }
-.problems { color: var(--bad); }
+.problems, .problem { color: var(--bad); }
 .log { font-family: ui-monospace, monospace; font-size: 12.5px; max-height: 18rem; overflow: auto; background: #fff; border: 1px solid #e5e7eb; margin: 0; padding: .4rem .4rem .4rem 2rem; }
 .log .failed, .log .step.failed, .log .bad { color: var(--bad); }
 .log .ok, .log .step.done { color: var(--good); }

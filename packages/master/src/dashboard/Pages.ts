@@ -5,6 +5,7 @@
  */
 import type { Operations, Routes, Status } from "@mcp/domain"
 import type { DeployRecord } from "../services/DeployActivity.js"
+import { secondsSince } from "../daemon/handlers/FleetViews.js"
 import { type Html, html } from "./Html.js"
 
 export interface HeartbeatSample {
@@ -60,6 +61,7 @@ export const dashboard = (viewer: Viewer, picture: FleetPicture, csrf: string) =
 <form method="post" action="/ui/logout"><input type="hidden" name="csrf" value="${csrf}"><button type="submit">Sign out</button></form>
 </header>
 <main>
+<p id="stale" class="problem" role="status" hidden></p>
 <div id="parts">${parts(picture)}</div>
 <section><h2>Deploys in progress</h2><ol id="progress" class="log"></ol><p id="progress-empty" class="quiet">No deploy since this page opened.</p></section>
 <section><h2>Events</h2><p id="live-state" class="quiet">connecting…</p><ol id="events" class="log"></ol></section>
@@ -70,10 +72,7 @@ const age = (seconds: number | undefined) => (seconds === undefined ? "never" : 
 
 const bytes = (n: number) => (n >= 1024 ** 3 ? `${(n / 1024 ** 3).toFixed(1)} GiB` : `${Math.round(n / 1024 ** 2)} MiB`)
 
-const secondsSince = (iso: string | undefined, now: number) => {
-  const t = iso === undefined ? Number.NaN : Date.parse(iso)
-  return Number.isNaN(t) ? undefined : Math.max(0, Math.floor((now - t) / 1000))
-}
+const secondsSinceOrNever = (iso: string | undefined, now: number) => (iso === undefined ? undefined : secondsSince(iso, now))
 
 const daysLeft = (notAfter: string, now: number) => {
   const t = Date.parse(notAfter)
@@ -96,7 +95,7 @@ const nodesTable = (p: FleetPicture) =>
     : html`<table id="nodes"><thead><tr><th>Node</th><th>Role</th><th>Health</th><th>Last heartbeat</th><th>Version</th><th>Load</th><th>Memory free</th><th>Disk free</th><th>Containers</th></tr></thead><tbody>
 ${p.nodes.map((n) => {
   const r = n.resources
-  return html`<tr data-node="${n.info.name}" data-health="${n.health}"><td>${n.info.name}</td><td>${n.info.role}</td><td><span class="badge ${n.health}">${n.health}</span></td><td>${age(secondsSince(n.lastHeartbeat, p.now))}</td><td>${n.info.version} (${n.info.arch})</td>
+  return html`<tr data-node="${n.info.name}" data-health="${n.health}"><td>${n.info.name}</td><td>${n.info.role}</td><td><span class="badge ${n.health}">${n.health}</span></td><td>${age(secondsSinceOrNever(n.lastHeartbeat, p.now))}</td><td>${n.info.version} (${n.info.arch})</td>
 <td>${r === undefined ? "" : `${r.load1.toFixed(2)} on ${r.cpuCores} cores`}</td><td>${r === undefined ? "" : `${bytes(r.memoryFreeBytes)} of ${bytes(r.memoryTotalBytes)}`}</td><td>${r === undefined ? "" : `${bytes(r.diskFreeBytes)} of ${bytes(r.diskTotalBytes)}`}</td><td>${r?.containers}</td></tr>`
 })}</tbody></table>`
 
