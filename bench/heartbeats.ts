@@ -1,46 +1,82 @@
 /**
  * bench/heartbeats: how many agents one master can carry, and how fast it notices a silent one.
  *
- * 1. Scale. For N simulated agents (logical agents, each with its own node name, sharing a
- *    handful of in-process HTTPS clients) against ONE real `mcp-master` process spawned with
- *    LocalFleet (fresh data dir and process per N, heartbeat interval 10s, miss_threshold 100
- *    so nobody is probed):
+ * 0. Floor. Two reference servers in their own processes, asked by the same load generator as
+ *    the master, closed loop at the same concurrency: a plain node:https keep-alive server that
+ *    parses the request's JSON and answers an Exit (bench/reference/https-server.mjs: the floor,
+ *    what Node itself costs), and a one-group @effect/rpc server whose Heartbeat only decodes its
+ *    payload (bench/reference/rpc-server.ts: what the RPC stack costs before any of our code).
+ *    Their CPU per request is printed, and every master figure is set beside the floor's.
+ * 1. Scale. For N simulated agents against ONE real `mcp-master` process spawned with LocalFleet
+ *    (fresh data dir and process per N, heartbeat interval 10s, miss_threshold 100 so nobody is
+ *    probed). Each simulated agent has its own system token named after its node, as a real one
+ *    does (the master lets a node speak only for itself), and the requests are the ndjson frames
+ *    an agent's RPC client sends, posted over shared keep-alive connections (bench/support/RawRpc.ts);
+ *    each heartbeat reports 3 services running on its node (so the master holds 3N placements):
  *      - register all N (bounded concurrency, bounded time);
  *      - paced: every agent heartbeats every 10 s (N/10 heartbeats/s offered, open loop) for a
  *        window; at most 256 in flight, a heartbeat that falls due while all are busy is skipped
  *        and counted (so an overloaded master shows as skips, not as a backlog in this process);
+ *      - 2000/s: the same, offered at 2,000 heartbeats/s whatever N;
  *      - saturate: closed loop with bounded concurrency for a fixed duration ("as fast as it
  *        absorbs").
  *    Prints heartbeats/s absorbed, p50/p99 client-observed round trip, master CPU (utime+stime
- *    delta from /proc/<pid>/stat over the window, as % of one core) and master RSS after it.
- * 2. Detection. Master with interval 1s, miss_threshold 3, probe_timeout 1s; K=20 agents whose
- *    address is a closed port on 127.0.0.1 heartbeat every second, then go silent one by one;
- *    NodesList is polled every 100 ms until each shows "unhealthy".
+ *    delta from /proc/<pid>/stat over the window, as % of one core and per call) and master RSS.
+ * 2. Detection, with the fixed miss threshold and with the phi-accrual detector. Master with
+ *    interval 1s, miss_threshold 3, probe_timeout 1s; K=20 agents whose address is a closed port
+ *    on 127.0.0.1 heartbeat at the interval the master gives (1-1.1 s), then go silent one by
+ *    one; NodesList is polled every 100 ms until each shows "unhealthy".
+ * 3. Jitter and loss, with each detector: K=20 agents that answer the master's probes (an HTTPS
+ *    server per node with a certificate naming it) heartbeat at the interval the master gives,
+ *    each heartbeat 0-200 ms late and 5% of them lost (a seeded draw, the same for both
+ *    detectors), for 60 s; every suspect and unhealthy verdict is counted (an unhealthy one is
+ *    false: every node is up).
  *
  * Figures only, no assertions. The load generator runs on the same machine as the master, so
  * both compete for the same cores; its own CPU is printed too.
  *
- *   node --import tsx bench/heartbeats.ts [--quick] [--sizes=100,1000] [--no-detect]
+ * 4. Fan-out: `mcp ps` (a CLI process, timed with `mcp --version` as its floor) and the Ps RPC
+ *    over 100 simulated agents answering 30 services each.
+ *
+ *   node --import tsx bench/heartbeats.ts [--quick] [--sizes=100,1000] [--no-detect] [--profile=<dir>]
+ *
+ * --profile runs each master from its TypeScript sources with --cpu-prof, writing a .cpuprofile
+ * per master into <dir> (open it in Chrome's DevTools or speedscope).
  *
  * A progress line goes to stderr every 5 s. Each master is killed when this process exits, and
  * by a small watchdog if this process dies without running exit handlers.
  */
 import { Names } from "@mcp/domain"
-import { ControlRpcs, MasterRpcs, Transport } from "@mcp/rpc"
-import { Effect, Either, Fiber, Redacted } from "effect"
+import { MasterRpcs, Pki, TokenFile, Transport } from "@mcp/rpc"
+import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "@mcp/rpc/Protocol"
+import { tokenDigest } from "@mcp/rpc/Authenticator"
+import { NodeFileSystem } from "@effect/platform-node"
+import { DateTime, Effect, Either, Exit, Redacted, Scope } from "effect"
 import { execSync, spawn } from "node:child_process"
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import * as https from "node:https"
+import type { AddressInfo } from "node:net"
 import { cpus, tmpdir } from "node:os"
-import { join } from "node:path"
-import { bins, type Daemon, type Fleet, freePort, prepare, spawnDaemon, writeMasterConfig } from "../test/support/LocalFleet.js"
+import { join, resolve } from "node:path"
+import { fileURLToPath } from "node:url"
+import { inspect } from "node:util"
+import { bins, type Daemon, type Fleet, freePort, mcp, prepare, spawnDaemon, writeMasterConfig } from "../test/support/LocalFleet.js"
+import { startManagedProcess } from "../test/support/ManagedProcess.js"
+import { makePoster, type Outcome } from "./support/RawRpc.js"
 
+const repo = fileURLToPath(new URL("..", import.meta.url))
 const QUICK = process.argv.includes("--quick")
 const sizesArg = process.argv.find((a) => a.startsWith("--sizes="))
 const SIZES = sizesArg !== undefined
   ? sizesArg.slice("--sizes=".length).split(",").map(Number)
   : QUICK ? [100, 1_000] : [100, 1_000, 10_000]
 const SKIP_DETECT = process.argv.includes("--no-detect")
+/** Only the fan-out part (4), for working on it. */
+const ONLY_FANOUT = process.argv.includes("--only-fanout")
+const profileArg = process.argv.find((a) => a.startsWith("--profile="))
+const PROFILE_DIR = profileArg === undefined ? undefined : resolve(profileArg.slice("--profile=".length))
 const PACED_WINDOW_MS = QUICK ? 10_000 : 20_000
+const FIXED_RATE = 2_000
 const SATURATE_MS = QUICK ? 5_000 : 10_000
 const SATURATE_CONCURRENCY = 32
 const REGISTER_CONCURRENCY = 32
@@ -48,7 +84,8 @@ const REGISTER_BUDGET_MS = QUICK ? 60_000 : 120_000
 const AGENT_INTERVAL_MS = 10_000
 const MAX_IN_FLIGHT = 256
 const DRAIN_BUDGET_MS = 15_000
-const CLIENTS = 4
+/** Keep-alive connections the load generator opens to one server. */
+const SOCKETS = 64
 const DETECT_K = 20
 
 // ---------------------------------------------------------------------------------------------
@@ -125,32 +162,69 @@ const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : "-")
 const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : "-")
 const pad = (s: string, n: number) => s.padStart(n)
 
-const describe = (e: unknown): string =>
-  typeof e === "object" && e !== null && "_tag" in e
-    ? `${String((e as { _tag: unknown })._tag)}${"message" in e ? `: ${String((e as { message: unknown }).message)}` : ""}`
-    : String(e)
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 // ---------------------------------------------------------------------------------------------
-// A master process per experiment.
+// Servers: the master per experiment, and the reference servers.
 
 interface Master {
   readonly fleet: Fleet
   readonly daemon: Daemon
   readonly port: number
   readonly ca: string
-  readonly systemToken: string
+  /** Each simulated node's own system token, by node name. */
+  readonly tokens: ReadonlyMap<string, string>
   /** The last 8 KiB the master printed (its log), for when something goes wrong. */
   readonly tail: () => string
   readonly logLines: () => number
   readonly close: () => Promise<void>
 }
 
-const startMaster = async (label: string, heartbeat: { interval: string; missThreshold: number; probeTimeout: string }): Promise<Master> => {
+/**
+ * A system token for each node, added to the fleet's token file in one write (createToken
+ * rewrites the whole file for each token, which for 10,000 nodes would take minutes).
+ */
+const enrolAll = (fleet: Fleet, names: ReadonlyArray<string>): Promise<Map<string, string>> =>
+  Effect.runPromise(
+    Effect.gen(function* () {
+      const tokens = new Map<string, string>()
+      const file = yield* TokenFile.loadTokenFile(fleet.tokenFile)
+      const created = DateTime.unsafeMake(Date.now())
+      const entries = names.map((name): TokenFile.TokenEntry => {
+        const token = TokenFile.generateToken()
+        tokens.set(name, Redacted.value(token))
+        return { name, kind: "system", role: "guest", sha256: tokenDigest(token), created }
+      })
+      yield* TokenFile.writeTokenFile(fleet.tokenFile, { tokens: [...file.tokens, ...entries] })
+      return tokens
+    }).pipe(Effect.provide(NodeFileSystem.layer))
+  )
+
+const startMaster = async (
+  label: string,
+  heartbeat: { interval: string; missThreshold: number; probeTimeout: string; extra?: string },
+  names: ReadonlyArray<string>
+): Promise<Master> => {
   const dir = mkdtempSync(join(tmpdir(), `mcp-bench-hb-${label}-`))
-  const fleet = await prepare(dir)
   const port = await freePort()
+  // The CLI config names this master, for `mcp ps` in the fan-out part.
+  const fleet = await prepare(dir, { masters: [`127.0.0.1:${port}`] })
+  const tokens = await enrolAll(fleet, names)
   const config = writeMasterConfig(fleet, { port, ...heartbeat })
-  const daemon = await spawnDaemon(bins.master, config)
+  // Profiling runs the sources (readable names) with --cpu-prof (a flag NODE_OPTIONS may not
+  // carry): a shell puts it after node's path; the profile is written when the master exits.
+  const saved = process.env["MCP_FROM_SOURCE"]
+  let prefix: ReadonlyArray<string> = []
+  if (PROFILE_DIR !== undefined) {
+    mkdirSync(PROFILE_DIR, { recursive: true })
+    process.env["MCP_FROM_SOURCE"] = "1"
+    prefix = ["sh", "-c", `exec "$0" --cpu-prof --cpu-prof-dir=${PROFILE_DIR} "$@"`]
+  }
+  const daemon = await spawnDaemon(bins.master, config, /listening on/, 120_000, prefix).finally(() => {
+    if (saved === undefined) delete process.env["MCP_FROM_SOURCE"]
+    else process.env["MCP_FROM_SOURCE"] = saved
+  })
   // If this process dies, do not leave the master behind: on a normal exit the handler kills it;
   // a crash that skips "exit" handlers (out of memory) is caught by a watchdog that polls this pid.
   const orphanGuard = () => daemon.child.kill("SIGKILL")
@@ -177,7 +251,7 @@ const startMaster = async (label: string, heartbeat: { interval: string; missThr
     daemon,
     port,
     ca: readFileSync(join(fleet.caDir, "ca.crt"), "utf8"),
-    systemToken: readFileSync(fleet.systemTokenFile, "utf8").trim(),
+    tokens,
     tail: () => tail,
     logLines: () => lines,
     close: async () => {
@@ -199,16 +273,28 @@ const resources = {
   containers: 3
 }
 
+/**
+ * What each simulated node reports running: SERVICES_PER_NODE services of its own, as a real
+ * agent's heartbeat does. The master learns them as placements from the first heartbeat (it
+ * lost nothing: it never knew), so every later heartbeat checks services that are all placed.
+ */
+const SERVICES_PER_NODE = 3
+const servicesOf = (node: string) =>
+  Array.from({ length: SERVICES_PER_NODE }, (_, k) => ({ service: `${node}-s${k}`, running: 1, expected: 1 }))
+
+/** The operator's client of the master's /master RPCs, open until `close`. */
+const operatorClient = async (master: Master) => {
+  const scope = Effect.runSync(Scope.make())
+  const cli = await Effect.runPromise(
+    Transport.makeClient(MasterRpcs, { url: `https://127.0.0.1:${master.port}/master`, ca: master.ca, token: Redacted.make(master.fleet.operatorToken) }).pipe(Scope.extend(scope))
+  )
+  return { cli, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
+}
+
 const nodeName = (prefix: string, i: number) => Names.NodeName.make(`${prefix}-${String(i).padStart(5, "0")}`)
 
-const controlClients = (master: Master, count: number) =>
-  Effect.forEach(Array.from({ length: count }), () =>
-    Transport.makeClient(ControlRpcs, { url: `https://127.0.0.1:${master.port}/control`, ca: master.ca, token: Redacted.make(master.systemToken) })
-  )
-type ControlClient = Effect.Effect.Success<ReturnType<typeof controlClients>>[number]
-
 // ---------------------------------------------------------------------------------------------
-// 1. Scale.
+// Load phases, each measured against one server process.
 
 interface Phase {
   readonly attempted: number
@@ -220,25 +306,13 @@ interface Phase {
   readonly p50: number
   readonly p99: number
   readonly max: number
-  readonly masterCpu: number
+  readonly serverCpu: number
   readonly benchCpu: number
   readonly othersCpu: number
-  /** Master CPU time per successful call, ms. */
-  readonly masterMsPerOp: number
+  /** Server CPU time per answered call, ms. */
+  readonly serverMsPerOp: number
   readonly note: string
   readonly firstError: string | undefined
-}
-
-interface ScaleResult {
-  readonly n: number
-  readonly registered: number
-  readonly register: Phase
-  readonly paced: Phase & { readonly offered: number; readonly lagP99: number }
-  readonly saturate: Phase
-  readonly rssAfterPaced: number
-  readonly rssAfterSaturate: number
-  readonly hwm: number
-  readonly logLines: number
 }
 
 /** What is running now, for the progress line printed to stderr every 5 s. */
@@ -254,11 +328,11 @@ const progress = (pid: number) => {
       const c = current
       process.stderr.write(
         `    .. ${f0((performance.now() - t0) / 1000)} s ${c === undefined ? "" : `${c.label}: ${c.rec.ok} ok ${c.rec.failed} failed`}` +
-          `  CPU master ${f0(cpu.masterPct)}% bench ${f0(cpu.benchPct)}% others ${f0(cpu.othersPct)}%` +
-          `  master RSS ${f0(memory(pid).rssMiB)} MiB  bench heap ${f0(process.memoryUsage().heapUsed / 2 ** 20)} MiB\n`
+          `  CPU server ${f0(cpu.masterPct)}% bench ${f0(cpu.benchPct)}% others ${f0(cpu.othersPct)}%` +
+          `  server RSS ${f0(memory(pid).rssMiB)} MiB  bench heap ${f0(process.memoryUsage().heapUsed / 2 ** 20)} MiB\n`
       )
     } catch {
-      // the master is gone; the main flow reports it
+      // the server is gone; the main flow reports it
     }
   }, 5000)
   return () => clearInterval(timer)
@@ -271,16 +345,16 @@ class Recorder {
   unknown = 0
   firstError: string | undefined = undefined
   lastDone = 0
-  record(ms: number, result: Either.Either<{ readonly known: boolean } | unknown, unknown>) {
+  record(ms: number, outcome: Outcome) {
     this.lastDone = performance.now()
-    if (Either.isLeft(result)) {
+    if (!outcome.ok) {
       this.failed++
-      this.firstError ??= describe(result.left)
+      this.firstError ??= outcome.error
       return
     }
     this.latencies.push(ms)
-    const r = result.right
-    if (typeof r === "object" && r !== null && "known" in r && r.known === false) this.unknown++
+    const v = outcome.value
+    if (typeof v === "object" && v !== null && "known" in v && v.known === false) this.unknown++
     else this.ok++
   }
   phase(attempted: number, ms: number, cpu: CpuUse, note: string): Phase {
@@ -295,144 +369,192 @@ class Recorder {
       p50: pct(s, 0.5),
       p99: pct(s, 0.99),
       max: s.length === 0 ? NaN : s[s.length - 1]!,
-      masterCpu: cpu.masterPct,
+      serverCpu: cpu.masterPct,
       benchCpu: cpu.benchPct,
       othersCpu: cpu.othersPct,
-      masterMsPerOp: cpu.masterMs / Math.max(1, this.ok + this.unknown),
+      serverMsPerOp: cpu.masterMs / Math.max(1, this.ok + this.unknown),
       note,
       firstError: this.firstError
     }
   }
 }
 
-const timed = <A, E>(rec: Recorder, eff: Effect.Effect<A, E>) =>
-  Effect.suspend(() => {
-    const t = performance.now()
-    return Effect.either(eff).pipe(Effect.tap((r) => Effect.sync(() => rec.record(performance.now() - t, r))))
-  })
+/** One call, timed into the recorder. */
+const timed = (rec: Recorder, call: () => Promise<Outcome>): Promise<void> => {
+  const t = performance.now()
+  return call().then((o) => rec.record(performance.now() - t, o))
+}
 
-const scale = (master: Master, n: number) =>
-  Effect.gen(function* () {
-    const clients = yield* controlClients(master, CLIENTS)
-    const deadAddress = `127.0.0.1:${yield* Effect.promise(() => freePort())}`
-    const names = Array.from({ length: n }, (_, i) => nodeName("sim", i))
-    const client = (i: number): ControlClient => clients[i % clients.length]!
-    const heartbeat = (i: number) => client(i).Heartbeat({ node: names[i]!, resources, services: [] })
+/** Runs `f` over 0..count-1 with at most `concurrency` at once; stops starting new ones after `deadline`. */
+const forEachBounded = async (count: number, concurrency: number, deadline: number, f: (i: number) => Promise<void>): Promise<number> => {
+  let next = 0
+  const worker = async () => {
+    while (next < count && performance.now() < deadline) await f(next++)
+  }
+  await Promise.all(Array.from({ length: concurrency }, worker))
+  return next
+}
 
-    // --- register, bounded concurrency and time
-    const reg = new Recorder()
-    current = { label: "register", rec: reg }
-    const registeredIdx: Array<number> = []
-    const regCpu = cpuWindow(master.daemon.pid)
-    const regStart = performance.now()
-    const regDeadline = regStart + REGISTER_BUDGET_MS
-    let attemptedReg = 0
-    yield* Effect.forEach(
-      names,
-      (name, i) =>
-        Effect.suspend(() => {
-          if (performance.now() > regDeadline) return Effect.void
-          attemptedReg++
-          return timed(reg, client(i).Register({ info: { name, role: "worker", addresses: [deadAddress], arch: "x64", version: "bench" }, resources })).pipe(
-            Effect.tap((r) => Effect.sync(() => Either.isRight(r) && registeredIdx.push(i)))
-          )
-        }),
-      { concurrency: REGISTER_CONCURRENCY, discard: true }
-    )
-    const regMs = performance.now() - regStart
-    const regPhase = reg.phase(attemptedReg, regMs, regCpu.end(), attemptedReg < n ? `stopped after the ${REGISTER_BUDGET_MS / 1000} s budget` : "")
-    registeredIdx.sort((a, b) => a - b)
-    const m = registeredIdx.length
-    if (m === 0) return yield* Effect.die(new Error(`no agent registered (${reg.firstError}); master log tail:\n${master.tail()}`))
-
-    // --- paced: each registered agent every AGENT_INTERVAL_MS, open loop, bounded in flight
-    const offered = (m / AGENT_INTERVAL_MS) * 1000
-    const total = Math.max(1, Math.floor((offered * PACED_WINDOW_MS) / 1000))
-    const paced = new Recorder()
-    current = { label: "paced", rec: paced }
-    const lags: Array<number> = []
-    // At most MAX_IN_FLIGHT heartbeats outstanding; one that falls due while all slots are busy
-    // is skipped and counted (a backlog would only measure this process's queue).
-    const inFlight = new Set<Fiber.RuntimeFiber<unknown>>()
-    let skipped = 0
-    const pacedCpu = cpuWindow(master.daemon.pid)
-    const t0 = performance.now()
-    let j = 0
-    while (j < total) {
-      const now = performance.now()
-      while (j < total && t0 + (j * 1000) / offered <= now) {
-        const scheduled = t0 + (j * 1000) / offered
-        const idx = registeredIdx[j % m]!
-        j++
-        if (inFlight.size >= MAX_IN_FLIGHT) {
-          skipped++
-          continue
-        }
-        const fiber = yield* Effect.fork(Effect.suspend(() => {
-          lags.push(performance.now() - scheduled)
-          return timed(paced, heartbeat(idx))
-        }))
-        inFlight.add(fiber)
-        fiber.addObserver(() => inFlight.delete(fiber))
+/**
+ * Open loop: call i falls due at t0 + i/rate; at most MAX_IN_FLIGHT outstanding, and one that falls
+ * due while all are busy is skipped and counted (a backlog would only measure this process's queue).
+ */
+const paced = async (label: string, pid: number, rate: number, windowMs: number, call: (i: number) => Promise<Outcome>) => {
+  const rec = new Recorder()
+  current = { label, rec }
+  const total = Math.max(1, Math.floor((rate * windowMs) / 1000))
+  const inFlight = new Set<Promise<void>>()
+  const lags: Array<number> = []
+  let skipped = 0
+  const cpu = cpuWindow(pid)
+  const t0 = performance.now()
+  let j = 0
+  while (j < total) {
+    const now = performance.now()
+    while (j < total && t0 + (j * 1000) / rate <= now) {
+      const scheduled = t0 + (j * 1000) / rate
+      const i = j++
+      if (inFlight.size >= MAX_IN_FLIGHT) {
+        skipped++
+        continue
       }
-      yield* Effect.sleep("2 millis")
+      lags.push(now - scheduled)
+      const p: Promise<void> = timed(rec, () => call(i)).finally(() => inFlight.delete(p))
+      inFlight.add(p)
     }
-    const scheduleEnd = performance.now()
-    const drained = yield* Effect.timeout(Fiber.joinAll([...inFlight]), `${DRAIN_BUDGET_MS} millis`).pipe(Effect.either)
-    const notes: Array<string> = []
-    if (skipped > 0) notes.push(`${skipped} of ${total} due heartbeats skipped: ${MAX_IN_FLIGHT} already in flight`)
-    if (Either.isLeft(drained)) {
-      notes.push(`${inFlight.size} still in flight ${DRAIN_BUDGET_MS / 1000} s after the schedule ended; interrupted`)
-      yield* Fiber.interruptAll([...inFlight])
-    }
-    const pacedNote = notes.join("; ")
-    const pacedEnd = Math.max(paced.lastDone, scheduleEnd)
-    const pacedCpuRes = pacedCpu.end()
-    const pacedMs = pacedEnd - t0
-    const rssAfterPaced = memory(master.daemon.pid).rssMiB
-    const lagSorted = sortNum(lags)
-    const pacedPhase = { ...paced.phase(total, pacedMs, pacedCpuRes, pacedNote), offered, lagP99: pct(lagSorted, 0.99) }
+    await sleep(1)
+  }
+  const scheduleEnd = performance.now()
+  const drained = await Promise.race([Promise.all(inFlight).then(() => true), sleep(DRAIN_BUDGET_MS).then(() => false)])
+  const notes: Array<string> = []
+  if (skipped > 0) notes.push(`${skipped} of ${total} due calls skipped: ${MAX_IN_FLIGHT} already in flight`)
+  if (!drained) notes.push(`${inFlight.size} still in flight ${DRAIN_BUDGET_MS / 1000} s after the schedule ended; not counted`)
+  const end = Math.max(rec.lastDone, scheduleEnd)
+  return { ...rec.phase(total, end - t0, cpu.end(), notes.join("; ")), offered: rate, lagP99: pct(sortNum(lags), 0.99) }
+}
 
-    // --- saturate: closed loop, bounded concurrency, fixed duration
-    const sat = new Recorder()
-    current = { label: "saturate", rec: sat }
-    let next = 0
-    const satCpu = cpuWindow(master.daemon.pid)
-    const s0 = performance.now()
-    const satEnd = s0 + SATURATE_MS
-    let satAttempted = 0
-    const worker = Effect.gen(function* () {
-      while (performance.now() < satEnd) {
-        const idx = registeredIdx[next++ % m]!
-        satAttempted++
-        yield* timed(sat, heartbeat(idx))
-      }
-    })
-    yield* Effect.all(Array.from({ length: SATURATE_CONCURRENCY }, () => worker), { concurrency: "unbounded", discard: true })
-    const satMs = performance.now() - s0
-    const satPhase = sat.phase(satAttempted, satMs, satCpu.end(), `${SATURATE_CONCURRENCY} in flight`)
-    const mem = memory(master.daemon.pid)
+/** Closed loop: SATURATE_CONCURRENCY callers, each calling again as soon as it is answered. */
+const saturate = async (label: string, pid: number, call: (i: number) => Promise<Outcome>) => {
+  const rec = new Recorder()
+  current = { label, rec }
+  const cpu = cpuWindow(pid)
+  const t0 = performance.now()
+  const attempted = await forEachBounded(Number.MAX_SAFE_INTEGER, SATURATE_CONCURRENCY, t0 + SATURATE_MS, (i) => timed(rec, () => call(i)))
+  return rec.phase(attempted, performance.now() - t0, cpu.end(), `${SATURATE_CONCURRENCY} in flight`)
+}
 
-    return {
-      n,
-      registered: m,
-      register: regPhase,
-      paced: pacedPhase,
-      saturate: satPhase,
-      rssAfterPaced,
-      rssAfterSaturate: mem.rssMiB,
-      hwm: mem.hwmMiB,
-      logLines: master.logLines()
-    } satisfies ScaleResult
-  }).pipe(Effect.scoped)
+type PacedPhase = Phase & { readonly offered: number; readonly lagP99: number }
 
 const printPhase = (label: string, p: Phase, extra = "") => {
   console.log(
     `  ${label.padEnd(9)} ${pad(String(p.ok), 6)} ok ${p.failed > 0 ? `${p.failed} failed ` : ""}${p.unknown > 0 ? `${p.unknown} unknown ` : ""}in ${f1(p.ms / 1000)} s` +
       ` -> ${f0(p.rate)}/s   rtt p50 ${f1(p.p50)} ms  p99 ${f1(p.p99)} ms  max ${f1(p.max)} ms` +
-      `   master CPU ${f0(p.masterCpu)}% (${f1(p.masterMsPerOp)} ms/call)  bench CPU ${f0(p.benchCpu)}%  others ${f0(p.othersCpu)}%${extra}${p.note === "" ? "" : `   [${p.note}]`}`
+      `   server CPU ${f0(p.serverCpu)}% (${p.serverMsPerOp.toFixed(3)} ms/call)  bench CPU ${f0(p.benchCpu)}%  others ${f0(p.othersCpu)}%${extra}${p.note === "" ? "" : `   [${p.note}]`}`
   )
   if (p.firstError !== undefined) console.log(`            first error: ${p.firstError}`)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 0. The floor: reference servers asked by the same load generator.
+
+interface ReferenceResult {
+  readonly name: string
+  readonly fixed: PacedPhase
+  readonly saturate: Phase
+}
+
+const reference = async (name: string, file: string, fleet: Fleet, path: string): Promise<ReferenceResult> => {
+  const port = await freePort()
+  const server = await startManagedProcess({
+    name,
+    command: process.execPath,
+    args: [...(file.endsWith(".ts") ? ["--import", "tsx"] : []), file],
+    env: { ...process.env, PORT: String(port), CERT: join(fleet.caDir, "server.crt"), KEY: join(fleet.caDir, "server.key") },
+    ready: { awaiting: "listening", output: /listening/ },
+    timeoutMs: 60_000
+  })
+  const poster = makePoster({ port, path, ca: readFileSync(join(fleet.caDir, "ca.crt")) }, SOCKETS)
+  const stopProgress = progress(server.pid)
+  try {
+    const payload = { node: "ref-00000", resources, services: servicesOf("ref-00000") }
+    const call = () => poster.call("Heartbeat", payload, "reference")
+    await forEachBounded(2_000, SATURATE_CONCURRENCY, Infinity, () => call().then(() => undefined)) // warm up
+    const fixed = await paced(`${name} ${FIXED_RATE}/s`, server.pid, FIXED_RATE, PACED_WINDOW_MS, call)
+    const sat = await saturate(`${name} saturate`, server.pid, call)
+    return { name, fixed, saturate: sat }
+  } finally {
+    stopProgress()
+    poster.close()
+    await server.stop()
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Scale.
+
+interface ScaleResult {
+  readonly n: number
+  readonly registered: number
+  readonly register: Phase
+  readonly paced: PacedPhase
+  readonly fixed: PacedPhase
+  readonly saturate: Phase
+  readonly rssAfterPaced: number
+  readonly rssAfterSaturate: number
+  readonly hwm: number
+  readonly logLines: number
+}
+
+const scale = async (master: Master, names: ReadonlyArray<string>): Promise<ScaleResult> => {
+  const n = names.length
+  const poster = makePoster({ port: master.port, path: "/control", ca: master.ca }, SOCKETS)
+  try {
+    const deadAddress = `127.0.0.1:${await freePort()}`
+    const token = (name: string) => master.tokens.get(name)!
+
+    // --- register, bounded concurrency and time
+    const reg = new Recorder()
+    current = { label: "register", rec: reg }
+    const registered: Array<string> = []
+    const regCpu = cpuWindow(master.daemon.pid)
+    const regStart = performance.now()
+    const attemptedReg = await forEachBounded(n, REGISTER_CONCURRENCY, regStart + REGISTER_BUDGET_MS, (i) =>
+      timed(reg, async () => {
+        const name = names[i]!
+        const outcome = await poster.call("Register", { info: { name, role: "worker", addresses: [deadAddress], arch: "x64", version: "bench" }, resources }, token(name))
+        if (outcome.ok) registered.push(name)
+        return outcome
+      })
+    )
+    const regPhase = reg.phase(attemptedReg, performance.now() - regStart, regCpu.end(), attemptedReg < n ? `stopped after the ${REGISTER_BUDGET_MS / 1000} s budget` : "")
+    const m = registered.length
+    if (m === 0) throw new Error(`no agent registered (${reg.firstError}); master log tail:\n${master.tail()}`)
+    const heartbeat = (i: number) => {
+      const name = registered[i % m]!
+      return poster.call("Heartbeat", { node: name, resources, services: servicesOf(name) }, token(name))
+    }
+
+    // --- paced at the agents' own cadence, then at a fixed rate, then closed loop
+    const pacedPhase = await paced("paced", master.daemon.pid, (m / AGENT_INTERVAL_MS) * 1000, PACED_WINDOW_MS, heartbeat)
+    const rssAfterPaced = memory(master.daemon.pid).rssMiB
+    const fixedPhase = await paced(`${FIXED_RATE}/s`, master.daemon.pid, FIXED_RATE, PACED_WINDOW_MS, heartbeat)
+    const satPhase = await saturate("saturate", master.daemon.pid, heartbeat)
+    const mem = memory(master.daemon.pid)
+    return {
+      n,
+      registered: m,
+      register: regPhase,
+      paced: pacedPhase,
+      fixed: fixedPhase,
+      saturate: satPhase,
+      rssAfterPaced,
+      rssAfterSaturate: mem.rssMiB,
+      hwm: mem.hwmMiB,
+      logLines: master.logLines()
+    }
+  } finally {
+    poster.close()
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -447,50 +569,45 @@ interface DetectResult {
   readonly hbFailures: number
 }
 
-const detect = (master: Master) =>
-  Effect.gen(function* () {
-    const [control] = yield* controlClients(master, 1)
-    const cli = yield* Transport.makeClient(MasterRpcs, {
-      url: `https://127.0.0.1:${master.port}/master`,
-      ca: master.ca,
-      token: Redacted.make(master.fleet.operatorToken)
-    })
-    const deadAddress = `127.0.0.1:${yield* Effect.promise(() => freePort())}`
-    const names = Array.from({ length: DETECT_K }, (_, i) => nodeName("quiet", i))
-    yield* Effect.forEach(
-      names,
-      (name) => control!.Register({ info: { name, role: "worker", addresses: [deadAddress], arch: "x64", version: "bench" }, resources }),
-      { concurrency: 8, discard: true }
-    )
-
+const detect = async (master: Master, names: ReadonlyArray<string>): Promise<DetectResult> => {
+  const poster = makePoster({ port: master.port, path: "/control", ca: master.ca }, 8)
+  const operator = await operatorClient(master)
+  const nodesList = () => Effect.runPromise(Effect.either(operator.cli.NodesList()))
+  try {
+    const deadAddress = `127.0.0.1:${await freePort()}`
+    // Each agent's first heartbeat is due the interval its registration was given after it.
+    const firstDue = new Map<string, number>()
+    for (const name of names) {
+      const r = await poster.call("Register", { info: { name, role: "worker", addresses: [deadAddress], arch: "x64", version: "bench" }, resources }, master.tokens.get(name)!)
+      if (!r.ok) throw new Error(`register ${name}: ${r.error}`)
+      firstDue.set(name, performance.now() + (r.value as { heartbeatIntervalMs: number }).heartbeatIntervalMs)
+    }
     const silentAt = new Map<string, number>()
     const unhealthyAt = new Map<string, number>()
     const suspectAt = new Map<string, number>()
     let hbFailures = 0
     const start = performance.now()
-    // Agent i heartbeats at start + i*(1000/K) + k*1000 while that is before its stop time, so the
-    // K agents go silent at moments spread over one interval.
-    const agent = (i: number) =>
-      Effect.gen(function* () {
-        const phase = (i * 1000) / DETECT_K
-        const stopAt = start + 4000 + phase
-        for (let k = 0; ; k++) {
-          const at = start + phase + k * 1000
-          if (at > stopAt) break
-          const wait = at - performance.now()
-          if (wait > 0) yield* Effect.sleep(`${Math.round(wait)} millis`)
-          const r = yield* Effect.either(control!.Heartbeat({ node: names[i]!, resources, services: [] }))
-          if (Either.isLeft(r)) hbFailures++
-          // Silence starts when the last heartbeat has been answered (the master handled it).
-          silentAt.set(names[i]!, performance.now())
-        }
-      })
-
+    // Agent i heartbeats at the interval each answer gives it (its first when its registration's
+    // interval has passed, as an agent does) while that is before its stop time, so the K agents
+    // go silent at moments spread over one interval.
+    const agent = async (i: number) => {
+      const stopAt = start + 4000 + (i * 1000) / DETECT_K
+      await sleep(Math.max(0, firstDue.get(names[i]!)! - performance.now()))
+      for (;;) {
+        const r = await poster.call("Heartbeat", { node: names[i]!, resources, services: [] }, master.tokens.get(names[i]!)!)
+        if (!r.ok) hbFailures++
+        // Silence starts when the last heartbeat has been answered (the master handled it).
+        silentAt.set(names[i]!, performance.now())
+        const given = r.ok ? ((r.value as { heartbeatIntervalMs?: number }).heartbeatIntervalMs ?? 1000) : 1000
+        if (performance.now() + given > stopAt) break
+        await sleep(given)
+      }
+    }
     let healthyBefore = 0
-    const poller = Effect.gen(function* () {
+    const poller = async () => {
       const limit = start + 4000 + 1000 + 20_000
-      while (performance.now() < limit && unhealthyAt.size < DETECT_K) {
-        const views = yield* Effect.either(cli.NodesList())
+      while (performance.now() < limit && unhealthyAt.size < names.length) {
+        const views = await nodesList()
         const now = performance.now()
         if (Either.isRight(views)) {
           if (healthyBefore === 0 && now - start > 2500 && now - start < 3500) {
@@ -503,21 +620,214 @@ const detect = (master: Master) =>
             if (v.health === "unhealthy" && !unhealthyAt.has(v.info.name)) unhealthyAt.set(v.info.name, now - t)
           }
         }
-        yield* Effect.sleep("100 millis")
+        await sleep(100)
       }
-    })
-
-    const agents = Effect.all(names.map((_, i) => agent(i)), { concurrency: "unbounded", discard: true })
-    yield* Effect.all([agents, poller], { concurrency: "unbounded", discard: true })
+    }
+    await Promise.all([...names.map((_, i) => agent(i)), poller()])
     return {
-      k: DETECT_K,
+      k: names.length,
       toUnhealthy: sortNum([...unhealthyAt.values()]),
       toSuspect: sortNum([...suspectAt.values()]),
       missed: names.filter((n) => !unhealthyAt.has(n)),
       healthyBefore,
       hbFailures
-    } satisfies DetectResult
-  }).pipe(Effect.scoped)
+    }
+  } finally {
+    poster.close()
+    await operator.close()
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Jitter and loss: heartbeats late by up to JITTER_MS and 5% lost, from agents that answer probes.
+
+const JITTER_MS = 200
+const LOSS = 0.05
+const JITTER_WINDOW_MS = QUICK ? 30_000 : 60_000
+
+/**
+ * For each node, an HTTPS server with a certificate naming it that answers the master's calls to
+ * agents as an agent would: Health (the probe: a node whose heartbeats are late or lost but which
+ * is up) and Ps (`services`, for the fan-out part). The master checks that the certificate names
+ * the node it calls.
+ */
+const agentResponders = async (fleet: Fleet, names: ReadonlyArray<string>, services: (node: string) => ReadonlyArray<unknown> = () => []) => {
+  const servers: Array<https.Server> = []
+  const addresses = new Map<string, string>()
+  for (const name of names) {
+    await Effect.runPromise(Pki.issueCertificate(fleet.caDir, name, { ips: ["127.0.0.1"], dns: [name], usage: "server" }).pipe(Effect.provide(NodeFileSystem.layer)))
+    const server = https.createServer({ cert: readFileSync(join(fleet.caDir, `${name}.crt`)), key: readFileSync(join(fleet.caDir, `${name}.key`)) }, (request, response) => {
+      let body = ""
+      request.setEncoding("utf8")
+      request.on("data", (d: string) => (body += d))
+      request.on("end", () => {
+        const { id, tag } = JSON.parse(body.split("\n")[0]!) as { id: string; tag: string }
+        const value = tag === "Ps" ? services(name) : { node: name, at: new Date().toISOString(), protocol: PROTOCOL_VERSION }
+        response.setHeader("content-type", "application/ndjson")
+        response.setHeader(PROTOCOL_HEADER, String(PROTOCOL_VERSION))
+        response.end(`${JSON.stringify({ _tag: "Exit", requestId: id, exit: { _tag: "Success", value } })}\n`)
+      })
+    })
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()))
+    servers.push(server)
+    addresses.set(name, `127.0.0.1:${(server.address() as AddressInfo).port}`)
+  }
+  return { addresses, close: () => Promise.all(servers.map((s) => new Promise<void>((r) => { s.closeAllConnections(); s.close(() => r()) }))) }
+}
+
+interface JitterResult {
+  readonly k: number
+  readonly sent: number
+  readonly lost: number
+  readonly suspected: number
+  readonly unhealthy: number
+  readonly unhealthyNodes: ReadonlyArray<string>
+}
+
+/** K agents that answer probes heartbeat at the interval the master gives, each late by 0-JITTER_MS and lost with LOSS; every verdict is counted. */
+const jitterAndLoss = async (master: Master, names: ReadonlyArray<string>, addresses: ReadonlyMap<string, string>): Promise<JitterResult> => {
+  const poster = makePoster({ port: master.port, path: "/control", ca: master.ca }, 8)
+  const operator = await operatorClient(master)
+  const views = () => Effect.runPromise(Effect.either(operator.cli.NodesList()))
+  // A seeded draw, so that two runs (fixed, phi) see the same lateness and losses.
+  let seed = 2026
+  const draw = () => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31
+    return seed / 2 ** 31
+  }
+  try {
+    const intervals = new Map<string, number>()
+    const registeredAt = new Map<string, number>()
+    for (const name of names) {
+      const r = await poster.call("Register", { info: { name, role: "worker", addresses: [addresses.get(name)!], arch: "x64", version: "bench" }, resources }, master.tokens.get(name)!)
+      if (!r.ok) throw new Error(`register ${name}: ${r.error}`)
+      intervals.set(name, (r.value as { heartbeatIntervalMs: number }).heartbeatIntervalMs)
+      registeredAt.set(name, performance.now())
+    }
+    let sent = 0
+    let lost = 0
+    const end = performance.now() + JITTER_WINDOW_MS
+    const agent = async (name: string) => {
+      // The first beat counts from the registration, later ones from the last beat.
+      let from = registeredAt.get(name)!
+      while (performance.now() < end) {
+        await sleep(Math.max(0, from + intervals.get(name)! - performance.now()) + draw() * JITTER_MS)
+        from = performance.now()
+        if (draw() < LOSS) {
+          lost++
+          continue
+        }
+        sent++
+        const r = await poster.call("Heartbeat", { node: name, resources, services: [] }, master.tokens.get(name)!)
+        const given = r.ok ? (r.value as { heartbeatIntervalMs?: number }).heartbeatIntervalMs : undefined
+        if (given !== undefined) intervals.set(name, given)
+      }
+    }
+    const seen = new Map<string, string>()
+    let suspected = 0
+    let unhealthy = 0
+    const unhealthyNodes = new Set<string>()
+    const poller = async () => {
+      while (performance.now() < end + 3_000) {
+        const r = await views()
+        if (Either.isRight(r)) {
+          for (const v of r.right) {
+            if (!names.includes(v.info.name)) continue
+            const before = seen.get(v.info.name)
+            if (before !== v.health && before !== undefined) {
+              if (v.health === "suspect") suspected++
+              if (v.health === "unhealthy") {
+                unhealthy++
+                unhealthyNodes.add(v.info.name)
+              }
+            }
+            seen.set(v.info.name, v.health)
+          }
+        }
+        await sleep(100)
+      }
+    }
+    await Promise.all([...names.map(agent), poller()])
+    return { k: names.length, sent, lost, suspected, unhealthy, unhealthyNodes: [...unhealthyNodes] }
+  } finally {
+    poster.close()
+    await operator.close()
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Fan-out: `mcp ps` over FANOUT_NODES agents with FANOUT_SERVICES services each.
+
+const FANOUT_NODES = Number(process.env["MCP_BENCH_FANOUT_NODES"] ?? 100)
+const FANOUT_SERVICES = 30
+
+/** What a simulated agent answers to Ps: FANOUT_SERVICES services of two components with a route each. */
+const psOf = (node: string) =>
+  Array.from({ length: FANOUT_SERVICES }, (_, k) => ({
+    service: `${node}-s${k}`,
+    node,
+    active: true,
+    components: ["web", "worker"].map((name, c) => ({
+      name,
+      image: `registry.example/${name}:1.${k}`,
+      version: `1.${k}`,
+      state: "running",
+      containerId: `${node}${k}${c}`.padEnd(64, "0"),
+      routes: [{ hostname: `${node}-s${k}.svc.mcp.internal`, listener: 8443, mode: "l7", hostPort: 20_000 + k * 2 + c }],
+      restarts: 0,
+      startedAt: new Date().toISOString()
+    })),
+    warnings: []
+  }))
+
+interface FanoutResult {
+  readonly services: number
+  readonly unreachable: number
+  readonly rpcColdMs: number
+  readonly rpcWarmMs: ReadonlyArray<number>
+  readonly cliMs: ReadonlyArray<number>
+  readonly cliFloorMs: ReadonlyArray<number>
+}
+
+const fanout = async (): Promise<FanoutResult> => {
+  const names = Array.from({ length: FANOUT_NODES }, (_, i) => nodeName("fan", i))
+  const master = await startMaster("fanout", { interval: "10s", missThreshold: 100, probeTimeout: "1s" }, names)
+  const responders = await agentResponders(master.fleet, names, psOf)
+  const poster = makePoster({ port: master.port, path: "/control", ca: master.ca }, 8)
+  const closers: Array<() => Promise<void>> = []
+  try {
+    for (const name of names) {
+      const r = await poster.call("Register", { info: { name, role: "worker", addresses: [responders.addresses.get(name)!], arch: "x64", version: "bench" }, resources }, master.tokens.get(name)!)
+      if (!r.ok) throw new Error(`register ${name}: ${r.error}`)
+    }
+    const operator = await operatorClient(master)
+    closers.push(operator.close)
+    const ps = () => Effect.runPromise(operator.cli.Ps())
+    const timedMs = async <A>(f: () => Promise<A>) => {
+      const t = performance.now()
+      const a = await f()
+      return { ms: performance.now() - t, a }
+    }
+    const cold = await timedMs(ps)
+    const rpcWarmMs: Array<number> = []
+    for (let i = 0; i < 5; i++) rpcWarmMs.push((await timedMs(ps)).ms)
+    const cliMs: Array<number> = []
+    const cliFloorMs: Array<number> = []
+    for (let i = 0; i < 5; i++) {
+      const run = await timedMs(() => mcp(master.fleet, ["ps"]))
+      if (run.a.code !== 0) throw new Error(`mcp ps exited ${run.a.code}: ${run.a.stderr}`)
+      cliMs.push(run.ms)
+      // The floor: the same CLI answering without the network (its start and exit).
+      cliFloorMs.push((await timedMs(() => mcp(master.fleet, ["--version"]))).ms)
+    }
+    return { services: cold.a.services.length, unreachable: cold.a.unreachable.length, rpcColdMs: cold.ms, rpcWarmMs, cliMs, cliFloorMs }
+  } finally {
+    poster.close()
+    for (const close of closers) await close()
+    await responders.close()
+    await master.close()
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -525,24 +835,52 @@ const main = async () => {
   const started = performance.now()
   console.log(`bench/heartbeats${QUICK ? " --quick" : ""}: ${cpus().length} cores (${cpus()[0]?.model ?? "?"}), node ${process.version}`)
   console.log(
-    `  scale: sizes ${SIZES.join(", ")}; master interval 10s, miss_threshold 100; ${CLIENTS} shared HTTPS clients (Transport.makeClient, as agents use);` +
-      ` register ${REGISTER_CONCURRENCY} in flight (budget ${REGISTER_BUDGET_MS / 1000} s);` +
-      ` paced window ${PACED_WINDOW_MS / 1000} s at N/10 per s (<= ${MAX_IN_FLIGHT} in flight); saturate ${SATURATE_MS / 1000} s at ${SATURATE_CONCURRENCY} in flight`
+    `  load generator: raw ndjson RPC frames over node:https keep-alive (${SOCKETS} connections), each simulated agent with its own system token;` +
+      ` register ${REGISTER_CONCURRENCY} in flight (budget ${REGISTER_BUDGET_MS / 1000} s); paced windows ${PACED_WINDOW_MS / 1000} s (<= ${MAX_IN_FLIGHT} in flight);` +
+      ` saturate ${SATURATE_MS / 1000} s at ${SATURATE_CONCURRENCY} in flight`
   )
-  console.log(`  rtt = client-observed round trip; master CPU = utime+stime delta of the master pid over the window, % of one core; RSS read after the window`)
+  console.log(`  rtt = client-observed round trip; server CPU = utime+stime delta of the server pid over the window, % of one core and ms per answered call`)
   console.log(`  bench CPU = this load generator; others = the rest of the machine (other processes, kernel) over the same window, % of one core`)
+
+  if (ONLY_FANOUT) {
+    const fan = await fanout()
+    console.log(`mcp ps over ${FANOUT_NODES} x ${FANOUT_SERVICES}: ${fan.cliMs.map(f0).join(", ")} ms (floor mcp --version ${fan.cliFloorMs.map(f0).join(", ")} ms); Ps RPC cold ${f0(fan.rpcColdMs)} ms, warm ${fan.rpcWarmMs.map(f0).join(", ")} ms; ${fan.services} services, ${fan.unreachable} unreachable`)
+    return
+  }
+
+  // The floor: a scratch fleet only for its certificates.
+  const refDir = mkdtempSync(join(tmpdir(), "mcp-bench-hb-ref-"))
+  const refFleet = await prepare(refDir)
+  const references: Array<ReferenceResult> = []
+  try {
+    for (const [name, file, path] of [
+      ["node:https", join(repo, "bench/reference/https-server.mjs"), "/rpc"],
+      ["@effect/rpc", join(repo, "bench/reference/rpc-server.ts"), "/rpc"]
+    ] as const) {
+      console.log(`\nReference: ${name} (${file.slice(repo.length)})`)
+      const r = await reference(name, file, refFleet, path)
+      references.push(r)
+      printPhase(`${FIXED_RATE}/s`, r.fixed, `   start lag p99 ${f1(r.fixed.lagP99)} ms`)
+      printPhase("saturate", r.saturate)
+    }
+  } finally {
+    rmSync(refDir, { recursive: true, force: true })
+  }
+  const floor = references[0]!
 
   const results: Array<ScaleResult> = []
   for (const n of SIZES) {
-    const master = await startMaster(`n${n}`, { interval: "10s", missThreshold: 100, probeTimeout: "1s" })
+    const names = Array.from({ length: n }, (_, i) => nodeName("sim", i))
+    const master = await startMaster(`n${n}`, { interval: "10s", missThreshold: 100, probeTimeout: "1s" }, names)
     try {
       const idle = memory(master.daemon.pid)
       console.log(`\nN = ${n.toLocaleString("en-US")}  (master pid ${master.daemon.pid}, RSS at start ${f1(idle.rssMiB)} MiB)`)
       const stopProgress = progress(master.daemon.pid)
-      const r = await Effect.runPromise(scale(master, n)).finally(stopProgress)
+      const r = await scale(master, names).finally(stopProgress)
       results.push(r)
       printPhase("register", r.register, `   (${r.registered}/${n} registered)`)
       printPhase("paced", r.paced, `   offered ${f0(r.paced.offered)}/s, start lag p99 ${f1(r.paced.lagP99)} ms`)
+      printPhase(`${FIXED_RATE}/s`, r.fixed, `   start lag p99 ${f1(r.fixed.lagP99)} ms`)
       printPhase("saturate", r.saturate)
       console.log(`  master RSS after paced ${f1(r.rssAfterPaced)} MiB, after saturate ${f1(r.rssAfterSaturate)} MiB (peak ${f1(r.hwm)} MiB); ${r.logLines} log lines`)
       if (r.registered < n) console.log(`  NOTE: only ${r.registered} of ${n} agents registered within the budget; the heartbeat phases used those.`)
@@ -553,52 +891,94 @@ const main = async () => {
     }
   }
 
-  console.log(`\nDetection: silence -> unhealthy (master interval 1s, miss_threshold 3, probe_timeout 1s; ${DETECT_K} agents at a closed port; NodesList polled every 100 ms)`)
-  let detection: DetectResult | undefined
-  const master = SKIP_DETECT ? undefined : await startMaster("detect", { interval: "1s", missThreshold: 3, probeTimeout: "1s" })
-  if (master !== undefined) try {
-    detection = await Effect.runPromise(detect(master))
-    const u = detection.toUnhealthy
-    const s = detection.toSuspect
-    console.log(`  healthy while heartbeating: ${detection.healthyBefore}/${detection.k}; heartbeat failures ${detection.hbFailures}`)
-    console.log(`  silence -> unhealthy (ms): n ${u.length}  min ${f0(u[0] ?? NaN)}  p50 ${f0(pct(u, 0.5))}  p90 ${f0(pct(u, 0.9))}  max ${f0(u[u.length - 1] ?? NaN)}`)
-    console.log(`  silence -> suspect seen by a poll (ms): n ${s.length}${s.length === 0 ? "" : `  min ${f0(s[0]!)}  p50 ${f0(pct(s, 0.5))}  max ${f0(s[s.length - 1]!)}`}`)
-    if (detection.missed.length > 0) console.log(`  never seen unhealthy: ${detection.missed.join(", ")}`)
-    console.log(`  expected about 3 x 1 s + probe time (+ up to 100 ms poll granularity)`)
-  } catch (e) {
-    console.log(`  detection failed: ${e instanceof Error ? e.message : String(e)}\n  master log tail:\n${master.tail()}`)
-  } finally {
-    await master.close()
+  const detections: Array<{ readonly detector: string; readonly result: DetectResult }> = []
+  const jitters: Array<{ readonly detector: string; readonly result: JitterResult }> = []
+  const detectors = [["fixed", ""], ["phi", `detector = "phi"`]] as const
+  if (!SKIP_DETECT) {
+    for (const [detector, extra] of detectors) {
+      console.log(`\nDetection (${detector}): silence -> unhealthy (master interval 1s, miss_threshold 3, probe_timeout 1s${extra === "" ? "" : `, ${extra}`}; ${DETECT_K} agents at a closed port; NodesList polled every 100 ms)`)
+      const names = Array.from({ length: DETECT_K }, (_, i) => nodeName("quiet", i))
+      const master = await startMaster(`detect-${detector}`, { interval: "1s", missThreshold: 3, probeTimeout: "1s", extra }, names)
+      try {
+        const d = await detect(master, names)
+        detections.push({ detector, result: d })
+        const u = d.toUnhealthy
+        const s = d.toSuspect
+        console.log(`  healthy while heartbeating: ${d.healthyBefore}/${d.k}; heartbeat failures ${d.hbFailures}`)
+        console.log(`  silence -> unhealthy (ms): n ${u.length}  min ${f0(u[0] ?? NaN)}  p50 ${f0(pct(u, 0.5))}  p90 ${f0(pct(u, 0.9))}  max ${f0(u[u.length - 1] ?? NaN)}`)
+        console.log(`  silence -> suspect seen by a poll (ms): n ${s.length}${s.length === 0 ? "" : `  min ${f0(s[0]!)}  p50 ${f0(pct(s, 0.5))}  max ${f0(s[s.length - 1]!)}`}`)
+        if (d.missed.length > 0) console.log(`  never seen unhealthy: ${d.missed.join(", ")}`)
+        console.log(detector === "fixed" ? `  expected about 3 x 1-1.1 s + probe time (+ up to 100 ms poll granularity)` : `  expected a little over one interval + probe time`)
+      } catch (e) {
+        console.log(`  detection failed: ${e instanceof Error ? e.message : String(e)}\n  master log tail:\n${master.tail()}`)
+      } finally {
+        await master.close()
+      }
+    }
+    for (const [detector, extra] of detectors) {
+      console.log(`\nJitter and loss (${detector}): ${DETECT_K} agents that answer probes, each heartbeat 0-${JITTER_MS} ms late and ${LOSS * 100}% lost, for ${JITTER_WINDOW_MS / 1000} s (master interval 1s, miss_threshold 3)`)
+      const names = Array.from({ length: DETECT_K }, (_, i) => nodeName("lossy", i))
+      const master = await startMaster(`jitter-${detector}`, { interval: "1s", missThreshold: 3, probeTimeout: "1s", extra }, names)
+      const responders = await agentResponders(master.fleet, names)
+      try {
+        const j = await jitterAndLoss(master, names, responders.addresses)
+        jitters.push({ detector, result: j })
+        console.log(`  ${j.sent} heartbeats sent, ${j.lost} lost; suspected ${j.suspected} times (each settled by a probe); unhealthy verdicts ${j.unhealthy}${j.unhealthyNodes.length > 0 ? ` (${j.unhealthyNodes.join(", ")})` : ""}`)
+      } catch (e) {
+        console.log(`  jitter and loss failed: ${e instanceof Error ? e.message : String(e)}\n  master log tail:\n${master.tail()}`)
+      } finally {
+        await responders.close()
+        await master.close()
+      }
+    }
   }
 
-  console.log(`\nSummary${QUICK ? " (--quick)" : ""}`)
-  const header = ["N", "registered", "reg/s", "paced offered/s", "paced absorbed/s", "paced p50 ms", "paced p99 ms", "paced master CPU%", "sat absorbed/s", "sat p50 ms", "sat p99 ms", "sat master CPU%", "master ms/hb", "others CPU%", "RSS MiB"]
-  const rows = results.map((r) => [
-    r.n.toLocaleString("en-US"),
-    String(r.registered),
-    f0(r.register.rate),
-    f0(r.paced.offered),
-    f0(r.paced.rate),
-    f1(r.paced.p50),
-    f1(r.paced.p99),
-    f0(r.paced.masterCpu),
-    f0(r.saturate.rate),
-    f1(r.saturate.p50),
-    f1(r.saturate.p99),
-    f0(r.saturate.masterCpu),
-    f1(r.saturate.masterMsPerOp),
-    f0(r.saturate.othersCpu),
-    f1(r.rssAfterSaturate)
-  ])
+  console.log(`\nFan-out: mcp ps over ${FANOUT_NODES} agents x ${FANOUT_SERVICES} services (simulated agents answering Ps; fanout_timeout 2s)`)
+  let fan: FanoutResult | undefined
+  try {
+    fan = await fanout()
+    console.log(`  ${fan.services} services, ${fan.unreachable} nodes unreachable; Ps RPC cold ${f0(fan.rpcColdMs)} ms (new connections to every agent), warm ${fan.rpcWarmMs.map(f0).join(", ")} ms`)
+    console.log(`  mcp ps (a CLI process each): ${fan.cliMs.map(f0).join(", ")} ms; mcp --version (the floor) ${fan.cliFloorMs.map(f0).join(", ")} ms`)
+  } catch (e) {
+    console.log(`  fan-out failed: ${inspect(e, { depth: 4 })}`)
+  }
+
+  console.log(`\nSummary${QUICK ? " (--quick)" : ""}; floor = ${floor.name} (${floor.saturate.serverMsPerOp.toFixed(3)} ms CPU per call at saturation, p99 ${f1(floor.fixed.p99)} ms at ${FIXED_RATE}/s)`)
+  const header = [
+    "server", "registered", "reg/s", "reg ms CPU", "paced offered/s", "paced p99 ms",
+    `${FIXED_RATE}/s absorbed`, `${FIXED_RATE}/s p50 ms`, `${FIXED_RATE}/s p99 ms`, `${FIXED_RATE}/s ms CPU/hb`,
+    "sat absorbed/s", "sat ms CPU/hb", "x floor", "RSS MiB"
+  ]
+  const ratio = (p: Phase) => `${(p.serverMsPerOp / floor.saturate.serverMsPerOp).toFixed(1)}x`
+  const rows = [
+    ...references.map((r) => [
+      r.name, "-", "-", "-", "-", "-",
+      f0(r.fixed.rate), f1(r.fixed.p50), f1(r.fixed.p99), r.fixed.serverMsPerOp.toFixed(3),
+      f0(r.saturate.rate), r.saturate.serverMsPerOp.toFixed(3), ratio(r.saturate), "-"
+    ]),
+    ...results.map((r) => [
+      `master N=${r.n.toLocaleString("en-US")}`,
+      String(r.registered), f0(r.register.rate), r.register.serverMsPerOp.toFixed(2), f0(r.paced.offered), f1(r.paced.p99),
+      f0(r.fixed.rate), f1(r.fixed.p50), f1(r.fixed.p99), r.fixed.serverMsPerOp.toFixed(3),
+      f0(r.saturate.rate), r.saturate.serverMsPerOp.toFixed(3), ratio(r.saturate), f1(r.rssAfterSaturate)
+    ])
+  ]
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)))
   console.log("  " + header.map((h, i) => pad(h, widths[i]!)).join(" | "))
   console.log("  " + widths.map((w) => "-".repeat(w)).join("-+-"))
   for (const row of rows) console.log("  " + row.map((c, i) => pad(c, widths[i]!)).join(" | "))
-  if (detection !== undefined) {
-    const u = detection.toUnhealthy
-    console.log(`  silence -> unhealthy (1 s interval, threshold 3, K=${detection.k}): min ${f0(u[0] ?? NaN)} / p50 ${f0(pct(u, 0.5))} / p90 ${f0(pct(u, 0.9))} / max ${f0(u[u.length - 1] ?? NaN)} ms`)
+  if (fan !== undefined) {
+    const median = (xs: ReadonlyArray<number>) => pct(sortNum(xs), 0.5)
+    console.log(`  mcp ps over ${FANOUT_NODES} x ${FANOUT_SERVICES}: median ${f0(median(fan.cliMs))} ms (floor mcp --version ${f0(median(fan.cliFloorMs))} ms); Ps RPC warm median ${f0(median(fan.rpcWarmMs))} ms, cold ${f0(fan.rpcColdMs)} ms`)
   }
-  console.log(`  master ms/hb = master CPU time per absorbed heartbeat in the saturate window; others CPU% = load on the machine not from master or bench (saturate window)`)
+  for (const { detector, result: d } of detections) {
+    const u = d.toUnhealthy
+    console.log(`  silence -> unhealthy, ${detector.padEnd(5)} (1 s interval, threshold 3, K=${d.k}): min ${f0(u[0] ?? NaN)} / p50 ${f0(pct(u, 0.5))} / p90 ${f0(pct(u, 0.9))} / max ${f0(u[u.length - 1] ?? NaN)} ms`)
+  }
+  for (const { detector, result: j } of jitters) {
+    console.log(`  jitter ${JITTER_MS} ms + ${LOSS * 100}% loss, ${detector.padEnd(5)}: ${j.unhealthy} false unhealthy verdicts, ${j.suspected} suspicions settled by a probe (${j.sent} heartbeats, ${j.lost} lost, K=${j.k})`)
+  }
+  console.log(`  ms CPU/hb = server CPU time per answered call over the window; x floor = saturate ms CPU/hb over the floor's`)
   console.log(`  total bench time ${f0((performance.now() - started) / 1000)} s`)
 }
 

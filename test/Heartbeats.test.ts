@@ -180,3 +180,47 @@ describe("heartbeats", () => {
     expect(oldest).toBeLessThan(2500)
   }, 120_000)
 })
+
+describe("the interval the master gives", () => {
+  it("an agent heartbeats at the interval its master's answers give it: max_rate = 1 with two nodes stretches 1 s to 2 s", async () => {
+    const port = await LocalFleet.freePort()
+    const slow = await LocalFleet.prepare(join(dir, "fleet-rate"), { masters: [`127.0.0.1:${port}`] })
+    const slowMaster = await LocalFleet.spawnDaemon(
+      LocalFleet.bins.master,
+      LocalFleet.writeMasterConfig(slow, { port, interval: "1s", missThreshold: 3, probeTimeout: "1s", extra: "max_rate = 1" })
+    )
+    daemons.push(slowMaster)
+    for (const name of ["rate-a", "rate-b"]) {
+      const config = LocalFleet.writeAgentConfig(slow, { node: name, port: await LocalFleet.freePort(), socket: podman.socketPath, masters: [`127.0.0.1:${port}`] })
+      daemons.push(await LocalFleet.spawnDaemon(LocalFleet.bins.agent, config))
+    }
+    const views = async () => {
+      const r = await LocalFleet.mcp(slow, ["node", "list", "--json"])
+      if (r.code !== 0) throw new Error(`mcp node list: ${r.stderr}`)
+      return JSON.parse(r.stdout) as Array<NodeView & { heartbeatIntervalMs?: number; heartbeatDeadline?: string }>
+    }
+    await waitFor("both nodes healthy", async () => (await views()).filter((v) => v.health === "healthy").length === 2)
+    // Every heartbeat seen for rate-a over 12 s: each arrives about 2 s (up to 2.2 s) after the last.
+    const seen = new Set<string>()
+    const end = Date.now() + 12_000
+    let last: (NodeView & { heartbeatIntervalMs?: number; heartbeatDeadline?: string }) | undefined
+    while (Date.now() < end) {
+      last = (await views()).find((v) => v.info.name === "rate-a")
+      if (last?.lastHeartbeat !== undefined) seen.add(last.lastHeartbeat)
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    const times = [...seen].map((t) => Date.parse(t)).sort((a, b) => a - b)
+    const gaps = times.slice(2).map((t, i) => t - times[i + 1]!) // after the first interval, which is drawn over a whole one
+    expect(gaps.length, `heartbeats seen: ${[...seen].join(", ")}`).toBeGreaterThanOrEqual(3)
+    for (const gap of gaps) {
+      expect(gap).toBeGreaterThanOrEqual(1_950)
+      expect(gap).toBeLessThan(2_800)
+    }
+    expect(last?.heartbeatIntervalMs).toBeGreaterThanOrEqual(2_000)
+    expect(last?.heartbeatIntervalMs).toBeLessThanOrEqual(2_200)
+    expect(Date.parse(last!.heartbeatDeadline!) - Date.parse(last!.lastHeartbeat!)).toBe(last!.heartbeatIntervalMs)
+    const table = await LocalFleet.mcp(slow, ["node", "list"])
+    expect(table.stdout).toMatch(/INTERVAL\s+DEADLINE/)
+    expect(table.stdout).toMatch(/rate-a\s.*\s2\.\ds\s+\d{4}-/)
+  }, 120_000)
+})

@@ -101,6 +101,12 @@ export interface MasterRecords {
   /** Each placed service's definition as stored (JSON text). */
   readonly definitions: ReadonlyMap<string, string>
   readonly edgeRoutes: ReadonlyArray<{ readonly hostname: string; readonly service: string; readonly state: string }>
+  /**
+   * The master's sagas still running (left open: a worker did not answer, or its rollback
+   * failed). Until the master finishes them, an operation it reported as "not known yet" has no
+   * outcome, and the fleet has not converged.
+   */
+  readonly openSagas: ReadonlyArray<{ readonly service: string; readonly kind: string }>
 }
 
 export interface AgentService {
@@ -532,7 +538,8 @@ export const startChaosFleet = async (dir: string, options: {
           const placements = new Map((db.prepare("SELECT service, node FROM placements").all() as Array<{ service: string; node: string }>).map((r) => [r.service, r.node]))
           const definitions = new Map((db.prepare("SELECT service, definition FROM definitions").all() as Array<{ service: string; definition: string }>).map((r) => [r.service, r.definition]))
           const edgeRoutes = db.prepare("SELECT hostname, service, state FROM edge_routes").all() as Array<{ hostname: string; service: string; state: string }>
-          return { placements, definitions, edgeRoutes }
+          const openSagas = db.prepare("SELECT service, kind FROM sagas WHERE state = 'running'").all() as Array<{ service: string; kind: string }>
+          return { placements, definitions, edgeRoutes, openSagas }
         }),
       mcp: (args, timeoutMs = 90_000) => run(process.execPath, [LocalFleet.bins.mcp, ...args, "--config", f.cliConfig], { timeoutMs }),
       dispose
@@ -842,6 +849,7 @@ const analyse = (o: Observation): Analysis => {
     }
   }
   const agentCerts = (n: NodeName, host: string) => o.certs[n].agent.filter((f) => agentCertHost(f) === host && f.endsWith(".crt"))
+  for (const saga of o.master.openSagas) disagreements.push(`${saga.service}: the master's ${saga.kind} is still open (it asks the worker again until it answers)`)
   for (const s of [...services].filter(ours).sort()) {
     const placed = o.master.placements.get(s)
     const listing = NODES.filter((n) => typeof o.agents[n] !== "string" && (o.agents[n] as ReadonlyArray<AgentService>).some((a) => a.service === s))

@@ -4,6 +4,7 @@
  * the actions it returns; keeping it pure lets every transition be tested as data.
  *
  *   unknown --heartbeat--> healthy --N missed--> suspect --probe fails--> unhealthy
+ *                                  (or suspected)
  *      ^                      ^                     |                         |
  *      |                      +----probe answers----+<------probe answers-----+
  *      +-- (start)            +<---------------------heartbeat----------------+
@@ -26,6 +27,11 @@ export const initialHealth: HealthState = { status: "unknown", missed: 0, probin
 export type HealthEvent = Data.TaggedEnum<{
   HeartbeatReceived: {}
   DeadlineMissed: {}
+  /**
+   * A failure detector judged the silence too long (the phi-accrual detector, PhiAccrual.ts): the
+   * node is probed at once, as when missThreshold deadlines have passed.
+   */
+  Suspected: { readonly reason: string }
   ProbeSucceeded: {}
   ProbeFailed: { readonly reason: string }
 }>
@@ -63,6 +69,15 @@ export const stepHealth = (state: HealthState, event: HealthEvent, policy: Healt
       state.status === "healthy"
         ? { state: { ...state, probing: false }, actions: [] }
         : moveTo(state, "unhealthy", `probe failed: ${reason}`, { probing: false }),
+    Suspected: ({ reason }) => {
+      if (state.probing) return { state, actions: [] }
+      const probe = HealthAction.Probe()
+      if (state.status === "healthy" || state.status === "unknown") {
+        const step = moveTo(state, "suspect", reason, { probing: true })
+        return { state: step.state, actions: [...step.actions, probe] }
+      }
+      return { state: { ...state, probing: true }, actions: [probe] }
+    },
     DeadlineMissed: () => {
       const missed = state.missed + 1
       const due = missed % policy.missThreshold === 0

@@ -43,6 +43,10 @@ export const NodeView = Schema.Struct({
   info: NodeInfo,
   health: HealthStatus,
   lastHeartbeat: Schema.optional(Schema.String),
+  /** The interval the master last gave the node (it grows with the fleet), ms. */
+  heartbeatIntervalMs: Schema.optional(Schema.Int),
+  /** When the master expects the node's next heartbeat (ISO 8601); a miss is counted after it. */
+  heartbeatDeadline: Schema.optional(Schema.String),
   resources: Schema.optional(Resources)
 })
 export type NodeView = typeof NodeView.Type

@@ -13,6 +13,7 @@ import { Context, Duration, Effect, Layer, Option, Redacted } from "effect"
 import { handlers } from "../src/daemon/handlers/Control.js"
 import * as InternalZone from "../src/daemon/handlers/InternalZone.js"
 import { layerSqlite, MasterDb } from "../src/db/MasterDb.js"
+import { HeartbeatRecords } from "../src/nodes/HeartbeatRecords.js"
 import { NodeSupervisors, Prober, SupervisorSettings, TransitionSink } from "../src/nodes/NodeSupervisors.js"
 
 const tokens = new Map([
@@ -44,6 +45,7 @@ const harness = Effect.gen(function* () {
         Layer.succeed(Prober, { probe: () => Effect.void }),
         Layer.succeed(TransitionSink, { record: () => Effect.void })
       )))),
+      Layer.provideMerge(HeartbeatRecords.Default),
       Layer.provideMerge(MasterDb.Default.pipe(Layer.provideMerge(layerSqlite(":memory:"))))
     )
   )
@@ -91,7 +93,7 @@ describe("/control: a node speaks only for itself", () => {
       expect(Option.getOrUndefined(yield* db.node("w1"))?.lastHeartbeat).toBeUndefined()
 
       // The same heartbeat from w1 itself is how the master learns the placement: the refusal above is the token's.
-      expect(yield* w1.Heartbeat({ node: "w1" as Names.NodeName, resources, services: shop })).toEqual({ known: true })
+      expect(yield* w1.Heartbeat({ node: "w1" as Names.NodeName, resources, services: shop })).toEqual({ known: true, heartbeatIntervalMs: 1000 })
       expect((yield* db.placements).map((p) => [p.service, p.node])).toEqual([["shop", "w1"]])
     }))
 

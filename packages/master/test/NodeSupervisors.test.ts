@@ -1,9 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Layer, Logger, LogLevel, Option, Ref, type Scope, TestClock } from "effect"
+import { HeartbeatCadence } from "@mcp/domain"
+import { Context, Duration, Effect, Layer, Logger, LogLevel, Option, Random, Ref, type Scope, TestClock } from "effect"
 import {
+  CADENCE_JITTER,
   type HealthTransition,
   NodeSupervisors,
   Prober,
+  type SupervisorConfig,
   SupervisorSettings,
   TransitionSink
 } from "../src/nodes/NodeSupervisors.js"
@@ -19,7 +22,7 @@ const PROBE_TIMEOUT = 500
  * A supervisor with a fake prober (answers per node and address, "fail" by default) and a sink
  * that collects transitions; `crashNext` makes the sink die that many times first.
  */
-const harness = Effect.gen(function* () {
+const harnessWith = (extra: Partial<SupervisorConfig>) => Effect.gen(function* () {
   const answers = yield* Ref.make(new Map<string, Answer>())
   const probes = yield* Ref.make<ReadonlyArray<string>>([])
   const transitions = yield* Ref.make<ReadonlyArray<HealthTransition>>([])
@@ -31,7 +34,8 @@ const harness = Effect.gen(function* () {
           Layer.succeed(SupervisorSettings, {
             interval: `${INTERVAL} millis`,
             missThreshold: THRESHOLD,
-            probeTimeout: `${PROBE_TIMEOUT} millis`
+            probeTimeout: `${PROBE_TIMEOUT} millis`,
+            ...extra
           }),
           Layer.succeed(Prober, {
             probe: (node, address) =>
@@ -68,12 +72,12 @@ const harness = Effect.gen(function* () {
       Effect.map(supervisors.health(node), Option.match({ onNone: () => "unwatched", onSome: (h) => h.status }))
   }
 })
-
+const harness = harnessWith({})
 
 const now = TestClock.currentTimeMillis
 
-const test = (name: string, body: Effect.Effect<void, never, Scope.Scope>) =>
-  it.effect(name, () => body.pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.None)))
+const test = (name: string, body: Effect.Effect<void, never, Scope.Scope>, timeout?: number) =>
+  it.effect(name, () => body.pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.None)), timeout)
 
 describe("NodeSupervisors", () => {
   test(
@@ -83,7 +87,7 @@ describe("NodeSupervisors", () => {
       yield* h.supervisors.watch("n1", ["n1-a:7000"])
       yield* settle
       expect(yield* h.status("n1")).toBe("unknown")
-      expect(yield* h.supervisors.heartbeat("n1")).toBe(true)
+      expect(yield* h.supervisors.heartbeat("n1")).toEqual(Option.some(INTERVAL))
       yield* settle
       const health = Option.getOrThrow(yield* h.supervisors.health("n1"))
       expect(health.status).toBe("healthy")
@@ -307,7 +311,7 @@ describe("NodeSupervisors", () => {
       yield* advance(10_000)
       expect(yield* h.moves).toEqual(["unknown->healthy"])
       expect(yield* h.probes).toEqual([])
-      expect(yield* h.supervisors.heartbeat("n1")).toBe(false)
+      expect(yield* h.supervisors.heartbeat("n1")).toEqual(Option.none())
       expect(yield* h.supervisors.health("n1")).toEqual(Option.none())
       expect((yield* h.supervisors.tree).children).toEqual([])
       expect(yield* h.supervisors.snapshot).toEqual([])
@@ -334,7 +338,7 @@ describe("NodeSupervisors", () => {
     "heartbeat of a node that is not watched returns false",
     Effect.gen(function* () {
       const h = yield* harness
-      expect(yield* h.supervisors.heartbeat("ghost")).toBe(false)
+      expect(yield* h.supervisors.heartbeat("ghost")).toEqual(Option.none())
       expect(yield* h.supervisors.health("ghost")).toEqual(Option.none())
     })
   )
@@ -401,9 +405,179 @@ describe("NodeSupervisors", () => {
       yield* h.supervisors.heartbeat("n2")
       yield* settle
       expect(yield* h.supervisors.snapshot).toEqual([
-        { node: "n1", status: "healthy", missed: 0, lastHeartbeat: undefined, lastProbe: undefined },
-        { node: "n2", status: "healthy", missed: 0, lastHeartbeat: new Date(0), lastProbe: undefined }
+        { node: "n1", status: "healthy", missed: 0, lastHeartbeat: undefined, lastProbe: undefined, intervalMs: INTERVAL, deadline: new Date(INTERVAL) },
+        { node: "n2", status: "healthy", missed: 0, lastHeartbeat: new Date(0), lastProbe: undefined, intervalMs: INTERVAL, deadline: new Date(INTERVAL) }
       ])
     })
+  )
+})
+
+describe("NodeSupervisors with max_rate: the interval each node is given", () => {
+  // Small enough that a few hundred simulated nodes already stretch the interval: what costs
+  // test time is the number of heartbeats simulated (every TestClock wake-up is a real timer turn).
+  const MAX_RATE = 5
+  const cadence = { minIntervalMs: INTERVAL, maxRate: MAX_RATE, jitter: CADENCE_JITTER }
+  const ROUNDS = 6
+
+  /**
+   * N agents that all register at t = 0 (a fleet booting) and then heartbeat after whatever
+   * interval each answer gives them, for ROUNDS base intervals of simulated time. Returns every
+   * heartbeat's time, and the intervals given.
+   */
+  const fleet = (h: Effect.Effect.Success<ReturnType<typeof harnessWith>>, nodes: number, silent?: string, silentFrom?: number) =>
+    Effect.gen(function* () {
+      const base = HeartbeatCadence.baseIntervalMs(cadence, nodes)
+      const arrivals: Array<number> = []
+      const given: Array<number> = []
+      const names = Array.from({ length: nodes }, (_, i) => `n${i}`)
+      for (const name of names) yield* h.supervisors.watch(name, [`${name}-a:7000`])
+      const agent = (name: string) =>
+        Effect.gen(function* () {
+          while (true) {
+            const at = yield* now
+            if (name === silent && at >= silentFrom!) return
+            const interval = Option.getOrThrow(yield* h.supervisors.heartbeat(name))
+            arrivals.push(at)
+            given.push(interval)
+            yield* Effect.sleep(Duration.millis(interval))
+          }
+        })
+      yield* Effect.forEach(names, (name) => Effect.forkScoped(agent(name)), { discard: true })
+      for (let t = 0; t < ROUNDS * base; t += 1_000) {
+        yield* TestClock.adjust(1_000)
+        yield* settle
+      }
+      return { base, arrivals: arrivals.sort((a, b) => a - b), given }
+    })
+
+  /** The most heartbeats in any window [t, t + width) with t on a whole second from `from`. */
+  const busiest = (arrivals: ReadonlyArray<number>, from: number, to: number, width: number) => {
+    let most = 0
+    for (let t = from; t + width <= to; t += 1_000) most = Math.max(most, arrivals.filter((a) => a >= t && a < t + width).length)
+    return most
+  }
+
+  for (const nodes of [5, 50, 200]) {
+    test(
+      `${nodes} nodes booting together: after their first interval, no more than max_rate heartbeats per second on average over any base interval, and never a burst`,
+      Effect.gen(function* () {
+        const h = yield* harnessWith({ maxRate: MAX_RATE })
+        const { base, arrivals, given } = yield* fleet(h, nodes)
+        // Every interval given is at least the base, which grows with the fleet (never below the configured one).
+        expect(base).toBe(Math.max(INTERVAL, (nodes * 1000) / MAX_RATE))
+        expect(Math.min(...given.slice(nodes))).toBeGreaterThanOrEqual(base)
+        // From the longest first interval on, every node is on intervals of at least the base:
+        // each node sends at most one heartbeat in any window of that length.
+        const steadyFrom = Math.ceil((base * (1 + CADENCE_JITTER)) / 1000) * 1000
+        const end = ROUNDS * base
+        const perBase = busiest(arrivals, steadyFrom, end, base)
+        expect(perBase).toBeLessThanOrEqual(Math.max(nodes, (MAX_RATE * base) / 1000))
+        // Spread over the interval, not bunched: no second holds more than its share plus four
+        // standard deviations of a random spread (a fleet in step would put all N in a second or two).
+        const share = Math.min(MAX_RATE, nodes)
+        expect(busiest(arrivals, steadyFrom, end, 1_000)).toBeLessThanOrEqual(Math.ceil(share + 4 * Math.sqrt(share)) + 1)
+        // And the load is not below what the rate allows by much either: the fleet still heartbeats.
+        const steady = arrivals.filter((a) => a >= steadyFrom && a < end).length
+        expect((steady * 1000) / (end - steadyFrom)).toBeGreaterThan(0.8 * share)
+      }).pipe(Effect.withRandom(Random.make(`cadence-${nodes}`))),
+      // Simulated minutes of hundreds of agents' heartbeats, moved a second at a time.
+      120_000
+    )
+  }
+
+  test(
+    "a node that falls silent is seen unhealthy within the documented bound: miss_threshold of its longest interval, plus the probe",
+    Effect.gen(function* () {
+      const h = yield* harnessWith({ maxRate: MAX_RATE })
+      const nodes = 50
+      const silentFrom = 15_000
+      yield* fleet(h, nodes, "n7", silentFrom)
+      const last = Option.getOrThrow(yield* h.supervisors.health("n7")).lastHeartbeat!.getTime()
+      const toUnhealthy = (yield* h.transitions).find((t) => t.node === "n7" && t.to === "unhealthy")
+      expect(toUnhealthy).toBeDefined()
+      const bound = HeartbeatCadence.detectionBoundMs(cadence, nodes, { missThreshold: THRESHOLD, probeTimeoutMs: PROBE_TIMEOUT, addresses: 1 })
+      expect(toUnhealthy!.at.getTime() - last).toBeLessThanOrEqual(bound)
+      // Not before its own interval was missed miss_threshold times: nobody else was suspected.
+      expect(toUnhealthy!.at.getTime() - last).toBeGreaterThanOrEqual(THRESHOLD * HeartbeatCadence.baseIntervalMs(cadence, nodes))
+      expect((yield* h.transitions).filter((t) => t.to !== "healthy").map((t) => t.node)).toEqual(["n7", "n7"])
+    }).pipe(Effect.withRandom(Random.make("cadence-silent"))),
+    120_000
+  )
+})
+
+describe("NodeSupervisors with the phi detector", () => {
+  const beats = (h: Effect.Effect.Success<ReturnType<typeof harnessWith>>, gaps: ReadonlyArray<number>) =>
+    Effect.gen(function* () {
+      yield* h.supervisors.heartbeat("n1")
+      yield* settle
+      for (const gap of gaps) {
+        yield* advance(gap)
+        yield* h.supervisors.heartbeat("n1")
+        yield* settle
+      }
+    })
+
+  test(
+    "a node that heartbeat like clockwork is suspected soon after its usual interval, well before miss_threshold intervals, and the event says why",
+    Effect.gen(function* () {
+      const h = yield* harnessWith({ phi: { threshold: 8 } })
+      yield* h.supervisors.watch("n1", ["n1-a:7000"])
+      yield* beats(h, Array.from({ length: 30 }, () => INTERVAL))
+      const last = yield* now
+      let suspectedAt: number | undefined
+      for (let t = 0; t < THRESHOLD * INTERVAL + PROBE_TIMEOUT && suspectedAt === undefined; t += 100) {
+        yield* advance(100)
+        if ((yield* h.status("n1")) !== "healthy") suspectedAt = (yield* now) - last
+      }
+      expect(suspectedAt).toBeGreaterThan(INTERVAL)
+      expect(suspectedAt).toBeLessThan(2 * INTERVAL)
+      yield* advance(PROBE_TIMEOUT + 100)
+      expect(yield* h.status("n1")).toBe("unhealthy")
+      const suspicion = (yield* h.transitions).find((t) => t.to === "suspect")
+      expect(suspicion?.reason).toMatch(/^phi 8 reached \(silent 1\.\d s, heartbeats usually 1\.0 s apart\)$/)
+    }),
+    30_000
+  )
+
+  test(
+    "a node whose heartbeats come 300 ms early or late is never suspected, and a lost one is noticed later than for a regular node",
+    Effect.gen(function* () {
+      const h = yield* harnessWith({ phi: { threshold: 8 } })
+      yield* h.supervisors.watch("n1", ["n1-a:7000"])
+      yield* beats(h, Array.from({ length: 30 }, (_, i) => (i % 2 === 0 ? INTERVAL - 300 : INTERVAL + 300)))
+      expect(yield* h.moves).toEqual(["unknown->healthy"])
+      expect(yield* h.probes).toEqual([])
+      // Silent now: past the clockwork node's moment of suspicion (under 2 intervals), still trusted.
+      yield* advance(2 * INTERVAL)
+      expect(yield* h.status("n1")).toBe("healthy")
+      yield* advance(2 * INTERVAL)
+      expect(yield* h.status("n1")).not.toBe("healthy")
+    }),
+    30_000
+  )
+
+  test(
+    "judged in the interval the node was given: a node given 2 s by max_rate, heartbeating on time, is never suspected, and a silent one is, a little after 2 s",
+    Effect.gen(function* () {
+      // One node at 0.5 heartbeats a second for the fleet: it is given 2-2.2 s.
+      const h = yield* harnessWith({ phi: { threshold: 8 }, maxRate: 0.5 })
+      yield* h.supervisors.watch("n1", ["n1-a:7000"])
+      for (let i = 0; i < 20; i++) {
+        const given = Option.getOrThrow(yield* h.supervisors.heartbeat("n1"))
+        yield* settle
+        if (i > 0) expect(given).toBeGreaterThanOrEqual(2 * INTERVAL)
+        yield* advance(given)
+      }
+      expect(yield* h.moves).toEqual(["unknown->healthy"])
+      const last = Option.getOrThrow(yield* h.supervisors.health("n1")).lastHeartbeat!.getTime()
+      let suspectedAt: number | undefined
+      for (let t = 0; t < 6 * INTERVAL && suspectedAt === undefined; t += 100) {
+        yield* advance(100)
+        if ((yield* h.status("n1")) !== "healthy") suspectedAt = (yield* now) - last
+      }
+      expect(suspectedAt).toBeGreaterThan(2 * INTERVAL)
+      expect(suspectedAt).toBeLessThan(3.5 * INTERVAL)
+    }).pipe(Effect.withRandom(Random.make("phi-scaled"))),
+    30_000
   )
 })

@@ -29,7 +29,8 @@ const ownNode = <P extends Rpc.AnySchema>(nodeOf: (payload: Schema.Schema.Type<P
 >(rpc: Rpc.Rpc<Tag, P, S, E, M>) => rpc.annotate(Access, "node").annotate(NodeOf, (payload) => nodeOf(payload as Schema.Schema.Type<P>))
 
 /**
- * The master's answer to Register: the heartbeat cadence, and the fleet's rules the agent
+ * The master's answer to Register: the heartbeat cadence (the interval this node is given, and
+ * how long a silence the master waits before probing it), and the fleet's rules the agent
  * enforces too (the deploy policy, the public domains). Both optional, so an agent still
  * registers with a master that predates them; it then keeps the strict default policy.
  */
@@ -57,8 +58,12 @@ export class ControlRpcs extends RpcGroup.make(
   ),
   ownNode<typeof HeartbeatPayload>((p) => p.node)(Rpc.make("Heartbeat", {
     payload: HeartbeatPayload,
-    /** `known: false` means the master has forgotten this node: register again. */
-    success: Schema.Struct({ known: Schema.Boolean })
+    /**
+     * `known: false` means the master has forgotten this node: register again. The interval is
+     * when the master expects the next heartbeat (it grows with the fleet, HeartbeatCadence);
+     * absent from a master that predates it, when the agent keeps the one it registered with.
+     */
+    success: Schema.Struct({ known: Schema.Boolean, heartbeatIntervalMs: Schema.optionalWith(Schema.Int, { exact: true }) })
   })).annotate(Unaudited, true), // every few seconds from every node: it would bury the audit trail
   /**
    * The internal zone the master answers for ([dns] kind = "master" on the agent): a node sets

@@ -77,10 +77,15 @@ export const run = (options: MasterLinkOptions) =>
       if (!answer.known) {
         yield* Effect.logWarning("the master does not know this node (it restarted or lost it); registering again")
         yield* Ref.set(registered, false)
+      } else if (answer.heartbeatIntervalMs !== undefined) {
+        // The master spreads a large fleet's heartbeats by giving each node its next interval.
+        yield* Ref.set(interval, Duration.millis(answer.heartbeatIntervalMs))
       }
     })
 
-    const retryRegistration = Schedule.exponential("1 second", 2).pipe(Schedule.union(Schedule.spaced("30 seconds")))
+    // Jittered, so that when a master comes back (or loses its database) its agents do not all
+    // register again in the same second.
+    const retryRegistration = Schedule.exponential("1 second", 2).pipe(Schedule.union(Schedule.spaced("30 seconds")), Schedule.jittered)
     const beat = Effect.gen(function* () {
       if (!(yield* Ref.get(registered))) {
         yield* register.pipe(

@@ -19,9 +19,11 @@ const bytes = (n: number) => (n >= 1e9 ? `${(n / 1e9).toFixed(1)}G` : `${(n / 1e
 
 export const formatNodes = (nodes: ReadonlyArray<Operations.NodeView>) =>
   table(
-    ["NODE", "ROLE", "HEALTH", "ADDRESSES", "VERSION", "LAST HEARTBEAT", "CPU", "MEM FREE", "DISK FREE", "CONTAINERS"],
+    ["NODE", "ROLE", "HEALTH", "ADDRESSES", "VERSION", "LAST HEARTBEAT", "INTERVAL", "DEADLINE", "CPU", "MEM FREE", "DISK FREE", "CONTAINERS"],
     nodes.map((n) => [
       n.info.name, n.info.role, n.health, n.info.addresses.join(","), n.info.version, n.lastHeartbeat ?? "never",
+      n.heartbeatIntervalMs === undefined ? "-" : `${(n.heartbeatIntervalMs / 1000).toFixed(1)}s`,
+      n.heartbeatDeadline ?? "-",
       n.resources === undefined ? "-" : `${n.resources.cpuCores} (load ${n.resources.load1.toFixed(2)})`,
       n.resources === undefined ? "-" : `${bytes(n.resources.memoryFreeBytes)}/${bytes(n.resources.memoryTotalBytes)}`,
       n.resources === undefined ? "-" : bytes(n.resources.diskFreeBytes),

@@ -29,6 +29,7 @@ import * as FleetCalls from "../fleet/FleetCalls.js"
 import * as MasterHandlers from "./MasterHandlers.js"
 import * as MasterMetrics from "./MasterMetrics.js"
 import { ServiceCoordinators } from "../services/ServiceCoordinators.js"
+import { HeartbeatRecords } from "../nodes/HeartbeatRecords.js"
 import { NodeSupervisors, Prober, SupervisorSettings, TransitionSink } from "../nodes/NodeSupervisors.js"
 
 /** This build's version, reported to the master and in NodeInfo (what `mcp agent upgrade` waits for). */
@@ -71,7 +72,13 @@ export const layer = (config: MasterConfig) => {
   })))
   const supervisors = NodeSupervisors.Default.pipe(
     Layer.provide(Layer.mergeAll(
-      Layer.succeed(SupervisorSettings, { interval: config.heartbeat.interval, missThreshold: config.heartbeat.miss_threshold, probeTimeout }),
+      Layer.succeed(SupervisorSettings, {
+        interval: config.heartbeat.interval,
+        missThreshold: config.heartbeat.miss_threshold,
+        probeTimeout,
+        maxRate: config.heartbeat.max_rate,
+        ...(config.heartbeat.detector === "phi" ? { phi: { threshold: config.heartbeat.phi_threshold } } : {})
+      }),
       prober,
       sink
     ))
@@ -179,6 +186,7 @@ export const layer = (config: MasterConfig) => {
     Layer.provideMerge(bootstrap),
     Layer.provideMerge(supervisors),
     Layer.provideMerge(clients),
+    Layer.provideMerge(HeartbeatRecords.Default),
     Layer.provideMerge(db),
     Layer.provideMerge(OpenWorkRetry.OpenWorkWakeups.layer),
     Layer.provideMerge(Dashboard.DeployActivityWatch.layer),

@@ -22,6 +22,9 @@ const DurationFromText = Schema.transform(DurationText, Schema.DurationFromSelf,
   encode: (duration) => `${Duration.toMillis(duration)}ms`
 })
 
+/** [heartbeat] max_rate when the file sets none. */
+export const DEFAULT_MAX_HEARTBEAT_RATE = 50
+
 const optionalDuration = (fallback: Duration.Duration) => Schema.optionalWith(DurationFromText, { exact: true, default: () => fallback })
 
 export const MasterConfig = Schema.Struct({
@@ -36,11 +39,37 @@ export const MasterConfig = Schema.Struct({
   client_cert: Schema.optionalWith(Schema.Struct({ cert: Schema.String, key: Schema.String }), { exact: true }),
   heartbeat: Schema.optionalWith(
     Schema.Struct({
+      /** How often a node heartbeats; with max_rate, the shortest interval a node is given. */
       interval: optionalDuration(Duration.seconds(30)),
       miss_threshold: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 100)), { exact: true, default: () => 3 }),
-      probe_timeout: optionalDuration(Duration.seconds(5))
+      probe_timeout: optionalDuration(Duration.seconds(5)),
+      /**
+       * Heartbeats per second the whole fleet may send (Nomad's default is 50): past
+       * max_rate x interval nodes, each node is given a longer interval so the total stays under
+       * it, and a silent node takes that much longer to notice.
+       */
+      max_rate: Schema.optionalWith(Schema.Number.pipe(Schema.greaterThanOrEqualTo(1), Schema.lessThanOrEqualTo(100_000)), { exact: true, default: () => DEFAULT_MAX_HEARTBEAT_RATE }),
+      /**
+       * "fixed": a node is probed after miss_threshold missed intervals. "phi": after each
+       * heartbeat, when the phi-accrual detector's suspicion of its silence reaches phi_threshold
+       * (judged against the node's own recent arrivals: sooner for a regular node, later for one
+       * on a jittery link); then every miss_threshold intervals as with "fixed".
+       */
+      detector: Schema.optionalWith(Schema.Literal("fixed", "phi"), { exact: true, default: () => "fixed" as const }),
+      /** phi at which a silent node is suspected: 8 is a one-in-10^8 chance it is only late. */
+      phi_threshold: Schema.optionalWith(Schema.Number.pipe(Schema.between(1, 16)), { exact: true, default: () => 8 })
     }),
-    { exact: true, default: () => ({ interval: Duration.seconds(30), miss_threshold: 3, probe_timeout: Duration.seconds(5) }) }
+    {
+      exact: true,
+      default: () => ({
+        interval: Duration.seconds(30),
+        miss_threshold: 3,
+        probe_timeout: Duration.seconds(5),
+        max_rate: DEFAULT_MAX_HEARTBEAT_RATE,
+        detector: "fixed" as const,
+        phi_threshold: 8
+      })
+    }
   ),
   /** Per-node timeout of fleet-wide views (`mcp ps`). */
   fanout_timeout: optionalDuration(Duration.seconds(3)),

@@ -5,6 +5,7 @@
  * runs; this is rebuilt from them on start.
  */
 import { SqlClient } from "@effect/sql"
+import type { SqlError } from "@effect/sql/SqlError"
 import { Health, InternalZone, Node, Routes } from "@mcp/domain"
 import * as Audit from "@mcp/rpc/Audit"
 import * as EventLog from "@mcp/rpc/EventLog"
@@ -211,7 +212,9 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
       node,
       upsertNode: (info: Node.NodeInfo, source: string, resources?: Node.Resources) =>
         upsertNode({ ...info, nodeAddress: info.nodeAddress, resources, source }),
-      heartbeat: (name: string, resources: Node.Resources) => heartbeat({ name, resources, lastHeartbeat: now() }),
+      /** Each node's latest resources and heartbeat time, in one transaction (HeartbeatRecords batches them). */
+      heartbeats: (batch: ReadonlyArray<{ readonly name: string; readonly resources: Node.Resources; readonly at: Date }>) =>
+        sql.withTransaction(Effect.forEach(batch, (h) => heartbeat({ name: h.name, resources: h.resources, lastHeartbeat: h.at.toISOString() }), { discard: true })),
       setHealth: (name: string, health: Health.HealthStatus) => sql`UPDATE nodes SET health = ${health} WHERE name = ${name}`.pipe(Effect.asVoid),
       removeNode: (name: string) => sql`DELETE FROM nodes WHERE name = ${name}`.pipe(Effect.asVoid),
 
@@ -247,6 +250,11 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
 
       placements: placements(undefined),
       placement: (service: string) => Effect.map(placement(service), Option.map((p) => p.node)),
+      /** Which of `services` are placed (on any node): one indexed lookup, not the whole table. */
+      placedAmong: (services: ReadonlyArray<string>): Effect.Effect<ReadonlySet<string>, SqlError> =>
+        services.length === 0
+          ? Effect.succeed(new Set())
+          : Effect.map(sql<{ service: string }>`SELECT service FROM placements WHERE ${sql.in("service", services)}`, (rows) => new Set(rows.map((r) => r.service))),
       place: (service: string, node: string) =>
         sql`INSERT INTO placements (service, node, placed_at) VALUES (${service}, ${node}, ${now()})
           ON CONFLICT (service) DO UPDATE SET node = excluded.node, placed_at = excluded.placed_at`.pipe(Effect.asVoid),

@@ -2,14 +2,32 @@
  * The master's node supervisors: one supervised fiber per watched node, in a FiberMap, that owns
  * the node's heartbeat timer, drives `Health.stepHealth` and carries out its probes and transitions.
  */
-import { Health, type Operations } from "@mcp/domain"
-import { Cause, Clock, Context, Duration, Effect, Either, Fiber, FiberMap, Metric, Option, Queue, Ref, Schedule, SynchronizedRef } from "effect"
+import { HeartbeatCadence, Health, type Operations, PhiAccrual } from "@mcp/domain"
+import { Cause, Clock, Context, Duration, Effect, Either, Fiber, FiberMap, Metric, Option, Queue, Random, Ref, Schedule, SynchronizedRef } from "effect"
 
 type HealthStatus = Health.HealthStatus
 
 export interface SupervisorConfig {
-  /** Expected time between heartbeats; each one re-arms a deadline this far ahead. */
+  /**
+   * Expected time between heartbeats; each one re-arms a deadline this far ahead. With `maxRate`,
+   * the shortest interval a node is given.
+   */
   readonly interval: Duration.DurationInput
+  /**
+   * Heartbeats per second the whole fleet may send ([heartbeat] max_rate): each heartbeat is
+   * answered with the node's next interval, `interval` stretched as the fleet grows and by up to
+   * CADENCE_JITTER (HeartbeatCadence), and the node's deadline follows the interval it was given.
+   * Absent: every node keeps `interval`, with no jitter.
+   */
+  readonly maxRate?: number
+  /**
+   * Beside the fixed miss threshold, a phi-accrual detector ([heartbeat] detector = "phi"): after
+   * each heartbeat the node is suspected (and probed) when phi of its silence reaches `threshold`,
+   * judged against its own recent arrivals (PhiAccrual.ts), rather than after missThreshold
+   * deadlines. Once suspected, deadlines pass every interval as with the fixed threshold, so a node
+   * whose heartbeats are lost but which answers probes is probed every missThreshold intervals.
+   */
+  readonly phi?: { readonly threshold: number }
   /** Missed deadlines before a probe (and between re-probes while unhealthy). */
   readonly missThreshold: number
   /** Time allowed for each address of a probe. */
@@ -53,7 +71,29 @@ export interface NodeHealth {
   readonly missed: number
   readonly lastHeartbeat: Date | undefined
   readonly lastProbe: ProbeOutcome | undefined
+  /** The interval the node was last given, ms. */
+  readonly intervalMs: number
+  /** When the next heartbeat is due; a miss is counted if none has come by then. */
+  readonly deadline: Date
 }
+
+/** How far a node's interval is stretched at most, so that nodes registered together drift apart. */
+export const CADENCE_JITTER = 0.1
+
+/**
+ * The phi detector judges a node's arrivals in thousandths of the interval it was given, not in
+ * milliseconds: the interval changes as the fleet grows and varies by CADENCE_JITTER from one
+ * heartbeat to the next, and a heartbeat on time is always 1000 apart from the previous one.
+ */
+export const PHI_UNIT = 1000
+
+/**
+ * The phi detector's settings besides the threshold (in PHI_UNITs): the last 100 arrivals; at
+ * least a twentieth of an interval as deviation (a clockwork node must not be suspected a few
+ * milliseconds late); no extra pause: a missing heartbeat is what the detector exists to
+ * notice, and a probe settles it.
+ */
+export const phiPolicy = (threshold: number): PhiAccrual.PhiPolicy => ({ threshold, windowSize: 100, minStdDevMs: PHI_UNIT / 20, acceptablePauseMs: 0 })
 
 export interface NodeHealthEntry extends NodeHealth {
   readonly node: string
@@ -64,7 +104,7 @@ export interface NodeHealthEntry extends NodeHealth {
 
 /** Everything that changes a node's health arrives here, so the node fiber applies it in order. */
 type Mail =
-  | { readonly _tag: "Heartbeat"; readonly at: number }
+  | { readonly _tag: "Heartbeat"; readonly at: number; readonly intervalMs: number }
   /** `at` is the deadline the timer was armed for; a heartbeat since then makes it stale. */
   | { readonly _tag: "Deadline"; readonly at: number }
   | { readonly _tag: "ProbeDone"; readonly event: Health.HealthEvent; readonly outcome: ProbeOutcome }
@@ -76,6 +116,12 @@ interface NodeRecord {
   readonly health: Health.HealthState
   readonly addresses: ReadonlyArray<string>
   readonly deadlineAt: number
+  /** The interval the node was last given: the deadline moves by this much. */
+  readonly intervalMs: number
+  /** Its heartbeats' arrivals, for the phi detector, in PHI_UNITs of the interval given before each. */
+  readonly arrivals: PhiAccrual.PhiState
+  /** With the phi detector: the armed deadline is the moment of suspicion, not a missed interval. */
+  readonly suspicionArmed: boolean
   /** Transitions decided but not yet recorded (a crash in the sink must not lose them). */
   readonly pending: ReadonlyArray<PendingTransition>
   readonly lastHeartbeat: Date | undefined
@@ -89,9 +135,18 @@ interface NodeRecord {
 interface Cell {
   readonly mailbox: Queue.Queue<Mail>
   readonly record: Ref.Ref<NodeRecord>
+  /** The node's heartbeat counter, tagged once rather than on every heartbeat. */
+  readonly received: Metric.Metric.Counter<number>
 }
 
 const describeDefect = (defect: unknown): string => (defect instanceof Error ? defect.message : String(defect))
+
+/** What the event log says when the phi detector suspects a node: the silence against its usual cadence. */
+const suspicionReason = (r: NodeRecord, now: number, threshold: number): string => {
+  const { mean } = PhiAccrual.statistics(r.arrivals, phiPolicy(threshold))
+  const silent = r.lastHeartbeat === undefined ? "" : `silent ${((now - r.lastHeartbeat.getTime()) / 1000).toFixed(1)} s, `
+  return `phi ${threshold} reached (${silent}heartbeats usually ${((mean / PHI_UNIT) * r.intervalMs / 1000).toFixed(1)} s apart)`
+}
 
 /** Heartbeats of watched nodes, by node (`mcp_heartbeats_received_total`). */
 export const heartbeatsReceived = Metric.counter("mcp_heartbeats_received", { incremental: true, description: "heartbeats received from watched nodes, by node" })
@@ -116,8 +171,11 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
     const probeTimeout = Duration.decode(config.probeTimeout)
 
     const fibers = yield* FiberMap.make<string>()
-    // Guarded so that watch and unwatch of one node never interleave with each other.
-    const cells = yield* SynchronizedRef.make<ReadonlyMap<string, Cell>>(new Map())
+    // Guarded so that watch and unwatch of one node never interleave with each other. The map is
+    // changed in place under that guard: copying it for each node registered made registering N
+    // nodes cost N^2 (50 million entries copied for 10,000). Readers take what they need from it
+    // at once (a cell, or the entries), never holding it across a yield.
+    const cells = yield* SynchronizedRef.make(new Map<string, Cell>())
 
     /** Tries each address in order; the first that answers wins, otherwise every reason is kept. */
     const probeAll = (node: string, addresses: ReadonlyArray<string>) =>
@@ -203,17 +261,32 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
           Effect.gen(function* () {
             switch (mail._tag) {
               case "Heartbeat": {
-                const actions = yield* step(Health.HealthEvent.HeartbeatReceived(), () => ({
-                  deadlineAt: mail.at + interval,
-                  lastHeartbeat: new Date(mail.at)
-                }))
+                const actions = yield* step(Health.HealthEvent.HeartbeatReceived(), (r) => {
+                  if (config.phi === undefined) return { deadlineAt: mail.at + mail.intervalMs, intervalMs: mail.intervalMs, lastHeartbeat: new Date(mail.at) }
+                  const policy = phiPolicy(config.phi.threshold)
+                  // On the detector's clock, a heartbeat that came one given interval after the last is PHI_UNIT later.
+                  const last = r.arrivals.lastArrival
+                  const at = last === undefined || r.lastHeartbeat === undefined ? 0 : last + ((mail.at - r.lastHeartbeat.getTime()) / r.intervalMs) * PHI_UNIT
+                  const arrivals = PhiAccrual.recordArrival(r.arrivals, at, policy)
+                  return {
+                    deadlineAt: mail.at + Math.ceil((PhiAccrual.suspectAfterMs(arrivals, policy) / PHI_UNIT) * mail.intervalMs),
+                    intervalMs: mail.intervalMs,
+                    lastHeartbeat: new Date(mail.at),
+                    arrivals,
+                    suspicionArmed: true
+                  }
+                })
                 yield* armDeadline
                 return yield* carryOut(actions)
               }
               case "Deadline": {
                 const { deadlineAt } = yield* Ref.get(cell.record)
                 if (deadlineAt !== mail.at) return // a heartbeat moved the deadline after this timer fired
-                const actions = yield* step(Health.HealthEvent.DeadlineMissed(), (r) => ({ deadlineAt: r.deadlineAt + interval }))
+                const record = yield* Ref.get(cell.record)
+                const event = record.suspicionArmed && config.phi !== undefined
+                  ? Health.HealthEvent.Suspected({ reason: suspicionReason(record, mail.at, config.phi.threshold) })
+                  : Health.HealthEvent.DeadlineMissed()
+                const actions = yield* step(event, (r) => ({ deadlineAt: r.deadlineAt + r.intervalMs, suspicionArmed: false }))
                 yield* armDeadline
                 return yield* carryOut(actions)
               }
@@ -266,11 +339,15 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
           }
           const now = yield* Clock.currentTimeMillis
           const cell: Cell = {
+            received: Metric.tagged(heartbeatsReceived, "node", node),
             mailbox: yield* Queue.unbounded<Mail>(),
             record: yield* Ref.make<NodeRecord>({
               health: { ...Health.initialHealth, status: initial ?? Health.initialHealth.status },
               addresses,
               deadlineAt: now + interval,
+              intervalMs: interval,
+              arrivals: PhiAccrual.initial(PHI_UNIT),
+              suspicionArmed: false,
               pending: [],
               lastHeartbeat: undefined,
               lastProbe: undefined,
@@ -280,18 +357,29 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
             })
           }
           yield* FiberMap.run(fibers, node, supervise(node, cell), { onlyIfMissing: true })
-          return new Map(current).set(node, cell)
+          return current.set(node, cell)
         })
       )
 
-    const heartbeat = (node: string): Effect.Effect<boolean> =>
+    const cadence = config.maxRate === undefined ? undefined : { minIntervalMs: interval, maxRate: config.maxRate, jitter: CADENCE_JITTER }
+    /** The interval a node is given now, with `nodes` watched; its first is drawn over a whole interval (HeartbeatCadence). */
+    const nextInterval = (nodes: number, first: boolean): Effect.Effect<number> =>
+      cadence === undefined
+        ? Effect.succeed(interval)
+        : Effect.map(Random.next, (r) => (first ? HeartbeatCadence.firstIntervalMs : HeartbeatCadence.nextIntervalMs)(cadence, nodes, r))
+
+    /** A heartbeat from `node`: the interval it is given until the next one, or None when it is not watched. */
+    const heartbeat = (node: string): Effect.Effect<Option.Option<number>> =>
       Effect.gen(function* () {
-        const cell = (yield* SynchronizedRef.get(cells)).get(node)
-        if (cell === undefined) return false
+        const all = yield* SynchronizedRef.get(cells)
+        const cell = all.get(node)
+        if (cell === undefined) return Option.none()
         const at = yield* Clock.currentTimeMillis
-        yield* Metric.increment(Metric.tagged(heartbeatsReceived, "node", node))
-        yield* Queue.offer(cell.mailbox, { _tag: "Heartbeat", at })
-        return true
+        const first = (yield* Ref.get(cell.record)).lastHeartbeat === undefined
+        const intervalMs = yield* nextInterval(all.size, first)
+        yield* Metric.increment(cell.received)
+        yield* Queue.offer(cell.mailbox, { _tag: "Heartbeat", at, intervalMs })
+        return Option.some(intervalMs)
       })
 
     const unwatch = (node: string): Effect.Effect<void> =>
@@ -301,9 +389,8 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
           const cell = current.get(node)
           if (cell === undefined) return current
           yield* Queue.shutdown(cell.mailbox)
-          const next = new Map(current)
-          next.delete(node)
-          return next
+          current.delete(node)
+          return current
         })
       )
 
@@ -311,15 +398,14 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
       status: r.health.status,
       missed: r.health.missed,
       lastHeartbeat: r.lastHeartbeat,
-      lastProbe: r.lastProbe
+      lastProbe: r.lastProbe,
+      intervalMs: r.intervalMs,
+      deadline: new Date(r.deadlineAt)
     })
 
     const records = Effect.gen(function* () {
-      const current = yield* SynchronizedRef.get(cells)
-      const names = [...current.keys()].sort()
-      return yield* Effect.forEach(names, (node) =>
-        Ref.get(current.get(node)!.record).pipe(Effect.map((record) => ({ node, record })))
-      )
+      const entries = [...(yield* SynchronizedRef.get(cells))].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      return yield* Effect.forEach(entries, ([node, cell]) => Ref.get(cell.record).pipe(Effect.map((record) => ({ node, record }))))
     })
 
     const health = (node: string): Effect.Effect<Option.Option<NodeHealth>> =>

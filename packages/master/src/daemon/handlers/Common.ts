@@ -38,6 +38,13 @@ export type AgentClient = Effect.Effect.Success<ReturnType<AgentClients["client"
 
 export const viaDb = Failures.fatal("the master database")
 
+/**
+ * How many agents a fleet-wide view (`mcp ps`, `mcp agent status`, `mcp tree`) asks at once. A
+ * hundred nodes answer in two rounds; ten thousand do not open ten thousand TLS connections (and
+ * descriptors) at the same moment. Each node's fanout_timeout starts when it is asked.
+ */
+export const FANOUT_CONCURRENCY = 64
+
 /** A definition's name before it is decoded, so that errors about one that does not decode can name it. */
 export const nameOf = (raw: unknown) => (typeof raw === "object" && raw !== null && "name" in raw ? String(raw.name) : "(unnamed)")
 

@@ -13,16 +13,19 @@ import * as Failures from "@mcp/rpc/Failures"
 import * as Principal from "@mcp/rpc/Principal"
 import { Clock, Duration, Effect, Option } from "effect"
 import { MasterDb } from "../../db/MasterDb.js"
+import { HeartbeatRecords } from "../../nodes/HeartbeatRecords.js"
 import { NodeSupervisors } from "../../nodes/NodeSupervisors.js"
 import { type MasterSettings, type SomeControlHandlers, viaDb } from "./Common.js"
 
 export const handlers = (settings: Pick<MasterSettings, "heartbeatInterval" | "missThreshold"> & Partial<Pick<MasterSettings, "policy" | "allowedDomains">>) => {
-  // The agents' contract counts in milliseconds.
-  const heartbeatIntervalMs = Duration.toMillis(settings.heartbeatInterval)
-  const deadlineMs = heartbeatIntervalMs * settings.missThreshold
+  // The agents' contract counts in milliseconds. A node's own interval comes from its supervisor
+  // (it grows with the fleet); placements are learned only from nodes settled for twice the
+  // longest silence the configured interval allows.
+  const deadlineMs = Duration.toMillis(settings.heartbeatInterval) * settings.missThreshold
   return Effect.gen(function* () {
     const db = yield* MasterDb
     const supervisors = yield* NodeSupervisors
+    const records = yield* HeartbeatRecords
     /**
      * The caller must be `node` itself: the middleware's rule, re-checked. The middleware has
      * already refused anyone else with a typed Forbidden, so a refusal here means the handlers
@@ -41,7 +44,8 @@ export const handlers = (settings: Pick<MasterSettings, "heartbeatInterval" | "m
           const before = Option.map(yield* viaDb(db.node(info.name)), (row) => row.info)
           yield* viaDb(db.upsertNode(info, "register", resources))
           yield* supervisors.watch(info.name, info.addresses)
-          yield* supervisors.heartbeat(info.name)
+          // Just watched, so it is known: the interval it is given is always there.
+          const heartbeatIntervalMs = Option.getOrElse(yield* supervisors.heartbeat(info.name), () => Duration.toMillis(settings.heartbeatInterval))
           const moved = Option.match(before, {
             onNone: () => "",
             onSome: (b) =>
@@ -54,7 +58,7 @@ export const handlers = (settings: Pick<MasterSettings, "heartbeatInterval" | "m
           // there against the same policy, with what only the node knows.
           return {
             heartbeatIntervalMs,
-            deadlineMs,
+            deadlineMs: heartbeatIntervalMs * settings.missThreshold,
             ...(settings.policy === undefined ? {} : { policy: settings.policy }),
             ...(settings.allowedDomains === undefined ? {} : { allowedDomains: settings.allowedDomains })
           }
@@ -62,14 +66,15 @@ export const handlers = (settings: Pick<MasterSettings, "heartbeatInterval" | "m
       Heartbeat: ({ node, resources, services }) =>
         Effect.gen(function* () {
           yield* asNode("Heartbeat", node)
-          const known = yield* supervisors.heartbeat(node)
-          if (!known) return { known }
-          yield* viaDb(db.heartbeat(node, resources))
+          const given = yield* supervisors.heartbeat(node)
+          if (Option.isNone(given)) return { known: false }
+          yield* records.record(node, resources)
           // Agents are the truth about what runs: a master that lost its database learns
           // the placements back from heartbeats. Not for a service the master is deploying or
           // undeploying, or just did: its saga (or the recovery of one a killed master left
-          // open) decides, and this heartbeat may predate what it did.
-          const placed = new Set((yield* viaDb(db.placements)).map((p) => p.service))
+          // open) decides, and this heartbeat may predate what it did. Only the services this
+          // node reports are looked up, not every placement of the fleet.
+          const placed = yield* viaDb(db.placedAmong(services.map((s) => s.service)))
           const settledSince = new Date((yield* Clock.currentTimeMillis) - 2 * deadlineMs)
           for (const s of services) {
             if (placed.has(s.service)) continue
@@ -77,7 +82,7 @@ export const handlers = (settings: Pick<MasterSettings, "heartbeatInterval" | "m
             yield* viaDb(db.place(s.service, node))
             yield* viaDb(db.addEvent(node, "node", s.service, `placement learned from ${node}'s heartbeat`))
           }
-          return { known }
+          return { known: true, heartbeatIntervalMs: given.value }
         })
     } satisfies SomeControlHandlers
   })

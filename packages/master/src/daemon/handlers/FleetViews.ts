@@ -15,7 +15,7 @@ import { AgentClients } from "../../fleet/AgentClients.js"
 import { asPeerFailure } from "../../fleet/FleetCalls.js"
 import { NodeSupervisors } from "../../nodes/NodeSupervisors.js"
 import { ServiceCoordinators } from "../../services/ServiceCoordinators.js"
-import { makeLookups, type MasterSettings, type SomeMasterHandlers, viaDb } from "./Common.js"
+import { FANOUT_CONCURRENCY, makeLookups, type MasterSettings, type SomeMasterHandlers, viaDb } from "./Common.js"
 
 /**
  * What one node's agent supervises besides its RPC server (the `supervised` of its NodeInfo), or,
@@ -41,7 +41,7 @@ const withAgentChildren = (supervisorsEntry: Operations.SupervisionNode, agentCh
           : Effect.match(agentChildren(nodeEntry.name), {
             onSuccess: (children) => ({ ...nodeEntry, children }),
             onFailure: (reason) => ({ ...nodeEntry, state: `${nodeEntry.state}, agent did not answer: ${reason}` })
-          })), { concurrency: "unbounded" })
+          })), { concurrency: FANOUT_CONCURRENCY })
     return { ...supervisorsEntry, children: nodeEntries }
   })
 
@@ -129,7 +129,7 @@ export const handlers = (settings: Pick<MasterSettings, "fanoutTimeout" | "versi
           Effect.map((services) => Either.right(services)),
           Effect.catchAll((e) => Effect.succeed(Either.left({ node: row.info.name, reason: typeof e === "string" ? e : e.message })))
         )
-      }, { concurrency: "unbounded" })
+      }, { concurrency: FANOUT_CONCURRENCY })
       return {
         services: results.flatMap((r) => (Either.isRight(r) ? r.right : [])),
         unreachable: results.flatMap((r) => (Either.isLeft(r) ? [r.left] : []))
@@ -166,7 +166,7 @@ export const handlers = (settings: Pick<MasterSettings, "fanoutTimeout" | "versi
           ),
           Effect.catchAll((e) => Effect.succeed(unreachable(typeof e === "string" ? e : e.message)))
         )
-      }, { concurrency: "unbounded" })
+      }, { concurrency: FANOUT_CONCURRENCY })
       return {
         at: new Date(now).toISOString(),
         master: {

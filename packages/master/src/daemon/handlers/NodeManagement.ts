@@ -30,6 +30,7 @@ export const handlers = Effect.gen(function* () {
           info: r.info,
           health: live?.status ?? r.health,
           ...(lastHeartbeat === undefined ? {} : { lastHeartbeat }),
+          ...(live === undefined ? {} : { heartbeatIntervalMs: live.intervalMs, heartbeatDeadline: live.deadline.toISOString() }),
           ...(r.resources === undefined ? {} : { resources: r.resources })
         }
       })
