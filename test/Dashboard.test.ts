@@ -171,6 +171,8 @@ describe("the web dashboard", () => {
     expect(text).toMatch(/dash-web\.svc\.mcp\.internal: \d+ d/)
     // The charts: the node's heartbeat age, and one deploy duration.
     await expect(page.locator("#heartbeat-chart .legend li").allTextContents()).resolves.toEqual([NODE])
+    // The chart is drawn by the next refresh after the deploy ended (every 2 s): wait for it.
+    await page.locator("#deploy-chart circle.ok").first().waitFor({ timeout: 10_000 })
     await expect(page.locator("#deploy-chart circle.ok").count()).resolves.toBe(1)
     // The audit trail of the deploy reaches the live events.
     await page.locator("#events li", { hasText: "Deploy" }).first().waitFor({ timeout: 10_000 })
