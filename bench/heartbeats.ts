@@ -38,7 +38,10 @@
  * 4. Fan-out: `mcp ps` (a CLI process, timed with `mcp --version` as its floor) and the Ps RPC
  *    over 100 simulated agents answering 30 services each.
  *
- *   node --import tsx bench/heartbeats.ts [--quick] [--sizes=100,1000] [--no-detect] [--profile=<dir>]
+ *   node --import tsx bench/heartbeats.ts [--quick] [--sizes=100,1000] [--no-detect] [--no-fanout] [--unmarked] [--profile=<dir>]
+ *
+ * --unmarked sends heartbeats without the x-mcp-rpc header, so the master answers them through
+ * RpcServer, as it answered every heartbeat before its direct route (DirectCall.ts).
  *
  * --profile runs each master from its TypeScript sources with --cpu-prof, writing a .cpuprofile
  * per master into <dir> (open it in Chrome's DevTools or speedscope).
@@ -71,6 +74,12 @@ const SIZES = sizesArg !== undefined
   ? sizesArg.slice("--sizes=".length).split(",").map(Number)
   : QUICK ? [100, 1_000] : [100, 1_000, 10_000]
 const SKIP_DETECT = process.argv.includes("--no-detect")
+const SKIP_FANOUT = process.argv.includes("--no-fanout")
+/**
+ * Heartbeats sent without the x-mcp-rpc header, as agents before the direct route sent them: the
+ * master answers them through RpcServer (what the master cost before DirectCall.ts).
+ */
+const UNMARKED = process.argv.includes("--unmarked")
 /** Only the fan-out part (4), for working on it. */
 const ONLY_FANOUT = process.argv.includes("--only-fanout")
 const profileArg = process.argv.find((a) => a.startsWith("--profile="))
@@ -507,7 +516,7 @@ interface ScaleResult {
 
 const scale = async (master: Master, names: ReadonlyArray<string>): Promise<ScaleResult> => {
   const n = names.length
-  const poster = makePoster({ port: master.port, path: "/control", ca: master.ca }, SOCKETS)
+  const poster = makePoster({ port: master.port, path: "/control", ca: master.ca, marked: !UNMARKED }, SOCKETS)
   try {
     const deadAddress = `127.0.0.1:${await freePort()}`
     const token = (name: string) => master.tokens.get(name)!
@@ -933,9 +942,9 @@ const main = async () => {
     }
   }
 
-  console.log(`\nFan-out: mcp ps over ${FANOUT_NODES} agents x ${FANOUT_SERVICES} services (simulated agents answering Ps; fanout_timeout 2s)`)
   let fan: FanoutResult | undefined
-  try {
+  if (!SKIP_FANOUT) console.log(`\nFan-out: mcp ps over ${FANOUT_NODES} agents x ${FANOUT_SERVICES} services (simulated agents answering Ps; fanout_timeout 2s)`)
+  if (!SKIP_FANOUT) try {
     fan = await fanout()
     console.log(`  ${fan.services} services, ${fan.unreachable} nodes unreachable; Ps RPC cold ${f0(fan.rpcColdMs)} ms (new connections to every agent), warm ${fan.rpcWarmMs.map(f0).join(", ")} ms`)
     console.log(`  mcp ps (a CLI process each): ${fan.cliMs.map(f0).join(", ")} ms; mcp --version (the floor) ${fan.cliFloorMs.map(f0).join(", ")} ms`)
@@ -957,7 +966,7 @@ const main = async () => {
       f0(r.saturate.rate), r.saturate.serverMsPerOp.toFixed(3), ratio(r.saturate), "-"
     ]),
     ...results.map((r) => [
-      `master N=${r.n.toLocaleString("en-US")}`,
+      `master N=${r.n.toLocaleString("en-US")}${UNMARKED ? " (unmarked)" : ""}`,
       String(r.registered), f0(r.register.rate), r.register.serverMsPerOp.toFixed(2), f0(r.paced.offered), f1(r.paced.p99),
       f0(r.fixed.rate), f1(r.fixed.p50), f1(r.fixed.p99), r.fixed.serverMsPerOp.toFixed(3),
       f0(r.saturate.rate), r.saturate.serverMsPerOp.toFixed(3), ratio(r.saturate), f1(r.rssAfterSaturate)

@@ -9,7 +9,7 @@
  * as a real one does.
  */
 import * as https from "node:https"
-import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../packages/rpc/src/Protocol.js"
+import { PROTOCOL_HEADER, PROTOCOL_VERSION, RPC_TAG_HEADER } from "../../packages/rpc/src/Protocol.js"
 
 export interface Target {
   readonly port: number
@@ -17,6 +17,11 @@ export interface Target {
   readonly path: string
   /** The CA (PEM) the server's certificate is signed by. */
   readonly ca: string | Buffer
+  /**
+   * Name the RPC in the x-mcp-rpc header, as our clients do (a master answers a heartbeat so
+   * marked without RpcServer, DirectCall.ts). Default true; false sends what an older agent sent.
+   */
+  readonly marked?: boolean
 }
 
 export type Outcome =
@@ -66,7 +71,8 @@ export const makePoster = (target: Target, sockets: number): Poster => {
             "content-type": "application/ndjson",
             "content-length": Buffer.byteLength(body),
             authorization: `Bearer ${token}`,
-            [PROTOCOL_HEADER]: String(PROTOCOL_VERSION)
+            [PROTOCOL_HEADER]: String(PROTOCOL_VERSION),
+            ...(target.marked === false ? {} : { [RPC_TAG_HEADER]: tag })
           }
         },
         (response) => {

@@ -82,6 +82,32 @@ const runOnce = Effect.flatMap(EdgeReconciler, (r) => r.runOnce)
 
 // ---------------------------------------------------------------------------------------------
 
+describe("EdgeReconciler.reconcileServicesNow (between rounds, after open sagas finish)", () => {
+  it.effect("sets up the routes of the services named, and leaves the others for the next round", () =>
+    withFleet((fleet) =>
+      Effect.gen(function* () {
+        const db = yield* MasterDb
+        yield* db.place("alpha", "w1")
+        yield* db.place("beta", "w2")
+        yield* db.putEdgeRoute(route("alpha.example.com", "e1"), "active")
+        yield* db.putEdgeRoute(route("beta.example.com", "e1", { service: "beta", workerNode: "w2" }), "active")
+        yield* (yield* EdgeReconciler).reconcileServicesNow(["alpha"])
+        expect(fleet.calls).toEqual(["setup e1 alpha.example.com"])
+        expect(edge(fleet, "e1").map((r) => r.hostname)).toEqual(["alpha.example.com"])
+      })))
+
+  it.effect("a service whose saga is still open is not touched: its routes wait for the saga", () =>
+    withFleet((fleet) =>
+      Effect.gen(function* () {
+        const db = yield* MasterDb
+        yield* db.place("alpha", "w1")
+        yield* db.putEdgeRoute(route("alpha.example.com", "e1"), "active")
+        yield* db.beginSaga("s-1", "alpha", "start")
+        yield* (yield* EdgeReconciler).reconcileServicesNow(["alpha"])
+        expect(fleet.calls).toEqual([])
+      })))
+})
+
 describe("EdgeReconciler.runOnce", () => {
   describe("active rows", () => {
     it.effect("an active row whose route is missing is set up on its edge, and the row takes the edge's answer", () =>

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Names, type Node } from "@mcp/domain"
-import { Context, Effect, Layer, Option, TestClock } from "effect"
+import { Context, Effect, FastCheck as fc, Layer, Option, TestClock } from "effect"
 import { layerSqlite, MasterDb } from "../src/db/MasterDb.js"
 import { HeartbeatRecords } from "../src/nodes/HeartbeatRecords.js"
 import { settle } from "./ClockSteps.js"
@@ -58,4 +58,35 @@ describe("HeartbeatRecords: heartbeats written in batches", () => {
       expect([...(yield* db.placedAmong(["svc-3", "svc-499", "svc-500", "other"]))].sort()).toEqual(["svc-3", "svc-499"])
       expect((yield* db.placedAmong([])).size).toBe(0)
     }))
+
+  it.effect.prop(
+    "placedAmong, answered from what it read before, always agrees with the table: through places, unplaces and writes rolled back",
+    [fc.array(
+      fc.oneof(
+        fc.record({ op: fc.constant("place" as const), service: fc.integer({ min: 0, max: 5 }) }),
+        fc.record({ op: fc.constant("unplace" as const), service: fc.integer({ min: 0, max: 5 }) }),
+        fc.record({ op: fc.constant("rolledBack" as const), service: fc.integer({ min: 0, max: 5 }) }),
+        fc.record({ op: fc.constant("ask" as const), services: fc.uniqueArray(fc.integer({ min: 0, max: 5 }), { maxLength: 4 }) })
+      ),
+      { maxLength: 40 }
+    )],
+    ([ops]) =>
+      Effect.gen(function* () {
+        const { db } = yield* harness
+        const svc = (i: number) => `svc-${i}`
+        for (const o of ops) {
+          if (o.op === "place") yield* db.place(svc(o.service), "n1")
+          else if (o.op === "unplace") yield* db.unplace(svc(o.service))
+          else if (o.op === "rolledBack") {
+            // A write inside a transaction that fails: the table is as before, and so must the answers be.
+            yield* Effect.either(db.withTransaction(Effect.zipRight(db.place(svc(o.service), "n2"), Effect.fail("undone" as const))))
+          } else {
+            const asked = o.services.map(svc)
+            const table = new Set((yield* db.placements).map((p) => p.service))
+            expect([...(yield* db.placedAmong(asked))].sort()).toEqual(asked.filter((s) => table.has(s)).sort())
+          }
+        }
+      }).pipe(Effect.scoped, Effect.orDie),
+    { timeout: 120_000, fastCheck: { numRuns: 60 } }
+  )
 })

@@ -503,6 +503,38 @@ describe("NodeSupervisors with max_rate: the interval each node is given", () =>
     }).pipe(Effect.withRandom(Random.make("cadence-silent"))),
     120_000
   )
+
+  test(
+    "a heartbeat that brings the deadline earlier (the fleet shrank, the interval with it) is held to the earlier one",
+    Effect.gen(function* () {
+      const h = yield* harnessWith({ maxRate: 1 })
+      // Ten nodes at one heartbeat a second: n1 is given up to 11 s, and its timer is set for that.
+      const others = Array.from({ length: 9 }, (_, i) => `n${i + 2}`)
+      for (const n of ["n1", ...others]) yield* h.supervisors.watch(n, [`${n}-a:7000`])
+      const long = Option.getOrThrow(yield* h.supervisors.heartbeat("n1"))
+      // Drawn over [0.1, 1.1] x 10 s; this seed draws one longer than the 3 new intervals that follow.
+      expect(long).toBeGreaterThan(6_000)
+      yield* settle
+      // Past the deadline set at watch: the timer is now set for the long one.
+      yield* advance(1_200)
+      for (const n of others) yield* h.supervisors.unwatch(n)
+      // Alone now, it is given about 1 s, then falls silent.
+      const short = Option.getOrThrow(yield* h.supervisors.heartbeat("n1"))
+      expect(short).toBeLessThanOrEqual(INTERVAL * 1.1)
+      const last = yield* now
+      yield* settle
+      let probedAt: number | undefined
+      for (let t = 0; t < 12_000 && probedAt === undefined; t += 100) {
+        yield* advance(100)
+        if ((yield* h.probes).length > 0) probedAt = yield* now
+      }
+      // Probed after miss_threshold of its new deadlines, not after its old, longer one.
+      expect(probedAt).toBeDefined()
+      expect(probedAt! - last).toBeGreaterThanOrEqual(THRESHOLD * INTERVAL)
+      expect(probedAt! - last).toBeLessThanOrEqual(THRESHOLD * short + 200)
+    }).pipe(Effect.withRandom(Random.make("shrinking fleet"))),
+    60_000
+  )
 })
 
 describe("NodeSupervisors with the phi detector", () => {

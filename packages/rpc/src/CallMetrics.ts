@@ -25,16 +25,29 @@ export const resultOf = (exit: Exit.Exit<unknown, unknown>): string => {
   return Cause.isInterruptedOnly(exit.cause) ? "interrupted" : "defect"
 }
 
+/**
+ * Each histogram's series by their labels, made once: tagging a metric builds its key and hashes
+ * its labels, which every call (every heartbeat) would otherwise pay for. The label values are
+ * bounded (rpc names, steps, results), so these maps stay small.
+ */
+const series = new WeakMap<Metric.Metric.Histogram<number>, Map<string, Metric.Metric.Histogram<number>>>()
+
+const seriesOf = (histogram: Metric.Metric.Histogram<number>, labels: ReadonlyArray<readonly [string, string]>) => {
+  let known = series.get(histogram)
+  if (known === undefined) series.set(histogram, (known = new Map()))
+  const key = labels.map(([k, v]) => `${k}=${v}`).join("\u0000")
+  let tagged = known.get(key)
+  if (tagged === undefined) known.set(key, (tagged = Metric.taggedWithLabels(histogram, labels.map(([k, v]) => MetricLabel.make(k, v)))))
+  return tagged
+}
+
 /** Runs `effect`, recording its duration in seconds in `histogram` with `tags` and the result. */
 export const timed = (histogram: Metric.Metric.Histogram<number>, tags: Readonly<Record<string, string>>) =>
   <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
     Effect.flatMap(Clock.currentTimeMillis, (start) =>
       Effect.onExit(effect, (exit) =>
         Effect.flatMap(Clock.currentTimeMillis, (end) =>
-          Metric.update(
-            Metric.taggedWithLabels(histogram, [...Object.entries(tags), ["result", resultOf(exit)] as const].map(([k, v]) => MetricLabel.make(k, v))),
-            (end - start) / 1000
-          )
+          Metric.update(seriesOf(histogram, [...Object.entries(tags), ["result", resultOf(exit)]]), (end - start) / 1000)
         )
       )
     )

@@ -12,6 +12,9 @@
  * after the response body has ended, when the connection is back in the pool. A stream's chunks
  * are handed on as they arrive, so a stream still streams. A body that fails or is cut short fails
  * the call as before (RpcClientError), and what it held is dropped: the call has no result.
+ *
+ * A second change: every request names its RPC in a header (RPC_TAG_HEADER), which a server may
+ * use to answer it without RpcServer (DirectCall.ts).
  */
 import * as HttpBody from "@effect/platform/HttpBody"
 import * as HttpClient from "@effect/platform/HttpClient"
@@ -21,6 +24,7 @@ import { RpcClientError } from "@effect/rpc/RpcClientError"
 import type { FromClientEncoded, FromServerEncoded } from "@effect/rpc/RpcMessage"
 import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import { Chunk, Effect, Layer, Stream } from "effect"
+import { RPC_TAG_HEADER } from "./Protocol.js"
 
 const makeProtocol = (client: HttpClient.HttpClient) =>
   RpcClient.Protocol.make((writeResponse) =>
@@ -38,7 +42,8 @@ const makeProtocol = (client: HttpClient.HttpClient) =>
         // A call's end (its Exit, or a defect that ends every call) waits for the body's end.
         const ends: Array<FromServerEncoded> = []
         const deliver = (messages: ReadonlyArray<FromServerEncoded>) => Effect.forEach(messages, writeResponse, { discard: true })
-        return client.post("", { body }).pipe(
+        // The RPC's tag, for a server that answers some RPCs without RpcServer (DirectCall.ts).
+        return client.post("", { body, headers: { [RPC_TAG_HEADER]: request.tag } }).pipe(
           Effect.flatMap((response) =>
             Stream.runForEachChunk(response.stream, (chunk) => {
               const now: Array<FromServerEncoded> = []

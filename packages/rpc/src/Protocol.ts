@@ -10,6 +10,13 @@ export const PROTOCOL_VERSION = 4
 export const PROTOCOL_HEADER = "x-mcp-protocol"
 
 /**
+ * The RPC a request carries, set by our clients on every request (HttpProtocol.ts): a hint for
+ * routing, which lets a server answer one RPC without RpcServer (DirectCall.ts). A server checks
+ * the body against it; one that does not know the header ignores it.
+ */
+export const RPC_TAG_HEADER = "x-mcp-rpc"
+
+/**
  * The least role an RPC needs: `read` (guests, where the daemon lets guests read), `operate`
  * (routine work on services: users) or `admin` (the fleet's shape and privileged operations).
  * An RPC nobody marked needs `admin`: a new RPC is closed until someone decides otherwise.

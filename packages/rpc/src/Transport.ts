@@ -12,9 +12,11 @@ import { HttpIncomingMessage, HttpRouter, HttpServer, HttpServerRequest, HttpSer
 import { NodeHttpServer } from "@effect/platform-node"
 import { type Rpc, type RpcGroup, RpcSerialization, RpcServer } from "@effect/rpc"
 import { Effect, Layer, Option, Redacted, type Scope } from "effect"
+import type * as http from "node:http"
 import * as https from "node:https"
 import type * as tls from "node:tls"
-import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "./Protocol.js"
+import type { DirectLimits, DirectRoute } from "./DirectCall.js"
+import { PROTOCOL_HEADER, PROTOCOL_VERSION, RPC_TAG_HEADER } from "./Protocol.js"
 import { checkBody, DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_MESSAGES_PER_REQUEST, describeProblem } from "./RequestLimits.js"
 import { MIN_TLS_VERSION } from "./TransportClient.js"
 
@@ -145,35 +147,62 @@ const guard = (
     Effect.catchTag("RouteNotFound", () => Effect.succeed(HttpServerResponse.text("no such RPC endpoint", { status: 404 })))
   )
 
-/** An HTTPS server for the given routes (an effect may give several, as the dashboard's); RPCs serialized as ndjson. */
-export const layerServer = <const Routes extends ReadonlyArray<Effect.Effect<RpcRoute | ReadonlyArray<RpcRoute>, unknown, unknown>>>(
+/**
+ * The RPCs served straight from Node's request event (DirectCall.ts), by path and RPC tag. Filled
+ * when the routes are built, which is after the Node server exists.
+ */
+type DirectTable = Map<string, Map<string, DirectRoute>>
+
+/**
+ * An HTTPS server for the given routes (an effect may give several, as the dashboard's); RPCs
+ * serialized as ndjson. A DirectRoute (DirectCall.ts) serves one RPC of a group without RpcServer;
+ * the group's route serves the rest, and that RPC too for clients that do not mark it.
+ */
+export const layerServer = <const Routes extends ReadonlyArray<Effect.Effect<RpcRoute | DirectRoute | ReadonlyArray<RpcRoute>, unknown, unknown>>>(
   options: ServerOptions,
   routes: Routes
-) => {
-  const serve = Layer.scopedDiscard(
-    Effect.gen(function* () {
-      const built: ReadonlyArray<RpcRoute> = (yield* (Effect.all(routes) as Effect.Effect<
-        ReadonlyArray<RpcRoute | ReadonlyArray<RpcRoute>>,
-        Effect.Effect.Error<Routes[number]>,
-        Effect.Effect.Context<Routes[number]>
-      >)).flat()
-      let router: HttpRouter.HttpRouter<never, never> = HttpRouter.empty
-      for (const { path, app, method } of built) router = method === "GET" ? HttpRouter.get(router, path, app) : HttpRouter.post(router, path, app)
-      const limits: GuardLimits = {
-        maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
-        maxMessages: options.maxMessagesPerRequest ?? DEFAULT_MAX_MESSAGES_PER_REQUEST,
-        maxDepth: options.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH
-      }
-      yield* HttpServer.serveEffect(guard(router, limits, options.protocolVersion ?? PROTOCOL_VERSION))
-    })
-  )
-  const listener = NodeHttpServer.layer(() => createHttpsServer(options), { port: options.port, host: options.host })
-  // Keep HttpServer in the output so callers can read the bound address (port 0 in tests).
-  return Layer.provideMerge(serve, Layer.merge(listener, RpcSerialization.layerNdjson))
+) =>
+  Layer.unwrapEffect(Effect.sync(() => {
+    const direct: DirectTable = new Map()
+    const limits: DirectLimits = {
+      maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
+      maxMessages: options.maxMessagesPerRequest ?? DEFAULT_MAX_MESSAGES_PER_REQUEST,
+      maxDepth: options.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH,
+      protocolVersion: options.protocolVersion ?? PROTOCOL_VERSION
+    }
+    const serve = Layer.scopedDiscard(
+      Effect.gen(function* () {
+        const built: ReadonlyArray<RpcRoute | DirectRoute> = (yield* (Effect.all(routes) as Effect.Effect<
+          ReadonlyArray<RpcRoute | DirectRoute | ReadonlyArray<RpcRoute>>,
+          Effect.Effect.Error<Routes[number]>,
+          Effect.Effect.Context<Routes[number]>
+        >)).flat()
+        let router: HttpRouter.HttpRouter<never, never> = HttpRouter.empty
+        for (const route of built) {
+          if ("_tag" in route) {
+            const byTag = direct.get(route.path) ?? new Map<string, DirectRoute>()
+            direct.set(route.path, byTag.set(route.tag, route))
+            continue
+          }
+          router = route.method === "GET" ? HttpRouter.get(router, route.path, route.app) : HttpRouter.post(router, route.path, route.app)
+        }
+        yield* HttpServer.serveEffect(guard(router, limits, limits.protocolVersion))
+      })
+    )
+    const listener = NodeHttpServer.layer(() => createHttpsServer(options, direct, limits), { port: options.port, host: options.host })
+    // Keep HttpServer in the output so callers can read the bound address (port 0 in tests).
+    return Layer.provideMerge(serve, Layer.merge(listener, RpcSerialization.layerNdjson))
+  }))
+
+/** The direct route a request is for: a POST to its path, marked with its RPC's tag. */
+const directRouteOf = (direct: DirectTable, request: { readonly method?: string | undefined; readonly url?: string | undefined; readonly headers: Record<string, string | Array<string> | undefined> }) => {
+  if (direct.size === 0 || request.method !== "POST" || request.url === undefined) return undefined
+  const tag = request.headers[RPC_TAG_HEADER]
+  return typeof tag === "string" ? direct.get(request.url)?.get(tag) : undefined
 }
 
 /** The Node https server with the TLS settings, the timeouts and the connection cap applied. */
-const createHttpsServer = (options: ServerOptions): https.Server => {
+const createHttpsServer = (options: ServerOptions, direct: DirectTable, limits: DirectLimits): https.Server => {
   const c = options.connections ?? {}
   const headersTimeout = c.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS
   const requestTimeout = c.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS
@@ -203,13 +232,24 @@ const createHttpsServer = (options: ServerOptions): https.Server => {
     waiting.set(socket, timer)
     socket.once("close", () => clearTimeout(timer))
   })
-  server.on("request", (request: { readonly socket: unknown }) => {
-    const socket = request.socket as tls.TLSSocket
+  const requestArrived = (socket: tls.TLSSocket) => {
     const timer = waiting.get(socket)
     if (timer !== undefined) {
       clearTimeout(timer)
       waiting.delete(socket)
     }
-  })
+  }
+  // A request for a direct route is served here and never reaches the platform's listener: Node
+  // has no other way to take a request before the listeners registered on the server see it.
+  const emit = server.emit.bind(server) as (event: string | symbol, ...args: Array<unknown>) => boolean
+  server.emit = ((event: string | symbol, ...args: Array<unknown>): boolean => {
+    if (event !== "request") return emit(event, ...args)
+    const [request, response] = args as [http.IncomingMessage, http.ServerResponse]
+    requestArrived(request.socket as tls.TLSSocket)
+    const route = directRouteOf(direct, request)
+    if (route === undefined) return emit(event, ...args)
+    route.serve(request, response, limits)
+    return true
+  }) as typeof server.emit
   return server
 }

@@ -6,6 +6,7 @@ import { NodeContext } from "@effect/platform-node"
 import { buildInfo } from "@mcp/rpc/BuildInfo"
 import * as AuthMiddleware from "@mcp/rpc/AuthMiddleware"
 import * as Daemon from "@mcp/rpc/Daemon"
+import * as DirectCall from "@mcp/rpc/DirectCall"
 import * as Exposition from "@mcp/rpc/Exposition"
 import * as Failures from "@mcp/rpc/Failures"
 import * as SecretFile from "@mcp/rpc/SecretFile"
@@ -124,7 +125,15 @@ export const layer = (config: MasterConfig) => {
           ...sagas.map((s) => ({ id: s.id, service: s.service })),
           ...copies.map((c) => ({ id: `copy ${c.service} ${c.node}`, service: c.service }))
         ]),
-        retryServices: (services) => Effect.zipRight(saga.retryServices(services), reconciler.retireCopiesNow)
+        retryServices: (services) =>
+          Effect.gen(function* () {
+            yield* saga.retryServices(services)
+            yield* reconciler.retireCopiesNow
+            // A saga finished now left its edge routes to the reconciler: they converge now,
+            // not at its next round. Services whose sagas are still open wait for them.
+            const stillOpen = new Set((yield* saga.openSagas).map((s) => s.service))
+            yield* reconciler.reconcileServicesNow(services.filter((s) => !stillOpen.has(s)))
+          })
       }
       yield* Effect.forkScoped(OpenWorkRetry.run(work, {
         heartbeatInterval: config.heartbeat.interval,
@@ -175,7 +184,16 @@ export const layer = (config: MasterConfig) => {
       port,
       tls: { cert: readFileSync(config.tls.cert, "utf8"), key: Redacted.make(SecretFile.readSync(config.tls.key, "TLS private key ([tls] key)")), ca, clientAuth: config.tls.client_auth }
     },
-    [Transport.route("/master", MasterRpcs), Transport.route("/control", ControlRpcs), Exposition.route, Effect.map(Dashboard.Dashboard, (d) => d.routes)]
+    [
+      Transport.route("/master", MasterRpcs),
+      Transport.route("/control", ControlRpcs),
+      // The calls every node makes, so as many as the fleet is large: answered without RpcServer's
+      // per-request machinery (the same schemas, middleware and handlers).
+      DirectCall.route("/control", ControlRpcs, "Heartbeat"),
+      DirectCall.route("/control", ControlRpcs, "Register"),
+      Exposition.route,
+      Effect.map(Dashboard.Dashboard, (d) => d.routes)
+    ]
   ).pipe(Layer.provide(Layer.mergeAll(handlers, auth, authenticator, dashboard)))
   // /metrics: on the HTTPS listener above (any valid token), and with [metrics] listen on loopback without one.
   const exposition = Exposition.layer({ name: "mcp-master", version: VERSION }, MasterMetrics.gauges)

@@ -155,6 +155,7 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
       execute: (n) => sql`UPDATE nodes SET resources = ${n.resources}, last_heartbeat = ${n.last_heartbeat} WHERE name = ${n.name}`
     })
 
+    const placedCache = makePlacedCache()
     const placements = SqlRows.findAll("placements", { Request: Schema.Void, Result: Placement, execute: () => sql`SELECT service, node FROM placements ORDER BY service` })
     const placement = SqlRows.findOne("placements", { Request: Schema.String, Result: Placement, execute: (service) => sql`SELECT service, node FROM placements WHERE service = ${service}` })
 
@@ -250,15 +251,27 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
 
       placements: placements(undefined),
       placement: (service: string) => Effect.map(placement(service), Option.map((p) => p.node)),
-      /** Which of `services` are placed (on any node): one indexed lookup, not the whole table. */
+      /**
+       * Which of `services` are placed (on any node). Every heartbeat asks this of the services
+       * its node reports, so the answers are kept (PlacedCache) until a placement is written;
+       * what is not known is looked up in one indexed query.
+       */
       placedAmong: (services: ReadonlyArray<string>): Effect.Effect<ReadonlySet<string>, SqlError> =>
-        services.length === 0
-          ? Effect.succeed(new Set())
-          : Effect.map(sql<{ service: string }>`SELECT service FROM placements WHERE ${sql.in("service", services)}`, (rows) => new Set(rows.map((r) => r.service))),
+        Effect.suspend(() => {
+          const known = placedCache.lookup(services)
+          if (known.missing.length === 0) return Effect.succeed(known.placed)
+          const generation = placedCache.generation()
+          return Effect.map(sql<{ service: string }>`SELECT service FROM placements WHERE ${sql.in("service", known.missing)}`, (rows) => {
+            const found = new Set(rows.map((r) => r.service))
+            placedCache.fill(generation, known.missing, found)
+            for (const service of found) known.placed.add(service)
+            return known.placed
+          })
+        }),
       place: (service: string, node: string) =>
-        sql`INSERT INTO placements (service, node, placed_at) VALUES (${service}, ${node}, ${now()})
-          ON CONFLICT (service) DO UPDATE SET node = excluded.node, placed_at = excluded.placed_at`.pipe(Effect.asVoid),
-      unplace: (service: string) => sql`DELETE FROM placements WHERE service = ${service}`.pipe(Effect.asVoid),
+        placedCache.writing(sql`INSERT INTO placements (service, node, placed_at) VALUES (${service}, ${node}, ${now()})
+          ON CONFLICT (service) DO UPDATE SET node = excluded.node, placed_at = excluded.placed_at`.pipe(Effect.asVoid)),
+      unplace: (service: string) => placedCache.writing(sql`DELETE FROM placements WHERE service = ${service}`.pipe(Effect.asVoid)),
 
       storeDefinition: (service: string, definition: unknown) => storeDefinition({ service, definition, storedAt: now() }),
       definition: (service: string) => Effect.map(definition(service), Option.map((d) => d.definition)),
@@ -286,6 +299,46 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
     }
   })
 }) {}
+
+/**
+ * Whether each service is placed, as last read from the placements table, for heartbeats (which
+ * ask it of every service their node reports, hundreds of times a second in a large fleet). Only
+ * `place` and `unplace` write that table, and each write forgets everything known, when it starts
+ * and again when it ends (committed, failed or rolled back with its transaction). A lookup stores
+ * what it read only if no write started or ended meanwhile (the generation is unchanged), so a
+ * read that raced a write is never kept. The map holds one boolean per service name heartbeats
+ * reported since the last write.
+ */
+const makePlacedCache = () => {
+  let generation = 0
+  let placed = new Map<string, boolean>()
+  const forget = () => {
+    generation++
+    placed = new Map()
+  }
+  return {
+    generation: () => generation,
+    lookup: (services: ReadonlyArray<string>) => {
+      const found = new Set<string>()
+      const missing: Array<string> = []
+      for (const service of services) {
+        const known = placed.get(service)
+        if (known === undefined) missing.push(service)
+        else if (known) found.add(service)
+      }
+      return { placed: found, missing }
+    },
+    fill: (readAt: number, asked: ReadonlyArray<string>, found: ReadonlySet<string>) => {
+      if (readAt !== generation) return
+      for (const service of asked) placed.set(service, found.has(service))
+    },
+    writing: <A, E, R>(write: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+      Effect.suspend(() => {
+        forget()
+        return Effect.ensuring(write, Effect.sync(forget))
+      })
+  }
+}
 
 /** The master's audit trail is its event log. */
 export const layerAuditLog = Layer.effect(Audit.AuditLog, Effect.map(MasterDb, (db) => ({ record: db.audit })))

@@ -5,7 +5,8 @@
  * lost its database) or removed when it is not. This is what finishes the cross-node saga's
  * work when an edge node could not be reached at the time. It also removes the old copy of a
  * moved service that its old node could not remove at the time of the move (also between rounds,
- * `retireCopiesNow`, which OpenWorkRetry calls soon after a move left one).
+ * `retireCopiesNow`, which OpenWorkRetry calls soon after a move left one). Between rounds too,
+ * OpenWorkRetry has the services whose open sagas it just finished converged (`reconcileServicesNow`).
  *
  * Each service is repaired inside its actor, after any deploy or undeploy of it under way, and
  * with a fresh listing taken there: a listing from before the actor ran could be stale.
@@ -258,10 +259,22 @@ export const make = Effect.gen(function* () {
     return retired
   })
 
+  /**
+   * Between rounds (OpenWorkRetry, once sagas left open are finished): the edge routes of these
+   * services converged now, each in its service's actor. A finished saga leaves its routes to the
+   * reconciler, and its next round could be a whole reconcile interval away. What fails is
+   * counted and logged at debug level; the rounds retry it and log it as a warning.
+   */
+  const reconcileServicesNow = (services: ReadonlyArray<string>) =>
+    Effect.forEach(services, (service) =>
+      Effect.flatMap(coordinators.submit(service, reconcileService(service)), (report) =>
+        Effect.forEach(report.failures, (f) =>
+          Effect.zipRight(Effect.logDebug(`edge reconciler: ${f.target}: ${f.reason} (retried)`), Metric.increment(reconcileFailures)), { discard: true })), { discard: true })
+
   /** The old copies of moved services not removed yet. */
   const staleCopies = viaDb(db.staleCopies)
 
-  return { runOnce, run, reconcileService, retireCopiesNow, staleCopies, status: Ref.get(status) } as const
+  return { runOnce, run, reconcileService, reconcileServicesNow, retireCopiesNow, staleCopies, status: Ref.get(status) } as const
 })
 
 export class EdgeReconciler extends Effect.Service<EdgeReconciler>()("@mcp/master/EdgeReconciler", { effect: make }) {}

@@ -102,9 +102,14 @@ export interface NodeHealthEntry extends NodeHealth {
 // ---------------------------------------------------------------------------------------------
 // Internals
 
-/** Everything that changes a node's health arrives here, so the node fiber applies it in order. */
+/**
+ * What the node fiber is woken for. A heartbeat steps the node's record itself (in one atomic
+ * Ref.modify, as the fiber steps deadlines and probe results), and wakes the fiber only when
+ * there is something to carry out: a transition to record, or a deadline moved earlier than the
+ * timer. A healthy node's heartbeat, nearly all of them, wakes nothing.
+ */
 type Mail =
-  | { readonly _tag: "Heartbeat"; readonly at: number; readonly intervalMs: number }
+  | { readonly _tag: "HeartbeatStepped" }
   /** `at` is the deadline the timer was armed for; a heartbeat since then makes it stale. */
   | { readonly _tag: "Deadline"; readonly at: number }
   | { readonly _tag: "ProbeDone"; readonly event: Health.HealthEvent; readonly outcome: ProbeOutcome }
@@ -140,6 +145,39 @@ interface Cell {
 }
 
 const describeDefect = (defect: unknown): string => (defect instanceof Error ? defect.message : String(defect))
+
+/**
+ * Feeds one event to the state machine: the actions, and the record with the new state, `patch`
+ * applied and the transitions (stamped `at`) queued for recording, kept together.
+ */
+const stepRecord = (
+  r: NodeRecord,
+  event: Health.HealthEvent,
+  policy: Health.HealthPolicy,
+  at: number,
+  patch: Partial<NodeRecord>
+): readonly [ReadonlyArray<Health.HealthAction>, NodeRecord] => {
+  const next = Health.stepHealth(r.health, event, policy)
+  const transitions = next.actions.flatMap((a) => (a._tag === "Transition" ? [{ from: a.from, to: a.to, reason: a.reason, at: new Date(at) }] : []))
+  return [next.actions, { ...r, ...patch, health: next.state, pending: transitions.length === 0 ? r.pending : [...r.pending, ...transitions] }]
+}
+
+/** What a heartbeat at `at` sets besides the health: its time, the interval given, and the next deadline. */
+const heartbeatPatch = (r: NodeRecord, at: number, intervalMs: number, phiThreshold: number | undefined): Partial<NodeRecord> => {
+  if (phiThreshold === undefined) return { deadlineAt: at + intervalMs, intervalMs, lastHeartbeat: new Date(at) }
+  const policy = phiPolicy(phiThreshold)
+  // On the detector's clock, a heartbeat that came one given interval after the last is PHI_UNIT later.
+  const last = r.arrivals.lastArrival
+  const arrival = last === undefined || r.lastHeartbeat === undefined ? 0 : last + ((at - r.lastHeartbeat.getTime()) / r.intervalMs) * PHI_UNIT
+  const arrivals = PhiAccrual.recordArrival(r.arrivals, arrival, policy)
+  return {
+    deadlineAt: at + Math.ceil((PhiAccrual.suspectAfterMs(arrivals, policy) / PHI_UNIT) * intervalMs),
+    intervalMs,
+    lastHeartbeat: new Date(at),
+    arrivals,
+    suspicionArmed: true
+  }
+}
 
 /** What the event log says when the phi detector suspects a node: the silence against its usual cadence. */
 const suspicionReason = (r: NodeRecord, now: number, threshold: number): string => {
@@ -207,11 +245,19 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
     const incarnation = (node: string, cell: Cell) =>
       Effect.gen(function* () {
         let timer: Fiber.RuntimeFiber<boolean> | undefined
+        /** When the armed timer fires (it then sends a Deadline for that moment). */
+        let armedFor = Infinity
 
-        // Like Nomad's heartbeat timer: each (re)arm replaces the previous timer.
+        // One timer per node, set for the deadline. A heartbeat that moves the deadline later
+        // leaves it be: when it fires, the Deadline is stale and the timer is set again for the
+        // deadline then. Replacing the timer on every heartbeat (a fiber interrupted and one
+        // forked) was a large part of a heartbeat's cost; now a node costs one wake-up per
+        // deadline, however often it heartbeats. A deadline moved earlier (phi) replaces it.
         const armDeadline = Effect.gen(function* () {
-          if (timer !== undefined) yield* Fiber.interruptFork(timer)
           const { deadlineAt } = yield* Ref.get(cell.record)
+          if (timer !== undefined && armedFor <= deadlineAt) return
+          if (timer !== undefined) yield* Fiber.interruptFork(timer)
+          armedFor = deadlineAt
           timer = yield* Clock.currentTimeMillis.pipe(
             Effect.flatMap((now) => Effect.sleep(Duration.millis(Math.max(0, deadlineAt - now)))),
             Effect.zipRight(Queue.offer(cell.mailbox, { _tag: "Deadline", at: deadlineAt })),
@@ -237,18 +283,9 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
           yield* recordPending
         })
 
-        /** Feeds one event to the state machine; the new state and its transitions are kept together. */
+        /** Feeds one event to the state machine, atomically on the record (heartbeats step it too). */
         const step = (event: Health.HealthEvent, patch: (r: NodeRecord) => Partial<NodeRecord>) =>
-          Effect.gen(function* () {
-            const at = new Date(yield* Clock.currentTimeMillis)
-            return yield* Ref.modify(cell.record, (r) => {
-              const next = Health.stepHealth(r.health, event, policy)
-              const transitions = next.actions.flatMap((a) =>
-                a._tag === "Transition" ? [{ from: a.from, to: a.to, reason: a.reason, at }] : []
-              )
-              return [next.actions, { ...r, ...patch(r), health: next.state, pending: [...r.pending, ...transitions] }] as const
-            })
-          })
+          Effect.flatMap(Clock.currentTimeMillis, (at) => Ref.modify(cell.record, (r) => stepRecord(r, event, policy, at, patch(r))))
 
         const carryOut = (actions: ReadonlyArray<Health.HealthAction>) =>
           Effect.gen(function* () {
@@ -260,34 +297,26 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
         const handle = (mail: Mail) =>
           Effect.gen(function* () {
             switch (mail._tag) {
-              case "Heartbeat": {
-                const actions = yield* step(Health.HealthEvent.HeartbeatReceived(), (r) => {
-                  if (config.phi === undefined) return { deadlineAt: mail.at + mail.intervalMs, intervalMs: mail.intervalMs, lastHeartbeat: new Date(mail.at) }
-                  const policy = phiPolicy(config.phi.threshold)
-                  // On the detector's clock, a heartbeat that came one given interval after the last is PHI_UNIT later.
-                  const last = r.arrivals.lastArrival
-                  const at = last === undefined || r.lastHeartbeat === undefined ? 0 : last + ((mail.at - r.lastHeartbeat.getTime()) / r.intervalMs) * PHI_UNIT
-                  const arrivals = PhiAccrual.recordArrival(r.arrivals, at, policy)
-                  return {
-                    deadlineAt: mail.at + Math.ceil((PhiAccrual.suspectAfterMs(arrivals, policy) / PHI_UNIT) * mail.intervalMs),
-                    intervalMs: mail.intervalMs,
-                    lastHeartbeat: new Date(mail.at),
-                    arrivals,
-                    suspicionArmed: true
-                  }
-                })
+              case "HeartbeatStepped": {
+                // Heartbeats stepped the record: record their transitions, and follow a deadline moved earlier.
                 yield* armDeadline
-                return yield* carryOut(actions)
+                return yield* recordPending
               }
               case "Deadline": {
-                const { deadlineAt } = yield* Ref.get(cell.record)
-                if (deadlineAt !== mail.at) return // a heartbeat moved the deadline after this timer fired
-                const record = yield* Ref.get(cell.record)
-                const event = record.suspicionArmed && config.phi !== undefined
-                  ? Health.HealthEvent.Suspected({ reason: suspicionReason(record, mail.at, config.phi.threshold) })
-                  : Health.HealthEvent.DeadlineMissed()
-                const actions = yield* step(event, (r) => ({ deadlineAt: r.deadlineAt + r.intervalMs, suspicionArmed: false }))
+                if (mail.at !== armedFor) return // a timer replaced (its Deadline was already in the mailbox)
+                timer = undefined
+                armedFor = Infinity
+                const at = yield* Clock.currentTimeMillis
+                // Judged in the same atomic step as the miss, so a heartbeat cannot slip in between.
+                const actions = yield* Ref.modify(cell.record, (r): readonly [ReadonlyArray<Health.HealthAction> | undefined, NodeRecord] => {
+                  if (r.deadlineAt !== mail.at) return [undefined, r] // heartbeats moved the deadline: wait for that one
+                  const event = r.suspicionArmed && config.phi !== undefined
+                    ? Health.HealthEvent.Suspected({ reason: suspicionReason(r, mail.at, config.phi.threshold) })
+                    : Health.HealthEvent.DeadlineMissed()
+                  return stepRecord(r, event, policy, at, { deadlineAt: r.deadlineAt + r.intervalMs, suspicionArmed: false })
+                })
                 yield* armDeadline
+                if (actions === undefined) return
                 return yield* carryOut(actions)
               }
               case "ProbeDone": {
@@ -378,7 +407,13 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
         const first = (yield* Ref.get(cell.record)).lastHeartbeat === undefined
         const intervalMs = yield* nextInterval(all.size, first)
         yield* Metric.increment(cell.received)
-        yield* Queue.offer(cell.mailbox, { _tag: "Heartbeat", at, intervalMs })
+        // Stepped here rather than in the node fiber: waking that fiber for every heartbeat was
+        // most of a heartbeat's cost. It is woken when there is something for it to do.
+        const wake = yield* Ref.modify(cell.record, (r) => {
+          const [actions, next] = stepRecord(r, Health.HealthEvent.HeartbeatReceived(), policy, at, heartbeatPatch(r, at, intervalMs, config.phi?.threshold))
+          return [actions.length > 0 || next.deadlineAt < r.deadlineAt, next] as const
+        })
+        if (wake) yield* Queue.offer(cell.mailbox, { _tag: "HeartbeatStepped" })
         return Option.some(intervalMs)
       })
 

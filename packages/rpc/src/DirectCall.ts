@@ -1,0 +1,179 @@
+/**
+ * One unary RPC served straight from Node's request event, beside RpcServer: the same ndjson
+ * frame, the same payload schema, the same middleware (token, access check, unknown fields, audit,
+ * timing), the same handler and the same encoded Exit, without what RpcServer builds for every
+ * HTTP request (a platform request, a router, a scope, mailboxes and four fibers).
+ *
+ * Why: a master's heartbeats are most of its requests. Through RpcServer one cost 1.2-1.8 ms of
+ * CPU before our handler ran (bench/heartbeats.ts, its @effect/rpc reference), which capped a
+ * master at a few hundred heartbeats a second on one core.
+ *
+ * Which requests come here: a POST to the route's path whose `x-mcp-rpc` header (RPC_TAG_HEADER,
+ * set by our clients on every request, HttpProtocol.ts) names the route's RPC. The header is only
+ * a hint for routing; the body must then hold exactly that one request, or the answer is a defect
+ * saying so. A client that sends no such header (an older agent) is served by RpcServer as before.
+ */
+import * as Headers from "@effect/platform/Headers"
+import * as Rpc from "@effect/rpc/Rpc"
+import type * as RpcGroup from "@effect/rpc/RpcGroup"
+import * as RpcSchema from "@effect/rpc/RpcSchema"
+import { Cause, Context, Effect, Either, Exit, type Fiber, Runtime, Schema, type Tracer } from "effect"
+import { TreeFormatter } from "effect/ParseResult"
+import type * as http from "node:http"
+import { PROTOCOL_HEADER } from "./Protocol.js"
+import { checkBody, describeProblem } from "./RequestLimits.js"
+
+/** The limits RpcServer's requests are held to (Transport.ts), applied here the same way. */
+export interface DirectLimits {
+  readonly maxBodyBytes: number
+  readonly maxMessages: number
+  readonly maxDepth: number
+  readonly protocolVersion: number
+}
+
+export interface DirectRoute {
+  readonly _tag: "DirectRoute"
+  readonly path: `/${string}`
+  /** The RPC served: requests whose RPC_TAG_HEADER names it. */
+  readonly tag: string
+  readonly serve: (request: http.IncomingMessage, response: http.ServerResponse, limits: DirectLimits) => void
+}
+
+const NDJSON = "application/ndjson"
+
+interface RequestFrame {
+  readonly _tag: "Request"
+  readonly id: string
+  readonly tag: string
+  readonly payload: unknown
+  readonly headers: ReadonlyArray<readonly [string, string]>
+  readonly traceId?: string
+  readonly spanId?: string
+  readonly sampled?: boolean
+}
+
+const isRequestFrame = (u: unknown): u is RequestFrame =>
+  typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "Request" && typeof (u as { tag?: unknown }).tag === "string"
+
+/**
+ * Serves `tag` of `group` at `path`: the group's handler for it and every middleware the RPC
+ * carries must be in the context, as for RpcServer.toHttpApp. Only unary RPCs with `wrap`
+ * middlewares (ours: AuthMiddleware) can be served this way; anything else is refused here, when
+ * the route is built, not on a request.
+ */
+export const route = <Rpcs extends Rpc.Any, const Tag extends Rpcs["_tag"]>(
+  path: `/${string}`,
+  group: RpcGroup.RpcGroup<Rpcs>,
+  tag: Tag
+): Effect.Effect<DirectRoute, never, Rpc.ToHandler<Rpc.ExtractTag<Rpcs, Tag>> | Rpc.Middleware<Rpc.ExtractTag<Rpcs, Tag>>> =>
+  Effect.gen(function* () {
+    const rpc = group.requests.get(tag) as unknown as Rpc.AnyWithProps | undefined
+    if (rpc === undefined) return yield* Effect.dieMessage(`DirectCall: ${tag} is not an RPC of this group`)
+    if (RpcSchema.isStreamSchema(rpc.successSchema)) return yield* Effect.dieMessage(`DirectCall: ${tag} streams; only unary RPCs are served directly`)
+    for (const middleware of rpc.middlewares) {
+      if (!middleware.wrap) return yield* Effect.dieMessage(`DirectCall: ${tag}'s middleware ${middleware.key} is not a wrap middleware`)
+    }
+    const outer = yield* Effect.runtime<never>()
+    const entry = Context.unsafeGet(outer.context, { key: rpc.key } as unknown as Context.Tag<Rpc.Handler<string>, Rpc.Handler<string>>)
+    const runtime = Runtime.make({ context: Context.merge(entry.context, outer.context), fiberRefs: outer.fiberRefs, runtimeFlags: outer.runtimeFlags })
+    const middlewares = [...rpc.middlewares].map((m) => Context.unsafeGet(outer.context, m) as unknown as WrapMiddleware)
+    const decode = Schema.decodeUnknownEither(rpc.payloadSchema as Schema.Schema<unknown, unknown>)
+    const encodeExit = Schema.encodeEither(Schema.asSchema(Rpc.exitSchema(rpc as unknown as Rpc.Any)) as unknown as Schema.Schema<Exit.Exit<unknown, unknown>, unknown>)
+    const encodeDefect = Schema.encodeUnknownEither(rpc.defectSchema as Schema.Schema<unknown, unknown>)
+    let clientId = -1
+
+    /** The call: payload decoded, middlewares around the handler, in RpcServer's order. */
+    const call = (frame: RequestFrame, headers: Headers.Headers): Effect.Effect<unknown, unknown> | string => {
+      const payload = decode(frame.payload)
+      if (Either.isLeft(payload)) return TreeFormatter.formatErrorSync(payload.left)
+      const options = { clientId: clientId--, headers }
+      const result = entry.handler(payload.right, options) as Effect.Effect<unknown, unknown> | Rpc.Wrapper<Effect.Effect<unknown, unknown>>
+      let effect: Effect.Effect<unknown, unknown> = Rpc.isWrapper(result) ? result.value : result
+      for (const middleware of middlewares) effect = middleware({ rpc, payload: payload.right, headers, clientId: options.clientId, next: effect })
+      return Effect.withSpan(effect, `RpcServer.${tag}`, {
+        captureStackTrace: false,
+        attributes: { requestId: frame.id },
+        ...(frame.spanId !== undefined && frame.traceId !== undefined
+          ? { parent: { _tag: "ExternalSpan", traceId: frame.traceId, spanId: frame.spanId, sampled: frame.sampled ?? true, context: Context.empty() } satisfies Tracer.ExternalSpan }
+          : {})
+      })
+    }
+
+    const exitFrame = (id: string, exit: Exit.Exit<unknown, unknown>): string => {
+      const encoded = encodeExit(exit)
+      if (Either.isRight(encoded)) return line({ _tag: "Exit", requestId: id, exit: encoded.right })
+      // As RpcServer: an answer that does not encode becomes the call's defect, saying why.
+      return defectExitFrame(id, Cause.squash(Cause.fail(TreeFormatter.formatErrorSync(encoded.left))))
+    }
+    const defectExitFrame = (id: string, defect: unknown): string => {
+      const encoded = encodeDefect(defect)
+      return line({ _tag: "Exit", requestId: id, exit: { _tag: "Failure", cause: { _tag: "Die", defect: Either.isRight(encoded) ? encoded.right : String(defect) } } })
+    }
+
+    const serve = (request: http.IncomingMessage, response: http.ServerResponse, limits: DirectLimits) => {
+      const reply = (status: number, body: string, contentType = "text/plain") => {
+        if (response.headersSent || response.destroyed) return
+        response.writeHead(status, { "content-type": contentType, "content-length": Buffer.byteLength(body), [PROTOCOL_HEADER]: String(limits.protocolVersion) })
+        response.end(body)
+      }
+      const declared = Number(request.headers["content-length"] ?? "0")
+      if (declared > limits.maxBodyBytes) return reply(413, `request body of ${declared} bytes is over the limit of ${limits.maxBodyBytes}`)
+      const chunks: Array<Buffer> = []
+      let size = 0
+      let over = false
+      request.on("data", (chunk: Buffer) => {
+        if (over) return
+        size += chunk.length
+        if (size <= limits.maxBodyBytes) return void chunks.push(chunk)
+        over = true
+        chunks.length = 0
+        reply(413, `request body is over the limit of ${limits.maxBodyBytes} bytes`)
+      })
+      request.on("error", (e) => reply(400, `request body could not be read: ${e.message}`))
+      request.on("end", () => {
+        if (over) return
+        const body = Buffer.concat(chunks).toString("utf8")
+        const problem = checkBody(body, { maxMessages: limits.maxMessages, maxDepth: limits.maxDepth })
+        if (problem !== undefined) {
+          const { status, text } = describeProblem(problem)
+          return reply(status, text)
+        }
+        const answer = (frame: string) => reply(200, frame, NDJSON)
+        const lines = body.split("\n").filter((l) => l.trim() !== "")
+        let frame: unknown
+        try {
+          frame = lines.length === 1 ? JSON.parse(lines[0]!) : undefined
+        } catch (e) {
+          return answer(line({ _tag: "Defect", defect: `the request is not JSON: ${(e as Error).message}` }))
+        }
+        if (!isRequestFrame(frame) || frame.tag !== tag) {
+          return answer(line({ _tag: "Defect", defect: `a request marked ${tag} (header x-mcp-rpc) must carry exactly one ${tag} request; send other requests without that header` }))
+        }
+        if (typeof frame.id !== "string") return answer(line({ _tag: "Defect", defect: `Invalid request id: ${String(frame.id)}` }))
+        const headers = Headers.fromInput([...Object.entries(request.headers).flatMap(([k, v]) => (v === undefined ? [] : [[k, String(v)] as const])), ...(Array.isArray(frame.headers) ? frame.headers : [])])
+        const program = call(frame, headers)
+        if (typeof program === "string") return answer(defectExitFrame(frame.id, program))
+        const fiber: Fiber.RuntimeFiber<unknown, unknown> = Runtime.runFork(runtime, program)
+        // A client that goes away stops its call, as RpcServer interrupts a request whose client left.
+        const onClose = () => {
+          if (!response.writableFinished) fiber.unsafeInterruptAsFork(fiber.id())
+        }
+        response.once("close", onClose)
+        fiber.addObserver((exit) => {
+          response.off("close", onClose)
+          answer(exitFrame(frame.id, exit))
+        })
+      })
+    }
+    return { _tag: "DirectRoute", path, tag, serve } satisfies DirectRoute
+  })
+
+type WrapMiddleware = (options: {
+  readonly rpc: Rpc.AnyWithProps
+  readonly payload: unknown
+  readonly headers: Headers.Headers
+  readonly clientId: number
+  readonly next: Effect.Effect<unknown, unknown>
+}) => Effect.Effect<unknown, unknown>
+
+const line = (message: unknown) => `${JSON.stringify(message)}\n`

@@ -1,0 +1,226 @@
+/**
+ * A heartbeat served straight from Node's request event (DirectCall.ts) answers exactly what
+ * RpcServer answers for the same request, refusals and defects included: the same frame is sent
+ * once marked (x-mcp-rpc: Heartbeat, served directly) and once unmarked (served by RpcServer),
+ * and the handler tells which server called it (RpcServer's client ids are never negative, the
+ * direct route's always are), so a routing that never went direct could not pass.
+ */
+import { HttpServer } from "@effect/platform"
+import { NodeFileSystem } from "@effect/platform-node"
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { Effect, Layer, ManagedRuntime, Redacted } from "effect"
+import { mkdtempSync, readFileSync } from "node:fs"
+import * as https from "node:https"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import * as AuthMiddleware from "../src/AuthMiddleware.js"
+import { ControlRpcs } from "../src/Contracts.js"
+import * as DirectCall from "../src/DirectCall.js"
+import * as Pki from "../src/Pki.js"
+import { PROTOCOL_HEADER, RPC_TAG_HEADER } from "../src/Protocol.js"
+import * as TokenFile from "../src/TokenFile.js"
+import * as TokenFileAuthenticator from "../src/TokenFileAuthenticator.js"
+import * as Transport from "../src/Transport.js"
+
+const dir = mkdtempSync(join(tmpdir(), "mcp-direct-"))
+const tokens = { w1: "", w2: "", slow: "", alice: "" }
+let ca = ""
+let port = 0
+
+/** Which server ran each Heartbeat handler: "direct" (negative client id) or "rpc". */
+const served: Array<"direct" | "rpc"> = []
+const interrupted: Array<string> = []
+
+const handlers = ControlRpcs.toLayer({
+  Register: () => Effect.succeed({ heartbeatIntervalMs: 1000, deadlineMs: 3000 }),
+  Heartbeat: ({ node }, { clientId }) =>
+    Effect.gen(function* () {
+      served.push(clientId < 0 ? "direct" : "rpc")
+      if (node === "w2") return yield* Effect.dieMessage("the handler crashed")
+      if (node === "slow") return yield* Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => interrupted.push(node))))
+      return { known: true, heartbeatIntervalMs: 1234 }
+    }),
+  ZonePut: () => Effect.succeed({ changed: true, serial: 2 }),
+  ZoneRemove: () => Effect.succeed({ removed: true, serial: 3 }),
+  ZoneRecords: () => Effect.succeed([])
+})
+
+let runtime: ManagedRuntime.ManagedRuntime<HttpServer.HttpServer, unknown>
+
+beforeAll(async () => {
+  const tokenFile = join(dir, "tokens.toml")
+  await Effect.runPromise(
+    Effect.gen(function* () {
+      yield* Pki.initCa(join(dir, "ca"))
+      yield* Pki.issueCertificate(join(dir, "ca"), "master", { ips: ["127.0.0.1"], dns: ["localhost"], usage: "server" })
+      tokens.w1 = Redacted.value(yield* TokenFile.createToken(tokenFile, { name: "w1", kind: "system", role: "guest" }))
+      tokens.w2 = Redacted.value(yield* TokenFile.createToken(tokenFile, { name: "w2", kind: "system", role: "guest" }))
+      tokens.slow = Redacted.value(yield* TokenFile.createToken(tokenFile, { name: "slow", kind: "system", role: "guest" }))
+      tokens.alice = Redacted.value(yield* TokenFile.createToken(tokenFile, { name: "alice", kind: "human", role: "admin" }))
+    }).pipe(Effect.provide(NodeFileSystem.layer))
+  )
+  ca = readFileSync(join(dir, "ca", "ca.crt"), "utf8")
+  const auth = AuthMiddleware.layerServer({ guestMayRead: true }).pipe(Layer.provide(TokenFileAuthenticator.layer(tokenFile).pipe(Layer.provide(NodeFileSystem.layer))))
+  const server = Transport.layerServer(
+    {
+      host: "127.0.0.1",
+      port: 0,
+      maxBodyBytes: 64 * 1024,
+      tls: { cert: readFileSync(join(dir, "ca", "master.crt"), "utf8"), key: Redacted.make(readFileSync(join(dir, "ca", "master.key"), "utf8")), ca, clientAuth: false }
+    },
+    [Transport.route("/control", ControlRpcs), DirectCall.route("/control", ControlRpcs, "Heartbeat")]
+  ).pipe(Layer.provide(Layer.mergeAll(handlers, auth)))
+  runtime = ManagedRuntime.make(server)
+  const address = (await runtime.runPromise(HttpServer.HttpServer)).address
+  port = address._tag === "TcpAddress" ? address.port : 0
+}, 60_000)
+
+afterAll(() => runtime.dispose())
+
+interface Answer {
+  readonly status: number
+  readonly protocol: string | undefined
+  /** The response's ndjson frames, parsed. */
+  readonly frames: ReadonlyArray<unknown>
+  readonly text: string
+}
+
+const post = (body: string, options: { readonly token?: string; readonly tag?: string; readonly path?: string; readonly signal?: AbortSignal } = {}) =>
+  new Promise<Answer>((resolve, reject) => {
+    const request = https.request({
+      host: "127.0.0.1",
+      port,
+      path: options.path ?? "/control",
+      method: "POST",
+      ca,
+      servername: "localhost",
+      agent: false,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+      headers: {
+        "content-type": "application/ndjson",
+        ...(options.token === undefined ? {} : { authorization: `Bearer ${options.token}` }),
+        ...(options.tag === undefined ? {} : { [RPC_TAG_HEADER]: options.tag })
+      }
+    }, (response) => {
+      let text = ""
+      response.setEncoding("utf8")
+      response.on("data", (d: string) => (text += d))
+      response.on("end", () => {
+        const frames = response.headers["content-type"]?.includes("ndjson") === true ? text.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as unknown) : []
+        resolve({ status: response.statusCode ?? 0, protocol: response.headers[PROTOCOL_HEADER] as string | undefined, frames, text })
+      })
+    })
+    request.on("error", reject)
+    request.end(body)
+  })
+
+const resources = { cpuCores: 2, load1: 0.5, memoryTotalBytes: 1e9, memoryFreeBytes: 5e8, diskTotalBytes: 1e10, diskFreeBytes: 5e9, containers: 3 }
+const heartbeat = (node: string, extra: object = {}) => ({ node, resources, services: [{ service: "web", running: 1, expected: 1 }], ...extra })
+const request = (payload: unknown, tag = "Heartbeat") => `${JSON.stringify({ _tag: "Request", id: "7", tag, payload, headers: [] })}\n`
+
+/** The same request through both servers: the answers, and which server ran the handler. */
+const both = async (body: string, token?: string) => {
+  served.length = 0
+  const viaRpc = await post(body, token === undefined ? {} : { token })
+  const rpcServed = [...served]
+  served.length = 0
+  const direct = await post(body, { ...(token === undefined ? {} : { token }), tag: "Heartbeat" })
+  return { viaRpc, direct, rpcServed, directServed: [...served] }
+}
+
+describe("a heartbeat served without RpcServer", () => {
+  it("answers a node's own heartbeat with the same Exit, and the handler ran on the direct route", async () => {
+    const { viaRpc, direct, rpcServed, directServed } = await both(request(heartbeat("w1")), tokens.w1)
+    expect(rpcServed).toEqual(["rpc"])
+    expect(directServed).toEqual(["direct"])
+    expect(direct.status).toBe(200)
+    expect(direct.frames).toEqual([{ _tag: "Exit", requestId: "7", exit: { _tag: "Success", value: { known: true, heartbeatIntervalMs: 1234 } } }])
+    expect(direct.frames).toEqual(viaRpc.frames)
+    expect(direct.protocol).toBe(viaRpc.protocol)
+  })
+
+  it("refuses what RpcServer refuses, with the same typed errors, before the handler runs", async () => {
+    const cases = [
+      { what: "another node's token", body: request(heartbeat("w1")), token: tokens.w2, tag: "Forbidden" },
+      { what: "a human admin's token", body: request(heartbeat("w1")), token: tokens.alice, tag: "Forbidden" },
+      { what: "no token", body: request(heartbeat("w1")), token: undefined, tag: "Unauthorized" },
+      { what: "a token that is not in the file", body: request(heartbeat("w1")), token: "mcp_not-a-real-token", tag: "Unauthorized" },
+      { what: "a field the RPC does not declare", body: request(heartbeat("w1", { sneaky: 1 })), token: tokens.w1, tag: "UnknownFields" }
+    ]
+    for (const c of cases) {
+      const { viaRpc, direct, rpcServed, directServed } = await both(c.body, c.token)
+      expect({ what: c.what, served: [...rpcServed, ...directServed] }).toEqual({ what: c.what, served: [] })
+      expect({ what: c.what, frames: direct.frames }).toEqual({ what: c.what, frames: viaRpc.frames })
+      expect(JSON.stringify(direct.frames)).toContain(`"_tag":"${c.tag}"`)
+    }
+  })
+
+  it("answers a payload that does not decode, and a handler's defect, as RpcServer does", async () => {
+    const bad = await both(request({ node: "w1", resources: { cpuCores: "two" }, services: [] }), tokens.w1)
+    expect(bad.direct.frames).toEqual(bad.viaRpc.frames)
+    expect(JSON.stringify(bad.direct.frames)).toContain("cpuCores")
+    expect([...bad.rpcServed, ...bad.directServed]).toEqual([])
+
+    const crash = await both(request(heartbeat("w2")), tokens.w2)
+    expect(crash.directServed).toEqual(["direct"])
+    expect(crash.direct.frames).toEqual(crash.viaRpc.frames)
+    expect(JSON.stringify(crash.direct.frames)).toContain("the handler crashed")
+  })
+
+  it("a marked request that is not exactly one heartbeat gets a defect saying so, and nothing runs", async () => {
+    served.length = 0
+    const register = await post(request({ info: { name: "w1" } }, "Register"), { token: tokens.w1, tag: "Heartbeat" })
+    const two = await post(request(heartbeat("w1")) + request(heartbeat("w1")), { token: tokens.w1, tag: "Heartbeat" })
+    const garbage = await post("{not json\n", { token: tokens.w1, tag: "Heartbeat" })
+    for (const answer of [register, two]) {
+      expect(answer.status).toBe(200)
+      expect(answer.frames).toEqual([{ _tag: "Defect", defect: expect.stringContaining("must carry exactly one Heartbeat request") }])
+    }
+    expect(garbage.frames).toEqual([{ _tag: "Defect", defect: expect.stringContaining("not JSON") }])
+    expect(served).toEqual([])
+  })
+
+  it("holds the transport's limits: an oversized or too deeply nested body is refused with RpcServer's status and text", async () => {
+    const huge = request(heartbeat("w1", { pad: "x".repeat(70 * 1024) }))
+    const deep = request(heartbeat("w1", { pad: JSON.parse(`${"[".repeat(40)}${"]".repeat(40)}`) }))
+    for (const body of [huge, deep]) {
+      const viaRpc = await post(body, { token: tokens.w1 })
+      const direct = await post(body, { token: tokens.w1, tag: "Heartbeat" })
+      expect(direct.status).toBe(viaRpc.status)
+      expect(direct.status).toBeGreaterThanOrEqual(400)
+      expect(direct.text).toBe(viaRpc.text)
+    }
+  })
+
+  it("a mark for another RPC or another path is served by RpcServer as before", async () => {
+    served.length = 0
+    const registered = await post(request({ info: { name: "w1", role: "worker", addresses: ["127.0.0.1:1"], arch: "x64", version: "t" }, resources }, "Register"), { token: tokens.w1, tag: "Register" })
+    expect(registered.frames).toEqual([{ _tag: "Exit", requestId: "7", exit: { _tag: "Success", value: { heartbeatIntervalMs: 1000, deadlineMs: 3000 } } }])
+    const elsewhere = await post(request(heartbeat("w1")), { token: tokens.w1, tag: "Heartbeat", path: "/nowhere" })
+    expect(elsewhere.status).toBe(404)
+    expect(served).toEqual([])
+  })
+
+  it("our typed client's heartbeats go the direct route; its other calls go through RpcServer", () =>
+    Effect.gen(function* () {
+      served.length = 0
+      const control = yield* Transport.makeClient(ControlRpcs, { url: `https://127.0.0.1:${port}/control`, ca, token: Redacted.make(tokens.w1) })
+      expect(yield* control.Heartbeat(heartbeat("w1") as never)).toEqual({ known: true, heartbeatIntervalMs: 1234 })
+      expect(served).toEqual(["direct"])
+      const refused = yield* Effect.flip(control.Heartbeat(heartbeat("w2") as never))
+      expect(refused._tag).toBe("Forbidden")
+      expect(yield* control.Register({ info: { name: "w1", role: "worker", addresses: ["127.0.0.1:1"], arch: "x64", version: "t" }, resources } as never)).toEqual({ heartbeatIntervalMs: 1000, deadlineMs: 3000 })
+    }).pipe(Effect.scoped, Effect.runPromise))
+
+  it("a client that goes away stops its call, as RpcServer does", async () => {
+    interrupted.length = 0
+    const abort = new AbortController()
+    const pending = post(request(heartbeat("slow")), { token: tokens.slow, tag: "Heartbeat", signal: abort.signal }).catch((e: Error) => e.name)
+    served.length = 0
+    for (let i = 0; i < 100 && !served.includes("direct"); i++) await new Promise((r) => setTimeout(r, 20))
+    abort.abort()
+    expect(await pending).toBe("AbortError")
+    for (let i = 0; i < 100 && interrupted.length === 0; i++) await new Promise((r) => setTimeout(r, 20))
+    expect(interrupted).toEqual(["slow"])
+  })
+})
