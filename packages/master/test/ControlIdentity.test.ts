@@ -97,6 +97,18 @@ describe("/control: a node speaks only for itself", () => {
       expect((yield* db.placements).map((p) => [p.service, p.node])).toEqual([["shop", "w1"]])
     }))
 
+  it.scoped("a heartbeat learns what its node runs, in one go, except a service with a saga under way: that saga decides", () =>
+    Effect.gen(function* () {
+      const { as, db, messages } = yield* harness
+      const w1 = yield* as("w1-token")
+      yield* w1.Register({ info: info("w1", ["10.0.0.1:7443"]), resources })
+      yield* db.beginSaga("s-busy", "busy", "deploy")
+      const services = ["busy", "free", "shop"].map((service) => ({ service, running: 1, expected: 1 }))
+      yield* w1.Heartbeat({ node: "w1" as Names.NodeName, resources, services })
+      expect((yield* db.placements).map((p) => [p.service, p.node])).toEqual([["free", "w1"], ["shop", "w1"]])
+      expect((yield* messages).filter((m) => m.startsWith("placement learned"))).toEqual(["placement learned from w1's heartbeat", "placement learned from w1's heartbeat"])
+    }))
+
   it.scoped("humans, admins included, and the master's own admin system token are refused both RPCs", () =>
     Effect.gen(function* () {
       const { as, row, db } = yield* harness

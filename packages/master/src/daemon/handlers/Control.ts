@@ -75,12 +75,16 @@ export const handlers = (settings: Pick<MasterSettings, "heartbeatInterval" | "m
           // open) decides, and this heartbeat may predate what it did. Only the services this
           // node reports are looked up, not every placement of the fleet.
           const placed = yield* viaDb(db.placedAmong(services.map((s) => s.service)))
-          const settledSince = new Date((yield* Clock.currentTimeMillis) - 2 * deadlineMs)
-          for (const s of services) {
-            if (placed.has(s.service)) continue
-            if (yield* viaDb(db.busySince(s.service, settledSince))) continue
-            yield* viaDb(db.place(s.service, node))
-            yield* viaDb(db.addEvent(node, "node", s.service, `placement learned from ${node}'s heartbeat`))
+          const unplaced = services.filter((s) => !placed.has(s.service))
+          if (unplaced.length > 0) {
+            const settledSince = new Date((yield* Clock.currentTimeMillis) - 2 * deadlineMs)
+            // One transaction (one commit) for what this heartbeat teaches, not two per service.
+            yield* viaDb(db.withTransaction(Effect.forEach(unplaced, (s) =>
+              Effect.gen(function* () {
+                if (yield* db.busySince(s.service, settledSince)) return
+                yield* db.place(s.service, node)
+                yield* db.addEvent(node, "node", s.service, `placement learned from ${node}'s heartbeat`)
+              }), { discard: true })))
           }
           return { known: true, heartbeatIntervalMs: given.value }
         })
