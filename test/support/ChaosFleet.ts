@@ -49,7 +49,18 @@ import { type HaproxyInstance, startHaproxy } from "./Haproxy.js"
 import * as LocalFleet from "./LocalFleet.js"
 import { type JitterRelay, startJitterRelay } from "./JitterRelay.js"
 import { makeNetns, type Netns } from "./Netns.js"
-import { containersConfPath, makePrivateStorage, type PodmanService, type PrivateStorage, startPodmanService, storageFlags } from "./Podman.js"
+import {
+  containerProcesses,
+  type ContainerProcess,
+  containersConfPath,
+  makePrivateStorage,
+  type PodmanService,
+  type PrivateStorage,
+  reapUnlisted,
+  runcStates,
+  startPodmanService,
+  storageFlags
+} from "./Podman.js"
 import { createZone, type PowerDnsServer, startPowerDns } from "./PowerDns.js"
 
 export const WORKERS = ["w1", "w2"] as const
@@ -89,6 +100,8 @@ export interface ChaosNode {
 }
 
 export interface EngineContainer {
+  /** The full container id. */
+  readonly id: string
   readonly name: string
   readonly service: string | undefined
   readonly node: string | undefined
@@ -107,6 +120,12 @@ export interface MasterRecords {
    * outcome, and the fleet has not converged.
    */
   readonly openSagas: ReadonlyArray<{ readonly service: string; readonly kind: string }>
+}
+
+/** What a worker's engine lost track of: container processes and runc states of containers it does not list. */
+export interface EngineStrays {
+  readonly processes: ReadonlyArray<ContainerProcess>
+  readonly states: ReadonlyArray<string>
 }
 
 export interface AgentService {
@@ -179,6 +198,10 @@ export interface ChaosFleet {
   /** `mcp ps` as the master answers it: its fan-out to the agents, and the nodes it could not reach. */
   readonly masterPs: (timeoutMs?: number) => Promise<{ readonly services: ReadonlyArray<AgentService>; readonly unreachable: ReadonlyArray<string> }>
   readonly containers: (worker: WorkerName) => Promise<ReadonlyArray<EngineContainer>>
+  /** The container processes and runc states of the worker's storage whose ids `listed` (the engine's list) does not hold. */
+  readonly strays: (worker: WorkerName, listed: ReadonlyArray<EngineContainer>) => EngineStrays
+  /** Kills those processes by pid and deletes those runc states; returns what it found. */
+  readonly reapStrays: (worker: WorkerName, listed: ReadonlyArray<EngineContainer>) => EngineStrays
   /** Hostnames in a node's proxy (its routes.json, which the agent keeps as the source of truth). */
   readonly proxyHostnames: (node: NodeName) => ReadonlyArray<string>
   readonly masterRecords: () => MasterRecords
@@ -260,6 +283,10 @@ export const startChaosFleet = async (dir: string, options: {
         rm = await podmanOn(w, ["rm", "-f", "-a", "-t", "0"], 120_000)
       }
       if (rm.code !== 0) console.warn(`chaos fleet clean-up: podman rm -f -a on ${w}: ${rm.stderr}`)
+      // What the engine lost track of survives its rm -a (a conmon and its runc init were seen
+      // to outlive a run): every container process and runc state left in this storage.
+      const left = reapUnlisted(storageOf(w)!, new Set())
+      if (left.processes.length + left.states.length > 0) console.warn(`chaos fleet clean-up: on ${w}, killed ${describeStrays(left).join("; ")}`)
     }
     for (const m of proxyMounts) {
       const u = await run("umount", ["-l", m])
@@ -524,9 +551,14 @@ export const startChaosFleet = async (dir: string, options: {
       containers: async (w) => {
         const r = await podmanOn(w, ["ps", "-a", "--format", "json"])
         if (r.code !== 0) throw new Error(`podman ps on ${w}: ${r.stderr}`)
-        const rows = JSON.parse(r.stdout.trim() === "" ? "[]" : r.stdout) as Array<{ Names?: Array<string>; Labels?: Record<string, string> | null; State?: string }>
-        return rows.map((c) => ({ name: c.Names?.[0] ?? "?", service: c.Labels?.["mcp.service"], node: c.Labels?.["mcp.node"], running: c.State === "running" }))
+        const rows = JSON.parse(r.stdout.trim() === "" ? "[]" : r.stdout) as Array<{ Id?: string; Names?: Array<string>; Labels?: Record<string, string> | null; State?: string }>
+        return rows.map((c) => ({ id: c.Id ?? "?", name: c.Names?.[0] ?? "?", service: c.Labels?.["mcp.service"], node: c.Labels?.["mcp.node"], running: c.State === "running" }))
       },
+      strays: (w, listed) => {
+        const ids = new Set(listed.map((c) => c.id))
+        return { processes: containerProcesses(storageOf(w)!).filter((p) => !ids.has(p.containerId)), states: runcStates(storageOf(w)!).filter((id) => !ids.has(id)) }
+      },
+      reapStrays: (w, listed) => reapUnlisted(storageOf(w)!, new Set(listed.map((c) => c.id))),
       proxyHostnames: (n) => {
         const file = join(proxies[n]!.options.dir, "routes.json")
         if (!existsSync(file)) return []
@@ -784,6 +816,8 @@ interface Observation {
   readonly master: MasterRecords
   readonly agents: Record<NodeName, ReadonlyArray<AgentService> | string>
   readonly engines: Record<WorkerName, ReadonlyArray<EngineContainer>>
+  /** Container processes and runc states of each worker's storage that its engine does not list. */
+  readonly strays: Record<WorkerName, EngineStrays>
   readonly proxies: Record<NodeName, ReadonlyArray<string>>
   /** The internal zone in both servers, or why it could not be read. */
   readonly zone: ReadonlyArray<ZoneEntry> | string
@@ -827,6 +861,8 @@ const analyse = (o: Observation): Analysis => {
   const services = new Set<string>([...o.master.placements.keys()])
   for (const n of NODES) if (typeof o.agents[n] !== "string") for (const s of o.agents[n] as ReadonlyArray<AgentService>) services.add(s.service)
   for (const w of WORKERS) for (const c of o.engines[w]) if (c.service !== undefined) services.add(c.service)
+  // Beyond what the engine lists: what it lost track of is debris whatever the records say.
+  for (const w of WORKERS) for (const d of describeStrays(o.strays[w])) debris.push(`${w}: ${d}, which the engine does not list`)
   for (const n of NODES) for (const h of o.proxies[n]) services.add(h.split(".")[0]!)
   for (const r of o.master.edgeRoutes) services.add(r.service)
   const zone = typeof o.zone === "string" ? [] : o.zone
@@ -934,6 +970,18 @@ const analyse = (o: Observation): Analysis => {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
+/** Strays as text, one entry per container: its name (or id) and its processes, then runc states. */
+export const describeStrays = (s: EngineStrays): Array<string> => {
+  const byId = new Map<string, Array<ContainerProcess>>()
+  for (const p of s.processes) byId.set(p.containerId, [...(byId.get(p.containerId) ?? []), p])
+  return [
+    ...[...byId].map(([id, ps]) =>
+      `container ${ps.find((p) => p.name !== undefined)?.name ?? id.slice(0, 12)} (${id.slice(0, 12)}): ${ps.map((p) => `${p.kind === "conmon" ? "conmon" : "a container process"} pid ${p.pid}`).join(", ")}`
+    ),
+    ...s.states.filter((id) => !byId.has(id)).map((id) => `runc state ${id.slice(0, 12)}`)
+  ]
+}
+
 /** Pids of processes whose command line has an argument containing `needle` (a private path of ours). */
 const pidsRunning = (needle: string): Array<number> => {
   const pids: Array<number> = []
@@ -1018,6 +1066,8 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
     NODES.forEach((n, i) => (agents[n] = rest[i] as ReadonlyArray<AgentService> | string))
     const engines = {} as Record<WorkerName, ReadonlyArray<EngineContainer>>
     WORKERS.forEach((w, i) => (engines[w] = rest[NODES.length + i] as ReadonlyArray<EngineContainer>))
+    const strays = {} as Record<WorkerName, EngineStrays>
+    for (const w of WORKERS) strays[w] = fleet.strays(w, engines[w])
     const proxies = {} as Record<NodeName, ReadonlyArray<string>>
     for (const n of NODES) proxies[n] = fleet.proxyHostnames(n)
     const certs = {} as Observation["certs"]
@@ -1033,6 +1083,7 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
       master: fleet.masterRecords(),
       agents,
       engines,
+      strays,
       proxies
     }
   }
@@ -1255,14 +1306,22 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
     let analysis: Analysis | undefined
     let convergenceMs: number | undefined
     const deadline = Date.now() + (options.convergeTimeoutMs ?? 60_000)
+    let observation: Observation
     for (;;) {
-      analysis = analyse(await observe())
+      observation = await observe()
+      analysis = analyse(observation)
       if (analysis.healthy && analysis.debris.length === 0 && analysis.disagreements.length === 0) {
         convergenceMs = now() - settledAt
         break
       }
       if (Date.now() > deadline) break
       await sleep(250)
+    }
+    // Strays left now would be counted again by every later scenario: found once, then killed.
+    for (const w of WORKERS) {
+      if (observation.strays[w].processes.length + observation.strays[w].states.length === 0) continue
+      const reaped = fleet.reapStrays(w, await fleet.containers(w))
+      log(`  killed on ${w}: ${describeStrays(reaped).join("; ") || "nothing (gone meanwhile)"}`)
     }
     const healthyAfterHealMs = await healthyAfterHeal
     log(`  converged: ${convergenceMs === undefined ? "no" : `${convergenceMs} ms`}; every node healthy ${healthyAfterHealMs === undefined ? "never" : `${healthyAfterHealMs} ms`} after the last heal`)
