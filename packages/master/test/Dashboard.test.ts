@@ -28,7 +28,7 @@ const picture = (name: string): Pages.FleetPicture => ({
   unreachable: [{ node: name, reason: name }],
   hostnames: [{ hostname: name as never, edgeNode: name, workerNode: name, backendHostname: name, backendPort: 8443, service: name, certSerial: name, certNotAfter: new Date(NOW + 60 * 86_400_000).toISOString() }],
   dns: new Map([[name, { hostname: name, edgeNode: name, ok: false, resolvesTo: [], problem: name, fix: name }]]),
-  heartbeats: [{ at: NOW - 60_000, ages: new Map([[name, 1]]) }, { at: NOW, ages: new Map([[name, 2]]) }],
+  heartbeats: { nodes: 1, series: [{ node: name, points: [[NOW - 60_000, 1], [NOW, 2]] }] },
   deploys: [{ service: name, endedAt: NOW - 1_000, durationMs: 2_500, result: name }]
 })
 
@@ -57,7 +57,7 @@ describe("dashboard pages", () => {
   })
 
   it("say so when there is nothing to show", () => {
-    const empty: Pages.FleetPicture = { now: NOW, nodes: [], services: [], unreachable: [], hostnames: [], dns: new Map(), heartbeats: [], deploys: [] }
+    const empty: Pages.FleetPicture = { now: NOW, nodes: [], services: [], unreachable: [], hostnames: [], dns: new Map(), heartbeats: { nodes: 0, series: [] }, deploys: [] }
     const parts = Pages.parts(empty).text
     expect(parts).toContain("No node has registered.")
     expect(parts).toContain("No service is deployed.")

@@ -22,6 +22,7 @@ import * as FleetViews from "../daemon/handlers/FleetViews.js"
 import * as NodeManagement from "../daemon/handlers/NodeManagement.js"
 import * as DeployActivity from "../services/DeployActivity.js"
 import * as Assets from "./Assets.js"
+import * as HeartbeatAges from "./HeartbeatAges.js"
 import * as Pages from "./Pages.js"
 import * as Sessions from "./Sessions.js"
 
@@ -109,17 +110,16 @@ const make = (settings: Pick<MasterSettings, "fanoutTimeout" | "version">, dashb
     )
 
     // Each node's heartbeat age, sampled for the chart, an hour's worth kept.
-    const samples: Array<Pages.HeartbeatSample> = []
+    const heartbeatAges = HeartbeatAges.make(HOUR_MS)
     const sample = Effect.gen(function* () {
       const nodes = yield* nodeViews.NodesList()
       const now = yield* Clock.currentTimeMillis
-      const ages = new Map<string, number>()
+      const ages: Array<readonly [string, number]> = []
       for (const n of nodes) {
         const t = n.lastHeartbeat === undefined ? Number.NaN : Date.parse(n.lastHeartbeat)
-        if (!Number.isNaN(t)) ages.set(n.info.name, Math.max(0, (now - t) / 1000))
+        if (!Number.isNaN(t)) ages.push([n.info.name, Math.max(0, (now - t) / 1000)])
       }
-      samples.push({ at: now, ages })
-      while (samples.length > 0 && samples[0]!.at < now - HOUR_MS) samples.shift()
+      heartbeatAges.record(now, ages)
     }).pipe(Effect.catchAllCause((cause) => Effect.zipRight(Metric.increment(Metric.tagged(failures, "part", "heartbeat sample")), Effect.logWarning("dashboard: sampling heartbeat ages failed; tried again next interval", cause))))
     yield* Effect.forkScoped(Effect.repeat(sample, Schedule.spaced(dashboard.sampleInterval)))
 
@@ -132,7 +132,7 @@ const make = (settings: Pick<MasterSettings, "fanoutTimeout" | "version">, dashb
         unreachable: fleet.unreachable,
         hostnames,
         dns,
-        heartbeats: [...samples],
+        heartbeats: heartbeatAges.chart(Pages.MAX_CHART_SERIES),
         deploys
       } satisfies Pages.FleetPicture
     })

@@ -6,13 +6,8 @@
 import type { Operations, Routes, Status } from "@mcp/domain"
 import type { DeployRecord } from "../services/DeployActivity.js"
 import { secondsSince } from "../daemon/handlers/FleetViews.js"
+import type * as HeartbeatAges from "./HeartbeatAges.js"
 import { type Html, html } from "./Html.js"
-
-export interface HeartbeatSample {
-  readonly at: number
-  /** Seconds since each node's last heartbeat, by node. */
-  readonly ages: ReadonlyMap<string, number>
-}
 
 export interface FleetPicture {
   readonly now: number
@@ -22,7 +17,8 @@ export interface FleetPicture {
   readonly hostnames: ReadonlyArray<Routes.EdgeRoute>
   /** The last DNS check of the public hostnames, by hostname; absent until one ran. */
   readonly dns: ReadonlyMap<string, typeof Routes.DnsCheckResult.Type>
-  readonly heartbeats: ReadonlyArray<HeartbeatSample>
+  /** The heartbeat chart's lines (at most MAX_CHART_SERIES) and how many nodes were sampled. */
+  readonly heartbeats: HeartbeatAges.Chart
   readonly deploys: ReadonlyArray<DeployRecord>
 }
 
@@ -127,6 +123,8 @@ const HEIGHT = 140
 const PAD = 30
 /** Series colours are classes (s0..s7 in app.css): the Content-Security-Policy allows no inline style. */
 const SERIES = 8
+/** The heartbeat chart draws this many nodes at most, each in a colour of its own. */
+export const MAX_CHART_SERIES = SERIES
 
 const xOf = (at: number, now: number) => PAD + ((at - (now - HOUR_MS)) / HOUR_MS) * (WIDTH - 2 * PAD)
 const yOf = (value: number, max: number) => HEIGHT - PAD - (max === 0 ? 0 : (value / max) * (HEIGHT - 2 * PAD))
@@ -138,20 +136,16 @@ const axes = (now: number, max: number, unit: string) =>
 <text x="${PAD + 4}" y="${PAD - 8}" class="tick">${unit}</text>`
 
 const heartbeatChart = (p: FleetPicture) => {
-  const nodes = [...new Set(p.heartbeats.flatMap((s) => [...s.ages.keys()]))].sort()
-  // A loop, not Math.max(...): an hour of samples of many nodes is more arguments than a call takes.
+  const { nodes, series } = p.heartbeats
+  // A loop, not Math.max(...): an hour of samples is more arguments than a call takes.
   let max = 1
-  for (const s of p.heartbeats) for (const v of s.ages.values()) if (v > max) max = v
-  const lines = nodes.map((node, i) => {
-    const points = p.heartbeats.flatMap((s) => {
-      const v = s.ages.get(node)
-      return v === undefined ? [] : [`${xOf(s.at, p.now).toFixed(1)},${yOf(v, max).toFixed(1)}`]
-    })
-    return html`<polyline points="${points.join(" ")}" class="series s${i % SERIES}"><title>${node}</title></polyline>`
-  })
-  return html`<figure id="heartbeat-chart"><figcaption>Heartbeat age per node (seconds since the last one, sampled)</figcaption>
+  for (const s of series) for (const [, v] of s.points) if (v > max) max = v
+  const lines = series.map((s, i) =>
+    html`<polyline points="${s.points.map(([at, v]) => `${xOf(at, p.now).toFixed(1)},${yOf(v, max).toFixed(1)}`).join(" ")}" class="series s${i % SERIES}"><title>${s.node}</title></polyline>`)
+  const which = series.length < nodes ? ` of the ${series.length} nodes (of ${nodes}) whose heartbeats were oldest this hour` : " per node"
+  return html`<figure id="heartbeat-chart"><figcaption>Heartbeat age${which} (seconds since the last one, sampled)</figcaption>
 <svg viewBox="0 0 ${WIDTH} ${HEIGHT}" role="img" aria-label="heartbeat age per node over the last hour">${axes(p.now, max, "s")}${lines}</svg>
-<ul class="legend">${nodes.map((node, i) => html`<li><span class="swatch s${i % SERIES}"></span>${node}</li>`)}</ul></figure>`
+<ul class="legend">${series.map((s, i) => html`<li><span class="swatch s${i % SERIES}"></span>${s.node}</li>`)}</ul></figure>`
 }
 
 const deployChart = (p: FleetPicture) => {

@@ -1,0 +1,82 @@
+/**
+ * The dashboard's hour of heartbeat ages: one sample of every node's age every sample interval,
+ * held compactly, and the few nodes worth a line in the chart picked from it.
+ *
+ * Why compact: a Map of every node per sample costs about 80 bytes an entry, 290 MiB for an hour
+ * of 10,000 nodes sampled every 10 s. Here a sample is one Float32Array indexed by node (4 bytes
+ * an entry, 14 MiB for the same hour). Why few lines: a chart of thousands of lines says nothing
+ * and weighs megabytes; the nodes whose heartbeats were oldest in the hour are the ones to look at.
+ */
+
+export interface Sample {
+  readonly at: number
+  /** Seconds since each node's last heartbeat, by the node's index in `names`; NaN: not known then. */
+  readonly ages: Float32Array
+}
+
+/** One node's line: its samples as [time, age in seconds]. */
+export interface Series {
+  readonly node: string
+  readonly points: ReadonlyArray<readonly [at: number, age: number]>
+}
+
+export interface Chart {
+  /** The nodes drawn, oldest heartbeat of the window first. */
+  readonly series: ReadonlyArray<Series>
+  /** How many nodes had an age in the window (drawn or not). */
+  readonly nodes: number
+}
+
+export interface HeartbeatAges {
+  /** Adds a sample taken at `at` and forgets those older than the window. */
+  readonly record: (at: number, ages: Iterable<readonly [node: string, ageSeconds: number]>) => void
+  /** At most `maxSeries` lines: the nodes with the highest age in the window (ties by name). */
+  readonly chart: (maxSeries: number) => Chart
+}
+
+export const make = (windowMs: number): HeartbeatAges => {
+  // A node keeps its index for the master's life: a name is a few dozen bytes once.
+  const index = new Map<string, number>()
+  const names: Array<string> = []
+  const samples: Array<Sample> = []
+
+  const record = (at: number, ages: Iterable<readonly [string, number]>) => {
+    const entries = [...ages]
+    for (const [node] of entries) {
+      if (!index.has(node)) {
+        index.set(node, names.length)
+        names.push(node)
+      }
+    }
+    const row = new Float32Array(names.length).fill(Number.NaN)
+    for (const [node, age] of entries) row[index.get(node)!] = age
+    samples.push({ at, ages: row })
+    let old = 0
+    while (old < samples.length && samples[old]!.at < at - windowMs) old++
+    if (old > 0) samples.splice(0, old)
+  }
+
+  const chart = (maxSeries: number): Chart => {
+    const peak = new Float64Array(names.length).fill(Number.NaN)
+    for (const s of samples) {
+      for (let i = 0; i < s.ages.length; i++) {
+        const v = s.ages[i]!
+        if (!Number.isNaN(v) && !(v <= peak[i]!)) peak[i] = v
+      }
+    }
+    const seen: Array<number> = []
+    for (let i = 0; i < names.length; i++) if (!Number.isNaN(peak[i]!)) seen.push(i)
+    const drawn = seen
+      .sort((a, b) => peak[b]! - peak[a]! || names[a]!.localeCompare(names[b]!))
+      .slice(0, Math.max(0, maxSeries))
+    return {
+      nodes: seen.length,
+      series: drawn.map((i) => ({
+        node: names[i]!,
+        points: samples.flatMap((s) => (i < s.ages.length && !Number.isNaN(s.ages[i]!) ? [[s.at, s.ages[i]!] as const] : []))
+      }))
+    }
+  }
+
+  return { record, chart }
+}
