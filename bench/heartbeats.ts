@@ -38,13 +38,17 @@
  * 4. Fan-out: `mcp ps` (a CLI process, timed with `mcp --version` as its floor) and the Ps RPC
  *    over 100 simulated agents answering 30 services each.
  *
- *   node --import tsx bench/heartbeats.ts [--quick] [--sizes=100,1000] [--no-detect] [--no-fanout] [--unmarked] [--profile=<dir>]
+ *   node --import tsx bench/heartbeats.ts [--quick] [--sizes=100,1000] [--no-detect] [--no-fanout] [--unmarked] [--profile=<dir>] [--heap-snapshot=<dir>]
  *
  * --unmarked sends heartbeats without the x-mcp-rpc header, so the master answers them through
  * RpcServer, as it answered every heartbeat before its direct route (DirectCall.ts).
  *
  * --profile runs each master from its TypeScript sources with --cpu-prof, writing a .cpuprofile
  * per master into <dir> (open it in Chrome's DevTools or speedscope).
+ *
+ * --heap-snapshot has each master of the scale part write a heap snapshot into <dir> once its
+ * phases are over (the snapshot stops the master while it is written). What the master holds
+ * per node is the difference between two sizes: bench/heap-summary.ts <small> <large>.
  *
  * A progress line goes to stderr every 5 s. Each master is killed when this process exits, and
  * by a small watchdog if this process dies without running exit handlers.
@@ -56,7 +60,7 @@ import { tokenDigest } from "@mcp/rpc/Authenticator"
 import { NodeFileSystem } from "@effect/platform-node"
 import { DateTime, Effect, Either, Exit, Redacted, Scope } from "effect"
 import { execSync, spawn } from "node:child_process"
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs"
 import * as https from "node:https"
 import type { AddressInfo } from "node:net"
 import { cpus, tmpdir } from "node:os"
@@ -84,6 +88,8 @@ const UNMARKED = process.argv.includes("--unmarked")
 const ONLY_FANOUT = process.argv.includes("--only-fanout")
 const profileArg = process.argv.find((a) => a.startsWith("--profile="))
 const PROFILE_DIR = profileArg === undefined ? undefined : resolve(profileArg.slice("--profile=".length))
+const heapArg = process.argv.find((a) => a.startsWith("--heap-snapshot="))
+const HEAP_DIR = heapArg === undefined ? undefined : resolve(heapArg.slice("--heap-snapshot=".length))
 const PACED_WINDOW_MS = QUICK ? 10_000 : 20_000
 const FIXED_RATE = 2_000
 const SATURATE_MS = QUICK ? 5_000 : 10_000
@@ -224,12 +230,19 @@ const startMaster = async (
   // Profiling runs the sources (readable names) with --cpu-prof (a flag NODE_OPTIONS may not
   // carry): a shell puts it after node's path; the profile is written when the master exits.
   const saved = process.env["MCP_FROM_SOURCE"]
-  let prefix: ReadonlyArray<string> = []
+  const flags: Array<string> = []
   if (PROFILE_DIR !== undefined) {
     mkdirSync(PROFILE_DIR, { recursive: true })
     process.env["MCP_FROM_SOURCE"] = "1"
-    prefix = ["sh", "-c", `exec "$0" --cpu-prof --cpu-prof-dir=${PROFILE_DIR} "$@"`]
+    flags.push("--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`)
   }
+  if (HEAP_DIR !== undefined) {
+    mkdirSync(HEAP_DIR, { recursive: true })
+    // The sources: the bundle's minified names would hide what the objects are.
+    process.env["MCP_FROM_SOURCE"] = "1"
+    flags.push("--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${HEAP_DIR}`)
+  }
+  const prefix: ReadonlyArray<string> = flags.length === 0 ? [] : ["sh", "-c", `exec "$0" ${flags.join(" ")} "$@"`]
   const daemon = await spawnDaemon(bins.master, config, /listening on/, 120_000, prefix).finally(() => {
     if (saved === undefined) delete process.env["MCP_FROM_SOURCE"]
     else process.env["MCP_FROM_SOURCE"] = saved
@@ -514,6 +527,31 @@ interface ScaleResult {
   readonly logLines: number
 }
 
+/**
+ * Has the master (started with --heapsnapshot-signal) write a heap snapshot into HEAP_DIR and
+ * waits until the file stops growing; renames it after `label`.
+ */
+const heapSnapshot = async (pid: number, label: string) => {
+  const before = new Set(readdirSync(HEAP_DIR!))
+  process.kill(pid, "SIGUSR2")
+  const deadline = Date.now() + 300_000
+  let file: string | undefined
+  let size = -1
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 1000))
+    file ??= readdirSync(HEAP_DIR!).find((f) => f.endsWith(".heapsnapshot") && !before.has(f))
+    if (file !== undefined) {
+      const now = statSync(join(HEAP_DIR!, file)).size
+      if (now === size && now > 0) break
+      size = now
+    }
+    if (Date.now() > deadline) throw new Error(`no heap snapshot from the master within 300 s in ${HEAP_DIR}`)
+  }
+  const target = join(HEAP_DIR!, `master-${label}.heapsnapshot`)
+  renameSync(join(HEAP_DIR!, file), target)
+  console.error(`heap snapshot: ${target} (${(size / 2 ** 20).toFixed(0)} MiB)`)
+}
+
 const scale = async (master: Master, names: ReadonlyArray<string>): Promise<ScaleResult> => {
   const n = names.length
   const poster = makePoster({ port: master.port, path: "/control", ca: master.ca, marked: !UNMARKED }, SOCKETS)
@@ -549,6 +587,7 @@ const scale = async (master: Master, names: ReadonlyArray<string>): Promise<Scal
     const fixedPhase = await paced(`${FIXED_RATE}/s`, master.daemon.pid, FIXED_RATE, PACED_WINDOW_MS, heartbeat)
     const satPhase = await saturate("saturate", master.daemon.pid, heartbeat)
     const mem = memory(master.daemon.pid)
+    if (HEAP_DIR !== undefined) await heapSnapshot(master.daemon.pid, `N${n}`)
     return {
       n,
       registered: m,

@@ -3,7 +3,7 @@
  * driven through dockerode. Owns engine discovery (findSocket) and the mapping of engine errors.
  */
 import Docker from "dockerode"
-import { Duration, Effect, Layer, Schedule, Stream } from "effect"
+import { Duration, Effect, Layer, Metric, Schedule, Stream } from "effect"
 import { Readable, Writable } from "node:stream"
 import { StringDecoder } from "node:string_decoder"
 import {
@@ -528,6 +528,16 @@ const followProgress = (docker: Docker, stream: NodeJS.ReadableStream): Effect.E
 const isNameConflict = (f: EngineFailure): boolean =>
   f.statusCode === 409 || (f.statusCode === 500 && /already in use/i.test(f.message))
 
+/**
+ * Inits asked of a container in the engine's "created" state before its removal, by result:
+ * `released` (runc had it though the engine did not know: Podman deleted runc's), `initialized`
+ * (the removal then undoes it), `not-found` (no such endpoint: Docker; or the container went), `failed`.
+ */
+export const createdInits = Metric.counter("mcp_engine_created_container_inits", {
+  incremental: true,
+  description: "inits asked of a never-started container before removing it (a Podman killed mid-start forgets runc's container), by result"
+})
+
 // Podman answers 500 "container state improper" (Docker 409) for exec on a stopped container.
 const isNotRunning = (f: EngineFailure): boolean =>
   (f.statusCode === 409 || f.statusCode === 500) && /state improper|not running/i.test(f.message)
@@ -559,6 +569,43 @@ export const make = (
     const inspect = (idOrName: string): Effect.Effect<ContainerInfo, RuntimeError | ContainerNotFound> =>
       call((signal) => container(idOrName).inspect({ abortSignal: signal })).pipe(
         Effect.mapBoth({ onFailure: onContainer("inspect", idOrName), onSuccess: toContainerInfo })
+      )
+
+    /**
+     * Podman 4.3 killed (SIGKILL, out of memory) while starting a container, after its conmon ran
+     * `runc create` and before it saved that it had, comes back calling the container "created"
+     * and no longer knows runc has it: removing it then leaves conmon, `runc init` and runc's
+     * state behind for good (reproduced in 17 of 20 kills in that window). Asked to init such a
+     * container, Podman meets runc's "container with given ID already exists" and deletes runc's
+     * container (15 of 15 left nothing). An init that works is undone by the removal; Docker has
+     * no such endpoint (404). Whatever happens here, the removal that follows decides.
+     */
+    const releaseForgotten = (idOrName: string): Effect.Effect<void> =>
+      call((signal) => container(idOrName).inspect({ abortSignal: signal })).pipe(
+        Effect.flatMap((info) =>
+          info.State.Status !== "created" ? Effect.void : call(() =>
+            new Promise<unknown>((resolve, reject) =>
+              docker.modem.dial({
+                // Podman routes its own API only under a version (an unversioned path is a 404).
+                path: `/v4.0.0/libpod/containers/${encodeURIComponent(info.Id)}/init`,
+                method: "POST",
+                options: {},
+                statusCodes: { 204: true, 304: true, 404: "not found", 500: "server error" }
+              }, (err, data) => (err ? reject(err) : resolve(data)))
+            )).pipe(
+              Effect.matchEffect({
+                onSuccess: () => Effect.succeed("initialized"),
+                onFailure: (f) =>
+                  Effect.as(
+                    Effect.logDebug(`init of never-started container ${idOrName} before its removal: ${describeFailure(f)}`),
+                    f.statusCode === 404 ? "not-found" : /already exists/i.test(f.message) ? "released" : "failed"
+                  )
+              }),
+              Effect.flatMap((result) => Metric.increment(Metric.tagged(createdInits, "result", result)))
+            )
+        ),
+        // Not there, or the engine not answering: the removal says so.
+        Effect.catchAll(() => Effect.void)
       )
 
     const execExitCode = (exec: Docker.Exec): Effect.Effect<number, EngineFailure> =>
@@ -619,7 +666,7 @@ export const make = (
         ),
 
       remove: (idOrName) =>
-        call(() => container(idOrName).remove({ force: true })).pipe(
+        releaseForgotten(idOrName).pipe(Effect.zipRight(call(() => container(idOrName).remove({ force: true }))),
           Effect.asVoid,
           Effect.catchIf((f) => f.statusCode === 404, () => Effect.void),
           // Podman 4.3 sometimes answers 500 "unlinkat .../userdata/shm: device or resource busy"
