@@ -209,6 +209,10 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
     const probeTimeout = Duration.decode(config.probeTimeout)
 
     const fibers = yield* FiberMap.make<string>()
+    // Node fibers are forked with what this service was built with, not with the fiber that asked
+    // for the watch (a Register's RPC fiber): a fork inherits its parent's fiber refs, and a node
+    // fiber would have kept its request's span and context alive for as long as it watched.
+    const runNode = yield* FiberMap.runtime(fibers)<never>()
     // Guarded so that watch and unwatch of one node never interleave with each other. The map is
     // changed in place under that guard: copying it for each node registered made registering N
     // nodes cost N^2 (50 million entries copied for 10,000). Readers take what they need from it
@@ -363,7 +367,7 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
           const existing = current.get(node)
           if (existing !== undefined) {
             yield* Ref.update(existing.record, (r) => ({ ...r, addresses }))
-            yield* FiberMap.run(fibers, node, supervise(node, existing), { onlyIfMissing: true })
+            yield* Effect.sync(() => runNode(node, supervise(node, existing), { onlyIfMissing: true }))
             return current
           }
           const now = yield* Clock.currentTimeMillis
@@ -385,7 +389,7 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
               phase: "starting"
             })
           }
-          yield* FiberMap.run(fibers, node, supervise(node, cell), { onlyIfMissing: true })
+          yield* Effect.sync(() => runNode(node, supervise(node, cell), { onlyIfMissing: true }))
           return current.set(node, cell)
         })
       )
