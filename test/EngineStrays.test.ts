@@ -2,7 +2,7 @@
 // processes (conmon, runc init, the container's own) and runc states of containers the engine
 // does not list: the chaos run counts them as debris and its teardown kills them by pid. And the
 // agent's removal leaves none behind for a container whose start Podman was killed in the middle of.
-import { Effect } from "effect"
+import { Effect, Metric } from "effect"
 import { spawnSync } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -11,48 +11,60 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as DockerRuntime from "../packages/agent/src/engine/DockerRuntime.js"
 import { testSpec } from "../packages/agent/test/ContainerRuntimeContract.js"
 import { isRunning } from "./support/Reaper.js"
+import * as Leftovers from "./support/EngineLeftovers.js"
 import {
   BUSYBOX_IMAGE,
-  containerProcesses,
   containersConfPath,
   makePrivateStorage,
-  type PrivateStorage,
   type PodmanService,
-  reapUnlisted,
-  runcStates,
+  type PrivateStorage,
   startPodmanService,
-  storageFlags
+  storageFlags,
+  storagePlace
 } from "./support/Podman.js"
 
 let storage: PrivateStorage | undefined
-const podman = (...args: Array<string>) => {
-  const r = spawnSync("podman", [...storageFlags(storage!), ...args], { encoding: "utf8", env: { ...process.env, CONTAINERS_CONF: containersConfPath() }, timeout: 60_000 })
+/** Another private storage, whose containers no reaping of `storage` may touch. */
+let other: PrivateStorage | undefined
+const podmanOn = (s: PrivateStorage) => (...args: Array<string>) => {
+  const r = spawnSync("podman", [...storageFlags(s), ...args], { encoding: "utf8", env: { ...process.env, CONTAINERS_CONF: containersConfPath() }, timeout: 60_000 })
   if (r.status !== 0) throw new Error(`podman ${args.join(" ")}: exit ${r.status}: ${r.stderr}`)
   return r.stdout.trim()
 }
+const podman = (...args: Array<string>) => podmanOn(storage!)(...args)
+const containerProcesses = (s: PrivateStorage) => Leftovers.containerProcesses(storagePlace(s))
+const runcStates = (s: PrivateStorage) => Leftovers.runcStates(storagePlace(s))
+const reapUnlisted = (s: PrivateStorage, listIds: () => ReadonlySet<string>) => Leftovers.reapUnlisted(storagePlace(s), listIds)
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
-const eventually = async (check: () => boolean, ms = 5000) => {
+const eventually = async (check: () => boolean, ms = 5000, everyMs = 50) => {
   const deadline = Date.now() + ms
   while (!check()) {
     if (Date.now() > deadline) return false
-    await sleep(50)
+    await sleep(everyMs)
   }
   return true
 }
 
 beforeAll(() => {
   storage = makePrivateStorage()
+  other = makePrivateStorage()
 }, 120_000)
 
 afterAll(() => {
-  if (storage === undefined) return
-  // Whatever a failed assertion left: every container of this storage, then the storage itself.
-  reapUnlisted(storage, new Set())
-  const mounts = readFileSync("/proc/self/mountinfo", "utf8").split("\n").map((l) => l.split(" ")[4] ?? "")
-    .filter((m) => m.startsWith(`${storage!.root}/`) || m.startsWith(`${storage!.runroot}/`))
-    .sort((a, b) => b.length - a.length)
-  for (const m of mounts) spawnSync("umount", ["-l", m])
-  rmSync(dirname(storage.root), { recursive: true, force: true })
+  for (const s of [storage, other]) {
+    if (s === undefined) continue
+    // Whatever a failed assertion left: every container of the storage, then the storage itself.
+    try {
+      reapUnlisted(s, () => new Set())
+    } catch (e) {
+      console.warn(`engine strays clean-up: ${String(e)}`)
+    }
+    const mounts = readFileSync("/proc/self/mountinfo", "utf8").split("\n").map((l) => l.split(" ")[4] ?? "")
+      .filter((m) => m.startsWith(`${s.root}/`) || m.startsWith(`${s.runroot}/`))
+      .sort((a, b) => b.length - a.length)
+    for (const m of mounts) spawnSync("umount", ["-l", m])
+    rmSync(dirname(s.root), { recursive: true, force: true })
+  }
 }, 60_000)
 
 describe("container processes the engine lost track of", () => {
@@ -62,6 +74,9 @@ describe("container processes the engine lost track of", () => {
     const created = podman("create", "--name", "strays-created", BUSYBOX_IMAGE, "sleep", "1000")
     podman("init", created)
     const running = podman("run", "-d", "--name", "strays-running", BUSYBOX_IMAGE, "sleep", "1000")
+    const elsewhere = podmanOn(other!)("run", "-d", "--name", "strays-elsewhere", BUSYBOX_IMAGE, "sleep", "1000")
+    const elsewherePids = containerProcesses(other!).map((p) => p.pid)
+    expect(elsewherePids.length).toBeGreaterThanOrEqual(2)
     const ofContainer = (id: string) => containerProcesses(storage!).filter((p) => p.containerId === id)
 
     for (const [id, name] of [[created, "strays-created"], [running, "strays-running"]] as const) {
@@ -74,7 +89,7 @@ describe("container processes the engine lost track of", () => {
     const createdPids = ofContainer(created).map((p) => p.pid)
 
     // The engine forgets the created one (it lists only the running one).
-    const reaped = reapUnlisted(storage!, new Set([running]))
+    const reaped = reapUnlisted(storage!, () => new Set([running]))
     expect(new Set(reaped.processes.map((p) => p.pid))).toEqual(new Set(createdPids))
     expect(reaped.states).toEqual([created])
     expect(await eventually(() => createdPids.every((pid) => !isRunning(pid))), `still running: ${createdPids.filter(isRunning).join(" ")}`).toBe(true)
@@ -88,11 +103,15 @@ describe("container processes the engine lost track of", () => {
     const runningPids = ofContainer(running).map((p) => p.pid)
     rmSync(join(storage!.root, "libpod", "bolt_state.db"), { force: true })
     expect(podman("ps", "-a", "-q")).toBe("")
-    const left = reapUnlisted(storage!, new Set())
+    const left = reapUnlisted(storage!, () => new Set())
     expect(new Set(left.processes.map((p) => p.pid))).toEqual(new Set(runningPids))
     expect(await eventually(() => runningPids.every((pid) => !isRunning(pid)))).toBe(true)
     expect(containerProcesses(storage!)).toEqual([])
     expect(runcStates(storage!)).toEqual([])
+    // Another storage's container, never listed here, was not touched.
+    expect(elsewherePids.every(isRunning)).toBe(true)
+    expect(runcStates(other!)).toEqual([elsewhere])
+    expect(podmanOn(other!)("inspect", "--format", "{{.State.Status}}", elsewhere)).toBe("running")
   }, 120_000)
 })
 
@@ -110,8 +129,9 @@ describe("the agent's removal of a container whose start the engine was killed i
         const runtime = await Effect.runPromise(DockerRuntime.make(service.socketPath))
         const id = await Effect.runPromise(runtime.create(testSpec(BUSYBOX_IMAGE, { cmd: ["sleep", "1000"] })))
         const start = Effect.runPromiseExit(runtime.start(id))
-        expect(await eventually(() => containerProcesses(storage!).some((p) => p.containerId === id && p.kind === "conmon"), 10_000), "conmon never appeared").toBe(true)
-        await sleep(attempt % 4 * 10)
+        // Polled as often as a scan allows: the window opens when conmon appears.
+        expect(await eventually(() => containerProcesses(storage!).some((p) => p.containerId === id && p.kind === "conmon"), 10_000, 1), "conmon never appeared").toBe(true)
+        await sleep(attempt % 3 * 5)
         process.kill(service.pid, "SIGKILL")
         await service.stop()
         await start
@@ -126,6 +146,9 @@ describe("the agent's removal of a container whose start the engine was killed i
         expect(runcStates(storage!)).not.toContain(id)
       }
       expect(landed, "no kill landed in the window where Podman forgets runc's container").toBeGreaterThan(0)
+      // Each of them went through the init that makes Podman delete runc's container.
+      const released = await Effect.runPromise(Metric.value(Metric.tagged(DockerRuntime.createdInits, "result", "released")))
+      expect(released.count).toBeGreaterThanOrEqual(landed)
     } finally {
       await service?.stop()
       rmSync(dir, { recursive: true, force: true })

@@ -34,8 +34,10 @@
  * namespaces (and with them the nft tables) deleted.
  *
  * The checks compare, after each scenario: the master's placements, definitions, edge routes and
- * internal zone; each agent's services; each worker's containers; each node's proxy routes and
- * proxy certificates; each node's agent certificates; PowerDNS's internal zone.
+ * internal zone; each agent's services; each worker's containers, and the container processes
+ * and runc states of its storage the engine does not list (killed by pid after the scenario);
+ * each node's proxy routes and proxy certificates; each node's agent certificates; PowerDNS's
+ * internal zone.
  */
 import { NodeFileSystem } from "@effect/platform-node"
 import Database from "better-sqlite3"
@@ -49,17 +51,16 @@ import { type HaproxyInstance, startHaproxy } from "./Haproxy.js"
 import * as LocalFleet from "./LocalFleet.js"
 import { type JitterRelay, startJitterRelay } from "./JitterRelay.js"
 import { makeNetns, type Netns } from "./Netns.js"
+import { type ContainerProcess, type EngineLeftovers, reapUnlisted, scanLeftovers, unlisted } from "./EngineLeftovers.js"
 import {
-  containerProcesses,
-  type ContainerProcess,
   containersConfPath,
+  listedIds,
   makePrivateStorage,
   type PodmanService,
   type PrivateStorage,
-  reapUnlisted,
-  runcStates,
   startPodmanService,
-  storageFlags
+  storageFlags,
+  storagePlace
 } from "./Podman.js"
 import { createZone, type PowerDnsServer, startPowerDns } from "./PowerDns.js"
 
@@ -120,12 +121,6 @@ export interface MasterRecords {
    * outcome, and the fleet has not converged.
    */
   readonly openSagas: ReadonlyArray<{ readonly service: string; readonly kind: string }>
-}
-
-/** What a worker's engine lost track of: container processes and runc states of containers it does not list. */
-export interface EngineStrays {
-  readonly processes: ReadonlyArray<ContainerProcess>
-  readonly states: ReadonlyArray<string>
 }
 
 export interface AgentService {
@@ -198,10 +193,10 @@ export interface ChaosFleet {
   /** `mcp ps` as the master answers it: its fan-out to the agents, and the nodes it could not reach. */
   readonly masterPs: (timeoutMs?: number) => Promise<{ readonly services: ReadonlyArray<AgentService>; readonly unreachable: ReadonlyArray<string> }>
   readonly containers: (worker: WorkerName) => Promise<ReadonlyArray<EngineContainer>>
-  /** The container processes and runc states of the worker's storage whose ids `listed` (the engine's list) does not hold. */
-  readonly strays: (worker: WorkerName, listed: ReadonlyArray<EngineContainer>) => EngineStrays
-  /** Kills those processes by pid and deletes those runc states; returns what it found. */
-  readonly reapStrays: (worker: WorkerName, listed: ReadonlyArray<EngineContainer>) => EngineStrays
+  /** Every container process and runc state of the worker's storage (to be judged against a list of the engine's taken after). */
+  readonly scanEngine: (worker: WorkerName) => EngineLeftovers
+  /** Scans, lists, then kills by pid the processes and deletes the runc states of what the engine does not list; returns them. */
+  readonly reapStrays: (worker: WorkerName) => EngineLeftovers
   /** Hostnames in a node's proxy (its routes.json, which the agent keeps as the source of truth). */
   readonly proxyHostnames: (node: NodeName) => ReadonlyArray<string>
   readonly masterRecords: () => MasterRecords
@@ -285,8 +280,12 @@ export const startChaosFleet = async (dir: string, options: {
       if (rm.code !== 0) console.warn(`chaos fleet clean-up: podman rm -f -a on ${w}: ${rm.stderr}`)
       // What the engine lost track of survives its rm -a (a conmon and its runc init were seen
       // to outlive a run): every container process and runc state left in this storage.
-      const left = reapUnlisted(storageOf(w)!, new Set())
-      if (left.processes.length + left.states.length > 0) console.warn(`chaos fleet clean-up: on ${w}, killed ${describeStrays(left).join("; ")}`)
+      try {
+        const left = reapUnlisted(storagePlace(storageOf(w)!), () => new Set())
+        if (left.processes.length + left.states.length > 0) console.warn(`chaos fleet clean-up: on ${w}, killed ${describeStrays(left).join("; ")}`)
+      } catch (e) {
+        console.warn(`chaos fleet clean-up: ${String(e)}`)
+      }
     }
     for (const m of proxyMounts) {
       const u = await run("umount", ["-l", m])
@@ -552,13 +551,14 @@ export const startChaosFleet = async (dir: string, options: {
         const r = await podmanOn(w, ["ps", "-a", "--format", "json"])
         if (r.code !== 0) throw new Error(`podman ps on ${w}: ${r.stderr}`)
         const rows = JSON.parse(r.stdout.trim() === "" ? "[]" : r.stdout) as Array<{ Id?: string; Names?: Array<string>; Labels?: Record<string, string> | null; State?: string }>
-        return rows.map((c) => ({ id: c.Id ?? "?", name: c.Names?.[0] ?? "?", service: c.Labels?.["mcp.service"], node: c.Labels?.["mcp.node"], running: c.State === "running" }))
+        return rows.map((c) => {
+          // Strays are what the engine does not list, by id: a list without ids would make every container one.
+          if (c.Id === undefined || !/^[0-9a-f]{64}$/.test(c.Id)) throw new Error(`podman ps on ${w} listed a container without a full id: ${JSON.stringify(c).slice(0, 300)}`)
+          return { id: c.Id, name: c.Names?.[0] ?? "?", service: c.Labels?.["mcp.service"], node: c.Labels?.["mcp.node"], running: c.State === "running" }
+        })
       },
-      strays: (w, listed) => {
-        const ids = new Set(listed.map((c) => c.id))
-        return { processes: containerProcesses(storageOf(w)!).filter((p) => !ids.has(p.containerId)), states: runcStates(storageOf(w)!).filter((id) => !ids.has(id)) }
-      },
-      reapStrays: (w, listed) => reapUnlisted(storageOf(w)!, new Set(listed.map((c) => c.id))),
+      scanEngine: (w) => scanLeftovers(storagePlace(storageOf(w)!)),
+      reapStrays: (w) => reapUnlisted(storagePlace(storageOf(w)!), () => listedIds(storageOf(w)!)),
       proxyHostnames: (n) => {
         const file = join(proxies[n]!.options.dir, "routes.json")
         if (!existsSync(file)) return []
@@ -817,7 +817,7 @@ interface Observation {
   readonly agents: Record<NodeName, ReadonlyArray<AgentService> | string>
   readonly engines: Record<WorkerName, ReadonlyArray<EngineContainer>>
   /** Container processes and runc states of each worker's storage that its engine does not list. */
-  readonly strays: Record<WorkerName, EngineStrays>
+  readonly strays: Record<WorkerName, EngineLeftovers>
   readonly proxies: Record<NodeName, ReadonlyArray<string>>
   /** The internal zone in both servers, or why it could not be read. */
   readonly zone: ReadonlyArray<ZoneEntry> | string
@@ -971,7 +971,7 @@ const analyse = (o: Observation): Analysis => {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 /** Strays as text, one entry per container: its name (or id) and its processes, then runc states. */
-export const describeStrays = (s: EngineStrays): Array<string> => {
+export const describeStrays = (s: EngineLeftovers): Array<string> => {
   const byId = new Map<string, Array<ContainerProcess>>()
   for (const p of s.processes) byId.set(p.containerId, [...(byId.get(p.containerId) ?? []), p])
   return [
@@ -1056,6 +1056,8 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
   }
 
   const observe = async (): Promise<Observation> => {
+    // Before the engines' lists (see scanLeftovers).
+    const scans = Object.fromEntries(WORKERS.map((w) => [w, fleet.scanEngine(w)])) as Record<WorkerName, EngineLeftovers>
     const [nodeList, masterPs, ...rest] = await Promise.all([
       fleet.nodesList(2000).catch((e: unknown) => errorText(e)),
       fleet.masterPs(4000).catch((e: unknown) => errorText(e)),
@@ -1066,8 +1068,8 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
     NODES.forEach((n, i) => (agents[n] = rest[i] as ReadonlyArray<AgentService> | string))
     const engines = {} as Record<WorkerName, ReadonlyArray<EngineContainer>>
     WORKERS.forEach((w, i) => (engines[w] = rest[NODES.length + i] as ReadonlyArray<EngineContainer>))
-    const strays = {} as Record<WorkerName, EngineStrays>
-    for (const w of WORKERS) strays[w] = fleet.strays(w, engines[w])
+    const strays = {} as Record<WorkerName, EngineLeftovers>
+    for (const w of WORKERS) strays[w] = unlisted(scans[w], new Set(engines[w].map((c) => c.id)))
     const proxies = {} as Record<NodeName, ReadonlyArray<string>>
     for (const n of NODES) proxies[n] = fleet.proxyHostnames(n)
     const certs = {} as Observation["certs"]
@@ -1320,8 +1322,13 @@ export const startSession = async (fleet: ChaosFleet, options: { readonly conver
     // Strays left now would be counted again by every later scenario: found once, then killed.
     for (const w of WORKERS) {
       if (observation.strays[w].processes.length + observation.strays[w].states.length === 0) continue
-      const reaped = fleet.reapStrays(w, await fleet.containers(w))
-      log(`  killed on ${w}: ${describeStrays(reaped).join("; ") || "nothing (gone meanwhile)"}`)
+      try {
+        const reaped = fleet.reapStrays(w)
+        log(`  killed on ${w}: ${describeStrays(reaped).join("; ") || "nothing (gone meanwhile)"}`)
+      } catch (e) {
+        // The scenario's finding stands; later ones may count what is left again.
+        console.warn(`chaos: ${String(e)}`)
+      }
     }
     const healthyAfterHealMs = await healthyAfterHeal
     log(`  converged: ${convergenceMs === undefined ? "no" : `${convergenceMs} ms`}; every node healthy ${healthyAfterHealMs === undefined ? "never" : `${healthyAfterHealMs} ms`} after the last heal`)

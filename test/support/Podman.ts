@@ -3,10 +3,11 @@
  * private socket (foreground child, killed by pid) after making sure Podman and the image exist.
  */
 import { spawnSync } from "node:child_process"
-import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, readFileSync, rmSync } from "node:fs"
 import * as http from "node:http"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import type * as EngineLeftovers from "./EngineLeftovers.js"
 import { privateDir, requireBinary, startManagedProcess } from "./ManagedProcess.js"
 
 /** The busybox image scripts/setup-podman.sh imports (no registry is reachable in tests). */
@@ -64,96 +65,16 @@ export const resetContainerState = (storage: PrivateStorage): void => {
   }
 }
 
-/**
- * A process of a container in a private storage: the container's `conmon`, or a process in the
- * container's cgroup (`runc init` waiting for the start, then the container's own).
- */
-export interface ContainerProcess {
-  readonly pid: number
-  readonly containerId: string
-  /** The container's name, as its conmon was told; undefined when only the cgroup was found. */
-  readonly name: string | undefined
-  readonly kind: "conmon" | "container"
-}
+/** Where a private storage's containers show: the paths its conmons name, and its runc bundles. */
+export const storagePlace = (storage: PrivateStorage): EngineLeftovers.Place => ({ paths: [storage.root, storage.runroot, storage.tmpdir], bundles: storage.root })
 
-/** runc's state root as root (Podman passes no other): one entry per container runc created and did not delete. */
-export const RUNC_STATE_ROOT = "/run/runc"
-
-/**
- * Ids of the containers of `storage` that runc still keeps a state for under RUNC_STATE_ROOT: its
- * bundle is in the storage. Every running or created container has one; a removed container
- * whose runtime was never told to delete it (its process killed under it) keeps one too.
- */
-export const runcStates = (storage: PrivateStorage): Array<string> => {
-  let ids: Array<string>
-  try {
-    ids = readdirSync(RUNC_STATE_ROOT)
-  } catch {
-    return []
-  }
-  return ids.filter((id) => {
-    try {
-      const state = JSON.parse(readFileSync(path.join(RUNC_STATE_ROOT, id, "state.json"), "utf8")) as { config?: { labels?: Array<string> } }
-      return (state.config?.labels ?? []).some((l) => l.startsWith(`bundle=${storage.root}/`))
-    } catch {
-      // Written or deleted meanwhile: not one to judge now.
-      return false
-    }
-  })
-}
-
-/**
- * Every container process of `storage`, whether or not the engine still lists its container: a
- * conmon is found by its command line (it names the storage's directories), the others by their
- * cgroup (`libpod-<id>`, for the ids of those conmons and of runc's states in the storage). One
- * pass over /proc; processes that end meanwhile are left out.
- */
-export const containerProcesses = (storage: PrivateStorage): Array<ContainerProcess> => {
-  const ours = (arg: string) => [storage.root, storage.runroot, storage.tmpdir].some((d) => arg.startsWith(`${d}/`))
-  const conmons: Array<ContainerProcess> = []
-  const inCgroup: Array<{ pid: number; containerId: string }> = []
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue
-    const pid = Number(entry)
-    try {
-      const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")
-      if (path.basename(argv[0] ?? "") === "conmon" && argv.some(ours)) {
-        const after = (flag: string) => argv[argv.indexOf(flag) + 1]
-        const id = after("-c")
-        if (id !== undefined && argv.includes("-c")) conmons.push({ pid, containerId: id, name: argv.includes("-n") ? after("-n") : undefined, kind: "conmon" })
-        continue
-      }
-      const cgroup = /\/libpod-([0-9a-f]{64})(?:\/|$)/m.exec(readFileSync(`/proc/${pid}/cgroup`, "utf8"))
-      if (cgroup !== null) inCgroup.push({ pid, containerId: cgroup[1]! })
-    } catch {
-      // Ended meanwhile.
-    }
-  }
-  const ids = new Set([...conmons.map((c) => c.containerId), ...runcStates(storage)])
-  const nameOf = new Map(conmons.map((c) => [c.containerId, c.name]))
-  return [
-    ...conmons,
-    ...inCgroup.filter((p) => ids.has(p.containerId)).map((p) => ({ ...p, name: nameOf.get(p.containerId), kind: "container" as const }))
-  ]
-}
-
-/**
- * What a private storage's engine has lost track of: container processes and runc states of ids
- * the engine does not list (`listed`: full container ids). Killed by pid, and runc's states
- * deleted (`runc delete --force` only for those ids); returns what it found.
- */
-export const reapUnlisted = (storage: PrivateStorage, listed: ReadonlySet<string>): { processes: Array<ContainerProcess>; states: Array<string> } => {
-  const processes = containerProcesses(storage).filter((p) => !listed.has(p.containerId))
-  const states = runcStates(storage).filter((id) => !listed.has(id))
-  for (const p of processes) {
-    try {
-      process.kill(p.pid, "SIGKILL")
-    } catch {
-      // Ended meanwhile.
-    }
-  }
-  for (const id of states) spawnSync("runc", ["--root", RUNC_STATE_ROOT, "delete", "--force", id], { timeout: 10_000 })
-  return { processes, states }
+/** The full ids of every container the engine of `storage` lists (podman ps -a), read synchronously. */
+export const listedIds = (storage: PrivateStorage): ReadonlySet<string> => {
+  const r = spawnSync("podman", [...storageFlags(storage), "ps", "-a", "--no-trunc", "--format", "{{.ID}}"], { encoding: "utf8", env: podmanEnv(), timeout: 60_000 })
+  if (r.error !== undefined || r.status !== 0) throw new Error(`podman ps -a on ${storage.root}: ${r.error?.message ?? r.stderr.trim()}`)
+  const ids = r.stdout.split("\n").map((l) => l.trim()).filter((l) => l !== "")
+  for (const id of ids) if (!/^[0-9a-f]{64}$/.test(id)) throw new Error(`podman ps -a on ${storage.root} listed "${id}", not a full container id`)
+  return new Set(ids)
 }
 
 export interface PodmanService {

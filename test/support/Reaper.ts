@@ -4,13 +4,16 @@
  * (its pid, the pid's start time, its name and directory) and deletes it once the child has
  * exited. `reapRun` (TempRoot's teardown, its "exit" hook when vitest is interrupted, and the next
  * run's sweep of a killed run) SIGKILLs each recorded pid still running, by pid and only if its
- * start time still matches (never a reused pid), removes its directory, and lazily unmounts what
- * is still mounted under the run root (a private Podman storage) so that the root can be removed.
+ * start time still matches (never a reused pid), kills by pid the containers still running in
+ * private Podman storages under the run root (EngineLeftovers: no engine is left to stop them),
+ * removes its directory, and lazily unmounts what is still mounted under the run root (a private
+ * Podman storage) so that the root can be removed.
  * Never by process name. Synchronous throughout: it runs inside "exit" handlers.
  */
 import { spawnSync } from "node:child_process"
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
+import { placeUnder, reapUnlisted } from "./EngineLeftovers.js"
 
 /** Set by TempRoot.ts in the vitest process, inherited by its workers. */
 export const RUN_ROOT_ENV = "MCP_TEST_RUN_TMPDIR"
@@ -106,6 +109,14 @@ export const reapRun = (root: string): Array<string> => {
         // gone meanwhile
       }
     }
+  }
+  // Containers of the private storages under the root outlive their engine (a conmon is no
+  // child of it), and no engine is left to list them: each one found there is killed by pid.
+  try {
+    const left = reapUnlisted(placeUnder(root), () => new Set())
+    for (const p of left.processes) killed.push(`container ${p.name ?? p.containerId.slice(0, 12)}: ${p.kind === "conmon" ? "its conmon" : "a process of it"} (pid ${p.pid})`)
+  } catch (e) {
+    console.warn(e instanceof Error ? e.message : String(e))
   }
   unmountUnder(root)
   for (const { file, record } of records) {

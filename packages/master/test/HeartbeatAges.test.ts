@@ -41,7 +41,7 @@ describe("the dashboard's hour of heartbeat ages", () => {
       samples: FastCheck.array(
         FastCheck.record({
           gap: FastCheck.integer({ min: 0, max: HOUR / 3 }),
-          ages: FastCheck.uniqueArray(FastCheck.tuple(FastCheck.constantFrom("a", "b", "c", "d", "e", "f"), FastCheck.float({ min: 0, max: 1e5, noNaN: true })), { selector: ([n]) => n, maxLength: 6 })
+          ages: FastCheck.uniqueArray(FastCheck.tuple(FastCheck.constantFrom("a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"), FastCheck.float({ min: 0, max: 1e5, noNaN: true })), { selector: ([n]) => n, maxLength: 6 })
         }),
         { maxLength: 40 }
       ),
@@ -55,6 +55,19 @@ describe("the dashboard's hour of heartbeat ages", () => {
       expect(ages.chart(maxSeries)).toEqual(reference(timed, HOUR, maxSeries))
     }
   )
+
+  it("forgets the names of nodes replaced under new names", () => {
+    const ages = HeartbeatAges.make(HOUR)
+    // A fleet of 10 whose nodes are all replaced every 20 minutes, for a day.
+    for (let generation = 0; generation < 72; generation++) {
+      ages.record(generation * HOUR / 3, Array.from({ length: 10 }, (_, i) => [`g${generation}-n${i}`, i] as const))
+    }
+    // The window holds 4 samples (40 names): at most as many others are kept.
+    expect(ages.indexed()).toBeLessThanOrEqual(80)
+    const chart = ages.chart(100)
+    expect(chart.nodes).toBe(40)
+    expect(chart.series.find((s) => s.node === "g71-n9")?.points).toEqual([[71 * HOUR / 3, 9]])
+  })
 
   it("the page draws at most MAX_CHART_SERIES lines and says which nodes they are", () => {
     const ages = HeartbeatAges.make(HOUR)

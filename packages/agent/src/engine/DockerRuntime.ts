@@ -531,7 +531,8 @@ const isNameConflict = (f: EngineFailure): boolean =>
 /**
  * Inits asked of a container in the engine's "created" state before its removal, by result:
  * `released` (runc had it though the engine did not know: Podman deleted runc's), `initialized`
- * (the removal then undoes it), `not-found` (no such endpoint: Docker; or the container went), `failed`.
+ * (the removal then undoes it), `already-initialized` (Podman's compat API calls its initialized
+ * state "created" too), `not-found` (the container went meanwhile), `failed`.
  */
 export const createdInits = Metric.counter("mcp_engine_created_container_inits", {
   incremental: true,
@@ -542,11 +543,15 @@ export const createdInits = Metric.counter("mcp_engine_created_container_inits",
 const isNotRunning = (f: EngineFailure): boolean =>
   (f.statusCode === 409 || f.statusCode === 500) && /state improper|not running/i.test(f.message)
 
-/** A ContainerRuntime on the engine behind `socketPath` (no probe: see findSocket / layer). */
+/**
+ * A ContainerRuntime on the engine behind `socketPath` (no probe: see findSocket / layer).
+ * `engine`: what the engine calls itself (FoundSocket's), when known.
+ */
 export const make = (
   socketPath: string,
   describe?: string,
-  hardening: Hardening = DEFAULT_HARDENING
+  hardening: Hardening = DEFAULT_HARDENING,
+  engine?: string
 ): Effect.Effect<ContainerRuntime> =>
   Effect.sync(() => {
     const docker = client(socketPath)
@@ -577,29 +582,34 @@ export const make = (
      * and no longer knows runc has it: removing it then leaves conmon, `runc init` and runc's
      * state behind for good (reproduced in 17 of 20 kills in that window). Asked to init such a
      * container, Podman meets runc's "container with given ID already exists" and deletes runc's
-     * container (15 of 15 left nothing). An init that works is undone by the removal; Docker has
-     * no such endpoint (404). Whatever happens here, the removal that follows decides.
+     * container (15 of 15 left nothing). An init that works is undone by the removal. Only for
+     * Podman (or an engine not known): Docker has no such endpoint. Whatever happens here, the
+     * removal that follows decides; an init that failed otherwise is logged and counted.
      */
+    const mayForget = engine === undefined || /podman/i.test(engine)
     const releaseForgotten = (idOrName: string): Effect.Effect<void> =>
-      call((signal) => container(idOrName).inspect({ abortSignal: signal })).pipe(
+      !mayForget ? Effect.void : call((signal) => container(idOrName).inspect({ abortSignal: signal })).pipe(
         Effect.flatMap((info) =>
-          info.State.Status !== "created" ? Effect.void : call(() =>
-            new Promise<unknown>((resolve, reject) =>
+          info.State.Status !== "created" ? Effect.void : call((signal) =>
+            new Promise<void>((resolve, reject) =>
               docker.modem.dial({
                 // Podman routes its own API only under a version (an unversioned path is a 404).
                 path: `/v4.0.0/libpod/containers/${encodeURIComponent(info.Id)}/init`,
                 method: "POST",
                 options: {},
-                statusCodes: { 204: true, 304: true, 404: "not found", 500: "server error" }
-              }, (err, data) => (err ? reject(err) : resolve(data)))
+                abortSignal: signal,
+                // 304 as a failure: it is the one way to tell it from 204 (the callback has no status).
+                statusCodes: { 204: true, 304: "already initialized", 404: "not found", 500: "server error" }
+              }, (err) => (err ? reject(err) : resolve()))
             )).pipe(
               Effect.matchEffect({
                 onSuccess: () => Effect.succeed("initialized"),
                 onFailure: (f) =>
-                  Effect.as(
-                    Effect.logDebug(`init of never-started container ${idOrName} before its removal: ${describeFailure(f)}`),
-                    f.statusCode === 404 ? "not-found" : /already exists/i.test(f.message) ? "released" : "failed"
-                  )
+                  f.statusCode === 304 ? Effect.succeed("already-initialized")
+                  : f.statusCode === 404 ? Effect.succeed("not-found")
+                  : /already exists/i.test(f.message)
+                  ? Effect.as(Effect.logDebug(`init of never-started container ${idOrName} before its removal: runc had it (${describeFailure(f)}); Podman deleted it`), "released")
+                  : Effect.as(Effect.logWarning(`init of never-started container ${idOrName} before its removal failed; removing it anyway: ${describeFailure(f)}`), "failed")
               }),
               Effect.flatMap((result) => Metric.increment(Metric.tagged(createdInits, "result", result)))
             )
@@ -771,5 +781,5 @@ export const layer = (
     Effect.tapError((e) => Effect.logWarning(`the container engine does not answer yet; asking again for up to ${Duration.format(wait)} in all: ${e.reason.split("\n").slice(1, -2).join("; ")}`)),
     Effect.retry(again)
   )
-  return Layer.effect(ContainerRuntime, Effect.flatMap(find, (found) => make(found.socketPath, found.describe, hardening)))
+  return Layer.effect(ContainerRuntime, Effect.flatMap(find, (found) => make(found.socketPath, found.describe, hardening, found.engine)))
 }

@@ -32,13 +32,26 @@ export interface HeartbeatAges {
   readonly record: (at: number, ages: Iterable<readonly [node: string, ageSeconds: number]>) => void
   /** At most `maxSeries` lines: the nodes with the highest age in the window (ties by name). */
   readonly chart: (maxSeries: number) => Chart
+  /** How many node names it keeps an index for (those of the window, and at most as many others). */
+  readonly indexed: () => number
 }
 
 export const make = (windowMs: number): HeartbeatAges => {
-  // A node keeps its index for the master's life: a name is a few dozen bytes once.
-  const index = new Map<string, number>()
-  const names: Array<string> = []
-  const samples: Array<Sample> = []
+  // A node keeps its index while some sample in the window has its age; names no sample holds
+  // any more are dropped when they are most of the index (nodes replaced under new names).
+  let index = new Map<string, number>()
+  let names: Array<string> = []
+  let samples: Array<Sample> = []
+
+  /** Keeps only the names some sample has an age for, and rewrites each sample to the new indexes. */
+  const compact = () => {
+    const kept: Array<number> = []
+    for (let i = 0; i < names.length; i++) if (samples.some((s) => i < s.ages.length && !Number.isNaN(s.ages[i]!))) kept.push(i)
+    if (kept.length * 2 > names.length) return
+    samples = samples.map((s) => ({ at: s.at, ages: Float32Array.from(kept, (i) => (i < s.ages.length ? s.ages[i]! : Number.NaN)) }))
+    names = kept.map((i) => names[i]!)
+    index = new Map(names.map((n, i) => [n, i]))
+  }
 
   const record = (at: number, ages: Iterable<readonly [string, number]>) => {
     const entries = [...ages]
@@ -53,7 +66,12 @@ export const make = (windowMs: number): HeartbeatAges => {
     samples.push({ at, ages: row })
     let old = 0
     while (old < samples.length && samples[old]!.at < at - windowMs) old++
-    if (old > 0) samples.splice(0, old)
+    if (old > 0) {
+      samples.splice(0, old)
+      // Looked at only when the newest sample knows fewer than half the names: a fleet of
+      // steady names never pays for it.
+      if (entries.length * 2 < names.length) compact()
+    }
   }
 
   const chart = (maxSeries: number): Chart => {
@@ -78,5 +96,5 @@ export const make = (windowMs: number): HeartbeatAges => {
     }
   }
 
-  return { record, chart }
+  return { record, chart, indexed: () => names.length }
 }
