@@ -532,7 +532,8 @@ const isNameConflict = (f: EngineFailure): boolean =>
  * Inits asked of a container in the engine's "created" state before its removal, by result:
  * `released` (runc had it though the engine did not know: Podman deleted runc's), `initialized`
  * (the removal then undoes it), `already-initialized` (Podman's compat API calls its initialized
- * state "created" too), `not-found` (the container went meanwhile), `failed`.
+ * state "created" too), `not-found` (the container went meanwhile), `failed`, `inspect-failed`
+ * (the container's state could not be read, so no init was asked).
  */
 export const createdInits = Metric.counter("mcp_engine_created_container_inits", {
   incremental: true,
@@ -614,8 +615,13 @@ export const make = (
               Effect.flatMap((result) => Metric.increment(Metric.tagged(createdInits, "result", result)))
             )
         ),
-        // Not there, or the engine not answering: the removal says so.
-        Effect.catchAll(() => Effect.void)
+        // Gone already: nothing to release. Any other failure is logged and counted; the
+        // removal that follows reports its own.
+        Effect.catchAll((f) =>
+          f.statusCode === 404 ? Effect.void : Effect.zipRight(
+            Effect.logWarning(`inspect of ${idOrName} before its removal failed; removing it anyway: ${describeFailure(f)}`),
+            Metric.increment(Metric.tagged(createdInits, "result", "inspect-failed"))
+          ))
       )
 
     const execExitCode = (exec: Docker.Exec): Effect.Effect<number, EngineFailure> =>
