@@ -3,7 +3,8 @@
  * the node's heartbeat timer, drives `Health.stepHealth` and carries out its probes and transitions.
  */
 import { HeartbeatCadence, Health, type Operations, PhiAccrual } from "@mcp/domain"
-import { Cause, Clock, Context, Duration, Effect, Either, Fiber, FiberMap, Metric, Option, Queue, Random, Ref, Schedule, SynchronizedRef } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Either, Fiber, FiberMap, Metric, Option, Random, Ref, SynchronizedRef } from "effect"
+import * as DeadlineTimer from "./DeadlineTimer.js"
 
 type HealthStatus = Health.HealthStatus
 
@@ -105,12 +106,12 @@ export interface NodeHealthEntry extends NodeHealth {
 /**
  * What the node fiber is woken for. A heartbeat steps the node's record itself (in one atomic
  * Ref.modify, as the fiber steps deadlines and probe results), and wakes the fiber only when
- * there is something to carry out: a transition to record, or a deadline moved earlier than the
- * timer. A healthy node's heartbeat, nearly all of them, wakes nothing.
+ * there is something to carry out: a transition to record. A healthy node's heartbeat, nearly
+ * all of them, wakes nothing.
  */
 type Mail =
   | { readonly _tag: "HeartbeatStepped" }
-  /** `at` is the deadline the timer was armed for; a heartbeat since then makes it stale. */
+  /** The deadline timer found the node's deadline `at` passed with no heartbeat since. */
   | { readonly _tag: "Deadline"; readonly at: number }
   | { readonly _tag: "ProbeDone"; readonly event: Health.HealthEvent; readonly outcome: ProbeOutcome }
 
@@ -137,12 +138,58 @@ interface NodeRecord {
   readonly phase: "starting" | "running" | "restarting"
 }
 
+/**
+ * A watched node: its record, its mail and its place in the deadline timer. The mail is a plain
+ * array and a resume callback rather than a Queue: a fiber waiting on a Queue holds about 3 KiB
+ * more (the queue, its taker's Deferred), which is 30 MiB at 10,000 nodes, and only the node's own
+ * fiber ever takes from it.
+ */
 interface Cell {
-  readonly mailbox: Queue.Queue<Mail>
+  readonly node: string
   readonly record: Ref.Ref<NodeRecord>
   /** The node's heartbeat counter, tagged once rather than on every heartbeat. */
   readonly received: Metric.Metric.Counter<number>
+  /** Mail not yet taken by the node fiber, oldest first. */
+  readonly mail: Array<Mail>
+  /** Resumes the node fiber while it waits for mail. */
+  waiting: (() => void) | undefined
+  /** The earliest time this node has an entry in the deadline timer for; Infinity when none. */
+  armedFor: number
+  /** The probe under way (a child of the node fiber), interrupted when the life that launched it ends. */
+  probe: Fiber.RuntimeFiber<void> | undefined
+  /** Unwatched: its timer entries fall away and nothing is posted to it any more. */
+  gone: boolean
 }
+
+/** Hands `mail` to the node fiber, waking it if it waits. */
+const post = (cell: Cell, mail: Mail) => {
+  if (cell.gone) return
+  cell.mail.push(mail)
+  const resume = cell.waiting
+  if (resume !== undefined) {
+    cell.waiting = undefined
+    resume()
+  }
+}
+
+/** The node fiber's next mail: at once if some is there, else once some is posted. */
+const nextMail = (cell: Cell): Effect.Effect<Mail> =>
+  Effect.suspend(() => {
+    const first = cell.mail.shift()
+    if (first !== undefined) return Effect.succeed(first)
+    return Effect.flatMap(
+      Effect.async<void>((resume) => {
+        cell.waiting = () => resume(Effect.void)
+        return Effect.sync(() => {
+          cell.waiting = undefined
+        })
+      }),
+      () => nextMail(cell)
+    )
+  })
+
+/** Delay before the `restarts`th restart of a crashed node fiber: 0.1 s doubling, at most 10 s, 0.8-1.2 jittered. */
+const restartDelayMs = (restarts: number, random: number) => Math.min(10_000, 100 * 2 ** Math.max(0, restarts - 1)) * (0.8 + 0.4 * random)
 
 const describeDefect = (defect: unknown): string => (defect instanceof Error ? defect.message : String(defect))
 
@@ -193,12 +240,6 @@ export const heartbeatsReceived = Metric.counter("mcp_heartbeats_received", { in
 export const probes = Metric.counter("mcp_node_probes", { incremental: true, description: "probes of nodes that missed heartbeats, by node and result" })
 const countProbe = (node: string, result: "ok" | "failed") => Metric.increment(Metric.tagged(Metric.tagged(probes, "node", node), "result", result))
 
-/** Capped exponential backoff between restarts of a crashed node fiber; jitter spreads a shared cause. */
-const restartBackoff = Schedule.exponential("100 millis", 2).pipe(
-  Schedule.jittered,
-  Schedule.union(Schedule.spaced("10 seconds"))
-)
-
 export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/master/NodeSupervisors", {
   scoped: Effect.gen(function* () {
     const config = yield* SupervisorSettings
@@ -218,6 +259,26 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
     // nodes cost N^2 (50 million entries copied for 10,000). Readers take what they need from it
     // at once (a cell, or the entries), never holding it across a yield.
     const cells = yield* SynchronizedRef.make(new Map<string, Cell>())
+
+    // Every node's deadline is an entry of one timer (DeadlineTimer.ts). A heartbeat moves the
+    // deadline later without touching the timer: when the entry falls due, it is set again for the
+    // deadline then, and the node fiber is woken only for a deadline that really passed. A deadline
+    // moved earlier (phi) gets an entry of its own; the later one falls away when it comes.
+    const deadlines = yield* DeadlineTimer.make<Cell>((cell, at) =>
+      Effect.gen(function* () {
+        if (cell.gone || at !== cell.armedFor) return // unwatched, or an earlier entry took over
+        cell.armedFor = Infinity
+        const { deadlineAt } = yield* Ref.get(cell.record)
+        if (deadlineAt > at) return arm(cell, deadlineAt)
+        post(cell, { _tag: "Deadline", at })
+      })
+    )
+    /** Makes sure the timer wakes this node by `deadlineAt`. */
+    const arm = (cell: Cell, deadlineAt: number) => {
+      if (cell.armedFor <= deadlineAt) return
+      cell.armedFor = deadlineAt
+      deadlines.schedule(deadlineAt, cell)
+    }
 
     /** Tries each address in order; the first that answers wins, otherwise every reason is kept. */
     const probeAll = (node: string, addresses: ReadonlyArray<string>) =>
@@ -245,121 +306,105 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
         } satisfies Mail
       })
 
-    /** One life of a node fiber. Its timer and probe live in its scope and die with it. */
-    const incarnation = (node: string, cell: Cell) =>
+    // What a node fiber does, written once for every node (each takes the node's cell) rather
+    // than built anew per node: a suspended node fiber then holds its cell and its place in the
+    // loop, not a set of closures of its own.
+
+    const launchProbe = (cell: Cell) =>
       Effect.gen(function* () {
-        let timer: Fiber.RuntimeFiber<boolean> | undefined
-        /** When the armed timer fires (it then sends a Deadline for that moment). */
-        let armedFor = Infinity
+        const { addresses } = yield* Ref.get(cell.record)
+        cell.probe = yield* probeAll(cell.node, addresses).pipe(
+          Effect.map((done) => post(cell, done)),
+          Effect.annotateLogs({ node: cell.node }),
+          Effect.fork
+        )
+      })
 
-        // One timer per node, set for the deadline. A heartbeat that moves the deadline later
-        // leaves it be: when it fires, the Deadline is stale and the timer is set again for the
-        // deadline then. Replacing the timer on every heartbeat (a fiber interrupted and one
-        // forked) was a large part of a heartbeat's cost; now a node costs one wake-up per
-        // deadline, however often it heartbeats. A deadline moved earlier (phi) replaces it.
-        const armDeadline = Effect.gen(function* () {
-          const { deadlineAt } = yield* Ref.get(cell.record)
-          if (timer !== undefined && armedFor <= deadlineAt) return
-          if (timer !== undefined) yield* Fiber.interruptFork(timer)
-          armedFor = deadlineAt
-          timer = yield* Clock.currentTimeMillis.pipe(
-            Effect.flatMap((now) => Effect.sleep(Duration.millis(Math.max(0, deadlineAt - now)))),
-            Effect.zipRight(Queue.offer(cell.mailbox, { _tag: "Deadline", at: deadlineAt })),
-            Effect.forkScoped
-          )
-        })
+    // Head first, dropped only once recorded: a crash mid-way leaves the rest for the next life.
+    const recordPending = (cell: Cell): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        const { pending } = yield* Ref.get(cell.record)
+        const next = pending[0]
+        if (next === undefined) return
+        yield* sink.record({ node: cell.node, ...next }).pipe(Effect.annotateLogs({ node: cell.node }))
+        yield* Ref.update(cell.record, (r) => ({ ...r, pending: r.pending.slice(1) }))
+        yield* recordPending(cell)
+      })
 
-        const launchProbe = Effect.gen(function* () {
-          const { addresses } = yield* Ref.get(cell.record)
-          yield* probeAll(node, addresses).pipe(
-            Effect.flatMap((done) => Queue.offer(cell.mailbox, done)),
-            Effect.forkScoped
-          )
-        })
+    const carryOut = (cell: Cell, actions: ReadonlyArray<Health.HealthAction>) =>
+      Effect.gen(function* () {
+        yield* recordPending(cell)
+        if (actions.some((a) => a._tag === "Probe")) yield* launchProbe(cell)
+      })
 
-        // Head first, dropped only once recorded: a crash mid-way leaves the rest for the next life.
-        const recordPending: Effect.Effect<void> = Effect.gen(function* () {
-          const { pending } = yield* Ref.get(cell.record)
-          const next = pending[0]
-          if (next === undefined) return
-          yield* sink.record({ node, ...next })
-          yield* Ref.update(cell.record, (r) => ({ ...r, pending: r.pending.slice(1) }))
-          yield* recordPending
-        })
+    const handle = (cell: Cell, mail: Mail): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        switch (mail._tag) {
+          case "HeartbeatStepped":
+            // Heartbeats stepped the record: record their transitions.
+            return yield* recordPending(cell)
+          case "Deadline": {
+            const at = yield* Clock.currentTimeMillis
+            // Judged in the same atomic step as the miss, so a heartbeat cannot slip in between.
+            const actions = yield* Ref.modify(cell.record, (r): readonly [ReadonlyArray<Health.HealthAction> | undefined, NodeRecord] => {
+              if (r.deadlineAt !== mail.at) return [undefined, r] // heartbeats moved the deadline: wait for that one
+              const event = r.suspicionArmed && config.phi !== undefined
+                ? Health.HealthEvent.Suspected({ reason: suspicionReason(r, mail.at, config.phi.threshold) })
+                : Health.HealthEvent.DeadlineMissed()
+              return stepRecord(r, event, policy, at, { deadlineAt: r.deadlineAt + r.intervalMs, suspicionArmed: false })
+            })
+            // The timer is set again before any (possibly slow) sink call, so deadlines stay on time.
+            arm(cell, (yield* Ref.get(cell.record)).deadlineAt)
+            if (actions === undefined) return
+            return yield* carryOut(cell, actions)
+          }
+          case "ProbeDone": {
+            cell.probe = undefined
+            const at = yield* Clock.currentTimeMillis
+            const actions = yield* Ref.modify(cell.record, (r) =>
+              stepRecord(r, mail.event, policy, at, { lastProbe: mail.outcome, lastError: mail.outcome.ok ? r.lastError : mail.outcome.reason }))
+            return yield* carryOut(cell, actions)
+          }
+        }
+      })
 
-        /** Feeds one event to the state machine, atomically on the record (heartbeats step it too). */
-        const step = (event: Health.HealthEvent, patch: (r: NodeRecord) => Partial<NodeRecord>) =>
-          Effect.flatMap(Clock.currentTimeMillis, (at) => Ref.modify(cell.record, (r) => stepRecord(r, event, policy, at, patch(r))))
+    /** Mail after mail, for as long as the node is watched: a chain of flatMaps rather than a generator, which a waiting fiber would hold. */
+    const serveMail = (cell: Cell): Effect.Effect<never> => Effect.flatMap(nextMail(cell), (mail) => Effect.zipRight(handle(cell, mail), serveMail(cell)))
 
-        const carryOut = (actions: ReadonlyArray<Health.HealthAction>) =>
-          Effect.gen(function* () {
-            yield* recordPending
-            if (actions.some((a) => a._tag === "Probe")) yield* launchProbe
-          })
-
-        // The timer is re-armed before any (possibly slow) sink call, so deadlines stay on time.
-        const handle = (mail: Mail) =>
-          Effect.gen(function* () {
-            switch (mail._tag) {
-              case "HeartbeatStepped": {
-                // Heartbeats stepped the record: record their transitions, and follow a deadline moved earlier.
-                yield* armDeadline
-                return yield* recordPending
-              }
-              case "Deadline": {
-                if (mail.at !== armedFor) return // a timer replaced (its Deadline was already in the mailbox)
-                timer = undefined
-                armedFor = Infinity
-                const at = yield* Clock.currentTimeMillis
-                // Judged in the same atomic step as the miss, so a heartbeat cannot slip in between.
-                const actions = yield* Ref.modify(cell.record, (r): readonly [ReadonlyArray<Health.HealthAction> | undefined, NodeRecord] => {
-                  if (r.deadlineAt !== mail.at) return [undefined, r] // heartbeats moved the deadline: wait for that one
-                  const event = r.suspicionArmed && config.phi !== undefined
-                    ? Health.HealthEvent.Suspected({ reason: suspicionReason(r, mail.at, config.phi.threshold) })
-                    : Health.HealthEvent.DeadlineMissed()
-                  return stepRecord(r, event, policy, at, { deadlineAt: r.deadlineAt + r.intervalMs, suspicionArmed: false })
-                })
-                yield* armDeadline
-                if (actions === undefined) return
-                return yield* carryOut(actions)
-              }
-              case "ProbeDone": {
-                const actions = yield* step(mail.event, (r) => ({
-                  lastProbe: mail.outcome,
-                  lastError: mail.outcome.ok ? r.lastError : mail.outcome.reason
-                }))
-                return yield* carryOut(actions)
-              }
-            }
-          })
-
-        // Resume: record what the previous life decided but did not record, re-send a probe it lost.
-        const start = yield* Ref.updateAndGet(cell.record, (r) => ({ ...r, phase: "running" as const }))
-        yield* armDeadline
-        yield* recordPending
-        if (start.health.probing) yield* launchProbe
-        return yield* Queue.take(cell.mailbox).pipe(Effect.flatMap(handle), Effect.forever)
-      }).pipe(Effect.scoped)
-
-    /** A crash (defect) is logged, counted and restarted with backoff; interruption is not caught. */
-    const supervise = (node: string, cell: Cell) =>
-      incarnation(node, cell).pipe(
-        Effect.catchAllDefect((defect) => Effect.fail(defect)),
-        Effect.tapError((defect) =>
-          Effect.logError("node supervisor crashed; restarting", Cause.die(defect)).pipe(
-            Effect.zipRight(
-              Ref.update(cell.record, (r) => ({
-                ...r,
-                restarts: r.restarts + 1,
-                lastError: `supervisor crashed: ${describeDefect(defect)}`,
-                phase: "restarting" as const
-              }))
-            )
-          )
-        ),
-        Effect.retry(restartBackoff),
-        Effect.annotateLogs({ node })
+    /** One life of a node fiber. Its deadline stays in the timer for the next life; its probe does not (supervise). */
+    const incarnation = (cell: Cell): Effect.Effect<never> =>
+      Effect.zipRight(
+        Effect.gen(function* () {
+          // Resume: record what the previous life decided but did not record, re-send a probe it lost.
+          const start = yield* Ref.updateAndGet(cell.record, (r) => ({ ...r, phase: "running" as const }))
+          arm(cell, start.deadlineAt)
+          yield* recordPending(cell)
+          if (start.health.probing) yield* launchProbe(cell)
+        }),
+        serveMail(cell)
       )
+
+    /**
+     * A crash (defect) is logged, counted and restarted after a backoff (restartDelayMs, from the
+     * node's count of restarts); interruption is not caught. A probe under way is the node fiber's
+     * child, so it is interrupted with it, and here with the life that launched it.
+     */
+    const supervise = (cell: Cell): Effect.Effect<never> =>
+      Effect.catchAllDefect(incarnation(cell), (defect) =>
+        Effect.gen(function* () {
+          const probe = cell.probe
+          cell.probe = undefined
+          if (probe !== undefined) yield* Fiber.interrupt(probe)
+          yield* Effect.logError("node supervisor crashed; restarting", Cause.die(defect)).pipe(Effect.annotateLogs({ node: cell.node }))
+          const { restarts } = yield* Ref.updateAndGet(cell.record, (r) => ({
+            ...r,
+            restarts: r.restarts + 1,
+            lastError: `supervisor crashed: ${describeDefect(defect)}`,
+            phase: "restarting" as const
+          }))
+          yield* Effect.sleep(Duration.millis(restartDelayMs(restarts, yield* Random.next)))
+          return yield* supervise(cell)
+        }))
 
     const watch = (node: string, addresses: ReadonlyArray<string>, initial?: HealthStatus): Effect.Effect<void> =>
       SynchronizedRef.updateEffect(cells, (current) =>
@@ -367,13 +412,13 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
           const existing = current.get(node)
           if (existing !== undefined) {
             yield* Ref.update(existing.record, (r) => ({ ...r, addresses }))
-            yield* Effect.sync(() => runNode(node, supervise(node, existing), { onlyIfMissing: true }))
+            yield* Effect.sync(() => runNode(node, supervise(existing), { onlyIfMissing: true }))
             return current
           }
           const now = yield* Clock.currentTimeMillis
           const cell: Cell = {
+            node,
             received: Metric.tagged(heartbeatsReceived, "node", node),
-            mailbox: yield* Queue.unbounded<Mail>(),
             record: yield* Ref.make<NodeRecord>({
               health: { ...Health.initialHealth, status: initial ?? Health.initialHealth.status },
               addresses,
@@ -387,9 +432,14 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
               restarts: 0,
               lastError: undefined,
               phase: "starting"
-            })
+            }),
+            mail: [],
+            waiting: undefined,
+            armedFor: Infinity,
+            probe: undefined,
+            gone: false
           }
-          yield* Effect.sync(() => runNode(node, supervise(node, cell), { onlyIfMissing: true }))
+          yield* Effect.sync(() => runNode(node, supervise(cell), { onlyIfMissing: true }))
           return current.set(node, cell)
         })
       )
@@ -413,11 +463,13 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
         yield* Metric.increment(cell.received)
         // Stepped here rather than in the node fiber: waking that fiber for every heartbeat was
         // most of a heartbeat's cost. It is woken when there is something for it to do.
-        const wake = yield* Ref.modify(cell.record, (r) => {
+        const [transitions, deadlineAt] = yield* Ref.modify(cell.record, (r) => {
           const [actions, next] = stepRecord(r, Health.HealthEvent.HeartbeatReceived(), policy, at, heartbeatPatch(r, at, intervalMs, config.phi?.threshold))
-          return [actions.length > 0 || next.deadlineAt < r.deadlineAt, next] as const
+          return [[actions.length > 0, next.deadlineAt] as const, next]
         })
-        if (wake) yield* Queue.offer(cell.mailbox, { _tag: "HeartbeatStepped" })
+        // A deadline moved earlier (phi) gets its timer entry here; a later one waits for the entry it has.
+        arm(cell, deadlineAt)
+        if (transitions) post(cell, { _tag: "HeartbeatStepped" })
         return Option.some(intervalMs)
       })
 
@@ -427,7 +479,8 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
           yield* FiberMap.remove(fibers, node)
           const cell = current.get(node)
           if (cell === undefined) return current
-          yield* Queue.shutdown(cell.mailbox)
+          cell.gone = true
+          cell.mail.length = 0
           current.delete(node)
           return current
         })
