@@ -61,7 +61,7 @@ describe("DeadlineTimer", () => {
         }
         expect(timer.size()).toBe(0)
       }).pipe(Effect.scoped),
-    { timeout: 120_000, fastCheck: { numRuns: 25 } }
+    { timeout: 120_000, fastCheck: { numRuns: 12 } }
   )
 
   it.effect("an entry earlier than the one the timer sleeps for wakes it: handed on at its own time, not the later one's", () =>
