@@ -15,6 +15,10 @@
  *
  * A second change: every request names its RPC in a header (RPC_TAG_HEADER), which a server may
  * use to answer it without RpcServer (DirectCall.ts).
+ *
+ * A third: ndjson answers are cut into lines in one pass (NdjsonLines below). RpcSerialization's
+ * parser searches its whole buffer again for every chunk that arrives, which for one long line
+ * (`mcp ps` over 100 nodes x 30 services is a 2 MB Exit in about 130 chunks) cost 0.7 s of CPU.
  */
 import * as HttpBody from "@effect/platform/HttpBody"
 import * as HttpClient from "@effect/platform/HttpClient"
@@ -26,6 +30,43 @@ import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import { Chunk, Effect, Layer, Stream } from "effect"
 import { RPC_TAG_HEADER } from "./Protocol.js"
 
+/** The longest line an answer may hold, as RpcSerialization's ndjson parser allows. */
+const MAX_LINE_BYTES = 16 * 1024 * 1024
+
+/**
+ * The messages of an ndjson body, fed chunk by chunk: each byte is looked at once, and a line is
+ * decoded once, when its newline arrives. Failures are RpcSerialization's own: a line over
+ * MAX_LINE_BYTES, or one that is not JSON.
+ */
+export const ndjsonLines = () => {
+  const decoder = new TextDecoder()
+  let pending: Array<Uint8Array> = []
+  let pendingBytes = 0
+  return (bytes: Uint8Array): Array<unknown> => {
+    const messages: Array<unknown> = []
+    let start = 0
+    for (let newline = bytes.indexOf(10); newline !== -1; newline = bytes.indexOf(10, start)) {
+      const tail = bytes.subarray(start, newline)
+      const line = pending.length === 0 ? tail : Buffer.concat([...pending, tail])
+      pending = []
+      pendingBytes = 0
+      messages.push(JSON.parse(decoder.decode(line)))
+      start = newline + 1
+    }
+    if (start < bytes.length) {
+      pending.push(bytes.subarray(start))
+      pendingBytes += bytes.length - start
+      if (pendingBytes > MAX_LINE_BYTES) {
+        const bufferSize = pendingBytes
+        pending = []
+        pendingBytes = 0
+        throw new RpcSerialization.RpcSerializationError({ reason: "BufferSizeExceeded", maxBufferSize: MAX_LINE_BYTES, bufferSize })
+      }
+    }
+    return messages
+  }
+}
+
 const makeProtocol = (client: HttpClient.HttpClient) =>
   RpcClient.Protocol.make((writeResponse) =>
     Effect.gen(function* () {
@@ -34,6 +75,8 @@ const makeProtocol = (client: HttpClient.HttpClient) =>
         // Acks, interrupts and pings have no meaning over HTTP: every request is its own exchange.
         if (request._tag !== "Request") return Effect.void
         const parser = serialization.unsafeMake()
+        const lines = serialization.contentType === "application/ndjson" ? ndjsonLines() : undefined
+        const decode = (bytes: Uint8Array) => (lines === undefined ? parser.decode(bytes) : lines(bytes)) as ReadonlyArray<FromServerEncoded>
         const encoded = parser.encode(request)
         const body =
           typeof encoded === "string"
@@ -48,7 +91,7 @@ const makeProtocol = (client: HttpClient.HttpClient) =>
             Stream.runForEachChunk(response.stream, (chunk) => {
               const now: Array<FromServerEncoded> = []
               for (const bytes of Chunk.toReadonlyArray(chunk)) {
-                for (const message of parser.decode(bytes) as ReadonlyArray<FromServerEncoded>) {
+                for (const message of decode(bytes)) {
                   if (message._tag === "Chunk") now.push(message)
                   else ends.push(message)
                 }
