@@ -16,7 +16,7 @@
  * A second change: every request names its RPC in a header (RPC_TAG_HEADER), which a server may
  * use to answer it without RpcServer (DirectCall.ts).
  *
- * A third: ndjson answers are cut into lines in one pass (NdjsonLines below). RpcSerialization's
+ * A third: ndjson answers are cut into lines in one pass (`ndjsonLines` below). RpcSerialization's
  * parser searches its whole buffer again for every chunk that arrives, which for one long line
  * (`mcp ps` over 100 nodes x 30 services is a 2 MB Exit in about 130 chunks) cost 0.7 s of CPU.
  */
