@@ -36,7 +36,9 @@
  * both compete for the same cores; its own CPU is printed too.
  *
  * 4. Fan-out: `mcp ps` (a CLI process, timed with `mcp --version` as its floor) and the Ps RPC
- *    over 100 simulated agents answering 30 services each.
+ *    over 100 simulated agents answering 30 services each (MCP_BENCH_FANOUT_NODES and
+ *    MCP_BENCH_FANOUT_SERVICES change both: with 0 services, what is left is the cost of the
+ *    calls themselves, which bench/rpc-client.ts measures in process against a floor).
  *
  *   node --import tsx bench/heartbeats.ts [--quick] [--sizes=100,1000] [--no-detect] [--no-fanout] [--unmarked] [--profile=<dir>] [--heap-snapshot=<dir>]
  *
@@ -807,7 +809,7 @@ const jitterAndLoss = async (master: Master, names: ReadonlyArray<string>, addre
 // 4. Fan-out: `mcp ps` over FANOUT_NODES agents with FANOUT_SERVICES services each.
 
 const FANOUT_NODES = Number(process.env["MCP_BENCH_FANOUT_NODES"] ?? 100)
-const FANOUT_SERVICES = 30
+const FANOUT_SERVICES = Number(process.env["MCP_BENCH_FANOUT_SERVICES"] ?? 30)
 
 /** What a simulated agent answers to Ps: FANOUT_SERVICES services of two components with a route each. */
 const psOf = (node: string) =>
