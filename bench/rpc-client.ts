@@ -9,6 +9,8 @@
  * ROUNDS rounds of one call per server at FANOUT concurrency, the same way:
  *   - floor: node:https with a keep-alive agent per server, posting the ndjson frame and parsing
  *     the Exit (JSON.parse), no library;
+ *   - the platform's HTTP client alone (NodeHttpClient with the same keep-alive agent), posting
+ *     the same frame: the HTTP part of our client, under RpcClient;
  *   - ours: Transport.makeClient(AgentRpcs), one client per server as the master keeps them
  *     (AgentClients.ts), calling Ps().
  * Printed: wall per round and CPU per call of this process (client and servers; the servers'
@@ -16,10 +18,12 @@
  *
  *   node --import tsx bench/rpc-client.ts [--servers=100] [--rounds=20]
  */
+import { HttpBody, HttpClient } from "@effect/platform"
+import { NodeHttpClient } from "@effect/platform-node"
 import { AgentRpcs } from "@mcp/rpc/Contracts"
 import { PROTOCOL_HEADER, PROTOCOL_VERSION, RPC_TAG_HEADER } from "@mcp/rpc/Protocol"
 import * as Transport from "@mcp/rpc/Transport"
-import { Effect, Exit, Redacted, Scope } from "effect"
+import { Context, Effect, Exit, Layer, Redacted, Scope } from "effect"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import * as https from "node:https"
 import type { AddressInfo } from "node:net"
@@ -108,6 +112,28 @@ const plainCall = ({ port, agent }: { readonly port: number; readonly agent: htt
 const floor = await measure(() => bounded(agents, FANOUT, plainCall))
 for (const { agent } of agents) agent.destroy()
 
+// The platform's HTTP client alone (what HttpProtocol.ts sends through), the same frame: the part
+// of our client's cost that is HTTP, the rest being RpcClient's.
+const httpScope = Effect.runSync(Scope.make())
+const httpClients = await Effect.runPromise(
+  Effect.forEach(ports, (port) =>
+    Effect.map(
+      Layer.build(Layer.provide(NodeHttpClient.layerWithoutAgent, NodeHttpClient.makeAgentLayer({ keepAlive: true, ca }))),
+      (context) => ({ port, client: Context.get(context, HttpClient.HttpClient) })
+    )).pipe(Scope.extend(httpScope))
+)
+const httpCall = ({ client, port }: { readonly port: number; readonly client: HttpClient.HttpClient }) =>
+  client.post(`https://127.0.0.1:${port}/agent`, {
+    body: HttpBody.text(`${JSON.stringify({ _tag: "Request", id: String(++id), tag: "Ps", payload: {}, headers: [] })}\n`, "application/ndjson"),
+    headers: { authorization: `Bearer ${"x".repeat(40)}`, [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), [RPC_TAG_HEADER]: "Ps" }
+  }).pipe(
+    Effect.flatMap((response) => response.text),
+    Effect.map((text) => JSON.parse(text.split("\n")[0]!) as unknown),
+    Effect.scoped
+  )
+const platform = await measure(() => Effect.runPromise(Effect.forEach(httpClients, httpCall, { concurrency: FANOUT, discard: true })))
+await Effect.runPromise(Scope.close(httpScope, Exit.void))
+
 // Ours: a typed client per server, as AgentClients keeps them.
 const scope = Effect.runSync(Scope.make())
 const clients = await Effect.runPromise(
@@ -120,6 +146,7 @@ const row = (name: string, f: Figures) =>
   `  ${name.padEnd(26)} ${f.msPerRound.toFixed(1).padStart(8)} ms/round ${f.cpuMsPerCall.toFixed(3).padStart(8)} ms CPU/call ${(f.cpuMsPerCall / floor.cpuMsPerCall).toFixed(1).padStart(6)}x floor`
 console.log(`bench/rpc-client: ${SERVERS} servers x ${ROUNDS} rounds, ${FANOUT} calls at once, node ${process.version}`)
 console.log(row("floor (node:https)", floor))
+console.log(row("platform HttpClient only", platform))
 console.log(row("Transport.makeClient", ours))
 
 for (const server of servers) server.closeAllConnections(), server.close()
