@@ -210,8 +210,8 @@ const options = {
   // function's or class's name see the source's; and no keepNames, which restores minified names
   // by calling __name() (Object.defineProperty) on every function as it is created: closures
   // made on every call (Effect's and Schema's combinators on a request's path) paid it each time.
-  // Measured with bench/heartbeats.ts: about 6% of a master's CPU per heartbeat in __name alone,
-  // and the Ps fan-out over 100 agents x 30 services answered in 1.05 s instead of 1.40.
+  // In a CPU profile of a master under bench/heartbeats.ts: about 6% of its CPU per heartbeat in
+  // __name alone; and its Ps fan-out over 100 agents x 30 services answered in 1.05 s, not 1.40.
   minifyWhitespace: true,
   minifySyntax: true,
   minifyIdentifiers: false,
@@ -345,12 +345,13 @@ const cjsOptions = {
   ...options,
   // lazySsh2 before options.plugins: the first plugin to resolve ssh2 wins over withoutSsh2.
   plugins: [withoutFastCheck, lazyX509, lazySsh2, ...options.plugins],
-  // Minified names, and no keepNames: its __name() call on every function and class was about 80 KiB of the
-  // bundle and 140 KiB of its code cache, some 8 ms of CPU per command. Nothing on the command
+  // Minified names (the daemons' bundles keep theirs), and no keepNames: its __name() call on
+  // every function and class was about 80 KiB of the bundle and 140 KiB of its code cache, some
+  // 8 ms of CPU per command. Nothing on the command
   // tree reads a function's or class's own name (effect, @effect/*, the sources: identifiers and
   // tags are strings); asn1js does (constructor.name === "Sequence"), and @peculiar/x509 with it
   // is the unminified dist/lazy/x509.cjs (lazyX509 above), so it keeps its names.
-  minify: true,
+  minifyIdentifiers: true,
   keepNames: false,
   outExtension: { ".js": ".cjs" },
   splitting: false,
