@@ -10,7 +10,7 @@
  *   - floor: node:https with a keep-alive agent per server, posting the ndjson frame and parsing
  *     the Exit (JSON.parse), no library;
  *   - the platform's HTTP client alone (NodeHttpClient with the same keep-alive agent), posting
- *     the same frame: the HTTP part of our client, under RpcClient;
+ *     the same frame: what HttpProtocol.ts sent through until it posted with node:https itself;
  *   - ours: Transport.makeClient(AgentRpcs), one client per server as the master keeps them
  *     (AgentClients.ts), calling Ps().
  * Printed: wall per round and CPU per call of this process (client and servers; the servers'
@@ -112,8 +112,8 @@ const plainCall = ({ port, agent }: { readonly port: number; readonly agent: htt
 const floor = await measure(() => bounded(agents, FANOUT, plainCall))
 for (const { agent } of agents) agent.destroy()
 
-// The platform's HTTP client alone (what HttpProtocol.ts sends through), the same frame: the part
-// of our client's cost that is HTTP, the rest being RpcClient's.
+// The platform's HTTP client alone (what HttpProtocol.ts sent through before it posted with
+// node:https itself), the same frame.
 const httpScope = Effect.runSync(Scope.make())
 const httpClients = await Effect.runPromise(
   Effect.forEach(ports, (port) =>

@@ -5,14 +5,13 @@
  * not load the server's side: RpcServer, the HTTP server and router, the request limits.
  * Transport.ts re-exports all of it, so daemons and tests import either.
  */
-import * as HttpClient from "@effect/platform/HttpClient"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import type * as Rpc from "@effect/rpc/Rpc"
 import * as RpcClient from "@effect/rpc/RpcClient"
 import type * as RpcGroup from "@effect/rpc/RpcGroup"
 import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import * as Errors from "@mcp/domain/Errors"
-import { Cause, Effect, Layer, Option, Redacted, Ref, Stream } from "effect"
+import { Cause, Effect, Layer, Option, Redacted, Stream } from "effect"
+import * as https from "node:https"
 import * as AuthMiddleware from "./AuthMiddleware.js"
 import * as HttpProtocol from "./HttpProtocol.js"
 import { parseVersion, PROTOCOL_HEADER, PROTOCOL_VERSION } from "./Protocol.js"
@@ -50,35 +49,37 @@ const isUnknownTag = (defect: unknown): boolean =>
  */
 export const makeClient = <Rpcs extends Rpc.Any>(group: RpcGroup.RpcGroup<Rpcs>, options: ClientOptions) =>
   Effect.gen(function* () {
-    const remoteVersion = yield* Ref.make<number | undefined>(undefined)
-    const protocol = HttpProtocol.layer({
-      url: options.url,
-      transformClient: (client) =>
-        HttpClient.tap(client, (response) => Ref.set(remoteVersion, parseVersion(response.headers[PROTOCOL_HEADER])))
-    }).pipe(
-      Layer.provide(RpcSerialization.layerNdjson),
-      Layer.provide(NodeHttpClient.layerWithoutAgent),
-      Layer.provide(
-        NodeHttpClient.makeAgentLayer({
-          // A long-lived client (the master's per agent, an agent's per master) reuses its TLS
-          // connection instead of a handshake on both sides for every call; Node drops an idle
-          // one before the server's keep-alive timeout ends, as the server's Keep-Alive header
-          // says. The agent is destroyed with the client's scope, so a one-shot CLI still exits.
+    // What the server said its protocol version is, in its latest answer (for VersionSkew).
+    let remoteVersion: number | undefined
+    // A long-lived client (the master's per agent, an agent's per master) reuses its TLS
+    // connection instead of a handshake on both sides for every call; Node drops an idle one
+    // before the server's keep-alive timeout ends, as the server's Keep-Alive header says. The
+    // agent is destroyed with the client's scope, so a one-shot CLI still exits.
+    const agent = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        new https.Agent({
           keepAlive: true,
           ca: options.ca,
           minVersion: MIN_TLS_VERSION,
           ...(options.clientCert === undefined ? {} : { cert: options.clientCert.cert, key: Redacted.value(options.clientCert.key) }),
           ...(options.expectedName === undefined ? {} : { checkServerIdentity: ServerIdentity.expectName(options.expectedName) })
         })
-      )
+      ),
+      (agent) => Effect.sync(() => agent.destroy())
     )
+    const protocol = HttpProtocol.layer({
+      url: options.url,
+      agent,
+      onResponse: (headers) => {
+        const version = headers[PROTOCOL_HEADER]
+        remoteVersion = parseVersion(Array.isArray(version) ? version[0] : version)
+      }
+    }).pipe(Layer.provide(RpcSerialization.layerNdjson))
     const context = yield* Layer.build(Layer.merge(protocol, AuthMiddleware.layerClient(options.token)))
     const client = yield* Effect.provide(RpcClient.make(group), context)
 
     const skew = (rpc: string) =>
-      Effect.flatMap(Ref.get(remoteVersion), (remote) =>
-        Effect.fail(new Errors.VersionSkew({ rpc, localVersion: PROTOCOL_VERSION, remoteVersion: remote ?? 0 }))
-      )
+      Effect.suspend(() => Effect.fail(new Errors.VersionSkew({ rpc, localVersion: PROTOCOL_VERSION, remoteVersion: remoteVersion ?? 0 })))
     const wrapped: Record<string, unknown> = {}
     for (const [tag, call] of Object.entries(client as Record<string, (...args: Array<unknown>) => unknown>)) {
       wrapped[tag] = (...args: Array<unknown>) => {

@@ -5,12 +5,12 @@
 // Modules by their own paths, not packages' index: in the CLI's bundle importing an index
 // initialises every module it re-exports (see scripts/build.mjs, cjsOptions), on every command.
 import * as Options from "@effect/cli/Options"
-import * as HttpClientError from "@effect/platform/HttpClientError"
 import type { Rpc, RpcGroup } from "@effect/rpc"
 import { RpcClientError } from "@effect/rpc/RpcClientError"
 import * as Names from "@mcp/domain/Names"
 import * as Node from "@mcp/domain/Node"
 import { AgentRpcs, MasterRpcs } from "@mcp/rpc/FleetContracts"
+import { NoResponse } from "@mcp/rpc/HttpProtocol"
 import * as Transport from "@mcp/rpc/TransportClient"
 import { Effect, Option, Stream } from "effect"
 import * as Arguments from "../Arguments.js"
@@ -56,11 +56,10 @@ export interface Peer<Client> {
 
 /** Why an address could not be reached, or undefined when the failure is anything else. */
 const unreachableReason = (e: unknown): string | undefined => {
-  // RpcClientError wraps the HTTP client's error; a RequestError means no response ever arrived
-  // (refused, timed out, TLS handshake failed), so the server cannot have acted on the call.
-  if (!(e instanceof RpcClientError) || !(e.cause instanceof HttpClientError.RequestError)) return undefined
-  const socket = e.cause.cause
-  return socket instanceof Error ? socket.message : e.cause.message
+  // NoResponse means no response ever arrived (refused, timed out, TLS handshake failed), so the
+  // server cannot have acted on the call.
+  if (!(e instanceof RpcClientError) || !(e.cause instanceof NoResponse)) return undefined
+  return e.cause.message
 }
 
 const peer = <Client>(
