@@ -45,6 +45,9 @@
  * --unmarked sends heartbeats without the x-mcp-rpc header, so the master answers them through
  * RpcServer, as it answered every heartbeat before its direct route (DirectCall.ts).
  *
+ * MCP_BENCH_MASTER_NODE_FLAGS="<flags>" puts node flags on each master's command line (V8's heap
+ * flags, --trace-gc, an --import), to measure what a flag changes against the same load.
+ *
  * --profile runs each master from its TypeScript sources with --cpu-prof, writing a .cpuprofile
  * per master into <dir> (open it in Chrome's DevTools or speedscope).
  *
@@ -232,7 +235,8 @@ const startMaster = async (
   // Profiling runs the sources (readable names) with --cpu-prof (a flag NODE_OPTIONS may not
   // carry): a shell puts it after node's path; the profile is written when the master exits.
   const saved = process.env["MCP_FROM_SOURCE"]
-  const flags: Array<string> = []
+  // MCP_BENCH_MASTER_NODE_FLAGS go the same way.
+  const flags: Array<string> = (process.env["MCP_BENCH_MASTER_NODE_FLAGS"] ?? "").split(" ").filter((f) => f !== "")
   if (PROFILE_DIR !== undefined) {
     mkdirSync(PROFILE_DIR, { recursive: true })
     process.env["MCP_FROM_SOURCE"] = "1"

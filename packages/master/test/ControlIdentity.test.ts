@@ -3,13 +3,15 @@
  * go through the real auth middleware and handlers (in memory, RpcTest), and only the system
  * token named after the node the payload names gets through. Another node's token, the master's
  * own admin system token and a human admin's token are refused with a typed Forbidden naming the
- * rule, and the node's row, its placements and its events stay as they were.
+ * rule, and the node's row, its placements and its events stay as they were. A registration writes
+ * the node's row and its event together or neither.
  */
 import { RpcTest } from "@effect/rpc"
 import { describe, expect, it } from "@effect/vitest"
 import { Errors, type Names, type Node } from "@mcp/domain"
 import { Authenticator, AuthMiddleware, ControlRpcs, Principal } from "@mcp/rpc"
-import { Context, Duration, Effect, Layer, Option, Redacted } from "effect"
+import { SqlClient } from "@effect/sql"
+import { Context, Duration, Effect, Exit, Layer, Option, Redacted } from "effect"
 import { handlers } from "../src/daemon/handlers/Control.js"
 import * as InternalZone from "../src/daemon/handlers/InternalZone.js"
 import { layerSqlite, MasterDb } from "../src/db/MasterDb.js"
@@ -55,7 +57,7 @@ const harness = Effect.gen(function* () {
     RpcTest.makeClient(ControlRpcs).pipe(Effect.provide(Layer.merge(Layer.succeedContext(context), AuthMiddleware.layerClient(Redacted.make(token)))))
   const row = (name: string) => Effect.map(db.node(name), Option.map((r) => ({ role: r.info.role, addresses: r.info.addresses })))
   const messages = Effect.map(db.events(1000), (es) => es.map((e) => e.message))
-  return { db, as, row, messages }
+  return { db, sql: Context.get(context, SqlClient.SqlClient), supervisors: Context.get(context, NodeSupervisors), as, row, messages }
 })
 
 const forbidden = (e: unknown) => {
@@ -142,5 +144,16 @@ describe("/control: a node speaks only for itself", () => {
       const ack = yield* (yield* as("w3-token")).Register({ info: info("w3", ["10.0.0.3:7443"]), resources })
       expect(ack.heartbeatIntervalMs).toBe(1000)
       expect(yield* row("w3")).toEqual(Option.some({ role: "worker", addresses: ["10.0.0.3:7443"] }))
+    }))
+
+  it.scoped("a Register whose event cannot be written leaves no row behind and watches nothing: row and event commit together", () =>
+    Effect.gen(function* () {
+      const { as, row, sql, supervisors } = yield* harness
+      // The events table gone, the event's insert fails after the row's upsert ran.
+      yield* sql`DROP TABLE events`
+      const exit = yield* Effect.exit((yield* as("w3-token")).Register({ info: info("w3", ["10.0.0.3:7443"]), resources }))
+      expect(Exit.isFailure(exit)).toBe(true)
+      expect(yield* row("w3")).toEqual(Option.none())
+      expect(yield* supervisors.health("w3")).toEqual(Option.none())
     }))
 })
