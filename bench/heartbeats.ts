@@ -48,8 +48,10 @@
  * MCP_BENCH_MASTER_NODE_FLAGS="<flags>" puts node flags on each master's command line (V8's heap
  * flags, --trace-gc, an --import), to measure what a flag changes against the same load.
  *
- * --profile runs each master from its TypeScript sources with --cpu-prof, writing a .cpuprofile
- * per master into <dir> (open it in Chrome's DevTools or speedscope).
+ * --profile runs each master as built (dist/, what users run) with --cpu-prof, writing a
+ * .cpuprofile per master into <dir> (open it in Chrome's DevTools or speedscope). The bundles keep
+ * the sources' function names; for frames whose lines can be read too, build first with
+ * `node scripts/build.mjs --readable` (and again without it after).
  *
  * --heap-snapshot has each master of the scale part write a heap snapshot into <dir> once its
  * phases are over (the snapshot stops the master while it is written). What the master holds
@@ -232,14 +234,13 @@ const startMaster = async (
   const fleet = await prepare(dir, { masters: [`127.0.0.1:${port}`] })
   const tokens = await enrolAll(fleet, names)
   const config = writeMasterConfig(fleet, { port, ...heartbeat })
-  // Profiling runs the sources (readable names) with --cpu-prof (a flag NODE_OPTIONS may not
-  // carry): a shell puts it after node's path; the profile is written when the master exits.
+  // --cpu-prof (a flag NODE_OPTIONS may not carry) goes on the command line: a shell puts it after
+  // node's path; the profile is written when the master exits. MCP_BENCH_MASTER_NODE_FLAGS go the
+  // same way.
   const saved = process.env["MCP_FROM_SOURCE"]
-  // MCP_BENCH_MASTER_NODE_FLAGS go the same way.
   const flags: Array<string> = (process.env["MCP_BENCH_MASTER_NODE_FLAGS"] ?? "").split(" ").filter((f) => f !== "")
   if (PROFILE_DIR !== undefined) {
     mkdirSync(PROFILE_DIR, { recursive: true })
-    process.env["MCP_FROM_SOURCE"] = "1"
     flags.push("--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`)
   }
   if (HEAP_DIR !== undefined) {

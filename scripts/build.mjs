@@ -16,7 +16,12 @@
  * packages/<pkg>/bin/<name>.js run these when dist/ holds them, the sources through tsx otherwise
  * or with MCP_FROM_SOURCE=1.
  *
- *   node scripts/build.mjs [--metafile] [--outdir DIR]   (--metafile writes dist/meta.json for size analysis; --outdir builds elsewhere)
+ *   node scripts/build.mjs [--metafile] [--outdir DIR] [--readable]
+ *
+ * --metafile writes dist/meta.json for size analysis; --outdir builds elsewhere; --readable keeps
+ * the daemons' bundles in the lines and layout esbuild prints (no whitespace minification), for
+ * CPU profiles whose positions can be read (bench/heartbeats.ts --profile). Rebuild without it
+ * after: the daemons' chunks are larger so.
  */
 import { spawnSync } from "node:child_process"
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
@@ -32,6 +37,7 @@ const repo = fileURLToPath(new URL("..", import.meta.url))
 const outdirIndex = process.argv.indexOf("--outdir")
 const outdir = outdirIndex >= 0 && process.argv[outdirIndex + 1] !== undefined ? resolve(process.argv[outdirIndex + 1]) : join(repo, "dist")
 const require = createRequire(import.meta.url)
+const readable = process.argv.includes("--readable")
 
 let esbuild
 try {
@@ -212,7 +218,7 @@ const options = {
   // made on every call (Effect's and Schema's combinators on a request's path) paid it each time.
   // In a CPU profile of a master under bench/heartbeats.ts: about 6% of its CPU per heartbeat in
   // __name alone; and its Ps fan-out over 100 agents x 30 services answered in 1.05 s, not 1.40.
-  minifyWhitespace: true,
+  minifyWhitespace: !readable,
   minifySyntax: true,
   minifyIdentifiers: false,
   keepNames: false,
