@@ -11,8 +11,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { Errors, type Names, type Node } from "@mcp/domain"
 import { Authenticator, AuthMiddleware, ControlRpcs, Principal } from "@mcp/rpc"
 import { SqlClient } from "@effect/sql"
-import { Context, Duration, Effect, Exit, Layer, Option, Redacted } from "effect"
-import { handlers } from "../src/daemon/handlers/Control.js"
+import { Context, Duration, Effect, Exit, Layer, Option, Redacted, TestClock } from "effect"
+import { handlers, immediateHeartbeat } from "../src/daemon/handlers/Control.js"
 import * as InternalZone from "../src/daemon/handlers/InternalZone.js"
 import { layerSqlite, MasterDb } from "../src/db/MasterDb.js"
 import { HeartbeatRecords } from "../src/nodes/HeartbeatRecords.js"
@@ -57,7 +57,8 @@ const harness = Effect.gen(function* () {
     RpcTest.makeClient(ControlRpcs).pipe(Effect.provide(Layer.merge(Layer.succeedContext(context), AuthMiddleware.layerClient(Redacted.make(token)))))
   const row = (name: string) => Effect.map(db.node(name), Option.map((r) => ({ role: r.info.role, addresses: r.info.addresses })))
   const messages = Effect.map(db.events(1000), (es) => es.map((e) => e.message))
-  return { db, sql: Context.get(context, SqlClient.SqlClient), supervisors: Context.get(context, NodeSupervisors), as, row, messages }
+  const now = yield* immediateHeartbeat.pipe(Effect.provide(context))
+  return { db, sql: Context.get(context, SqlClient.SqlClient), supervisors: Context.get(context, NodeSupervisors), records: Context.get(context, HeartbeatRecords), as, row, messages, now }
 })
 
 const forbidden = (e: unknown) => {
@@ -155,5 +156,48 @@ describe("/control: a node speaks only for itself", () => {
       expect(Exit.isFailure(exit)).toBe(true)
       expect(yield* row("w3")).toEqual(Option.none())
       expect(yield* supervisors.health("w3")).toEqual(Option.none())
+    }))
+})
+
+describe("a heartbeat answered at once (immediateHeartbeat)", () => {
+  const principal = (token: string) => tokens.get(token)!
+  const hb = (node: string, services = shop) => ({ node: node as Names.NodeName, resources, services })
+
+  it.scoped("answers a node's own heartbeat once its services are known placed, stepping its supervisor and keeping its resources", () =>
+    Effect.gen(function* () {
+      const { as, db, now, records, supervisors } = yield* harness
+      const w1 = yield* as("w1-token")
+      yield* w1.Register({ info: info("w1", ["10.0.0.1:7443"]), resources })
+      yield* db.place("shop", "w1")
+      // Not known placed yet (a write forgets what was known): left to the handler, nothing stepped.
+      const registered = Option.getOrUndefined(yield* supervisors.health("w1"))?.lastHeartbeat
+      yield* TestClock.adjust("100 millis")
+      expect(now(hb("w1"), principal("w1-token"))).toBeUndefined()
+      expect(Option.getOrUndefined(yield* supervisors.health("w1"))?.lastHeartbeat).toEqual(registered)
+      // The handler's heartbeat reads the placements; the next is answered at once.
+      yield* w1.Heartbeat(hb("w1"))
+      const before = Option.getOrUndefined(yield* supervisors.health("w1"))?.lastHeartbeat
+      yield* TestClock.adjust("200 millis")
+      expect(now(hb("w1"), principal("w1-token"))).toEqual({ known: true, heartbeatIntervalMs: 1000 })
+      const after = Option.getOrUndefined(yield* supervisors.health("w1"))?.lastHeartbeat
+      expect(after!.getTime()).toBe(before!.getTime() + 200)
+      yield* records.flush
+      expect(Option.getOrUndefined(yield* db.node("w1"))?.lastHeartbeat).toBe(after!.toISOString())
+    }))
+
+  it.scoped("leaves to the handler a heartbeat for another node, and one reporting a service not placed; says unknown of a node not watched", () =>
+    Effect.gen(function* () {
+      const { as, db, now, supervisors } = yield* harness
+      const w1 = yield* as("w1-token")
+      yield* w1.Register({ info: info("w1", ["10.0.0.1:7443"]), resources })
+      yield* db.place("shop", "w1")
+      yield* w1.Heartbeat(hb("w1"))
+      const before = Option.getOrUndefined(yield* supervisors.health("w1"))?.lastHeartbeat
+      yield* TestClock.adjust("200 millis")
+      expect(now(hb("w1"), principal("w2-token"))).toBeUndefined()
+      expect(now(hb("w1"), principal("alice-token"))).toBeUndefined()
+      expect(now(hb("w1", [{ service: "cart", running: 1, expected: 1 }]), principal("w1-token"))).toBeUndefined()
+      expect(Option.getOrUndefined(yield* supervisors.health("w1"))?.lastHeartbeat).toEqual(before)
+      expect(now(hb("w3", []), principal("w3-token"))).toEqual({ known: false })
     }))
 })

@@ -67,8 +67,8 @@ export const nodeTokenFix = (node: string) =>
  * does not matter (a node token can be a guest and open nothing else); an admin's human token
  * is refused too, since the master would take an operator's word for what runs where.
  */
-const authorizeNode = (principal: Principal, rpc: string, node: string | undefined) => {
-  const refuse = (rule: string) => Effect.fail(new Errors.Forbidden({ principal: principal.name, role: principal.role, rpc, rule }))
+const authorizeNode = (principal: Principal, rpc: string, node: string | undefined): Either.Either<Principal, Errors.Forbidden> => {
+  const refuse = (rule: string) => Either.left(new Errors.Forbidden({ principal: principal.name, role: principal.role, rpc, rule }))
   if (principal.kind !== "system") {
     return refuse(`${rpc} is for agents only: a node calls it with its own system token, named after the node (a ${principal.kind} token never may); ${nodeTokenFix("<node>")}`)
   }
@@ -76,19 +76,22 @@ const authorizeNode = (principal: Principal, rpc: string, node: string | undefin
   if (principal.name !== node) {
     return refuse(`the token ${principal.name} may not speak for node ${node}: a node calls ${rpc} with its own system token, named after it; ${nodeTokenFix(node)}`)
   }
-  return Effect.succeed(principal)
+  return Either.right(principal)
 }
 
-/** `node` is the node the payload speaks for; only `node` RPCs read it. */
-export const authorize = (principal: Principal, access: AccessLevel, rpc: string, policy: AccessPolicy, node?: string) => {
+/**
+ * `node` is the node the payload speaks for; only `node` RPCs read it. An Either, which is also
+ * an Effect: the middleware yields it, the immediate path (`Admission`) reads it at once.
+ */
+export const authorize = (principal: Principal, access: AccessLevel, rpc: string, policy: AccessPolicy, node?: string): Either.Either<Principal, Errors.Forbidden> => {
   if (access === "node") return authorizeNode(principal, rpc, node)
   if (access === "operate" && policy.usersMayOperate === false && rank[principal.role] < rank.admin) {
-    return Effect.fail(new Errors.Forbidden({ principal: principal.name, role: principal.role, rpc, needs: "admin", rule: operateOnAgentRule }))
+    return Either.left(new Errors.Forbidden({ principal: principal.name, role: principal.role, rpc, needs: "admin", rule: operateOnAgentRule }))
   }
   const needs = access === "read" && !policy.guestMayRead ? "user" : needed[access]
   return rank[principal.role] >= rank[needs]
-    ? Effect.succeed(principal)
-    : Effect.fail(new Errors.Forbidden({ principal: principal.name, role: principal.role, rpc, needs }))
+    ? Either.right(principal)
+    : Either.left(new Errors.Forbidden({ principal: principal.name, role: principal.role, rpc, needs }))
 }
 
 /**
@@ -133,6 +136,35 @@ export const excessFields = (rpc: Rpc.AnyWithProps, payload: unknown): Effect.Ef
   if (issues.length === 0) return Effect.void
   return Effect.fail(new Errors.UnknownFields({ rpc: rpc._tag, fields: issues.map((i) => i.path.map(String).join(".")) }))
 }
+
+/**
+ * The middleware's checks answered at once, for a call served without a fiber (DirectCall.ts's
+ * immediate path): the caller's principal when the middleware would let the call through
+ * without anything to record (a token the authenticator knows at once, the access allowed, no
+ * undeclared field, a unary call that is not audited), else undefined. Undefined is not a
+ * refusal: the call then goes through the middleware, which refuses it with its typed error, logs
+ * and counts, or lets it through after all (a token file due for its look, an audited call).
+ */
+export class Admission extends Context.Tag("@mcp/rpc/AuthMiddleware/Admission")<Admission, {
+  readonly admitNow: (rpc: Rpc.AnyWithProps, headers: Headers.Headers, payload: unknown) => Principal | undefined
+}>() {}
+
+const makeAdmission = (auth: Authenticator, policy: AccessPolicy): Admission["Type"] => ({
+  admitNow: (rpc, headers, payload) => {
+    if (auth.authenticateNow === undefined || Audit.isAudited(rpc) || StreamLimit.isStream(rpc)) return undefined
+    const token = bearer(headers)
+    const principal = token === undefined ? undefined : auth.authenticateNow(token)
+    if (principal === undefined) return undefined
+    const access = Context.get(rpc.annotations, Access)
+    if (Either.isLeft(authorize(principal, access, rpc._tag, policy, access === "node" ? Context.get(rpc.annotations, NodeOf)(payload) : undefined))) return undefined
+    const strict = strictCheck(rpc)
+    return strict === null || strict.clean(payload) ? principal : undefined
+  }
+})
+
+/** The immediate path's admissions (Admission), with the same authenticator and policy as layerServer's. */
+export const layerAdmission = (policy: AccessPolicy): Layer.Layer<Admission, never, Authenticator> =>
+  Layer.effect(Admission, Effect.map(Authenticator, (auth) => makeAdmission(auth, policy)))
 
 /**
  * The server side: needs an Authenticator, and records mutating calls in the AuditLog (whose

@@ -10,6 +10,13 @@ import type { Principal } from "./Principal.js"
 
 export interface Authenticator {
   readonly authenticate: (token: Redacted.Redacted<string>) => Effect.Effect<Principal, Errors.Unauthorized>
+  /**
+   * The token's principal when this authenticator knows it at once, without I/O and without
+   * anything to log or count; undefined otherwise (unknown, expired, or not known without a
+   * look), and `authenticate` decides. For calls answered without a fiber (AuthMiddleware's
+   * Admission); an authenticator without it sends every call through `authenticate`.
+   */
+  readonly authenticateNow?: (token: Redacted.Redacted<string>) => Principal | undefined
 }
 
 export const Authenticator = Context.GenericTag<Authenticator>("@mcp/rpc/Authenticator")
@@ -26,5 +33,6 @@ export const layerMemory = (tokens: ReadonlyMap<string, Principal>): Layer.Layer
       return principal === undefined
         ? Effect.fail(new Errors.Unauthorized({ reason: "unknown token" }))
         : Effect.succeed(principal)
-    }
+    },
+    authenticateNow: (token) => tokens.get(Redacted.value(token))
   })

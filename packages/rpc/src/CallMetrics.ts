@@ -41,6 +41,10 @@ const seriesOf = (histogram: Metric.Metric.Histogram<number>, labels: ReadonlyAr
   return tagged
 }
 
+/** Records one call's duration in seconds in `histogram` with `tags` and its result, outside any fiber (DirectCall's immediate path). */
+export const recordNow = (histogram: Metric.Metric.Histogram<number>, tags: Readonly<Record<string, string>>, result: string, seconds: number): void =>
+  seriesOf(histogram, [...Object.entries(tags), ["result", result]]).unsafeUpdate(seconds, [])
+
 /** Runs `effect`, recording its duration in seconds in `histogram` with `tags` and the result. */
 export const timed = (histogram: Metric.Metric.Histogram<number>, tags: Readonly<Record<string, string>>) =>
   <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>

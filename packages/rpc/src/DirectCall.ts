@@ -12,6 +12,13 @@
  * set by our clients on every request, HttpProtocol.ts) names the route's RPC. The header is only
  * a hint for routing; the body must then hold exactly that one request, or the answer is a defect
  * saying so. A client that sends no such header (an older agent) is served by RpcServer as before.
+ *
+ * Immediate answers (`routeImmediate`): a call that the auth middleware would let through at once
+ * (AuthMiddleware's Admission) and that the handler can answer at once (`Immediate`) is answered
+ * from the request's event without a fiber: no span, the same payload schema, checks, handler
+ * state, duration metric and encoded Exit. Every other call of the RPC takes the path above. Why:
+ * a heartbeat through the fiber cost its master about 0.7 ms of CPU (bench/heartbeats.ts), most of
+ * it the runtime's, not the handler's.
  */
 import * as Headers from "@effect/platform/Headers"
 import * as Rpc from "@effect/rpc/Rpc"
@@ -20,6 +27,9 @@ import * as RpcSchema from "@effect/rpc/RpcSchema"
 import { Cause, Context, Effect, Either, Exit, type Fiber, Runtime, Schema, type Tracer } from "effect"
 import { TreeFormatter } from "effect/ParseResult"
 import type * as http from "node:http"
+import { Admission, AuthMiddleware } from "./AuthMiddleware.js"
+import * as CallMetrics from "./CallMetrics.js"
+import type { Principal } from "./Principal.js"
 import { PROTOCOL_HEADER } from "./Protocol.js"
 import { checkBody, describeProblem } from "./RequestLimits.js"
 
@@ -56,6 +66,14 @@ const isRequestFrame = (u: unknown): u is RequestFrame =>
   typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "Request" && typeof (u as { tag?: unknown }).tag === "string"
 
 /**
+ * The handler's answer to a call from `principal`, the auth middleware's checks passed, when it
+ * can give one at once and without effects to run: undefined otherwise, and the call takes the
+ * full path (where the handler runs as usual). It must not change anything before it knows it
+ * answers, since the full path then handles the same call.
+ */
+export type Immediate<Payload, Success> = (payload: Payload, principal: Principal) => Success | undefined
+
+/**
  * Serves `tag` of `group` at `path`: the group's handler for it and every middleware the RPC
  * carries must be in the context, as for RpcServer.toHttpApp. Only unary RPCs with `wrap`
  * middlewares (ours: AuthMiddleware) can be served this way; anything else is refused here, when
@@ -66,12 +84,41 @@ export const route = <Rpcs extends Rpc.Any, const Tag extends Rpcs["_tag"]>(
   group: RpcGroup.RpcGroup<Rpcs>,
   tag: Tag
 ): Effect.Effect<DirectRoute, never, Rpc.ToHandler<Rpc.ExtractTag<Rpcs, Tag>> | Rpc.Middleware<Rpc.ExtractTag<Rpcs, Tag>>> =>
+  build(path, group, tag, Effect.succeed(undefined))
+
+/**
+ * `route`, with the calls that `immediate` answers answered at once (see Immediate). Only for an
+ * RPC whose one middleware is AuthMiddleware, whose Admission says which calls it lets through.
+ */
+export const routeImmediate = <Rpcs extends Rpc.Any, const Tag extends Rpcs["_tag"], R>(
+  path: `/${string}`,
+  group: RpcGroup.RpcGroup<Rpcs>,
+  tag: Tag,
+  immediate: Effect.Effect<Immediate<Rpc.Payload<Rpc.ExtractTag<Rpcs, Tag>>, Rpc.Success<Rpc.ExtractTag<Rpcs, Tag>>>, never, R>
+): Effect.Effect<DirectRoute, never, Rpc.ToHandler<Rpc.ExtractTag<Rpcs, Tag>> | Rpc.Middleware<Rpc.ExtractTag<Rpcs, Tag>> | R | Admission> =>
+  build(path, group, tag, Effect.zipWith(immediate, Admission, (answer, admission) => ({ answer: answer as Immediate<unknown, unknown>, admission })))
+
+interface ImmediatePath {
+  readonly answer: Immediate<unknown, unknown>
+  readonly admission: Admission["Type"]
+}
+
+const build = <Rpcs extends Rpc.Any, R>(
+  path: `/${string}`,
+  group: RpcGroup.RpcGroup<Rpcs>,
+  tag: string,
+  immediatePath: Effect.Effect<ImmediatePath | undefined, never, R>
+) =>
   Effect.gen(function* () {
     const rpc = group.requests.get(tag) as unknown as Rpc.AnyWithProps | undefined
     if (rpc === undefined) return yield* Effect.dieMessage(`DirectCall: ${tag} is not an RPC of this group`)
     if (RpcSchema.isStreamSchema(rpc.successSchema)) return yield* Effect.dieMessage(`DirectCall: ${tag} streams; only unary RPCs are served directly`)
     for (const middleware of rpc.middlewares) {
       if (!middleware.wrap) return yield* Effect.dieMessage(`DirectCall: ${tag}'s middleware ${middleware.key} is not a wrap middleware`)
+    }
+    const immediate = yield* immediatePath
+    if (immediate !== undefined && (rpc.middlewares.size !== 1 || [...rpc.middlewares][0]!.key !== AuthMiddleware.key)) {
+      return yield* Effect.dieMessage(`DirectCall: ${tag} is answered at once only behind AuthMiddleware alone, whose checks Admission answers`)
     }
     const outer = yield* Effect.runtime<never>()
     const entry = Context.unsafeGet(outer.context, { key: rpc.key } as unknown as Context.Tag<Rpc.Handler<string>, Rpc.Handler<string>>)
@@ -82,14 +129,12 @@ export const route = <Rpcs extends Rpc.Any, const Tag extends Rpcs["_tag"]>(
     const encodeDefect = Schema.encodeUnknownEither(rpc.defectSchema as Schema.Schema<unknown, unknown>)
     let clientId = -1
 
-    /** The call: payload decoded, middlewares around the handler, in RpcServer's order. */
-    const call = (frame: RequestFrame, headers: Headers.Headers): Effect.Effect<unknown, unknown> | string => {
-      const payload = decode(frame.payload)
-      if (Either.isLeft(payload)) return TreeFormatter.formatErrorSync(payload.left)
+    /** The call: middlewares around the handler, in RpcServer's order. */
+    const call = (frame: RequestFrame, headers: Headers.Headers, payload: unknown): Effect.Effect<unknown, unknown> => {
       const options = { clientId: clientId--, headers }
-      const result = entry.handler(payload.right, options) as Effect.Effect<unknown, unknown> | Rpc.Wrapper<Effect.Effect<unknown, unknown>>
+      const result = entry.handler(payload, options) as Effect.Effect<unknown, unknown> | Rpc.Wrapper<Effect.Effect<unknown, unknown>>
       let effect: Effect.Effect<unknown, unknown> = Rpc.isWrapper(result) ? result.value : result
-      for (const middleware of middlewares) effect = middleware({ rpc, payload: payload.right, headers, clientId: options.clientId, next: effect })
+      for (const middleware of middlewares) effect = middleware({ rpc, payload, headers, clientId: options.clientId, next: effect })
       return Effect.withSpan(effect, `RpcServer.${tag}`, {
         captureStackTrace: false,
         attributes: { requestId: frame.id },
@@ -108,6 +153,27 @@ export const route = <Rpcs extends Rpc.Any, const Tag extends Rpcs["_tag"]>(
     const defectExitFrame = (id: string, defect: unknown): string => {
       const encoded = encodeDefect(defect)
       return line({ _tag: "Exit", requestId: id, exit: { _tag: "Failure", cause: { _tag: "Die", defect: Either.isRight(encoded) ? encoded.right : String(defect) } } })
+    }
+
+    /**
+     * The call's Exit when it is answered at once, timed as the middleware times calls. A handler
+     * that throws has a bug: that is the call's defect, as in the fiber, and logged.
+     */
+    const answerNow = (immediate: ImmediatePath, headers: Headers.Headers, payload: unknown): Exit.Exit<unknown, unknown> | undefined => {
+      const start = Date.now()
+      const principal = immediate.admission.admitNow(rpc, headers, payload)
+      if (principal === undefined) return undefined
+      let exit: Exit.Exit<unknown, unknown>
+      try {
+        const value = immediate.answer(payload, principal)
+        if (value === undefined) return undefined
+        exit = Exit.succeed(value)
+      } catch (defect) {
+        Runtime.runFork(runtime, Effect.logError(`${tag} answered at once crashed`, Cause.die(defect)))
+        exit = Exit.die(defect)
+      }
+      CallMetrics.recordNow(CallMetrics.rpcDuration, { rpc: tag }, CallMetrics.resultOf(exit), (Date.now() - start) / 1000)
+      return exit
     }
 
     const serve = (request: http.IncomingMessage, response: http.ServerResponse, limits: DirectLimits) => {
@@ -151,9 +217,13 @@ export const route = <Rpcs extends Rpc.Any, const Tag extends Rpcs["_tag"]>(
         }
         if (typeof frame.id !== "string") return answer(line({ _tag: "Defect", defect: `Invalid request id: ${String(frame.id)}` }))
         const headers = Headers.fromInput([...Object.entries(request.headers).flatMap(([k, v]) => (v === undefined ? [] : [[k, String(v)] as const])), ...(Array.isArray(frame.headers) ? frame.headers : [])])
-        const program = call(frame, headers)
-        if (typeof program === "string") return answer(defectExitFrame(frame.id, program))
-        const fiber: Fiber.RuntimeFiber<unknown, unknown> = Runtime.runFork(runtime, program)
+        const payload = decode(frame.payload)
+        if (Either.isLeft(payload)) return answer(defectExitFrame(frame.id, TreeFormatter.formatErrorSync(payload.left)))
+        if (immediate !== undefined) {
+          const answered = answerNow(immediate, headers, payload.right)
+          if (answered !== undefined) return answer(exitFrame(frame.id, answered))
+        }
+        const fiber: Fiber.RuntimeFiber<unknown, unknown> = Runtime.runFork(runtime, call(frame, headers, payload.right))
         // A client that goes away stops its call, as RpcServer interrupts a request whose client left.
         const onClose = () => {
           if (!response.writableFinished) fiber.unsafeInterruptAsFork(fiber.id())

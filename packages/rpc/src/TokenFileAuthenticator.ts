@@ -9,7 +9,7 @@
  */
 import { FileSystem } from "@effect/platform"
 import { Errors } from "@mcp/domain"
-import { Clock, DateTime, Effect, Layer, Metric, Option, SynchronizedRef } from "effect"
+import { Clock, type DateTime, Effect, Layer, Metric, Option, type Redacted } from "effect"
 import { Authenticator, tokenDigest } from "./Authenticator.js"
 import { Principal } from "./Principal.js"
 import * as SecretFile from "./SecretFile.js"
@@ -124,36 +124,52 @@ export const make = (path: string): Effect.Effect<Authenticator, TokenFile.Token
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const initial = yield* TokenFile.loadTokenFile(path, { requireOwner: true })
-    const state = yield* SynchronizedRef.make<State>({
+    // Read by any call at once; replaced only by a look at the file, one at a time (the guard).
+    let state: State = {
       entries: byDigest(toEntries(initial)),
       stamp: initial.stamp,
       checkedAt: yield* Clock.currentTimeMillis,
       refused: undefined
-    })
+    }
+    const guard = yield* Effect.makeSemaphore(1)
+    // authenticateNow reads the time from the clock this was built with, as `authenticate` does.
+    const clock = yield* Effect.clock
     yield* Effect.logDebug(`loaded token file ${path}: ${initial.tokens.length} tokens`)
 
     // Reloads run inside authenticate, in the caller's context: they use the FileSystem this was built with.
-    const current = Effect.flatMap(Clock.currentTimeMillis, (now) =>
-      SynchronizedRef.updateAndGetEffect(state, (s) =>
-        now - s.checkedAt >= CHECK_INTERVAL_MS ? refresh(path, s, now) : Effect.succeed(s)
-      )
-    ).pipe(Effect.provideService(FileSystem.FileSystem, fs))
+    const refreshed = (now: number) =>
+      guard.withPermits(1)(Effect.suspend(() =>
+        now - state.checkedAt >= CHECK_INTERVAL_MS ? Effect.map(refresh(path, state, now), (s) => (state = s)) : Effect.succeed(state)
+      )).pipe(Effect.provideService(FileSystem.FileSystem, fs))
+    // Within a second of the last look the state is read without taking the guard: taking it
+    // suspends the call's fiber and resumes it from the scheduler, which was a large share of
+    // a heartbeat's cost (bench/heartbeats.ts). Once a second a caller takes it and looks at the file.
+    const current = Effect.flatMap(Clock.currentTimeMillis, (now) => (now - state.checkedAt >= CHECK_INTERVAL_MS ? refreshed(now) : Effect.succeed(state)))
+
+    /** The entry of a token that is known and unexpired at `now` (millis), from `entries`. */
+    const valid = (entries: State["entries"], token: Redacted.Redacted<string>, now: number): Entry | "unknown" | "expired" => {
+      const entry = entries.get(tokenDigest(token))
+      if (entry === undefined) return "unknown"
+      return Option.isSome(entry.expires) && now >= entry.expires.value.epochMillis ? "expired" : entry
+    }
 
     return Authenticator.of({
       authenticate: (token) =>
         Effect.gen(function* () {
           const { entries, refused } = yield* current
           if (refused !== undefined) return yield* new Errors.Unauthorized({ reason: refused.reason })
-          const entry = entries.get(tokenDigest(token))
-          if (entry === undefined) return yield* new Errors.Unauthorized({ reason: "unknown token" })
-          if (Option.isSome(entry.expires)) {
-            const now = yield* DateTime.now
-            if (!DateTime.lessThan(now, entry.expires.value)) {
-              return yield* new Errors.Unauthorized({ reason: "token expired" })
-            }
-          }
+          const entry = valid(entries, token, yield* Clock.currentTimeMillis)
+          if (entry === "unknown") return yield* new Errors.Unauthorized({ reason: "unknown token" })
+          if (entry === "expired") return yield* new Errors.Unauthorized({ reason: "token expired" })
           return entry.principal
-        })
+        }),
+      // Known at once only while the file's last look is under a second old and found it usable.
+      authenticateNow: (token) => {
+        const now = clock.unsafeCurrentTimeMillis()
+        if (now - state.checkedAt >= CHECK_INTERVAL_MS || state.refused !== undefined) return undefined
+        const entry = valid(state.entries, token, now)
+        return typeof entry === "string" ? undefined : entry.principal
+      }
     })
   })
 

@@ -9,7 +9,7 @@ import { Errors } from "@mcp/domain"
 import { Effect, Exit } from "effect"
 import * as Authenticator from "../src/Authenticator.js"
 import * as AuthMiddleware from "../src/AuthMiddleware.js"
-import { AgentRpcs } from "../src/Contracts.js"
+import { AgentRpcs, ControlRpcs } from "../src/Contracts.js"
 import { CurrentPrincipal, Principal } from "../src/Principal.js"
 
 const bob = new Principal({ name: "bob", kind: "human", role: "user" })
@@ -59,5 +59,33 @@ describe("AuthMiddleware (server side)", () => {
   it.effect("a well-formed but unknown token is Unauthorized: unknown token", () =>
     Effect.gen(function* () {
       expect(yield* callWith("Bearer tok-2")).toEqual(Exit.fail(new Errors.Unauthorized({ reason: "unknown token" })))
+    }))
+})
+
+describe("Admission: the middleware's checks answered at once", () => {
+  const w1 = new Principal({ name: "w1", kind: "system", role: "guest" })
+  const admin = new Principal({ name: "master", kind: "system", role: "admin" })
+  const admitNow = (rpc: string, group: { readonly requests: ReadonlyMap<string, unknown> }, token: string | undefined, payload: unknown) =>
+    Effect.gen(function* () {
+      const admission = yield* AuthMiddleware.Admission
+      const headers = token === undefined ? Headers.empty : Headers.fromInput({ authorization: `Bearer ${token}` })
+      return admission.admitNow(group.requests.get(rpc) as Rpc.AnyWithProps, headers, payload)
+    }).pipe(Effect.provide(AuthMiddleware.layerAdmission({ guestMayRead: true })), Effect.provide(Authenticator.layerMemory(new Map([["tok-w1", w1], ["tok-admin", admin]]))))
+  const resources = { cpuCores: 1, load1: 0, memoryTotalBytes: 1, memoryFreeBytes: 1, diskTotalBytes: 1, diskFreeBytes: 1, containers: 0 }
+  const heartbeat = (node: string, extra: object = {}) => ({ node, resources, services: [], ...extra })
+
+  it.effect("lets through a node's own unaudited unary call, and nothing the middleware would refuse or record", () =>
+    Effect.gen(function* () {
+      expect(yield* admitNow("Heartbeat", ControlRpcs, "tok-w1", heartbeat("w1"))).toBe(w1)
+      // Refused by the middleware: left to it, which gives the typed error.
+      expect(yield* admitNow("Heartbeat", ControlRpcs, "tok-admin", heartbeat("w1"))).toBeUndefined()
+      expect(yield* admitNow("Heartbeat", ControlRpcs, undefined, heartbeat("w1"))).toBeUndefined()
+      expect(yield* admitNow("Heartbeat", ControlRpcs, "tok-nobody", heartbeat("w1"))).toBeUndefined()
+      expect(yield* admitNow("Heartbeat", ControlRpcs, "tok-w1", heartbeat("w1", { extra: 1 }))).toBeUndefined()
+      // Audited (Register), or a stream (Logs): the middleware records or limits it.
+      expect(yield* admitNow("Register", ControlRpcs, "tok-w1", { info: { name: "w1" }, resources })).toBeUndefined()
+      expect(yield* admitNow("Logs", AgentRpcs, "tok-admin", { service: "web" })).toBeUndefined()
+      // A read by an admin, unaudited and unary: let through.
+      expect(yield* admitNow("Ps", AgentRpcs, "tok-admin", {})).toBe(admin)
     }))
 })

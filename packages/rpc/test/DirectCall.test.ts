@@ -4,16 +4,22 @@
  * once marked (x-mcp-rpc: Heartbeat, served directly) and once unmarked (served by RpcServer),
  * and the handler tells which server called it (RpcServer's client ids are never negative, the
  * direct route's always are), so a routing that never went direct could not pass.
+ *
+ * The immediate route (/control-now, DirectCall.routeImmediate) answers without a fiber what its
+ * `Immediate` answers, only for calls the middleware's Admission lets through; every other call
+ * (a refusal, a heartbeat the immediate answer leaves to the handler) is the full route's, with
+ * the same answer RpcServer gives.
  */
 import { HttpServer } from "@effect/platform"
 import { NodeFileSystem } from "@effect/platform-node"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, ManagedRuntime, Redacted } from "effect"
+import { Effect, Layer, ManagedRuntime, Metric, MetricLabel, Redacted } from "effect"
 import { mkdtempSync, readFileSync } from "node:fs"
 import * as https from "node:https"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as AuthMiddleware from "../src/AuthMiddleware.js"
+import * as CallMetrics from "../src/CallMetrics.js"
 import { ControlRpcs } from "../src/Contracts.js"
 import * as DirectCall from "../src/DirectCall.js"
 import * as Pki from "../src/Pki.js"
@@ -23,13 +29,22 @@ import * as TokenFileAuthenticator from "../src/TokenFileAuthenticator.js"
 import * as Transport from "../src/Transport.js"
 
 const dir = mkdtempSync(join(tmpdir(), "mcp-direct-"))
-const tokens = { w1: "", w2: "", slow: "", alice: "" }
+const tokens = { w1: "", w2: "", slow: "", alice: "", later: "", boom: "" }
 let ca = ""
 let port = 0
 
 /** Which server ran each Heartbeat handler: "direct" (negative client id) or "rpc". */
 const served: Array<"direct" | "rpc"> = []
 const interrupted: Array<string> = []
+/** The nodes whose heartbeats the immediate answer was asked about, in order. */
+const askedNow: Array<string> = []
+
+/** Answers w1 at once; leaves "later" to the handler; crashes on "boom". */
+const immediate: DirectCall.Immediate<{ readonly node: string }, { readonly known: boolean; readonly heartbeatIntervalMs?: number }> = ({ node }, principal) => {
+  askedNow.push(`${node} as ${principal.name}`)
+  if (node === "boom") throw new Error("the immediate answer crashed")
+  return node === "w1" ? { known: true, heartbeatIntervalMs: 1234 } : undefined
+}
 
 const handlers = ControlRpcs.toLayer({
   Register: () => Effect.succeed({ heartbeatIntervalMs: 1000, deadlineMs: 3000 }),
@@ -57,10 +72,14 @@ beforeAll(async () => {
       tokens.w2 = Redacted.value(yield* TokenFile.createToken(tokenFile, { name: "w2", kind: "system", role: "guest" }))
       tokens.slow = Redacted.value(yield* TokenFile.createToken(tokenFile, { name: "slow", kind: "system", role: "guest" }))
       tokens.alice = Redacted.value(yield* TokenFile.createToken(tokenFile, { name: "alice", kind: "human", role: "admin" }))
+      tokens.later = Redacted.value(yield* TokenFile.createToken(tokenFile, { name: "later", kind: "system", role: "guest" }))
+      tokens.boom = Redacted.value(yield* TokenFile.createToken(tokenFile, { name: "boom", kind: "system", role: "guest" }))
     }).pipe(Effect.provide(NodeFileSystem.layer))
   )
   ca = readFileSync(join(dir, "ca", "ca.crt"), "utf8")
-  const auth = AuthMiddleware.layerServer({ guestMayRead: true }).pipe(Layer.provide(TokenFileAuthenticator.layer(tokenFile).pipe(Layer.provide(NodeFileSystem.layer))))
+  const auth = Layer.merge(AuthMiddleware.layerServer({ guestMayRead: true }), AuthMiddleware.layerAdmission({ guestMayRead: true })).pipe(
+    Layer.provide(TokenFileAuthenticator.layer(tokenFile).pipe(Layer.provide(NodeFileSystem.layer)))
+  )
   const server = Transport.layerServer(
     {
       host: "127.0.0.1",
@@ -68,7 +87,12 @@ beforeAll(async () => {
       maxBodyBytes: 64 * 1024,
       tls: { cert: readFileSync(join(dir, "ca", "master.crt"), "utf8"), key: Redacted.make(readFileSync(join(dir, "ca", "master.key"), "utf8")), ca, clientAuth: false }
     },
-    [Transport.route("/control", ControlRpcs), DirectCall.route("/control", ControlRpcs, "Heartbeat")]
+    [
+      Transport.route("/control", ControlRpcs),
+      DirectCall.route("/control", ControlRpcs, "Heartbeat"),
+      Transport.route("/control-now", ControlRpcs),
+      DirectCall.routeImmediate("/control-now", ControlRpcs, "Heartbeat", Effect.succeed(immediate as never))
+    ]
   ).pipe(Layer.provide(Layer.mergeAll(handlers, auth)))
   runtime = ManagedRuntime.make(server)
   const address = (await runtime.runPromise(HttpServer.HttpServer)).address
@@ -222,5 +246,57 @@ describe("a heartbeat served without RpcServer", () => {
     expect(await pending).toBe("AbortError")
     for (let i = 0; i < 100 && interrupted.length === 0; i++) await new Promise((r) => setTimeout(r, 20))
     expect(interrupted).toEqual(["slow"])
+  })
+})
+
+describe("a heartbeat answered at once (routeImmediate)", () => {
+  const okCount = () =>
+    Effect.runSync(Metric.value(Metric.taggedWithLabels(CallMetrics.rpcDuration, [MetricLabel.make("rpc", "Heartbeat"), MetricLabel.make("result", "ok")]))).count
+
+  it("answers what the immediate answer gives, without the handler, with RpcServer's frame, and times the call", async () => {
+    const viaRpc = await post(request(heartbeat("w1")), { token: tokens.w1 })
+    served.length = 0
+    askedNow.length = 0
+    const before = okCount()
+    const now = await post(request(heartbeat("w1")), { token: tokens.w1, tag: "Heartbeat", path: "/control-now" })
+    expect(askedNow).toEqual(["w1 as w1"])
+    expect(served).toEqual([])
+    expect(now.status).toBe(200)
+    expect(now.protocol).toBe(viaRpc.protocol)
+    expect(now.frames).toEqual(viaRpc.frames)
+    expect(okCount()).toBe(before + 1)
+  })
+
+  it("a call the middleware would refuse never reaches the immediate answer, and is refused as RpcServer refuses it", async () => {
+    const cases = [
+      { what: "another node's token", body: request(heartbeat("w1")), token: tokens.w2, tag: "Forbidden" },
+      { what: "a human admin's token", body: request(heartbeat("w1")), token: tokens.alice, tag: "Forbidden" },
+      { what: "no token", body: request(heartbeat("w1")), token: undefined, tag: "Unauthorized" },
+      { what: "a token that is not in the file", body: request(heartbeat("w1")), token: "mcp_not-a-real-token", tag: "Unauthorized" },
+      { what: "a field the RPC does not declare", body: request(heartbeat("w1", { sneaky: 1 })), token: tokens.w1, tag: "UnknownFields" }
+    ]
+    for (const c of cases) {
+      const viaRpc = await post(c.body, c.token === undefined ? {} : { token: c.token })
+      askedNow.length = 0
+      served.length = 0
+      const now = await post(c.body, { ...(c.token === undefined ? {} : { token: c.token }), tag: "Heartbeat", path: "/control-now" })
+      expect({ what: c.what, asked: askedNow, served }).toEqual({ what: c.what, asked: [], served: [] })
+      expect({ what: c.what, frames: now.frames }).toEqual({ what: c.what, frames: viaRpc.frames })
+      expect(JSON.stringify(now.frames)).toContain(`"_tag":"${c.tag}"`)
+    }
+  })
+
+  it("a heartbeat the immediate answer leaves is the handler's; one it crashes on is the call's defect", async () => {
+    askedNow.length = 0
+    served.length = 0
+    const later = await post(request(heartbeat("later")), { token: tokens.later, tag: "Heartbeat", path: "/control-now" })
+    expect(askedNow).toEqual(["later as later"])
+    expect(served).toEqual(["direct"])
+    expect(later.frames).toEqual([{ _tag: "Exit", requestId: "7", exit: { _tag: "Success", value: { known: true, heartbeatIntervalMs: 1234 } } }])
+
+    served.length = 0
+    const boom = await post(request(heartbeat("boom")), { token: tokens.boom, tag: "Heartbeat", path: "/control-now" })
+    expect(served).toEqual([])
+    expect(boom.frames).toEqual([{ _tag: "Exit", requestId: "7", exit: { _tag: "Failure", cause: { _tag: "Die", defect: expect.objectContaining({ message: "the immediate answer crashed" }) } } }])
   })
 })

@@ -199,3 +199,32 @@ describe("TokenFileAuthenticator", () => {
       expect(yield* knows(auth, token)).toBe(true)
     }).pipe(Effect.provide(NodeFileSystem.layer)))
 })
+
+describe("TokenFileAuthenticator, answering at once (authenticateNow)", () => {
+  it.scoped("knows a token at once only within a second of its last look at a usable file; otherwise leaves it to authenticate", () =>
+    Effect.gen(function* () {
+      const path = yield* tempFile
+      const alice = yield* TokenFile.createToken(path, { name: "alice", kind: "human", role: "admin" })
+      const soon = yield* TokenFile.createToken(path, { name: "soon", kind: "human", role: "user", expiresInDays: 1 })
+      const auth = yield* authenticator(path)
+      expect(auth.authenticateNow?.(alice)?.name).toBe("alice")
+      expect(auth.authenticateNow?.(soon)?.name).toBe("soon")
+      expect(auth.authenticateNow?.(Redacted.make("mcp_not-a-real-token"))).toBeUndefined()
+
+      // A second after the last look, the file is due for another: nothing is known at once.
+      yield* TestClock.adjust("1 second")
+      expect(auth.authenticateNow?.(alice)).toBeUndefined()
+      expect(yield* knows(auth, alice)).toBe(true) // authenticate looked
+      expect(auth.authenticateNow?.(alice)?.name).toBe("alice")
+      yield* TestClock.adjust("1 day")
+      expect(yield* knows(auth, soon)).toBe(false) // expired, and the file was looked at
+      expect(auth.authenticateNow?.(soon)).toBeUndefined()
+      expect(auth.authenticateNow?.(alice)?.name).toBe("alice")
+
+      // A file made too open refuses every token: after the look that finds it, none is known at once.
+      yield* Effect.promise(() => fs.chmod(path, 0o644))
+      yield* TestClock.adjust("1 second")
+      expect(yield* knows(auth, alice)).toBe(false)
+      expect(auth.authenticateNow?.(alice)).toBeUndefined()
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
+})

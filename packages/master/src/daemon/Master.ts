@@ -27,6 +27,7 @@ import * as Dashboard from "../dashboard/Dashboard.js"
 import { EdgeReconciler } from "../edge/EdgeReconciler.js"
 import * as EdgeResolver from "../edge/EdgeResolver.js"
 import * as FleetCalls from "../fleet/FleetCalls.js"
+import * as Control from "./handlers/Control.js"
 import * as MasterHandlers from "./MasterHandlers.js"
 import * as MasterMetrics from "./MasterMetrics.js"
 import { ServiceCoordinators } from "../services/ServiceCoordinators.js"
@@ -170,7 +171,12 @@ export const layer = (config: MasterConfig) => {
   )
   const authenticator = Daemon.layerAuthenticator(config.auth)
   // Mutating calls are recorded in the master's event log (the audit trail, `mcp events`).
-  const auth = AuthMiddleware.layerServer({ guestMayRead: true }).pipe(Layer.provide(authenticator), Layer.provide(layerAuditLog))
+  const access: AuthMiddleware.AccessPolicy = { guestMayRead: true }
+  const auth = Layer.merge(
+    AuthMiddleware.layerServer(access).pipe(Layer.provide(layerAuditLog)),
+    // The same checks, answered at once for heartbeats (DirectCall.routeImmediate).
+    AuthMiddleware.layerAdmission(access)
+  ).pipe(Layer.provide(authenticator))
   // The web dashboard under /ui (none with [dashboard] enabled = false).
   const dashboard = config.dashboard.enabled
     ? Dashboard.layer({ fanoutTimeout: config.fanout_timeout, version: VERSION }, { sampleInterval: config.dashboard.sample_interval, sessionTtl: config.dashboard.session_ttl }).pipe(
@@ -188,8 +194,12 @@ export const layer = (config: MasterConfig) => {
       Transport.route("/master", MasterRpcs),
       Transport.route("/control", ControlRpcs),
       // The calls every node makes, so as many as the fleet is large: answered without RpcServer's
-      // per-request machinery (the same schemas, middleware and handlers).
-      DirectCall.route("/control", ControlRpcs, "Heartbeat"),
+      // per-request machinery (the same schemas, middleware and handlers). A heartbeat that only
+      // steps its node's supervisor is answered without a fiber, unless spans are exported
+      // ([tracing]): the fiber path gives each call its span.
+      config.tracing === undefined
+        ? DirectCall.routeImmediate("/control", ControlRpcs, "Heartbeat", Control.immediateHeartbeat)
+        : DirectCall.route("/control", ControlRpcs, "Heartbeat"),
       DirectCall.route("/control", ControlRpcs, "Register"),
       Exposition.route,
       Effect.map(Dashboard.Dashboard, (d) => d.routes)

@@ -268,6 +268,11 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
             return known.placed
           })
         }),
+      /**
+       * Whether every one of `services` is placed, answered without a query from what lookups
+       * read before: false when one is not placed or not known yet (placedAmong then reads it).
+       */
+      allPlacedNow: (services: ReadonlyArray<string>): boolean => placedCache.allPlaced(services),
       place: (service: string, node: string) =>
         placedCache.writing(sql`INSERT INTO placements (service, node, placed_at) VALUES (${service}, ${node}, ${now()})
           ON CONFLICT (service) DO UPDATE SET node = excluded.node, placed_at = excluded.placed_at`.pipe(Effect.asVoid)),
@@ -318,6 +323,8 @@ const makePlacedCache = () => {
   }
   return {
     generation: () => generation,
+    /** Whether every one of `services` is known placed (false also when one is not known yet). */
+    allPlaced: (services: ReadonlyArray<string>) => services.every((service) => placed.get(service) === true),
     lookup: (services: ReadonlyArray<string>) => {
       const found = new Set<string>()
       const missing: Array<string> = []

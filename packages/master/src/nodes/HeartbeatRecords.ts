@@ -30,12 +30,15 @@ export class HeartbeatRecords extends Effect.Service<HeartbeatRecords>()("@mcp/m
     // What came in the last second is written on the way out.
     yield* Effect.addFinalizer(() => flush)
 
+    /** Keeps `node`'s latest resources, received at `at` (clock millis), for the next write. */
+    const recordAt = (node: string, resources: Node.Resources, at: number): void => {
+      pending.set(node, { name: node, resources, at: new Date(at) })
+    }
     return {
       /** Keeps `node`'s latest resources, for the next write. */
       record: (node: string, resources: Node.Resources): Effect.Effect<void> =>
-        Effect.map(Clock.currentTimeMillis, (now) => {
-          pending.set(node, { name: node, resources, at: new Date(now) })
-        }),
+        Effect.map(Clock.currentTimeMillis, (now) => recordAt(node, resources, now)),
+      recordAt,
       /** Writes what is pending now (tests, and before reading what was written). */
       flush
     } as const

@@ -3,7 +3,7 @@
  * the node's heartbeat timer, drives `Health.stepHealth` and carries out its probes and transitions.
  */
 import { HeartbeatCadence, Health, type Operations, PhiAccrual } from "@mcp/domain"
-import { Cause, Clock, Context, Duration, Effect, Either, Fiber, FiberMap, Metric, Option, Random, Ref, SynchronizedRef } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Either, Fiber, FiberMap, Metric, Option, Random } from "effect"
 import * as DeadlineTimer from "./DeadlineTimer.js"
 
 type HealthStatus = Health.HealthStatus
@@ -104,8 +104,8 @@ export interface NodeHealthEntry extends NodeHealth {
 // Internals
 
 /**
- * What the node fiber is woken for. A heartbeat steps the node's record itself (in one atomic
- * Ref.modify, as the fiber steps deadlines and probe results), and wakes the fiber only when
+ * What the node fiber is woken for. A heartbeat steps the node's record itself (in one
+ * synchronous step, as the fiber steps deadlines and probe results), and wakes the fiber only when
  * there is something to carry out: a transition to record. A healthy node's heartbeat, nearly
  * all of them, wakes nothing.
  */
@@ -146,7 +146,12 @@ interface NodeRecord {
  */
 interface Cell {
   readonly node: string
-  readonly record: Ref.Ref<NodeRecord>
+  /**
+   * Read and replaced only in synchronous steps (nothing yields between reading it and writing
+   * the next one), so a heartbeat and the node fiber never interleave within a step; a plain
+   * field rather than a Ref so that a heartbeat can be stepped without running an effect.
+   */
+  record: NodeRecord
   /** The node's heartbeat counter, tagged once rather than on every heartbeat. */
   readonly received: Metric.Metric.Counter<number>
   /** Mail not yet taken by the node fiber, oldest first. */
@@ -159,6 +164,13 @@ interface Cell {
   probe: Fiber.RuntimeFiber<void> | undefined
   /** Unwatched: its timer entries fall away and nothing is posted to it any more. */
   gone: boolean
+}
+
+/** Replaces the cell's record with what `f` makes of it, in one synchronous step; returns what `f` says besides. */
+const step = <A>(cell: Cell, f: (r: NodeRecord) => readonly [A, NodeRecord]): A => {
+  const [result, next] = f(cell.record)
+  cell.record = next
+  return result
 }
 
 /** Hands `mail` to the node fiber, waking it if it waits. */
@@ -258,7 +270,8 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
     // changed in place under that guard: copying it for each node registered made registering N
     // nodes cost N^2 (50 million entries copied for 10,000). Readers take what they need from it
     // at once (a cell, or the entries), never holding it across a yield.
-    const cells = yield* SynchronizedRef.make(new Map<string, Cell>())
+    const cells = new Map<string, Cell>()
+    const guard = yield* Effect.makeSemaphore(1)
 
     // Every node's deadline is an entry of one timer (DeadlineTimer.ts). A heartbeat moves the
     // deadline later without touching the timer: when the entry falls due, it is set again for the
@@ -268,7 +281,7 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
       Effect.gen(function* () {
         if (cell.gone || at !== cell.armedFor) return // unwatched, or an earlier entry took over
         cell.armedFor = Infinity
-        const { deadlineAt } = yield* Ref.get(cell.record)
+        const { deadlineAt } = cell.record
         if (deadlineAt > at) return arm(cell, deadlineAt)
         post(cell, { _tag: "Deadline", at })
       })
@@ -312,7 +325,7 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
 
     const launchProbe = (cell: Cell) =>
       Effect.gen(function* () {
-        const { addresses } = yield* Ref.get(cell.record)
+        const { addresses } = cell.record
         cell.probe = yield* probeAll(cell.node, addresses).pipe(
           Effect.map((done) => post(cell, done)),
           Effect.annotateLogs({ node: cell.node }),
@@ -323,11 +336,11 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
     // Head first, dropped only once recorded: a crash mid-way leaves the rest for the next life.
     const recordPending = (cell: Cell): Effect.Effect<void> =>
       Effect.gen(function* () {
-        const { pending } = yield* Ref.get(cell.record)
+        const { pending } = cell.record
         const next = pending[0]
         if (next === undefined) return
         yield* sink.record({ node: cell.node, ...next }).pipe(Effect.annotateLogs({ node: cell.node }))
-        yield* Ref.update(cell.record, (r) => ({ ...r, pending: r.pending.slice(1) }))
+        cell.record = { ...cell.record, pending: cell.record.pending.slice(1) }
         yield* recordPending(cell)
       })
 
@@ -346,7 +359,7 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
           case "Deadline": {
             const at = yield* Clock.currentTimeMillis
             // Judged in the same atomic step as the miss, so a heartbeat cannot slip in between.
-            const actions = yield* Ref.modify(cell.record, (r): readonly [ReadonlyArray<Health.HealthAction> | undefined, NodeRecord] => {
+            const actions = step(cell, (r): readonly [ReadonlyArray<Health.HealthAction> | undefined, NodeRecord] => {
               if (r.deadlineAt !== mail.at) return [undefined, r] // heartbeats moved the deadline: wait for that one
               const event = r.suspicionArmed && config.phi !== undefined
                 ? Health.HealthEvent.Suspected({ reason: suspicionReason(r, mail.at, config.phi.threshold) })
@@ -354,14 +367,14 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
               return stepRecord(r, event, policy, at, { deadlineAt: r.deadlineAt + r.intervalMs, suspicionArmed: false })
             })
             // The timer is set again before any (possibly slow) sink call, so deadlines stay on time.
-            arm(cell, (yield* Ref.get(cell.record)).deadlineAt)
+            arm(cell, cell.record.deadlineAt)
             if (actions === undefined) return
             return yield* carryOut(cell, actions)
           }
           case "ProbeDone": {
             cell.probe = undefined
             const at = yield* Clock.currentTimeMillis
-            const actions = yield* Ref.modify(cell.record, (r) =>
+            const actions = step(cell, (r) =>
               stepRecord(r, mail.event, policy, at, { lastProbe: mail.outcome, lastError: mail.outcome.ok ? r.lastError : mail.outcome.reason }))
             return yield* carryOut(cell, actions)
           }
@@ -376,7 +389,7 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
       Effect.zipRight(
         Effect.gen(function* () {
           // Resume: record what the previous life decided but did not record, re-send a probe it lost.
-          const start = yield* Ref.updateAndGet(cell.record, (r) => ({ ...r, phase: "running" as const }))
+          const start = cell.record = { ...cell.record, phase: "running" as const }
           arm(cell, start.deadlineAt)
           yield* recordPending(cell)
           if (start.health.probing) yield* launchProbe(cell)
@@ -396,30 +409,30 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
           cell.probe = undefined
           if (probe !== undefined) yield* Fiber.interrupt(probe)
           yield* Effect.logError("node supervisor crashed; restarting", Cause.die(defect)).pipe(Effect.annotateLogs({ node: cell.node }))
-          const { restarts } = yield* Ref.updateAndGet(cell.record, (r) => ({
-            ...r,
-            restarts: r.restarts + 1,
+          const { restarts } = cell.record = {
+            ...cell.record,
+            restarts: cell.record.restarts + 1,
             lastError: `supervisor crashed: ${describeDefect(defect)}`,
             phase: "restarting" as const
-          }))
+          }
           yield* Effect.sleep(Duration.millis(restartDelayMs(restarts, yield* Random.next)))
           return yield* supervise(cell)
         }))
 
     const watch = (node: string, addresses: ReadonlyArray<string>, initial?: HealthStatus): Effect.Effect<void> =>
-      SynchronizedRef.updateEffect(cells, (current) =>
+      guard.withPermits(1)(
         Effect.gen(function* () {
-          const existing = current.get(node)
+          const existing = cells.get(node)
           if (existing !== undefined) {
-            yield* Ref.update(existing.record, (r) => ({ ...r, addresses }))
+            existing.record = { ...existing.record, addresses }
             yield* Effect.sync(() => runNode(node, supervise(existing), { onlyIfMissing: true }))
-            return current
+            return
           }
           const now = yield* Clock.currentTimeMillis
           const cell: Cell = {
             node,
             received: Metric.tagged(heartbeatsReceived, "node", node),
-            record: yield* Ref.make<NodeRecord>({
+            record: {
               health: { ...Health.initialHealth, status: initial ?? Health.initialHealth.status },
               addresses,
               deadlineAt: now + interval,
@@ -432,7 +445,7 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
               restarts: 0,
               lastError: undefined,
               phase: "starting"
-            }),
+            },
             mail: [],
             waiting: undefined,
             armedFor: Infinity,
@@ -440,49 +453,51 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
             gone: false
           }
           yield* Effect.sync(() => runNode(node, supervise(cell), { onlyIfMissing: true }))
-          return current.set(node, cell)
+          cells.set(node, cell)
         })
       )
 
     const cadence = config.maxRate === undefined ? undefined : { minIntervalMs: interval, maxRate: config.maxRate, jitter: CADENCE_JITTER }
     /** The interval a node is given now, with `nodes` watched; its first is drawn over a whole interval (HeartbeatCadence). */
-    const nextInterval = (nodes: number, first: boolean): Effect.Effect<number> =>
-      cadence === undefined
-        ? Effect.succeed(interval)
-        : Effect.map(Random.next, (r) => (first ? HeartbeatCadence.firstIntervalMs : HeartbeatCadence.nextIntervalMs)(cadence, nodes, r))
+    const nextInterval = (nodes: number, first: boolean, random: number): number =>
+      cadence === undefined ? interval : (first ? HeartbeatCadence.firstIntervalMs : HeartbeatCadence.nextIntervalMs)(cadence, nodes, random)
+
+    /**
+     * A heartbeat from `node` at `at` (clock millis), `random` in [0, 1) drawn for its interval's
+     * jitter: the interval it is given until the next one, or undefined when it is not watched.
+     * Synchronous, for the master's immediate heartbeat path (Control.ts); `heartbeat` is the same
+     * step with the time and the draw taken from the fiber's Clock and Random.
+     */
+    const heartbeatAt = (node: string, at: number, random: number): number | undefined => {
+      const cell = cells.get(node)
+      if (cell === undefined) return undefined
+      const intervalMs = nextInterval(cells.size, cell.record.lastHeartbeat === undefined, random)
+      cell.received.unsafeUpdate(1, [])
+      // Stepped here rather than in the node fiber: waking that fiber for every heartbeat was
+      // most of a heartbeat's cost. It is woken when there is something for it to do.
+      const [transitions, deadlineAt] = step(cell, (r) => {
+        const [actions, next] = stepRecord(r, Health.HealthEvent.HeartbeatReceived(), policy, at, heartbeatPatch(r, at, intervalMs, config.phi?.threshold))
+        return [[actions.length > 0, next.deadlineAt] as const, next]
+      })
+      // A deadline moved earlier (phi) gets its timer entry here; a later one waits for the entry it has.
+      arm(cell, deadlineAt)
+      if (transitions) post(cell, { _tag: "HeartbeatStepped" })
+      return intervalMs
+    }
 
     /** A heartbeat from `node`: the interval it is given until the next one, or None when it is not watched. */
     const heartbeat = (node: string): Effect.Effect<Option.Option<number>> =>
-      Effect.gen(function* () {
-        const all = yield* SynchronizedRef.get(cells)
-        const cell = all.get(node)
-        if (cell === undefined) return Option.none()
-        const at = yield* Clock.currentTimeMillis
-        const first = (yield* Ref.get(cell.record)).lastHeartbeat === undefined
-        const intervalMs = yield* nextInterval(all.size, first)
-        yield* Metric.increment(cell.received)
-        // Stepped here rather than in the node fiber: waking that fiber for every heartbeat was
-        // most of a heartbeat's cost. It is woken when there is something for it to do.
-        const [transitions, deadlineAt] = yield* Ref.modify(cell.record, (r) => {
-          const [actions, next] = stepRecord(r, Health.HealthEvent.HeartbeatReceived(), policy, at, heartbeatPatch(r, at, intervalMs, config.phi?.threshold))
-          return [[actions.length > 0, next.deadlineAt] as const, next]
-        })
-        // A deadline moved earlier (phi) gets its timer entry here; a later one waits for the entry it has.
-        arm(cell, deadlineAt)
-        if (transitions) post(cell, { _tag: "HeartbeatStepped" })
-        return Option.some(intervalMs)
-      })
+      Effect.zipWith(Clock.currentTimeMillis, Random.next, (at, random) => Option.fromNullable(heartbeatAt(node, at, random)))
 
     const unwatch = (node: string): Effect.Effect<void> =>
-      SynchronizedRef.updateEffect(cells, (current) =>
+      guard.withPermits(1)(
         Effect.gen(function* () {
           yield* FiberMap.remove(fibers, node)
-          const cell = current.get(node)
-          if (cell === undefined) return current
+          const cell = cells.get(node)
+          if (cell === undefined) return
           cell.gone = true
           cell.mail.length = 0
-          current.delete(node)
-          return current
+          cells.delete(node)
         })
       )
 
@@ -495,17 +510,12 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
       deadline: new Date(r.deadlineAt)
     })
 
-    const records = Effect.gen(function* () {
-      const entries = [...(yield* SynchronizedRef.get(cells))].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      return yield* Effect.forEach(entries, ([node, cell]) => Ref.get(cell.record).pipe(Effect.map((record) => ({ node, record }))))
-    })
+    const records = Effect.sync(() =>
+      [...cells].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([node, cell]) => ({ node, record: cell.record }))
+    )
 
     const health = (node: string): Effect.Effect<Option.Option<NodeHealth>> =>
-      Effect.gen(function* () {
-        const cell = (yield* SynchronizedRef.get(cells)).get(node)
-        if (cell === undefined) return Option.none()
-        return Option.some(view(yield* Ref.get(cell.record)))
-      })
+      Effect.sync(() => Option.map(Option.fromNullable(cells.get(node)), (cell) => view(cell.record)))
 
     const snapshot: Effect.Effect<ReadonlyArray<NodeHealthEntry>> = Effect.map(records, (all) =>
       all.map(({ node, record }) => ({ node, ...view(record) }))
@@ -537,6 +547,6 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
       }
     })
 
-    return { watch, heartbeat, unwatch, health, snapshot, tree } as const
+    return { watch, heartbeat, heartbeatAt, unwatch, health, snapshot, tree } as const
   })
 }) {}

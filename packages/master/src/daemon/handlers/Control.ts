@@ -11,7 +11,10 @@
 import * as AuthMiddleware from "@mcp/rpc/AuthMiddleware"
 import * as Failures from "@mcp/rpc/Failures"
 import * as Principal from "@mcp/rpc/Principal"
-import { Clock, Duration, Effect, Option } from "effect"
+import type * as DirectCall from "@mcp/rpc/DirectCall"
+import type { ControlRpcs } from "@mcp/rpc/Contracts"
+import type { Rpc, RpcGroup } from "@effect/rpc"
+import { Clock, Duration, Effect, Either, Option } from "effect"
 import { MasterDb } from "../../db/MasterDb.js"
 import { HeartbeatRecords } from "../../nodes/HeartbeatRecords.js"
 import { NodeSupervisors } from "../../nodes/NodeSupervisors.js"
@@ -95,3 +98,31 @@ export const handlers = (settings: Pick<MasterSettings, "heartbeatInterval" | "m
     } satisfies SomeControlHandlers
   })
 }
+
+type HeartbeatRpc = Rpc.ExtractTag<RpcGroup.Rpcs<typeof ControlRpcs>, "Heartbeat">
+
+/**
+ * A heartbeat answered at once (DirectCall.routeImmediate), without a fiber: when every service
+ * it reports is known placed, all it does is step its node's supervisor and keep its resources,
+ * which need no effect. The node identity is checked again here, as `asNode` does. A heartbeat
+ * that would teach a placement, or one whose services are not known placed yet, gets undefined
+ * and goes to the Heartbeat handler above (which does the same first, then the database's part).
+ */
+export const immediateHeartbeat: Effect.Effect<DirectCall.Immediate<Rpc.Payload<HeartbeatRpc>, Rpc.Success<HeartbeatRpc>>, never, MasterDb | NodeSupervisors | HeartbeatRecords> =
+  Effect.gen(function* () {
+    const db = yield* MasterDb
+    const supervisors = yield* NodeSupervisors
+    const records = yield* HeartbeatRecords
+    // The clock this was built with, as the handler's Clock.currentTimeMillis; the draw for the
+    // interval's jitter needs no seed.
+    const clock = yield* Effect.clock
+    return ({ node, resources, services }, principal) => {
+      if (Either.isLeft(AuthMiddleware.authorize(principal, "node", "Heartbeat", { guestMayRead: false }, node))) return undefined
+      if (!db.allPlacedNow(services.map((s) => s.service))) return undefined
+      const now = clock.unsafeCurrentTimeMillis()
+      const given = supervisors.heartbeatAt(node, now, Math.random())
+      if (given === undefined) return { known: false }
+      records.recordAt(node, resources, now)
+      return { known: true, heartbeatIntervalMs: given }
+    }
+  })
