@@ -59,6 +59,23 @@ describe("HeartbeatRecords: heartbeats written in batches", () => {
       expect((yield* db.placedAmong([])).size).toBe(0)
     }))
 
+  it.scoped("a write forgets only what was known of its own service: placing one learnt from a heartbeat leaves the rest known", () =>
+    Effect.gen(function* () {
+      const { db } = yield* harness
+      yield* db.place("web", "n1")
+      yield* db.place("cart", "n1")
+      expect(db.allPlacedNow(["web", "cart"])).toBe(false) // not looked up yet
+      yield* db.placedAmong(["web", "cart", "shop"])
+      expect(db.allPlacedNow(["web", "cart"])).toBe(true)
+      yield* db.place("shop", "n2")
+      expect(db.allPlacedNow(["web", "cart"])).toBe(true)
+      expect(db.allPlacedNow(["shop"])).toBe(false) // its own entry is forgotten, and read again
+      yield* db.unplace("web")
+      expect(db.allPlacedNow(["cart"])).toBe(true)
+      expect(db.allPlacedNow(["web"])).toBe(false)
+      expect([...(yield* db.placedAmong(["web", "cart", "shop"]))].sort()).toEqual(["cart", "shop"])
+    }))
+
   it.effect.prop(
     "placedAmong, answered from what it read before, always agrees with the table: through places, unplaces and writes rolled back",
     [fc.array(
@@ -83,7 +100,11 @@ describe("HeartbeatRecords: heartbeats written in batches", () => {
           } else {
             const asked = o.services.map(svc)
             const table = new Set((yield* db.placements).map((p) => p.service))
+            // Known placed at once (the immediate heartbeat path) only when the table says so.
+            if (db.allPlacedNow(asked)) expect(asked.filter((s) => !table.has(s))).toEqual([])
             expect([...(yield* db.placedAmong(asked))].sort()).toEqual(asked.filter((s) => table.has(s)).sort())
+            // Once looked up, every one is known.
+            expect(db.allPlacedNow(asked)).toBe(asked.every((s) => table.has(s)))
           }
         }
       }).pipe(Effect.scoped, Effect.orDie),
