@@ -142,6 +142,15 @@ const resources = { cpuCores: 2, load1: 0.5, memoryTotalBytes: 1e9, memoryFreeBy
 const heartbeat = (node: string, extra: object = {}) => ({ node, resources, services: [{ service: "web", running: 1, expected: 1 }], ...extra })
 const request = (payload: unknown, tag = "Heartbeat") => `${JSON.stringify({ _tag: "Request", id: "7", tag, payload, headers: [] })}\n`
 
+/** Heartbeats for w1 that the middleware refuses, each with the error's tag. */
+const refusals = () => [
+  { what: "another node's token", body: request(heartbeat("w1")), token: tokens.w2, tag: "Forbidden" },
+  { what: "a human admin's token", body: request(heartbeat("w1")), token: tokens.alice, tag: "Forbidden" },
+  { what: "no token", body: request(heartbeat("w1")), token: undefined, tag: "Unauthorized" },
+  { what: "a token that is not in the file", body: request(heartbeat("w1")), token: "mcp_not-a-real-token", tag: "Unauthorized" },
+  { what: "a field the RPC does not declare", body: request(heartbeat("w1", { sneaky: 1 })), token: tokens.w1, tag: "UnknownFields" }
+]
+
 /** The same request through both servers: the answers, and which server ran the handler. */
 const both = async (body: string, token?: string) => {
   served.length = 0
@@ -164,13 +173,7 @@ describe("a heartbeat served without RpcServer", () => {
   })
 
   it("refuses what RpcServer refuses, with the same typed errors, before the handler runs", async () => {
-    const cases = [
-      { what: "another node's token", body: request(heartbeat("w1")), token: tokens.w2, tag: "Forbidden" },
-      { what: "a human admin's token", body: request(heartbeat("w1")), token: tokens.alice, tag: "Forbidden" },
-      { what: "no token", body: request(heartbeat("w1")), token: undefined, tag: "Unauthorized" },
-      { what: "a token that is not in the file", body: request(heartbeat("w1")), token: "mcp_not-a-real-token", tag: "Unauthorized" },
-      { what: "a field the RPC does not declare", body: request(heartbeat("w1", { sneaky: 1 })), token: tokens.w1, tag: "UnknownFields" }
-    ]
+    const cases = refusals()
     for (const c of cases) {
       const { viaRpc, direct, rpcServed, directServed } = await both(c.body, c.token)
       expect({ what: c.what, served: [...rpcServed, ...directServed] }).toEqual({ what: c.what, served: [] })
@@ -268,13 +271,7 @@ describe("a heartbeat answered at once (routeImmediate)", () => {
   })
 
   it("a call the middleware would refuse never reaches the immediate answer, and is refused as RpcServer refuses it", async () => {
-    const cases = [
-      { what: "another node's token", body: request(heartbeat("w1")), token: tokens.w2, tag: "Forbidden" },
-      { what: "a human admin's token", body: request(heartbeat("w1")), token: tokens.alice, tag: "Forbidden" },
-      { what: "no token", body: request(heartbeat("w1")), token: undefined, tag: "Unauthorized" },
-      { what: "a token that is not in the file", body: request(heartbeat("w1")), token: "mcp_not-a-real-token", tag: "Unauthorized" },
-      { what: "a field the RPC does not declare", body: request(heartbeat("w1", { sneaky: 1 })), token: tokens.w1, tag: "UnknownFields" }
-    ]
+    const cases = refusals()
     for (const c of cases) {
       const viaRpc = await post(c.body, c.token === undefined ? {} : { token: c.token })
       askedNow.length = 0
