@@ -162,21 +162,19 @@ const makeAdmission = (auth: Authenticator, policy: AccessPolicy): Admission["Ty
   }
 })
 
-/** The immediate path's admissions (Admission), with the same authenticator and policy as layerServer's. */
-export const layerAdmission = (policy: AccessPolicy): Layer.Layer<Admission, never, Authenticator> =>
-  Layer.effect(Admission, Effect.map(Authenticator, (auth) => makeAdmission(auth, policy)))
 
 /**
  * The server side: needs an Authenticator, and records mutating calls in the AuditLog (whose
  * default only logs them; the daemons provide their database). A caller without a valid token
  * has no principal to record: that is counted and logged (Audit.noPrincipal), not stored.
+ * Admission, the same checks answered at once, comes with it, so the two share one policy.
  */
 export const layerServer = (
   policy: AccessPolicy,
   /** Streams one caller may hold open at once (StreamLimit.ts); refused beyond with TooBusy. */
   streams: StreamLimit.StreamLimits = {}
-): Layer.Layer<AuthMiddleware, never, Authenticator> =>
-  Layer.effect(
+): Layer.Layer<AuthMiddleware | Admission, never, Authenticator> =>
+  Layer.merge(Layer.effect(
     AuthMiddleware,
     Effect.map(Effect.all([Authenticator, Audit.AuditLog, Effect.sync(() => StreamLimit.make(streams))]), ([auth, log, limiter]) =>
       AuthMiddleware.of(({ headers, next, payload, rpc }) => {
@@ -209,7 +207,7 @@ export const layerServer = (
         ).pipe(CallMetrics.timed(CallMetrics.rpcDuration, { rpc: rpc._tag }))
       })
     )
-  )
+  ), Layer.effect(Admission, Effect.map(Authenticator, (auth) => makeAdmission(auth, policy))))
 
 /** The client side: attaches the token and this side's protocol version to every request. */
 export const layerClient = (token: Redacted.Redacted<string>) =>

@@ -70,7 +70,7 @@ describe("Admission: the middleware's checks answered at once", () => {
       const admission = yield* AuthMiddleware.Admission
       const headers = token === undefined ? Headers.empty : Headers.fromInput({ authorization: `Bearer ${token}` })
       return admission.admitNow(group.requests.get(rpc) as Rpc.AnyWithProps, headers, payload)
-    }).pipe(Effect.provide(AuthMiddleware.layerAdmission({ guestMayRead: true })), Effect.provide(Authenticator.layerMemory(new Map([["tok-w1", w1], ["tok-admin", admin]]))))
+    }).pipe(Effect.provide(AuthMiddleware.layerServer({ guestMayRead: true })), Effect.provide(Authenticator.layerMemory(new Map([["tok-w1", w1], ["tok-admin", admin]]))))
   const resources = { cpuCores: 1, load1: 0, memoryTotalBytes: 1, memoryFreeBytes: 1, diskTotalBytes: 1, diskFreeBytes: 1, containers: 0 }
   const heartbeat = (node: string, extra: object = {}) => ({ node, resources, services: [], ...extra })
 

@@ -77,9 +77,7 @@ beforeAll(async () => {
     }).pipe(Effect.provide(NodeFileSystem.layer))
   )
   ca = readFileSync(join(dir, "ca", "ca.crt"), "utf8")
-  const auth = Layer.merge(AuthMiddleware.layerServer({ guestMayRead: true }), AuthMiddleware.layerAdmission({ guestMayRead: true })).pipe(
-    Layer.provide(TokenFileAuthenticator.layer(tokenFile).pipe(Layer.provide(NodeFileSystem.layer)))
-  )
+  const auth = AuthMiddleware.layerServer({ guestMayRead: true }).pipe(Layer.provide(TokenFileAuthenticator.layer(tokenFile).pipe(Layer.provide(NodeFileSystem.layer))))
   const server = Transport.layerServer(
     {
       host: "127.0.0.1",

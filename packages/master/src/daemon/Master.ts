@@ -171,12 +171,8 @@ export const layer = (config: MasterConfig) => {
   )
   const authenticator = Daemon.layerAuthenticator(config.auth)
   // Mutating calls are recorded in the master's event log (the audit trail, `mcp events`).
-  const access: AuthMiddleware.AccessPolicy = { guestMayRead: true }
-  const auth = Layer.merge(
-    AuthMiddleware.layerServer(access).pipe(Layer.provide(layerAuditLog)),
-    // The same checks, answered at once for heartbeats (DirectCall.routeImmediate).
-    AuthMiddleware.layerAdmission(access)
-  ).pipe(Layer.provide(authenticator))
+  // With its Admission: the same checks, answered at once for heartbeats (DirectCall.routeImmediate).
+  const auth = AuthMiddleware.layerServer({ guestMayRead: true }).pipe(Layer.provide(authenticator), Layer.provide(layerAuditLog))
   // The web dashboard under /ui (none with [dashboard] enabled = false).
   const dashboard = config.dashboard.enabled
     ? Dashboard.layer({ fanoutTimeout: config.fanout_timeout, version: VERSION }, { sampleInterval: config.dashboard.sample_interval, sessionTtl: config.dashboard.session_ttl }).pipe(
