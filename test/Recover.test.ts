@@ -199,7 +199,7 @@ describe("mcp agent recover --direct over real Podman", () => {
 
     const recovered = await recoverTable()
     console.log(`recover of 3 removed containers: ${recovered.ms.toFixed(0)} ms (CLI process included)`)
-    expect(recovered.actions).toEqual({ "rec-a": "recreated", "rec-b": "recreated", "rec-c": "recreated" })
+    expect(recovered.actions, recovered.out).toEqual({ "rec-a": "recreated", "rec-b": "recreated", "rec-c": "recreated" })
     expect(recovered.out).toContain(`from ${BUSYBOX_IMAGE}`)
 
     const now = inspect(containerNames())
@@ -233,7 +233,7 @@ describe("mcp agent recover --direct over real Podman", () => {
 
     const forced = await recoverTable(["--force"])
     console.log(`recover --force of 3 running containers: ${forced.ms.toFixed(0)} ms (CLI process included)`)
-    expect(forced.actions).toEqual({ "rec-a": "recreated", "rec-b": "recreated", "rec-c": "recreated" })
+    expect(forced.actions, forced.out).toEqual({ "rec-a": "recreated", "rec-b": "recreated", "rec-c": "recreated" })
     const replaced = inspect(containerNames())
     expect([...replaced.keys()].sort()).toEqual([...SERVICES])
     for (const s of SERVICES) {
@@ -248,7 +248,7 @@ describe("mcp agent recover --direct over real Podman", () => {
     expect(await get(hostPorts.get("rec-b")!)).toMatch(/^unreachable/)
     removeAll()
     const r = await recoverTable()
-    expect(r.actions).toEqual({ "rec-a": "recreated", "rec-b": "kept", "rec-c": "recreated" })
+    expect(r.actions, r.out).toEqual({ "rec-a": "recreated", "rec-b": "kept", "rec-c": "recreated" })
     expect(r.out).toMatch(/rec-b\s+web\s+kept\s+service is stopped/)
     expect(containerNames().map((n) => n.split("-").slice(0, 2).join("-"))).toEqual(["rec-a", "rec-c"])
     expect(await get(hostPorts.get("rec-b")!)).toMatch(/^unreachable/)
@@ -269,7 +269,7 @@ describe("mcp agent recover --direct over real Podman", () => {
     // back is reported "kept"; either way recover leaves all three as deployed.
     const r = await recoverTable()
     console.log(`recover after an agent restart: ${JSON.stringify(r.actions)} in ${r.ms.toFixed(0)} ms`)
-    for (const s of SERVICES) expect(["recreated", "kept"]).toContain(r.actions[s])
+    for (const s of SERVICES) expect(["recreated", "kept"], r.out).toContain(r.actions[s])
     const now = inspect(containerNames())
     expect([...now.keys()].sort()).toEqual([...SERVICES])
     for (const s of SERVICES) expect(withoutId(now.get(s)!)).toEqual(withoutId(original.get(s)!))
