@@ -32,18 +32,64 @@ const podmanCmd = (args: ReadonlyArray<string>) => {
 const containerNames = (): Array<string> =>
   podmanCmd(["ps", "-a", "--filter", `label=mcp.node=${NODE}`, "--format", "{{.Names}}"]).trim().split("\n").filter((l) => l.length > 0).sort()
 
-/** Removes every container of this node behind the agent's back. */
-const removeAll = () => {
-  // Podman 4.3 may answer "device or resource busy" while force-removing a running container in a
-  // user namespace and finish the removal a moment later: ask again for what is still there.
-  for (let attempt = 1; ; attempt++) {
-    const names = containerNames()
-    if (names.length === 0) break
-    const r = spawnSync("podman", ["rm", "-f", ...names], { encoding: "utf8", env: podmanEnv() })
-    if (r.status === 0) continue
-    if (attempt >= 5) throw new Error(`podman rm -f ${names.join(" ")} exited ${r.status}: ${r.stderr}`)
-    spawnSync("sleep", ["1"])
+/** Whether the engine has a container of this name (asked by name: a listing can miss one mid-removal). */
+const exists = (name: string): boolean => {
+  const r = spawnSync("podman", ["container", "exists", name], { encoding: "utf8", env: podmanEnv() })
+  if (r.status === 0) return true
+  if (r.status === 1) return false
+  throw new Error(`podman container exists ${name} exited ${r.status}: ${r.stderr}`)
+}
+
+/** A live (not zombie) process of this pid; containers' processes are children of conmon, reaped by it. */
+const alive = (pid: number): boolean => {
+  try {
+    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, "utf8"))
+  } catch {
+    return false
   }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/**
+ * Removes every container of this node behind the agent's back, as an engine that lost them would.
+ *
+ * Podman 4.3 under load can fail a forced removal ("device or resource busy"); a container it
+ * failed to remove may then be restarted by its on-failure policy, and one mid-removal can be
+ * missing from a `podman ps`. So each container is stopped first (the engine then knows a user
+ * stopped it, and its policy does not restart it), removed on its own, and looked up by name until
+ * it is gone and stays gone. A removal has also been seen to leave the container's process running
+ * (invisible to podman, holding its host port): the test made those processes, so one still alive
+ * after its container is gone is killed by pid, and said so.
+ */
+const removeAll = async () => {
+  const names = containerNames()
+  const pids = (JSON.parse(podmanCmd(["inspect", ...names])) as Array<any>)
+    .flatMap((c): Array<[number, string]> => [[c.State.Pid, `${c.Name} process`], [c.State.ConmonPid, `${c.Name} conmon`]])
+    .filter(([pid]) => typeof pid === "number" && pid > 0)
+  const failures: Array<string> = []
+  const deadline = Date.now() + 30_000
+  for (let left = names; left.length > 0; left = names.filter(exists)) {
+    if (Date.now() > deadline) throw new Error(`test premise: podman did not remove ${left.join(", ")} within 30 s: ${failures.join("; ")}`)
+    for (const name of left) {
+      spawnSync("podman", ["stop", "-t", "0", name], { encoding: "utf8", env: podmanEnv() })
+      const r = spawnSync("podman", ["rm", "-f", "-t", "0", name], { encoding: "utf8", env: podmanEnv() })
+      if (r.status !== 0) failures.push(`podman rm ${name} exited ${r.status}: ${r.stderr.trim()}`)
+    }
+    await sleep(200)
+  }
+  for (const [pid, what] of pids) {
+    const until = Date.now() + 5_000
+    while (alive(pid) && Date.now() < until) await sleep(100)
+    if (alive(pid)) {
+      failures.push(`${what} (pid ${pid}) outlived its container: killed`)
+      process.kill(pid, "SIGKILL")
+    }
+  }
+  if (failures.length > 0) console.log(`removing ${names.join(", ")}: ${failures.join("; ")}`)
+  // Still gone a moment later: nothing brought them back.
+  await sleep(500)
+  expect(names.filter(exists)).toEqual([])
   expect(containerNames()).toEqual([])
 }
 
@@ -195,7 +241,7 @@ describe("mcp agent recover --direct over real Podman", () => {
     // (A premise of this test, not a check of the agent: the behaviour is asserted below.)
     if (!BUSYBOX_IMAGE.startsWith("localhost/")) throw new Error(`test premise: ${BUSYBOX_IMAGE} must be a localhost/ image that cannot be pulled`)
     const imageBefore = imageId()
-    removeAll()
+    await removeAll()
 
     const recovered = await recoverTable()
     console.log(`recover of 3 removed containers: ${recovered.ms.toFixed(0)} ms (CLI process included)`)
@@ -246,7 +292,7 @@ describe("mcp agent recover --direct over real Podman", () => {
   it("does not start a stopped service, and recreates it on start", async () => {
     await cli(["stop", "rec-b", ...node])
     expect(await get(hostPorts.get("rec-b")!)).toMatch(/^unreachable/)
-    removeAll()
+    await removeAll()
     const r = await recoverTable()
     expect(r.actions, r.out).toEqual({ "rec-a": "recreated", "rec-b": "kept", "rec-c": "recreated" })
     expect(r.out).toMatch(/rec-b\s+web\s+kept\s+service is stopped/)
@@ -263,7 +309,7 @@ describe("mcp agent recover --direct over real Podman", () => {
   it("recovers after the agent was stopped, its containers removed and the agent started again", async () => {
     await agent!.stop()
     agent = undefined
-    removeAll()
+    await removeAll()
     agent = await LocalFleet.spawnDaemon(LocalFleet.bins.agent, configPath)
     // What the agent does at start-up is not under test here: a container it already brought
     // back is reported "kept"; either way recover leaves all three as deployed.
