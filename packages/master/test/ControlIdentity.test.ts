@@ -57,7 +57,7 @@ const harness = Effect.gen(function* () {
     RpcTest.makeClient(ControlRpcs).pipe(Effect.provide(Layer.merge(Layer.succeedContext(context), AuthMiddleware.layerClient(Redacted.make(token)))))
   const row = (name: string) => Effect.map(db.node(name), Option.map((r) => ({ role: r.info.role, addresses: r.info.addresses })))
   const messages = Effect.map(db.events(1000), (es) => es.map((e) => e.message))
-  const now = yield* immediateHeartbeat.pipe(Effect.provide(context))
+  const now = yield* immediateHeartbeat({ heartbeatInterval: Duration.seconds(1), missThreshold: 3 }).pipe(Effect.provide(context))
   return { db, sql: Context.get(context, SqlClient.SqlClient), supervisors: Context.get(context, NodeSupervisors), records: Context.get(context, HeartbeatRecords), as, row, messages, now }
 })
 
@@ -86,28 +86,32 @@ describe("/control: a node speaks only for itself", () => {
 
   it.scoped("another node's heartbeat for w1 is refused and records no placement; w1's own does", () =>
     Effect.gen(function* () {
-      const { as, db } = yield* harness
+      const { as, db, records } = yield* harness
       const w1 = yield* as("w1-token")
       yield* w1.Register({ info: info("w1", ["10.0.0.1:7443"]), resources })
 
       const error = forbidden(yield* Effect.flip((yield* as("w2-token")).Heartbeat({ node: "w1" as Names.NodeName, resources, services: shop })))
       expect(error.rule).toContain("may not speak for node w1")
+      yield* records.flush
       expect(yield* db.placements).toEqual([])
       expect(Option.getOrUndefined(yield* db.node("w1"))?.lastHeartbeat).toBeUndefined()
 
       // The same heartbeat from w1 itself is how the master learns the placement: the refusal above is the token's.
       expect(yield* w1.Heartbeat({ node: "w1" as Names.NodeName, resources, services: shop })).toEqual({ known: true, heartbeatIntervalMs: 1000 })
+      yield* records.flush
       expect((yield* db.placements).map((p) => [p.service, p.node])).toEqual([["shop", "w1"]])
     }))
 
-  it.scoped("a heartbeat learns what its node runs, in one go, except a service with a saga under way: that saga decides", () =>
+  it.scoped("a heartbeat learns what its node runs, at the next write, except a service with a saga under way: that saga decides", () =>
     Effect.gen(function* () {
-      const { as, db, messages } = yield* harness
+      const { as, db, messages, records } = yield* harness
       const w1 = yield* as("w1-token")
       yield* w1.Register({ info: info("w1", ["10.0.0.1:7443"]), resources })
       yield* db.beginSaga("s-busy", "busy", "deploy")
       const services = ["busy", "free", "shop"].map((service) => ({ service, running: 1, expected: 1 }))
       yield* w1.Heartbeat({ node: "w1" as Names.NodeName, resources, services })
+      expect(yield* db.placements).toEqual([])
+      yield* records.flush
       expect((yield* db.placements).map((p) => [p.service, p.node])).toEqual([["free", "w1"], ["shop", "w1"]])
       expect((yield* messages).filter((m) => m.startsWith("placement learned"))).toEqual(["placement learned from w1's heartbeat", "placement learned from w1's heartbeat"])
     }))
@@ -163,41 +167,42 @@ describe("a heartbeat answered at once (immediateHeartbeat)", () => {
   const principal = (token: string) => tokens.get(token)!
   const hb = (node: string, services = shop) => ({ node: node as Names.NodeName, resources, services })
 
-  it.scoped("answers a node's own heartbeat once its services are known placed, stepping its supervisor and keeping its resources", () =>
+  it.scoped("answers a node's own heartbeat, stepping its supervisor, keeping its resources and noting its services for the next write", () =>
+    Effect.gen(function* () {
+      const { as, db, messages, now, records, supervisors } = yield* harness
+      const w1 = yield* as("w1-token")
+      yield* w1.Register({ info: info("w1", ["10.0.0.1:7443"]), resources })
+      const registered = Option.getOrUndefined(yield* supervisors.health("w1"))?.lastHeartbeat
+      yield* TestClock.adjust("200 millis")
+      // "shop" is placed nowhere: the answer does not wait for the master to learn it.
+      expect(now(hb("w1"), principal("w1-token"))).toEqual({ known: true, heartbeatIntervalMs: 1000 })
+      const after = Option.getOrUndefined(yield* supervisors.health("w1"))?.lastHeartbeat
+      expect(after!.getTime()).toBe(registered!.getTime() + 200)
+      expect(yield* db.placements).toEqual([])
+      yield* records.flush
+      expect(Option.getOrUndefined(yield* db.node("w1"))?.lastHeartbeat).toBe(after!.toISOString())
+      expect((yield* db.placements).map((p) => [p.service, p.node])).toEqual([["shop", "w1"]])
+      expect((yield* messages).filter((m) => m.startsWith("placement learned"))).toEqual(["placement learned from w1's heartbeat"])
+      // Known placed now: the next heartbeats note nothing, and nothing more is learned.
+      yield* db.placedAmong(["shop"])
+      expect(now(hb("w1"), principal("w1-token"))).toEqual({ known: true, heartbeatIntervalMs: 1000 })
+      yield* records.flush
+      expect((yield* messages).filter((m) => m.startsWith("placement learned"))).toHaveLength(1)
+    }))
+
+  it.scoped("leaves to the handler a heartbeat for another node, stepping and noting nothing; says unknown of a node not watched", () =>
     Effect.gen(function* () {
       const { as, db, now, records, supervisors } = yield* harness
       const w1 = yield* as("w1-token")
       yield* w1.Register({ info: info("w1", ["10.0.0.1:7443"]), resources })
-      yield* db.place("shop", "w1")
-      // Not known placed yet (a write forgets what was known): left to the handler, nothing stepped.
-      const registered = Option.getOrUndefined(yield* supervisors.health("w1"))?.lastHeartbeat
-      yield* TestClock.adjust("100 millis")
-      expect(now(hb("w1"), principal("w1-token"))).toBeUndefined()
-      expect(Option.getOrUndefined(yield* supervisors.health("w1"))?.lastHeartbeat).toEqual(registered)
-      // The handler's heartbeat reads the placements; the next is answered at once.
-      yield* w1.Heartbeat(hb("w1"))
-      const before = Option.getOrUndefined(yield* supervisors.health("w1"))?.lastHeartbeat
-      yield* TestClock.adjust("200 millis")
-      expect(now(hb("w1"), principal("w1-token"))).toEqual({ known: true, heartbeatIntervalMs: 1000 })
-      const after = Option.getOrUndefined(yield* supervisors.health("w1"))?.lastHeartbeat
-      expect(after!.getTime()).toBe(before!.getTime() + 200)
-      yield* records.flush
-      expect(Option.getOrUndefined(yield* db.node("w1"))?.lastHeartbeat).toBe(after!.toISOString())
-    }))
-
-  it.scoped("leaves to the handler a heartbeat for another node, and one reporting a service not placed; says unknown of a node not watched", () =>
-    Effect.gen(function* () {
-      const { as, db, now, supervisors } = yield* harness
-      const w1 = yield* as("w1-token")
-      yield* w1.Register({ info: info("w1", ["10.0.0.1:7443"]), resources })
-      yield* db.place("shop", "w1")
-      yield* w1.Heartbeat(hb("w1"))
       const before = Option.getOrUndefined(yield* supervisors.health("w1"))?.lastHeartbeat
       yield* TestClock.adjust("200 millis")
       expect(now(hb("w1"), principal("w2-token"))).toBeUndefined()
       expect(now(hb("w1"), principal("alice-token"))).toBeUndefined()
-      expect(now(hb("w1", [{ service: "cart", running: 1, expected: 1 }]), principal("w1-token"))).toBeUndefined()
       expect(Option.getOrUndefined(yield* supervisors.health("w1"))?.lastHeartbeat).toEqual(before)
       expect(now(hb("w3", []), principal("w3-token"))).toEqual({ known: false })
+      expect(now(hb("w3"), principal("w3-token"))).toEqual({ known: false })
+      yield* records.flush
+      expect(yield* db.placements).toEqual([])
     }))
 })

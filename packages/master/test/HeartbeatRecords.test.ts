@@ -51,6 +51,47 @@ describe("HeartbeatRecords: heartbeats written in batches", () => {
       expect(Option.map(yield* stored("n2"), (r) => r.containers)).toEqual(Option.some(3))
     }))
 
+  it.scoped("services noted by heartbeats are learned a second later, in one write: each on the node that last reported it, not one placed already or with a saga since the note", () =>
+    Effect.gen(function* () {
+      const { db, dbContext } = yield* harness
+      const records = Context.get(yield* Layer.build(HeartbeatRecords.Default.pipe(Layer.provide(Layer.succeedContext(dbContext)))), HeartbeatRecords)
+      const report = (...services: ReadonlyArray<string>) => services.map((service) => ({ service }))
+      const placements = Effect.map(db.placements, (ps) => ps.map((p) => [p.service, p.node]).sort())
+      const learned = Effect.map(db.events(10_000), (es) => es.filter((e) => e.message.startsWith("placement learned")).length)
+      yield* db.place("elsewhere", "n2")
+      yield* db.beginSaga("s-open", "deploying", "deploy")
+      yield* db.beginSaga("s-done", "deployed", "deploy")
+      yield* db.endSaga("s-done", "committed")
+      const afterItEnded = Date.now() + 60_000
+      records.noteServices("n1", report("web", "cart", "elsewhere", "deploying", "deployed"), 0)
+      records.noteServices("n2", report("cart"), 0)
+      yield* TestClock.adjust(999)
+      yield* settle
+      expect(yield* placements).toEqual([["elsewhere", "n2"]])
+      yield* TestClock.adjust(1)
+      yield* settle
+      expect(yield* placements).toEqual([["cart", "n2"], ["elsewhere", "n2"], ["web", "n1"]])
+      expect(yield* learned).toBe(2)
+
+      // The ended saga decides only for heartbeats that may predate it; the open one always.
+      records.noteServices("n1", report("deployed", "deploying"), afterItEnded)
+      yield* records.flush
+      expect(yield* placements).toEqual([["cart", "n2"], ["deployed", "n1"], ["elsewhere", "n2"], ["web", "n1"]])
+
+      // More services than one lookup holds, in the same write.
+      const many = Array.from({ length: 1_234 }, (_, i) => `svc-${i}`)
+      records.noteServices("n2", report(...many), 0)
+      yield* records.flush
+      expect((yield* placements).length).toBe(4 + many.length)
+      expect(yield* learned).toBe(3 + many.length)
+      // All known placed now (read back in that write): noting them again notes nothing.
+      yield* db.placedAmong(many)
+      records.noteServices("n1", report(...many), 0)
+      yield* records.flush
+      expect(yield* learned).toBe(3 + many.length)
+      expect((yield* placements).filter(([, node]) => node === "n1")).toEqual([["deployed", "n1"], ["web", "n1"]])
+    }))
+
   it.scoped("placedAmong finds which of a node's services are placed, among many placements", () =>
     Effect.gen(function* () {
       const { db } = yield* harness
@@ -64,15 +105,15 @@ describe("HeartbeatRecords: heartbeats written in batches", () => {
       const { db } = yield* harness
       yield* db.place("web", "n1")
       yield* db.place("cart", "n1")
-      expect(db.allPlacedNow(["web", "cart"])).toBe(false) // not looked up yet
+      expect(["web", "cart"].every(db.placedNow)).toBe(false) // not looked up yet
       yield* db.placedAmong(["web", "cart", "shop"])
-      expect(db.allPlacedNow(["web", "cart"])).toBe(true)
+      expect(["web", "cart"].every(db.placedNow)).toBe(true)
       yield* db.place("shop", "n2")
-      expect(db.allPlacedNow(["web", "cart"])).toBe(true)
-      expect(db.allPlacedNow(["shop"])).toBe(false) // its own entry is forgotten, and read again
+      expect(["web", "cart"].every(db.placedNow)).toBe(true)
+      expect(["shop"].every(db.placedNow)).toBe(false) // its own entry is forgotten, and read again
       yield* db.unplace("web")
-      expect(db.allPlacedNow(["cart"])).toBe(true)
-      expect(db.allPlacedNow(["web"])).toBe(false)
+      expect(["cart"].every(db.placedNow)).toBe(true)
+      expect(["web"].every(db.placedNow)).toBe(false)
       expect([...(yield* db.placedAmong(["web", "cart", "shop"]))].sort()).toEqual(["cart", "shop"])
     }))
 
@@ -101,10 +142,10 @@ describe("HeartbeatRecords: heartbeats written in batches", () => {
             const asked = o.services.map(svc)
             const table = new Set((yield* db.placements).map((p) => p.service))
             // Known placed at once (the immediate heartbeat path) only when the table says so.
-            if (db.allPlacedNow(asked)) expect(asked.filter((s) => !table.has(s))).toEqual([])
+            if (asked.every(db.placedNow)) expect(asked.filter((s) => !table.has(s))).toEqual([])
             expect([...(yield* db.placedAmong(asked))].sort()).toEqual(asked.filter((s) => table.has(s)).sort())
             // Once looked up, every one is known.
-            expect(db.allPlacedNow(asked)).toBe(asked.every((s) => table.has(s)))
+            expect(asked.every(db.placedNow)).toBe(asked.every((s) => table.has(s)))
           }
         }
       }).pipe(Effect.scoped, Effect.orDie),

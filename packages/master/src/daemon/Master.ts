@@ -190,11 +190,11 @@ export const layer = (config: MasterConfig) => {
       Transport.route("/master", MasterRpcs),
       Transport.route("/control", ControlRpcs),
       // The calls every node makes, so as many as the fleet is large: answered without RpcServer's
-      // per-request machinery (the same schemas, middleware and handlers). A heartbeat that only
-      // steps its node's supervisor is answered without a fiber, unless spans are exported
-      // ([tracing]): the fiber path gives each call its span.
+      // per-request machinery (the same schemas, middleware and handlers). A heartbeat is
+      // answered without a fiber, unless spans are exported ([tracing]): the fiber path gives
+      // each call its span.
       config.tracing === undefined
-        ? DirectCall.routeImmediate("/control", ControlRpcs, "Heartbeat", Control.immediateHeartbeat)
+        ? DirectCall.routeImmediate("/control", ControlRpcs, "Heartbeat", Control.immediateHeartbeat({ heartbeatInterval: config.heartbeat.interval, missThreshold: config.heartbeat.miss_threshold }))
         : DirectCall.route("/control", ControlRpcs, "Heartbeat"),
       DirectCall.route("/control", ControlRpcs, "Register"),
       Exposition.route,

@@ -268,11 +268,8 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
             return known.placed
           })
         }),
-      /**
-       * Whether every one of `services` is placed, answered without a query from what lookups
-       * read before: false when one is not placed or not known yet (placedAmong then reads it).
-       */
-      allPlacedNow: (services: ReadonlyArray<string>): boolean => placedCache.allPlaced(services),
+      /** Whether `service` is known placed, without a query: false when it is not, or not known yet. */
+      placedNow: (service: string): boolean => placedCache.placedNow(service),
       place: (service: string, node: string) =>
         placedCache.writing(service, sql`INSERT INTO placements (service, node, placed_at) VALUES (${service}, ${node}, ${now()})
           ON CONFLICT (service) DO UPDATE SET node = excluded.node, placed_at = excluded.placed_at`.pipe(Effect.asVoid)),
@@ -325,8 +322,7 @@ const makePlacedCache = () => {
   }
   return {
     generation: () => generation,
-    /** Whether every one of `services` is known placed (false also when one is not known yet). */
-    allPlaced: (services: ReadonlyArray<string>) => services.every((service) => placed.get(service) === true),
+    placedNow: (service: string) => placed.get(service) === true,
     lookup: (services: ReadonlyArray<string>) => {
       const found = new Set<string>()
       const missing: Array<string> = []

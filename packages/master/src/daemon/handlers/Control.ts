@@ -75,24 +75,13 @@ export const handlers = (settings: Pick<MasterSettings, "heartbeatInterval" | "m
           yield* asNode("Heartbeat", node)
           const given = yield* supervisors.heartbeat(node)
           if (Option.isNone(given)) return { known: false }
-          yield* records.record(node, resources)
-          // Agents are the truth about what runs: a master that lost its database learns
-          // the placements back from heartbeats. Not for a service the master is deploying or
-          // undeploying, or just did: its saga (or the recovery of one a killed master left
-          // open) decides, and this heartbeat may predate what it did. Only the services this
-          // node reports are looked up, not every placement of the fleet.
-          const placed = yield* viaDb(db.placedAmong(services.map((s) => s.service)))
-          const unplaced = services.filter((s) => !placed.has(s.service))
-          if (unplaced.length > 0) {
-            const settledSince = new Date((yield* Clock.currentTimeMillis) - 2 * deadlineMs)
-            // One transaction (one commit) for what this heartbeat teaches, not two per service.
-            yield* viaDb(db.withTransaction(Effect.forEach(unplaced, (s) =>
-              Effect.gen(function* () {
-                if (yield* db.busySince(s.service, settledSince)) return
-                yield* db.place(s.service, node)
-                yield* db.addEvent(node, "node", s.service, `placement learned from ${node}'s heartbeat`)
-              }), { discard: true })))
-          }
+          const now = yield* Clock.currentTimeMillis
+          records.recordAt(node, resources, now)
+          // What the node runs is how a master that lost its database learns placements back:
+          // HeartbeatRecords places a service placed nowhere on the node that reports it, unless
+          // a saga of it is under way or ended since twice the longest silence the configured
+          // interval allows (the saga decides: this heartbeat may predate what it did).
+          records.noteServices(node, services, now - 2 * deadlineMs)
           return { known: true, heartbeatIntervalMs: given.value }
         })
     } satisfies SomeControlHandlers
@@ -102,27 +91,28 @@ export const handlers = (settings: Pick<MasterSettings, "heartbeatInterval" | "m
 type HeartbeatRpc = Rpc.ExtractTag<RpcGroup.Rpcs<typeof ControlRpcs>, "Heartbeat">
 
 /**
- * A heartbeat answered at once (DirectCall.routeImmediate), without a fiber: when every service
- * it reports is known placed, all it does is step its node's supervisor and keep its resources,
- * which need no effect. The node identity is checked again here, as `asNode` does. A heartbeat
- * that would teach a placement, or one whose services are not known placed yet, gets undefined
- * and goes to the Heartbeat handler above (which does the same first, then the database's part).
+ * A heartbeat answered at once (DirectCall.routeImmediate), without a fiber: all it does is step
+ * its node's supervisor and note its resources and services for HeartbeatRecords, which need no
+ * effect. The node identity is checked again here, as `asNode` does; a heartbeat that fails it gets
+ * undefined and goes to the Heartbeat handler above, which refuses it.
  */
-export const immediateHeartbeat: Effect.Effect<DirectCall.Immediate<Rpc.Payload<HeartbeatRpc>, Rpc.Success<HeartbeatRpc>>, never, MasterDb | NodeSupervisors | HeartbeatRecords> =
+export const immediateHeartbeat = (
+  settings: Pick<MasterSettings, "heartbeatInterval" | "missThreshold">
+): Effect.Effect<DirectCall.Immediate<Rpc.Payload<HeartbeatRpc>, Rpc.Success<HeartbeatRpc>>, never, NodeSupervisors | HeartbeatRecords> =>
   Effect.gen(function* () {
-    const db = yield* MasterDb
     const supervisors = yield* NodeSupervisors
     const records = yield* HeartbeatRecords
+    const deadlineMs = Duration.toMillis(settings.heartbeatInterval) * settings.missThreshold
     // The clock this was built with, as the handler's Clock.currentTimeMillis; the draw for the
     // interval's jitter needs no seed.
     const clock = yield* Effect.clock
     return ({ node, resources, services }, principal) => {
       if (Either.isLeft(AuthMiddleware.authorize(principal, "node", "Heartbeat", { guestMayRead: false }, node))) return undefined
-      if (!db.allPlacedNow(services.map((s) => s.service))) return undefined
       const now = clock.unsafeCurrentTimeMillis()
       const given = supervisors.heartbeatAt(node, now, Math.random())
       if (given === undefined) return { known: false }
       records.recordAt(node, resources, now)
+      records.noteServices(node, services, now - 2 * deadlineMs)
       return { known: true, heartbeatIntervalMs: given }
     }
   })
