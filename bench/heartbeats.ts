@@ -35,7 +35,8 @@
  * Figures only, no assertions. The load generator runs on the same machine as the master, so
  * both compete for the same cores; its own CPU is printed too.
  *
- * 4. Fan-out: `mcp ps` (a CLI process, timed with `mcp --version` as its floor) and the Ps RPC
+ * 4. Fan-out: `mcp ps` (a CLI process, timed with `mcp --version` as its floor; once the
+ *    repository's bin, once the release's executable from scripts/release.mjs) and the Ps RPC
  *    over 100 simulated agents answering 30 services each (MCP_BENCH_FANOUT_NODES and
  *    MCP_BENCH_FANOUT_SERVICES change both: with 0 services, what is left is the cost of the
  *    calls themselves, which bench/rpc-client.ts measures in process against a floor).
@@ -842,7 +843,43 @@ interface FanoutResult {
   readonly rpcWarmMs: ReadonlyArray<number>
   readonly cliMs: ReadonlyArray<number>
   readonly cliFloorMs: ReadonlyArray<number>
+  /** The same with the release's `mcp` executable, what an installed fleet runs. */
+  readonly releaseMs: ReadonlyArray<number>
+  readonly releaseFloorMs: ReadonlyArray<number>
 }
+
+/**
+ * The release's `mcp` (scripts/release.mjs, built once into a temporary directory): the CLI as
+ * installed, without the repository bin's staleness check and with its code cache.
+ */
+const releaseCli = (() => {
+  let built: string | undefined
+  return () => {
+    if (built !== undefined) return built
+    const out = mkdtempSync(join(tmpdir(), "mcp-bench-hb-release-"))
+    process.on("exit", () => rmSync(out, { recursive: true, force: true }))
+    execSync(`${JSON.stringify(process.execPath)} ${JSON.stringify(join(repo, "scripts/release.mjs"))} --out ${JSON.stringify(out)}`, { stdio: ["ignore", "ignore", "inherit"] })
+    const dir = readdirSync(out).find((d) => d.startsWith("mcp-"))
+    if (dir === undefined) throw new Error(`scripts/release.mjs wrote no mcp-* directory into ${out}`)
+    built = join(out, dir, "mcp")
+    return built
+  }
+})()
+
+/**
+ * NODE_OPTIONS for the fan-out's CLI processes only (MCP_BENCH_CLI_NODE_OPTIONS), e.g.
+ * `--cpu-prof --cpu-prof-dir=<dir>` for a profile of each `mcp ps`.
+ */
+const cliEnv: Record<string, string> = process.env["MCP_BENCH_CLI_NODE_OPTIONS"] === undefined ? {} : { NODE_OPTIONS: process.env["MCP_BENCH_CLI_NODE_OPTIONS"] }
+
+/** One run of the release's `mcp` with these arguments; rejects on a non-zero exit. */
+const runRelease = (args: ReadonlyArray<string>) =>
+  new Promise<void>((ok, fail) => {
+    const child = spawn(releaseCli(), args, { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...cliEnv } })
+    let stderr = ""
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()))
+    child.on("exit", (code) => (code === 0 ? ok() : fail(new Error(`release mcp ${args.join(" ")} exited ${code}: ${stderr}`))))
+  })
 
 const fanout = async (): Promise<FanoutResult> => {
   const names = Array.from({ length: FANOUT_NODES }, (_, i) => nodeName("fan", i))
@@ -869,13 +906,20 @@ const fanout = async (): Promise<FanoutResult> => {
     const cliMs: Array<number> = []
     const cliFloorMs: Array<number> = []
     for (let i = 0; i < 5; i++) {
-      const run = await timedMs(() => mcp(master.fleet, ["ps"]))
+      const run = await timedMs(() => mcp(master.fleet, ["ps"], cliEnv))
       if (run.a.code !== 0) throw new Error(`mcp ps exited ${run.a.code}: ${run.a.stderr}`)
       cliMs.push(run.ms)
       // The floor: the same CLI answering without the network (its start and exit).
-      cliFloorMs.push((await timedMs(() => mcp(master.fleet, ["--version"]))).ms)
+      cliFloorMs.push((await timedMs(() => mcp(master.fleet, ["--version"], cliEnv))).ms)
     }
-    return { services: cold.a.services.length, unreachable: cold.a.unreachable.length, rpcColdMs: cold.ms, rpcWarmMs, cliMs, cliFloorMs }
+    releaseCli()
+    const releaseMs: Array<number> = []
+    const releaseFloorMs: Array<number> = []
+    for (let i = 0; i < 5; i++) {
+      releaseMs.push((await timedMs(() => runRelease(["ps", "--config", master.fleet.cliConfig]))).ms)
+      releaseFloorMs.push((await timedMs(() => runRelease(["--version"]))).ms)
+    }
+    return { services: cold.a.services.length, unreachable: cold.a.unreachable.length, rpcColdMs: cold.ms, rpcWarmMs, cliMs, cliFloorMs, releaseMs, releaseFloorMs }
   } finally {
     poster.close()
     for (const close of closers) await close()
@@ -899,7 +943,7 @@ const main = async () => {
 
   if (ONLY_FANOUT) {
     const fan = await fanout()
-    console.log(`mcp ps over ${FANOUT_NODES} x ${FANOUT_SERVICES}: ${fan.cliMs.map(f0).join(", ")} ms (floor mcp --version ${fan.cliFloorMs.map(f0).join(", ")} ms); Ps RPC cold ${f0(fan.rpcColdMs)} ms, warm ${fan.rpcWarmMs.map(f0).join(", ")} ms; ${fan.services} services, ${fan.unreachable} unreachable`)
+    console.log(`mcp ps over ${FANOUT_NODES} x ${FANOUT_SERVICES}: ${fan.cliMs.map(f0).join(", ")} ms (floor mcp --version ${fan.cliFloorMs.map(f0).join(", ")} ms); release mcp ps ${fan.releaseMs.map(f0).join(", ")} ms (floor ${fan.releaseFloorMs.map(f0).join(", ")} ms); Ps RPC cold ${f0(fan.rpcColdMs)} ms, warm ${fan.rpcWarmMs.map(f0).join(", ")} ms; ${fan.services} services, ${fan.unreachable} unreachable`)
     return
   }
 
@@ -993,7 +1037,8 @@ const main = async () => {
   if (!SKIP_FANOUT) try {
     fan = await fanout()
     console.log(`  ${fan.services} services, ${fan.unreachable} nodes unreachable; Ps RPC cold ${f0(fan.rpcColdMs)} ms (new connections to every agent), warm ${fan.rpcWarmMs.map(f0).join(", ")} ms`)
-    console.log(`  mcp ps (a CLI process each): ${fan.cliMs.map(f0).join(", ")} ms; mcp --version (the floor) ${fan.cliFloorMs.map(f0).join(", ")} ms`)
+    console.log(`  mcp ps (a CLI process each, the repository's bin): ${fan.cliMs.map(f0).join(", ")} ms; mcp --version (the floor) ${fan.cliFloorMs.map(f0).join(", ")} ms`)
+    console.log(`  mcp ps (the release's executable, as installed): ${fan.releaseMs.map(f0).join(", ")} ms; mcp --version (the floor) ${fan.releaseFloorMs.map(f0).join(", ")} ms`)
   } catch (e) {
     console.log(`  fan-out failed: ${inspect(e, { depth: 4 })}`)
   }
@@ -1024,7 +1069,7 @@ const main = async () => {
   for (const row of rows) console.log("  " + row.map((c, i) => pad(c, widths[i]!)).join(" | "))
   if (fan !== undefined) {
     const median = (xs: ReadonlyArray<number>) => pct(sortNum(xs), 0.5)
-    console.log(`  mcp ps over ${FANOUT_NODES} x ${FANOUT_SERVICES}: median ${f0(median(fan.cliMs))} ms (floor mcp --version ${f0(median(fan.cliFloorMs))} ms); Ps RPC warm median ${f0(median(fan.rpcWarmMs))} ms, cold ${f0(fan.rpcColdMs)} ms`)
+    console.log(`  mcp ps over ${FANOUT_NODES} x ${FANOUT_SERVICES}: median ${f0(median(fan.cliMs))} ms (floor mcp --version ${f0(median(fan.cliFloorMs))} ms); release executable median ${f0(median(fan.releaseMs))} ms (floor ${f0(median(fan.releaseFloorMs))} ms); Ps RPC warm median ${f0(median(fan.rpcWarmMs))} ms, cold ${f0(fan.rpcColdMs)} ms`)
   }
   for (const { detector, result: d } of detections) {
     const u = d.toUnhealthy
