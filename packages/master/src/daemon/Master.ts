@@ -66,8 +66,13 @@ export const layer = (config: MasterConfig) => {
     record: (t: { node: string; from: string; to: string; reason: string; at: Date }) =>
       Effect.gen(function* () {
         yield* Effect.logInfo(`node ${t.node}: ${t.from} -> ${t.to} (${t.reason})`)
-        yield* Failures.fatal("the master database")(db.setHealth(t.node, t.to as never))
-        yield* Failures.fatal("the master database")(db.addEvent(t.node, "health", undefined, `${t.from} -> ${t.to}: ${t.reason}`))
+        // The health and its event in one transaction: one commit (one fsync) per transition, not
+        // two, and never the one without the other. A registration counts as the node's first
+        // heartbeat, so a new node's registration makes one (unknown -> healthy).
+        yield* Failures.fatal("the master database")(db.withTransaction(Effect.zipRight(
+          db.setHealth(t.node, t.to as never),
+          db.addEvent(t.node, "health", undefined, `${t.from} -> ${t.to}: ${t.reason}`)
+        )))
         // Its heartbeats resumed: the sagas it left open are asked about now.
         if (t.to === "healthy" && t.from !== "healthy") yield* wakeups.offer(undefined)
       })
