@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Names, type Node } from "@mcp/domain"
-import { Context, Effect, FastCheck as fc, Layer, Option, TestClock } from "effect"
+import { Clock, Context, Effect, FastCheck as fc, Layer, Option, TestClock } from "effect"
 import { layerSqlite, MasterDb } from "../src/db/MasterDb.js"
 import { HeartbeatRecords } from "../src/nodes/HeartbeatRecords.js"
 import { settle } from "./ClockSteps.js"
@@ -30,9 +30,9 @@ describe("HeartbeatRecords: heartbeats written in batches", () => {
     Effect.gen(function* () {
       const { dbContext, stored } = yield* harness
       const records = Context.get(yield* Layer.build(HeartbeatRecords.Default.pipe(Layer.provide(Layer.succeedContext(dbContext)))), HeartbeatRecords)
-      for (let i = 1; i <= 5; i++) yield* records.record("n1", resources(i))
+      for (let i = 1; i <= 5; i++) records.recordAt("n1", resources(i), yield* Clock.currentTimeMillis)
       yield* TestClock.adjust(400)
-      yield* records.record("n2", resources(7))
+      records.recordAt("n2", resources(7), yield* Clock.currentTimeMillis)
       yield* settle
       expect(yield* stored("n1")).toEqual(Option.some({ containers: undefined, lastHeartbeat: undefined }))
       yield* TestClock.adjust(600)
@@ -46,7 +46,7 @@ describe("HeartbeatRecords: heartbeats written in batches", () => {
       const { dbContext, stored } = yield* harness
       yield* Effect.scoped(Effect.gen(function* () {
         const records = Context.get(yield* Layer.build(HeartbeatRecords.Default.pipe(Layer.provide(Layer.succeedContext(dbContext)))), HeartbeatRecords)
-        yield* records.record("n2", resources(3))
+        records.recordAt("n2", resources(3), yield* Clock.currentTimeMillis)
       }))
       expect(Option.map(yield* stored("n2"), (r) => r.containers)).toEqual(Option.some(3))
     }))

@@ -20,7 +20,7 @@
  */
 import type { Node } from "@mcp/domain"
 import * as Failures from "@mcp/rpc/Failures"
-import { Clock, Effect } from "effect"
+import { Effect } from "effect"
 import { MasterDb } from "../db/MasterDb.js"
 
 /** How often what heartbeats noted since the last write is written. */
@@ -93,9 +93,6 @@ export class HeartbeatRecords extends Effect.Service<HeartbeatRecords>()("@mcp/m
     }
 
     return {
-      /** Keeps `node`'s latest resources, for the next write. */
-      record: (node: string, resources: Node.Resources): Effect.Effect<void> =>
-        Effect.map(Clock.currentTimeMillis, (now) => recordAt(node, resources, now)),
       recordAt,
       noteServices,
       /** Writes what is pending now (tests, and before reading what was written). */

@@ -28,7 +28,7 @@ export const handlers = (settings: Pick<MasterSettings, "heartbeatInterval" | "m
   return Effect.gen(function* () {
     const db = yield* MasterDb
     const supervisors = yield* NodeSupervisors
-    const records = yield* HeartbeatRecords
+    const keep = keepHeartbeat(yield* HeartbeatRecords, deadlineMs)
     /**
      * The caller must be `node` itself: the middleware's rule, re-checked. The middleware has
      * already refused anyone else with a typed Forbidden, so a refusal here means the handlers
@@ -75,18 +75,26 @@ export const handlers = (settings: Pick<MasterSettings, "heartbeatInterval" | "m
           yield* asNode("Heartbeat", node)
           const given = yield* supervisors.heartbeat(node)
           if (Option.isNone(given)) return { known: false }
-          const now = yield* Clock.currentTimeMillis
-          records.recordAt(node, resources, now)
-          // What the node runs is how a master that lost its database learns placements back:
-          // HeartbeatRecords places a service placed nowhere on the node that reports it, unless
-          // a saga of it is under way or ended since twice the longest silence the configured
-          // interval allows (the saga decides: this heartbeat may predate what it did).
-          records.noteServices(node, services, now - 2 * deadlineMs)
+          keep(node, resources, services, yield* Clock.currentTimeMillis)
           return { known: true, heartbeatIntervalMs: given.value }
         })
     } satisfies SomeControlHandlers
   })
 }
+
+/**
+ * What a heartbeat of a watched node, received at `now` (clock millis), leaves for HeartbeatRecords'
+ * next write: its node's resources, and the services it runs. What a node runs is how a master
+ * that lost its database learns placements back: a service placed nowhere is placed on the node
+ * that reports it, unless a saga of it is under way or ended since twice the longest silence the
+ * configured interval allows (`deadlineMs`): the saga decides, and the heartbeat may predate what
+ * it did. The handler and the immediate path below both keep a heartbeat this way.
+ */
+const keepHeartbeat = (records: HeartbeatRecords, deadlineMs: number) =>
+  (node: string, resources: Rpc.Payload<HeartbeatRpc>["resources"], services: Rpc.Payload<HeartbeatRpc>["services"], now: number): void => {
+    records.recordAt(node, resources, now)
+    records.noteServices(node, services, now - 2 * deadlineMs)
+  }
 
 type HeartbeatRpc = Rpc.ExtractTag<RpcGroup.Rpcs<typeof ControlRpcs>, "Heartbeat">
 
@@ -101,8 +109,7 @@ export const immediateHeartbeat = (
 ): Effect.Effect<DirectCall.Immediate<Rpc.Payload<HeartbeatRpc>, Rpc.Success<HeartbeatRpc>>, never, NodeSupervisors | HeartbeatRecords> =>
   Effect.gen(function* () {
     const supervisors = yield* NodeSupervisors
-    const records = yield* HeartbeatRecords
-    const deadlineMs = Duration.toMillis(settings.heartbeatInterval) * settings.missThreshold
+    const keep = keepHeartbeat(yield* HeartbeatRecords, Duration.toMillis(settings.heartbeatInterval) * settings.missThreshold)
     // The clock this was built with, as the handler's Clock.currentTimeMillis; the draw for the
     // interval's jitter needs no seed.
     const clock = yield* Effect.clock
@@ -111,8 +118,7 @@ export const immediateHeartbeat = (
       const now = clock.unsafeCurrentTimeMillis()
       const given = supervisors.heartbeatAt(node, now, Math.random())
       if (given === undefined) return { known: false }
-      records.recordAt(node, resources, now)
-      records.noteServices(node, services, now - 2 * deadlineMs)
+      keep(node, resources, services, now)
       return { known: true, heartbeatIntervalMs: given }
     }
   })
