@@ -19,6 +19,18 @@ const reference = (samples: ReadonlyArray<{ at: number; ages: ReadonlyArray<read
 }
 
 describe("the dashboard's hour of heartbeat ages", () => {
+  it("a node's age comes from its supervisor's last heartbeat, else from the stored one; a node with neither has none", () => {
+    const now = 100_000
+    const live = [
+      { node: "heard", lastHeartbeat: new Date(now - 2_500) },
+      { node: "restarted", lastHeartbeat: undefined },
+      { node: "new", lastHeartbeat: undefined },
+      { node: "ahead", lastHeartbeat: new Date(now + 1_000) }
+    ]
+    const stored = new Map([["heard", new Date(0).toISOString()], ["restarted", new Date(now - 60_000).toISOString()]])
+    expect(HeartbeatAges.agesAt(now, live, stored)).toEqual([["heard", 2.5], ["restarted", 60], ["ahead", 0]])
+  })
+
   it("keeps the window, and draws the nodes whose heartbeats were oldest", () => {
     const ages = HeartbeatAges.make(HOUR)
     ages.record(0, [["gone", 500], ["w1", 1]])

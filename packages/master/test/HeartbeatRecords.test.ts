@@ -41,6 +41,51 @@ describe("HeartbeatRecords: heartbeats written in batches", () => {
       expect(yield* stored("n2")).toEqual(Option.some({ containers: 7, lastHeartbeat: new Date(400).toISOString() }))
     }))
 
+  it.scoped("a write holds every node's latest, in statements of many rows; a node removed since its heartbeat is not written back", () =>
+    Effect.gen(function* () {
+      const { db, dbContext, stored } = yield* harness
+      const names = Array.from({ length: 1_234 }, (_, i) => `m${i}`)
+      for (const n of names) yield* db.upsertNode(info(n), "register")
+      const records = Context.get(yield* Layer.build(HeartbeatRecords.Default.pipe(Layer.provide(Layer.succeedContext(dbContext)))), HeartbeatRecords)
+      names.forEach((n, i) => records.recordAt(n, resources(i), 1_000 + i))
+      records.recordAt("n1", resources(9), 5_000)
+      records.recordAt("n2", resources(8), 5_000)
+      yield* db.removeNode("n2")
+      yield* records.flush
+      const rows = new Map((yield* db.nodes).map((r) => [r.info.name as string, r]))
+      expect(names.every((n, i) => rows.get(n)?.resources?.containers === i && rows.get(n)?.lastHeartbeat === new Date(1_000 + i).toISOString())).toBe(true)
+      expect(yield* stored("n1")).toEqual(Option.some({ containers: 9, lastHeartbeat: new Date(5_000).toISOString() }))
+      expect(yield* stored("n2")).toEqual(Option.none())
+      expect(rows.size).toBe(names.length + 1)
+      // What the dashboard reads for nodes not heard from since the start: names and times only.
+      const times = yield* db.lastHeartbeats
+      expect(times.size).toBe(names.length + 1)
+      expect([times.get("m7"), times.get("n1")]).toEqual([new Date(1_007).toISOString(), new Date(5_000).toISOString()])
+    }))
+
+  it.scoped("a large write gives the event loop back between its transactions, so heartbeats are answered during it", () =>
+    Effect.gen(function* () {
+      const { db, dbContext } = yield* harness
+      const names = Array.from({ length: 2_000 }, (_, i) => `m${i}`)
+      for (const n of names) yield* db.upsertNode(info(n), "register")
+      const records = Context.get(yield* Layer.build(HeartbeatRecords.Default.pipe(Layer.provide(Layer.succeedContext(dbContext)))), HeartbeatRecords)
+      names.forEach((n, i) => records.recordAt(n, resources(i), 1_000 + i))
+      // Turns of the loop (each would serve the I/O waiting) while the write runs: at least one
+      // between each two of its 10 transactions of 200 rows.
+      let turns = 0
+      let writing = true
+      const turn = () => {
+        if (!writing) return
+        turns++
+        setImmediate(turn)
+      }
+      setImmediate(turn)
+      yield* records.flush
+      writing = false
+      expect(turns).toBeGreaterThanOrEqual(9)
+      expect((yield* db.nodes).filter((r) => r.lastHeartbeat !== undefined).length).toBe(names.length)
+    }))
+
   it.scoped("what is pending when the master stops is written on the way out", () =>
     Effect.gen(function* () {
       const { dbContext, stored } = yield* harness
@@ -73,8 +118,12 @@ describe("HeartbeatRecords: heartbeats written in batches", () => {
       expect(yield* placements).toEqual([["cart", "n2"], ["elsewhere", "n2"], ["web", "n1"]])
       expect(yield* learned).toBe(2)
 
-      // The ended saga decides only for heartbeats that may predate it; the open one always.
+      // The ended saga decides only for heartbeats that may predate it; the open one always. Each
+      // service is held to its own note's time, in the same write.
+      yield* db.beginSaga("s-done-too", "deployed-too", "deploy")
+      yield* db.endSaga("s-done-too", "committed")
       records.noteServices("n1", report("deployed", "deploying"), afterItEnded)
+      records.noteServices("n1", report("deployed-too"), 0)
       yield* records.flush
       expect(yield* placements).toEqual([["cart", "n2"], ["deployed", "n1"], ["elsewhere", "n2"], ["web", "n1"]])
 
@@ -118,12 +167,13 @@ describe("HeartbeatRecords: heartbeats written in batches", () => {
     }))
 
   it.effect.prop(
-    "placedAmong, answered from what it read before, always agrees with the table: through places, unplaces and writes rolled back",
+    "placedAmong, answered from what it read before, always agrees with the table: through places (one or many at once), unplaces and writes rolled back",
     [fc.array(
       fc.oneof(
         fc.record({ op: fc.constant("place" as const), service: fc.integer({ min: 0, max: 5 }) }),
         fc.record({ op: fc.constant("unplace" as const), service: fc.integer({ min: 0, max: 5 }) }),
         fc.record({ op: fc.constant("rolledBack" as const), service: fc.integer({ min: 0, max: 5 }) }),
+        fc.record({ op: fc.constant("placeAll" as const), services: fc.uniqueArray(fc.integer({ min: 0, max: 5 }), { maxLength: 4 }) }),
         fc.record({ op: fc.constant("ask" as const), services: fc.uniqueArray(fc.integer({ min: 0, max: 5 }), { maxLength: 4 }) })
       ),
       { maxLength: 40 }
@@ -135,6 +185,7 @@ describe("HeartbeatRecords: heartbeats written in batches", () => {
         for (const o of ops) {
           if (o.op === "place") yield* db.place(svc(o.service), "n1")
           else if (o.op === "unplace") yield* db.unplace(svc(o.service))
+          else if (o.op === "placeAll") yield* db.placeAll(o.services.map((i) => ({ service: svc(i), node: "n2" })))
           else if (o.op === "rolledBack") {
             // A write inside a transaction that fails: the table is as before, and so must the answers be.
             yield* Effect.either(db.withTransaction(Effect.zipRight(db.place(svc(o.service), "n2"), Effect.fail("undone" as const))))

@@ -60,6 +60,11 @@ export const make = <A, I extends Readonly<Record<string, unknown>>>(Columns: Sc
       Request: Schema.Struct({ at: Schema.String, event: Columns }),
       execute: ({ at, event }) => sql`INSERT INTO events ${sql.insert({ ...event, at })}`
     })
+    // Many events in one statement, at one time (the master learning hundreds of placements at once).
+    const insertAll = SqlRows.write("events", {
+      Request: Schema.Struct({ at: Schema.String, events: Schema.Array(Columns) }),
+      execute: ({ at, events }) => sql`INSERT INTO events ${sql.insert(events.map((event) => ({ ...event, at })))}`
+    })
     // The newest `limit` after `afterId` that pass the filter, in the order written.
     const page = SqlRows.findAll("events", {
       Request: Schema.Struct({
@@ -82,6 +87,9 @@ export const make = <A, I extends Readonly<Record<string, unknown>>>(Columns: Sc
     })
     return {
       append: (event: A): Effect.Effect<void, SqlError> => insert({ at: new Date().toISOString(), event }),
+      /** `append` for each of `events`, in one statement (keep a call under SQLite's parameter limit). */
+      appendAll: (events: ReadonlyArray<A>): Effect.Effect<void, SqlError> =>
+        events.length === 0 ? Effect.void : insertAll({ at: new Date().toISOString(), events }),
       events: (limit: number, afterId = 0, filter: EventFilter = {}) => page({ limit, afterId, kind: filter.kind, who: filter.who, service: filter.service })
     }
   })

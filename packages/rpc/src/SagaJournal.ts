@@ -40,8 +40,11 @@ export interface SagaJournal<K extends string = string> {
   readonly endSaga: (id: string, state: Exclude<SagaState, "running">, error?: string) => Effect.Effect<void, SqlError>
   readonly sagasIn: (state: SagaState) => Effect.Effect<ReadonlyArray<SagaRow<K>>, SqlError>
   readonly sagaSteps: (sagaId: string) => Effect.Effect<ReadonlyArray<SagaStepRow>, SqlError>
-  /** Whether a saga of `service` is open, or ended at or after `since`. */
-  readonly busySince: (service: string, since: Date) => Effect.Effect<boolean, SqlError>
+  /**
+   * Which of the services asked are busy: a saga of it is open, or ended at or after the `since`
+   * asked with it. One query for them all (keep each call under SQLite's parameter limit).
+   */
+  readonly busyAmong: (asked: ReadonlyArray<{ readonly service: string; readonly since: Date }>) => Effect.Effect<ReadonlySet<string>, SqlError>
 }
 
 /** The two tables, for a database that does not have them yet (the agent's registry has had them since its first migration). */
@@ -111,8 +114,19 @@ export const make = <K extends string>(Kind: Schema.Schema<K, K>) =>
         sql`UPDATE sagas SET state = ${state}, ended_at = ${now()}, error = ${error ?? null} WHERE id = ${id}`.pipe(Effect.asVoid),
       sagasIn,
       sagaSteps,
-      busySince: (service, since) =>
-        sql`SELECT 1 FROM sagas WHERE service = ${service} AND (state = 'running' OR ended_at >= ${since.toISOString()}) LIMIT 1`.pipe(Effect.map((rows) => rows.length > 0))
+      busyAmong: (asked) => {
+        if (asked.length === 0) return Effect.succeed(new Set<string>())
+        // The earliest `since` selects every saga that may matter; each service's own is then
+        // applied here (ended_at is ISO text, so it compares as the query compares it).
+        const sinceOf = new Map(asked.map((a) => [a.service, a.since.toISOString()]))
+        const earliest = [...sinceOf.values()].reduce((a, b) => (a < b ? a : b))
+        return sql<{ service: string; state: string; ended_at: string | null }>`SELECT service, state, ended_at FROM sagas
+          WHERE ${sql.in("service", [...sinceOf.keys()])} AND (state = 'running' OR ended_at >= ${earliest})`.pipe(
+          Effect.map((rows) =>
+            new Set(rows.filter((r) => r.state === "running" || (r.ended_at !== null && r.ended_at >= sinceOf.get(r.service)!)).map((r) => r.service))
+          )
+        )
+      }
     }
     return journal
   })

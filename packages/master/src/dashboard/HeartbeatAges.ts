@@ -36,6 +36,24 @@ export interface HeartbeatAges {
   readonly indexed: () => number
 }
 
+/**
+ * Each node's heartbeat age at `now` (clock millis), in seconds: from the heartbeat its supervisor
+ * last received (`live`), or for a node not heard from since the master started, from the time the
+ * database holds (`stored`, ISO text by node). A node with neither has no age yet.
+ */
+export const agesAt = (
+  now: number,
+  live: ReadonlyArray<{ readonly node: string; readonly lastHeartbeat: Date | undefined }>,
+  stored: ReadonlyMap<string, string>
+): Array<readonly [string, number]> => {
+  const ages: Array<readonly [string, number]> = []
+  for (const { lastHeartbeat, node } of live) {
+    const at = lastHeartbeat?.getTime() ?? Date.parse(stored.get(node) ?? "")
+    if (!Number.isNaN(at)) ages.push([node, Math.max(0, (now - at) / 1000)])
+  }
+  return ages
+}
+
 export const make = (windowMs: number): HeartbeatAges => {
   // A node keeps its index while some sample in the window has its age; names no sample holds
   // any more are dropped when they are most of the index (nodes replaced under new names).

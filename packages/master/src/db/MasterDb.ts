@@ -58,6 +58,11 @@ const migrations = {
     yield* sql`CREATE TABLE dns_records (name TEXT PRIMARY KEY, address TEXT NOT NULL, node TEXT NOT NULL, updated_at TEXT NOT NULL)`
     yield* sql`CREATE TABLE dns_serial (id INTEGER PRIMARY KEY CHECK (id = 1), serial INTEGER NOT NULL)`
     yield* sql`INSERT INTO dns_serial (id, serial) VALUES (1, 1)`
+  }),
+  /** Heartbeats ask which of hundreds of services have a saga (SagaJournal.busyAmong): by service, not a scan. */
+  "0007_sagas_by_service": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE INDEX sagas_service ON sagas(service)`
   })
 }
 
@@ -131,6 +136,9 @@ const EdgeRouteRecord = Schema.Struct({
   edgeNode: SqlRows.column("edge_node", Schema.String)
 })
 
+/** Rows written in one statement by the batched writes (SQLite bounds a statement's parameters). */
+const WRITE_CHUNK = 500
+
 export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb", {
   effect: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
@@ -139,6 +147,8 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
     const events = yield* EventLog.make(EventLog.NodeEvent)
 
     const nodes = SqlRows.findAll("nodes", { Request: Schema.Void, Result: NodeRow, execute: () => sql`SELECT * FROM nodes ORDER BY name` })
+    // The edge nodes are a handful among what may be thousands: read by role, not by decoding every row.
+    const nodesOfRole = SqlRows.findAll("nodes", { Request: Node.NodeRole, Result: NodeRow, execute: (role) => sql`SELECT * FROM nodes WHERE role = ${role} ORDER BY name` })
     const node = SqlRows.findOne("nodes", { Request: Schema.String, Result: NodeRow, execute: (name) => sql`SELECT * FROM nodes WHERE name = ${name}` })
     // A node's resources and address, once known, outlive a write that lacks them.
     const upsertNode = SqlRows.write("nodes", {
@@ -150,9 +160,18 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
             version = excluded.version, resources = COALESCE(excluded.resources, nodes.resources),
             node_address = COALESCE(excluded.node_address, nodes.node_address)`
     })
-    const heartbeat = SqlRows.write("nodes", {
-      Request: Schema.Struct({ name: Schema.String, ...NodeColumns.pick("resources", "lastHeartbeat").fields }),
-      execute: (n) => sql`UPDATE nodes SET resources = ${n.resources}, last_heartbeat = ${n.last_heartbeat} WHERE name = ${n.name}`
+    const lastHeartbeats = SqlRows.findAll("nodes", {
+      Request: Schema.Void,
+      Result: Schema.Struct({ name: Schema.String, lastHeartbeat: SqlRows.column("last_heartbeat", Schema.String) }),
+      execute: () => sql`SELECT name, last_heartbeat FROM nodes WHERE last_heartbeat IS NOT NULL`
+    })
+    // Many nodes' latest heartbeats in one statement: an UPDATE from a VALUES list, so a node
+    // removed since its heartbeat is skipped, as the one-row UPDATE skipped it.
+    const heartbeatRows = SqlRows.write("nodes", {
+      Request: Schema.Array(Schema.Struct({ name: Schema.String, ...NodeColumns.pick("resources", "lastHeartbeat").fields })),
+      execute: (rows) =>
+        sql`WITH v(name, resources, last_heartbeat) AS (VALUES ${sql.csv(rows.map((n) => sql`(${n.name}, ${n.resources}, ${n.last_heartbeat})`))})
+          UPDATE nodes SET resources = v.resources, last_heartbeat = v.last_heartbeat FROM v WHERE nodes.name = v.name`
     })
 
     const placedCache = makePlacedCache()
@@ -210,12 +229,20 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
       /** The saga journal's two tables (shared with the agent's registry). */
       ...sagas,
       nodes: nodes(undefined),
+      /** The nodes of one role (the edge nodes, which routes and the reconciler ask for). */
+      nodesOfRole,
       node,
       upsertNode: (info: Node.NodeInfo, source: string, resources?: Node.Resources) =>
         upsertNode({ ...info, nodeAddress: info.nodeAddress, resources, source }),
       /** Each node's latest resources and heartbeat time, in one transaction (HeartbeatRecords batches them). */
       heartbeats: (batch: ReadonlyArray<{ readonly name: string; readonly resources: Node.Resources; readonly at: Date }>) =>
-        sql.withTransaction(Effect.forEach(batch, (h) => heartbeat({ name: h.name, resources: h.resources, lastHeartbeat: h.at.toISOString() }), { discard: true })),
+        sql.withTransaction(Effect.forEach(
+          Array.from({ length: Math.ceil(batch.length / WRITE_CHUNK) }, (_, i) => batch.slice(i * WRITE_CHUNK, (i + 1) * WRITE_CHUNK)),
+          (chunk) => heartbeatRows(chunk.map((h) => ({ name: h.name, resources: h.resources, lastHeartbeat: h.at.toISOString() }))),
+          { discard: true }
+        )),
+      /** Each node's last heartbeat time as stored (ISO text), for the nodes that have one. */
+      lastHeartbeats: Effect.map(lastHeartbeats(undefined), (rows) => new Map(rows.map((r) => [r.name, r.lastHeartbeat] as const))),
       setHealth: (name: string, health: Health.HealthStatus) => sql`UPDATE nodes SET health = ${health} WHERE name = ${name}`.pipe(Effect.asVoid),
       removeNode: (name: string) => sql`DELETE FROM nodes WHERE name = ${name}`.pipe(Effect.asVoid),
 
@@ -273,6 +300,13 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
       place: (service: string, node: string) =>
         placedCache.writing(service, sql`INSERT INTO placements (service, node, placed_at) VALUES (${service}, ${node}, ${now()})
           ON CONFLICT (service) DO UPDATE SET node = excluded.node, placed_at = excluded.placed_at`.pipe(Effect.asVoid)),
+      /** `place` for each entry, in one statement (keep a call under SQLite's parameter limit). */
+      placeAll: (entries: ReadonlyArray<{ readonly service: string; readonly node: string }>) =>
+        entries.length === 0 ? Effect.void : placedCache.writingAll(entries.map((e) => e.service), Effect.suspend(() => {
+          const at = now()
+          return sql`INSERT INTO placements ${sql.insert(entries.map((e) => ({ service: e.service, node: e.node, placed_at: at })))}
+            ON CONFLICT (service) DO UPDATE SET node = excluded.node, placed_at = excluded.placed_at`.pipe(Effect.asVoid)
+        })),
       unplace: (service: string) => placedCache.writing(service, sql`DELETE FROM placements WHERE service = ${service}`.pipe(Effect.asVoid)),
 
       storeDefinition: (service: string, definition: unknown) => storeDefinition({ service, definition, storedAt: now() }),
@@ -294,6 +328,8 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
       deleteStaleCopy: (service: string, node: string) => sql`DELETE FROM stale_copies WHERE service = ${service} AND node = ${node}`.pipe(Effect.asVoid),
 
       addEvent: (node: string, kind: EventLog.EventRow["kind"], service: string | undefined, message: string) => events.append({ node, kind, service, message }),
+      /** `addEvent` for each, in one statement (keep a call under SQLite's parameter limit). */
+      addEvents: (rows: ReadonlyArray<{ readonly node: string; readonly kind: EventLog.EventRow["kind"]; readonly service: string | undefined; readonly message: string }>) => events.appendAll(rows),
       events: events.events,
       /** An audit entry, as an `audit` event on the master itself (the node the call was served on). */
       audit: (entry: Audit.AuditEntry) =>
@@ -305,8 +341,8 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
 /**
  * Whether each service is placed, as last read from the placements table, for heartbeats (which
  * ask it of every service their node reports, hundreds of times a second in a large fleet). Only
- * `place` and `unplace` write that table, one service's row each, and each write forgets what is
- * known of that service, when it starts and again when it ends (committed, failed or rolled back
+ * `place`, `placeAll` and `unplace` write that table, each only its services' rows, and each write forgets what is
+ * known of those services, when it starts and again when it ends (committed, failed or rolled back
  * with its transaction); what is known of the others stays true. (Forgetting everything made a
  * master learning placements from heartbeats, one write per service, read the table again for
  * every heartbeat: 0.8 ms each at 10,000 nodes, bench/heartbeats.ts.) A lookup stores what it
@@ -342,6 +378,12 @@ const makePlacedCache = () => {
       Effect.suspend(() => {
         forget(service)
         return Effect.ensuring(write, Effect.sync(() => forget(service)))
+      }),
+    /** Runs `write`, which writes the rows of `services` and no other. */
+    writingAll: <A, E, R>(services: ReadonlyArray<string>, write: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+      Effect.suspend(() => {
+        services.forEach(forget)
+        return Effect.ensuring(write, Effect.sync(() => services.forEach(forget)))
       })
   }
 }

@@ -62,7 +62,7 @@ export const make = Effect.gen(function* () {
   const viaDb = Failures.fatal("the master database")
 
   /** Edge nodes the master knows, plus those named by rows (a node removed since). */
-  const edgeNodes = Effect.map(viaDb(db.nodes), (rows) => rows.filter((r) => r.info.role === "edge").map((r) => r.info))
+  const edgeNodes = Effect.map(viaDb(db.nodesOfRole("edge")), (rows) => rows.map((r) => r.info))
 
   const listAll = (edges: ReadonlyArray<Node.NodeInfo>, failures: Array<{ target: string; reason: string }>) =>
     Effect.forEach(edges, (edge) =>

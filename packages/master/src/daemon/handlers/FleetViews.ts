@@ -198,7 +198,7 @@ export const handlers = (settings: Pick<MasterSettings, "fanoutTimeout" | "versi
       DnsCheck: () =>
         Effect.gen(function* () {
           const rows = (yield* viaDb(db.edgeRoutes)).filter((r) => r.state === "active")
-          const edges = EdgeResolver.edgeCandidates((yield* viaDb(db.nodes)).map((n) => n.info))
+          const edges = EdgeResolver.edgeCandidates((yield* viaDb(db.nodesOfRole("edge"))).map((n) => n.info))
           return yield* EdgeResolver.dnsCheck(rows.map((r) => ({ hostname: r.route.hostname, edgeNode: r.route.edgeNode })), edges).pipe(Effect.provideService(EdgeResolver.DnsLookup, lookup))
         }),
       Tree: () => treeNow

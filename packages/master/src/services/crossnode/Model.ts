@@ -144,4 +144,4 @@ export const nodeInfo = (name: string) => Effect.flatMap(MasterDb, (db) => Effec
 /** A node as the master knows it now (its addresses may have changed since it was journaled). */
 export const current = (node: Node.NodeInfo) => Effect.map(nodeInfo(node.name), Option.getOrElse(() => node))
 
-export const edgeNodes = Effect.flatMap(MasterDb, (db) => Effect.map(viaDb(db.nodes), (rows) => rows.filter((r) => r.info.role === "edge").map((r) => r.info)))
+export const edgeNodes = Effect.flatMap(MasterDb, (db) => Effect.map(viaDb(db.nodesOfRole("edge")), (rows) => rows.map((r) => r.info)))
