@@ -17,7 +17,8 @@
  *      - paced: every agent heartbeats every 10 s (N/10 heartbeats/s offered, open loop) for a
  *        window; at most 256 in flight, a heartbeat that falls due while all are busy is skipped
  *        and counted (so an overloaded master shows as skips, not as a backlog in this process);
- *      - 2000/s: the same, offered at 2,000 heartbeats/s whatever N;
+ *      - 2000/s: the same, offered at 2,000 heartbeats/s whatever N, after a warm-up of
+ *        WARM_UP_CALLS heartbeats (closed loop, not counted), as the floor gets;
  *      - saturate: closed loop with bounded concurrency for a fixed duration ("as fast as it
  *        absorbs").
  *    Prints heartbeats/s absorbed, p50/p99 client-observed round trip, master CPU (utime+stime
@@ -41,7 +42,11 @@
  *    MCP_BENCH_FANOUT_SERVICES change both: with 0 services, what is left is the cost of the
  *    calls themselves, which bench/rpc-client.ts measures in process against a floor).
  *
- *   node --import tsx bench/heartbeats.ts [--quick] [--sizes=100,1000] [--no-detect] [--no-fanout] [--unmarked] [--profile=<dir>] [--heap-snapshot=<dir>]
+ *   node --import tsx bench/heartbeats.ts [--quick] [--sizes=100,1000] [--no-detect] [--no-fanout] [--unmarked] [--rtt-timeline] [--profile=<dir>] [--heap-snapshot=<dir>]
+ *
+ * Each server, the floor and every master, is warmed up with WARM_UP_CALLS heartbeats (closed
+ * loop, not counted) before its fixed-rate phase. --rtt-timeline prints each phase's round trips
+ * by half second of their start.
  *
  * --unmarked sends heartbeats without the x-mcp-rpc header, so the master answers them through
  * RpcServer, as it answered every heartbeat before its direct route (DirectCall.ts).
@@ -86,6 +91,8 @@ const SIZES = sizesArg !== undefined
   ? sizesArg.slice("--sizes=".length).split(",").map(Number)
   : QUICK ? [100, 1_000] : [100, 1_000, 10_000]
 const SKIP_DETECT = process.argv.includes("--no-detect")
+/** Each phase's round trips by half second of their start, to tell a phase's warm-up from its steady state. */
+const RTT_TIMELINE = process.argv.includes("--rtt-timeline")
 const SKIP_FANOUT = process.argv.includes("--no-fanout")
 /**
  * Heartbeats sent without the x-mcp-rpc header, as agents before the direct route sent them: the
@@ -100,6 +107,11 @@ const heapArg = process.argv.find((a) => a.startsWith("--heap-snapshot="))
 const HEAP_DIR = heapArg === undefined ? undefined : resolve(heapArg.slice("--heap-snapshot=".length))
 const PACED_WINDOW_MS = QUICK ? 10_000 : 20_000
 const FIXED_RATE = 2_000
+/**
+ * Calls made closed loop and not counted before each server's fixed-rate phase, so that every
+ * server is measured warm (its code optimized by V8): the same number for the floor and a master.
+ */
+const WARM_UP_CALLS = 2_000
 const SATURATE_MS = QUICK ? 5_000 : 10_000
 const SATURATE_CONCURRENCY = 32
 const REGISTER_CONCURRENCY = 32
@@ -370,6 +382,7 @@ const progress = (pid: number) => {
 
 class Recorder {
   readonly latencies: Array<number> = []
+  readonly starts: Array<number> = []
   ok = 0
   failed = 0
   unknown = 0
@@ -383,12 +396,19 @@ class Recorder {
       return
     }
     this.latencies.push(ms)
+    this.starts.push(this.lastDone - ms)
     const v = outcome.value
     if (typeof v === "object" && v !== null && "known" in v && v.known === false) this.unknown++
     else this.ok++
   }
   phase(attempted: number, ms: number, cpu: CpuUse, note: string): Phase {
     const s = sortNum(this.latencies)
+    if (RTT_TIMELINE) {
+      const t0 = Math.min(...this.starts)
+      const buckets = new Map<number, Array<number>>()
+      this.latencies.forEach((l, i) => { const b = Math.floor((this.starts[i]! - t0) / 500); const a = buckets.get(b) ?? []; a.push(l); buckets.set(b, a) })
+      console.log(`            by half second of start (calls/p99/max ms): ` + [...buckets].sort((a, b) => a[0] - b[0]).map(([b, a]) => { const x = sortNum(a); return `${b / 2}s:${x.length}/p99 ${pct(x, 0.99).toFixed(0)}/max ${x[x.length - 1]!.toFixed(0)}` }).join("  "))
+    }
     return {
       attempted,
       ok: this.ok,
@@ -508,7 +528,7 @@ const reference = async (name: string, file: string, fleet: Fleet, path: string)
   try {
     const payload = { node: "ref-00000", resources, services: servicesOf("ref-00000") }
     const call = () => poster.call("Heartbeat", payload, "reference")
-    await forEachBounded(2_000, SATURATE_CONCURRENCY, Infinity, () => call().then(() => undefined)) // warm up
+    await forEachBounded(WARM_UP_CALLS, SATURATE_CONCURRENCY, Infinity, () => call().then(() => undefined))
     const fixed = await paced(`${name} ${FIXED_RATE}/s`, server.pid, FIXED_RATE, PACED_WINDOW_MS, call)
     const sat = await saturate(`${name} saturate`, server.pid, call)
     return { name, fixed, saturate: sat }
@@ -592,6 +612,9 @@ const scale = async (master: Master, names: ReadonlyArray<string>): Promise<Scal
     // --- paced at the agents' own cadence, then at a fixed rate, then closed loop
     const pacedPhase = await paced("paced", master.daemon.pid, (m / AGENT_INTERVAL_MS) * 1000, PACED_WINDOW_MS, heartbeat)
     const rssAfterPaced = memory(master.daemon.pid).rssMiB
+    // Warmed up as the floor is before its fixed-rate phase (the paced phase alone is too few calls
+    // at small N for V8 to optimize the path): a cold master's first second is its JIT, not its load.
+    await forEachBounded(WARM_UP_CALLS, SATURATE_CONCURRENCY, Infinity, (i) => heartbeat(i).then(() => undefined))
     const fixedPhase = await paced(`${FIXED_RATE}/s`, master.daemon.pid, FIXED_RATE, PACED_WINDOW_MS, heartbeat)
     const satPhase = await saturate("saturate", master.daemon.pid, heartbeat)
     const mem = memory(master.daemon.pid)
