@@ -234,7 +234,7 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
       node,
       upsertNode: (info: Node.NodeInfo, source: string, resources?: Node.Resources) =>
         upsertNode({ ...info, nodeAddress: info.nodeAddress, resources, source }),
-      /** Each node's latest resources and heartbeat time, in one transaction (HeartbeatRecords batches them). */
+      /** Each node's latest resources and heartbeat time, in one transaction (HeartbeatRecords gives a chunk at a time). */
       heartbeats: (batch: ReadonlyArray<{ readonly name: string; readonly resources: Node.Resources; readonly at: Date }>) =>
         sql.withTransaction(Effect.forEach(
           Array.from({ length: Math.ceil(batch.length / WRITE_CHUNK) }, (_, i) => batch.slice(i * WRITE_CHUNK, (i + 1) * WRITE_CHUNK)),
@@ -341,9 +341,9 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
 /**
  * Whether each service is placed, as last read from the placements table, for heartbeats (which
  * ask it of every service their node reports, hundreds of times a second in a large fleet). Only
- * `place`, `placeAll` and `unplace` write that table, each only its services' rows, and each write forgets what is
- * known of those services, when it starts and again when it ends (committed, failed or rolled back
- * with its transaction); what is known of the others stays true. (Forgetting everything made a
+ * `place`, `placeAll` and `unplace` write that table, each only its own services' rows, and each
+ * write forgets what is known of those services, when it starts and again when it ends (committed,
+ * failed or rolled back with its transaction); what is known of the others stays true. (Forgetting everything made a
  * master learning placements from heartbeats, one write per service, read the table again for
  * every heartbeat: 0.8 ms each at 10,000 nodes, bench/heartbeats.ts.) A lookup stores what it
  * read only if no write started or ended meanwhile (the generation is unchanged), so a read that
