@@ -10,6 +10,7 @@
  */
 import * as https from "node:https"
 import { PROTOCOL_HEADER, PROTOCOL_VERSION, RPC_TAG_HEADER } from "../../packages/rpc/src/Protocol.js"
+import { POOLED_IDLE_TIMEOUT_MS } from "../../packages/rpc/src/TransportClient.js"
 
 export interface Target {
   readonly port: number
@@ -54,7 +55,9 @@ const outcomeOf = (status: number | undefined, text: string): Outcome => {
 
 /** A client with at most `sockets` keep-alive connections to 127.0.0.1:port. */
 export const makePoster = (target: Target, sockets: number): Poster => {
-  const agent = new https.Agent({ keepAlive: true, maxSockets: sockets, ca: target.ca })
+  // Pooled as our clients pool (TransportClient): an idle connection is let go before the server
+  // closes it, so no call goes out on a connection being closed (ECONNRESET).
+  const agent = new https.Agent({ keepAlive: true, maxSockets: sockets, ca: target.ca, timeout: POOLED_IDLE_TIMEOUT_MS })
   let id = 0
   const call = (tag: string, payload: unknown, token: string) =>
     new Promise<Outcome>((resolve) => {

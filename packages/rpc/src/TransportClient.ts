@@ -47,18 +47,28 @@ const isUnknownTag = (defect: unknown): boolean =>
  * A typed client for `group` over HTTPS. A call the server does not know fails with
  * VersionSkew, carrying both protocol versions, instead of an opaque defect.
  */
+/**
+ * The most a connection waits idle in a client's pool. A connection in use is not cut by it (Node
+ * only reports the silence to the request, which does not listen): a quiet stream stays open.
+ */
+export const POOLED_IDLE_TIMEOUT_MS = 60_000
+
 export const makeClient = <Rpcs extends Rpc.Any>(group: RpcGroup.RpcGroup<Rpcs>, options: ClientOptions) =>
   Effect.gen(function* () {
     // What the server said its protocol version is, in its latest answer (for VersionSkew).
     let remoteVersion: number | undefined
     // A long-lived client (the master's per agent, an agent's per master) reuses its TLS
-    // connection instead of a handshake on both sides for every call; Node drops an idle one
-    // before the server's keep-alive timeout ends, as the server's Keep-Alive header says. The
-    // agent is destroyed with the client's scope, so a one-shot CLI still exits.
+    // connection instead of a handshake on both sides for every call. An idle one is dropped a
+    // second before the keep-alive timeout the server announces (its Keep-Alive header), so a call
+    // never goes out on a connection the server is closing at that moment (ECONNRESET): Node 20
+    // applies that announced timeout only to an agent with a `timeout` of its own, which is why it
+    // has one (POOLED_IDLE_TIMEOUT_MS; the server's, 5 s by default, is shorter and wins). The agent
+    // is destroyed with the client's scope, so a one-shot CLI still exits.
     const agent = yield* Effect.acquireRelease(
       Effect.sync(() =>
         new https.Agent({
           keepAlive: true,
+          timeout: POOLED_IDLE_TIMEOUT_MS,
           ca: options.ca,
           minVersion: MIN_TLS_VERSION,
           ...(options.clientCert === undefined ? {} : { cert: options.clientCert.cert, key: Redacted.value(options.clientCert.key) }),

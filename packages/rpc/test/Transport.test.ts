@@ -234,6 +234,38 @@ describe("RPC over HTTPS between processes", () => {
       expect(connections).toBe(1)
     }))
 
+  it.scopedLive("an idle pooled connection is dropped by the client a second before the server's keep-alive timeout, not raced by it", () =>
+    Effect.gen(function* () {
+      // The relay sees which side ends the connection first. The server announces Node's default
+      // keep-alive timeout (Keep-Alive: timeout=5): the client must let go at 4 s, so that no call
+      // goes out on a connection the server is closing (ECONNRESET).
+      let connections = 0
+      const ended: Array<"client" | "server"> = []
+      const relay = net.createServer((inbound) => {
+        connections++
+        const outbound = net.connect(port, "127.0.0.1")
+        inbound.pipe(outbound).pipe(inbound)
+        inbound.on("end", () => ended.push("client"))
+        outbound.on("end", () => ended.push("server"))
+        inbound.on("error", () => outbound.destroy())
+        outbound.on("error", () => inbound.destroy())
+      })
+      yield* Effect.acquireRelease(
+        Effect.async<void>((resume) => {
+          relay.listen(0, "127.0.0.1", () => resume(Effect.void))
+        }),
+        () => Effect.sync(() => relay.close())
+      )
+      const agent = yield* client({ url: `https://127.0.0.1:${(relay.address() as net.AddressInfo).port}/agent` })
+      expect((yield* agent.Health()).node).toBeTypeOf("string")
+      // Whichever side ends it first (the server would at 5 s); at most 8 s.
+      yield* Effect.sleep("100 millis").pipe(Effect.repeat({ until: () => ended.length > 0 }), Effect.timeout("8 seconds"))
+      expect(ended[0]).toBe("client")
+      // The next call opens a connection of its own and is answered.
+      expect((yield* agent.Health()).node).toBeTypeOf("string")
+      expect(connections).toBe(2)
+    }), 15_000)
+
   it.scopedLive("a client pinned to another CA cannot connect", () =>
     Effect.gen(function* () {
       const agent = yield* client({ ca: otherCa })
