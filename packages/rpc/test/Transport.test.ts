@@ -48,6 +48,32 @@ const LIMITS = {
 } as const
 let clientCert: { cert: string; key: Redacted.Redacted<string> }
 
+/**
+ * A TCP relay in front of the server, for the scope: it counts the connections a client opens and
+ * records which side ends each one first. TLS passes through it untouched; the certificate names
+ * 127.0.0.1, as the relay's address is.
+ */
+const relayToServer = Effect.gen(function* () {
+  let connections = 0
+  const ended: Array<"client" | "server"> = []
+  const relay = net.createServer((inbound) => {
+    connections++
+    const outbound = net.connect(port, "127.0.0.1")
+    inbound.pipe(outbound).pipe(inbound)
+    inbound.on("end", () => ended.push("client"))
+    outbound.on("end", () => ended.push("server"))
+    inbound.on("error", () => outbound.destroy())
+    outbound.on("error", () => inbound.destroy())
+  })
+  yield* Effect.acquireRelease(
+    Effect.async<void>((resume) => {
+      relay.listen(0, "127.0.0.1", () => resume(Effect.void))
+    }),
+    () => Effect.sync(() => relay.close())
+  )
+  return { url: `https://127.0.0.1:${(relay.address() as net.AddressInfo).port}/agent`, connections: () => connections, ended } as const
+})
+
 /** Starts `fixtures/serve.ts` in its own process and waits for its READY line. */
 const startServer = (name: string, config: object): Promise<number> => {
   const configPath = join(dir, `${name}.json`)
@@ -208,30 +234,14 @@ describe("RPC over HTTPS between processes", () => {
 
   it.scopedLive("a long-lived client keeps one connection: calls and a stream after each other open no new one", () =>
     Effect.gen(function* () {
-      // A TCP relay in front of the server counts the connections the client opens (TLS passes
-      // through it untouched; the certificate names 127.0.0.1, as the relay's address is).
-      let connections = 0
-      const relay = net.createServer((inbound) => {
-        connections++
-        const outbound = net.connect(port, "127.0.0.1")
-        inbound.pipe(outbound).pipe(inbound)
-        inbound.on("error", () => outbound.destroy())
-        outbound.on("error", () => inbound.destroy())
-      })
-      yield* Effect.acquireRelease(
-        Effect.async<void>((resume) => {
-          relay.listen(0, "127.0.0.1", () => resume(Effect.void))
-        }),
-        () => Effect.sync(() => relay.close())
-      )
-      const relayPort = (relay.address() as net.AddressInfo).port
-      const agent = yield* client({ url: `https://127.0.0.1:${relayPort}/agent` })
+      const relay = yield* relayToServer
+      const agent = yield* client({ url: relay.url })
       for (let i = 0; i < 3; i++) expect((yield* agent.Health()).node).toBeTypeOf("string")
       const events = yield* agent.Events({ limit: 2 }).pipe(Stream.runCollect, Effect.map(Chunk.size))
       expect(events).toBe(2)
       expect((yield* agent.Health()).node).toBeTypeOf("string")
       // Before HttpProtocol, each call ended by aborting its response and the connection with it.
-      expect(connections).toBe(1)
+      expect(relay.connections()).toBe(1)
     }))
 
   it.scopedLive("an idle pooled connection is dropped by the client a second before the server's keep-alive timeout, not raced by it", () =>
@@ -239,31 +249,15 @@ describe("RPC over HTTPS between processes", () => {
       // The relay sees which side ends the connection first. The server announces Node's default
       // keep-alive timeout (Keep-Alive: timeout=5): the client must let go at 4 s, so that no call
       // goes out on a connection the server is closing (ECONNRESET).
-      let connections = 0
-      const ended: Array<"client" | "server"> = []
-      const relay = net.createServer((inbound) => {
-        connections++
-        const outbound = net.connect(port, "127.0.0.1")
-        inbound.pipe(outbound).pipe(inbound)
-        inbound.on("end", () => ended.push("client"))
-        outbound.on("end", () => ended.push("server"))
-        inbound.on("error", () => outbound.destroy())
-        outbound.on("error", () => inbound.destroy())
-      })
-      yield* Effect.acquireRelease(
-        Effect.async<void>((resume) => {
-          relay.listen(0, "127.0.0.1", () => resume(Effect.void))
-        }),
-        () => Effect.sync(() => relay.close())
-      )
-      const agent = yield* client({ url: `https://127.0.0.1:${(relay.address() as net.AddressInfo).port}/agent` })
+      const relay = yield* relayToServer
+      const agent = yield* client({ url: relay.url })
       expect((yield* agent.Health()).node).toBeTypeOf("string")
       // Whichever side ends it first (the server would at 5 s); at most 8 s.
-      yield* Effect.sleep("100 millis").pipe(Effect.repeat({ until: () => ended.length > 0 }), Effect.timeout("8 seconds"))
-      expect(ended[0]).toBe("client")
+      yield* Effect.sleep("100 millis").pipe(Effect.repeat({ until: () => relay.ended.length > 0 }), Effect.timeout("8 seconds"))
+      expect(relay.ended[0]).toBe("client")
       // The next call opens a connection of its own and is answered.
       expect((yield* agent.Health()).node).toBeTypeOf("string")
-      expect(connections).toBe(2)
+      expect(relay.connections()).toBe(2)
     }), 15_000)
 
   it.scopedLive("a client pinned to another CA cannot connect", () =>
