@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { spawnSync } from "node:child_process"
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as LocalFleet from "./support/LocalFleet.js"
@@ -52,6 +52,49 @@ const alive = (pid: number): boolean => {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /**
+ * Whether Podman's own clean-up of this stopped container is still running: conmon starts
+ * `podman container cleanup <id>` when the container's process ends, and a removal racing it has
+ * failed ("userdata/shm: device or resource busy").
+ */
+const cleanupRunning = (id: string): boolean =>
+  readdirSync("/proc").some((pid) => {
+    if (!/^\d+$/.test(pid)) return false
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")
+      return argv.includes("cleanup") && argv.includes(id)
+    } catch {
+      return false // the process ended while we looked
+    }
+  })
+
+const iptables = (args: ReadonlyArray<string>) => {
+  const r = spawnSync("iptables", ["-t", "nat", ...args], { encoding: "utf8" })
+  if (r.error !== undefined || r.status !== 0) {
+    throw new Error(`iptables -t nat ${args.join(" ")} failed (${r.error?.message ?? `exit ${r.status}: ${r.stderr.trim()}`}); Podman's netavark needs it: apt-get install iptables`)
+  }
+  return r.stdout
+}
+
+/** Splits an `iptables -S` line into arguments (its comments are double-quoted). */
+const ruleArgs = (line: string): Array<string> => [...line.matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2]!)
+
+/**
+ * The NAT rules of a container's port forwards: netavark names its id in one, its address and host
+ * port in the other (an address alone could be another test's container by now: they share the
+ * network; a host port is held by one container at a time).
+ */
+const natRulesOf = (c: { readonly id: string; readonly ip: string; readonly hostPorts: ReadonlyArray<string> }): Array<string> =>
+  iptables(["-S"]).split("\n").filter((l) =>
+    l.startsWith("-A ") &&
+    (l.includes(`id: ${c.id}"`) ||
+      (c.ip !== "" && l.includes(`--to-destination ${c.ip}:`) && c.hostPorts.some((p) => l.includes(`--dport ${p} `))))
+  )
+
+/** The port-forward rules on this host port, to say what a service that does not answer meets. */
+const natRulesOnPort = (port: number): Array<string> =>
+  iptables(["-S"]).split("\n").filter((l) => l.startsWith("-A ") && l.includes(`--dport ${port} `))
+
+/**
  * Removes every container of this node behind the agent's back, as an engine that lost them would.
  *
  * Podman 4.3 under load can fail a forced removal ("device or resource busy"); a container it
@@ -64,15 +107,26 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
  */
 const removeAll = async () => {
   const names = containerNames()
-  const pids = (JSON.parse(podmanCmd(["inspect", ...names])) as Array<any>)
+  const inspected = JSON.parse(podmanCmd(["inspect", ...names])) as Array<any>
+  const pids = inspected
     .flatMap((c): Array<[number, string]> => [[c.State.Pid, `${c.Name} process`], [c.State.ConmonPid, `${c.Name} conmon`]])
     .filter(([pid]) => typeof pid === "number" && pid > 0)
+  const containers = inspected.map((c) => ({
+    name: String(c.Name).replace(/^\//, ""),
+    id: String(c.Id),
+    ip: Object.values((c.NetworkSettings?.Networks ?? {}) as Record<string, { IPAddress?: string }>).map((n) => n.IPAddress ?? "").find((ip) => ip !== "") ?? "",
+    hostPorts: Object.values((c.HostConfig?.PortBindings ?? {}) as Record<string, Array<{ HostPort?: string }>>).flat().map((b) => b.HostPort ?? "").filter((p) => p !== "")
+  }))
+  const idOf = new Map(containers.map((c) => [c.name, c.id]))
   const failures: Array<string> = []
   const deadline = Date.now() + 30_000
   for (let left = names; left.length > 0; left = names.filter(exists)) {
     if (Date.now() > deadline) throw new Error(`test premise: podman did not remove ${left.join(", ")} within 30 s: ${failures.join("; ")}`)
     for (const name of left) {
       spawnSync("podman", ["stop", "-t", "0", name], { encoding: "utf8", env: podmanEnv() })
+      const id = idOf.get(name)!
+      const cleanupBy = Date.now() + 10_000
+      while (cleanupRunning(id) && Date.now() < cleanupBy) await sleep(50)
       const r = spawnSync("podman", ["rm", "-f", "-t", "0", name], { encoding: "utf8", env: podmanEnv() })
       if (r.status !== 0) failures.push(`podman rm ${name} exited ${r.status}: ${r.stderr.trim()}`)
     }
@@ -86,11 +140,22 @@ const removeAll = async () => {
       process.kill(pid, "SIGKILL")
     }
   }
+  // Podman 4.3 (netavark 1.4) has been seen to leave a removed container's port forward in the
+  // NAT table: connections to the host port then go to an address nobody holds, ahead of the
+  // forward of the container recreated on that port. An engine that lost its containers has no
+  // such rules; the test made these containers, so their leftover rules are removed, and said so.
+  for (const c of containers) {
+    for (const rule of natRulesOf(c)) {
+      failures.push(`${c.name}'s port forward outlived it: ${rule}`)
+      iptables(["-D", ...ruleArgs(rule).slice(1)])
+    }
+  }
   if (failures.length > 0) console.log(`removing ${names.join(", ")}: ${failures.join("; ")}`)
   // Still gone a moment later: nothing brought them back.
   await sleep(500)
   expect(names.filter(exists)).toEqual([])
   expect(containerNames()).toEqual([])
+  expect(containers.flatMap(natRulesOf)).toEqual([])
 }
 
 /** The parts of `podman inspect` a recreated container must reproduce. */
@@ -184,7 +249,7 @@ const answersOnOldPorts = async (ports: ReadonlyMap<string, number>) => {
       await new Promise((r) => setTimeout(r, 100))
       body = await get(port)
     }
-    expect(body, service).toBe(want)
+    expect(body, `${service} on port ${port}; its NAT rules:\n${natRulesOnPort(port).join("\n")}`).toBe(want)
   }
 }
 
