@@ -42,7 +42,7 @@
  *    MCP_BENCH_FANOUT_SERVICES change both: with 0 services, what is left is the cost of the
  *    calls themselves, which bench/rpc-client.ts measures in process against a floor).
  *
- *   node --import tsx bench/heartbeats.ts [--quick] [--sizes=100,1000] [--no-detect] [--no-fanout] [--unmarked] [--rtt-timeline] [--profile=<dir>] [--heap-snapshot=<dir>]
+ *   node --import tsx bench/heartbeats.ts [--quick] [--sizes=100,1000] [--no-detect] [--no-fanout] [--unmarked] [--rtt-timeline] [--profile=<dir>] [--cli-profile=<dir>] [--heap-snapshot=<dir>]
  *
  * Each server, the floor and every master, is warmed up with WARM_UP_CALLS heartbeats (closed
  * loop, not counted) before its fixed-rate phase. --rtt-timeline prints each phase's round trips
@@ -58,6 +58,10 @@
  * .cpuprofile per master into <dir> (open it in Chrome's DevTools or speedscope). The bundles keep
  * the sources' function names; for frames whose lines can be read too, build first with
  * `node scripts/build.mjs --readable` (and again without it after).
+ *
+ * --cli-profile writes a .cpuprofile of each CLI process of the fan-out part (`mcp ps` and its
+ * floor, through the repository's bin and the release's launcher) into <dir>, named by pid, through
+ * bench/support/cpu-profile.mjs (Node 20 refuses --cpu-prof in NODE_OPTIONS).
  *
  * --heap-snapshot has each master of the scale part write a heap snapshot into <dir> once its
  * phases are over (the snapshot stops the master while it is written). What the master holds
@@ -890,10 +894,21 @@ const releaseCli = (() => {
 })()
 
 /**
- * NODE_OPTIONS for the fan-out's CLI processes only (MCP_BENCH_CLI_NODE_OPTIONS), e.g.
- * `--cpu-prof --cpu-prof-dir=<dir>` for a profile of each `mcp ps`.
+ * The environment of the fan-out's CLI processes only: NODE_OPTIONS from
+ * MCP_BENCH_CLI_NODE_OPTIONS (flags NODE_OPTIONS may carry: V8's heap flags, --trace-gc), and
+ * with --cli-profile the preload that profiles each of them.
  */
-const cliEnv: Record<string, string> = process.env["MCP_BENCH_CLI_NODE_OPTIONS"] === undefined ? {} : { NODE_OPTIONS: process.env["MCP_BENCH_CLI_NODE_OPTIONS"] }
+const cliProfileArg = process.argv.find((a) => a.startsWith("--cli-profile="))
+const cliEnv: Record<string, string> = (() => {
+  const options = [process.env["MCP_BENCH_CLI_NODE_OPTIONS"] ?? ""]
+  const env: Record<string, string> = {}
+  if (cliProfileArg !== undefined) {
+    options.push(`--import ${fileURLToPath(new URL("./support/cpu-profile.mjs", import.meta.url))}`)
+    env["MCP_CPU_PROFILE_DIR"] = resolve(cliProfileArg.slice("--cli-profile=".length))
+  }
+  const nodeOptions = options.filter((o) => o !== "").join(" ")
+  return nodeOptions === "" ? env : { ...env, NODE_OPTIONS: nodeOptions }
+})()
 
 /** One run of the release's `mcp` with these arguments; rejects on a non-zero exit. */
 const runRelease = (args: ReadonlyArray<string>) =>
