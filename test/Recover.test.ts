@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { spawnSync } from "node:child_process"
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as LocalFleet from "./support/LocalFleet.js"
@@ -50,22 +50,6 @@ const alive = (pid: number): boolean => {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
-/**
- * Whether Podman's own clean-up of this stopped container is still running: conmon starts
- * `podman container cleanup <id>` when the container's process ends, and a removal racing it has
- * failed ("userdata/shm: device or resource busy").
- */
-const cleanupRunning = (id: string): boolean =>
-  readdirSync("/proc").some((pid) => {
-    if (!/^\d+$/.test(pid)) return false
-    try {
-      const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")
-      return argv.includes("cleanup") && argv.includes(id)
-    } catch {
-      return false // the process ended while we looked
-    }
-  })
 
 const iptables = (args: ReadonlyArray<string>) => {
   const r = spawnSync("iptables", ["-t", "nat", ...args], { encoding: "utf8" })
@@ -117,16 +101,12 @@ const removeAll = async () => {
     ip: Object.values((c.NetworkSettings?.Networks ?? {}) as Record<string, { IPAddress?: string }>).map((n) => n.IPAddress ?? "").find((ip) => ip !== "") ?? "",
     hostPorts: Object.values((c.HostConfig?.PortBindings ?? {}) as Record<string, Array<{ HostPort?: string }>>).flat().map((b) => b.HostPort ?? "").filter((p) => p !== "")
   }))
-  const idOf = new Map(containers.map((c) => [c.name, c.id]))
   const failures: Array<string> = []
   const deadline = Date.now() + 30_000
   for (let left = names; left.length > 0; left = names.filter(exists)) {
     if (Date.now() > deadline) throw new Error(`test premise: podman did not remove ${left.join(", ")} within 30 s: ${failures.join("; ")}`)
     for (const name of left) {
       spawnSync("podman", ["stop", "-t", "0", name], { encoding: "utf8", env: podmanEnv() })
-      const id = idOf.get(name)!
-      const cleanupBy = Date.now() + 10_000
-      while (cleanupRunning(id) && Date.now() < cleanupBy) await sleep(50)
       const r = spawnSync("podman", ["rm", "-f", "-t", "0", name], { encoding: "utf8", env: podmanEnv() })
       if (r.status !== 0) failures.push(`podman rm ${name} exited ${r.status}: ${r.stderr.trim()}`)
     }
