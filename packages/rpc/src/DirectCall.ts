@@ -31,6 +31,7 @@ import { Admission, AuthMiddleware } from "./AuthMiddleware.js"
 import * as CallMetrics from "./CallMetrics.js"
 import type { Principal } from "./Principal.js"
 import { PROTOCOL_HEADER } from "./Protocol.js"
+import * as QuickDecode from "./QuickDecode.js"
 import { checkBody, describeProblem } from "./RequestLimits.js"
 
 /** The limits RpcServer's requests are held to (Transport.ts), applied here the same way. */
@@ -124,8 +125,12 @@ const build = <Rpcs extends Rpc.Any, R>(
     const entry = Context.unsafeGet(outer.context, { key: rpc.key } as unknown as Context.Tag<Rpc.Handler<string>, Rpc.Handler<string>>)
     const runtime = Runtime.make({ context: Context.merge(entry.context, outer.context), fiberRefs: outer.fiberRefs, runtimeFlags: outer.runtimeFlags })
     const middlewares = [...rpc.middlewares].map((m) => Context.unsafeGet(outer.context, m) as unknown as WrapMiddleware)
-    const decode = Schema.decodeUnknownEither(rpc.payloadSchema as Schema.Schema<unknown, unknown>)
-    const encodeExit = Schema.encodeEither(Schema.asSchema(Rpc.exitSchema(rpc as unknown as Rpc.Any)) as unknown as Schema.Schema<Exit.Exit<unknown, unknown>, unknown>)
+    // Schema's parsers, with a compiled check first for the values it vouches for (QuickDecode.ts).
+    const decode = QuickDecode.decodeUnknownEither(rpc.payloadSchema as Schema.Schema<unknown, unknown>)
+    const encodeExit = QuickDecode.encodeExitEither(
+      rpc.successSchema as Schema.Schema<unknown, unknown>,
+      Schema.asSchema(Rpc.exitSchema(rpc as unknown as Rpc.Any)) as unknown as Schema.Schema<Exit.Exit<unknown, unknown>, unknown>
+    )
     const encodeDefect = Schema.encodeUnknownEither(rpc.defectSchema as Schema.Schema<unknown, unknown>)
     let clientId = -1
 

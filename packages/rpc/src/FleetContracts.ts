@@ -19,6 +19,7 @@ import * as Routes from "@mcp/domain/Routes"
 import * as Status from "@mcp/domain/Status"
 import { Schema } from "effect"
 import { AuthMiddleware } from "./AuthMiddleware.js"
+import * as QuickDecode from "./QuickDecode.js"
 import { Role } from "./Principal.js"
 import { Access, type AccessLevel } from "./Protocol.js"
 
@@ -134,7 +135,7 @@ export class AgentRpcs extends RpcGroup.make(
   operate(Rpc.make("Start", { payload: ServiceRef, success: Status.ServiceStatus, error: LifecycleError })),
   operate(Rpc.make("Restart", { payload: ServiceRef, success: Status.ServiceStatus, error: LifecycleError })),
   operate(Rpc.make("Undeploy", { payload: ServiceRef, error: LifecycleError })),
-  readOnly(Rpc.make("Ps", { success: Schema.Array(Status.ServiceStatus) })),
+  readOnly(Rpc.make("Ps", { success: QuickDecode.quick(Schema.Array(Status.ServiceStatus)) })),
   readOnly(Rpc.make("Status", { payload: ServiceRef, success: Status.ServiceStatus, error: Errors.ServiceNotFound })),
   operate(Rpc.make("Logs", { payload: LogsPayload, success: LogLine, error: Schema.Union(Errors.ServiceNotFound, Errors.PeerFailed), stream: true })),
   // Unmarked, so admin's: the master's system token sets up and removes edge routes, and manual
@@ -173,7 +174,7 @@ export class MasterRpcs extends RpcGroup.make(
   operate(Rpc.make("Stop", { payload: ServiceRef, success: Status.ServiceStatus, error: Schema.Union(LifecycleError, Errors.NodeUnreachable) })),
   operate(Rpc.make("Start", { payload: ServiceRef, success: Status.ServiceStatus, error: Schema.Union(LifecycleError, Errors.NodeUnreachable) })),
   operate(Rpc.make("Restart", { payload: ServiceRef, success: Status.ServiceStatus, error: Schema.Union(LifecycleError, Errors.NodeUnreachable) })),
-  readOnly(Rpc.make("Ps", { success: Status.FleetStatus })),
+  readOnly(Rpc.make("Ps", { success: QuickDecode.quick(Status.FleetStatus) })),
   readOnly(Rpc.make("Status", { payload: ServiceRef, success: Status.ServiceStatus, error: Schema.Union(Errors.ServiceNotFound, Errors.NodeUnreachable, Errors.PeerFailed) })),
   operate(Rpc.make("Sync", {
     payload: payload({ definitions: SyncDefinitions }),

@@ -1,0 +1,218 @@
+/**
+ * Decoding and encoding plain values (a schema with no transformation anywhere: JSON-shaped
+ * structs, arrays, strings, numbers, literals and filters on them) by a check compiled once from
+ * the schema's AST. For such a schema Schema's parser gives back a copy equal to its input
+ * whenever the input is valid and holds no undeclared key, so where the check vouches for a value
+ * (valid, every key declared) the value itself is the result; for anything else (an invalid
+ * value, an undeclared key) Schema's own parser runs as before and decides, with its own errors.
+ *
+ * Why: Schema's parser builds an Either per field and a copy of every struct and array, and
+ * @effect/rpc runs it twice per answer in each direction (the Exit's encoded side, then its type
+ * side). For `mcp ps` over 100 nodes x 30 services that was about a quarter of the master's CPU
+ * (decoding the agents' answers, encoding its own) and a third of the CLI's, plus the garbage it
+ * left (bench/heartbeats.ts --profile).
+ *
+ * `quick(schema)` is that schema as a Declaration whose decode and encode take the check first; a
+ * contract uses it where answers are large (Ps). `decodeUnknownEither` and `encodeExitEither` are
+ * the same for DirectCall, which runs the parsers itself on every heartbeat.
+ */
+import { Either, Exit, Option, ParseResult, Schema, SchemaAST } from "effect"
+
+/** True only for a valid value with no undeclared key anywhere; false leaves the answer to Schema. */
+export type Check = (u: unknown) => boolean
+
+class Unsupported {
+  constructor(readonly what: string) {}
+}
+
+const isRecord = (u: unknown): u is Record<PropertyKey, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
+
+/** Values with no keys, which no other member of a union could also take with some keys dropped. */
+const isPrimitive = (ast: SchemaAST.AST): boolean => {
+  switch (ast._tag) {
+    case "Literal":
+    case "UndefinedKeyword":
+    case "StringKeyword":
+    case "NumberKeyword":
+    case "BooleanKeyword":
+    case "Enums":
+      return true
+    case "Refinement":
+      return isPrimitive(ast.from)
+    default:
+      return false
+  }
+}
+
+const NO_OPTIONS: SchemaAST.ParseOptions = {}
+
+/** The checks of the declarations `quick` made, so that a plain schema may hold one. */
+const quickChecks = new WeakMap<SchemaAST.AST, Check>()
+
+const compile = (ast: SchemaAST.AST): Check => {
+  switch (ast._tag) {
+    case "StringKeyword":
+      return (u) => typeof u === "string"
+    case "NumberKeyword":
+      return (u) => typeof u === "number"
+    case "BooleanKeyword":
+      return (u) => typeof u === "boolean"
+    case "UndefinedKeyword":
+      return (u) => u === undefined
+    case "UnknownKeyword":
+    case "AnyKeyword":
+      return () => true
+    case "Literal": {
+      const literal = ast.literal
+      return (u) => u === literal
+    }
+    case "Enums": {
+      const values = ast.enums.map(([, value]) => value)
+      return (u) => values.includes(u as string | number)
+    }
+    case "Refinement": {
+      const from = compile(ast.from)
+      const filter = ast.filter
+      return (u) => from(u) && Option.isNone(filter(u, NO_OPTIONS, ast))
+    }
+    case "TypeLiteral": {
+      if (ast.indexSignatures.length > 0) throw new Unsupported("a record (index signature)")
+      const names = ast.propertySignatures.map((ps) => ps.name)
+      const optional = ast.propertySignatures.map((ps) => ps.isOptional)
+      const fieldChecks = ast.propertySignatures.map((ps) => compile(ps.type))
+      const declared = new Set<PropertyKey>(names)
+      // The exact walk: every own key, symbols and non-enumerable ones too.
+      const exact: Check = (u) => {
+        if (!isRecord(u)) return false
+        for (let i = 0; i < names.length; i++) {
+          if (Object.prototype.hasOwnProperty.call(u, names[i]!)) {
+            if (!fieldChecks[i]!(u[names[i]!])) return false
+          } else if (!optional[i]) return false
+        }
+        // An undeclared key: Schema drops it (or keeps or refuses it, as the options say); it decides.
+        for (const key of Reflect.ownKeys(u)) if (!declared.has(key)) return false
+        return true
+      }
+      if (names.some((name) => typeof name !== "string" || name in Object.prototype)) return exact
+      // The walk without allocating, for plain objects (what JSON.parse gives and literals are):
+      // their keys are enumerable strings, so counting them with for-in and finding as many
+      // declared fields present means there is no other key. (A non-enumerable key, which only
+      // defineProperty makes, is not looked for there: JSON neither carries nor writes one.)
+      const stringNames = names as ReadonlyArray<string>
+      return (u) => {
+        if (!isRecord(u)) return false
+        const proto = Object.getPrototypeOf(u)
+        if (proto !== Object.prototype && proto !== null) return exact(u)
+        let present = 0
+        for (let i = 0; i < stringNames.length; i++) {
+          const value = u[stringNames[i]!]
+          if (value === undefined && !Object.prototype.hasOwnProperty.call(u, stringNames[i]!)) {
+            if (!optional[i]) return false
+            continue
+          }
+          if (!fieldChecks[i]!(value)) return false
+          present++
+        }
+        let keys = 0
+        for (const _ in u) keys++
+        return keys === present && Object.getOwnPropertySymbols(u).length === 0
+      }
+    }
+    case "TupleType": {
+      if (ast.elements.some((e) => e.isOptional)) throw new Unsupported("a tuple with optional elements")
+      if (ast.rest.length > 1) throw new Unsupported("a tuple with elements after its rest")
+      const elements = ast.elements.map((e) => compile(e.type))
+      const rest = ast.rest.length === 1 ? compile(ast.rest[0]!.type) : undefined
+      return (u) => {
+        if (!Array.isArray(u)) return false
+        if (rest === undefined ? u.length !== elements.length : u.length < elements.length) return false
+        for (let i = 0; i < u.length; i++) {
+          if (!(i < elements.length ? elements[i]! : rest!)(u[i])) return false
+        }
+        return true
+      }
+    }
+    case "Union": {
+      // Schema takes the first member that decodes a value, dropping keys that member does not
+      // declare; with at most one member that has keys, no other member can take an object.
+      if (ast.types.filter((t) => !isPrimitive(t)).length > 1) throw new Unsupported("a union of several structs or arrays")
+      const members = ast.types.map(compile)
+      return (u) => members.some((m) => m(u))
+    }
+    case "Declaration": {
+      const own = quickChecks.get(ast)
+      if (own === undefined) throw new Unsupported(`a declaration (${String(ast)})`)
+      return own
+    }
+    default:
+      throw new Unsupported(`a ${ast._tag} (${String(ast)})`)
+  }
+}
+
+const checks = new WeakMap<SchemaAST.AST, Check | Unsupported>()
+
+const compiled = (ast: SchemaAST.AST): Check | Unsupported => {
+  let found = checks.get(ast)
+  if (found === undefined) {
+    try {
+      found = compile(ast)
+    } catch (e) {
+      if (!(e instanceof Unsupported)) throw e
+      found = e
+    }
+    checks.set(ast, found)
+  }
+  return found
+}
+
+/** The check for a plain schema's values; undefined when the schema transforms or holds what the check does not follow. */
+export const checkOf = (ast: SchemaAST.AST): Check | undefined => {
+  const found = compiled(ast)
+  return found instanceof Unsupported ? undefined : found
+}
+
+/**
+ * `schema`, with its decode and encode answered by the check where it vouches for the value.
+ * Only for plain schemas: anything else throws here, when the contract is built.
+ */
+export const quick = <A, I>(schema: Schema.Schema<A, I, never>) => {
+  const found = compiled(schema.ast)
+  if (found instanceof Unsupported) throw new Error(`QuickDecode.quick: ${String(schema.ast)} holds ${found.what}; only plain schemas have a quick check`)
+  const check = found
+  const declared = Schema.declare<A, I, readonly [Schema.Schema<A, I, never>]>(
+    [schema],
+    {
+      decode: (inner) => (u, options) => (check(u) ? ParseResult.succeed(u as A) : ParseResult.decodeUnknown(inner)(u, options)),
+      encode: (inner) => (u, options) => (check(u) ? ParseResult.succeed(u as I) : ParseResult.encodeUnknown(inner)(u, options))
+    },
+    {
+      // What errors and descriptions name: the schema itself, as they did without the wrapper.
+      title: String(schema.ast),
+      arbitrary: (inner) => inner,
+      pretty: (inner) => inner,
+      equivalence: (inner) => inner
+    }
+  )
+  quickChecks.set(declared.ast, check)
+  return declared
+}
+
+/** Schema.decodeUnknownEither(schema), the check first when the schema is plain. */
+export const decodeUnknownEither = <A, I>(schema: Schema.Schema<A, I, never>): (u: unknown) => Either.Either<A, ParseResult.ParseError> => {
+  const full = Schema.decodeUnknownEither(schema)
+  const check = checkOf(schema.ast)
+  return check === undefined ? full : (u) => (check(u) ? Either.right(u as A) : full(u))
+}
+
+/**
+ * Schema.encodeEither(exitSchema) for an RPC's Exit, given its success schema: a success whose
+ * value the check vouches for is encoded as Schema.Exit encodes it, `{ _tag: "Success", value }`.
+ */
+export const encodeExitEither = <A, E>(
+  success: Schema.Schema<A, unknown, never>,
+  exitSchema: Schema.Schema<Exit.Exit<A, E>, unknown, never>
+): (exit: Exit.Exit<A, E>) => Either.Either<unknown, ParseResult.ParseError> => {
+  const full = Schema.encodeEither(exitSchema)
+  const check = checkOf(success.ast)
+  return check === undefined ? full : (exit) => (Exit.isSuccess(exit) && check(exit.value) ? Either.right({ _tag: "Success", value: exit.value }) : full(exit))
+}
