@@ -181,10 +181,10 @@ export class MasterRpcs extends RpcGroup.make(
     success: Schema.Struct({ stored: Schema.Array(Schema.String), unchanged: Schema.Array(Schema.String) }),
     error: Schema.Union(Errors.InvalidDefinition, Errors.PolicyViolation)
   })),
-  readOnly(Rpc.make("NodesList", { success: Schema.Array(Operations.NodeView) })),
+  readOnly(Rpc.make("NodesList", { success: QuickDecode.quick(Schema.Array(Operations.NodeView)) })),
   // Read like NodesList: the master's and each agent's version, protocol, arch and uptime, asked
   // of the agents now (one that does not answer is reported unreachable, not waited for).
-  readOnly(Rpc.make("AgentStatus", { success: Operations.FleetVersions })),
+  readOnly(Rpc.make("AgentStatus", { success: QuickDecode.quick(Operations.FleetVersions) })),
   // Unmarked, so admin's: the fleet's shape.
   Rpc.make("NodesAdd", { payload: payload({ info: Node.NodeInfo }), success: Operations.NodeView, error: Errors.InvalidRequest }),
   Rpc.make("NodesRemove", { payload: payload({ node: Names.NodeName }), error: Schema.Union(Errors.NodeNotFound, Errors.InvalidRequest) }),

@@ -12,18 +12,18 @@
  * (decoding the agents' answers, encoding its own) and a third of the CLI's, plus the garbage it
  * left (bench/heartbeats.ts --profile).
  *
- * `quick(schema)` is that schema as a Declaration whose decode and encode take the check first; a
- * contract uses it where answers are large (Ps). `decodeUnknownEither` and `encodeExitEither` are
- * the same for DirectCall, which runs the parsers itself on every heartbeat.
+ * `quick(schema)` is a plain schema as a Declaration whose decode and encode take the check
+ * first; the contracts use it for the fleet views whose answers grow with the fleet (Ps,
+ * NodesList, AgentStatus). `decodeUnknownEither` and `encodeExitEither` do the same for
+ * DirectCall, which runs the parsers itself on every heartbeat and registration; there a schema
+ * may also be partly plain (a field that transforms is Schema's whenever a value holds it).
  */
 import { Either, Exit, Option, ParseResult, Schema, SchemaAST } from "effect"
 
 /** True only for a valid value with no undeclared key anywhere; false leaves the answer to Schema. */
 export type Check = (u: unknown) => boolean
 
-class Unsupported {
-  constructor(readonly what: string) {}
-}
+const never: Check = () => false
 
 const isRecord = (u: unknown): u is Record<PropertyKey, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
 
@@ -49,7 +49,16 @@ const NO_OPTIONS: SchemaAST.ParseOptions = {}
 /** The checks of the declarations `quick` made, so that a plain schema may hold one. */
 const quickChecks = new WeakMap<SchemaAST.AST, Check>()
 
-const compile = (ast: SchemaAST.AST): Check => {
+/**
+ * The check for `ast`. What it does not follow (a transformation, a declaration, a record, a
+ * union of several structs) never vouches, and is named in `gaps`: a value that holds one of
+ * those goes to Schema, a value that does not (an optional field left out) may still be vouched for.
+ */
+const compile = (ast: SchemaAST.AST, gaps: Array<string>): Check => {
+  const gap = (what: string): Check => {
+    gaps.push(what)
+    return never
+  }
   switch (ast._tag) {
     case "StringKeyword":
       return (u) => typeof u === "string"
@@ -71,15 +80,15 @@ const compile = (ast: SchemaAST.AST): Check => {
       return (u) => values.includes(u as string | number)
     }
     case "Refinement": {
-      const from = compile(ast.from)
+      const from = compile(ast.from, gaps)
       const filter = ast.filter
       return (u) => from(u) && Option.isNone(filter(u, NO_OPTIONS, ast))
     }
     case "TypeLiteral": {
-      if (ast.indexSignatures.length > 0) throw new Unsupported("a record (index signature)")
+      if (ast.indexSignatures.length > 0) return gap("a record (index signature)")
       const names = ast.propertySignatures.map((ps) => ps.name)
       const optional = ast.propertySignatures.map((ps) => ps.isOptional)
-      const fieldChecks = ast.propertySignatures.map((ps) => compile(ps.type))
+      const fieldChecks = ast.propertySignatures.map((ps) => compile(ps.type, gaps))
       const declared = new Set<PropertyKey>(names)
       // The exact walk: every own key, symbols and non-enumerable ones too.
       const exact: Check = (u) => {
@@ -119,10 +128,10 @@ const compile = (ast: SchemaAST.AST): Check => {
       }
     }
     case "TupleType": {
-      if (ast.elements.some((e) => e.isOptional)) throw new Unsupported("a tuple with optional elements")
-      if (ast.rest.length > 1) throw new Unsupported("a tuple with elements after its rest")
-      const elements = ast.elements.map((e) => compile(e.type))
-      const rest = ast.rest.length === 1 ? compile(ast.rest[0]!.type) : undefined
+      if (ast.elements.some((e) => e.isOptional)) return gap("a tuple with optional elements")
+      if (ast.rest.length > 1) return gap("a tuple with elements after its rest")
+      const elements = ast.elements.map((e) => compile(e.type, gaps))
+      const rest = ast.rest.length === 1 ? compile(ast.rest[0]!.type, gaps) : undefined
       return (u) => {
         if (!Array.isArray(u)) return false
         if (rest === undefined ? u.length !== elements.length : u.length < elements.length) return false
@@ -135,40 +144,47 @@ const compile = (ast: SchemaAST.AST): Check => {
     case "Union": {
       // Schema takes the first member that decodes a value, dropping keys that member does not
       // declare; with at most one member that has keys, no other member can take an object.
-      if (ast.types.filter((t) => !isPrimitive(t)).length > 1) throw new Unsupported("a union of several structs or arrays")
-      const members = ast.types.map(compile)
+      if (ast.types.filter((t) => !isPrimitive(t)).length > 1) return gap("a union of several structs or arrays")
+      // A member it does not follow might be the one Schema takes first (a string that
+      // NumberFromString turns into a number before a literal member is tried): no vouching.
+      const memberGaps: Array<string> = []
+      const members = ast.types.map((t) => compile(t, memberGaps))
+      if (memberGaps.length > 0) return gap(`a union holding ${memberGaps.join(", ")}`)
       return (u) => members.some((m) => m(u))
     }
     case "Declaration": {
       const own = quickChecks.get(ast)
-      if (own === undefined) throw new Unsupported(`a declaration (${String(ast)})`)
+      if (own === undefined) return gap(`a declaration (${String(ast)})`)
       return own
     }
     default:
-      throw new Unsupported(`a ${ast._tag} (${String(ast)})`)
+      return gap(`a ${ast._tag} (${String(ast)})`)
   }
 }
 
-const checks = new WeakMap<SchemaAST.AST, Check | Unsupported>()
+interface Compiled {
+  readonly check: Check
+  readonly gaps: ReadonlyArray<string>
+}
+const checks = new WeakMap<SchemaAST.AST, Compiled>()
 
-const compiled = (ast: SchemaAST.AST): Check | Unsupported => {
+const compiled = (ast: SchemaAST.AST): Compiled => {
   let found = checks.get(ast)
   if (found === undefined) {
-    try {
-      found = compile(ast)
-    } catch (e) {
-      if (!(e instanceof Unsupported)) throw e
-      found = e
-    }
+    const gaps: Array<string> = []
+    found = { check: compile(ast, gaps), gaps }
     checks.set(ast, found)
   }
   return found
 }
 
-/** The check for a plain schema's values; undefined when the schema transforms or holds what the check does not follow. */
+/**
+ * The check for a schema's values, also where parts of it transform (those parts never vouch);
+ * undefined when it could never vouch for anything.
+ */
 export const checkOf = (ast: SchemaAST.AST): Check | undefined => {
-  const found = compiled(ast)
-  return found instanceof Unsupported ? undefined : found
+  const { check } = compiled(ast)
+  return check === never ? undefined : check
 }
 
 /**
@@ -176,9 +192,8 @@ export const checkOf = (ast: SchemaAST.AST): Check | undefined => {
  * Only for plain schemas: anything else throws here, when the contract is built.
  */
 export const quick = <A, I>(schema: Schema.Schema<A, I, never>) => {
-  const found = compiled(schema.ast)
-  if (found instanceof Unsupported) throw new Error(`QuickDecode.quick: ${String(schema.ast)} holds ${found.what}; only plain schemas have a quick check`)
-  const check = found
+  const { check, gaps } = compiled(schema.ast)
+  if (gaps.length > 0) throw new Error(`QuickDecode.quick: ${String(schema.ast)} holds ${gaps.join(", ")}; only plain schemas have a quick check`)
   const declared = Schema.declare<A, I, readonly [Schema.Schema<A, I, never>]>(
     [schema],
     {

@@ -38,6 +38,18 @@ const plain: ReadonlyArray<[string, Schema.Schema<unknown, unknown>]> = [
   ["shapes", Shapes as unknown as Schema.Schema<unknown, unknown>]
 ]
 
+/** Schemas with parts that transform, whose other parts the check still follows (DirectCall uses it so). */
+const PartlyPlain = Schema.Struct({
+  count: Schema.Int,
+  since: Schema.optionalWith(Schema.NumberFromString, { exact: true }),
+  either: Schema.optional(Schema.Union(Schema.Literal("1"), Schema.NumberFromString)),
+  items: Schema.Array(Schema.Struct({ at: Schema.Date }))
+})
+const partlyPlain: ReadonlyArray<[string, Schema.Schema<unknown, unknown>]> = [
+  ["Register answer (the policy transforms)", register.successSchema as Schema.Schema<unknown, unknown>],
+  ["a struct with fields that transform", PartlyPlain as unknown as Schema.Schema<unknown, unknown>]
+]
+
 /** An input drawn from the schema's valid values, then perhaps one field changed to anything or one key added. */
 const inputs = (schema: Schema.Schema<unknown, unknown>) =>
   fc.tuple(Arbitrary.make(schema), fc.nat(), fc.oneof(fc.constant("keep"), fc.constant("add"), fc.constant("change")), fc.jsonValue(), fc.string({ minLength: 1, maxLength: 6 })).map(
@@ -78,6 +90,31 @@ describe("QuickDecode", () => {
       sameResult(Schema.encodeUnknownEither(wrapped)(input), Schema.encodeUnknownEither(schema)(input))
     }, { timeout: 20_000, fastCheck: { numRuns: 200 } })
   }
+
+  for (const [name, schema] of partlyPlain) {
+    const check = QuickDecode.checkOf(schema.ast)!
+    const exitSchema = Schema.Exit({ success: schema, failure: Schema.String, defect: Schema.Defect }) as unknown as Schema.Schema<Exit.Exit<unknown, unknown>, unknown>
+    const encodeExit = QuickDecode.encodeExitEither(schema, exitSchema)
+
+    it.prop(`${name}: decodes as Schema does, the check vouching only where Schema gives the input back`, [inputs(Schema.encodedSchema(schema) as Schema.Schema<unknown, unknown>)], ([input]) => {
+      const full = Schema.decodeUnknownEither(schema)(input)
+      if (check(input)) expect(Either.getOrThrow(full)).toEqual(input)
+      sameResult(QuickDecode.decodeUnknownEither(schema)(input), full)
+    }, { timeout: 20_000, fastCheck: { numRuns: 200 } })
+
+    it.prop(`${name}: a success's Exit encodes as Schema encodes it`, [Arbitrary.make(schema)], ([value]) => {
+      sameResult(encodeExit(Exit.succeed(value)), Schema.encodeEither(exitSchema)(Exit.succeed(value)))
+    }, { fastCheck: { numRuns: 100 } })
+  }
+
+  it("where the transforming fields are left out, the check still vouches; where one is there, it leaves it to Schema", () => {
+    const check = QuickDecode.checkOf(PartlyPlain.ast)!
+    expect(check({ count: 1, items: [] })).toBe(true)
+    expect(check({ count: 1, items: [], since: "5" })).toBe(false)
+    expect(check({ count: 1, items: [], either: "1" })).toBe(false)
+    expect(check({ count: 1, items: [{ at: "2026-12-03T00:00:00.000Z" }] })).toBe(false)
+    expect(() => QuickDecode.quick(PartlyPlain)).toThrow(/only plain schemas/)
+  })
 
   it.prop("an RPC's Exit: a success's encoding is Schema's, and a failure goes through Schema", [inputs(heartbeat.successSchema as Schema.Schema<unknown, unknown>)], ([value]) => {
     const exitSchema = Schema.Exit({ success: heartbeat.successSchema, failure: Schema.String, defect: Schema.Defect }) as unknown as Schema.Schema<Exit.Exit<unknown, unknown>, unknown>
