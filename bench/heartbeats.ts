@@ -79,7 +79,7 @@ import { DateTime, Effect, Either, Exit, Redacted, Scope } from "effect"
 import { execSync, spawn } from "node:child_process"
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs"
 import * as https from "node:https"
-import type { AddressInfo } from "node:net"
+import type { AddressInfo, Socket } from "node:net"
 import { cpus, tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -736,6 +736,7 @@ const JITTER_WINDOW_MS = QUICK ? 30_000 : 60_000
  */
 const agentResponders = async (fleet: Fleet, names: ReadonlyArray<string>, services: (node: string) => ReadonlyArray<unknown> = () => []) => {
   const servers: Array<https.Server> = []
+  const sockets = new Set<Socket>()
   const addresses = new Map<string, string>()
   for (const name of names) {
     await Effect.runPromise(Pki.issueCertificate(fleet.caDir, name, { ips: ["127.0.0.1"], dns: [name], usage: "server" }).pipe(Effect.provide(NodeFileSystem.layer)))
@@ -751,11 +752,26 @@ const agentResponders = async (fleet: Fleet, names: ReadonlyArray<string>, servi
         response.end(`${JSON.stringify({ _tag: "Exit", requestId: id, exit: { _tag: "Success", value } })}\n`)
       })
     })
+    // Every socket, from the moment TCP accepts it: closeAllConnections knows only those the HTTP
+    // layer has taken over, and a jitter run was once left waiting for ever on two it did not.
+    server.on("connection", (socket: Socket) => {
+      sockets.add(socket)
+      socket.once("close", () => sockets.delete(socket))
+    })
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()))
     servers.push(server)
     addresses.set(name, `127.0.0.1:${(server.address() as AddressInfo).port}`)
   }
-  return { addresses, close: () => Promise.all(servers.map((s) => new Promise<void>((r) => { s.closeAllConnections(); s.close(() => r()) }))) }
+  const close = () =>
+    Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r())))).then(() => undefined)
+  return {
+    addresses,
+    close: () => {
+      const closed = close()
+      for (const socket of sockets) socket.destroy()
+      return closed
+    }
+  }
 }
 
 interface JitterResult {
