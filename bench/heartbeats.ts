@@ -762,12 +762,10 @@ const agentResponders = async (fleet: Fleet, names: ReadonlyArray<string>, servi
     servers.push(server)
     addresses.set(name, `127.0.0.1:${(server.address() as AddressInfo).port}`)
   }
-  const close = () =>
-    Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r())))).then(() => undefined)
   return {
     addresses,
     close: () => {
-      const closed = close()
+      const closed = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))))
       for (const socket of sockets) socket.destroy()
       return closed
     }

@@ -142,11 +142,12 @@ const compile = (ast: SchemaAST.AST, gaps: Array<string>): Check => {
       }
     }
     case "Union": {
-      // Schema takes the first member that decodes a value, dropping keys that member does not
-      // declare; with at most one member that has keys, no other member can take an object.
+      // Schema decodes a value with the member its own order of trying picks (not always the
+      // first listed), dropping the keys that member does not declare; with at most one member
+      // that has keys, only that member can take an object.
       if (ast.types.filter((t) => !isPrimitive(t)).length > 1) return gap("a union of several structs or arrays")
-      // A member it does not follow might be the one Schema takes first (a string that
-      // NumberFromString turns into a number before a literal member is tried): no vouching.
+      // A member it does not follow might be the one Schema picks (Union(Literal("1"),
+      // NumberFromString) decodes "1" to the number 1): no vouching for such a union.
       const memberGaps: Array<string> = []
       const members = ast.types.map((t) => compile(t, memberGaps))
       if (memberGaps.length > 0) return gap(`a union holding ${memberGaps.join(", ")}`)
@@ -212,7 +213,7 @@ export const quick = <A, I>(schema: Schema.Schema<A, I, never>) => {
   return declared
 }
 
-/** Schema.decodeUnknownEither(schema), the check first when the schema is plain. */
+/** Schema.decodeUnknownEither(schema), the check first unless it could never vouch (checkOf). */
 export const decodeUnknownEither = <A, I>(schema: Schema.Schema<A, I, never>): (u: unknown) => Either.Either<A, ParseResult.ParseError> => {
   const full = Schema.decodeUnknownEither(schema)
   const check = checkOf(schema.ast)
