@@ -18,8 +18,10 @@ const TIMEOUT = 30_000
 const settings: OpenWorkRetry.RetrySettings = {
   heartbeatInterval: Duration.seconds(1),
   reconcileInterval: Duration.seconds(10),
-  fastWindow: Duration.seconds(5)
+  fastWindow: Duration.seconds(5),
+  wakeSpacing: Duration.millis(250)
 }
+const spacing = Duration.toMillis(settings.wakeSpacing)
 
 const saga = (id: string, service: string) => ({ id, service, kind: "deploy", state: "running" as const, startedAt: "2026-01-01T00:00:00Z", error: undefined })
 
@@ -83,6 +85,34 @@ describe("asking again about sagas left open", () => {
       yield* h.wakeups.offer(undefined)
       yield* settle
       expect(yield* Ref.get(h.rounds)).toHaveLength(1)
+      yield* Fiber.interrupt(h.fiber)
+    }), TIMEOUT)
+
+  it.scoped("wake-ups in a burst (a fleet coming back) make one round at once and one after the spacing, not one each", () =>
+    Effect.gen(function* () {
+      const h = yield* harness
+      yield* Ref.set(h.open, [saga("s1", "web")])
+      yield* advance(20_000)
+      yield* Ref.set(h.rounds, [])
+      yield* TestClock.adjust(300)
+      for (let i = 0; i < 5; i++) {
+        yield* h.wakeups.offer(undefined)
+        yield* settle
+      }
+      expect(yield* h.times).toEqual([20_300])
+      yield* TestClock.adjust(spacing)
+      yield* settle
+      // The four later wake-ups, answered together.
+      expect(yield* h.times).toEqual([20_300, 20_300 + spacing])
+      yield* TestClock.adjust(spacing)
+      yield* settle
+      expect(yield* h.times).toEqual([20_300, 20_300 + spacing])
+      // A wake-up after a quiet spell is answered at once again.
+      yield* TestClock.adjust(2_000)
+      yield* settle
+      yield* h.wakeups.offer(undefined)
+      yield* settle
+      expect(yield* h.times).toEqual([20_300, 20_300 + spacing, 22_300 + 2 * spacing])
       yield* Fiber.interrupt(h.fiber)
     }), TIMEOUT)
 

@@ -24,11 +24,12 @@ import * as Headers from "@effect/platform/Headers"
 import * as Rpc from "@effect/rpc/Rpc"
 import type * as RpcGroup from "@effect/rpc/RpcGroup"
 import * as RpcSchema from "@effect/rpc/RpcSchema"
-import { Cause, Context, Effect, Either, Exit, type Fiber, Runtime, Schema, type Tracer } from "effect"
+import { Cause, Context, Effect, Either, Exit, type Fiber, Metric, Runtime, Schema, type Tracer } from "effect"
 import { TreeFormatter } from "effect/ParseResult"
 import type * as http from "node:http"
 import { Admission, AuthMiddleware } from "./AuthMiddleware.js"
 import * as CallMetrics from "./CallMetrics.js"
+import * as Failures from "./Failures.js"
 import type { Principal } from "./Principal.js"
 import { PROTOCOL_HEADER } from "./Protocol.js"
 import * as QuickDecode from "./QuickDecode.js"
@@ -52,19 +53,41 @@ export interface DirectRoute {
 
 const NDJSON = "application/ndjson"
 
+/** A request frame as it came: only `_tag` and `tag` are known checked; the rest is checked where it is used. */
 interface RequestFrame {
   readonly _tag: "Request"
-  readonly id: string
+  readonly id: unknown
   readonly tag: string
   readonly payload: unknown
-  readonly headers: ReadonlyArray<readonly [string, string]>
-  readonly traceId?: string
-  readonly spanId?: string
-  readonly sampled?: boolean
+  readonly headers?: unknown
+  readonly traceId?: unknown
+  readonly spanId?: unknown
+  readonly sampled?: unknown
 }
 
 const isRequestFrame = (u: unknown): u is RequestFrame =>
   typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "Request" && typeof (u as { tag?: unknown }).tag === "string"
+
+/**
+ * A frame's own headers, checked: [name, value] pairs of strings (none when it has none), or
+ * undefined for anything else. Unchecked, a pair that is not one threw in the request's event,
+ * outside any fiber: one request could stop the process.
+ */
+const frameHeaders = (u: unknown): ReadonlyArray<readonly [string, string]> | undefined => {
+  if (u === undefined) return []
+  if (!Array.isArray(u)) return undefined
+  for (const pair of u) {
+    if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== "string" || typeof pair[1] !== "string") return undefined
+  }
+  return u as ReadonlyArray<readonly [string, string]>
+}
+
+/** The request's headers (Node's: lower-case names, repeated ones joined) and then the frame's, as RpcServer merges them. */
+const headersOf = (request: http.IncomingMessage, own: ReadonlyArray<readonly [string, string]>): Headers.Headers => {
+  const headers = Headers.fromInput(request.headers) as Record<string, string>
+  for (const [name, value] of own) headers[name.toLowerCase()] = value
+  return headers as Headers.Headers
+}
 
 /**
  * The handler's answer to a call from `principal`, the auth middleware's checks passed, when it
@@ -143,8 +166,9 @@ const build = <Rpcs extends Rpc.Any, R>(
       return Effect.withSpan(effect, `RpcServer.${tag}`, {
         captureStackTrace: false,
         attributes: { requestId: frame.id },
-        ...(frame.spanId !== undefined && frame.traceId !== undefined
-          ? { parent: { _tag: "ExternalSpan", traceId: frame.traceId, spanId: frame.spanId, sampled: frame.sampled ?? true, context: Context.empty() } satisfies Tracer.ExternalSpan }
+        // The caller's span as the parent, when the frame names one in strings.
+        ...(typeof frame.spanId === "string" && typeof frame.traceId === "string"
+          ? { parent: { _tag: "ExternalSpan", traceId: frame.traceId, spanId: frame.spanId, sampled: frame.sampled !== false, context: Context.empty() } satisfies Tracer.ExternalSpan }
           : {})
       })
     }
@@ -202,6 +226,18 @@ const build = <Rpcs extends Rpc.Any, R>(
       })
       request.on("error", (e) => reply(400, `request body could not be read: ${e.message}`))
       request.on("end", () => {
+        try {
+          onBody()
+        } catch (defect) {
+          // A bug of ours, not the caller's: logged and counted, and answered without its details.
+          Runtime.runFork(runtime, Effect.zipRight(
+            Effect.logError(`serving ${tag} directly crashed`, Cause.die(defect)),
+            Metric.increment(Metric.tagged(Failures.unrecoverable, "operation", `serving ${tag} directly`))
+          ))
+          reply(500, `the server failed to answer this ${tag} request; its log says why`)
+        }
+      })
+      const onBody = () => {
         if (over) return
         const body = Buffer.concat(chunks).toString("utf8")
         const problem = checkBody(body, { maxMessages: limits.maxMessages, maxDepth: limits.maxDepth })
@@ -220,13 +256,16 @@ const build = <Rpcs extends Rpc.Any, R>(
         if (!isRequestFrame(frame) || frame.tag !== tag) {
           return answer(line({ _tag: "Defect", defect: `a request marked ${tag} (header x-mcp-rpc) must carry exactly one ${tag} request; send other requests without that header` }))
         }
-        if (typeof frame.id !== "string") return answer(line({ _tag: "Defect", defect: `Invalid request id: ${String(frame.id)}` }))
-        const headers = Headers.fromInput([...Object.entries(request.headers).flatMap(([k, v]) => (v === undefined ? [] : [[k, String(v)] as const])), ...(Array.isArray(frame.headers) ? frame.headers : [])])
+        const id = frame.id
+        if (typeof id !== "string") return answer(line({ _tag: "Defect", defect: `Invalid request id: ${String(id)}` }))
+        const own = frameHeaders(frame.headers)
+        if (own === undefined) return answer(line({ _tag: "Defect", defect: "the request's headers must be a list of [name, value] pairs of strings" }))
+        const headers = headersOf(request, own)
         const payload = decode(frame.payload)
-        if (Either.isLeft(payload)) return answer(defectExitFrame(frame.id, TreeFormatter.formatErrorSync(payload.left)))
+        if (Either.isLeft(payload)) return answer(defectExitFrame(id, TreeFormatter.formatErrorSync(payload.left)))
         if (immediate !== undefined) {
           const answered = answerNow(immediate, headers, payload.right)
-          if (answered !== undefined) return answer(exitFrame(frame.id, answered))
+          if (answered !== undefined) return answer(exitFrame(id, answered))
         }
         const fiber: Fiber.RuntimeFiber<unknown, unknown> = Runtime.runFork(runtime, call(frame, headers, payload.right))
         // A client that goes away stops its call, as RpcServer interrupts a request whose client left.
@@ -236,9 +275,9 @@ const build = <Rpcs extends Rpc.Any, R>(
         response.once("close", onClose)
         fiber.addObserver((exit) => {
           response.off("close", onClose)
-          answer(exitFrame(frame.id, exit))
+          answer(exitFrame(id, exit))
         })
-      })
+      }
     }
     return { _tag: "DirectRoute", path, tag, serve } satisfies DirectRoute
   })

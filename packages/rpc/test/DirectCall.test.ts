@@ -9,11 +9,15 @@
  * `Immediate` answers, only for calls the middleware's Admission lets through; every other call
  * (a refusal, a heartbeat the immediate answer leaves to the handler) is the full route's, with
  * the same answer RpcServer gives.
+ *
+ * The direct route runs in Node's request event, outside any fiber: a frame's parts are checked
+ * before use, and a bug that throws there is answered 500, logged and counted, not a crash.
  */
 import { HttpServer } from "@effect/platform"
 import { NodeFileSystem } from "@effect/platform-node"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, ManagedRuntime, Metric, MetricLabel, Redacted } from "effect"
+import { Rpc, RpcGroup } from "@effect/rpc"
+import { Effect, Layer, ManagedRuntime, Metric, MetricLabel, Redacted, Schema } from "effect"
 import { mkdtempSync, readFileSync } from "node:fs"
 import * as https from "node:https"
 import { tmpdir } from "node:os"
@@ -22,6 +26,7 @@ import * as AuthMiddleware from "../src/AuthMiddleware.js"
 import * as CallMetrics from "../src/CallMetrics.js"
 import { ControlRpcs } from "../src/Contracts.js"
 import * as DirectCall from "../src/DirectCall.js"
+import * as Failures from "../src/Failures.js"
 import * as Pki from "../src/Pki.js"
 import { PROTOCOL_HEADER, RPC_TAG_HEADER } from "../src/Protocol.js"
 import * as TokenFile from "../src/TokenFile.js"
@@ -60,6 +65,15 @@ const handlers = ControlRpcs.toLayer({
   ZoneRecords: () => Effect.succeed([])
 })
 
+/** An RPC with a bug: its payload's filter throws on "boom", inside the request's event on the direct route. */
+class BuggyRpcs extends RpcGroup.make(
+  Rpc.make("Echo", {
+    payload: { word: Schema.String.pipe(Schema.filter((w) => { if (w === "boom") throw new Error("the filter has a bug"); return true })) },
+    success: Schema.String
+  })
+) {}
+const buggyHandlers = BuggyRpcs.toLayer({ Echo: ({ word }) => Effect.succeed(word) })
+
 let runtime: ManagedRuntime.ManagedRuntime<HttpServer.HttpServer, unknown>
 
 beforeAll(async () => {
@@ -89,9 +103,10 @@ beforeAll(async () => {
       Transport.route("/control", ControlRpcs),
       DirectCall.route("/control", ControlRpcs, "Heartbeat"),
       Transport.route("/control-now", ControlRpcs),
-      DirectCall.routeImmediate("/control-now", ControlRpcs, "Heartbeat", Effect.succeed(immediate as never))
+      DirectCall.routeImmediate("/control-now", ControlRpcs, "Heartbeat", Effect.succeed(immediate as never)),
+      DirectCall.route("/buggy", BuggyRpcs, "Echo")
     ]
-  ).pipe(Layer.provide(Layer.mergeAll(handlers, auth)))
+  ).pipe(Layer.provide(Layer.mergeAll(handlers, buggyHandlers, auth)))
   runtime = ManagedRuntime.make(server)
   const address = (await runtime.runPromise(HttpServer.HttpServer)).address
   port = address._tag === "TcpAddress" ? address.port : 0
@@ -203,6 +218,42 @@ describe("a heartbeat served without RpcServer", () => {
     }
     expect(garbage.frames).toEqual([{ _tag: "Defect", defect: expect.stringContaining("not JSON") }])
     expect(served).toEqual([])
+  })
+
+  it("a frame whose headers are not [name, value] pairs of strings gets a defect naming them, nothing runs, and the server goes on", async () => {
+    // Each of these once threw in the request's event, outside any fiber: a crash of the process.
+    for (const path of ["/control", "/control-now"]) {
+      for (const headers of [[5], [[5, "x"]], [["x-a", 5]], [["x-a"]], [["x-a", "1", "2"]], "x-a", { "x-a": "1" }, null]) {
+        served.length = 0
+        askedNow.length = 0
+        const body = `${JSON.stringify({ _tag: "Request", id: "7", tag: "Heartbeat", payload: heartbeat("w1"), headers })}\n`
+        const answer = await post(body, { token: tokens.w1, tag: "Heartbeat", path })
+        expect({ path, headers, status: answer.status, frames: answer.frames }).toEqual({
+          path,
+          headers,
+          status: 200,
+          frames: [{ _tag: "Defect", defect: expect.stringContaining("headers must be a list of [name, value] pairs of strings") }]
+        })
+        expect({ served, askedNow }).toEqual({ served: [], askedNow: [] })
+      }
+    }
+    const after = await post(request(heartbeat("w1")), { token: tokens.w1, tag: "Heartbeat" })
+    expect(after.frames).toEqual([{ _tag: "Exit", requestId: "7", exit: { _tag: "Success", value: { known: true, heartbeatIntervalMs: 1234 } } }])
+    // A frame's own headers, well formed, still reach the handler's call (they are RpcServer's too).
+    const withHeader = await post(`${JSON.stringify({ _tag: "Request", id: "7", tag: "Heartbeat", payload: heartbeat("w1"), headers: [["x-trace-note", "a"]] })}\n`, { token: tokens.w1, tag: "Heartbeat" })
+    expect(withHeader.frames).toEqual(after.frames)
+  })
+
+  it("a bug that throws while a request is read is logged and counted, answered 500 without its details, and the server goes on", async () => {
+    const crashes = () => Effect.runSync(Metric.value(Metric.tagged(Failures.unrecoverable, "operation", "serving Echo directly"))).count
+    const echo = (word: string) => `${JSON.stringify({ _tag: "Request", id: "7", tag: "Echo", payload: { word }, headers: [] })}\n`
+    const before = crashes()
+    const crashed = await post(echo("boom"), { tag: "Echo", path: "/buggy" })
+    expect(crashed.status).toBe(500)
+    expect(crashed.text).toBe("the server failed to answer this Echo request; its log says why")
+    expect(crashes()).toBe(before + 1)
+    const fine = await post(echo("hello"), { tag: "Echo", path: "/buggy" })
+    expect(fine.frames).toEqual([{ _tag: "Exit", requestId: "7", exit: { _tag: "Success", value: "hello" } }])
   })
 
   it("holds the transport's limits: an oversized or too deeply nested body is refused with RpcServer's status and text", async () => {

@@ -144,7 +144,8 @@ export const layer = (config: MasterConfig) => {
       yield* Effect.forkScoped(OpenWorkRetry.run(work, {
         heartbeatInterval: config.heartbeat.interval,
         reconcileInterval: config.edge.reconcile_interval,
-        fastWindow: OPEN_WORK_FAST_WINDOW
+        fastWindow: OPEN_WORK_FAST_WINDOW,
+        wakeSpacing: OpenWorkRetry.wakeSpacingFor(config.heartbeat.interval)
       }))
     })
   )
