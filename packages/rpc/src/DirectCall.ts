@@ -25,7 +25,7 @@ import * as Rpc from "@effect/rpc/Rpc"
 import type * as RpcGroup from "@effect/rpc/RpcGroup"
 import * as RpcSchema from "@effect/rpc/RpcSchema"
 import { Cause, Context, Effect, Either, Exit, type Fiber, Metric, Runtime, Schema, type Tracer } from "effect"
-import { TreeFormatter } from "effect/ParseResult"
+import { type ParseError, TreeFormatter } from "effect/ParseResult"
 import type * as http from "node:http"
 import { Admission, AuthMiddleware } from "./AuthMiddleware.js"
 import * as CallMetrics from "./CallMetrics.js"
@@ -177,7 +177,7 @@ const build = <Rpcs extends Rpc.Any, R>(
       const encoded = encodeExit(exit)
       if (Either.isRight(encoded)) return line({ _tag: "Exit", requestId: id, exit: encoded.right })
       // As RpcServer: an answer that does not encode becomes the call's defect, saying why.
-      return defectExitFrame(id, Cause.squash(Cause.fail(TreeFormatter.formatErrorSync(encoded.left))))
+      return defectExitFrame(id, Cause.squash(Cause.fail(describeParseError(encoded.left, `the answer does not match ${tag}'s schema`))))
     }
     const defectExitFrame = (id: string, defect: unknown): string => {
       const encoded = encodeDefect(defect)
@@ -225,18 +225,22 @@ const build = <Rpcs extends Rpc.Any, R>(
         reply(413, `request body is over the limit of ${limits.maxBodyBytes} bytes`)
       })
       request.on("error", (e) => reply(400, `request body could not be read: ${e.message}`))
-      request.on("end", () => {
+      /**
+       * Runs `f`, which answers. What throws there is a bug of ours, not the caller's (whatever the
+       * caller sent is checked first): logged and counted, and answered without its details.
+       */
+      const guarded = (f: () => void) => {
         try {
-          onBody()
+          f()
         } catch (defect) {
-          // A bug of ours, not the caller's: logged and counted, and answered without its details.
           Runtime.runFork(runtime, Effect.zipRight(
             Effect.logError(`serving ${tag} directly crashed`, Cause.die(defect)),
             Metric.increment(Metric.tagged(Failures.unrecoverable, "operation", `serving ${tag} directly`))
           ))
           reply(500, `the server failed to answer this ${tag} request; its log says why`)
         }
-      })
+      }
+      request.on("end", () => guarded(onBody))
       const onBody = () => {
         if (over) return
         const body = Buffer.concat(chunks).toString("utf8")
@@ -257,25 +261,28 @@ const build = <Rpcs extends Rpc.Any, R>(
           return answer(line({ _tag: "Defect", defect: `a request marked ${tag} (header x-mcp-rpc) must carry exactly one ${tag} request; send other requests without that header` }))
         }
         const id = frame.id
-        if (typeof id !== "string") return answer(line({ _tag: "Defect", defect: `Invalid request id: ${String(id)}` }))
+        // Said as JSON: the value came from JSON.parse, and String() would call its own toString.
+        if (typeof id !== "string") return answer(line({ _tag: "Defect", defect: `Invalid request id: ${JSON.stringify(id)}` }))
         const own = frameHeaders(frame.headers)
         if (own === undefined) return answer(line({ _tag: "Defect", defect: "the request's headers must be a list of [name, value] pairs of strings" }))
         const headers = headersOf(request, own)
         const payload = decode(frame.payload)
-        if (Either.isLeft(payload)) return answer(defectExitFrame(id, TreeFormatter.formatErrorSync(payload.left)))
+        if (Either.isLeft(payload)) return answer(defectExitFrame(id, describeParseError(payload.left, `the payload does not match ${tag}'s schema`)))
         if (immediate !== undefined) {
           const answered = answerNow(immediate, headers, payload.right)
           if (answered !== undefined) return answer(exitFrame(id, answered))
         }
-        const fiber: Fiber.RuntimeFiber<unknown, unknown> = Runtime.runFork(runtime, call(frame, headers, payload.right))
+        // Suspended: a handler or middleware that throws as it builds its effect is the call's defect, as in RpcServer.
+        const fiber: Fiber.RuntimeFiber<unknown, unknown> = Runtime.runFork(runtime, Effect.suspend(() => call(frame, headers, payload.right)))
         // A client that goes away stops its call, as RpcServer interrupts a request whose client left.
         const onClose = () => {
           if (!response.writableFinished) fiber.unsafeInterruptAsFork(fiber.id())
         }
         response.once("close", onClose)
+        // Called by the fiber runtime when the call ends, outside the request's event: guarded too.
         fiber.addObserver((exit) => {
           response.off("close", onClose)
-          answer(exitFrame(id, exit))
+          guarded(() => answer(exitFrame(id, exit)))
         })
       }
     }
@@ -291,3 +298,16 @@ type WrapMiddleware = (options: {
 }) => Effect.Effect<unknown, unknown>
 
 const line = (message: unknown) => `${JSON.stringify(message)}\n`
+
+/**
+ * Schema's report of a parse error, or `fallback` when it cannot be printed: the report quotes
+ * the value, and Effect's printer calls a quoted object's own `constructor.name`, which a request
+ * can make something that does not convert to a string.
+ */
+const describeParseError = (error: ParseError, fallback: string): string => {
+  try {
+    return TreeFormatter.formatErrorSync(error)
+  } catch {
+    return `${fallback} (the details could not be printed)`
+  }
+}

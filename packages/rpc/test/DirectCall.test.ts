@@ -65,14 +65,16 @@ const handlers = ControlRpcs.toLayer({
   ZoneRecords: () => Effect.succeed([])
 })
 
-/** An RPC with a bug: its payload's filter throws on "boom", inside the request's event on the direct route. */
+/**
+ * An RPC with bugs: its payload's filter throws on "boom" (in the request's event), and its
+ * answer's on "unencodable" (when the call's fiber ends), both on the direct route.
+ */
+const throwsOn = (bad: string) => Schema.String.pipe(Schema.filter((w) => { if (w === bad) throw new Error(`the filter has a bug (${bad})`); return true }))
 class BuggyRpcs extends RpcGroup.make(
-  Rpc.make("Echo", {
-    payload: { word: Schema.String.pipe(Schema.filter((w) => { if (w === "boom") throw new Error("the filter has a bug"); return true })) },
-    success: Schema.String
-  })
+  Rpc.make("Echo", { payload: { word: throwsOn("boom") }, success: throwsOn("unencodable") })
 ) {}
-const buggyHandlers = BuggyRpcs.toLayer({ Echo: ({ word }) => Effect.succeed(word) })
+// After a pause, so that the call ends after the request's event, when the fiber runtime ends it.
+const buggyHandlers = BuggyRpcs.toLayer({ Echo: ({ word }) => Effect.as(Effect.sleep(5), word) })
 
 let runtime: ManagedRuntime.ManagedRuntime<HttpServer.HttpServer, unknown>
 
@@ -237,6 +239,22 @@ describe("a heartbeat served without RpcServer", () => {
         expect({ served, askedNow }).toEqual({ served: [], askedNow: [] })
       }
     }
+    // An id, and a payload whose error report would quote it, that do not convert to strings:
+    // refused as the caller's, not counted as a crash of ours.
+    const crashes = () => Effect.runSync(Metric.value(Metric.tagged(Failures.unrecoverable, "operation", "serving Heartbeat directly"))).count
+    const before = crashes()
+    for (const path of ["/control", "/control-now"]) {
+      const badId = await post(`${JSON.stringify({ _tag: "Request", id: { toString: 0 }, tag: "Heartbeat", payload: heartbeat("w1"), headers: [] })}\n`, { token: tokens.w1, tag: "Heartbeat", path })
+      expect(badId.frames).toEqual([{ _tag: "Defect", defect: `Invalid request id: {"toString":0}` }])
+      const unprintable = await post(request({ node: { constructor: { name: { toString: 0 } } }, resources, services: [] }), { token: tokens.w1, tag: "Heartbeat", path })
+      expect(unprintable.frames).toEqual([{
+        _tag: "Exit",
+        requestId: "7",
+        exit: { _tag: "Failure", cause: { _tag: "Die", defect: "the payload does not match Heartbeat's schema (the details could not be printed)" } }
+      }])
+    }
+    expect(crashes()).toBe(before)
+    expect(served).toEqual([])
     const after = await post(request(heartbeat("w1")), { token: tokens.w1, tag: "Heartbeat" })
     expect(after.frames).toEqual([{ _tag: "Exit", requestId: "7", exit: { _tag: "Success", value: { known: true, heartbeatIntervalMs: 1234 } } }])
     // A frame's own headers, well formed, still reach the handler's call (they are RpcServer's too).
@@ -244,7 +262,7 @@ describe("a heartbeat served without RpcServer", () => {
     expect(withHeader.frames).toEqual(after.frames)
   })
 
-  it("a bug that throws while a request is read is logged and counted, answered 500 without its details, and the server goes on", async () => {
+  it("a bug that throws while a request is read or its answer written is logged and counted, answered 500 without its details, and the server goes on", async () => {
     const crashes = () => Effect.runSync(Metric.value(Metric.tagged(Failures.unrecoverable, "operation", "serving Echo directly"))).count
     const echo = (word: string) => `${JSON.stringify({ _tag: "Request", id: "7", tag: "Echo", payload: { word }, headers: [] })}\n`
     const before = crashes()
@@ -252,6 +270,9 @@ describe("a heartbeat served without RpcServer", () => {
     expect(crashed.status).toBe(500)
     expect(crashed.text).toBe("the server failed to answer this Echo request; its log says why")
     expect(crashes()).toBe(before + 1)
+    const unencodable = await post(echo("unencodable"), { tag: "Echo", path: "/buggy" })
+    expect(unencodable.status).toBe(500)
+    expect(crashes()).toBe(before + 2)
     const fine = await post(echo("hello"), { tag: "Echo", path: "/buggy" })
     expect(fine.frames).toEqual([{ _tag: "Exit", requestId: "7", exit: { _tag: "Success", value: "hello" } }])
   })
