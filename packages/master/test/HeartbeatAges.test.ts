@@ -22,11 +22,11 @@ describe("the dashboard's hour of heartbeat ages", () => {
   it("a node's age comes from its supervisor's last heartbeat, else from the stored one; a node with neither has none", () => {
     const now = 100_000
     const live = [
-      { node: "heard", lastHeartbeat: new Date(now - 2_500) },
-      { node: "restarted", lastHeartbeat: undefined },
-      { node: "new", lastHeartbeat: undefined },
-      { node: "ahead", lastHeartbeat: new Date(now + 1_000) }
-    ]
+      ["heard", now - 2_500],
+      ["restarted", undefined],
+      ["new", undefined],
+      ["ahead", now + 1_000]
+    ] as const
     const stored = new Map([["heard", new Date(0).toISOString()], ["restarted", new Date(now - 60_000).toISOString()]])
     expect(HeartbeatAges.agesAt(now, live, stored)).toEqual([["heard", 2.5], ["restarted", 60], ["ahead", 0]])
   })

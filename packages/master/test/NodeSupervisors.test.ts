@@ -410,6 +410,20 @@ describe("NodeSupervisors", () => {
       ])
     })
   )
+
+  test(
+    "lastHeartbeats gives every watched node's last heartbeat time, none for a node not heard from",
+    Effect.gen(function* () {
+      const h = yield* harness
+      yield* h.supervisors.watch("n2", ["n2-a:7000"])
+      yield* h.supervisors.watch("n1", ["n1-a:7000"], "healthy")
+      yield* TestClock.adjust(1_000)
+      yield* h.supervisors.heartbeat("n2")
+      yield* settle
+      const times = yield* h.supervisors.lastHeartbeats
+      expect([...times].sort(([a], [b]) => a.localeCompare(b))).toEqual([["n1", undefined], ["n2", 1_000]])
+    })
+  )
 })
 
 describe("NodeSupervisors with max_rate: the interval each node is given", () => {

@@ -38,17 +38,18 @@ export interface HeartbeatAges {
 
 /**
  * Each node's heartbeat age at `now` (clock millis), in seconds: from the heartbeat its supervisor
- * last received (`live`), or for a node not heard from since the master started, from the time the
- * database holds (`stored`, ISO text by node). A node with neither has no age yet.
+ * last received (`live`, clock millis by node), or for a node not heard from since the master
+ * started, from the time the database holds (`stored`, ISO text by node). A node with neither has
+ * no age yet.
  */
 export const agesAt = (
   now: number,
-  live: ReadonlyArray<{ readonly node: string; readonly lastHeartbeat: Date | undefined }>,
+  live: Iterable<readonly [node: string, lastHeartbeat: number | undefined]>,
   stored: ReadonlyMap<string, string>
 ): Array<readonly [string, number]> => {
   const ages: Array<readonly [string, number]> = []
-  for (const { lastHeartbeat, node } of live) {
-    const at = lastHeartbeat?.getTime() ?? Date.parse(stored.get(node) ?? "")
+  for (const [node, lastHeartbeat] of live) {
+    const at = lastHeartbeat ?? Date.parse(stored.get(node) ?? "")
     if (!Number.isNaN(at)) ages.push([node, Math.max(0, (now - at) / 1000)])
   }
   return ages

@@ -522,6 +522,17 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
     )
 
     /**
+     * Each watched node's last heartbeat (clock millis; undefined: none since the master started),
+     * in no particular order. For the dashboard's sample every few seconds: the sorted snapshot
+     * of 10,000 nodes held the event loop about 80 ms each time (bench/heartbeats.ts).
+     */
+    const lastHeartbeats: Effect.Effect<ReadonlyArray<readonly [node: string, at: number | undefined]>> = Effect.sync(() => {
+      const times: Array<readonly [string, number | undefined]> = []
+      for (const [node, cell] of cells) times.push([node, cell.record.lastHeartbeat?.getTime()])
+      return times
+    })
+
+    /**
      * What `mcp tree` shows: one child per watched node with its fiber's life (running,
      * restarting after a crash, stopped), the node's health, restarts and last error; the parent
      * counts the live node fibers and sums their restarts.
@@ -547,6 +558,6 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
       }
     })
 
-    return { watch, heartbeat, heartbeatAt, unwatch, health, snapshot, tree } as const
+    return { watch, heartbeat, heartbeatAt, unwatch, health, snapshot, lastHeartbeats, tree } as const
   })
 }) {}
