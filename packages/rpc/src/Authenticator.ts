@@ -5,7 +5,7 @@
  */
 import * as Errors from "@mcp/domain/Errors"
 import { Context, Effect, Layer, Redacted } from "effect"
-import { createHash } from "node:crypto"
+import * as crypto from "node:crypto"
 import type { Principal } from "./Principal.js"
 
 export interface Authenticator {
@@ -21,9 +21,15 @@ export interface Authenticator {
 
 export const Authenticator = Context.GenericTag<Authenticator>("@mcp/rpc/Authenticator")
 
+/**
+ * crypto.hash digests a short input in one call, in about a third of createHash's time (every
+ * heartbeat's token is digested); it came with Node 20.12, and package.json allows any Node 20.
+ */
+const oneShotHash: typeof crypto.hash | undefined = typeof crypto.hash === "function" ? crypto.hash : undefined
+
 /** Tokens are stored and cached by this digest, never in the clear. */
 export const tokenDigest = (token: Redacted.Redacted<string>): string =>
-  createHash("sha256").update(Redacted.value(token)).digest("hex")
+  oneShotHash !== undefined ? oneShotHash("sha256", Redacted.value(token), "hex") : crypto.createHash("sha256").update(Redacted.value(token)).digest("hex")
 
 /** For tests of our own logic: a fixed table of tokens. */
 export const layerMemory = (tokens: ReadonlyMap<string, Principal>): Layer.Layer<Authenticator> =>

@@ -188,6 +188,7 @@ const build = <Rpcs extends Rpc.Any, R>(
      * The call's Exit when it is answered at once, timed as the middleware times calls. A handler
      * that throws has a bug: that is the call's defect, as in the fiber, and logged.
      */
+    const recordDuration = CallMetrics.recorderNow(CallMetrics.rpcDuration, { rpc: tag })
     const answerNow = (immediate: ImmediatePath, headers: Headers.Headers, payload: unknown): Exit.Exit<unknown, unknown> | undefined => {
       const start = Date.now()
       const principal = immediate.admission.admitNow(rpc, headers, payload)
@@ -201,7 +202,7 @@ const build = <Rpcs extends Rpc.Any, R>(
         Runtime.runFork(runtime, Effect.logError(`${tag} answered at once crashed`, Cause.die(defect)))
         exit = Exit.die(defect)
       }
-      CallMetrics.recordNow(CallMetrics.rpcDuration, { rpc: tag }, CallMetrics.resultOf(exit), (Date.now() - start) / 1000)
+      recordDuration(CallMetrics.resultOf(exit), (Date.now() - start) / 1000)
       return exit
     }
 

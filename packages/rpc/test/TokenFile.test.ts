@@ -28,6 +28,10 @@ const authenticator = (path: string) => Effect.provide(Authenticator, TokenFileA
 const shown = (e: Error) => `${e.message} ${String(e)} ${JSON.stringify(e)}`
 
 describe("TokenFile", () => {
+  it("a token is stored by the hex SHA-256 of its text (FIPS 180-2's test vector)", () => {
+    expect(tokenDigest(Redacted.make("abc"))).toBe("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+  })
+
   it.scoped("a created token authenticates as the principal it was created for", () =>
     Effect.gen(function* () {
       const path = yield* tempFile
