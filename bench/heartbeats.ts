@@ -52,7 +52,11 @@
  * RpcServer, as it answered every heartbeat before its direct route (DirectCall.ts).
  *
  * MCP_BENCH_MASTER_NODE_FLAGS="<flags>" puts node flags on each master's command line (V8's heap
- * flags, --trace-gc, an --import), to measure what a flag changes against the same load.
+ * flags, --trace-gc, an --import), to measure what a flag changes against the same load. They come
+ * before the unit's NODE_OPTIONS flags (test/support/Units.ts), which win where both set one: to
+ * try another young generation size, change packaging/systemd/mcp-master.service.
+ * MCP_BENCH_MASTER_LOG=<prefix> appends each master's output to <prefix>-<label>.log (what
+ * --trace-gc prints, for instance); otherwise only its last lines are kept.
  *
  * --profile runs each master as built (dist/, what users run) with --cpu-prof, writing a
  * .cpuprofile per master into <dir> (open it in Chrome's DevTools or speedscope). The bundles keep
@@ -77,7 +81,7 @@ import { tokenDigest } from "@mcp/rpc/Authenticator"
 import { NodeFileSystem } from "@effect/platform-node"
 import { DateTime, Effect, Either, Exit, Redacted, Scope } from "effect"
 import { execSync, spawn } from "node:child_process"
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs"
+import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs"
 import * as https from "node:https"
 import type { AddressInfo, Socket } from "node:net"
 import { cpus, tmpdir } from "node:os"
@@ -107,6 +111,7 @@ const UNMARKED = process.argv.includes("--unmarked")
 const ONLY_FANOUT = process.argv.includes("--only-fanout")
 const profileArg = process.argv.find((a) => a.startsWith("--profile="))
 const PROFILE_DIR = profileArg === undefined ? undefined : resolve(profileArg.slice("--profile=".length))
+const MASTER_LOG = process.env["MCP_BENCH_MASTER_LOG"]
 const heapArg = process.argv.find((a) => a.startsWith("--heap-snapshot="))
 const HEAP_DIR = heapArg === undefined ? undefined : resolve(heapArg.slice("--heap-snapshot=".length))
 const PACED_WINDOW_MS = QUICK ? 10_000 : 20_000
@@ -306,6 +311,7 @@ const startMaster = async (
     stream.removeAllListeners("data")
     stream.on("data", (d: Buffer) => {
       const s = d.toString()
+      if (MASTER_LOG !== undefined) appendFileSync(`${MASTER_LOG}-${label}.log`, s)
       for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) === 10) lines++
       tail = (tail + s).slice(-8192)
     })
