@@ -28,14 +28,16 @@ describe("the dashboard's hour of heartbeat ages", () => {
       ["ahead", now + 1_000]
     ] as const
     const stored = new Map([["heard", new Date(0).toISOString()], ["restarted", new Date(now - 60_000).toISOString()]])
-    expect(HeartbeatAges.agesAt(now, live, stored)).toEqual([["heard", 2.5], ["restarted", 60], ["ahead", 0]])
+    const ages: Array<readonly [string, number]> = []
+    HeartbeatAges.agesAt(now, (each) => live.forEach(([node, at]) => each(node, at)), stored)((node, age) => ages.push([node, age]))
+    expect(ages).toEqual([["heard", 2.5], ["restarted", 60], ["ahead", 0]])
   })
 
   it("keeps the window, and draws the nodes whose heartbeats were oldest", () => {
     const ages = HeartbeatAges.make(HOUR)
-    ages.record(0, [["gone", 500], ["w1", 1]])
-    ages.record(HOUR / 2, [["w1", 2], ["w2", 9], ["w3", 3]])
-    ages.record(HOUR + 1, [["w1", 4], ["w2", 1], ["w3", 3]])
+    ages.record(0, HeartbeatAges.agesOf([["gone", 500], ["w1", 1]]))
+    ages.record(HOUR / 2, HeartbeatAges.agesOf([["w1", 2], ["w2", 9], ["w3", 3]]))
+    ages.record(HOUR + 1, HeartbeatAges.agesOf([["w1", 4], ["w2", 1], ["w3", 3]]))
     // The first sample left the window with "gone", the only node it had an age for.
     expect(ages.chart(2)).toEqual({
       nodes: 3,
@@ -63,16 +65,30 @@ describe("the dashboard's hour of heartbeat ages", () => {
       const ages = HeartbeatAges.make(HOUR)
       let at = 0
       const timed = samples.map((s) => ({ at: (at += s.gap), ages: s.ages }))
-      for (const s of timed) ages.record(s.at, s.ages)
+      for (const s of timed) ages.record(s.at, HeartbeatAges.agesOf(s.ages))
       expect(ages.chart(maxSeries)).toEqual(reference(timed, HOUR, maxSeries))
     }
   )
+
+  it("keeps every age of a sample of thousands of nodes", () => {
+    const ages = HeartbeatAges.make(HOUR)
+    const fleet = Array.from({ length: 2_500 }, (_, i) => [`n${i}`, i / 10] as const)
+    ages.record(1_000, HeartbeatAges.agesOf(fleet))
+    ages.record(2_000, HeartbeatAges.agesOf(fleet.slice(0, 3)))
+    const chart = ages.chart(3)
+    expect(chart.nodes).toBe(2_500)
+    expect(chart.series).toEqual([
+      { node: "n2499", points: [[1_000, Math.fround(249.9)]] },
+      { node: "n2498", points: [[1_000, Math.fround(249.8)]] },
+      { node: "n2497", points: [[1_000, Math.fround(249.7)]] }
+    ])
+  })
 
   it("forgets the names of nodes replaced under new names", () => {
     const ages = HeartbeatAges.make(HOUR)
     // A fleet of 10 whose nodes are all replaced every 20 minutes, for a day.
     for (let generation = 0; generation < 72; generation++) {
-      ages.record(generation * HOUR / 3, Array.from({ length: 10 }, (_, i) => [`g${generation}-n${i}`, i] as const))
+      ages.record(generation * HOUR / 3, HeartbeatAges.agesOf(Array.from({ length: 10 }, (_, i) => [`g${generation}-n${i}`, i] as const)))
     }
     // The window holds 4 samples (40 names): at most as many others are kept.
     expect(ages.indexed()).toBeLessThanOrEqual(80)
@@ -84,7 +100,7 @@ describe("the dashboard's hour of heartbeat ages", () => {
   it("the page draws at most MAX_CHART_SERIES lines and says which nodes they are", () => {
     const ages = HeartbeatAges.make(HOUR)
     const fleet = Array.from({ length: 20 }, (_, i) => `n${String(i).padStart(2, "0")}`)
-    ages.record(1_000, fleet.map((n, i) => [n, i] as const))
+    ages.record(1_000, HeartbeatAges.agesOf(fleet.map((n, i) => [n, i] as const)))
     const picture: Pages.FleetPicture = { now: 2_000, nodes: [], services: [], unreachable: [], hostnames: [], dns: new Map(), heartbeats: ages.chart(Pages.MAX_CHART_SERIES), deploys: [] }
     const chart = Pages.parts(picture).text.match(/<figure id="heartbeat-chart">[\s\S]*?<\/figure>/)![0]
     expect(chart.match(/<polyline/g)).toHaveLength(Pages.MAX_CHART_SERIES)

@@ -117,10 +117,13 @@ const make = (settings: Pick<MasterSettings, "fanoutTimeout" | "version">, dashb
     // sample interval held a master of 10,000 nodes for a few hundred ms (bench/heartbeats.ts).
     // The database is read, for two columns, only for nodes not heard from since the start.
     const sample = Effect.gen(function* () {
-      const live = yield* supervisors.lastHeartbeats
-      const stored = live.some(([, at]) => at === undefined) ? yield* db.lastHeartbeats : new Map<string, string>()
+      let unheard = false
+      supervisors.eachLastHeartbeat((_, at) => {
+        if (at === undefined) unheard = true
+      })
+      const stored = unheard ? yield* db.lastHeartbeats : new Map<string, string>()
       const now = yield* Clock.currentTimeMillis
-      heartbeatAges.record(now, HeartbeatAges.agesAt(now, live, stored))
+      heartbeatAges.record(now, HeartbeatAges.agesAt(now, supervisors.eachLastHeartbeat, stored))
     }).pipe(Effect.catchAllCause((cause) => Effect.zipRight(Metric.increment(Metric.tagged(failures, "part", "heartbeat sample")), Effect.logWarning("dashboard: sampling heartbeat ages failed; tried again next interval", cause))))
     yield* Effect.forkScoped(Effect.repeat(sample, Schedule.spaced(dashboard.sampleInterval)))
 
