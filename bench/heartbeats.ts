@@ -23,6 +23,8 @@
  *        absorbs").
  *    Prints heartbeats/s absorbed, p50/p99 client-observed round trip, master CPU (utime+stime
  *    delta from /proc/<pid>/stat over the window, as % of one core and per call) and master RSS.
+ *    Then a Prometheus scrape of the master: GET /metrics timed, its series, and the longest the
+ *    master's event loop was held meanwhile (what every heartbeat waits during a scrape).
  * 2. Detection, with the fixed miss threshold and with the phi-accrual detector. Master with
  *    interval 1s, miss_threshold 3, probe_timeout 1s; K=20 agents whose address is a closed port
  *    on 127.0.0.1 heartbeat at the interval the master gives (1-1.1 s), then go silent one by
@@ -583,6 +585,54 @@ interface ScaleResult {
   readonly rssAfterSaturate: number
   readonly hwm: number
   readonly logLines: number
+  readonly scrape: Scrape
+}
+
+/** One scrape of the master's /metrics after the load: how long it took, how much it held, and the longest event-loop stall while it was rendered. */
+interface Scrape {
+  readonly ms: number
+  readonly bytes: number
+  readonly series: number
+  readonly stallMs: number
+}
+
+/** GET /metrics with the operator's token: the time to the whole text, and the text. */
+const getMetrics = (master: Master): Promise<{ readonly ms: number; readonly text: string }> =>
+  new Promise((resolvePromise, reject) => {
+    const start = performance.now()
+    const request = https.request(
+      { host: "127.0.0.1", port: master.port, path: "/metrics", method: "GET", ca: master.ca, headers: { authorization: `Bearer ${master.fleet.operatorToken}` } },
+      (response) => {
+        const chunks: Array<Buffer> = []
+        response.on("data", (c: Buffer) => chunks.push(c))
+        response.on("end", () => {
+          const text = Buffer.concat(chunks).toString("utf8")
+          if (response.statusCode !== 200) reject(new Error(`GET /metrics answered ${response.statusCode}: ${text.slice(0, 200)}`))
+          else resolvePromise({ ms: performance.now() - start, text })
+        })
+        response.on("error", reject)
+      }
+    )
+    request.on("error", reject)
+    request.end()
+  })
+
+/**
+ * What a Prometheus scrape costs the master with every node watched: a first scrape (its code
+ * cold), a second one timed, and a third that reads the master's own event-loop delay since the
+ * second began (mcp_process_event_loop_delay_seconds{quantile="1"}, reset at each scrape): the
+ * longest the master held every heartbeat back while it read and rendered the second.
+ */
+const measureScrape = async (master: Master): Promise<Scrape> => {
+  await getMetrics(master)
+  await sleep(500)
+  const timed = await getMetrics(master)
+  await sleep(500)
+  const after = await getMetrics(master)
+  const stall = /^mcp_process_event_loop_delay_seconds\{quantile="1"\} ([0-9.e+-]+)$/m.exec(after.text)
+  if (stall === null) throw new Error("no mcp_process_event_loop_delay_seconds{quantile=\"1\"} in the master's /metrics")
+  const series = timed.text.split("\n").filter((line) => line !== "" && !line.startsWith("#")).length
+  return { ms: timed.ms, bytes: Buffer.byteLength(timed.text), series, stallMs: Number(stall[1]) * 1000 }
 }
 
 /**
@@ -648,6 +698,7 @@ const scale = async (master: Master, names: ReadonlyArray<string>): Promise<Scal
     const fixedPhase = await paced(`${FIXED_RATE}/s`, master.daemon.pid, FIXED_RATE, PACED_WINDOW_MS, heartbeat)
     const satPhase = await saturate("saturate", master.daemon.pid, heartbeat)
     const mem = memory(master.daemon.pid)
+    const scrape = await measureScrape(master)
     if (HEAP_DIR !== undefined) await heapSnapshot(master.daemon.pid, `N${n}`)
     return {
       n,
@@ -659,7 +710,8 @@ const scale = async (master: Master, names: ReadonlyArray<string>): Promise<Scal
       rssAfterPaced,
       rssAfterSaturate: mem.rssMiB,
       hwm: mem.hwmMiB,
-      logLines: master.logLines()
+      logLines: master.logLines(),
+      scrape
     }
   } finally {
     poster.close()
@@ -1060,6 +1112,7 @@ const main = async () => {
       printPhase(`${FIXED_RATE}/s`, r.fixed, `   start lag p99 ${f1(r.fixed.lagP99)} ms`)
       printPhase("saturate", r.saturate)
       console.log(`  master RSS after paced ${f1(r.rssAfterPaced)} MiB, after saturate ${f1(r.rssAfterSaturate)} MiB (peak ${f1(r.hwm)} MiB); ${r.logLines} log lines`)
+      console.log(`  GET /metrics ${f1(r.scrape.ms)} ms (${r.scrape.series} series, ${f1(r.scrape.bytes / 1024)} KiB); master event loop held at most ${f1(r.scrape.stallMs)} ms meanwhile`)
       if (r.registered < n) console.log(`  NOTE: only ${r.registered} of ${n} agents registered within the budget; the heartbeat phases used those.`)
     } catch (e) {
       console.log(`  N = ${n} failed: ${e instanceof Error ? e.message : String(e)}\n  master log tail:\n${master.tail()}`)

@@ -41,6 +41,35 @@ describe("Exposition", () => {
       expect(sample(text, `mcp_process_event_loop_delay_seconds{quantile="0.99"}`)).toBeGreaterThanOrEqual(0)
     }).pipe(Effect.provide(Exposition.layer({ name: "mcp-test", version: "9.9.9" }))))
 
+  it.scopedLive("reports an event-loop stall wherever it happens: in a setImmediate callback or in a fiber (which runs from a timer)", () =>
+    Effect.gen(function* () {
+      const busy = (ms: number) => {
+        const end = performance.now() + ms
+        while (performance.now() < end) {
+          // holding the loop, as a long synchronous step would
+        }
+      }
+      // A scrape resets the delay; the next one reports the stall between them.
+      const stallOf = (block: Effect.Effect<void>) =>
+        Effect.gen(function* () {
+          yield* scrape
+          yield* block
+          yield* Effect.sleep("50 millis")
+          return sample(yield* scrape, `mcp_process_event_loop_delay_seconds{quantile="1"}`)
+        })
+      const inImmediate = Effect.async<void>((resume) => {
+        setImmediate(() => {
+          busy(200)
+          resume(Effect.void)
+        })
+      })
+      const inFiber = Effect.zipRight(Effect.yieldNow(), Effect.sync(() => busy(200)))
+      expect(yield* stallOf(inImmediate)).toBeGreaterThanOrEqual(0.15)
+      expect(yield* stallOf(inFiber)).toBeGreaterThanOrEqual(0.15)
+      // And a quiet loop reads as one.
+      expect(yield* stallOf(Effect.void)).toBeLessThan(0.15)
+    }).pipe(Effect.provide(Exposition.layer({ name: "mcp-test", version: "1" }))))
+
   it.scoped("reads gauges of state at each scrape, so what went away leaves no series, and leaves out a gauge that fails", () =>
     Effect.gen(function* () {
       const nodes = new Map([["w1", 1], ["w2", 0]])
