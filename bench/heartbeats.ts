@@ -21,7 +21,8 @@
  *        WARM_UP_CALLS heartbeats (closed loop, not counted), as the floor gets;
  *      - saturate: closed loop with bounded concurrency for a fixed duration ("as fast as it
  *        absorbs").
- *    Prints heartbeats/s absorbed, p50/p99 client-observed round trip, master CPU (utime+stime
+ *    Prints heartbeats/s absorbed, p50/p99 client-observed round trip, the master's own event-loop
+ *    delay over the phase (p99 and max, from its /metrics before and after), master CPU (utime+stime
  *    delta from /proc/<pid>/stat over the window, as % of one core and per call) and master RSS.
  *    Then a Prometheus scrape of the master: GET /metrics timed, its series, and the longest the
  *    master's event loop was held meanwhile (what every heartbeat waits during a scrape).
@@ -578,9 +579,9 @@ interface ScaleResult {
   readonly n: number
   readonly registered: number
   readonly register: Phase
-  readonly paced: PacedPhase
-  readonly fixed: PacedPhase
-  readonly saturate: Phase
+  readonly paced: PacedPhase & MasterLoop
+  readonly fixed: PacedPhase & MasterLoop
+  readonly saturate: Phase & MasterLoop
   readonly rssAfterPaced: number
   readonly rssAfterSaturate: number
   readonly hwm: number
@@ -617,6 +618,37 @@ const getMetrics = (master: Master): Promise<{ readonly ms: number; readonly tex
     request.end()
   })
 
+/** The master's event-loop delay (ms) by quantile, from a scrape's mcp_process_event_loop_delay_seconds: since the scrape before. */
+interface LoopDelay {
+  readonly p99: number
+  readonly max: number
+}
+
+const loopDelayOf = (text: string): LoopDelay => {
+  const quantile = (q: string) => {
+    const m = new RegExp(`^mcp_process_event_loop_delay_seconds\\{quantile="${q}"\\} ([0-9.e+-]+)$`, "m").exec(text)
+    if (m === null) throw new Error(`no mcp_process_event_loop_delay_seconds{quantile="${q}"} in the master's /metrics`)
+    return Number(m[1]) * 1000
+  }
+  return { p99: quantile("0.99"), max: quantile("1") }
+}
+
+interface MasterLoop {
+  readonly loop: LoopDelay
+}
+
+/**
+ * `phase`, with the master's own event-loop delay over it: a scrape before it resets the delay and
+ * one after reads it. The round trips a phase prints are the load generator's view, its own pauses
+ * included; this is how long the master held requests back, whatever the generator did. Its max
+ * includes the first scrape's own pieces (a few ms; see measureScrape).
+ */
+const withMasterLoop = async <P>(master: Master, phase: () => Promise<P>): Promise<P & MasterLoop> => {
+  await getMetrics(master)
+  const result = await phase()
+  return { ...result, loop: loopDelayOf((await getMetrics(master)).text) }
+}
+
 /**
  * What a Prometheus scrape costs the master with every node watched: a first scrape (its code
  * cold), a second one timed, and a third that reads the master's own event-loop delay since the
@@ -629,10 +661,8 @@ const measureScrape = async (master: Master): Promise<Scrape> => {
   const timed = await getMetrics(master)
   await sleep(500)
   const after = await getMetrics(master)
-  const stall = /^mcp_process_event_loop_delay_seconds\{quantile="1"\} ([0-9.e+-]+)$/m.exec(after.text)
-  if (stall === null) throw new Error("no mcp_process_event_loop_delay_seconds{quantile=\"1\"} in the master's /metrics")
   const series = timed.text.split("\n").filter((line) => line !== "" && !line.startsWith("#")).length
-  return { ms: timed.ms, bytes: Buffer.byteLength(timed.text), series, stallMs: Number(stall[1]) * 1000 }
+  return { ms: timed.ms, bytes: Buffer.byteLength(timed.text), series, stallMs: loopDelayOf(after.text).max }
 }
 
 /**
@@ -690,13 +720,13 @@ const scale = async (master: Master, names: ReadonlyArray<string>): Promise<Scal
     }
 
     // --- paced at the agents' own cadence, then at a fixed rate, then closed loop
-    const pacedPhase = await paced("paced", master.daemon.pid, (m / AGENT_INTERVAL_MS) * 1000, PACED_WINDOW_MS, heartbeat)
+    const pacedPhase = await withMasterLoop(master, () => paced("paced", master.daemon.pid, (m / AGENT_INTERVAL_MS) * 1000, PACED_WINDOW_MS, heartbeat))
     const rssAfterPaced = memory(master.daemon.pid).rssMiB
     // Warmed up as the floor is before its fixed-rate phase (the paced phase alone is too few calls
     // at small N for V8 to optimize the path): a cold master's first second is its JIT, not its load.
     await forEachBounded(WARM_UP_CALLS, SATURATE_CONCURRENCY, Infinity, (i) => heartbeat(i).then(() => undefined))
-    const fixedPhase = await paced(`${FIXED_RATE}/s`, master.daemon.pid, FIXED_RATE, PACED_WINDOW_MS, heartbeat)
-    const satPhase = await saturate("saturate", master.daemon.pid, heartbeat)
+    const fixedPhase = await withMasterLoop(master, () => paced(`${FIXED_RATE}/s`, master.daemon.pid, FIXED_RATE, PACED_WINDOW_MS, heartbeat))
+    const satPhase = await withMasterLoop(master, () => saturate("saturate", master.daemon.pid, heartbeat))
     const mem = memory(master.daemon.pid)
     const scrape = await measureScrape(master)
     if (HEAP_DIR !== undefined) await heapSnapshot(master.daemon.pid, `N${n}`)
@@ -1108,9 +1138,10 @@ const main = async () => {
       const r = await scale(master, names).finally(stopProgress)
       results.push(r)
       printPhase("register", r.register, `   (${r.registered}/${n} registered)`)
-      printPhase("paced", r.paced, `   offered ${f0(r.paced.offered)}/s, start lag p99 ${f1(r.paced.lagP99)} ms`)
-      printPhase(`${FIXED_RATE}/s`, r.fixed, `   start lag p99 ${f1(r.fixed.lagP99)} ms`)
-      printPhase("saturate", r.saturate)
+      const loop = (p: MasterLoop) => `   master loop delay p99 ${f1(p.loop.p99)} ms, max ${f1(p.loop.max)} ms`
+      printPhase("paced", r.paced, `   offered ${f0(r.paced.offered)}/s, start lag p99 ${f1(r.paced.lagP99)} ms${loop(r.paced)}`)
+      printPhase(`${FIXED_RATE}/s`, r.fixed, `   start lag p99 ${f1(r.fixed.lagP99)} ms${loop(r.fixed)}`)
+      printPhase("saturate", r.saturate, loop(r.saturate))
       console.log(`  master RSS after paced ${f1(r.rssAfterPaced)} MiB, after saturate ${f1(r.rssAfterSaturate)} MiB (peak ${f1(r.hwm)} MiB); ${r.logLines} log lines`)
       console.log(`  GET /metrics ${f1(r.scrape.ms)} ms (${r.scrape.series} series, ${f1(r.scrape.bytes / 1024)} KiB); master event loop held at most ${f1(r.scrape.stallMs)} ms meanwhile`)
       if (r.registered < n) console.log(`  NOTE: only ${r.registered} of ${n} agents registered within the budget; the heartbeat phases used those.`)
@@ -1177,20 +1208,20 @@ const main = async () => {
   console.log(`\nSummary${QUICK ? " (--quick)" : ""}; floor = ${floor.name} (${floor.saturate.serverMsPerOp.toFixed(3)} ms CPU per call at saturation, p99 ${f1(floor.fixed.p99)} ms at ${FIXED_RATE}/s)`)
   const header = [
     "server", "registered", "reg/s", "reg ms CPU", "paced offered/s", "paced p99 ms",
-    `${FIXED_RATE}/s absorbed`, `${FIXED_RATE}/s p50 ms`, `${FIXED_RATE}/s p99 ms`, `${FIXED_RATE}/s ms CPU/hb`,
+    `${FIXED_RATE}/s absorbed`, `${FIXED_RATE}/s p50 ms`, `${FIXED_RATE}/s p99 ms`, "master loop p99/max", `${FIXED_RATE}/s ms CPU/hb`,
     "sat absorbed/s", "sat ms CPU/hb", "x floor", "RSS MiB"
   ]
   const ratio = (p: Phase) => `${(p.serverMsPerOp / floor.saturate.serverMsPerOp).toFixed(1)}x`
   const rows = [
     ...references.map((r) => [
       r.name, "-", "-", "-", "-", "-",
-      f0(r.fixed.rate), f1(r.fixed.p50), f1(r.fixed.p99), r.fixed.serverMsPerOp.toFixed(3),
+      f0(r.fixed.rate), f1(r.fixed.p50), f1(r.fixed.p99), "-", r.fixed.serverMsPerOp.toFixed(3),
       f0(r.saturate.rate), r.saturate.serverMsPerOp.toFixed(3), ratio(r.saturate), "-"
     ]),
     ...results.map((r) => [
       `master N=${r.n.toLocaleString("en-US")}${UNMARKED ? " (unmarked)" : ""}`,
       String(r.registered), f0(r.register.rate), r.register.serverMsPerOp.toFixed(2), f0(r.paced.offered), f1(r.paced.p99),
-      f0(r.fixed.rate), f1(r.fixed.p50), f1(r.fixed.p99), r.fixed.serverMsPerOp.toFixed(3),
+      f0(r.fixed.rate), f1(r.fixed.p50), f1(r.fixed.p99), `${f1(r.fixed.loop.p99)}/${f1(r.fixed.loop.max)}`, r.fixed.serverMsPerOp.toFixed(3),
       f0(r.saturate.rate), r.saturate.serverMsPerOp.toFixed(3), ratio(r.saturate), f1(r.rssAfterSaturate)
     ])
   ]
@@ -1210,6 +1241,7 @@ const main = async () => {
     console.log(`  jitter ${JITTER_MS} ms + ${LOSS * 100}% loss, ${detector.padEnd(5)}: ${j.unhealthy} false unhealthy verdicts, ${j.suspected} suspicions settled by a probe (${j.sent} heartbeats, ${j.lost} lost, K=${j.k})`)
   }
   console.log(`  ms CPU/hb = server CPU time per answered call over the window; x floor = saturate ms CPU/hb over the floor's`)
+  console.log(`  p50/p99 ms = round trips as the load generator saw them (its own pauses included); master loop p99/max = the master's own event-loop delay over the ${FIXED_RATE}/s phase, ms`)
   // A phase during which the rest of the machine, or the hypervisor's other guests, took a good
   // part of a core shows a higher CPU per call and longer round trips than it costs: say which,
   // so that a figure set against a target is taken from a quiet run. Steal is looked at on its

@@ -412,17 +412,24 @@ describe("NodeSupervisors", () => {
   )
 
   test(
-    "eachLastHeartbeat gives every watched node's last heartbeat time, none for a node not heard from",
+    "eachNode gives every watched node's last heartbeat time (none for a node not heard from), status and heartbeats since it was watched",
     Effect.gen(function* () {
       const h = yield* harness
       yield* h.supervisors.watch("n2", ["n2-a:7000"])
-      yield* h.supervisors.watch("n1", ["n1-a:7000"], "healthy")
+      yield* h.supervisors.watch("n1", ["n1-a:7000"], "unhealthy")
+      yield* h.supervisors.heartbeat("n2")
       yield* TestClock.adjust(1_000)
       yield* h.supervisors.heartbeat("n2")
       yield* settle
-      const times: Array<readonly [string, number | undefined]> = []
-      h.supervisors.eachLastHeartbeat((node, at) => times.push([node, at]))
-      expect(times.sort(([a], [b]) => a.localeCompare(b))).toEqual([["n1", undefined], ["n2", 1_000]])
+      const seen: Array<readonly [string, number | undefined, string, number]> = []
+      h.supervisors.eachNode((node, at, status, heartbeats) => seen.push([node, at, status, heartbeats]))
+      expect(seen.sort(([a], [b]) => a.localeCompare(b))).toEqual([["n1", undefined, "unhealthy", 0], ["n2", 1_000, "healthy", 2]])
+      // Watched anew, a node counts from zero: its series starts again, as after a master restart.
+      yield* h.supervisors.unwatch("n2")
+      yield* h.supervisors.watch("n2", ["n2-a:7000"])
+      const again: Array<number> = []
+      h.supervisors.eachNode((node, _, __, heartbeats) => node === "n2" && again.push(heartbeats))
+      expect(again).toEqual([0])
     })
   )
 })

@@ -83,7 +83,8 @@ describe("Exposition", () => {
             return [...nodes].map(([node, value]) => ({ value, labels: { node } }))
           })
         },
-        { name: "mcp_test_broken", description: "never readable", read: Effect.fail(new Error("database locked")) }
+        { name: "mcp_test_broken", description: "never readable", read: Effect.fail(new Error("database locked")) },
+        { name: "mcp_test_pings", description: "pings, by node", counter: true, read: Effect.sync(() => [...nodes.keys()].map((node) => ({ value: 7, labels: { node } }))) }
       ])
       const [first, second] = yield* Effect.gen(function* () {
         const first = yield* scrape
@@ -98,6 +99,50 @@ describe("Exposition", () => {
       expect(second).not.toContain(`mcp_test_node_up{node="w2"}`)
       expect(second).not.toMatch(/^mcp_test_broken/m)
       expect(sample(second, `mcp_metrics_collection_errors_total{part="mcp_test_broken"}`)).toBe(2)
+      // A counter of state: typed as a counter, gone with what it counted.
+      expect(first).toContain("# TYPE mcp_test_pings_total counter")
+      expect(sample(first, `mcp_test_pings_total{node="w2"}`)).toBe(7)
+      expect(second).not.toContain(`mcp_test_pings_total{node="w2"}`)
+    }))
+
+  it.scopedLive("writes a large scrape in pieces, giving the event loop back between them, as the same text as one piece", () =>
+    Effect.gen(function* () {
+      const NODES = 10_000
+      const layer = Exposition.layer({ name: "mcp-test", version: "1" }, [
+        {
+          name: "mcp_test_node_state",
+          description: "a state set, by node",
+          read: Effect.sync(() => Array.from({ length: NODES }, (_, i) => [0, 1].map((value) => ({ value, labels: { node: `n${i}`, state: value === 1 ? "up" : "down" } }))).flat())
+        },
+        { name: "mcp_test_empty", description: "nothing to list", read: Effect.succeed([]) }
+      ])
+      // A setImmediate chain counts the I/O turns the loop takes while the scrape runs.
+      let turns = 0
+      let counting = true
+      const count = () => {
+        if (!counting) return
+        turns++
+        setImmediate(count)
+      }
+      setImmediate(count)
+      const text = yield* scrape.pipe(Effect.provide(layer))
+      counting = false
+      const lines = text.split("\n")
+      expect(lines.filter((l) => l === "# TYPE mcp_test_node_state gauge")).toHaveLength(1)
+      expect(lines.filter((l) => l.startsWith("# HELP mcp_test_node_state "))).toHaveLength(1)
+      expect(lines.filter((l) => l.startsWith("mcp_test_node_state{"))).toHaveLength(2 * NODES)
+      expect(sample(text, `mcp_test_node_state{node="n0",state="down"}`)).toBe(0)
+      expect(sample(text, `mcp_test_node_state{node="n${NODES - 1}",state="up"}`)).toBe(1)
+      expect(lines.filter((l) => l === "# TYPE target_info gauge")).toHaveLength(1)
+      expect(lines.filter((l) => l === "# TYPE mcp_test_empty gauge")).toHaveLength(1)
+      // Every sample line belongs to the family whose TYPE came last, as Prometheus reads it.
+      let family = ""
+      for (const line of lines) {
+        if (line.startsWith("# TYPE ")) family = line.split(" ")[2]!
+        else if (line !== "" && !line.startsWith("#")) expect(line.startsWith(family)).toBe(true)
+      }
+      // 20,000 series: at least one turn per 2,000 of them.
+      expect(turns).toBeGreaterThanOrEqual(9)
     }))
 
   it("labels a result by the error's tag, and never by its message", () => {

@@ -118,12 +118,12 @@ const make = (settings: Pick<MasterSettings, "fanoutTimeout" | "version">, dashb
     // The database is read, for two columns, only for nodes not heard from since the start.
     const sample = Effect.gen(function* () {
       let unheard = false
-      supervisors.eachLastHeartbeat((_, at) => {
+      supervisors.eachNode((_, at) => {
         if (at === undefined) unheard = true
       })
       const stored = unheard ? yield* db.lastHeartbeats : new Map<string, string>()
       const now = yield* Clock.currentTimeMillis
-      heartbeatAges.record(now, HeartbeatAges.agesAt(now, supervisors.eachLastHeartbeat, stored))
+      heartbeatAges.record(now, HeartbeatAges.agesAt(now, supervisors.eachNode, stored))
     }).pipe(Effect.catchAllCause((cause) => Effect.zipRight(Metric.increment(Metric.tagged(failures, "part", "heartbeat sample")), Effect.logWarning("dashboard: sampling heartbeat ages failed; tried again next interval", cause))))
     yield* Effect.forkScoped(Effect.repeat(sample, Schedule.spaced(dashboard.sampleInterval)))
 

@@ -21,7 +21,8 @@
  */
 import type { Node } from "@mcp/domain"
 import * as Failures from "@mcp/rpc/Failures"
-import { Effect } from "effect"
+import { inTurns } from "@mcp/rpc/IoTurn"
+import { Array as Arr, Effect } from "effect"
 import { MasterDb } from "../db/MasterDb.js"
 
 /** How often what heartbeats noted since the last write is written. */
@@ -36,19 +37,6 @@ export const FLUSH_INTERVAL = "1 second"
  */
 const RESOURCES_CHUNK = 200
 const LEARN_CHUNK = 500
-
-const chunksOf = <A>(items: ReadonlyArray<A>, size: number): ReadonlyArray<ReadonlyArray<A>> =>
-  Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size))
-
-/** Resumes once Node has served the I/O that is waiting (a macrotask turn; the fiber scheduler's own yield runs before I/O). */
-const ioTurn = Effect.async<void>((resume) => {
-  const turn = setImmediate(() => resume(Effect.void))
-  return Effect.sync(() => clearImmediate(turn))
-})
-
-/** `write` for each chunk in order, with an I/O turn between two. */
-const inTurns = <A>(chunks: ReadonlyArray<A>, write: (chunk: A) => Effect.Effect<void>) =>
-  Effect.forEach(chunks, (chunk, i) => (i === 0 ? write(chunk) : Effect.zipRight(ioTurn, write(chunk))), { discard: true })
 
 /** A service to learn: the node that last reported it, and since when a saga of it must not have ended (clock millis). */
 interface Noted {
@@ -70,7 +58,7 @@ export class HeartbeatRecords extends Effect.Service<HeartbeatRecords>()("@mcp/m
       if (pending.size === 0) return Effect.void
       const batch = [...pending.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
       pending = new Map()
-      return inTurns(chunksOf(batch, RESOURCES_CHUNK), (chunk) =>
+      return inTurns(Arr.chunksOf(batch, RESOURCES_CHUNK), (chunk) =>
         db.heartbeats(chunk).pipe(Effect.catchAll((e) => Failures.reported(`writing ${chunk.length} nodes' heartbeats to the master database`, e))))
     })
 
@@ -92,7 +80,7 @@ export class HeartbeatRecords extends Effect.Service<HeartbeatRecords>()("@mcp/m
           yield* db.placeAll(learned)
           yield* db.addEvents(learned.map(({ node, service }) => ({ node, kind: "node" as const, service, message: `placement learned from ${node}'s heartbeat` })))
         })
-      return inTurns(chunksOf([...batch.keys()], LEARN_CHUNK), (chunk) =>
+      return inTurns(Arr.chunksOf([...batch.keys()], LEARN_CHUNK), (chunk) =>
         db.withTransaction(learnChunk(chunk)).pipe(Effect.catchAll((e) => Failures.reported(`learning ${chunk.length} placements from heartbeats`, e))))
     })
 

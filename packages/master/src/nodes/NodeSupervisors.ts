@@ -152,8 +152,12 @@ interface Cell {
    * field rather than a Ref so that a heartbeat can be stepped without running an effect.
    */
   record: NodeRecord
-  /** The node's heartbeat counter, tagged once rather than on every heartbeat. */
-  readonly received: Metric.Metric.Counter<number>
+  /**
+   * Heartbeats received since the node was watched (mcp_heartbeats_received_total, MasterMetrics.ts):
+   * a number in the cell rather than an Effect counter tagged by node, which kept a series for
+   * every node ever watched and, at 10,000 nodes, was most of what a scrape of /metrics cost.
+   */
+  heartbeats: number
   /** Mail not yet taken by the node fiber, oldest first. */
   readonly mail: Array<Mail>
   /** Resumes the node fiber while it waits for mail. */
@@ -244,9 +248,6 @@ const suspicionReason = (r: NodeRecord, now: number, threshold: number): string 
   const silent = r.lastHeartbeat === undefined ? "" : `silent ${((now - r.lastHeartbeat.getTime()) / 1000).toFixed(1)} s, `
   return `phi ${threshold} reached (${silent}heartbeats usually ${((mean / PHI_UNIT) * r.intervalMs / 1000).toFixed(1)} s apart)`
 }
-
-/** Heartbeats of watched nodes, by node (`mcp_heartbeats_received_total`). */
-export const heartbeatsReceived = Metric.counter("mcp_heartbeats_received", { incremental: true, description: "heartbeats received from watched nodes, by node" })
 
 /** Probes after missed heartbeats, by node and result: ok when an address answered, failed when none did. */
 export const probes = Metric.counter("mcp_node_probes", { incremental: true, description: "probes of nodes that missed heartbeats, by node and result" })
@@ -431,7 +432,7 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
           const now = yield* Clock.currentTimeMillis
           const cell: Cell = {
             node,
-            received: Metric.tagged(heartbeatsReceived, "node", node),
+            heartbeats: 0,
             record: {
               health: { ...Health.initialHealth, status: initial ?? Health.initialHealth.status },
               addresses,
@@ -472,7 +473,7 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
       const cell = cells.get(node)
       if (cell === undefined) return undefined
       const intervalMs = nextInterval(cells.size, cell.record.lastHeartbeat === undefined, random)
-      cell.received.unsafeUpdate(1, [])
+      cell.heartbeats++
       // Stepped here rather than in the node fiber: waking that fiber for every heartbeat was
       // most of a heartbeat's cost. It is woken when there is something for it to do.
       const [transitions, deadlineAt] = step(cell, (r) => {
@@ -522,14 +523,15 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
     )
 
     /**
-     * Calls `f` with each watched node and its last heartbeat (clock millis; undefined: none since
-     * the master started), in no particular order. Synchronous and allocating nothing per node,
-     * for the dashboard's sample every few seconds: at 10,000 nodes, the sorted snapshot and the
-     * collection of what it allocated held the event loop about 240 ms each time (CPU profile of
-     * bench/heartbeats.ts).
+     * Calls `f` with each watched node, its last heartbeat (clock millis; undefined: none since
+     * the master started), its status and the heartbeats received since it was watched, in no
+     * particular order. Synchronous and allocating
+     * nothing per node, for the dashboard's sample every few seconds and each scrape of /metrics:
+     * at 10,000 nodes, the sorted snapshot and the collection of what it allocated held the event
+     * loop about 240 ms each time (CPU profile of bench/heartbeats.ts).
      */
-    const eachLastHeartbeat = (f: (node: string, at: number | undefined) => void): void =>
-      cells.forEach((cell, node) => f(node, cell.record.lastHeartbeat?.getTime()))
+    const eachNode = (f: (node: string, lastHeartbeat: number | undefined, status: HealthStatus, heartbeats: number) => void): void =>
+      cells.forEach((cell, node) => f(node, cell.record.lastHeartbeat?.getTime(), cell.record.health.status, cell.heartbeats))
 
     /**
      * What `mcp tree` shows: one child per watched node with its fiber's life (running,
@@ -557,6 +559,6 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
       }
     })
 
-    return { watch, heartbeat, heartbeatAt, unwatch, health, snapshot, eachLastHeartbeat, tree } as const
+    return { watch, heartbeat, heartbeatAt, unwatch, health, snapshot, eachNode, tree } as const
   })
 }) {}
