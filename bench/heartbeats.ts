@@ -22,7 +22,8 @@
  *      - saturate: closed loop with bounded concurrency for a fixed duration ("as fast as it
  *        absorbs").
  *    Prints heartbeats/s absorbed, p50/p99 client-observed round trip, the master's own event-loop
- *    delay over the phase (p99 and max, from its /metrics before and after), master CPU (utime+stime
+ *    delay over the phase (p99 as a bucket bound, and max: bench/support/loop-lateness.mjs, preloaded
+ *    into every master, reports it every 100 ms on stderr), master CPU (utime+stime
  *    delta from /proc/<pid>/stat over the window, as % of one core and per call) and master RSS.
  *    Then a Prometheus scrape of the master: GET /metrics timed, its series, and the longest the
  *    master's event loop was held meanwhile (what every heartbeat waits during a scrape).
@@ -243,7 +244,44 @@ interface Master {
   /** The last 8 KiB the master printed (its log), for when something goes wrong. */
   readonly tail: () => string
   readonly logLines: () => number
+  /** The master's own event-loop delay between two monotonic times (µs, monoNow), from bench/support/loop-lateness.mjs. */
+  readonly loopDelay: (fromMono: number, toMono: number) => LoopDelay
   readonly close: () => Promise<void>
+}
+
+/** CLOCK_MONOTONIC in µs, the clock of the master's MCP_BENCH_LOOP lines. */
+const monoNow = () => Number(process.hrtime.bigint() / 1000n)
+
+/** One MCP_BENCH_LOOP line: the 100 ms before `mono`, its largest delay, and its ticks by bucket bound (ms). */
+interface LoopSample {
+  readonly mono: number
+  readonly max: number
+  readonly buckets: ReadonlyArray<readonly [number, number]>
+}
+
+const parseLoopLine = (line: string): LoopSample | undefined => {
+  const [tag, mono, max, ...buckets] = line.split(" ")
+  if (tag !== "MCP_BENCH_LOOP" || mono === undefined || max === undefined) return undefined
+  return {
+    mono: Number(mono),
+    max: Number(max),
+    buckets: buckets.map((b) => {
+      const [bound, ticks] = b.split(":")
+      return [Number(bound), Number(ticks)] as const
+    })
+  }
+}
+
+/** The samples that fall in [from, to] (their 100 ms ending inside it), summed: p99 as the bound of its bucket, and the max. */
+const loopDelayOver = (samples: ReadonlyArray<LoopSample>, fromMono: number, toMono: number): LoopDelay => {
+  const inWindow = samples.filter((x) => x.mono > fromMono + 100_000 && x.mono <= toMono + 100_000)
+  const ticks = new Map<number, number>()
+  for (const x of inWindow) for (const [bound, n] of x.buckets) ticks.set(bound, (ticks.get(bound) ?? 0) + n)
+  const bounds = [...ticks.keys()].sort((a, b) => a - b)
+  const total = bounds.reduce((n, b) => n + ticks.get(b)!, 0)
+  let seen = 0
+  const p99 = bounds.find((b) => (seen += ticks.get(b)!) >= 0.99 * total) ?? NaN
+  return { p99, max: Math.max(...inWindow.map((x) => x.max)) }
 }
 
 /**
@@ -281,7 +319,10 @@ const startMaster = async (
   // node's path; the profile is written when the master exits. MCP_BENCH_MASTER_NODE_FLAGS go the
   // same way.
   const saved = process.env["MCP_FROM_SOURCE"]
-  const flags: Array<string> = (process.env["MCP_BENCH_MASTER_NODE_FLAGS"] ?? "").split(" ").filter((f) => f !== "")
+  const flags: Array<string> = [
+    `--import=${fileURLToPath(new URL("./support/loop-lateness.mjs", import.meta.url))}`,
+    ...(process.env["MCP_BENCH_MASTER_NODE_FLAGS"] ?? "").split(" ").filter((f) => f !== "")
+  ]
   if (PROFILE_DIR !== undefined) {
     mkdirSync(PROFILE_DIR, { recursive: true })
     flags.push("--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`)
@@ -310,15 +351,31 @@ const startMaster = async (
   // thousands of log lines that would cost the load generator real CPU. Keep only a tail.
   let tail = daemon.output.slice(-8192)
   let lines = 0
-  for (const stream of [daemon.child.stdout!, daemon.child.stderr!]) {
-    stream.removeAllListeners("data")
-    stream.on("data", (d: Buffer) => {
-      const s = d.toString()
-      if (MASTER_LOG !== undefined) appendFileSync(`${MASTER_LOG}-${label}.log`, s)
-      for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) === 10) lines++
-      tail = (tail + s).slice(-8192)
+  const loopSamples: Array<LoopSample> = []
+  let partial = ""
+  daemon.child.stdout!.removeAllListeners("data")
+  daemon.child.stdout!.on("data", (d: Buffer) => {
+    const s = d.toString()
+    if (MASTER_LOG !== undefined) appendFileSync(`${MASTER_LOG}-${label}.log`, s)
+    for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) === 10) lines++
+    tail = (tail + s).slice(-8192)
+  })
+  // stderr also carries the MCP_BENCH_LOOP lines, kept apart from the master's own output.
+  daemon.child.stderr!.removeAllListeners("data")
+  daemon.child.stderr!.on("data", (d: Buffer) => {
+    const all = (partial + d.toString()).split("\n")
+    partial = all.pop()!
+    const own = all.filter((line) => {
+      const sample = parseLoopLine(line)
+      if (sample !== undefined) loopSamples.push(sample)
+      return sample === undefined
     })
-  }
+    if (own.length === 0) return
+    const s = own.join("\n") + "\n"
+    if (MASTER_LOG !== undefined) appendFileSync(`${MASTER_LOG}-${label}.log`, s)
+    lines += own.length
+    tail = (tail + s).slice(-8192)
+  })
   return {
     fleet,
     daemon,
@@ -327,6 +384,7 @@ const startMaster = async (
     tokens,
     tail: () => tail,
     logLines: () => lines,
+    loopDelay: (fromMono, toMono) => loopDelayOver(loopSamples, fromMono, toMono),
     close: async () => {
       process.removeListener("exit", orphanGuard)
       watchdog.kill("SIGKILL")
@@ -638,15 +696,17 @@ interface MasterLoop {
 }
 
 /**
- * `phase`, with the master's own event-loop delay over it: a scrape before it resets the delay and
- * one after reads it. The round trips a phase prints are the load generator's view, its own pauses
- * included; this is how long the master held requests back, whatever the generator did. Its max
- * includes the first scrape's own pieces (a few ms; see measureScrape).
+ * `phase`, with the master's own event-loop delay over it (bench/support/loop-lateness.mjs). The
+ * round trips a phase prints are the load generator's view, its own pauses included; this is how
+ * long the master held requests back, whatever the generator did.
  */
 const withMasterLoop = async <P>(master: Master, phase: () => Promise<P>): Promise<P & MasterLoop> => {
-  await getMetrics(master)
+  const from = monoNow()
   const result = await phase()
-  return { ...result, loop: loopDelayOf((await getMetrics(master)).text) }
+  const to = monoNow()
+  // The master's line for the last 100 ms of the phase.
+  await sleep(250)
+  return { ...result, loop: master.loopDelay(from, to) }
 }
 
 /**
@@ -1138,7 +1198,7 @@ const main = async () => {
       const r = await scale(master, names).finally(stopProgress)
       results.push(r)
       printPhase("register", r.register, `   (${r.registered}/${n} registered)`)
-      const loop = (p: MasterLoop) => `   master loop delay p99 ${f1(p.loop.p99)} ms, max ${f1(p.loop.max)} ms`
+      const loop = (p: MasterLoop) => `   master loop delay p99 <= ${f0(p.loop.p99)} ms, max ${f1(p.loop.max)} ms`
       printPhase("paced", r.paced, `   offered ${f0(r.paced.offered)}/s, start lag p99 ${f1(r.paced.lagP99)} ms${loop(r.paced)}`)
       printPhase(`${FIXED_RATE}/s`, r.fixed, `   start lag p99 ${f1(r.fixed.lagP99)} ms${loop(r.fixed)}`)
       printPhase("saturate", r.saturate, loop(r.saturate))
@@ -1221,7 +1281,7 @@ const main = async () => {
     ...results.map((r) => [
       `master N=${r.n.toLocaleString("en-US")}${UNMARKED ? " (unmarked)" : ""}`,
       String(r.registered), f0(r.register.rate), r.register.serverMsPerOp.toFixed(2), f0(r.paced.offered), f1(r.paced.p99),
-      f0(r.fixed.rate), f1(r.fixed.p50), f1(r.fixed.p99), `${f1(r.fixed.loop.p99)}/${f1(r.fixed.loop.max)}`, r.fixed.serverMsPerOp.toFixed(3),
+      f0(r.fixed.rate), f1(r.fixed.p50), f1(r.fixed.p99), `<=${f0(r.fixed.loop.p99)}/${f1(r.fixed.loop.max)}`, r.fixed.serverMsPerOp.toFixed(3),
       f0(r.saturate.rate), r.saturate.serverMsPerOp.toFixed(3), ratio(r.saturate), f1(r.rssAfterSaturate)
     ])
   ]
@@ -1241,7 +1301,7 @@ const main = async () => {
     console.log(`  jitter ${JITTER_MS} ms + ${LOSS * 100}% loss, ${detector.padEnd(5)}: ${j.unhealthy} false unhealthy verdicts, ${j.suspected} suspicions settled by a probe (${j.sent} heartbeats, ${j.lost} lost, K=${j.k})`)
   }
   console.log(`  ms CPU/hb = server CPU time per answered call over the window; x floor = saturate ms CPU/hb over the floor's`)
-  console.log(`  p50/p99 ms = round trips as the load generator saw them (its own pauses included); master loop p99/max = the master's own event-loop delay over the ${FIXED_RATE}/s phase, ms`)
+  console.log(`  p50/p99 ms = round trips as the load generator saw them (its own pauses included); master loop p99/max = the master's own event-loop delay over the ${FIXED_RATE}/s phase (p99 as the bound of its bucket), ms`)
   // A phase during which the rest of the machine, or the hypervisor's other guests, took a good
   // part of a core shows a higher CPU per call and longer round trips than it costs: say which,
   // so that a figure set against a target is taken from a quiet run. Steal is looked at on its
