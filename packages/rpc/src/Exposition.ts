@@ -56,7 +56,7 @@ export interface StateGauge<R> {
 
 /** A gauge (or, `monotonic`, a counter) as OpenTelemetry's data model has it, from this scrape's observations. */
 const metricData = (name: string, description: string, observations: ReadonlyArray<Observation>, now: HrTime, monotonic = false): MetricData => {
-  const dataPoints = observations.map((o) => ({ startTime: now, endTime: now, attributes: { ...o.labels }, value: o.value }))
+  const dataPoints = observations.map((o) => ({ startTime: now, endTime: now, attributes: o.labels, value: o.value }))
   const descriptor = { name, description, unit: "", valueType: ValueType.DOUBLE }
   return monotonic
     ? { descriptor: descriptor, dataPointType: DataPointType.SUM, isMonotonic: true, aggregationTemporality: AggregationTemporality.CUMULATIVE, dataPoints }
