@@ -116,8 +116,9 @@ const hrTime = (millis: number): HrTime => [Math.floor(millis / 1000), (millis %
 
 /**
  * How many series a scrape writes before it gives the event loop back. A master with 10,000 nodes
- * exposes about 60,000 series (3 MiB of text); serialized in one go, they held every heartbeat
- * back about 300 ms at each scrape (bench/heartbeats.ts), a few ms per piece of this size.
+ * exposes about 60,000 series (3 MiB of text); read and serialized in one go, they held every
+ * heartbeat back 190-330 ms at each scrape (bench/heartbeats.ts); a piece of this size takes a
+ * few ms.
  */
 const SERIES_PER_TURN = 2000
 

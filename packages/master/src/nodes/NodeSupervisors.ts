@@ -525,10 +525,10 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
     /**
      * Calls `f` with each watched node, its last heartbeat (clock millis; undefined: none since
      * the master started), its status and the heartbeats received since it was watched, in no
-     * particular order. Synchronous and allocating
-     * nothing per node, for the dashboard's sample every few seconds and each scrape of /metrics:
-     * at 10,000 nodes, the sorted snapshot and the collection of what it allocated held the event
-     * loop about 240 ms each time (CPU profile of bench/heartbeats.ts).
+     * particular order. Synchronous and allocating nothing per node, for the dashboard's sample
+     * every few seconds and each scrape of /metrics: at 10,000 nodes, the sorted snapshot and the
+     * collection of what it allocated held the event loop about 240 ms each time (CPU profile of
+     * bench/heartbeats.ts).
      */
     const eachNode = (f: (node: string, lastHeartbeat: number | undefined, status: HealthStatus, heartbeats: number) => void): void =>
       cells.forEach((cell, node) => f(node, cell.record.lastHeartbeat?.getTime(), cell.record.health.status, cell.heartbeats))
