@@ -226,6 +226,8 @@ const pct = (sorted: ReadonlyArray<number>, q: number): number =>
 const sortNum = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)
 const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : "-")
 const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : "-")
+/** A p99 read from the master's delay buckets (bench/support/loop-lateness.mjs): the bound of its bucket. */
+const bucket = (bound: number) => (Number.isNaN(bound) ? "-" : bound === Infinity ? "> 500" : `<= ${bound}`)
 const pad = (s: string, n: number) => s.padStart(n)
 
 
@@ -252,29 +254,39 @@ interface Master {
 /** CLOCK_MONOTONIC in µs, the clock of the master's MCP_BENCH_LOOP lines. */
 const monoNow = () => Number(process.hrtime.bigint() / 1000n)
 
-/** One MCP_BENCH_LOOP line: the 100 ms before `mono`, its largest delay, and its ticks by bucket bound (ms). */
+/**
+ * One MCP_BENCH_LOOP line: the time since the line before (`since`, normally 100 ms; longer when
+ * a stall held the reporter back) up to `mono`, its largest delay, and its ticks by bucket bound (ms).
+ */
 interface LoopSample {
+  readonly since: number
   readonly mono: number
   readonly max: number
   readonly buckets: ReadonlyArray<readonly [number, number]>
 }
 
-const parseLoopLine = (line: string): LoopSample | undefined => {
+const parseLoopLine = (line: string, previous: LoopSample | undefined): LoopSample | undefined => {
   const [tag, mono, max, ...buckets] = line.split(" ")
   if (tag !== "MCP_BENCH_LOOP" || mono === undefined || max === undefined) return undefined
   return {
+    since: previous?.mono ?? Number(mono) - 100_000,
     mono: Number(mono),
     max: Number(max),
-    buckets: buckets.map((b) => {
+    buckets: buckets.filter((b) => b !== "").map((b) => {
       const [bound, ticks] = b.split(":")
       return [Number(bound), Number(ticks)] as const
     })
   }
 }
 
-/** The samples that fall in [from, to] (their 100 ms ending inside it), summed: p99 as the bound of its bucket, and the max. */
+/**
+ * The samples whose time overlaps [from, to] (so up to 100 ms on either side, and all of a stall
+ * that began inside), summed: p99 as the bound of its bucket (Infinity: over 500 ms), and the max.
+ * NaN for both when the master reported nothing then.
+ */
 const loopDelayOver = (samples: ReadonlyArray<LoopSample>, fromMono: number, toMono: number): LoopDelay => {
-  const inWindow = samples.filter((x) => x.mono > fromMono + 100_000 && x.mono <= toMono + 100_000)
+  const inWindow = samples.filter((x) => x.mono > fromMono && x.since < toMono)
+  if (inWindow.length === 0) return { p99: NaN, max: NaN }
   const ticks = new Map<number, number>()
   for (const x of inWindow) for (const [bound, n] of x.buckets) ticks.set(bound, (ticks.get(bound) ?? 0) + n)
   const bounds = [...ticks.keys()].sort((a, b) => a - b)
@@ -333,7 +345,9 @@ const startMaster = async (
     process.env["MCP_FROM_SOURCE"] = "1"
     flags.push("--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${HEAP_DIR}`)
   }
-  const prefix: ReadonlyArray<string> = flags.length === 0 ? [] : ["sh", "-c", `exec "$0" ${flags.join(" ")} "$@"`]
+  // Each flag quoted for the shell: the preload's path is the checkout's, which may hold spaces.
+  const quoted = flags.map((f) => `'${f.replaceAll("'", `'\\''`)}'`)
+  const prefix: ReadonlyArray<string> = ["sh", "-c", `exec "$0" ${quoted.join(" ")} "$@"`]
   const daemon = await spawnDaemon(bins.master, config, /listening on/, 120_000, prefix).finally(() => {
     if (saved === undefined) delete process.env["MCP_FROM_SOURCE"]
     else process.env["MCP_FROM_SOURCE"] = saved
@@ -366,7 +380,7 @@ const startMaster = async (
     const all = (partial + d.toString()).split("\n")
     partial = all.pop()!
     const own = all.filter((line) => {
-      const sample = parseLoopLine(line)
+      const sample = parseLoopLine(line, loopSamples[loopSamples.length - 1])
       if (sample !== undefined) loopSamples.push(sample)
       return sample === undefined
     })
@@ -676,7 +690,7 @@ const getMetrics = (master: Master): Promise<{ readonly ms: number; readonly tex
     request.end()
   })
 
-/** The master's event-loop delay (ms) by quantile, from a scrape's mcp_process_event_loop_delay_seconds: since the scrape before. */
+/** The master's event-loop delay (ms): from its /metrics (since the scrape before), or from its MCP_BENCH_LOOP lines over a window. */
 interface LoopDelay {
   readonly p99: number
   readonly max: number
@@ -704,7 +718,7 @@ const withMasterLoop = async <P>(master: Master, phase: () => Promise<P>): Promi
   const from = monoNow()
   const result = await phase()
   const to = monoNow()
-  // The master's line for the last 100 ms of the phase.
+  // The master's line for the last 100 ms of the phase (later if a stall holds it back).
   await sleep(250)
   return { ...result, loop: master.loopDelay(from, to) }
 }
@@ -712,8 +726,9 @@ const withMasterLoop = async <P>(master: Master, phase: () => Promise<P>): Promi
 /**
  * What a Prometheus scrape costs the master with every node watched: a first scrape (its code
  * cold), a second one timed, and a third that reads the master's own event-loop delay since the
- * second began (mcp_process_event_loop_delay_seconds{quantile="1"}, reset at each scrape): the
- * longest the master held every heartbeat back while it read and rendered the second.
+ * second began (mcp_process_event_loop_delay_seconds{quantile="1"}, reset at each scrape): at most
+ * the longest the master held every heartbeat back while it read and rendered the second (the
+ * window also holds the 500 ms after it, idle but for the master's own timers).
  */
 const measureScrape = async (master: Master): Promise<Scrape> => {
   await getMetrics(master)
@@ -1198,7 +1213,7 @@ const main = async () => {
       const r = await scale(master, names).finally(stopProgress)
       results.push(r)
       printPhase("register", r.register, `   (${r.registered}/${n} registered)`)
-      const loop = (p: MasterLoop) => `   master loop delay p99 <= ${f0(p.loop.p99)} ms, max ${f1(p.loop.max)} ms`
+      const loop = (p: MasterLoop) => `   master loop delay p99 ${bucket(p.loop.p99)} ms, max ${f1(p.loop.max)} ms`
       printPhase("paced", r.paced, `   offered ${f0(r.paced.offered)}/s, start lag p99 ${f1(r.paced.lagP99)} ms${loop(r.paced)}`)
       printPhase(`${FIXED_RATE}/s`, r.fixed, `   start lag p99 ${f1(r.fixed.lagP99)} ms${loop(r.fixed)}`)
       printPhase("saturate", r.saturate, loop(r.saturate))
@@ -1281,7 +1296,7 @@ const main = async () => {
     ...results.map((r) => [
       `master N=${r.n.toLocaleString("en-US")}${UNMARKED ? " (unmarked)" : ""}`,
       String(r.registered), f0(r.register.rate), r.register.serverMsPerOp.toFixed(2), f0(r.paced.offered), f1(r.paced.p99),
-      f0(r.fixed.rate), f1(r.fixed.p50), f1(r.fixed.p99), `<=${f0(r.fixed.loop.p99)}/${f1(r.fixed.loop.max)}`, r.fixed.serverMsPerOp.toFixed(3),
+      f0(r.fixed.rate), f1(r.fixed.p50), f1(r.fixed.p99), `${bucket(r.fixed.loop.p99).replace(" ", "")}/${f1(r.fixed.loop.max)}`, r.fixed.serverMsPerOp.toFixed(3),
       f0(r.saturate.rate), r.saturate.serverMsPerOp.toFixed(3), ratio(r.saturate), f1(r.rssAfterSaturate)
     ])
   ]

@@ -68,9 +68,10 @@ const LOOP_RESOLUTION_MS = 10
 
 /**
  * The event loop's delay, as a histogram of how late a timer set every LOOP_RESOLUTION_MS fires
- * (ns). Not Node's monitorEventLoopDelay: on Node 20 it misses a stall that happens in a timer
- * or setImmediate callback, and Effect's scheduler runs fibers from setTimeout: a 300 ms busy
- * loop there read as a 10 ms maximum, while every request waited the whole 300 ms.
+ * (ns). Not Node's monitorEventLoopDelay: on Node 20 it misses a stall in a timer or setImmediate
+ * callback or in the microtasks after one, and Effect's scheduler runs fibers in microtasks (a
+ * setTimeout now and then): a 300 ms busy loop there read as a 10 ms maximum, while every
+ * request waited the whole 300 ms.
  */
 const loopDelay = Effect.acquireRelease(
   Effect.sync(() => {
@@ -115,7 +116,8 @@ const processSampler = Effect.gen(function* () {
 const hrTime = (millis: number): HrTime => [Math.floor(millis / 1000), (millis % 1000) * 1e6]
 
 /**
- * How many series a scrape writes before it gives the event loop back. A master with 10,000 nodes
+ * How many data points (a series each, but a histogram's writes a line per bucket) a scrape
+ * writes before it gives the event loop back. A master with 10,000 nodes
  * exposes about 60,000 series (3 MiB of text); read and serialized in one go, they held every
  * heartbeat back 190-330 ms at each scrape (bench/heartbeats.ts); a piece of this size takes a
  * few ms.
@@ -170,7 +172,8 @@ export const layer = <R = never>(service: { readonly name: string; readonly vers
         const now = hrTime(yield* Clock.currentTimeMillis)
         const metrics: Array<MetricData> = [...sampleProcess(now)]
         for (const [i, gauge] of gauges.entries()) {
-          // A gauge may list every node: one at a time, with the event loop given back between two.
+          // A gauge may list every node: one at a time, with the event loop given back between two
+          // (so two gauges of one scrape may disagree about a node watched or removed meanwhile).
           if (i > 0) yield* ioTurn
           const read = yield* Effect.either(gauge.read)
           if (read._tag === "Left") {

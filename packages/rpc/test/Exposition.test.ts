@@ -41,7 +41,7 @@ describe("Exposition", () => {
       expect(sample(text, `mcp_process_event_loop_delay_seconds{quantile="0.99"}`)).toBeGreaterThanOrEqual(0)
     }).pipe(Effect.provide(Exposition.layer({ name: "mcp-test", version: "9.9.9" }))))
 
-  it.scopedLive("reports an event-loop stall wherever it happens: in a setImmediate callback or in a fiber (which runs from a timer)", () =>
+  it.scopedLive("reports an event-loop stall wherever it happens: in a setImmediate callback or in a fiber", () =>
     Effect.gen(function* () {
       const busy = (ms: number) => {
         const end = performance.now() + ms
@@ -105,7 +105,7 @@ describe("Exposition", () => {
       expect(second).not.toContain(`mcp_test_pings_total{node="w2"}`)
     }))
 
-  it.scopedLive("writes a large scrape in pieces, giving the event loop back between them, as the same text as one piece", () =>
+  it.scopedLive("writes a large scrape in pieces, giving the event loop back between them, with one header per family and target_info once", () =>
     Effect.gen(function* () {
       const NODES = 10_000
       const layer = Exposition.layer({ name: "mcp-test", version: "1" }, [
