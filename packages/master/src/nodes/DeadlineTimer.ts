@@ -8,12 +8,22 @@
  *
  * It runs on Effect's Clock (so TestClock drives it in tests): the fiber races its sleep against a
  * wake-up that `schedule` sends only for a time earlier than the one it sleeps until.
+ *
+ * Rounds are at least ROUND_MS apart: what falls due sooner than that after a round waits for the
+ * next, so an entry is handed on at most ROUND_MS after its time. In a large fleet some node's
+ * deadline falls due every few milliseconds (10,000 nodes at a 10 s interval: 1,000 a second),
+ * and a round for each, with the two fibers its race forks, was most of what a master at rest cost
+ * (bench/heartbeats.ts, its paced phase). A sleep that short is not raced: an entry scheduled
+ * meanwhile is handed on at the end of it, within ROUND_MS all the same.
  */
 import * as Failures from "@mcp/rpc/Failures"
 import { Clock, Duration, Effect, type Scope } from "effect"
 
+/** The least time between two rounds of the timer, and so the most an entry is handed on after its time. */
+export const ROUND_MS = 50
+
 export interface DeadlineTimer<A> {
-  /** `onDue(item, at)` runs once the clock reaches `at` (at once if it has). Several entries of one item may be pending. */
+  /** `onDue(item, at)` runs once the clock reaches `at`, within ROUND_MS of it. Several entries of one item may be pending. */
   readonly schedule: (at: number, item: A) => void
   /** Entries waiting, for tests and figures. */
   readonly size: () => number
@@ -101,6 +111,11 @@ export const make = <A>(onDue: (item: A, at: number) => Effect.Effect<void>): Ef
         yield* Effect.catchAllDefect(onDue(item, at), (defect) => Failures.reported("handing a deadline on (a bug)", defect))
       }
       const next = ats.length > 0 ? ats[0]! : Infinity
+      if (next < now + ROUND_MS) {
+        // Not woken meanwhile (sleepingUntil stays -Infinity): whatever is scheduled is looked at when this ends.
+        yield* Effect.sleep(Duration.millis(ROUND_MS))
+        return
+      }
       wakeAsked = false
       sleepingUntil = next
       yield* next === Infinity ? woken : Effect.race(Effect.sleep(Duration.millis(next - now)), woken)
