@@ -23,7 +23,8 @@
  *        absorbs").
  *    Prints heartbeats/s absorbed, p50/p99 client-observed round trip, the master's own event-loop
  *    delay over the phase (p99 as a bucket bound, and max: bench/support/loop-lateness.mjs, preloaded
- *    into every master, reports it every 100 ms on stderr), master CPU (utime+stime
+ *    into every master, reports it every 100 ms on stderr) and the load generator's, measured the
+ *    same way in this process (its pauses are in every round trip it times), master CPU (utime+stime
  *    delta from /proc/<pid>/stat over the window, as % of one core and per call) and master RSS.
  *    Then a Prometheus scrape of the master: GET /metrics timed, its series, and the longest the
  *    master's event loop was held meanwhile (what every heartbeat waits during a scrape).
@@ -94,6 +95,7 @@ import { fileURLToPath } from "node:url"
 import { inspect } from "node:util"
 import { bins, type Daemon, type Fleet, freePort, mcp, prepare, spawnDaemon, writeMasterConfig } from "../test/support/LocalFleet.js"
 import { startManagedProcess } from "../test/support/ManagedProcess.js"
+import { reportLoopLateness } from "./support/loop-lateness-core.mjs"
 import { makePoster, type Outcome } from "./support/RawRpc.js"
 
 const repo = fileURLToPath(new URL("..", import.meta.url))
@@ -297,6 +299,19 @@ const loopDelayOver = (samples: ReadonlyArray<LoopSample>, fromMono: number, toM
 }
 
 /**
+ * This process's own event-loop delay, measured as each master's is (loop-lateness-core.mjs): the
+ * load generator's pauses (its garbage collection, a core taken by another process), which every
+ * round trip it times includes. A slow call that is neither the master's nor this is the machine's.
+ */
+const generatorSamples: Array<LoopSample> = []
+reportLoopLateness((line) => {
+  const sample = parseLoopLine(line, generatorSamples.at(-1))
+  if (sample !== undefined) generatorSamples.push(sample)
+})
+/** The load generator's own event-loop delay over a phase (read once its last 100 ms are reported). */
+const generatorLoop = (p: Phase): LoopDelay => loopDelayOver(generatorSamples, p.fromMono, p.toMono)
+
+/**
  * A system token for each node, added to the fleet's token file in one write (createToken
  * rewrites the whole file for each token, which for 10,000 nodes would take minutes).
  */
@@ -457,6 +472,9 @@ interface Phase {
   readonly stealCpu: number
   /** Server CPU time per answered call, ms. */
   readonly serverMsPerOp: number
+  /** The phase's window on CLOCK_MONOTONIC (µs, monoNow), for the event-loop delays over it. */
+  readonly fromMono: number
+  readonly toMono: number
   readonly note: string
   readonly firstError: string | undefined
 }
@@ -485,6 +503,8 @@ const progress = (pid: number) => {
 }
 
 class Recorder {
+  /** When the phase began (a recorder is made as its phase begins), CLOCK_MONOTONIC µs. */
+  readonly fromMono = monoNow()
   readonly latencies: Array<number> = []
   readonly starts: Array<number> = []
   ok = 0
@@ -528,6 +548,8 @@ class Recorder {
       othersCpu: cpu.othersPct,
       stealCpu: cpu.stealPct,
       serverMsPerOp: cpu.masterMs / Math.max(1, this.ok + this.unknown),
+      fromMono: this.fromMono,
+      toMono: monoNow(),
       note,
       firstError: this.firstError
     }
@@ -604,7 +626,8 @@ const printPhase = (label: string, p: Phase, extra = "") => {
   console.log(
     `  ${label.padEnd(9)} ${pad(String(p.ok), 6)} ok ${p.failed > 0 ? `${p.failed} failed ` : ""}${p.unknown > 0 ? `${p.unknown} unknown ` : ""}in ${f1(p.ms / 1000)} s` +
       ` -> ${f0(p.rate)}/s   rtt p50 ${f1(p.p50)} ms  p99 ${f1(p.p99)} ms  max ${f1(p.max)} ms` +
-      `   server CPU ${f0(p.serverCpu)}% (${p.serverMsPerOp.toFixed(3)} ms/call)  bench CPU ${f0(p.benchCpu)}%  others ${f0(p.othersCpu)}% (steal ${f0(p.stealCpu)}%)${extra}${p.note === "" ? "" : `   [${p.note}]`}`
+      `   server CPU ${f0(p.serverCpu)}% (${p.serverMsPerOp.toFixed(3)} ms/call)  bench CPU ${f0(p.benchCpu)}%  others ${f0(p.othersCpu)}% (steal ${f0(p.stealCpu)}%)${extra}` +
+      `   generator loop delay p99 ${bucket(generatorLoop(p).p99)} ms, max ${f1(generatorLoop(p).max)} ms${p.note === "" ? "" : `   [${p.note}]`}`
   )
   if (p.firstError !== undefined) console.log(`            first error: ${p.firstError}`)
 }
@@ -1283,20 +1306,21 @@ const main = async () => {
   console.log(`\nSummary${QUICK ? " (--quick)" : ""}; floor = ${floor.name} (${floor.saturate.serverMsPerOp.toFixed(3)} ms CPU per call at saturation, p99 ${f1(floor.fixed.p99)} ms at ${FIXED_RATE}/s)`)
   const header = [
     "server", "registered", "reg/s", "reg ms CPU", "paced offered/s", "paced p99 ms",
-    `${FIXED_RATE}/s absorbed`, `${FIXED_RATE}/s p50 ms`, `${FIXED_RATE}/s p99 ms`, "master loop p99/max", `${FIXED_RATE}/s ms CPU/hb`,
+    `${FIXED_RATE}/s absorbed`, `${FIXED_RATE}/s p50 ms`, `${FIXED_RATE}/s p99 ms`, "master loop p99/max", "generator loop p99/max", `${FIXED_RATE}/s ms CPU/hb`,
     "sat absorbed/s", "sat ms CPU/hb", "x floor", "RSS MiB"
   ]
   const ratio = (p: Phase) => `${(p.serverMsPerOp / floor.saturate.serverMsPerOp).toFixed(1)}x`
+  const loopCell = (d: LoopDelay) => `${bucket(d.p99).replace(" ", "")}/${f1(d.max)}`
   const rows = [
     ...references.map((r) => [
       r.name, "-", "-", "-", "-", "-",
-      f0(r.fixed.rate), f1(r.fixed.p50), f1(r.fixed.p99), "-", r.fixed.serverMsPerOp.toFixed(3),
+      f0(r.fixed.rate), f1(r.fixed.p50), f1(r.fixed.p99), "-", loopCell(generatorLoop(r.fixed)), r.fixed.serverMsPerOp.toFixed(3),
       f0(r.saturate.rate), r.saturate.serverMsPerOp.toFixed(3), ratio(r.saturate), "-"
     ]),
     ...results.map((r) => [
       `master N=${r.n.toLocaleString("en-US")}${UNMARKED ? " (unmarked)" : ""}`,
       String(r.registered), f0(r.register.rate), r.register.serverMsPerOp.toFixed(2), f0(r.paced.offered), f1(r.paced.p99),
-      f0(r.fixed.rate), f1(r.fixed.p50), f1(r.fixed.p99), `${bucket(r.fixed.loop.p99).replace(" ", "")}/${f1(r.fixed.loop.max)}`, r.fixed.serverMsPerOp.toFixed(3),
+      f0(r.fixed.rate), f1(r.fixed.p50), f1(r.fixed.p99), loopCell(r.fixed.loop), loopCell(generatorLoop(r.fixed)), r.fixed.serverMsPerOp.toFixed(3),
       f0(r.saturate.rate), r.saturate.serverMsPerOp.toFixed(3), ratio(r.saturate), f1(r.rssAfterSaturate)
     ])
   ]
@@ -1316,7 +1340,7 @@ const main = async () => {
     console.log(`  jitter ${JITTER_MS} ms + ${LOSS * 100}% loss, ${detector.padEnd(5)}: ${j.unhealthy} false unhealthy verdicts, ${j.suspected} suspicions settled by a probe (${j.sent} heartbeats, ${j.lost} lost, K=${j.k})`)
   }
   console.log(`  ms CPU/hb = server CPU time per answered call over the window; x floor = saturate ms CPU/hb over the floor's`)
-  console.log(`  p50/p99 ms = round trips as the load generator saw them (its own pauses included); master loop p99/max = the master's own event-loop delay over the ${FIXED_RATE}/s phase (p99 as the bound of its bucket), ms`)
+  console.log(`  p50/p99 ms = round trips as the load generator saw them (its own pauses included); master loop p99/max = the master's own event-loop delay over the ${FIXED_RATE}/s phase (p99 as the bound of its bucket), ms; generator loop p99/max = this load generator's own, the same way: a round trip over 10 ms when neither loop was held is the machine's (both processes waiting for a core)`)
   // A phase during which the rest of the machine, or the hypervisor's other guests, took a good
   // part of a core shows a higher CPU per call and longer round trips than it costs: say which,
   // so that a figure set against a target is taken from a quiet run. Steal is looked at on its

@@ -1,31 +1,10 @@
 /**
- * Preload (`node --import`) for the masters bench/heartbeats.ts starts: how late the master's
- * event loop runs a timer set every 10 ms, printed to stderr every 100 ms as one line
- *
- *   MCP_BENCH_LOOP <monotonic µs> <max ms> <bound ms>:<ticks> ...
- *
- * with the ticks of each bucket that has any (a tick falls in the first bound of BOUNDS_MS it
- * does not exceed).
+ * Preload (`node --import`) for the masters bench/heartbeats.ts starts: the master's event-loop
+ * lateness (loop-lateness-core.mjs), one MCP_BENCH_LOOP line on stderr every 100 ms.
  * The bench sums the lines of a phase's window (its clock is the same CLOCK_MONOTONIC), so the
  * master's own delays are told apart from the load generator's pauses, which its round trips
  * include. Not the master's /metrics: a scrape to start the window would be inside it.
  */
-const BOUNDS_MS = [1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 100, 200, 500, Infinity]
-const TICK_MS = 10
+import { reportLoopLateness } from "./loop-lateness-core.mjs"
 
-let counts = BOUNDS_MS.map(() => 0)
-let max = 0
-let due = performance.now() + TICK_MS
-setInterval(() => {
-  const now = performance.now()
-  const late = Math.max(0, now - due)
-  due = now + TICK_MS
-  counts[BOUNDS_MS.findIndex((bound) => late <= bound)]++
-  if (late > max) max = late
-}, TICK_MS).unref()
-setInterval(() => {
-  const buckets = BOUNDS_MS.flatMap((bound, i) => (counts[i] === 0 ? [] : [`${bound}:${counts[i]}`]))
-  process.stderr.write(`MCP_BENCH_LOOP ${process.hrtime.bigint() / 1000n} ${max.toFixed(1)} ${buckets.join(" ")}\n`)
-  counts = BOUNDS_MS.map(() => 0)
-  max = 0
-}, 100).unref()
+reportLoopLateness((line) => process.stderr.write(`${line}\n`))

@@ -10,6 +10,7 @@ import {
   SupervisorSettings,
   TransitionSink
 } from "../src/nodes/NodeSupervisors.js"
+import * as DeadlineTimer from "../src/nodes/DeadlineTimer.js"
 import { advance, settle } from "./ClockSteps.js"
 
 type Answer = "ok" | "fail" | "hang"
@@ -517,7 +518,7 @@ describe("NodeSupervisors with max_rate: the interval each node is given", () =>
       const last = Option.getOrThrow(yield* h.supervisors.health("n7")).lastHeartbeat!.getTime()
       const toUnhealthy = (yield* h.transitions).find((t) => t.node === "n7" && t.to === "unhealthy")
       expect(toUnhealthy).toBeDefined()
-      const bound = HeartbeatCadence.detectionBoundMs(cadence, nodes, { missThreshold: THRESHOLD, probeTimeoutMs: PROBE_TIMEOUT, addresses: 1 })
+      const bound = HeartbeatCadence.detectionBoundMs(cadence, nodes, { missThreshold: THRESHOLD, probeTimeoutMs: PROBE_TIMEOUT, addresses: 1, deadlineLatenessMs: DeadlineTimer.ROUND_MS })
       expect(toUnhealthy!.at.getTime() - last).toBeLessThanOrEqual(bound)
       // Not before its own interval was missed miss_threshold times: nobody else was suspected.
       expect(toUnhealthy!.at.getTime() - last).toBeGreaterThanOrEqual(THRESHOLD * HeartbeatCadence.baseIntervalMs(cadence, nodes))

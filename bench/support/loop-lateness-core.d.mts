@@ -1,0 +1,2 @@
+/** See loop-lateness-core.mjs. */
+export declare const reportLoopLateness: (report: (line: string) => void) => void
