@@ -45,14 +45,14 @@ export const firstIntervalMs = (policy: CadencePolicy, nodes: number, random: nu
 
 /**
  * The longest a node that falls silent right after a heartbeat goes without a probe, plus the
- * probe's time: `missThreshold` of its (longest) intervals, each seen passed up to
- * `deadlineLatenessMs` late (the master's deadline timer works in rounds), then one probe timeout
- * per address.
+ * probe's time: `missThreshold` of its (longest) intervals, the last of them seen passed up to
+ * `deadlineLatenessMs` late (the master's deadline timer works in rounds; each next deadline is
+ * counted from the one before, so the lateness does not add up), then one probe timeout per address.
  */
 export const detectionBoundMs = (
   policy: CadencePolicy,
   nodes: number,
   health: { readonly missThreshold: number; readonly probeTimeoutMs: number; readonly addresses: number; readonly deadlineLatenessMs?: number }
 ): number =>
-  (Math.floor(baseIntervalMs(policy, nodes) * (1 + policy.jitter)) + (health.deadlineLatenessMs ?? 0)) * health.missThreshold +
+  Math.floor(baseIntervalMs(policy, nodes) * (1 + policy.jitter)) * health.missThreshold + (health.deadlineLatenessMs ?? 0) +
   health.probeTimeoutMs * Math.max(1, health.addresses)

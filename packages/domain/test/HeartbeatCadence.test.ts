@@ -77,6 +77,6 @@ describe("HeartbeatCadence: the interval each node is given", () => {
     expect(nextIntervalMs(p, 10_000, 0)).toBe(100_000)
     expect(nextIntervalMs(p, 10_000, 0.999999)).toBe(109_999)
     expect(detectionBoundMs(p, 10_000, { missThreshold: 3, probeTimeoutMs: 5_000, addresses: 1 })).toBe(335_000)
-    expect(detectionBoundMs(p, 10_000, { missThreshold: 3, probeTimeoutMs: 5_000, addresses: 1, deadlineLatenessMs: 50 })).toBe(335_150)
+    expect(detectionBoundMs(p, 10_000, { missThreshold: 3, probeTimeoutMs: 5_000, addresses: 1, deadlineLatenessMs: 50 })).toBe(335_050)
   })
 })

@@ -9,8 +9,9 @@
  * It runs on Effect's Clock (so TestClock drives it in tests): the fiber races its sleep against a
  * wake-up that `schedule` sends only for a time earlier than the one it sleeps until.
  *
- * Rounds are at least ROUND_MS apart: what falls due sooner than that after a round waits for the
- * next, so an entry is handed on at most ROUND_MS after its time. In a large fleet some node's
+ * While entries keep falling due, rounds are ROUND_MS apart: what falls due sooner than that after
+ * a round waits for the next, so an entry is handed on at most ROUND_MS after its time (an entry
+ * earlier than the one the timer sleeps for still wakes it at once). In a large fleet some node's
  * deadline falls due every few milliseconds (10,000 nodes at a 10 s interval: 1,000 a second),
  * and a round for each, with the two fibers its race forks, was most of what a master at rest cost
  * (bench/heartbeats.ts, its paced phase). A sleep that short is not raced: an entry scheduled
@@ -19,11 +20,14 @@
 import * as Failures from "@mcp/rpc/Failures"
 import { Clock, Duration, Effect, type Scope } from "effect"
 
-/** The least time between two rounds of the timer, and so the most an entry is handed on after its time. */
+/** The time between two rounds of the timer while entries keep falling due, and so the most an entry is handed on after its time. */
 export const ROUND_MS = 50
 
 export interface DeadlineTimer<A> {
-  /** `onDue(item, at)` runs once the clock reaches `at`, within ROUND_MS of it. Several entries of one item may be pending. */
+  /**
+   * `onDue(item, at)` runs once the clock reaches `at`, within ROUND_MS of it (of the call, for an
+   * `at` already past), plus whatever holds the event loop. Several entries of one item may be pending.
+   */
   readonly schedule: (at: number, item: A) => void
   /** Entries waiting, for tests and figures. */
   readonly size: () => number
@@ -112,8 +116,10 @@ export const make = <A>(onDue: (item: A, at: number) => Effect.Effect<void>): Ef
       }
       const next = ats.length > 0 ? ats[0]! : Infinity
       if (next < now + ROUND_MS) {
-        // Not woken meanwhile (sleepingUntil stays -Infinity): whatever is scheduled is looked at when this ends.
-        yield* Effect.sleep(Duration.millis(ROUND_MS))
+        // Not woken meanwhile (sleepingUntil stays -Infinity): whatever is scheduled is looked at
+        // when this ends, ROUND_MS after this round began (the hand-overs took some of it).
+        const after = yield* Clock.currentTimeMillis
+        yield* Effect.sleep(Duration.millis(Math.max(0, now + ROUND_MS - after)))
         return
       }
       wakeAsked = false
