@@ -1,7 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Names, type Node } from "@mcp/domain"
 import { Clock, Context, Effect, FastCheck as fc, Layer, Option, TestClock } from "effect"
-import { layerSqlite, MasterDb } from "../src/db/MasterDb.js"
+import { SqlClient } from "@effect/sql"
+import { mkdtempSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { layerSqlite, MasterDb, WAL_AUTOCHECKPOINT_PAGES } from "../src/db/MasterDb.js"
 import { HeartbeatRecords } from "../src/nodes/HeartbeatRecords.js"
 import { settle } from "./ClockSteps.js"
 
@@ -84,6 +88,17 @@ describe("HeartbeatRecords: heartbeats written in batches", () => {
       writing = false
       expect(turns).toBeGreaterThanOrEqual(9)
       expect((yield* db.nodes).filter((r) => r.lastHeartbeat !== undefined).length).toBe(names.length)
+    }))
+
+  it.scoped("the master's database copies its write-ahead log back every 250 pages, not SQLite's 1,000: the commit that does it holds the event loop", () =>
+    Effect.gen(function* () {
+      const file = join(mkdtempSync(join(tmpdir(), "mcp-master-wal-")), "master.db")
+      const context = yield* Layer.build(layerSqlite(file))
+      const sql = Context.get(context, SqlClient.SqlClient)
+      const [journal] = yield* sql<{ journal_mode: string }>`PRAGMA journal_mode`
+      const [checkpoint] = yield* sql<{ wal_autocheckpoint: number }>`PRAGMA wal_autocheckpoint`
+      expect([journal?.journal_mode, checkpoint?.wal_autocheckpoint]).toEqual(["wal", WAL_AUTOCHECKPOINT_PAGES])
+      expect(WAL_AUTOCHECKPOINT_PAGES).toBe(250)
     }))
 
   it.scoped("what is pending when the master stops is written on the way out", () =>

@@ -48,6 +48,12 @@ export const layer = (options: {
   readonly upTo?: number
   /** `NORMAL` trades the last transactions before a power cut for fewer fsyncs (WAL keeps the file consistent). */
   readonly synchronous?: "FULL" | "NORMAL"
+  /**
+   * The write-ahead log's size, in pages, at which a commit also copies it into the database
+   * (SQLite's default: 1,000). That commit holds the event loop for all of the copy: a smaller log
+   * is copied more often, each time for less.
+   */
+  readonly walAutocheckpointPages?: number
 }) => {
   const pragmas = Layer.effectDiscard(
     Effect.gen(function* () {
@@ -55,6 +61,7 @@ export const layer = (options: {
       yield* sql`PRAGMA foreign_keys = ON`
       yield* sql`PRAGMA busy_timeout = 5000`
       if (options.synchronous !== undefined) yield* sql.unsafe(`PRAGMA synchronous = ${options.synchronous}`)
+      if (options.walAutocheckpointPages !== undefined) yield* sql.unsafe(`PRAGMA wal_autocheckpoint = ${Math.floor(options.walAutocheckpointPages)}`)
     })
   )
   const applied = options.upTo === undefined ? options.migrations : Object.fromEntries(Object.entries(options.migrations).slice(0, options.upTo))
