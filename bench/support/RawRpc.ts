@@ -62,7 +62,7 @@ export const makePoster = (target: Target, sockets: number): Poster => {
   // used in turn (fifo), so none goes idle past the server's keep-alive timeout (5 s) under load
   // and has to be made again in the next burst (Node's default, lifo, leaves most of them idle);
   // and all of them share one TLS context, where an agent with `ca` would parse it again for each
-  // connection (20-30 ms of this process's event loop when a burst opened a few at once).
+  // connection (20-47 ms of this process's event loop when a burst opened a few at once).
   const secureContext = tls.createSecureContext({ ca: target.ca })
   const agent = new https.Agent({ keepAlive: true, maxSockets: sockets, secureContext, scheduling: "fifo", timeout: POOLED_IDLE_TIMEOUT_MS })
   let id = 0
