@@ -148,8 +148,8 @@ describe("HeartbeatRecords: heartbeats written in batches", () => {
       yield* records.flush
       expect((yield* placements).length).toBe(4 + many.length)
       expect(yield* learned).toBe(3 + many.length)
-      // All known placed now (read back in that write): noting them again notes nothing.
-      yield* db.placedAmong(many)
+      // Known placed once that write committed, without reading them back: noting them again notes nothing.
+      expect(many.every(db.placedNow)).toBe(true)
       records.noteServices("n1", report(...many), 0)
       yield* records.flush
       expect(yield* learned).toBe(3 + many.length)
@@ -182,13 +182,15 @@ describe("HeartbeatRecords: heartbeats written in batches", () => {
     }))
 
   it.effect.prop(
-    "placedAmong, answered from what it read before, always agrees with the table: through places (one or many at once), unplaces and writes rolled back",
+    "placedAmong, answered from what it read before or was told after a commit, always agrees with the table: through places (one or many at once), unplaces, learning and writes rolled back",
     [fc.array(
       fc.oneof(
         fc.record({ op: fc.constant("place" as const), service: fc.integer({ min: 0, max: 5 }) }),
         fc.record({ op: fc.constant("unplace" as const), service: fc.integer({ min: 0, max: 5 }) }),
         fc.record({ op: fc.constant("rolledBack" as const), service: fc.integer({ min: 0, max: 5 }) }),
         fc.record({ op: fc.constant("placeAll" as const), services: fc.uniqueArray(fc.integer({ min: 0, max: 5 }), { maxLength: 4 }) }),
+        // As HeartbeatRecords learns: placeAll in a transaction, remembered once it committed (or not, when it failed after).
+        fc.record({ op: fc.constant("learn" as const), services: fc.uniqueArray(fc.integer({ min: 0, max: 5 }), { maxLength: 4 }), commits: fc.boolean() }),
         fc.record({ op: fc.constant("ask" as const), services: fc.uniqueArray(fc.integer({ min: 0, max: 5 }), { maxLength: 4 }) })
       ),
       { maxLength: 40 }
@@ -201,7 +203,17 @@ describe("HeartbeatRecords: heartbeats written in batches", () => {
           if (o.op === "place") yield* db.place(svc(o.service), "n1")
           else if (o.op === "unplace") yield* db.unplace(svc(o.service))
           else if (o.op === "placeAll") yield* db.placeAll(o.services.map((i) => ({ service: svc(i), node: "n2" })))
-          else if (o.op === "rolledBack") {
+          else if (o.op === "learn") {
+            const services = o.services.map(svc)
+            const write = Effect.gen(function* () {
+              yield* db.placeAll(services.map((service) => ({ service, node: "n2" })))
+              const mark = db.placementsMark()
+              if (!o.commits) return yield* Effect.fail("undone" as const)
+              return mark
+            })
+            const committed = yield* Effect.either(db.withTransaction(write))
+            if (committed._tag === "Right") db.rememberPlaced(committed.right, services)
+          } else if (o.op === "rolledBack") {
             // A write inside a transaction that fails: the table is as before, and so must the answers be.
             yield* Effect.either(db.withTransaction(Effect.zipRight(db.place(svc(o.service), "n2"), Effect.fail("undone" as const))))
           } else {

@@ -338,6 +338,20 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
             ON CONFLICT (service) DO UPDATE SET node = excluded.node, placed_at = excluded.placed_at`.pipe(Effect.asVoid)
         })),
       unplace: (service: string) => placedCache.writing(service, sql`DELETE FROM placements WHERE service = ${service}`.pipe(Effect.asVoid)),
+      /**
+       * Where the placements' writes stand now: taken right after a `placeAll` inside a
+       * transaction, and given to `rememberPlaced` once that transaction committed.
+       */
+      placementsMark: (): number => placedCache.generation(),
+      /**
+       * Remembers `services` as placed, without a query, after the transaction whose `placeAll`
+       * placed them committed; `mark` is `placementsMark()` taken just after that `placeAll`. If a
+       * write of placements started or ended since, nothing is remembered (the next `placedAmong`
+       * reads them). Without it, a service learnt from a heartbeat was read back by
+       * the next heartbeat that reported it: at 10,000 nodes a second round of lookups, and of
+       * noted services, after every node's first heartbeat (bench/heartbeats.ts).
+       */
+      rememberPlaced: (mark: number, services: ReadonlyArray<string>): void => placedCache.fill(mark, services, new Set(services)),
 
       storeDefinition: (service: string, definition: unknown) => storeDefinition({ service, definition, storedAt: now() }),
       definition: (service: string) => Effect.map(definition(service), Option.map((d) => d.definition)),

@@ -78,10 +78,16 @@ export class HeartbeatRecords extends Effect.Service<HeartbeatRecords>()("@mcp/m
           const busy = yield* db.busyAmong(unplaced.map((service) => ({ service, since: new Date(batch.get(service)!.settledSince) })))
           const learned = unplaced.filter((service) => !busy.has(service)).map((service) => ({ service, node: batch.get(service)!.node }))
           yield* db.placeAll(learned)
+          const mark = db.placementsMark()
           yield* db.addEvents(learned.map(({ node, service }) => ({ node, kind: "node" as const, service, message: `placement learned from ${node}'s heartbeat` })))
+          return { mark, learned }
         })
+      // Once committed, what was placed is known placed: the next heartbeats note none of it.
       return inTurns(Arr.chunksOf([...batch.keys()], LEARN_CHUNK), (chunk) =>
-        db.withTransaction(learnChunk(chunk)).pipe(Effect.catchAll((e) => Failures.reported(`learning ${chunk.length} placements from heartbeats`, e))))
+        db.withTransaction(learnChunk(chunk)).pipe(
+          Effect.map(({ learned, mark }) => db.rememberPlaced(mark, learned.map((l) => l.service))),
+          Effect.catchAll((e) => Failures.reported(`learning ${chunk.length} placements from heartbeats`, e))
+        ))
     })
 
     const flush = Effect.zipRight(writeResources, learn)
