@@ -7,7 +7,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import * as dgram from "node:dgram"
-import { accessSync, constants, mkdtempSync, rmSync, statSync } from "node:fs"
+import { accessSync, constants, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs"
 import * as net from "node:net"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
@@ -34,9 +34,43 @@ export const requireBinary = (binary: string, neededFor: string, fix: string): s
   throw new Error(`${binary} is not installed (needed for ${neededFor}). ${fix}`)
 }
 
-/** A free TCP port on 127.0.0.1 (bound, then released: a small race the tests accept). */
-export const freeTcpPort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
+const bindsTcp = (port: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const s = net.createServer()
+    s.once("error", () => resolve(false))
+    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)))
+  })
+
+/**
+ * The lowest port the kernel gives outgoing connections (Linux's ip_local_port_range, 32768 by
+ * default): a port under it is never taken by a connection's own end.
+ */
+const ephemeralLow = (): number => {
+  try {
+    const low = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0])
+    return Number.isInteger(low) ? low : 32768
+  } catch {
+    return 32768
+  }
+}
+const FIRST_CHOSEN_PORT = 10_000
+
+/**
+ * A free TCP port on 127.0.0.1, bound, then released for a daemon to bind: a race the tests
+ * accept, made small. It is drawn under the ports the kernel gives outgoing connections: one the
+ * kernel picked (listen on 0) is from the range it also gives the thousands of connections a run
+ * opens, and any of them may take it before the daemon binds it (a fresh-clone run once failed
+ * with EADDRINUSE in Dashboard.test.ts).
+ */
+export const freeTcpPort = async (): Promise<number> => {
+  const low = ephemeralLow()
+  if (low - FIRST_CHOSEN_PORT >= 1_000) {
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const port = FIRST_CHOSEN_PORT + Math.floor(Math.random() * (low - FIRST_CHOSEN_PORT))
+      if (await bindsTcp(port)) return port
+    }
+  }
+  return new Promise((resolve, reject) => {
     const server = net.createServer()
     server.once("error", reject)
     server.listen(0, "127.0.0.1", () => {
@@ -44,13 +78,7 @@ export const freeTcpPort = (): Promise<number> =>
       server.close(() => resolve(port))
     })
   })
-
-const bindsTcp = (port: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    const s = net.createServer()
-    s.once("error", () => resolve(false))
-    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)))
-  })
+}
 
 const bindsUdp = (port: number): Promise<number | undefined> =>
   new Promise((resolve) => {
