@@ -58,8 +58,8 @@
  *
  * MCP_BENCH_MASTER_NODE_FLAGS="<flags>" puts node flags on each master's command line (V8's heap
  * flags, --trace-gc, an --import), to measure what a flag changes against the same load. They come
- * before the unit's NODE_OPTIONS flags (test/support/Units.ts), which win where both set one: to
- * try another young generation size, change packaging/systemd/mcp-master.service.
+ * before the unit's Node flags (NODE_OPTIONS and MCP_NODE_FLAGS, test/support/Units.ts), which win
+ * where both set one: to try another young generation size, change packaging/systemd/mcp-master.service.
  * MCP_BENCH_MASTER_LOG=<prefix> appends each master's output to <prefix>-<label>.log (what
  * --trace-gc prints, for instance); otherwise only its last lines are kept.
  *

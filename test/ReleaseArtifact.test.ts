@@ -104,6 +104,20 @@ describe("the release on a Debian node without Node", () => {
     ])
   })
 
+  it("gives Node the flags of MCP_NODE_FLAGS, which NODE_OPTIONS refuses (a large fleet's master sets its young generation there)", () => {
+    const flags = "--min-semi-space-size=8"
+    const asUnit = onNode(`MCP_NODE_FLAGS="${flags}" ${INSTALLED}/mcp-master --version`)
+    expect(asUnit.status, asUnit.output).toBe(0)
+    expect(asUnit.stdout).toMatch(/^mcp-master /)
+    // Node's, not the program's: a flag Node does not know stops it before the program starts.
+    const unknown = onNode(`MCP_NODE_FLAGS="--no-such-node-flag" ${INSTALLED}/mcp-master --version`)
+    expect(unknown.status).not.toBe(0)
+    expect(unknown.output).toMatch(/bad option: --no-such-node-flag/)
+    // The same flag through NODE_OPTIONS is refused, which is why the launcher has its own variable.
+    const viaOptions = onNode(`NODE_OPTIONS="${flags}" ${INSTALLED}/mcp-master --version`)
+    expect(viaOptions.output).toMatch(/is not allowed in NODE_OPTIONS/)
+  })
+
   it("says which names it answers to when started under another one", () => {
     const r = onNode(`ln -s ${INSTALLED}/mcp /usr/local/bin/other && other --version`)
     expect(r.status).toBe(2)

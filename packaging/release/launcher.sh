@@ -9,7 +9,9 @@
 # injected): on Node 20 such an executable keeps about 11 MiB more of its own pages resident than
 # the same Node unmodified, in every process (measured with a one-line script: 51.6 MiB against
 # 40.3 MiB), which an idle daemon on a small node cannot spare.
-# Node's own flags come from NODE_OPTIONS (the units set it); arguments are the program's.
+# Node's own flags come from NODE_OPTIONS (the units set it), and those NODE_OPTIONS refuses (V8's
+# --min-semi-space-size, for one) from MCP_NODE_FLAGS (an operator's drop-in), put before the
+# program's bundle. Arguments are the program's.
 case "${0##*/}" in
   mcp | mcp-agent | mcp-master) program="${0##*/}" ;;
   *)
@@ -23,4 +25,7 @@ if [ ! -x "$lib/node" ] || [ ! -f "$lib/$program.mjs" ]; then
   echo "$program: this release is incomplete: $lib/node or $lib/$program.mjs is missing; install the release again" >&2
   exit 1
 fi
-exec "$lib/node" "$lib/$program.mjs" "$@"
+# MCP_NODE_FLAGS is split on spaces on purpose (one flag per word), and never globbed.
+set -f
+# shellcheck disable=SC2086
+exec "$lib/node" ${MCP_NODE_FLAGS-} "$lib/$program.mjs" "$@"

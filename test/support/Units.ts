@@ -21,5 +21,12 @@ export const unitEnvironment = (unit: DaemonUnit): Record<string, string> => {
   return env
 }
 
-/** The unit's NODE_OPTIONS as node command-line flags (for a daemon started as `node <bin>`). */
-export const unitNodeFlags = (unit: DaemonUnit): ReadonlyArray<string> => (unitEnvironment(unit)["NODE_OPTIONS"] ?? "").split(/\s+/).filter((f) => f !== "")
+/**
+ * The unit's Node flags as node command-line flags (for a daemon started as `node <bin>`): its
+ * NODE_OPTIONS, and its MCP_NODE_FLAGS (those NODE_OPTIONS refuses, which the release's launcher
+ * puts on Node's command line).
+ */
+export const unitNodeFlags = (unit: DaemonUnit): ReadonlyArray<string> => {
+  const env = unitEnvironment(unit)
+  return [env["NODE_OPTIONS"], env["MCP_NODE_FLAGS"]].flatMap((flags) => (flags ?? "").split(/\s+/)).filter((f) => f !== "")
+}
