@@ -54,6 +54,8 @@ const ephemeralLow = (): number => {
   }
 }
 const FIRST_CHOSEN_PORT = 10_000
+/** Ports this process handed out: each is free until its daemon binds it, so it is not drawn twice. */
+const handedOut = new Set<number>()
 
 /**
  * A free TCP port on 127.0.0.1, bound, then released for a daemon to bind: a race the tests
@@ -67,7 +69,9 @@ export const freeTcpPort = async (): Promise<number> => {
   if (low - FIRST_CHOSEN_PORT >= 1_000) {
     for (let attempt = 0; attempt < 50; attempt++) {
       const port = FIRST_CHOSEN_PORT + Math.floor(Math.random() * (low - FIRST_CHOSEN_PORT))
-      if (await bindsTcp(port)) return port
+      if (handedOut.has(port) || !(await bindsTcp(port))) continue
+      handedOut.add(port)
+      return port
     }
   }
   return new Promise((resolve, reject) => {

@@ -190,7 +190,14 @@ describe("HeartbeatRecords: heartbeats written in batches", () => {
         fc.record({ op: fc.constant("rolledBack" as const), service: fc.integer({ min: 0, max: 5 }) }),
         fc.record({ op: fc.constant("placeAll" as const), services: fc.uniqueArray(fc.integer({ min: 0, max: 5 }), { maxLength: 4 }) }),
         // As HeartbeatRecords learns: placeAll in a transaction, remembered once it committed (or not, when it failed after).
-        fc.record({ op: fc.constant("learn" as const), services: fc.uniqueArray(fc.integer({ min: 0, max: 5 }), { maxLength: 4 }), commits: fc.boolean() }),
+        // `meddles`: another write of a learnt service's row inside that transaction after placeAll,
+        // or after the commit and before the remember: what is remembered must not outlive it.
+        fc.record({
+          op: fc.constant("learn" as const),
+          services: fc.uniqueArray(fc.integer({ min: 0, max: 5 }), { maxLength: 4 }),
+          commits: fc.boolean(),
+          meddles: fc.constantFrom("no" as const, "inside" as const, "after commit" as const)
+        }),
         fc.record({ op: fc.constant("ask" as const), services: fc.uniqueArray(fc.integer({ min: 0, max: 5 }), { maxLength: 4 }) })
       ),
       { maxLength: 40 }
@@ -205,14 +212,18 @@ describe("HeartbeatRecords: heartbeats written in batches", () => {
           else if (o.op === "placeAll") yield* db.placeAll(o.services.map((i) => ({ service: svc(i), node: "n2" })))
           else if (o.op === "learn") {
             const services = o.services.map(svc)
+            const meddle = services.length === 0 ? Effect.void : db.unplace(services[0]!)
             const write = Effect.gen(function* () {
-              yield* db.placeAll(services.map((service) => ({ service, node: "n2" })))
-              const mark = db.placementsMark()
+              const mark = yield* db.placeAll(services.map((service) => ({ service, node: "n2" })))
+              if (o.meddles === "inside") yield* meddle
               if (!o.commits) return yield* Effect.fail("undone" as const)
               return mark
             })
             const committed = yield* Effect.either(db.withTransaction(write))
-            if (committed._tag === "Right") db.rememberPlaced(committed.right, services)
+            if (committed._tag === "Right") {
+              if (o.meddles === "after commit") yield* meddle
+              db.rememberPlaced(committed.right, services)
+            }
           } else if (o.op === "rolledBack") {
             // A write inside a transaction that fails: the table is as before, and so must the answers be.
             yield* Effect.either(db.withTransaction(Effect.zipRight(db.place(svc(o.service), "n2"), Effect.fail("undone" as const))))

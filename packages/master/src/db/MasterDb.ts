@@ -330,28 +330,38 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
       place: (service: string, node: string) =>
         placedCache.writing(service, sql`INSERT INTO placements (service, node, placed_at) VALUES (${service}, ${node}, ${now()})
           ON CONFLICT (service) DO UPDATE SET node = excluded.node, placed_at = excluded.placed_at`.pipe(Effect.asVoid)),
-      /** `place` for each entry, in one statement (keep a call under SQLite's parameter limit). */
-      placeAll: (entries: ReadonlyArray<{ readonly service: string; readonly node: string }>) =>
-        entries.length === 0 ? Effect.void : placedCache.writingAll(entries.map((e) => e.service), Effect.suspend(() => {
-          const at = now()
-          return sql`INSERT INTO placements ${sql.insert(entries.map((e) => ({ service: e.service, node: e.node, placed_at: at })))}
-            ON CONFLICT (service) DO UPDATE SET node = excluded.node, placed_at = excluded.placed_at`.pipe(Effect.asVoid)
-        })),
+      /**
+       * `place` for each entry, in one statement (keep a call under SQLite's parameter limit). It
+       * returns the mark `rememberPlaced` takes once the transaction it ran in has committed, or
+       * undefined when another write of placements started or ended while it ran (a write outside
+       * a transaction shares the connection, so it may land inside this one).
+       */
+      placeAll: (entries: ReadonlyArray<{ readonly service: string; readonly node: string }>): Effect.Effect<number | undefined, SqlError> =>
+        Effect.suspend(() => {
+          if (entries.length === 0) return Effect.succeed(placedCache.generation())
+          const before = placedCache.generation()
+          const services = entries.map((e) => e.service)
+          return placedCache.writingAll(services, Effect.suspend(() => {
+            const at = now()
+            return sql`INSERT INTO placements ${sql.insert(entries.map((e) => ({ service: e.service, node: e.node, placed_at: at })))}
+              ON CONFLICT (service) DO UPDATE SET node = excluded.node, placed_at = excluded.placed_at`.pipe(Effect.asVoid)
+          })).pipe(Effect.map(() => {
+            const after = placedCache.generation()
+            return after - before === placedCache.bumpsOfWritingAll(services.length) ? after : undefined
+          }))
+        }),
       unplace: (service: string) => placedCache.writing(service, sql`DELETE FROM placements WHERE service = ${service}`.pipe(Effect.asVoid)),
       /**
-       * Where the placements' writes stand now: taken right after a `placeAll` inside a
-       * transaction, and given to `rememberPlaced` once that transaction committed.
-       */
-      placementsMark: (): number => placedCache.generation(),
-      /**
        * Remembers `services` as placed, without a query, after the transaction whose `placeAll`
-       * placed them committed; `mark` is `placementsMark()` taken just after that `placeAll`. If a
-       * write of placements started or ended since, nothing is remembered (the next `placedAmong`
-       * reads them). Without it, a service learnt from a heartbeat was read back by
+       * placed them committed; `mark` is what that `placeAll` returned. If it returned undefined,
+       * or a write of placements started or ended since, nothing is remembered (the next
+       * `placedAmong` reads them). Without it, a service learnt from a heartbeat was read back by
        * the next heartbeat that reported it: at 10,000 nodes a second round of lookups, and of
        * noted services, after every node's first heartbeat (bench/heartbeats.ts).
        */
-      rememberPlaced: (mark: number, services: ReadonlyArray<string>): void => placedCache.fill(mark, services, new Set(services)),
+      rememberPlaced: (mark: number | undefined, services: ReadonlyArray<string>): void => {
+        if (mark !== undefined) placedCache.fill(mark, services, new Set(services))
+      },
 
       storeDefinition: (service: string, definition: unknown) => storeDefinition({ service, definition, storedAt: now() }),
       definition: (service: string) => Effect.map(definition(service), Option.map((d) => d.definition)),
@@ -391,7 +401,9 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
  * master learning placements from heartbeats, one write per service, read the table again for
  * every heartbeat: 0.8 ms each at 10,000 nodes, bench/heartbeats.ts.) A lookup stores what it
  * read only if no write started or ended meanwhile (the generation is unchanged), so a read that
- * raced a write is never kept. The map holds one boolean per service name heartbeats reported.
+ * raced a write is never kept. The same rule lets a committed `placeAll` store what it wrote
+ * (`rememberPlaced`): only if no other write ran from its start to the moment it is stored. The
+ * map holds one boolean per service name heartbeats reported.
  */
 const makePlacedCache = () => {
   let generation = 0
@@ -423,6 +435,8 @@ const makePlacedCache = () => {
         forget(service)
         return Effect.ensuring(write, Effect.sync(() => forget(service)))
       }),
+    /** How much `writingAll` of `count` services moves the generation by itself (each is forgotten at its start and at its end). */
+    bumpsOfWritingAll: (count: number) => 2 * count,
     /** Runs `write`, which writes the rows of `services` and no other. */
     writingAll: <A, E, R>(services: ReadonlyArray<string>, write: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
       Effect.suspend(() => {

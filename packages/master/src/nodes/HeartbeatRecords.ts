@@ -77,8 +77,7 @@ export class HeartbeatRecords extends Effect.Service<HeartbeatRecords>()("@mcp/m
           const unplaced = chunk.filter((service) => !placed.has(service))
           const busy = yield* db.busyAmong(unplaced.map((service) => ({ service, since: new Date(batch.get(service)!.settledSince) })))
           const learned = unplaced.filter((service) => !busy.has(service)).map((service) => ({ service, node: batch.get(service)!.node }))
-          yield* db.placeAll(learned)
-          const mark = db.placementsMark()
+          const mark = yield* db.placeAll(learned)
           yield* db.addEvents(learned.map(({ node, service }) => ({ node, kind: "node" as const, service, message: `placement learned from ${node}'s heartbeat` })))
           return { mark, learned }
         })
