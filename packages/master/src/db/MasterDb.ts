@@ -339,15 +339,10 @@ export class MasterDb extends Effect.Service<MasterDb>()("@mcp/master/MasterDb",
       placeAll: (entries: ReadonlyArray<{ readonly service: string; readonly node: string }>): Effect.Effect<number | undefined, SqlError> =>
         Effect.suspend(() => {
           if (entries.length === 0) return Effect.succeed(placedCache.generation())
-          const before = placedCache.generation()
-          const services = entries.map((e) => e.service)
-          return placedCache.writingAll(services, Effect.suspend(() => {
+          return placedCache.writingAll(entries.map((e) => e.service), Effect.suspend(() => {
             const at = now()
             return sql`INSERT INTO placements ${sql.insert(entries.map((e) => ({ service: e.service, node: e.node, placed_at: at })))}
               ON CONFLICT (service) DO UPDATE SET node = excluded.node, placed_at = excluded.placed_at`.pipe(Effect.asVoid)
-          })).pipe(Effect.map(() => {
-            const after = placedCache.generation()
-            return after - before === placedCache.bumpsOfWritingAll(services.length) ? after : undefined
           }))
         }),
       unplace: (service: string) => placedCache.writing(service, sql`DELETE FROM placements WHERE service = ${service}`.pipe(Effect.asVoid)),
@@ -435,13 +430,19 @@ const makePlacedCache = () => {
         forget(service)
         return Effect.ensuring(write, Effect.sync(() => forget(service)))
       }),
-    /** How much `writingAll` of `count` services moves the generation by itself (each is forgotten at its start and at its end). */
-    bumpsOfWritingAll: (count: number) => 2 * count,
-    /** Runs `write`, which writes the rows of `services` and no other. */
-    writingAll: <A, E, R>(services: ReadonlyArray<string>, write: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    /**
+     * Runs `write`, which writes the rows of `services` and no other. Once it succeeded, the
+     * generation for `fill`, or undefined when another write started or ended while it ran (its
+     * own forgetting moves the generation by two for each service, once at its start and once at
+     * its end).
+     */
+    writingAll: <E, R>(services: ReadonlyArray<string>, write: Effect.Effect<void, E, R>): Effect.Effect<number | undefined, E, R> =>
       Effect.suspend(() => {
+        const before = generation
         services.forEach(forget)
-        return Effect.ensuring(write, Effect.sync(() => services.forEach(forget)))
+        return Effect.ensuring(write, Effect.sync(() => services.forEach(forget))).pipe(
+          Effect.map(() => (generation - before === 2 * services.length ? generation : undefined))
+        )
       })
   }
 }
