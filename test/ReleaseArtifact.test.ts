@@ -104,7 +104,7 @@ describe("the release on a Debian node without Node", () => {
     ])
   })
 
-  it("gives Node the flags of MCP_NODE_FLAGS, which NODE_OPTIONS refuses (a large fleet's master sets its young generation there)", () => {
+  it("gives Node the flags of MCP_NODE_FLAGS, which NODE_OPTIONS refuses (V8's young generation's floor, for one)", () => {
     // Two flags, one word each, as a drop-in gives them.
     const flags = "--min-semi-space-size=8 --stack-trace-limit=20"
     const asUnit = onNode(`MCP_NODE_FLAGS="${flags}" ${INSTALLED}/mcp-master --version`)

@@ -45,6 +45,25 @@ describe("HeartbeatRecords: heartbeats written in batches", () => {
       expect(yield* stored("n2")).toEqual(Option.some({ containers: 7, lastHeartbeat: new Date(400).toISOString() }))
     }))
 
+  it.scoped("a node's later heartbeats are written by later writes, every resource as the heartbeat said it, not as its object became", () =>
+    Effect.gen(function* () {
+      const { db, dbContext, stored } = yield* harness
+      const records = Context.get(yield* Layer.build(HeartbeatRecords.Default.pipe(Layer.provide(Layer.succeedContext(dbContext)))), HeartbeatRecords)
+      records.recordAt("n1", resources(1), 100)
+      yield* records.flush
+      expect(yield* stored("n1")).toEqual(Option.some({ containers: 1, lastHeartbeat: new Date(100).toISOString() }))
+      // Each field different from the first heartbeat's, and the object changed after it was given.
+      const later = { cpuCores: 4, load1: 1.5, memoryTotalBytes: 2e9, memoryFreeBytes: 1e9, diskTotalBytes: 2e10, diskFreeBytes: 1e10, containers: 2 }
+      records.recordAt("n1", later, 1_500)
+      const said = { ...later }
+      later.containers = 99
+      later.load1 = 9
+      yield* records.flush
+      const row = (yield* db.nodes).find((r) => r.info.name === "n1")
+      expect(row?.resources).toEqual(said)
+      expect(row?.lastHeartbeat).toBe(new Date(1_500).toISOString())
+    }))
+
   it.scoped("a write holds every node's latest, in statements of many rows; a node removed since its heartbeat is not written back", () =>
     Effect.gen(function* () {
       const { db, dbContext, stored } = yield* harness

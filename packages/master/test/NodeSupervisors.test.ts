@@ -105,16 +105,21 @@ describe("NodeSupervisors", () => {
       yield* h.supervisors.watch("n1", ["n1-a:7000"])
       yield* h.supervisors.heartbeat("n1")
       yield* settle
+      // Each heartbeat moves the deadline one interval on: none is ever missed.
+      const missedBeforeEach: Array<number> = []
       for (let elapsed = 0; elapsed < 10_000; elapsed += 900) {
         yield* advance(900)
+        missedBeforeEach.push(Option.getOrThrow(yield* h.supervisors.health("n1")).missed)
         yield* h.supervisors.heartbeat("n1")
       }
       yield* settle
+      expect(missedBeforeEach.every((missed) => missed === 0)).toBe(true)
       expect(yield* h.moves).toEqual(["unknown->healthy"])
       expect(yield* h.probes).toEqual([])
       const health = Option.getOrThrow(yield* h.supervisors.health("n1"))
       expect(health.missed).toBe(0)
       expect(health.lastHeartbeat?.getTime()).toBe(yield* now)
+      expect(health.deadline.getTime()).toBe((yield* now) + health.intervalMs)
     })
   )
 

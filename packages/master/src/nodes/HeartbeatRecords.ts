@@ -22,7 +22,7 @@
 import type { Node } from "@mcp/domain"
 import * as Failures from "@mcp/rpc/Failures"
 import { inTurns } from "@mcp/rpc/IoTurn"
-import { Array as Arr, Effect } from "effect"
+import { Array as Arr, Clock, Effect } from "effect"
 import { MasterDb } from "../db/MasterDb.js"
 
 /** How often what heartbeats noted since the last write is written. */
@@ -44,23 +44,80 @@ interface Noted {
   readonly settledSince: number
 }
 
+/**
+ * A node's latest resources and heartbeat time, kept from one heartbeat to the next and written
+ * over in place: a heartbeat copies its numbers into its node's slot rather than leaving its own
+ * objects for the next write. What a heartbeat left lived up to a second, past V8's young
+ * generation, so a master taking 2,000 heartbeats a second moved all of it to its old generation
+ * and collected it there (NodeSupervisors' NodeRecord: the figures).
+ */
+interface Slot {
+  readonly name: string
+  readonly resources: { -readonly [K in keyof Node.Resources]: Node.Resources[K] }
+  /** Clock millis of the heartbeat that brought them. */
+  at: number
+  /** Changed since the last write began: on the list of slots the next write takes. */
+  dirty: boolean
+}
+
+/** A node's slot is let go once it has had no heartbeat for this long (a node removed, or gone for good). */
+const SLOT_IDLE_MS = 10 * 60_000
+
+/** Copies the declared resources of `from` into `into`, keeping nothing of `from`. */
+const copyResources = (into: Slot["resources"], from: Node.Resources): void => {
+  into.cpuCores = from.cpuCores
+  into.load1 = from.load1
+  into.memoryTotalBytes = from.memoryTotalBytes
+  into.memoryFreeBytes = from.memoryFreeBytes
+  into.diskTotalBytes = from.diskTotalBytes
+  into.diskFreeBytes = from.diskFreeBytes
+  into.containers = from.containers
+}
+
+/** A new slot's resources: every declared field, so that one added to Node.Resources is not left out of copyResources unseen. */
+const copyOf = (from: Node.Resources): Slot["resources"] => {
+  const all: { -readonly [K in keyof Node.Resources]-?: Node.Resources[K] } = {
+    cpuCores: from.cpuCores,
+    load1: from.load1,
+    memoryTotalBytes: from.memoryTotalBytes,
+    memoryFreeBytes: from.memoryFreeBytes,
+    diskTotalBytes: from.diskTotalBytes,
+    diskFreeBytes: from.diskFreeBytes,
+    containers: from.containers
+  }
+  return all
+}
+
 export class HeartbeatRecords extends Effect.Service<HeartbeatRecords>()("@mcp/master/HeartbeatRecords", {
   scoped: Effect.gen(function* () {
     const db = yield* MasterDb
-    let pending = new Map<string, { readonly name: string; readonly resources: Node.Resources; readonly at: Date }>()
+    const slots = new Map<string, Slot>()
+    let dirty: Array<Slot> = []
     let noted = new Map<string, Noted>()
 
     // A failed write is logged and counted; the next heartbeats of those nodes write them again.
     // In the order of the nodes' names, the key SQLite finds their rows by: a transaction then
     // rewrites neighbouring pages, not pages all over the table. 2,000 of 10,000 nodes took 12-15 µs
     // a row in name order against 26 µs in arrival order (better-sqlite3, WAL, chunks of 200).
+    // A chunk's rows are read from the slots when it is written: a heartbeat that came meanwhile
+    // is written with it, and again with the next write.
     const writeResources = Effect.suspend(() => {
-      if (pending.size === 0) return Effect.void
-      const batch = [...pending.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-      pending = new Map()
-      return inTurns(Arr.chunksOf(batch, RESOURCES_CHUNK), (chunk) =>
-        db.heartbeats(chunk).pipe(Effect.catchAll((e) => Failures.reported(`writing ${chunk.length} nodes' heartbeats to the master database`, e))))
+      if (dirty.length === 0) return Effect.void
+      const batch = dirty.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      dirty = []
+      for (const slot of batch) slot.dirty = false
+      return inTurns(Arr.chunksOf(batch, RESOURCES_CHUNK), (chunk) => {
+        const rows = chunk.map((slot) => ({ name: slot.name, resources: slot.resources, at: new Date(slot.at) }))
+        return db.heartbeats(rows).pipe(Effect.catchAll((e) => Failures.reported(`writing ${chunk.length} nodes' heartbeats to the master database`, e)))
+      })
     })
+
+    // The slots of nodes silent for SLOT_IDLE_MS, let go once a minute: a scan of 10,000 slots is
+    // well under a millisecond.
+    const dropIdleSlots = Effect.map(Clock.currentTimeMillis, (now) => {
+      for (const [name, slot] of slots) if (!slot.dirty && now - slot.at > SLOT_IDLE_MS) slots.delete(name)
+    })
+    yield* Effect.sleep("1 minute").pipe(Effect.zipRight(dropIdleSlots), Effect.forever, Effect.forkScoped)
 
     // A transaction per chunk of what was noted; a failed one is logged and counted, and what it
     // held is noted again by the next heartbeats that report it.
@@ -94,9 +151,20 @@ export class HeartbeatRecords extends Effect.Service<HeartbeatRecords>()("@mcp/m
     // What came in the last second is written on the way out.
     yield* Effect.addFinalizer(() => flush)
 
-    /** Keeps `node`'s latest resources, received at `at` (clock millis), for the next write. */
+    /** Keeps `node`'s latest resources, received at `at` (clock millis), for the next write (copied: see Slot). */
     const recordAt = (node: string, resources: Node.Resources, at: number): void => {
-      pending.set(node, { name: node, resources, at: new Date(at) })
+      const slot = slots.get(node)
+      if (slot === undefined) {
+        const made: Slot = { name: node, resources: copyOf(resources), at, dirty: true }
+        slots.set(node, made)
+        dirty.push(made)
+        return
+      }
+      copyResources(slot.resources, resources)
+      slot.at = at
+      if (slot.dirty) return
+      slot.dirty = true
+      dirty.push(slot)
     }
 
     /**
