@@ -99,15 +99,15 @@ export class HeartbeatRecords extends Effect.Service<HeartbeatRecords>()("@mcp/m
     // In the order of the nodes' names, the key SQLite finds their rows by: a transaction then
     // rewrites neighbouring pages, not pages all over the table. 2,000 of 10,000 nodes took 12-15 µs
     // a row in name order against 26 µs in arrival order (better-sqlite3, WAL, chunks of 200).
-    // A chunk's rows are read from the slots when it is written: a heartbeat that came meanwhile
-    // is written with it, and again with the next write.
+    // A chunk's rows are read from the slots when its turn comes, a row's resources and time
+    // together: a heartbeat that came meanwhile is written with it, and again with the next write.
     const writeResources = Effect.suspend(() => {
       if (dirty.length === 0) return Effect.void
       const batch = dirty.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
       dirty = []
       for (const slot of batch) slot.dirty = false
       return inTurns(Arr.chunksOf(batch, RESOURCES_CHUNK), (chunk) => {
-        const rows = chunk.map((slot) => ({ name: slot.name, resources: slot.resources, at: new Date(slot.at) }))
+        const rows = chunk.map((slot) => ({ name: slot.name, resources: { ...slot.resources }, at: new Date(slot.at) }))
         return db.heartbeats(rows).pipe(Effect.catchAll((e) => Failures.reported(`writing ${chunk.length} nodes' heartbeats to the master database`, e)))
       })
     })

@@ -120,8 +120,8 @@ type PendingTransition = Omit<HealthTransition, "node">
 /**
  * What survives a crash of the node fiber, so the next incarnation resumes where it stopped.
  * Replaced whole by each step, except by a heartbeat that changes nothing but its time, the
- * interval given and the deadline (a healthy node, the fixed threshold): those three fields are
- * written in place. A record per heartbeat lived until the node's next heartbeat, seconds later,
+ * interval given and the deadline (a healthy node with no deadline missed and no probe out, the
+ * fixed threshold): those three fields are written in place. A record per heartbeat lived until the node's next heartbeat, seconds later,
  * so V8 moved every one to its old generation and collected it there. With HeartbeatRecords'
  * slots, which do the same for resources, a master of 10,000 nodes taking 2,000 heartbeats a second
  * promoted 0.3 MB/s instead of 1.3 (bench/heartbeats.ts, --trace-gc-nvp): its old generation
@@ -157,8 +157,9 @@ interface NodeRecord {
 interface Cell {
   readonly node: string
   /**
-   * Read and replaced only in synchronous steps (nothing yields between reading it and writing
-   * the next one), so a heartbeat and the node fiber never interleave within a step; a plain
+   * Read and replaced (or, by a heartbeat that changes only its time, interval and deadline,
+   * written in place: NodeRecord) only in synchronous steps, nothing yielding between reading it
+   * and writing it, so a heartbeat and the node fiber never interleave within a step; a plain
    * field rather than a Ref so that a heartbeat can be stepped without running an effect.
    */
   record: NodeRecord
@@ -287,7 +288,8 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
     // Every node's deadline is an entry of one timer (DeadlineTimer.ts). A heartbeat moves the
     // deadline later without touching the timer: when the entry falls due, it is set again for the
     // deadline then, and the node fiber is woken only for a deadline that really passed. A deadline
-    // moved earlier (phi) gets an entry of its own; the later one falls away when it comes.
+    // moved earlier (phi, or a shorter interval given) gets an entry of its own; the later one falls
+    // away when it comes.
     const deadlines = yield* DeadlineTimer.make<Cell>((cell, at) =>
       Effect.gen(function* () {
         if (cell.gone || at !== cell.armedFor) return // unwatched, or an earlier entry took over
@@ -484,8 +486,9 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
       if (cell === undefined) return undefined
       const intervalMs = nextInterval(cells.size, cell.record.lastHeartbeat === undefined, random)
       cell.heartbeats++
-      // A healthy node's heartbeat with the fixed threshold moves its time, interval and deadline
-      // in place (NodeRecord): what stepHealth would give is the same health and no action.
+      // The heartbeat of a healthy node with no deadline missed and no probe out, with the fixed
+      // threshold, moves its time, interval and deadline in place (NodeRecord): stepHealth would
+      // give the same health and no action.
       const r = cell.record
       if (config.phi === undefined && r.health.status === "healthy" && r.health.missed === 0 && !r.health.probing) {
         r.lastHeartbeat = at
@@ -501,7 +504,7 @@ export class NodeSupervisors extends Effect.Service<NodeSupervisors>()("@mcp/mas
         const [actions, next] = stepRecord(r, Health.HealthEvent.HeartbeatReceived(), policy, at, heartbeatPatch(r, at, intervalMs, config.phi?.threshold))
         return [[actions.length > 0, next.deadlineAt] as const, next]
       })
-      // A deadline moved earlier (phi) gets its timer entry here; a later one waits for the entry it has.
+      // A deadline moved earlier (phi, or a shorter interval) gets its timer entry here; a later one waits for the entry it has.
       arm(cell, deadlineAt)
       if (transitions) post(cell, { _tag: "HeartbeatStepped" })
       return intervalMs
