@@ -19,7 +19,7 @@
  * map lookup per service, so every heartbeat can be answered at once (DirectCall.routeImmediate).
  * What a killed master had noted is noted again by the next heartbeats.
  */
-import type { Node } from "@mcp/domain"
+import { Node } from "@mcp/domain"
 import * as Failures from "@mcp/rpc/Failures"
 import { inTurns } from "@mcp/rpc/IoTurn"
 import { Array as Arr, Clock, Effect } from "effect"
@@ -63,29 +63,13 @@ interface Slot {
 /** A node's slot is let go once it has had no heartbeat for this long (a node removed, or gone for good). */
 const SLOT_IDLE_MS = 10 * 60_000
 
-/** Copies the declared resources of `from` into `into`, keeping nothing of `from`. */
-const copyResources = (into: Slot["resources"], from: Node.Resources): void => {
-  into.cpuCores = from.cpuCores
-  into.load1 = from.load1
-  into.memoryTotalBytes = from.memoryTotalBytes
-  into.memoryFreeBytes = from.memoryFreeBytes
-  into.diskTotalBytes = from.diskTotalBytes
-  into.diskFreeBytes = from.diskFreeBytes
-  into.containers = from.containers
-}
+/** The fields of Node.Resources, from its schema: what a slot holds and a heartbeat copies. */
+const RESOURCE_FIELDS = Object.keys(Node.Resources.fields) as ReadonlyArray<keyof Node.Resources>
 
-/** A new slot's resources: every declared field, so that one added to Node.Resources is not left out of copyResources unseen. */
-const copyOf = (from: Node.Resources): Slot["resources"] => {
-  const all: { -readonly [K in keyof Node.Resources]-?: Node.Resources[K] } = {
-    cpuCores: from.cpuCores,
-    load1: from.load1,
-    memoryTotalBytes: from.memoryTotalBytes,
-    memoryFreeBytes: from.memoryFreeBytes,
-    diskTotalBytes: from.diskTotalBytes,
-    diskFreeBytes: from.diskFreeBytes,
-    containers: from.containers
-  }
-  return all
+/** Copies the declared resources of `from` into `into` and returns it, keeping nothing of `from`. */
+const copyResources = (into: Slot["resources"], from: Node.Resources): Slot["resources"] => {
+  for (const field of RESOURCE_FIELDS) into[field] = from[field]
+  return into
 }
 
 export class HeartbeatRecords extends Effect.Service<HeartbeatRecords>()("@mcp/master/HeartbeatRecords", {
@@ -155,7 +139,7 @@ export class HeartbeatRecords extends Effect.Service<HeartbeatRecords>()("@mcp/m
     const recordAt = (node: string, resources: Node.Resources, at: number): void => {
       const slot = slots.get(node)
       if (slot === undefined) {
-        const made: Slot = { name: node, resources: copyOf(resources), at, dirty: true }
+        const made: Slot = { name: node, resources: copyResources({} as Slot["resources"], resources), at, dirty: true }
         slots.set(node, made)
         dirty.push(made)
         return

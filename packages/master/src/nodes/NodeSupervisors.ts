@@ -121,11 +121,11 @@ type PendingTransition = Omit<HealthTransition, "node">
  * What survives a crash of the node fiber, so the next incarnation resumes where it stopped.
  * Replaced whole by each step, except by a heartbeat that changes nothing but its time, the
  * interval given and the deadline (a healthy node with no deadline missed and no probe out, the
- * fixed threshold): those three fields are written in place. A record per heartbeat lived until the node's next heartbeat, seconds later,
- * so V8 moved every one to its old generation and collected it there. With HeartbeatRecords'
- * slots, which do the same for resources, a master of 10,000 nodes taking 2,000 heartbeats a second
- * promoted 0.3 MB/s instead of 1.3 (bench/heartbeats.ts, --trace-gc-nvp): its old generation
- * fills about four times slower.
+ * fixed threshold): those three fields are written in place. A record per heartbeat lived until
+ * the node's next heartbeat, seconds later, so V8 moved every one to its old generation and
+ * collected it there. With HeartbeatRecords' slots, which do the same for resources, a master of
+ * 10,000 nodes taking 2,000 heartbeats a second promoted 0.3 MB/s instead of 1.3
+ * (bench/heartbeats.ts, --trace-gc-nvp): its old generation fills about four times slower.
  */
 interface NodeRecord {
   readonly health: Health.HealthState
